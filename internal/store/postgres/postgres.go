@@ -1,0 +1,92 @@
+// Package postgres is the storage backend for several replicas: PostgreSQL
+// through pgx (database/sql adapter), the shared source of truth. Migrations take
+// an advisory lock, so replicas starting together migrate once.
+package postgres
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/gatehouse-gw/gatehouse/internal/store/migrate"
+	"github.com/gatehouse-gw/gatehouse/internal/store/sqlstore"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// migrationLock is an arbitrary advisory-lock id owned by Gatehouse.
+const migrationLock = 0x6761746568 // "gateh"
+
+// Open connects to the database at dsn (postgres://…) and migrates it.
+func Open(ctx context.Context, dsn string) (*sqlstore.DB, error) {
+	db, err := sql.Open("pgx", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	db.SetMaxOpenConns(32)
+	db.SetMaxIdleConns(16)
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("postgres: connect: %w", redactDSNError(err, dsn))
+	}
+	sub, _ := fs.Sub(migrations, "migrations")
+	lock := func(ctx context.Context, tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, migrationLock)
+		return err
+	}
+	if err := migrate.Up(ctx, db, sub, lock, rebind); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	return sqlstore.New(db, Dialect), nil
+}
+
+var _ = stdlib.GetDefaultDriver // registers the "pgx" driver
+
+func rebind(q string) string {
+	var b strings.Builder
+	n := 0
+	for _, c := range q {
+		if c == '?' {
+			n++
+			b.WriteString("$" + strconv.Itoa(n))
+			continue
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
+
+// redactDSNError keeps a password in the DSN out of error messages.
+func redactDSNError(err error, dsn string) error {
+	cfg, perr := pgconn.ParseConfig(dsn)
+	if perr != nil || cfg.Password == "" {
+		return err
+	}
+	return errors.New(strings.ReplaceAll(err.Error(), cfg.Password, "[REDACTED]"))
+}
+
+// Dialect is PostgreSQL's flavour of SQL for sqlstore.
+var Dialect = sqlstore.Dialect{
+	Name:         "postgres",
+	Numbered:     true,
+	IsUnique:     func(err error) bool { return pgCode(err) == "23505" },
+	IsForeignKey: func(err error) bool { return pgCode(err) == "23503" },
+}
+
+func pgCode(err error) string {
+	var e *pgconn.PgError
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return ""
+}

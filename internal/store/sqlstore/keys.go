@@ -1,0 +1,101 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"time"
+
+	"github.com/gatehouse-gw/gatehouse/internal/store"
+	"github.com/gatehouse-gw/gatehouse/internal/vkey"
+)
+
+const keyCols = `id, kind, name, hash, hint, principal_id, team_id, scope, expires_at, revoked_at, created_at, last_used_at, version`
+
+// CreateKey implements vkey.Store.
+func (s *DB) CreateKey(ctx context.Context, k vkey.Key) error {
+	_, err := s.exec(ctx, s.db, `INSERT INTO keys (`+keyCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)`,
+		k.ID, string(k.Kind), k.Name, k.Hash, k.Hint, k.PrincipalID, k.TeamID, toJSON(k.Scope),
+		nullMicros(k.ExpiresAt), nullMicros(k.RevokedAt), micros(k.CreatedAt), nullMicros(k.LastUsedAt))
+	if errors.Is(err, store.ErrInUse) { // FK: principal missing
+		return store.ErrNotFound
+	}
+	return err
+}
+
+func scanKey(row interface{ Scan(...any) error }) (vkey.Key, error) {
+	var k vkey.Key
+	var kind, scope string
+	var expires, revoked, lastUsed sql.NullInt64
+	var created int64
+	err := row.Scan(&k.ID, &kind, &k.Name, &k.Hash, &k.Hint, &k.PrincipalID, &k.TeamID, &scope,
+		&expires, &revoked, &created, &lastUsed, &k.Version)
+	if errors.Is(err, sql.ErrNoRows) {
+		return vkey.Key{}, store.ErrNotFound
+	}
+	if err != nil {
+		return vkey.Key{}, err
+	}
+	k.Kind = vkey.Kind(kind)
+	k.ExpiresAt, k.RevokedAt, k.LastUsedAt = fromNullMicros(expires), fromNullMicros(revoked), fromNullMicros(lastUsed)
+	k.CreatedAt = fromMicros(created)
+	return k, fromJSON(scope, &k.Scope)
+}
+
+// KeyByHash implements vkey.Store.
+func (s *DB) KeyByHash(ctx context.Context, hash string) (vkey.Key, error) {
+	return scanKey(s.db.QueryRowContext(ctx, s.q(`SELECT `+keyCols+` FROM keys WHERE hash = ?`), hash))
+}
+
+// Key implements vkey.Store.
+func (s *DB) Key(ctx context.Context, id string) (vkey.Key, error) {
+	return scanKey(s.db.QueryRowContext(ctx, s.q(`SELECT `+keyCols+` FROM keys WHERE id = ?`), id))
+}
+
+// ListKeys implements vkey.Store.
+func (s *DB) ListKeys(ctx context.Context, f vkey.Filter) ([]vkey.Key, error) {
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT `+keyCols+` FROM keys
+		WHERE (? = '' OR kind = ?) AND (? = '' OR principal_id = ?) AND (? = '' OR team_id = ?)
+		AND (? = 1 OR revoked_at IS NULL) ORDER BY created_at, id`),
+		string(f.Kind), string(f.Kind), f.PrincipalID, f.PrincipalID, f.TeamID, f.TeamID, boolInt(f.IncludeRevoked))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []vkey.Key
+	for rows.Next() {
+		k, err := scanKey(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, k)
+	}
+	return out, rows.Err()
+}
+
+// RevokeKey implements vkey.Store. Revoking a revoked key keeps the first time.
+func (s *DB) RevokeKey(ctx context.Context, id string, at time.Time, version int64) (vkey.Key, error) {
+	res, err := s.exec(ctx, s.db, `UPDATE keys SET revoked_at = COALESCE(revoked_at, ?), version = version + 1
+		WHERE id = ? AND (? = 0 OR version = ?)`, micros(at), id, version, version)
+	if err != nil {
+		return vkey.Key{}, err
+	}
+	if err := s.checkVersioned(ctx, s.db, res, "keys", id); err != nil {
+		return vkey.Key{}, err
+	}
+	return s.Key(ctx, id)
+}
+
+// TouchKeys implements vkey.Store. It does not bump versions: last use is not
+// an edit, and must not make an admin's If-Match fail.
+func (s *DB) TouchKeys(ctx context.Context, used map[string]time.Time) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		for id, t := range used {
+			if _, err := s.exec(ctx, tx, `UPDATE keys SET last_used_at = ? WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)`,
+				micros(t), id, micros(t)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}

@@ -1,0 +1,216 @@
+// Package sqlstore is the SQL core that the SQLite and PostgreSQL backends share.
+// It implements every domain package's Store interface over database/sql; a
+// Dialect supplies what differs (placeholders, error classification). Schemas
+// and migrations belong to the backends.
+//
+// Conventions: times are BIGINT unix microseconds UTC; booleans are integers 0/1;
+// lists and small structs are JSON text; every mutable row has a version column
+// that each write increments (optimistic concurrency, see package store).
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gatehouse-gw/gatehouse/internal/store"
+)
+
+// Dialect is what differs between SQL backends.
+type Dialect struct {
+	Name         string
+	Numbered     bool             // placeholders are $1, $2 … instead of ?
+	IsUnique     func(error) bool // unique or primary-key violation
+	IsForeignKey func(error) bool // foreign-key violation
+}
+
+// DB is a store over one *sql.DB.
+type DB struct {
+	db *sql.DB
+	d  Dialect
+
+	mu      sync.RWMutex
+	rebound map[string]string
+}
+
+// New wraps db. The caller has migrated it.
+func New(db *sql.DB, d Dialect) *DB {
+	return &DB{db: db, d: d, rebound: make(map[string]string)}
+}
+
+// SQL returns the underlying database handle.
+func (s *DB) SQL() *sql.DB { return s.db }
+
+// Close closes the database.
+func (s *DB) Close() error { return s.db.Close() }
+
+// Ping checks that the database answers.
+func (s *DB) Ping(ctx context.Context) error { return s.db.PingContext(ctx) }
+
+// q rewrites ? placeholders for the dialect; queries are written with ? and never
+// contain a literal question mark.
+func (s *DB) q(query string) string {
+	if !s.d.Numbered {
+		return query
+	}
+	s.mu.RLock()
+	r, ok := s.rebound[query]
+	s.mu.RUnlock()
+	if ok {
+		return r
+	}
+	var b strings.Builder
+	n := 0
+	for _, c := range query {
+		if c == '?' {
+			n++
+			b.WriteByte('$')
+			b.WriteString(strconv.Itoa(n))
+			continue
+		}
+		b.WriteRune(c)
+	}
+	r = b.String()
+	s.mu.Lock()
+	s.rebound[query] = r
+	s.mu.Unlock()
+	return r
+}
+
+type execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+func (s *DB) exec(ctx context.Context, e execer, query string, args ...any) (sql.Result, error) {
+	res, err := e.ExecContext(ctx, s.q(query), args...)
+	return res, s.classify(err)
+}
+
+func (s *DB) classify(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case s.d.IsUnique != nil && s.d.IsUnique(err):
+		return fmt.Errorf("%w: %v", store.ErrExists, err)
+	case s.d.IsForeignKey != nil && s.d.IsForeignKey(err):
+		return fmt.Errorf("%w: %v", store.ErrInUse, err)
+	}
+	return err
+}
+
+func (s *DB) tx(ctx context.Context, fn func(*sql.Tx) error) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+// bumpConfig increments the config generation inside tx, telling every replica
+// that routing or prices changed.
+func (s *DB) bumpConfig(ctx context.Context, tx *sql.Tx) error {
+	_, err := s.exec(ctx, tx, `UPDATE meta SET value = value + 1 WHERE name = 'config_version'`)
+	return err
+}
+
+// ConfigVersion returns the config generation: it changes whenever providers or
+// prices do, so replicas know when to rebuild their snapshot.
+func (s *DB) ConfigVersion(ctx context.Context) (int64, error) {
+	var v int64
+	err := s.db.QueryRowContext(ctx, s.q(`SELECT value FROM meta WHERE name = 'config_version'`)).Scan(&v)
+	return v, err
+}
+
+// Secret returns the sealed secret stored under name, or store.ErrNotFound.
+func (s *DB) Secret(ctx context.Context, name string) ([]byte, error) {
+	var b []byte
+	err := s.db.QueryRowContext(ctx, s.q(`SELECT sealed FROM secrets WHERE name = ?`), name).Scan(&b)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, store.ErrNotFound
+	}
+	return b, err
+}
+
+// PutSecretIfAbsent stores sealed under name unless a secret of that name exists,
+// and returns whichever is stored. Replicas racing at first start agree on one.
+func (s *DB) PutSecretIfAbsent(ctx context.Context, name string, sealed []byte) ([]byte, error) {
+	_, err := s.exec(ctx, s.db, `INSERT INTO secrets (name, sealed, created_at) VALUES (?, ?, ?)`, name, sealed, micros(time.Now()))
+	if err != nil && !errors.Is(err, store.ErrExists) {
+		return nil, err
+	}
+	return s.Secret(ctx, name)
+}
+
+func micros(t time.Time) int64 { return t.UnixMicro() }
+
+func fromMicros(v int64) time.Time { return time.UnixMicro(v).UTC() }
+
+func nullMicros(t *time.Time) sql.NullInt64 {
+	if t == nil {
+		return sql.NullInt64{}
+	}
+	return sql.NullInt64{Int64: t.UnixMicro(), Valid: true}
+}
+
+func fromNullMicros(v sql.NullInt64) *time.Time {
+	if !v.Valid {
+		return nil
+	}
+	t := fromMicros(v.Int64)
+	return &t
+}
+
+func toJSON(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(fmt.Sprintf("sqlstore: marshal %T: %v", v, err)) // only our own plain types reach here
+	}
+	return string(b)
+}
+
+func fromJSON(s string, v any) error {
+	if err := json.Unmarshal([]byte(s), v); err != nil {
+		return fmt.Errorf("sqlstore: corrupt JSON column: %w", err)
+	}
+	return nil
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// checkVersioned turns the result of a versioned UPDATE or DELETE into
+// ErrNotFound or ErrConflict when it touched no row.
+func (s *DB) checkVersioned(ctx context.Context, e execer, res sql.Result, table, id string) error {
+	n, err := res.RowsAffected()
+	if err != nil {
+		return err
+	}
+	if n == 1 {
+		return nil
+	}
+	var one int
+	err = e.QueryRowContext(ctx, s.q(`SELECT 1 FROM `+table+` WHERE id = ?`), id).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.ErrNotFound
+	}
+	if err != nil {
+		return err
+	}
+	return store.ErrConflict
+}

@@ -1,0 +1,81 @@
+// Package usage records what every data-plane call consumed: tokens as the
+// upstream reported them (or as counted locally, flagged), the cost at the model's
+// price, status and latency. One Record per request, keyed by its request id.
+package usage
+
+import (
+	"context"
+	"time"
+)
+
+// Tokens is a call's token usage, normalised across providers. Input counts every
+// input token, cached and cache-writing ones included; CachedInput and CacheWrite
+// are the parts of Input billed at other prices.
+type Tokens struct {
+	Input       int64 `json:"input_tokens"`
+	CachedInput int64 `json:"cached_input_tokens"`
+	CacheWrite  int64 `json:"cache_write_tokens"`
+	Output      int64 `json:"output_tokens"`
+}
+
+// Total returns input plus output tokens.
+func (t Tokens) Total() int64 { return t.Input + t.Output }
+
+// Record is one data-plane call. It never holds a secret: keys appear by id only.
+type Record struct {
+	ID                string    `json:"request_id"`
+	Time              time.Time `json:"time"`
+	KeyID             string    `json:"key_id"`
+	PrincipalID       string    `json:"principal_id"`
+	TeamID            string    `json:"team_id,omitempty"`
+	Endpoint          string    `json:"endpoint"`
+	Model             string    `json:"model"`
+	Provider          string    `json:"provider"`
+	Stream            bool      `json:"stream"`
+	Status            int       `json:"status"`
+	ErrorCode         string    `json:"error_code,omitempty"`
+	Tokens                      // embedded: its fields sit at the top level in JSON
+	CostMicros        int64     `json:"cost_micros"`
+	Priced            bool      `json:"priced"`    // false: no price known for the model, cost is 0
+	Estimated         bool      `json:"estimated"` // true: usage counted locally, upstream gave none
+	LatencyMillis     int64     `json:"latency_ms"`
+	UpstreamRequestID string    `json:"upstream_request_id,omitempty"`
+}
+
+// Query selects records. Zero fields do not filter.
+type Query struct {
+	KeyID       string
+	PrincipalID string
+	TeamID      string
+	Model       string
+	Since       time.Time
+	Until       time.Time
+	Limit       int // 0: the store's default (1000)
+}
+
+// GroupBy names a dimension for Summarize.
+type GroupBy string
+
+const (
+	ByKey       GroupBy = "key"
+	ByPrincipal GroupBy = "principal"
+	ByTeam      GroupBy = "team"
+	ByModel     GroupBy = "model"
+	ByDay       GroupBy = "day"
+)
+
+// Summary is the usage of one group.
+type Summary struct {
+	Group      string `json:"group"`
+	Requests   int64  `json:"requests"`
+	Tokens            // embedded
+	CostMicros int64  `json:"cost_micros"`
+	Estimated  int64  `json:"estimated_requests"`
+}
+
+// Store is what usage needs from storage.
+type Store interface {
+	InsertUsage(ctx context.Context, r Record) error
+	ListUsage(ctx context.Context, q Query) ([]Record, error)
+	SummarizeUsage(ctx context.Context, q Query, by GroupBy) ([]Summary, error)
+}

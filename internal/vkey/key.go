@@ -1,0 +1,138 @@
+package vkey
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/gatehouse-gw/gatehouse/internal/glob"
+)
+
+// Key is what the store knows of a key: everything but the key itself.
+type Key struct {
+	ID          string     `json:"id"`
+	Kind        Kind       `json:"kind"`
+	Name        string     `json:"name"`
+	Hash        string     `json:"-"` // stored form, see Hasher; never leaves the server
+	Hint        string     `json:"hint"`
+	PrincipalID string     `json:"principal_id"`
+	TeamID      string     `json:"team_id,omitempty"`
+	Scope       Scope      `json:"scope"`
+	ExpiresAt   *time.Time `json:"expires_at,omitempty"`
+	RevokedAt   *time.Time `json:"revoked_at,omitempty"`
+	CreatedAt   time.Time  `json:"created_at"`
+	LastUsedAt  *time.Time `json:"last_used_at,omitempty"`
+	Version     int64      `json:"version"`
+}
+
+// Endpoints that a scope can name.
+const (
+	EndpointChat        = "chat"        // POST /v1/chat/completions
+	EndpointCompletions = "completions" // POST /v1/completions
+	EndpointEmbeddings  = "embeddings"  // POST /v1/embeddings
+	EndpointResponses   = "responses"   // POST /v1/responses
+	EndpointMessages    = "messages"    // POST /v1/messages (Anthropic)
+	EndpointModels      = "models"      // GET /v1/models
+)
+
+// Endpoints lists every endpoint name a scope may use.
+var Endpoints = []string{EndpointChat, EndpointCompletions, EndpointEmbeddings, EndpointResponses, EndpointMessages, EndpointModels}
+
+// Scope narrows what a key may do. An empty list means "no restriction" for that
+// dimension; restrictions combine with AND.
+type Scope struct {
+	Models    []string `json:"models,omitempty"`     // model name globs
+	Endpoints []string `json:"endpoints,omitempty"`  // see Endpoints
+	CIDRs     []string `json:"source_cidrs,omitempty"` // caller address ranges
+}
+
+// Validate checks that every part of s parses.
+func (s Scope) Validate() error {
+	for _, e := range s.Endpoints {
+		if !slices.Contains(Endpoints, e) {
+			return fmt.Errorf("unknown endpoint %q (want one of %v)", e, Endpoints)
+		}
+	}
+	for _, c := range s.CIDRs {
+		if _, err := netip.ParsePrefix(c); err != nil {
+			if _, err := netip.ParseAddr(c); err != nil {
+				return fmt.Errorf("bad source CIDR %q", c)
+			}
+		}
+	}
+	for _, m := range s.Models {
+		if m == "" {
+			return errors.New("empty model pattern")
+		}
+	}
+	return nil
+}
+
+// AllowsModel reports whether the scope admits model.
+func (s Scope) AllowsModel(model string) bool {
+	return len(s.Models) == 0 || glob.MatchAny(s.Models, model)
+}
+
+// AllowsEndpoint reports whether the scope admits endpoint.
+func (s Scope) AllowsEndpoint(endpoint string) bool {
+	return len(s.Endpoints) == 0 || slices.Contains(s.Endpoints, endpoint)
+}
+
+// AllowsAddr reports whether the scope admits a caller at addr.
+func (s Scope) AllowsAddr(addr netip.Addr) bool {
+	if len(s.CIDRs) == 0 {
+		return true
+	}
+	addr = addr.Unmap()
+	for _, c := range s.CIDRs {
+		if p, err := netip.ParsePrefix(c); err == nil {
+			if p.Contains(addr) {
+				return true
+			}
+		} else if a, err := netip.ParseAddr(c); err == nil && a.Unmap() == addr {
+			return true
+		}
+	}
+	return false
+}
+
+// State returns why k cannot be used at now, or nil.
+func (k Key) State(now time.Time) error {
+	if k.RevokedAt != nil && !now.Before(*k.RevokedAt) {
+		return ErrRevoked
+	}
+	if k.ExpiresAt != nil && !now.Before(*k.ExpiresAt) {
+		return ErrExpired
+	}
+	return nil
+}
+
+// Errors from Verifier.Verify. None names the key.
+var (
+	ErrUnknown = errors.New("vkey: unknown key")
+	ErrRevoked = errors.New("vkey: key revoked")
+	ErrExpired = errors.New("vkey: key expired")
+)
+
+// Filter selects keys in List.
+type Filter struct {
+	Kind        Kind
+	PrincipalID string
+	TeamID      string
+	IncludeRevoked bool
+}
+
+// Store is what vkey needs from storage.
+type Store interface {
+	CreateKey(ctx context.Context, k Key) error
+	KeyByHash(ctx context.Context, hash string) (Key, error)
+	Key(ctx context.Context, id string) (Key, error)
+	ListKeys(ctx context.Context, f Filter) ([]Key, error)
+	// RevokeKey sets revoked_at; version is the expected version or store.AnyVersion.
+	RevokeKey(ctx context.Context, id string, at time.Time, version int64) (Key, error)
+	// TouchKeys records last-used times, keeping the later of stored and given.
+	TouchKeys(ctx context.Context, used map[string]time.Time) error
+}

@@ -1,0 +1,164 @@
+package vkey
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/gatehouse-gw/gatehouse/internal/store"
+)
+
+// Verifier authenticates presented keys: checksum, then hash, then a short-lived
+// cache, then the store. Cached entries live for TTL, which bounds how long a
+// revocation made by another replica takes to be seen; revocations made through
+// this process are seen at once (Forget).
+//
+// Last-used times are collected in memory and written by Run in batches, so that
+// authentication does no store write on the request path.
+type Verifier struct {
+	store  Store
+	hasher *Hasher
+	ttl    time.Duration
+	now    func() time.Time
+	log    *slog.Logger
+
+	mu    sync.Mutex
+	cache map[string]cacheEntry // by hash
+	used  map[string]time.Time  // key id → last use
+}
+
+type cacheEntry struct {
+	key     Key
+	err     error // ErrUnknown is cached too, briefly, to blunt guessing floods
+	fetched time.Time
+}
+
+// VerifierOptions configures a Verifier; zero values take defaults.
+type VerifierOptions struct {
+	TTL    time.Duration    // default 2s
+	Now    func() time.Time // default time.Now
+	Logger *slog.Logger
+}
+
+// NewVerifier returns a Verifier over st.
+func NewVerifier(st Store, h *Hasher, o VerifierOptions) *Verifier {
+	if o.TTL <= 0 {
+		o.TTL = 2 * time.Second
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Verifier{store: st, hasher: h, ttl: o.TTL, now: o.Now, log: o.Logger,
+		cache: make(map[string]cacheEntry), used: make(map[string]time.Time)}
+}
+
+// Hasher returns the hasher in use.
+func (v *Verifier) Hasher() *Hasher { return v.hasher }
+
+// Verify returns the key for presented, which must be of kind want. Errors are
+// ErrMalformed, ErrChecksum, ErrUnknown, ErrRevoked, ErrExpired or a store error.
+func (v *Verifier) Verify(ctx context.Context, presented string, want Kind) (Key, error) {
+	kind, secret, err := Parse(presented)
+	if err != nil {
+		return Key{}, err
+	}
+	if kind != want {
+		return Key{}, ErrUnknown
+	}
+	return v.lookup(ctx, v.hasher.Hash(secret))
+}
+
+// VerifyHash is Verify for a caller that hashed the key itself (a dev-mode admin
+// key of free form, for instance).
+func (v *Verifier) VerifyHash(ctx context.Context, hash string) (Key, error) {
+	return v.lookup(ctx, hash)
+}
+
+func (v *Verifier) lookup(ctx context.Context, hash string) (Key, error) {
+	now := v.now()
+	v.mu.Lock()
+	e, ok := v.cache[hash]
+	v.mu.Unlock()
+	if !ok || now.Sub(e.fetched) >= v.ttl {
+		k, err := v.store.KeyByHash(ctx, hash)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			err = ErrUnknown
+		case err != nil:
+			return Key{}, err // a store fault is not cached
+		}
+		e = cacheEntry{key: k, err: err, fetched: now}
+		v.mu.Lock()
+		if len(v.cache) > 100_000 { // bound memory under a flood of distinct keys
+			clear(v.cache)
+		}
+		v.cache[hash] = e
+		v.mu.Unlock()
+	}
+	if e.err != nil {
+		return Key{}, e.err
+	}
+	if err := e.key.State(now); err != nil {
+		return Key{}, err
+	}
+	v.mu.Lock()
+	v.used[e.key.ID] = now
+	v.mu.Unlock()
+	return e.key, nil
+}
+
+// Forget drops every cached entry of the key with that id, so that a revocation
+// through this process takes effect on the next request.
+func (v *Verifier) Forget(id string) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	for h, e := range v.cache {
+		if e.key.ID == id {
+			delete(v.cache, h)
+		}
+	}
+}
+
+// Run writes last-used times every interval until ctx ends, then once more.
+func (v *Verifier) Run(ctx context.Context, interval time.Duration) error {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			// Flush with a fresh, bounded context: shutdown must not lose them.
+			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			v.Flush(fctx)
+			cancel()
+			return nil
+		case <-t.C:
+			v.Flush(ctx)
+		}
+	}
+}
+
+// Flush writes collected last-used times now.
+func (v *Verifier) Flush(ctx context.Context) {
+	v.mu.Lock()
+	used := v.used
+	v.used = make(map[string]time.Time)
+	v.mu.Unlock()
+	if len(used) == 0 {
+		return
+	}
+	if err := v.store.TouchKeys(ctx, used); err != nil {
+		v.log.Warn("vkey: recording last-used times failed", "keys", len(used), "err", err)
+		v.mu.Lock()
+		for id, t := range used {
+			if t.After(v.used[id]) {
+				v.used[id] = t
+			}
+		}
+		v.mu.Unlock()
+	}
+}
