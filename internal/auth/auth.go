@@ -1,0 +1,99 @@
+// Package auth authenticates data-plane callers: it turns a presented credential
+// into a Caller (the key and the principal behind it), refusing malformed,
+// unknown, revoked and expired keys and keys whose principal is disabled.
+// Later layers (tokens, DPoP, mTLS) will produce the same Caller.
+package auth
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/gatehouse-gw/gatehouse/internal/org"
+	"github.com/gatehouse-gw/gatehouse/internal/vkey"
+)
+
+// Caller is an authenticated data-plane caller.
+type Caller struct {
+	Key       vkey.Key
+	Principal org.Principal
+}
+
+// ErrDisabled: the key's principal is disabled.
+var ErrDisabled = errors.New("auth: principal disabled")
+
+// PrincipalStore is what auth needs of org.
+type PrincipalStore interface {
+	Principal(ctx context.Context, idOrName string) (org.Principal, error)
+}
+
+// Authenticator checks virtual keys. Principals are cached for the same TTL as
+// keys, so disabling one takes effect within it.
+type Authenticator struct {
+	keys       *vkey.Verifier
+	principals PrincipalStore
+	ttl        time.Duration
+	now        func() time.Time
+
+	mu    sync.Mutex
+	cache map[string]principalEntry
+}
+
+type principalEntry struct {
+	p       org.Principal
+	fetched time.Time
+}
+
+// New returns an Authenticator.
+func New(keys *vkey.Verifier, principals PrincipalStore, ttl time.Duration) *Authenticator {
+	if ttl <= 0 {
+		ttl = 2 * time.Second
+	}
+	return &Authenticator{keys: keys, principals: principals, ttl: ttl, now: time.Now, cache: map[string]principalEntry{}}
+}
+
+// Authenticate returns the caller presenting credential.
+func (a *Authenticator) Authenticate(ctx context.Context, credential string) (Caller, error) {
+	k, err := a.keys.Verify(ctx, credential, vkey.KindVirtual)
+	if err != nil {
+		return Caller{}, err
+	}
+	p, err := a.principal(ctx, k.PrincipalID)
+	if err != nil {
+		return Caller{}, err
+	}
+	if p.Disabled {
+		return Caller{}, ErrDisabled
+	}
+	return Caller{Key: k, Principal: p}, nil
+}
+
+func (a *Authenticator) principal(ctx context.Context, id string) (org.Principal, error) {
+	now := a.now()
+	a.mu.Lock()
+	e, ok := a.cache[id]
+	a.mu.Unlock()
+	if ok && now.Sub(e.fetched) < a.ttl {
+		return e.p, nil
+	}
+	p, err := a.principals.Principal(ctx, id)
+	if err != nil {
+		return org.Principal{}, err
+	}
+	a.mu.Lock()
+	if len(a.cache) > 100_000 {
+		clear(a.cache)
+	}
+	a.cache[id] = principalEntry{p: p, fetched: now}
+	a.mu.Unlock()
+	return p, nil
+}
+
+// Forget drops a cached principal, so a change made through this process takes
+// effect on the next request.
+func (a *Authenticator) Forget(principalID string) {
+	a.mu.Lock()
+	delete(a.cache, principalID)
+	a.mu.Unlock()
+}

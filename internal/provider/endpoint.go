@@ -1,0 +1,102 @@
+package provider
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// Endpoint is a data-plane operation and how it maps upstream.
+type Endpoint struct {
+	Name     string // as in key scopes: "chat", "messages", …
+	Protocol Type   // which upstream type serves it
+	Path     string // appended to the provider's base URL
+	Streams  bool   // the endpoint can stream SSE
+	Output   bool   // the endpoint generates output tokens
+}
+
+// The data-plane endpoints.
+var (
+	Chat        = Endpoint{Name: "chat", Protocol: TypeOpenAI, Path: "/chat/completions", Streams: true, Output: true}
+	Completions = Endpoint{Name: "completions", Protocol: TypeOpenAI, Path: "/completions", Streams: true, Output: true}
+	Embeddings  = Endpoint{Name: "embeddings", Protocol: TypeOpenAI, Path: "/embeddings"}
+	Responses   = Endpoint{Name: "responses", Protocol: TypeOpenAI, Path: "/responses", Streams: true, Output: true}
+	Messages    = Endpoint{Name: "messages", Protocol: TypeAnthropic, Path: "/v1/messages", Streams: true, Output: true}
+)
+
+// AnthropicVersion is sent upstream when the caller names none.
+const AnthropicVersion = "2023-06-01"
+
+// Upstream is a provider ready to call: its keys opened, a client to call with.
+// Keys are used round-robin; Next rotates past a key that just failed.
+type Upstream struct {
+	ID, Name string
+	Type     Type
+	BaseURL  string
+	Models   []string
+	keys     []APIKey
+	next     atomic.Uint64
+	Client   *http.Client
+}
+
+// NewUpstream returns an Upstream for p with opened keys.
+func NewUpstream(p Provider, keys []APIKey, client *http.Client) *Upstream {
+	return &Upstream{ID: p.ID, Name: p.Name, Type: p.Type, BaseURL: strings.TrimRight(p.BaseURL, "/"), Models: p.Models, keys: keys, Client: client}
+}
+
+// KeyCount returns how many keys the upstream holds.
+func (u *Upstream) KeyCount() int { return len(u.keys) }
+
+// NewRequest builds the upstream request for ep with body, copying from in only
+// the caller headers that the protocol defines as the caller's to choose. The
+// caller's own credential is never forwarded.
+func (u *Upstream) NewRequest(r *http.Request, ep Endpoint, body []byte) (*http.Request, error) {
+	req, err := http.NewRequestWithContext(r.Context(), http.MethodPost, u.BaseURL+ep.Path, strings.NewReader(string(body)))
+	if err != nil {
+		return nil, fmt.Errorf("provider: %s: %w", u.Name, err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "gatehouse")
+	if accept := r.Header.Get("Accept"); accept != "" {
+		req.Header.Set("Accept", accept)
+	}
+	var key APIKey
+	if n := len(u.keys); n > 0 {
+		key = u.keys[(u.next.Add(1)-1)%uint64(n)]
+	}
+	switch u.Type {
+	case TypeAnthropic:
+		v := r.Header.Get("anthropic-version")
+		if v == "" {
+			v = AnthropicVersion
+		}
+		req.Header.Set("anthropic-version", v)
+		if b := r.Header.Get("anthropic-beta"); b != "" {
+			req.Header.Set("anthropic-beta", b)
+		}
+		if key != "" {
+			req.Header.Set("x-api-key", key.reveal())
+		}
+	default:
+		if key != "" {
+			req.Header.Set("Authorization", "Bearer "+key.reveal())
+		}
+	}
+	return req, nil
+}
+
+// Retryable reports whether a failed attempt may be retried on another key
+// before anything reached the client: connection failures, 429 and 5xx.
+func Retryable(status int, err error) bool {
+	if err != nil {
+		return true
+	}
+	return status == http.StatusTooManyRequests || status >= 500
+}
+
+// RetryDelay is the pause before attempt n (1-based) of a retried call.
+func RetryDelay(n int) time.Duration {
+	return time.Duration(n) * 50 * time.Millisecond
+}

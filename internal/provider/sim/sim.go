@@ -1,0 +1,388 @@
+// Package sim is a simulated LLM provider: an http.Handler that speaks the
+// OpenAI API (chat completions, completions, embeddings, responses, models) and
+// the Anthropic Messages API, in JSON and SSE, with usage that grows with the
+// input and never exceeds the requested maximum output.
+//
+// Gatehouse routes to it when no real provider is configured, so that a fresh
+// install answers at once; tests use it, through providertest, as the fake
+// upstream, and inject faults (latency, errors, cut streams, missing usage)
+// with SetFault. Output is deterministic for a given request.
+package sim
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"math"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Models are the models the simulator lists. It answers for any model name.
+var Models = []string{"sim-small", "sim-large", "gpt-4o", "gpt-4o-mini", "text-embedding-3-small", "claude-sonnet-4-5", "claude-haiku-4-5"}
+
+// Fault makes the simulator misbehave on purpose.
+type Fault struct {
+	Status     int           // answer every request with this error status (0: no error)
+	Latency    time.Duration // wait before answering
+	ChunkDelay time.Duration // wait between stream events
+	CutAfter   int           // drop the connection after this many stream events (0: never)
+	NoUsage    bool          // report no usage in streams, even when asked
+}
+
+// Handler is the simulated provider.
+type Handler struct {
+	apiKey string // when set, requests must carry it
+
+	mu    sync.Mutex
+	fault Fault
+
+	Calls atomic.Int64 // requests received on generation endpoints
+	clock func() time.Time
+}
+
+// New returns a simulator; apiKey "" accepts any credential.
+func New(apiKey string) *Handler {
+	return &Handler{apiKey: apiKey, clock: time.Now}
+}
+
+// SetFault sets the misbehaviour for requests from now on.
+func (h *Handler) SetFault(f Fault) {
+	h.mu.Lock()
+	h.fault = f
+	h.mu.Unlock()
+}
+
+func (h *Handler) currentFault() Fault {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.fault
+}
+
+// ServeHTTP implements http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	anthropic := strings.HasSuffix(r.URL.Path, "/v1/messages")
+	w.Header().Set("x-request-id", "sim-"+randomish(r.URL.Path, h.clock().String()))
+	if !h.authorized(r, anthropic) {
+		if anthropic {
+			writeAnthropicError(w, http.StatusUnauthorized, "authentication_error", "invalid x-api-key")
+		} else {
+			writeOpenAIError(w, http.StatusUnauthorized, "invalid_request_error", "invalid_api_key", "",
+				"Incorrect API key provided: "+maskKey(bearer(r))+". You can find your API key at https://platform.openai.com/account/api-keys.")
+		}
+		return
+	}
+	if r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/models") {
+		h.models(w)
+		return
+	}
+	if r.Method != http.MethodPost {
+		writeOpenAIError(w, http.StatusNotFound, "invalid_request_error", "unknown_url", "", "Unknown request URL: "+r.Method+" "+r.URL.Path)
+		return
+	}
+	h.Calls.Add(1)
+	f := h.currentFault()
+	if f.Latency > 0 {
+		select {
+		case <-time.After(f.Latency):
+		case <-r.Context().Done():
+			return
+		}
+	}
+	if f.Status != 0 {
+		if anthropic {
+			writeAnthropicError(w, f.Status, anthropicErrorType(f.Status), "simulated failure")
+		} else {
+			writeOpenAIError(w, f.Status, openAIErrorType(f.Status), "", "", "simulated failure")
+		}
+		return
+	}
+	var req request
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 32<<20))
+	if err := dec.Decode(&req); err != nil {
+		if anthropic {
+			writeAnthropicError(w, http.StatusBadRequest, "invalid_request_error", "invalid JSON body")
+		} else {
+			writeOpenAIError(w, http.StatusBadRequest, "invalid_request_error", "", "", "We could not parse the JSON body of your request.")
+		}
+		return
+	}
+	if req.Model == "" {
+		if anthropic {
+			writeAnthropicError(w, http.StatusBadRequest, "invalid_request_error", "model: Field required")
+		} else {
+			writeOpenAIError(w, http.StatusBadRequest, "invalid_request_error", "", "model", "you must provide a model parameter")
+		}
+		return
+	}
+	s := &stream{w: w, r: r, fault: f}
+	switch {
+	case anthropic:
+		h.messages(w, &req, s)
+	case strings.HasSuffix(r.URL.Path, "/chat/completions"):
+		h.chat(w, &req, s)
+	case strings.HasSuffix(r.URL.Path, "/completions"):
+		h.completions(w, &req, s)
+	case strings.HasSuffix(r.URL.Path, "/embeddings"):
+		h.embeddings(w, &req)
+	case strings.HasSuffix(r.URL.Path, "/responses"):
+		h.responses(w, &req, s)
+	default:
+		writeOpenAIError(w, http.StatusNotFound, "invalid_request_error", "unknown_url", "", "Unknown request URL: POST "+r.URL.Path)
+	}
+}
+
+func (h *Handler) authorized(r *http.Request, anthropic bool) bool {
+	if h.apiKey == "" {
+		return true
+	}
+	got := bearer(r)
+	if anthropic {
+		got = r.Header.Get("x-api-key")
+	}
+	return subtle.ConstantTimeCompare([]byte(got), []byte(h.apiKey)) == 1
+}
+
+func bearer(r *http.Request) string {
+	return strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+}
+
+// maskKey shows a key the way OpenAI's 401 message does: enough to leak part of
+// it, which is why the gateway scrubs upstream messages.
+func maskKey(k string) string {
+	if len(k) < 8 {
+		return "***"
+	}
+	return k[:6] + "*********" + k[len(k)-4:]
+}
+
+// request is the union of the request fields the simulator reads.
+type request struct {
+	Model               string          `json:"model"`
+	Messages            []message       `json:"messages"`
+	System              json.RawMessage `json:"system"`
+	Prompt              json.RawMessage `json:"prompt"`
+	Input               json.RawMessage `json:"input"`
+	Instructions        string          `json:"instructions"`
+	MaxTokens           *int64          `json:"max_tokens"`
+	MaxCompletionTokens *int64          `json:"max_completion_tokens"`
+	MaxOutputTokens     *int64          `json:"max_output_tokens"`
+	Stream              bool            `json:"stream"`
+	StreamOptions       *struct {
+		IncludeUsage bool `json:"include_usage"`
+	} `json:"stream_options"`
+	N              int    `json:"n"`
+	Dimensions     int    `json:"dimensions"`
+	EncodingFormat string `json:"encoding_format"`
+}
+
+type message struct {
+	Role    string          `json:"role"`
+	Content json.RawMessage `json:"content"`
+}
+
+// text returns every piece of text in a JSON value: strings, and the "text" or
+// "content" of objects, recursively.
+func text(raw json.RawMessage) string {
+	if len(raw) == 0 {
+		return ""
+	}
+	var v any
+	if json.Unmarshal(raw, &v) != nil {
+		return ""
+	}
+	var b strings.Builder
+	var walk func(any)
+	walk = func(v any) {
+		switch x := v.(type) {
+		case string:
+			b.WriteString(x)
+			b.WriteByte(' ')
+		case []any:
+			for _, e := range x {
+				walk(e)
+			}
+		case map[string]any:
+			walk(x["text"])
+			walk(x["content"])
+		case float64:
+			b.WriteString("t ") // a token id in a token array
+		}
+	}
+	walk(v)
+	return b.String()
+}
+
+// countTokens approximates a tokenizer: one token per four bytes, rounded up.
+func countTokens(s string) int64 { return int64((len(s) + 3) / 4) }
+
+// inputTokens counts the prompt the way chat formats do: content plus a few
+// tokens of framing per message.
+func (req *request) inputTokens() int64 {
+	n := int64(3) + countTokens(text(req.System)) + countTokens(text(req.Prompt)) + countTokens(text(req.Input)) + countTokens(req.Instructions)
+	for _, m := range req.Messages {
+		n += 4 + countTokens(text(m.Content))
+	}
+	return n
+}
+
+func (req *request) maxOutput() (int64, bool) {
+	for _, p := range []*int64{req.MaxCompletionTokens, req.MaxTokens, req.MaxOutputTokens} {
+		if p != nil {
+			return max(*p, 0), true
+		}
+	}
+	return 0, false
+}
+
+var vocabulary = strings.Fields("Gatehouse answers from the simulated provider with words that stand in for a real model and count as one token each while the gateway meters usage keeps budgets and records every call")
+
+// completion returns the output tokens for req and whether they stopped at the
+// caller's limit.
+func (req *request) completion(input int64) (words []string, truncated bool) {
+	want := min(12+input/4, 256)
+	if limit, ok := req.maxOutput(); ok && limit < want {
+		want, truncated = limit, true
+	}
+	seed := sha256.Sum256([]byte(req.Model + text(req.Input) + fmt.Sprint(input)))
+	start := int(binary.BigEndian.Uint16(seed[:2])) % len(vocabulary)
+	words = make([]string, want)
+	for i := range words {
+		w := vocabulary[(start+i)%len(vocabulary)]
+		if i > 0 {
+			w = " " + w
+		}
+		words[i] = w
+	}
+	return words, truncated
+}
+
+func (h *Handler) now() int64 { return h.clock().Unix() }
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+func writeOpenAIError(w http.ResponseWriter, status int, typ, code, param, msg string) {
+	e := map[string]any{"message": msg, "type": typ, "param": nil, "code": nil}
+	if code != "" {
+		e["code"] = code
+	}
+	if param != "" {
+		e["param"] = param
+	}
+	writeJSON(w, status, map[string]any{"error": e})
+}
+
+func writeAnthropicError(w http.ResponseWriter, status int, typ, msg string) {
+	writeJSON(w, status, map[string]any{"type": "error", "error": map[string]any{"type": typ, "message": msg}, "request_id": w.Header().Get("x-request-id")})
+}
+
+func openAIErrorType(status int) string {
+	if status >= 500 {
+		return "server_error"
+	}
+	if status == http.StatusTooManyRequests {
+		return "rate_limit_exceeded"
+	}
+	return "invalid_request_error"
+}
+
+func anthropicErrorType(status int) string {
+	switch status {
+	case 400:
+		return "invalid_request_error"
+	case 401:
+		return "authentication_error"
+	case 403:
+		return "permission_error"
+	case 404:
+		return "not_found_error"
+	case 413:
+		return "request_too_large"
+	case 429:
+		return "rate_limit_error"
+	case 529:
+		return "overloaded_error"
+	}
+	return "api_error"
+}
+
+func randomish(parts ...string) string {
+	h := sha256.Sum256([]byte(strings.Join(parts, "|")))
+	return base64.RawURLEncoding.EncodeToString(h[:12])
+}
+
+func (h *Handler) models(w http.ResponseWriter) {
+	data := make([]map[string]any, len(Models))
+	for i, m := range Models {
+		data[i] = map[string]any{"id": m, "object": "model", "created": 1700000000, "owned_by": "gatehouse-sim"}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"object": "list", "data": data})
+}
+
+func (h *Handler) embeddings(w http.ResponseWriter, req *request) {
+	var inputs []string
+	var raw any
+	json.Unmarshal(req.Input, &raw)
+	switch x := raw.(type) {
+	case string:
+		inputs = []string{x}
+	case []any:
+		if len(x) > 0 {
+			if _, isNum := x[0].(float64); isNum { // one token array
+				inputs = []string{text(req.Input)}
+				break
+			}
+		}
+		for _, e := range x {
+			b, _ := json.Marshal(e)
+			inputs = append(inputs, text(b))
+		}
+	}
+	if len(inputs) == 0 {
+		writeOpenAIError(w, http.StatusBadRequest, "invalid_request_error", "", "input", "'input' is a required property")
+		return
+	}
+	dims := req.Dimensions
+	if dims <= 0 || dims > 3072 {
+		dims = 16
+	}
+	var tokens int64
+	data := make([]map[string]any, len(inputs))
+	for i, in := range inputs {
+		tokens += countTokens(in)
+		vec := make([]float32, dims)
+		seed := sha256.Sum256([]byte(in))
+		var norm float64
+		for j := range vec {
+			b := seed[j%32] ^ byte(j)
+			vec[j] = float32(b)/255 - 0.5
+			norm += float64(vec[j]) * float64(vec[j])
+		}
+		for j := range vec {
+			vec[j] /= float32(math.Sqrt(norm) + 1e-9)
+		}
+		var emb any = vec
+		if req.EncodingFormat == "base64" {
+			buf := make([]byte, 4*dims)
+			for j, f := range vec {
+				binary.LittleEndian.PutUint32(buf[4*j:], math.Float32bits(f))
+			}
+			emb = base64.StdEncoding.EncodeToString(buf)
+		}
+		data[i] = map[string]any{"object": "embedding", "index": i, "embedding": emb}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"object": "list", "data": data, "model": req.Model,
+		"usage": map[string]any{"prompt_tokens": tokens, "total_tokens": tokens},
+	})
+}

@@ -1,0 +1,330 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/gatehouse-gw/gatehouse/internal/httpx"
+	"github.com/gatehouse-gw/gatehouse/internal/provider"
+	"github.com/gatehouse-gw/gatehouse/internal/usage"
+)
+
+// Status recorded for a call whose caller went away before it ended (nginx's
+// convention; never sent, since nobody is listening).
+const statusClientClosed = 499
+
+// call returns the handler for a generation endpoint: the request path.
+func (h *Handler) call(ep provider.Endpoint) http.HandlerFunc {
+	flavor := httpx.OpenAI
+	if ep.Protocol == provider.TypeAnthropic {
+		flavor = httpx.Anthropic
+	}
+	return func(w http.ResponseWriter, r *http.Request) {
+		rec := &usage.Record{ID: httpx.RequestID(r.Context()), Time: h.now().UTC(), Endpoint: ep.Name}
+		err := h.serveCall(w, r, ep, rec)
+		if err != nil {
+			var he *httpx.Error
+			if errors.As(err, &he) {
+				rec.Status, rec.ErrorCode = he.Status, he.Code
+			} else {
+				rec.Status, rec.ErrorCode = http.StatusInternalServerError, "internal_error"
+			}
+			httpx.Render(w, r, h.log, flavor, err)
+		}
+		if rec.KeyID != "" { // authenticated calls only: nothing to attribute otherwise
+			h.record(r.Context(), rec)
+		}
+	}
+}
+
+func (h *Handler) serveCall(w http.ResponseWriter, r *http.Request, ep provider.Endpoint, rec *usage.Record) error {
+	start := h.now()
+	snap := h.snapshot()
+
+	caller, err := h.authenticate(r)
+	if err != nil {
+		return err
+	}
+	rec.KeyID, rec.PrincipalID, rec.TeamID = caller.Key.ID, caller.Principal.ID, principalTeam(caller.Key, caller.Principal)
+	if err := h.checkScope(r, caller, ep.Name); err != nil {
+		return err
+	}
+
+	body, err := readBody(w, r, h.opt.MaxBodyBytes)
+	if err != nil {
+		return err
+	}
+	call, err := ParseCall(ep, body)
+	if err != nil {
+		return err
+	}
+	rec.Model, rec.Stream = call.Model, call.Stream
+	if !caller.Key.Scope.AllowsModel(call.Model) {
+		return httpx.Errorf(http.StatusForbidden, "model_not_allowed", "This API key may not use the model '%s'.", call.Model).WithParam("model")
+	}
+
+	up, err := snap.Router.Route(call.Model, ep.Protocol)
+	switch {
+	case errors.Is(err, provider.ErrWrongProtocol):
+		other := "/v1/messages (Anthropic API)"
+		if ep.Protocol == provider.TypeAnthropic {
+			other = "the OpenAI-compatible endpoints"
+		}
+		return httpx.Errorf(http.StatusBadRequest, "wrong_api", "The model '%s' is served through %s.", call.Model, other).WithParam("model")
+	case err != nil:
+		return httpx.Errorf(http.StatusNotFound, "model_not_found", "The model '%s' does not exist or no provider serves it.", call.Model).WithParam("model")
+	}
+	rec.Provider = up.Name
+	price, priced := snap.Prices.Lookup(call.Model)
+	rec.Priced = priced
+
+	upBody, strip, err := requestUsage(ep, call, body)
+	if err != nil {
+		return httpx.Errorf(http.StatusBadRequest, "invalid_json", "We could not parse the JSON body of your request.").WithCause(err)
+	}
+
+	ctx, cancel := context.WithTimeout(r.Context(), h.opt.UpstreamTimeout)
+	defer cancel()
+	resp, err := h.roundTrip(r.WithContext(ctx), up, ep, upBody)
+	if err != nil {
+		return h.upstreamFailure(r, err)
+	}
+	defer resp.Body.Close()
+	rec.UpstreamRequestID = firstHeader(resp.Header, "x-request-id", "request-id")
+
+	if resp.StatusCode >= 400 {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		return upstreamError(resp, b)
+	}
+
+	var tokens usage.Tokens
+	var estimated bool
+	if call.Stream && strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		tokens, estimated, err = h.relayStream(w, r, ctx, cancel, ep, resp, strip, estimateInput(body), rec)
+	} else {
+		tokens, estimated, err = h.relayJSON(w, ep, resp, estimateInput(body), rec)
+	}
+	rec.Tokens, rec.Estimated = tokens, estimated
+	if priced {
+		rec.CostMicros = price.Cost(tokens)
+	}
+	rec.LatencyMillis = h.now().Sub(start).Milliseconds()
+	return err
+}
+
+// roundTrip sends the call upstream. A connection failure, a 429 or a 5xx is
+// retried on the provider's next key (up to three attempts), which is safe
+// because nothing has reached the caller yet.
+func (h *Handler) roundTrip(r *http.Request, up *provider.Upstream, ep provider.Endpoint, body []byte) (*http.Response, error) {
+	attempts := min(max(up.KeyCount(), 1), 3)
+	var lastErr error
+	for i := 1; i <= attempts; i++ {
+		if i > 1 {
+			select {
+			case <-time.After(provider.RetryDelay(i - 1)):
+			case <-r.Context().Done():
+				return nil, r.Context().Err()
+			}
+		}
+		req, err := up.NewRequest(r, ep, body)
+		if err != nil {
+			return nil, err
+		}
+		resp, err := up.Client.Do(req)
+		status := 0
+		if err == nil {
+			status = resp.StatusCode
+		}
+		if i == attempts || !provider.Retryable(status, err) || r.Context().Err() != nil {
+			return resp, err
+		}
+		if err == nil {
+			io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+			resp.Body.Close()
+		}
+		h.log.Warn("upstream attempt failed; retrying on next key", "request_id", httpx.RequestID(r.Context()),
+			"provider", up.Name, "attempt", i, "status", status, "err", err)
+		lastErr = err
+	}
+	return nil, lastErr
+}
+
+func (h *Handler) upstreamFailure(r *http.Request, err error) error {
+	switch {
+	case r.Context().Err() != nil && errors.Is(r.Context().Err(), context.Canceled):
+		return httpx.Errorf(statusClientClosed, "client_closed", "The client closed the request.").WithCause(err)
+	case errors.Is(err, context.DeadlineExceeded) || isTimeout(err):
+		return httpx.Errorf(http.StatusGatewayTimeout, "upstream_timeout", "The upstream provider did not answer in time.").WithCause(err)
+	}
+	return httpx.Errorf(http.StatusBadGateway, "upstream_unreachable", "The upstream provider could not be reached.").WithCause(err)
+}
+
+func isTimeout(err error) bool {
+	var t interface{ Timeout() bool }
+	return errors.As(err, &t) && t.Timeout()
+}
+
+// upstreamError turns an upstream error response into the caller's error:
+// request problems pass through with the upstream's (scrubbed) message; a
+// rejected upstream credential is the operator's problem, not the caller's.
+func upstreamError(resp *http.Response, body []byte) error {
+	ue := provider.ParseError(resp.StatusCode, body)
+	msg := ue.Message
+	if msg == "" {
+		msg = http.StatusText(resp.StatusCode)
+	}
+	switch s := resp.StatusCode; {
+	case s == http.StatusUnauthorized || s == http.StatusForbidden:
+		return httpx.Errorf(http.StatusBadGateway, "upstream_auth_failed",
+			"The upstream provider rejected the gateway's credentials (status %d); an operator must check the provider's keys.", s).WithCause(ue)
+	case s == http.StatusTooManyRequests:
+		e := httpx.Errorf(http.StatusTooManyRequests, "upstream_rate_limited", "The upstream provider is rate limiting requests: %s", msg).WithCause(ue)
+		if ra := resp.Header.Get("Retry-After"); ra != "" {
+			e.Header = http.Header{"Retry-After": {ra}}
+		}
+		return e
+	case s >= 500:
+		return httpx.Errorf(http.StatusBadGateway, "upstream_error", "The upstream provider failed (status %d): %s", s, msg).WithCause(ue)
+	}
+	e := httpx.Errorf(resp.StatusCode, ue.Code, "%s", msg).WithParam(ue.Param)
+	if ue.Type != "" {
+		e.Type = ue.Type
+	}
+	return e.WithCause(ue)
+}
+
+func firstHeader(h http.Header, names ...string) string {
+	for _, n := range names {
+		if v := h.Get(n); v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// copyResponseHeaders passes the upstream headers that describe the body.
+func copyResponseHeaders(w http.ResponseWriter, resp *http.Response) {
+	for _, k := range []string{"Content-Type", "openai-processing-ms", "openai-model"} {
+		if v := resp.Header.Get(k); v != "" {
+			w.Header().Set(k, v)
+		}
+	}
+}
+
+func (h *Handler) relayJSON(w http.ResponseWriter, ep provider.Endpoint, resp *http.Response, inputEstimate int64, rec *usage.Record) (usage.Tokens, bool, error) {
+	b, err := io.ReadAll(io.LimitReader(resp.Body, h.opt.MaxResponseBytes+1))
+	if err != nil {
+		return usage.Tokens{}, false, httpx.Errorf(http.StatusBadGateway, "upstream_error", "The upstream response could not be read.").WithCause(err)
+	}
+	if int64(len(b)) > h.opt.MaxResponseBytes {
+		return usage.Tokens{}, false, httpx.Errorf(http.StatusBadGateway, "upstream_response_too_large", "The upstream response exceeded the gateway's limit.")
+	}
+	tokens, _, ok := provider.ParseUsage(ep, b)
+	estimated := !ok
+	if !ok {
+		tokens = usage.Tokens{Input: inputEstimate}
+	}
+	copyResponseHeaders(w, resp)
+	w.WriteHeader(resp.StatusCode)
+	rec.Status = resp.StatusCode
+	if _, err := w.Write(b); err != nil {
+		rec.Status, rec.ErrorCode = statusClientClosed, "client_closed"
+	}
+	return tokens, estimated, nil
+}
+
+// relayStream forwards SSE events one by one, flushing each, while the meter
+// reads usage out of them. A silent upstream is cut after StreamIdleTimeout; a
+// broken upstream stream ends with an error event in the API's own shape; a
+// caller that goes away cancels the upstream call at once.
+func (h *Handler) relayStream(w http.ResponseWriter, r *http.Request, ctx context.Context, cancel context.CancelFunc,
+	ep provider.Endpoint, resp *http.Response, strip bool, inputEstimate int64, rec *usage.Record) (usage.Tokens, bool, error) {
+	meter := provider.NewMeter(ep)
+	meter.StripUsage = strip
+	var idled atomic.Bool
+	idle := time.AfterFunc(h.opt.StreamIdleTimeout, func() { idled.Store(true); cancel() })
+	defer idle.Stop()
+
+	copyResponseHeaders(w, resp)
+	w.Header().Set("Cache-Control", "no-cache")
+	w.Header().Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	rc.Flush()
+	rec.Status = http.StatusOK
+
+	sse := provider.NewSSEReader(resp.Body, 8<<20)
+	for {
+		ev, err := sse.Next()
+		if err != nil {
+			if errors.Is(err, io.EOF) && meter.Done() {
+				break
+			}
+			if r.Context().Err() != nil {
+				rec.Status, rec.ErrorCode = statusClientClosed, "client_closed"
+				break
+			}
+			code, msg := "upstream_stream_broken", "The upstream provider's stream broke off."
+			if idled.Load() {
+				code, msg = "upstream_timeout", "The upstream provider's stream went silent."
+			} else if errors.Is(err, io.EOF) {
+				code, msg = "upstream_stream_incomplete", "The upstream provider's stream ended early."
+			}
+			rec.Status, rec.ErrorCode = http.StatusBadGateway, code
+			h.log.Warn("upstream stream failed", "request_id", rec.ID, "provider", rec.Provider, "code", code, "err", err)
+			writeStreamError(w, ep, rec.ID, code, msg)
+			rc.Flush()
+			break
+		}
+		idle.Reset(h.opt.StreamIdleTimeout)
+		if !meter.Observe(ev) {
+			continue
+		}
+		if _, err := w.Write(ev.Raw); err != nil {
+			rec.Status, rec.ErrorCode = statusClientClosed, "client_closed"
+			cancel()
+			break
+		}
+		if err := rc.Flush(); err != nil {
+			rec.Status, rec.ErrorCode = statusClientClosed, "client_closed"
+			cancel()
+			break
+		}
+	}
+	t, est := meter.Usage(inputEstimate)
+	return t, est, nil
+}
+
+// writeStreamError ends a stream with an error the SDKs surface: OpenAI's
+// `data: {"error":…}` or Anthropic's `event: error`.
+func writeStreamError(w io.Writer, ep provider.Endpoint, id, code, msg string) {
+	msg += " (request id " + id + ")"
+	if ep.Protocol == provider.TypeAnthropic {
+		fmt.Fprintf(w, "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"api_error\",\"message\":%q}}\n\n", msg)
+		return
+	}
+	fmt.Fprintf(w, "data: {\"error\":{\"message\":%q,\"type\":\"server_error\",\"param\":null,\"code\":%q}}\n\n", msg, code)
+}
+
+// record stores the usage record, outliving the caller's connection.
+func (h *Handler) record(ctx context.Context, rec *usage.Record) {
+	if h.rec == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := h.rec.InsertUsage(ctx, *rec); err != nil {
+		h.log.Error("recording usage failed", "request_id", rec.ID, "err", err)
+	}
+	h.log.LogAttrs(ctx, slog.LevelInfo, "call", slog.String("request_id", rec.ID), slog.String("key_id", rec.KeyID),
+		slog.String("model", rec.Model), slog.String("provider", rec.Provider), slog.Bool("stream", rec.Stream),
+		slog.Int("status", rec.Status), slog.Int64("input_tokens", rec.Input), slog.Int64("output_tokens", rec.Output),
+		slog.Int64("cost_micros", rec.CostMicros), slog.Bool("estimated", rec.Estimated), slog.Int64("latency_ms", rec.LatencyMillis))
+}

@@ -1,0 +1,240 @@
+// Package proxy is the data plane: the request path of DESIGN.md §3 as one
+// straight-line handler per call, each step a call into one domain package.
+//
+//  1. take the current snapshot (routes, prices);
+//  2. authenticate the caller (virtual key → key, principal);
+//  3. parse the body far enough to know the model, stream and output limit;
+//  4. check the key's scope (endpoint, model, source address);
+//  5. route the model to an upstream;
+//  6. call the upstream, retrying on another key only before any byte reached
+//     the caller; stream SSE through, flushing per event, metering as it goes;
+//  7. record usage and cost, also when the caller disconnects midway.
+//
+// Policy, rate limits, budget reservation and the write-ahead ledger record slot
+// in between steps 5 and 6 (see the open issues).
+//
+// Errors are rendered in the API's own shape (OpenAI's, or Anthropic's on
+// /v1/messages) with the request id; causes are logged, never sent; no
+// credential is logged or recorded.
+package proxy
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/gatehouse-gw/gatehouse/internal/auth"
+	"github.com/gatehouse-gw/gatehouse/internal/config"
+	"github.com/gatehouse-gw/gatehouse/internal/httpx"
+	"github.com/gatehouse-gw/gatehouse/internal/org"
+	"github.com/gatehouse-gw/gatehouse/internal/provider"
+	"github.com/gatehouse-gw/gatehouse/internal/provider/sim"
+	"github.com/gatehouse-gw/gatehouse/internal/store"
+	"github.com/gatehouse-gw/gatehouse/internal/usage"
+	"github.com/gatehouse-gw/gatehouse/internal/vkey"
+)
+
+// Authenticator turns a credential into a caller.
+type Authenticator interface {
+	Authenticate(ctx context.Context, credential string) (auth.Caller, error)
+}
+
+// Recorder stores usage records.
+type Recorder interface {
+	InsertUsage(ctx context.Context, r usage.Record) error
+}
+
+// Options configures a Handler. Zero durations and sizes take the defaults.
+type Options struct {
+	MaxBodyBytes      int64         // default 16 MiB
+	MaxResponseBytes  int64         // default 64 MiB (non-streaming upstream bodies)
+	UpstreamTimeout   time.Duration // whole upstream call, default 10 min
+	StreamIdleTimeout time.Duration // longest silence inside a stream, default 5 min
+	TrustProxyHeaders bool          // take the source address from X-Forwarded-For
+}
+
+// Handler serves the data plane.
+type Handler struct {
+	snapshot func() *config.Snapshot
+	auth     Authenticator
+	rec      Recorder
+	log      *slog.Logger
+	opt      Options
+	now      func() time.Time
+	mux      *http.ServeMux
+}
+
+// New returns the data-plane handler.
+func New(snapshot func() *config.Snapshot, a Authenticator, rec Recorder, log *slog.Logger, opt Options) *Handler {
+	if opt.MaxBodyBytes <= 0 {
+		opt.MaxBodyBytes = 16 << 20
+	}
+	if opt.MaxResponseBytes <= 0 {
+		opt.MaxResponseBytes = 64 << 20
+	}
+	if opt.UpstreamTimeout <= 0 {
+		opt.UpstreamTimeout = 10 * time.Minute
+	}
+	if opt.StreamIdleTimeout <= 0 {
+		opt.StreamIdleTimeout = 5 * time.Minute
+	}
+	h := &Handler{snapshot: snapshot, auth: a, rec: rec, log: log, opt: opt, now: time.Now, mux: http.NewServeMux()}
+	for _, ep := range []provider.Endpoint{provider.Chat, provider.Completions, provider.Embeddings, provider.Responses, provider.Messages} {
+		h.mux.HandleFunc("POST /v1"+strings.TrimPrefix(ep.Path, "/v1"), h.call(ep))
+	}
+	h.mux.HandleFunc("GET /v1/models", h.wrap(h.models))
+	h.mux.HandleFunc("GET /v1/models/{model...}", h.wrap(h.model))
+	h.mux.HandleFunc("/", h.wrap(h.notFound))
+	return h
+}
+
+func flavorOf(r *http.Request) httpx.Flavor {
+	if strings.HasPrefix(r.URL.Path, "/v1/messages") || r.Header.Get("anthropic-version") != "" {
+		return httpx.Anthropic
+	}
+	return httpx.OpenAI
+}
+
+// ServeHTTP implements http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	httpx.Middleware(h.log, flavorOf, h.mux).ServeHTTP(w, r)
+}
+
+func (h *Handler) wrap(fn func(http.ResponseWriter, *http.Request) error) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if err := fn(w, r); err != nil {
+			httpx.Render(w, r, h.log, flavorOf(r), err)
+		}
+	}
+}
+
+func (h *Handler) notFound(w http.ResponseWriter, r *http.Request) error {
+	for _, p := range []string{"/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses", "/v1/messages"} {
+		if r.URL.Path == p {
+			e := httpx.Errorf(http.StatusMethodNotAllowed, "method_not_allowed", "%s %s is not supported; use POST", r.Method, r.URL.Path)
+			e.Header = http.Header{"Allow": {"POST"}}
+			return e
+		}
+	}
+	return httpx.Errorf(http.StatusNotFound, "unknown_url", "Unknown request URL: %s %s", r.Method, r.URL.Path)
+}
+
+// credential returns the caller's key from Authorization: Bearer or x-api-key.
+func credential(r *http.Request) string {
+	if v := r.Header.Get("Authorization"); v != "" {
+		scheme, rest, _ := strings.Cut(v, " ")
+		if strings.EqualFold(scheme, "Bearer") {
+			return strings.TrimSpace(rest)
+		}
+		return ""
+	}
+	return strings.TrimSpace(r.Header.Get("x-api-key"))
+}
+
+// authenticate maps every way a credential can fail to 401, and a store fault
+// to 503: never "allowed" by accident.
+func (h *Handler) authenticate(r *http.Request) (auth.Caller, error) {
+	cred := credential(r)
+	if cred == "" {
+		return auth.Caller{}, httpx.Errorf(http.StatusUnauthorized, "missing_api_key",
+			"You didn't provide an API key. Pass a Gatehouse key in the Authorization header (Bearer gk_...) or x-api-key.")
+	}
+	c, err := h.auth.Authenticate(r.Context(), cred)
+	switch {
+	case err == nil:
+		return c, nil
+	case errors.Is(err, vkey.ErrMalformed), errors.Is(err, vkey.ErrChecksum):
+		return c, httpx.Errorf(http.StatusUnauthorized, "invalid_api_key", "Malformed API key: not a Gatehouse key, or mistyped.").WithCause(err)
+	case errors.Is(err, vkey.ErrUnknown):
+		return c, httpx.Errorf(http.StatusUnauthorized, "invalid_api_key", "Incorrect API key provided.").WithCause(err)
+	case errors.Is(err, vkey.ErrRevoked):
+		return c, httpx.Errorf(http.StatusUnauthorized, "key_revoked", "This API key has been revoked.").WithCause(err)
+	case errors.Is(err, vkey.ErrExpired):
+		return c, httpx.Errorf(http.StatusUnauthorized, "key_expired", "This API key has expired.").WithCause(err)
+	case errors.Is(err, auth.ErrDisabled):
+		return c, httpx.Errorf(http.StatusUnauthorized, "principal_disabled", "The owner of this API key is disabled.").WithCause(err)
+	case errors.Is(err, store.ErrNotFound):
+		return c, httpx.Errorf(http.StatusUnauthorized, "invalid_api_key", "Incorrect API key provided.").WithCause(err)
+	}
+	return c, httpx.Errorf(http.StatusServiceUnavailable, "auth_unavailable", "Authentication is unavailable; try again shortly.").WithCause(err)
+}
+
+// sourceAddr returns the caller's address: the connection's, or with
+// TrustProxyHeaders the first X-Forwarded-For entry.
+func (h *Handler) sourceAddr(r *http.Request) netip.Addr {
+	if h.opt.TrustProxyHeaders {
+		if xff := r.Header.Get("X-Forwarded-For"); xff != "" {
+			first, _, _ := strings.Cut(xff, ",")
+			if a, err := netip.ParseAddr(strings.TrimSpace(first)); err == nil {
+				return a
+			}
+		}
+	}
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr()
+}
+
+func (h *Handler) checkScope(r *http.Request, c auth.Caller, endpoint string) error {
+	if !c.Key.Scope.AllowsEndpoint(endpoint) {
+		return httpx.Errorf(http.StatusForbidden, "endpoint_not_allowed", "This API key may not use the %s endpoint.", endpoint)
+	}
+	if !c.Key.Scope.AllowsAddr(h.sourceAddr(r)) {
+		return httpx.Errorf(http.StatusForbidden, "source_not_allowed", "This API key may not be used from your network address.")
+	}
+	return nil
+}
+
+func (h *Handler) models(w http.ResponseWriter, r *http.Request) error {
+	c, err := h.authenticate(r)
+	if err != nil {
+		return err
+	}
+	if err := h.checkScope(r, c, vkey.EndpointModels); err != nil {
+		return err
+	}
+	var ids []string
+	for _, m := range h.snapshot().Router.Models(sim.Models) {
+		if c.Key.Scope.AllowsModel(m.ID) {
+			ids = append(ids, m.ID)
+		}
+	}
+	writeModelList(w, r, ids)
+	return nil
+}
+
+func (h *Handler) model(w http.ResponseWriter, r *http.Request) error {
+	c, err := h.authenticate(r)
+	if err != nil {
+		return err
+	}
+	if err := h.checkScope(r, c, vkey.EndpointModels); err != nil {
+		return err
+	}
+	id := r.PathValue("model")
+	for _, m := range h.snapshot().Router.Models(sim.Models) {
+		if m.ID == id && c.Key.Scope.AllowsModel(id) {
+			writeModel(w, r, id)
+			return nil
+		}
+	}
+	return httpx.Errorf(http.StatusNotFound, "model_not_found", "The model '%s' does not exist or you do not have access to it.", id).WithParam("model")
+}
+
+// principalTeam returns the team a call is attributed to: the key's team, or
+// the principal's first team.
+func principalTeam(k vkey.Key, p org.Principal) string {
+	if k.TeamID != "" {
+		return k.TeamID
+	}
+	if len(p.Teams) > 0 {
+		return p.Teams[0]
+	}
+	return ""
+}
