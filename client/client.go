@@ -1,0 +1,494 @@
+// Package client is a typed Go client for the Gatehouse admin API. The CLI uses
+// it, and so can any Go program that administers Gatehouse.
+//
+//	c := client.New("http://127.0.0.1:8081", os.Getenv("GATEHOUSE_ADMIN_KEY"))
+//	k, err := c.CreateKey(ctx, client.KeyInput{Principal: "agent-1"})
+//	fmt.Println(k.Secret) // shown once
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Client talks to one Gatehouse admin API.
+type Client struct {
+	base string
+	key  string
+	HTTP *http.Client
+}
+
+// New returns a client for the admin API at base, authenticating with key.
+func New(base, key string) *Client {
+	return &Client{base: strings.TrimRight(base, "/"), key: key, HTTP: &http.Client{Timeout: 60 * time.Second}}
+}
+
+// Error is an error answer of the admin API.
+type Error struct {
+	Status  int
+	Type    string
+	Code    string
+	Param   string
+	Message string
+}
+
+func (e *Error) Error() string {
+	if e.Code != "" {
+		return fmt.Sprintf("%s (%d %s)", e.Message, e.Status, e.Code)
+	}
+	return fmt.Sprintf("%s (%d)", e.Message, e.Status)
+}
+
+// do sends a request and decodes the answer into out; it returns the ETag.
+func (c *Client) do(ctx context.Context, method, path string, header http.Header, in, out any) (string, error) {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return "", err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	if err != nil {
+		return "", err
+	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.key != "" {
+		req.Header.Set("Authorization", "Bearer "+c.key)
+	}
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("admin API at %s: %w", c.base, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode >= 400 {
+		var e struct {
+			Error struct {
+				Message string  `json:"message"`
+				Type    string  `json:"type"`
+				Code    *string `json:"code"`
+				Param   *string `json:"param"`
+			} `json:"error"`
+		}
+		apiErr := &Error{Status: resp.StatusCode, Message: strings.TrimSpace(string(b))}
+		if json.Unmarshal(b, &e) == nil && e.Error.Message != "" {
+			apiErr.Message, apiErr.Type = e.Error.Message, e.Error.Type
+			if e.Error.Code != nil {
+				apiErr.Code = *e.Error.Code
+			}
+			if e.Error.Param != nil {
+				apiErr.Param = *e.Error.Param
+			}
+		}
+		return "", apiErr
+	}
+	if out != nil && len(b) > 0 {
+		if err := json.Unmarshal(b, out); err != nil {
+			return "", fmt.Errorf("admin API: decoding answer: %w", err)
+		}
+	}
+	return resp.Header.Get("ETag"), nil
+}
+
+func ifMatch(etag string) http.Header {
+	if etag == "" {
+		return nil
+	}
+	return http.Header{"If-Match": {etag}}
+}
+
+type listOf[T any] struct {
+	Data []T `json:"data"`
+}
+
+func esc(s string) string { return url.PathEscape(s) }
+
+// Team is a team.
+type Team struct {
+	ID        string    `json:"id"`
+	Name      string    `json:"name"`
+	CreatedAt time.Time `json:"created_at"`
+	Version   int64     `json:"version"`
+}
+
+// ListTeams lists teams.
+func (c *Client) ListTeams(ctx context.Context) ([]Team, error) {
+	var out listOf[Team]
+	_, err := c.do(ctx, "GET", "/v1/teams", nil, nil, &out)
+	return out.Data, err
+}
+
+// CreateTeam creates a team.
+func (c *Client) CreateTeam(ctx context.Context, name string) (Team, error) {
+	var t Team
+	_, err := c.do(ctx, "POST", "/v1/teams", nil, map[string]string{"name": name}, &t)
+	return t, err
+}
+
+// Team returns a team by id or name.
+func (c *Client) Team(ctx context.Context, idOrName string) (Team, error) {
+	var t Team
+	_, err := c.do(ctx, "GET", "/v1/teams/"+esc(idOrName), nil, nil, &t)
+	return t, err
+}
+
+// DeleteTeam deletes a team; etag "" skips the concurrency check.
+func (c *Client) DeleteTeam(ctx context.Context, idOrName, etag string) error {
+	_, err := c.do(ctx, "DELETE", "/v1/teams/"+esc(idOrName), ifMatch(etag), nil, nil)
+	return err
+}
+
+// Principal is a user or service account.
+type Principal struct {
+	ID        string    `json:"id"`
+	Name      string    `json:"name"`
+	Kind      string    `json:"kind"`
+	Teams     []string  `json:"teams"`
+	Roles     []string  `json:"roles"`
+	Disabled  bool      `json:"disabled"`
+	CreatedAt time.Time `json:"created_at"`
+	Version   int64     `json:"version"`
+}
+
+// PrincipalInput creates or changes a principal; nil fields are left alone.
+type PrincipalInput struct {
+	Name     *string   `json:"name,omitempty"`
+	Kind     *string   `json:"kind,omitempty"`
+	Teams    *[]string `json:"teams,omitempty"`
+	Roles    *[]string `json:"roles,omitempty"`
+	Disabled *bool     `json:"disabled,omitempty"`
+}
+
+// ListPrincipals lists principals, of one team when team is not "".
+func (c *Client) ListPrincipals(ctx context.Context, team string) ([]Principal, error) {
+	var out listOf[Principal]
+	_, err := c.do(ctx, "GET", "/v1/principals?team="+url.QueryEscape(team), nil, nil, &out)
+	return out.Data, err
+}
+
+// CreatePrincipal creates a principal.
+func (c *Client) CreatePrincipal(ctx context.Context, in PrincipalInput) (Principal, error) {
+	var p Principal
+	_, err := c.do(ctx, "POST", "/v1/principals", nil, in, &p)
+	return p, err
+}
+
+// Principal returns a principal by id or name, with its ETag.
+func (c *Client) Principal(ctx context.Context, idOrName string) (Principal, string, error) {
+	var p Principal
+	etag, err := c.do(ctx, "GET", "/v1/principals/"+esc(idOrName), nil, nil, &p)
+	return p, etag, err
+}
+
+// UpdatePrincipal changes a principal; etag "" skips the concurrency check.
+func (c *Client) UpdatePrincipal(ctx context.Context, idOrName string, in PrincipalInput, etag string) (Principal, error) {
+	var p Principal
+	_, err := c.do(ctx, "PATCH", "/v1/principals/"+esc(idOrName), ifMatch(etag), in, &p)
+	return p, err
+}
+
+// DeletePrincipal deletes a principal.
+func (c *Client) DeletePrincipal(ctx context.Context, idOrName, etag string) error {
+	_, err := c.do(ctx, "DELETE", "/v1/principals/"+esc(idOrName), ifMatch(etag), nil, nil)
+	return err
+}
+
+// Scope narrows a key.
+type Scope struct {
+	Models    []string `json:"models,omitempty"`
+	Endpoints []string `json:"endpoints,omitempty"`
+	CIDRs     []string `json:"source_cidrs,omitempty"`
+}
+
+// Key is a key's metadata; never its secret.
+type Key struct {
+	ID          string     `json:"id"`
+	Kind        string     `json:"kind"`
+	Name        string     `json:"name"`
+	Hint        string     `json:"hint"`
+	PrincipalID string     `json:"principal_id"`
+	TeamID      string     `json:"team_id,omitempty"`
+	Scope       Scope      `json:"scope"`
+	ExpiresAt   *time.Time `json:"expires_at,omitempty"`
+	RevokedAt   *time.Time `json:"revoked_at,omitempty"`
+	CreatedAt   time.Time  `json:"created_at"`
+	LastUsedAt  *time.Time `json:"last_used_at,omitempty"`
+	Version     int64      `json:"version"`
+}
+
+// CreatedKey is a new key with its secret, which is shown this once.
+type CreatedKey struct {
+	Key
+	Secret string `json:"key"`
+}
+
+// KeyInput creates a key.
+type KeyInput struct {
+	Name      string     `json:"name,omitempty"`
+	Kind      string     `json:"kind,omitempty"` // "virtual" (default) or "admin"
+	Principal string     `json:"principal"`
+	Team      string     `json:"team,omitempty"`
+	Scope     Scope      `json:"scope"`
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
+	ExpiresIn string     `json:"expires_in,omitempty"`
+}
+
+// KeyFilter selects keys.
+type KeyFilter struct {
+	Kind, Principal, Team string
+	IncludeRevoked        bool
+}
+
+// ListKeys lists keys.
+func (c *Client) ListKeys(ctx context.Context, f KeyFilter) ([]Key, error) {
+	q := url.Values{}
+	for k, v := range map[string]string{"kind": f.Kind, "principal": f.Principal, "team": f.Team} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	if f.IncludeRevoked {
+		q.Set("include_revoked", "true")
+	}
+	var out listOf[Key]
+	_, err := c.do(ctx, "GET", "/v1/keys?"+q.Encode(), nil, nil, &out)
+	return out.Data, err
+}
+
+// CreateKey creates a key.
+func (c *Client) CreateKey(ctx context.Context, in KeyInput) (CreatedKey, error) {
+	var k CreatedKey
+	_, err := c.do(ctx, "POST", "/v1/keys", nil, in, &k)
+	return k, err
+}
+
+// Key returns a key by id.
+func (c *Client) Key(ctx context.Context, id string) (Key, error) {
+	var k Key
+	_, err := c.do(ctx, "GET", "/v1/keys/"+esc(id), nil, nil, &k)
+	return k, err
+}
+
+// RevokeKey revokes a key; etag "" skips the concurrency check.
+func (c *Client) RevokeKey(ctx context.Context, id, etag string) (Key, error) {
+	var k Key
+	_, err := c.do(ctx, "POST", "/v1/keys/"+esc(id)+"/revoke", ifMatch(etag), nil, &k)
+	return k, err
+}
+
+// UpstreamKey is an upstream credential's metadata.
+type UpstreamKey struct {
+	ID        string    `json:"id"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// Provider is a configured upstream.
+type Provider struct {
+	ID        string        `json:"id"`
+	Name      string        `json:"name"`
+	Type      string        `json:"type"`
+	BaseURL   string        `json:"base_url"`
+	Models    []string      `json:"models"`
+	Keys      []UpstreamKey `json:"keys"`
+	CreatedAt time.Time     `json:"created_at"`
+	Version   int64         `json:"version"`
+}
+
+// ProviderInput adds a provider.
+type ProviderInput struct {
+	Name    string   `json:"name"`
+	Type    string   `json:"type"`
+	BaseURL string   `json:"base_url,omitempty"`
+	Models  []string `json:"models"`
+	Keys    []string `json:"keys,omitempty"`
+}
+
+// ListProviders lists providers.
+func (c *Client) ListProviders(ctx context.Context) ([]Provider, error) {
+	var out listOf[Provider]
+	_, err := c.do(ctx, "GET", "/v1/providers", nil, nil, &out)
+	return out.Data, err
+}
+
+// CreateProvider adds a provider.
+func (c *Client) CreateProvider(ctx context.Context, in ProviderInput) (Provider, error) {
+	var p Provider
+	_, err := c.do(ctx, "POST", "/v1/providers", nil, in, &p)
+	return p, err
+}
+
+// Provider returns a provider by id or name.
+func (c *Client) Provider(ctx context.Context, idOrName string) (Provider, error) {
+	var p Provider
+	_, err := c.do(ctx, "GET", "/v1/providers/"+esc(idOrName), nil, nil, &p)
+	return p, err
+}
+
+// DeleteProvider removes a provider.
+func (c *Client) DeleteProvider(ctx context.Context, idOrName, etag string) error {
+	_, err := c.do(ctx, "DELETE", "/v1/providers/"+esc(idOrName), ifMatch(etag), nil, nil)
+	return err
+}
+
+// AddProviderKey adds an upstream key to a provider.
+func (c *Client) AddProviderKey(ctx context.Context, idOrName, key string) (UpstreamKey, error) {
+	var k UpstreamKey
+	_, err := c.do(ctx, "POST", "/v1/providers/"+esc(idOrName)+"/keys", nil, map[string]string{"key": key}, &k)
+	return k, err
+}
+
+// DeleteProviderKey removes an upstream key.
+func (c *Client) DeleteProviderKey(ctx context.Context, idOrName, keyID string) error {
+	_, err := c.do(ctx, "DELETE", "/v1/providers/"+esc(idOrName)+"/keys/"+esc(keyID), nil, nil, nil)
+	return err
+}
+
+// Price is a model's price in micro-dollars per million tokens.
+type Price struct {
+	Model       string `json:"model"`
+	Input       int64  `json:"input_micros_per_mtok"`
+	CachedInput int64  `json:"cached_input_micros_per_mtok"`
+	CacheWrite  int64  `json:"cache_write_micros_per_mtok"`
+	Output      int64  `json:"output_micros_per_mtok"`
+	Source      string `json:"source,omitempty"`
+}
+
+// Model is a routable model.
+type Model struct {
+	ID       string `json:"id"`
+	Provider string `json:"provider"`
+	Price    *Price `json:"price,omitempty"`
+}
+
+// Models lists routable models and whether the simulator serves them.
+func (c *Client) Models(ctx context.Context) ([]Model, bool, error) {
+	var out struct {
+		Data      []Model `json:"data"`
+		Simulated bool    `json:"simulated"`
+	}
+	_, err := c.do(ctx, "GET", "/v1/models", nil, nil, &out)
+	return out.Data, out.Simulated, err
+}
+
+// Prices lists the effective price table.
+func (c *Client) Prices(ctx context.Context) ([]Price, error) {
+	var out listOf[Price]
+	_, err := c.do(ctx, "GET", "/v1/prices", nil, nil, &out)
+	return out.Data, err
+}
+
+// SetPrice overrides a model's price.
+func (c *Client) SetPrice(ctx context.Context, p Price) (Price, error) {
+	var out Price
+	model := p.Model
+	p.Model, p.Source = "", ""
+	_, err := c.do(ctx, "PUT", "/v1/prices/"+esc(model), nil, struct {
+		Input       int64 `json:"input_micros_per_mtok"`
+		CachedInput int64 `json:"cached_input_micros_per_mtok"`
+		CacheWrite  int64 `json:"cache_write_micros_per_mtok"`
+		Output      int64 `json:"output_micros_per_mtok"`
+	}{p.Input, p.CachedInput, p.CacheWrite, p.Output}, &out)
+	return out, err
+}
+
+// DeletePrice removes a price override.
+func (c *Client) DeletePrice(ctx context.Context, model string) error {
+	_, err := c.do(ctx, "DELETE", "/v1/prices/"+esc(model), nil, nil, nil)
+	return err
+}
+
+// UsageRecord is one call.
+type UsageRecord struct {
+	RequestID         string    `json:"request_id"`
+	Time              time.Time `json:"time"`
+	KeyID             string    `json:"key_id"`
+	PrincipalID       string    `json:"principal_id"`
+	TeamID            string    `json:"team_id"`
+	Endpoint          string    `json:"endpoint"`
+	Model             string    `json:"model"`
+	Provider          string    `json:"provider"`
+	Stream            bool      `json:"stream"`
+	Status            int       `json:"status"`
+	ErrorCode         string    `json:"error_code,omitempty"`
+	InputTokens       int64     `json:"input_tokens"`
+	CachedInputTokens int64     `json:"cached_input_tokens"`
+	CacheWriteTokens  int64     `json:"cache_write_tokens"`
+	OutputTokens      int64     `json:"output_tokens"`
+	CostMicros        int64     `json:"cost_micros"`
+	Priced            bool      `json:"priced"`
+	Estimated         bool      `json:"estimated"`
+	LatencyMillis     int64     `json:"latency_ms"`
+	UpstreamRequestID string    `json:"upstream_request_id,omitempty"`
+}
+
+// UsageSummary is the usage of one group.
+type UsageSummary struct {
+	Group             string `json:"group"`
+	Requests          int64  `json:"requests"`
+	InputTokens       int64  `json:"input_tokens"`
+	CachedInputTokens int64  `json:"cached_input_tokens"`
+	CacheWriteTokens  int64  `json:"cache_write_tokens"`
+	OutputTokens      int64  `json:"output_tokens"`
+	CostMicros        int64  `json:"cost_micros"`
+	Cost              string `json:"cost"`
+	Estimated         int64  `json:"estimated_requests"`
+}
+
+// UsageQuery selects usage; empty fields do not filter.
+type UsageQuery struct {
+	Key, Principal, Team, Model string
+	Since, Until                time.Time
+	Limit                       int
+}
+
+func (q UsageQuery) values() url.Values {
+	v := url.Values{}
+	for k, s := range map[string]string{"key": q.Key, "principal": q.Principal, "team": q.Team, "model": q.Model} {
+		if s != "" {
+			v.Set(k, s)
+		}
+	}
+	if !q.Since.IsZero() {
+		v.Set("since", q.Since.UTC().Format(time.RFC3339))
+	}
+	if !q.Until.IsZero() {
+		v.Set("until", q.Until.UTC().Format(time.RFC3339))
+	}
+	if q.Limit > 0 {
+		v.Set("limit", fmt.Sprint(q.Limit))
+	}
+	return v
+}
+
+// Usage lists usage records, newest first.
+func (c *Client) Usage(ctx context.Context, q UsageQuery) ([]UsageRecord, error) {
+	var out listOf[UsageRecord]
+	_, err := c.do(ctx, "GET", "/v1/usage?"+q.values().Encode(), nil, nil, &out)
+	return out.Data, err
+}
+
+// UsageSummary sums usage by "key", "principal", "team", "model" or "day".
+func (c *Client) UsageSummary(ctx context.Context, q UsageQuery, groupBy string) ([]UsageSummary, error) {
+	v := q.values()
+	v.Set("group_by", groupBy)
+	var out listOf[UsageSummary]
+	_, err := c.do(ctx, "GET", "/v1/usage/summary?"+v.Encode(), nil, nil, &out)
+	return out.Data, err
+}

@@ -1,0 +1,625 @@
+package cli
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/gatehouse-gw/gatehouse/client"
+	"github.com/gatehouse-gw/gatehouse/internal/pricing"
+)
+
+func fmtTime(t *time.Time) string {
+	if t == nil {
+		return "-"
+	}
+	return t.Local().Format("2006-01-02 15:04")
+}
+
+func keyState(k client.Key) string {
+	now := time.Now()
+	switch {
+	case k.RevokedAt != nil && !now.Before(*k.RevokedAt):
+		return "revoked"
+	case k.ExpiresAt != nil && !now.Before(*k.ExpiresAt):
+		return "expired"
+	}
+	return "active"
+}
+
+func keysCmd() *command {
+	return &command{name: "keys", short: "Create, list, show and revoke keys", sub: []*command{
+		{name: "create", short: "Create a key (its secret is printed once)", admin: true, json: true,
+			long: `Creates a virtual key for a principal (or, with --admin, an admin key). The
+secret is printed once and never again: store it where the caller can read it.
+
+Example:
+  gatehouse keys create --principal ci-bot --models 'gpt-4o*' --endpoints chat --expires-in 720h`,
+			flags: func(fs *flag.FlagSet, o *opts) {
+				o.str(fs, "principal", "", "owner: principal id or name (required)")
+				o.str(fs, "team", "", "team the key spends for (default: the principal's first team)")
+				o.str(fs, "name", "", "a name to recognise the key by")
+				o.strs(fs, "models", "allowed model globs, comma-separated or repeated (default: all)")
+				o.strs(fs, "endpoints", "allowed endpoints: chat, completions, embeddings, responses, messages, models (default: all)")
+				o.strs(fs, "cidrs", "allowed source address ranges, e.g. 10.0.0.0/8 (default: any)")
+				o.str(fs, "expires-in", "", "lifetime, e.g. 720h (default: no expiry)")
+				o.bool(fs, "admin", "create an admin key (gka_…) for the admin API")
+			},
+			run: func(ctx context.Context, e *Env, o *opts, args []string) error {
+				if err := nargs(args, 0, "no arguments"); err != nil {
+					return err
+				}
+				if !o.set("principal") {
+					return fmt.Errorf("%w: --principal is required", ErrUsage)
+				}
+				c, err := o.client(e)
+				if err != nil {
+					return err
+				}
+				in := client.KeyInput{Name: o.S("name"), Principal: o.S("principal"), Team: o.S("team"), ExpiresIn: o.S("expires-in"),
+					Scope: client.Scope{Models: o.L("models"), Endpoints: o.L("endpoints"), CIDRs: o.L("cidrs")}}
+				if o.B("admin") {
+					in.Kind = "admin"
+				}
+				k, err := c.CreateKey(ctx, in)
+				if err != nil {
+					return err
+				}
+				if o.json {
+					return printJSON(e.Stdout, k)
+				}
+				fmt.Fprintf(e.Stdout, "Created key %s for %s (shown once):\n\n    %s\n\n", k.ID, o.S("principal"), k.Secret)
+				return nil
+			}},
+		{name: "list", short: "List keys", admin: true, json: true,
+			flags: func(fs *flag.FlagSet, o *opts) {
+				o.str(fs, "principal", "", "only keys of this principal")
+				o.str(fs, "team", "", "only keys of this team")
+				o.str(fs, "kind", "", "virtual or admin")
+				o.bool(fs, "all", "include revoked keys")
+			},
+			run: func(ctx context.Context, e *Env, o *opts, args []string) error {
+				c, err := o.client(e)
+				if err != nil {
+					return err
+				}
+				ks, err := c.ListKeys(ctx, client.KeyFilter{Principal: o.S("principal"), Team: o.S("team"), Kind: o.S("kind"), IncludeRevoked: o.B("all")})
+				if err != nil {
+					return err
+				}
+				if o.json {
+					return printJSON(e.Stdout, ks)
+				}
+				rows := [][]string{}
+				for _, k := range ks {
+					rows = append(rows, []string{k.ID, k.Kind, orDash(k.Name), k.Hint, k.PrincipalID, keyState(k), fmtTime(k.ExpiresAt), fmtTime(k.LastUsedAt)})
+				}
+				table(e.Stdout, []string{"ID", "KIND", "NAME", "HINT", "PRINCIPAL", "STATE", "EXPIRES", "LAST USED"}, rows)
+				return nil
+			}},
+		{name: "show", args: "ID", short: "Show a key", admin: true, json: true,
+			run: func(ctx context.Context, e *Env, o *opts, args []string) error {
+				if err := nargs(args, 1, "a key id"); err != nil {
+					return err
+				}
+				c, err := o.client(e)
+				if err != nil {
+					return err
+				}
+				k, err := c.Key(ctx, args[0])
+				if err != nil {
+					return err
+				}
+				if o.json {
+					return printJSON(e.Stdout, k)
+				}
+				showKey(e.Stdout, k)
+				return nil
+			}},
+		{name: "revoke", args: "ID", short: "Revoke a key; it fails from the next request on", admin: true, json: true,
+			run: func(ctx context.Context, e *Env, o *opts, args []string) error {
+				if err := nargs(args, 1, "a key id"); err != nil {
+					return err
+				}
+				c, err := o.client(e)
+				if err != nil {
+					return err
+				}
+				k, err := c.RevokeKey(ctx, args[0], "")
+				if err != nil {
+					return err
+				}
+				if o.json {
+					return printJSON(e.Stdout, k)
+				}
+				fmt.Fprintf(e.Stdout, "Revoked key %s.\n", k.ID)
+				return nil
+			}},
+	}}
+}
+
+func showKey(w io.Writer, k client.Key) {
+	all := func(l []string) string {
+		if len(l) == 0 {
+			return "all"
+		}
+		return strings.Join(l, ", ")
+	}
+	fmt.Fprintf(w, "ID:          %s\nKind:        %s\nName:        %s\nHint:        %s\nPrincipal:   %s\nTeam:        %s\nState:       %s\n",
+		k.ID, k.Kind, orDash(k.Name), k.Hint, k.PrincipalID, orDash(k.TeamID), keyState(k))
+	fmt.Fprintf(w, "Models:      %s\nEndpoints:   %s\nSource:      %s\n", all(k.Scope.Models), all(k.Scope.Endpoints), all(k.Scope.CIDRs))
+	fmt.Fprintf(w, "Created:     %s\nExpires:     %s\nRevoked:     %s\nLast used:   %s\n",
+		fmtTime(&k.CreatedAt), fmtTime(k.ExpiresAt), fmtTime(k.RevokedAt), fmtTime(k.LastUsedAt))
+}
+
+func providersCmd() *command {
+	return &command{name: "providers", short: "Connect upstream providers", sub: []*command{
+		{name: "add", short: "Add a provider", admin: true, json: true,
+			long: `Adds an upstream provider. Type openai covers OpenAI and every OpenAI-compatible
+server (vLLM, Ollama, …); type anthropic is Anthropic's Messages API. Models
+route to the provider by name or glob; the most specific pattern wins.
+
+Upstream keys are stored encrypted and never shown again. Prefer --key-env so
+the key does not end up in your shell history.
+
+Examples:
+  gatehouse providers add --name openai --type openai --models 'gpt-*,o*,text-embedding-*' --key-env OPENAI_API_KEY
+  gatehouse providers add --name anthropic --type anthropic --models 'claude-*' --key-env ANTHROPIC_API_KEY
+  gatehouse providers add --name local --type openai --base-url http://127.0.0.1:11434/v1 --models 'llama*'`,
+			flags: func(fs *flag.FlagSet, o *opts) {
+				o.str(fs, "name", "", "provider name (required)")
+				o.str(fs, "type", "", "openai or anthropic (required)")
+				o.str(fs, "base-url", "", "API root (default: the provider's public API)")
+				o.strs(fs, "models", "model names or globs routed to it (required)")
+				o.strs(fs, "key-env", "read an upstream key from this environment variable (repeatable)")
+				o.strs(fs, "key", "an upstream key (repeatable; visible in ps and history: prefer --key-env)")
+			},
+			run: func(ctx context.Context, e *Env, o *opts, args []string) error {
+				if err := nargs(args, 0, "no arguments"); err != nil {
+					return err
+				}
+				keys := append([]string{}, o.L("key")...)
+				for _, name := range o.L("key-env") {
+					v := e.Getenv(name)
+					if v == "" {
+						return fmt.Errorf("--key-env %s: the variable is empty or unset", name)
+					}
+					keys = append(keys, v)
+				}
+				c, err := o.client(e)
+				if err != nil {
+					return err
+				}
+				p, err := c.CreateProvider(ctx, client.ProviderInput{Name: o.S("name"), Type: o.S("type"), BaseURL: o.S("base-url"), Models: o.L("models"), Keys: keys})
+				if err != nil {
+					return err
+				}
+				if o.json {
+					return printJSON(e.Stdout, p)
+				}
+				fmt.Fprintf(e.Stdout, "Added provider %s (%s, %s) with %d key(s), routing %s.\n", p.Name, p.Type, p.BaseURL, len(p.Keys), strings.Join(p.Models, ", "))
+				return nil
+			}},
+		{name: "list", short: "List providers", admin: true, json: true,
+			run: func(ctx context.Context, e *Env, o *opts, args []string) error {
+				c, err := o.client(e)
+				if err != nil {
+					return err
+				}
+				ps, err := c.ListProviders(ctx)
+				if err != nil {
+					return err
+				}
+				if o.json {
+					return printJSON(e.Stdout, ps)
+				}
+				rows := [][]string{}
+				for _, p := range ps {
+					rows = append(rows, []string{p.ID, p.Name, p.Type, p.BaseURL, strings.Join(p.Models, ","), fmt.Sprint(len(p.Keys))})
+				}
+				table(e.Stdout, []string{"ID", "NAME", "TYPE", "BASE URL", "MODELS", "KEYS"}, rows)
+				return nil
+			}},
+		{name: "remove", args: "NAME", short: "Remove a provider and its keys", admin: true,
+			run: func(ctx context.Context, e *Env, o *opts, args []string) error {
+				if err := nargs(args, 1, "a provider name or id"); err != nil {
+					return err
+				}
+				c, err := o.client(e)
+				if err != nil {
+					return err
+				}
+				if err := c.DeleteProvider(ctx, args[0], ""); err != nil {
+					return err
+				}
+				fmt.Fprintf(e.Stdout, "Removed provider %s.\n", args[0])
+				return nil
+			}},
+	}}
+}
+
+func teamsCmd() *command {
+	return &command{name: "teams", short: "Manage teams", sub: []*command{
+		{name: "create", args: "NAME", short: "Create a team", admin: true, json: true,
+			run: func(ctx context.Context, e *Env, o *opts, args []string) error {
+				if err := nargs(args, 1, "a team name"); err != nil {
+					return err
+				}
+				c, err := o.client(e)
+				if err != nil {
+					return err
+				}
+				t, err := c.CreateTeam(ctx, args[0])
+				if err != nil {
+					return err
+				}
+				if o.json {
+					return printJSON(e.Stdout, t)
+				}
+				fmt.Fprintf(e.Stdout, "Created team %s (%s).\n", t.Name, t.ID)
+				return nil
+			}},
+		{name: "list", short: "List teams", admin: true, json: true,
+			run: func(ctx context.Context, e *Env, o *opts, args []string) error {
+				c, err := o.client(e)
+				if err != nil {
+					return err
+				}
+				ts, err := c.ListTeams(ctx)
+				if err != nil {
+					return err
+				}
+				if o.json {
+					return printJSON(e.Stdout, ts)
+				}
+				rows := [][]string{}
+				for _, t := range ts {
+					rows = append(rows, []string{t.ID, t.Name, fmtTime(&t.CreatedAt)})
+				}
+				table(e.Stdout, []string{"ID", "NAME", "CREATED"}, rows)
+				return nil
+			}},
+		{name: "delete", args: "NAME", short: "Delete a team that has no members", admin: true,
+			run: func(ctx context.Context, e *Env, o *opts, args []string) error {
+				if err := nargs(args, 1, "a team name or id"); err != nil {
+					return err
+				}
+				c, err := o.client(e)
+				if err != nil {
+					return err
+				}
+				if err := c.DeleteTeam(ctx, args[0], ""); err != nil {
+					return err
+				}
+				fmt.Fprintf(e.Stdout, "Deleted team %s.\n", args[0])
+				return nil
+			}},
+	}}
+}
+
+func principalsCmd() *command {
+	setDisabled := func(disabled bool) func(ctx context.Context, e *Env, o *opts, args []string) error {
+		return func(ctx context.Context, e *Env, o *opts, args []string) error {
+			if err := nargs(args, 1, "a principal name or id"); err != nil {
+				return err
+			}
+			c, err := o.client(e)
+			if err != nil {
+				return err
+			}
+			_, etag, err := c.Principal(ctx, args[0])
+			if err != nil {
+				return err
+			}
+			p, err := c.UpdatePrincipal(ctx, args[0], client.PrincipalInput{Disabled: &disabled}, etag)
+			if err != nil {
+				return err
+			}
+			state := "Enabled"
+			if p.Disabled {
+				state = "Disabled"
+			}
+			fmt.Fprintf(e.Stdout, "%s principal %s.\n", state, p.Name)
+			return nil
+		}
+	}
+	return &command{name: "principals", short: "Manage users and service accounts", sub: []*command{
+		{name: "create", args: "NAME", short: "Create a principal", admin: true, json: true,
+			flags: func(fs *flag.FlagSet, o *opts) {
+				o.strs(fs, "team", "team name or id (required; repeatable)")
+				o.str(fs, "kind", "service_account", "user or service_account")
+				o.strs(fs, "role", "role (repeatable; default member)")
+			},
+			run: func(ctx context.Context, e *Env, o *opts, args []string) error {
+				if err := nargs(args, 1, "a principal name"); err != nil {
+					return err
+				}
+				c, err := o.client(e)
+				if err != nil {
+					return err
+				}
+				name, kind, teams := args[0], o.S("kind"), o.L("team")
+				in := client.PrincipalInput{Name: &name, Kind: &kind, Teams: &teams}
+				if roles := o.L("role"); len(roles) > 0 {
+					in.Roles = &roles
+				}
+				p, err := c.CreatePrincipal(ctx, in)
+				if err != nil {
+					return err
+				}
+				if o.json {
+					return printJSON(e.Stdout, p)
+				}
+				fmt.Fprintf(e.Stdout, "Created %s %s (%s).\n", p.Kind, p.Name, p.ID)
+				return nil
+			}},
+		{name: "list", short: "List principals", admin: true, json: true,
+			flags: func(fs *flag.FlagSet, o *opts) { o.str(fs, "team", "", "only members of this team") },
+			run: func(ctx context.Context, e *Env, o *opts, args []string) error {
+				c, err := o.client(e)
+				if err != nil {
+					return err
+				}
+				ps, err := c.ListPrincipals(ctx, o.S("team"))
+				if err != nil {
+					return err
+				}
+				if o.json {
+					return printJSON(e.Stdout, ps)
+				}
+				rows := [][]string{}
+				for _, p := range ps {
+					state := "active"
+					if p.Disabled {
+						state = "disabled"
+					}
+					rows = append(rows, []string{p.ID, p.Name, p.Kind, strings.Join(p.Teams, ","), strings.Join(p.Roles, ","), state})
+				}
+				table(e.Stdout, []string{"ID", "NAME", "KIND", "TEAMS", "ROLES", "STATE"}, rows)
+				return nil
+			}},
+		{name: "show", args: "NAME", short: "Show a principal", admin: true, json: true,
+			run: func(ctx context.Context, e *Env, o *opts, args []string) error {
+				if err := nargs(args, 1, "a principal name or id"); err != nil {
+					return err
+				}
+				c, err := o.client(e)
+				if err != nil {
+					return err
+				}
+				p, _, err := c.Principal(ctx, args[0])
+				if err != nil {
+					return err
+				}
+				if o.json {
+					return printJSON(e.Stdout, p)
+				}
+				fmt.Fprintf(e.Stdout, "ID:        %s\nName:      %s\nKind:      %s\nTeams:     %s\nRoles:     %s\nDisabled:  %v\nCreated:   %s\n",
+					p.ID, p.Name, p.Kind, strings.Join(p.Teams, ", "), strings.Join(p.Roles, ", "), p.Disabled, fmtTime(&p.CreatedAt))
+				return nil
+			}},
+		{name: "disable", args: "NAME", short: "Disable a principal: its keys stop working", admin: true, run: setDisabled(true)},
+		{name: "enable", args: "NAME", short: "Enable a disabled principal", admin: true, run: setDisabled(false)},
+		{name: "delete", args: "NAME", short: "Delete a principal that owns no keys", admin: true,
+			run: func(ctx context.Context, e *Env, o *opts, args []string) error {
+				if err := nargs(args, 1, "a principal name or id"); err != nil {
+					return err
+				}
+				c, err := o.client(e)
+				if err != nil {
+					return err
+				}
+				if err := c.DeletePrincipal(ctx, args[0], ""); err != nil {
+					return err
+				}
+				fmt.Fprintf(e.Stdout, "Deleted principal %s.\n", args[0])
+				return nil
+			}},
+	}}
+}
+
+// parseSince reads "7d", "24h" (ago) or a date / RFC 3339 time.
+func parseSince(s string, now time.Time) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if strings.HasSuffix(s, "d") {
+		var n int
+		if _, err := fmt.Sscanf(s, "%dd", &n); err == nil && n > 0 {
+			return now.AddDate(0, 0, -n), nil
+		}
+	}
+	if d, err := time.ParseDuration(s); err == nil && d > 0 {
+		return now.Add(-d), nil
+	}
+	for _, layout := range []string{time.RFC3339, "2006-01-02"} {
+		if t, err := time.Parse(layout, s); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("%q: want 7d, 24h, 2026-01-02 or an RFC 3339 time", s)
+}
+
+func usageCmd() *command {
+	return &command{name: "usage", short: "Show usage and cost", admin: true, json: true,
+		long: `Shows usage summed by key (or --group-by principal, team, model, day), or with
+--records the individual calls, newest first. Cost is in US dollars, from the
+price table; calls whose usage the upstream did not report are counted locally
+and flagged "estimated".`,
+		flags: func(fs *flag.FlagSet, o *opts) {
+			o.str(fs, "key", "", "only this key id")
+			o.str(fs, "principal", "", "only this principal")
+			o.str(fs, "team", "", "only this team")
+			o.str(fs, "model", "", "only this model")
+			o.str(fs, "since", "", "from: 7d, 24h, 2026-01-02 or RFC 3339")
+			o.str(fs, "until", "", "until: 2026-01-02 or RFC 3339")
+			o.str(fs, "group-by", "key", "key, principal, team, model or day")
+			o.bool(fs, "records", "list individual calls instead of sums")
+			o.str(fs, "limit", "100", "with --records: at most this many")
+		},
+		run: func(ctx context.Context, e *Env, o *opts, args []string) error {
+			if err := nargs(args, 0, "no arguments"); err != nil {
+				return err
+			}
+			c, err := o.client(e)
+			if err != nil {
+				return err
+			}
+			now := time.Now()
+			q := client.UsageQuery{Key: o.S("key"), Principal: o.S("principal"), Team: o.S("team"), Model: o.S("model")}
+			if q.Since, err = parseSince(o.S("since"), now); err != nil {
+				return fmt.Errorf("--since %w", err)
+			}
+			if q.Until, err = parseSince(o.S("until"), now); err != nil {
+				return fmt.Errorf("--until %w", err)
+			}
+			if o.B("records") {
+				fmt.Sscan(o.S("limit"), &q.Limit)
+				recs, err := c.Usage(ctx, q)
+				if err != nil {
+					return err
+				}
+				if o.json {
+					return printJSON(e.Stdout, recs)
+				}
+				rows := [][]string{}
+				for _, r := range recs {
+					est := ""
+					if r.Estimated {
+						est = " (est.)"
+					}
+					rows = append(rows, []string{r.Time.Local().Format("01-02 15:04:05"), r.RequestID, r.KeyID, r.Model, fmt.Sprint(r.Status),
+						fmt.Sprint(r.InputTokens), fmt.Sprint(r.OutputTokens) + est, pricing.FormatUSD(r.CostMicros), fmt.Sprintf("%dms", r.LatencyMillis)})
+				}
+				table(e.Stdout, []string{"TIME", "REQUEST", "KEY", "MODEL", "STATUS", "IN", "OUT", "COST", "LATENCY"}, rows)
+				return nil
+			}
+			sums, err := c.UsageSummary(ctx, q, o.S("group-by"))
+			if err != nil {
+				return err
+			}
+			if o.json {
+				return printJSON(e.Stdout, sums)
+			}
+			rows := [][]string{}
+			var total int64
+			for _, s := range sums {
+				total += s.CostMicros
+				rows = append(rows, []string{s.Group, fmt.Sprint(s.Requests), fmt.Sprint(s.InputTokens), fmt.Sprint(s.OutputTokens), s.Cost, fmt.Sprint(s.Estimated)})
+			}
+			table(e.Stdout, []string{strings.ToUpper(o.S("group-by")), "REQUESTS", "INPUT TOKENS", "OUTPUT TOKENS", "COST", "ESTIMATED"}, rows)
+			fmt.Fprintf(e.Stdout, "\nTotal: %s\n", pricing.FormatUSD(total))
+			return nil
+		}}
+}
+
+func pricesCmd() *command {
+	perM := func(m int64) string { return pricing.FormatUSD(m) }
+	return &command{name: "prices", short: "Show and override model prices", sub: []*command{
+		{name: "list", short: "The effective price table (USD per million tokens)", admin: true, json: true,
+			run: func(ctx context.Context, e *Env, o *opts, args []string) error {
+				c, err := o.client(e)
+				if err != nil {
+					return err
+				}
+				ps, err := c.Prices(ctx)
+				if err != nil {
+					return err
+				}
+				if o.json {
+					return printJSON(e.Stdout, ps)
+				}
+				rows := [][]string{}
+				for _, p := range ps {
+					rows = append(rows, []string{p.Model, perM(p.Input), perM(p.CachedInput), perM(p.CacheWrite), perM(p.Output), p.Source})
+				}
+				table(e.Stdout, []string{"MODEL", "INPUT", "CACHED INPUT", "CACHE WRITE", "OUTPUT", "SOURCE"}, rows)
+				return nil
+			}},
+		{name: "set", args: "MODEL", short: "Override the price of a model name or glob", admin: true, json: true,
+			long: "Prices are US dollars per million tokens, e.g. --input 2.50 --output 10.",
+			flags: func(fs *flag.FlagSet, o *opts) {
+				o.str(fs, "input", "0", "input price, $ per million tokens")
+				o.str(fs, "cached-input", "0", "cached input price")
+				o.str(fs, "cache-write", "0", "cache write price")
+				o.str(fs, "output", "0", "output price")
+			},
+			run: func(ctx context.Context, e *Env, o *opts, args []string) error {
+				if err := nargs(args, 1, "a model name or glob"); err != nil {
+					return err
+				}
+				p := client.Price{Model: args[0]}
+				for flagName, dst := range map[string]*int64{"input": &p.Input, "cached-input": &p.CachedInput, "cache-write": &p.CacheWrite, "output": &p.Output} {
+					v, err := pricing.ParseUSD(o.S(flagName))
+					if err != nil {
+						return fmt.Errorf("--%s: %w", flagName, err)
+					}
+					*dst = v
+				}
+				c, err := o.client(e)
+				if err != nil {
+					return err
+				}
+				out, err := c.SetPrice(ctx, p)
+				if err != nil {
+					return err
+				}
+				if o.json {
+					return printJSON(e.Stdout, out)
+				}
+				fmt.Fprintf(e.Stdout, "Price of %s: input %s, cached %s, cache write %s, output %s per million tokens.\n",
+					out.Model, perM(out.Input), perM(out.CachedInput), perM(out.CacheWrite), perM(out.Output))
+				return nil
+			}},
+		{name: "delete", args: "MODEL", short: "Remove a price override", admin: true,
+			run: func(ctx context.Context, e *Env, o *opts, args []string) error {
+				if err := nargs(args, 1, "a model name or glob"); err != nil {
+					return err
+				}
+				c, err := o.client(e)
+				if err != nil {
+					return err
+				}
+				if err := c.DeletePrice(ctx, args[0]); err != nil {
+					return err
+				}
+				fmt.Fprintf(e.Stdout, "Removed the price override of %s.\n", args[0])
+				return nil
+			}},
+	}}
+}
+
+func modelsCmd() *command {
+	return &command{name: "models", short: "List routable models and their prices", admin: true, json: true,
+		run: func(ctx context.Context, e *Env, o *opts, args []string) error {
+			c, err := o.client(e)
+			if err != nil {
+				return err
+			}
+			ms, simulated, err := c.Models(ctx)
+			if err != nil {
+				return err
+			}
+			if o.json {
+				return printJSON(e.Stdout, map[string]any{"data": ms, "simulated": simulated})
+			}
+			rows := [][]string{}
+			for _, m := range ms {
+				in, out := "-", "-"
+				if m.Price != nil {
+					in, out = pricing.FormatUSD(m.Price.Input), pricing.FormatUSD(m.Price.Output)
+				}
+				rows = append(rows, []string{m.ID, m.Provider, in, out})
+			}
+			table(e.Stdout, []string{"MODEL", "PROVIDER", "INPUT $/MTOK", "OUTPUT $/MTOK"}, rows)
+			if simulated {
+				fmt.Fprintln(e.Stdout, "\nNo provider is configured: the simulated provider answers for every model name.")
+			} else {
+				fmt.Fprintln(e.Stdout, "\nModels routed by glob are not listed; see 'gatehouse providers list'.")
+			}
+			return nil
+		}}
+}

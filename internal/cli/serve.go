@@ -1,0 +1,119 @@
+package cli
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/gatehouse-gw/gatehouse/internal/config"
+	"github.com/gatehouse-gw/gatehouse/internal/server"
+)
+
+func serveCmd() *command {
+	return &command{
+		name:  "serve",
+		short: "Run the gateway",
+		long: `Runs the data plane (OpenAI- and Anthropic-compatible API) and the admin API.
+
+Configuration comes from defaults, then --config FILE (YAML), then GATEHOUSE_*
+environment variables, then flags. With no database configured, Gatehouse keeps
+its state in SQLite in the data directory (./gatehouse-data), beside its
+key-encryption key (kek.key, mode 0600: back it up). With no provider
+configured, every model is served by the built-in simulated provider.
+
+On the first start, Gatehouse creates an admin key and prints it once.
+
+--dev runs in a temporary directory that is removed on exit, and prints an admin
+key and a ready data-plane key, like 'vault server -dev'.
+
+Environment:
+  GATEHOUSE_LISTEN, GATEHOUSE_ADMIN_LISTEN, GATEHOUSE_DATA_DIR, GATEHOUSE_DATABASE,
+  GATEHOUSE_KEK_FILE, GATEHOUSE_KEK (base64 of 32 bytes; wins over the file),
+  GATEHOUSE_MAX_BODY_BYTES, GATEHOUSE_UPSTREAM_TIMEOUT, GATEHOUSE_LOG_LEVEL,
+  GATEHOUSE_LOG_FORMAT`,
+		flags: func(fs *flag.FlagSet, o *opts) {
+			o.bool(fs, "dev", "development mode: temporary store, simulated provider, printed keys")
+			o.str(fs, "dev-admin-key", "", "with --dev: use this admin key (16+ characters) instead of a random one")
+			o.str(fs, "config", "", "YAML configuration file")
+			o.str(fs, "listen", "", "data-plane address (default 127.0.0.1:8080)")
+			o.str(fs, "admin-listen", "", "admin API address (default 127.0.0.1:8081)")
+			o.str(fs, "data-dir", "", "data directory (default ./gatehouse-data)")
+			o.str(fs, "database", "", "postgres://… to use PostgreSQL instead of SQLite")
+			o.str(fs, "log-level", "", "debug, info, warn or error")
+			o.str(fs, "log-format", "", "text or json")
+		},
+		run: runServe,
+	}
+}
+
+func runServe(ctx context.Context, e *Env, o *opts, args []string) error {
+	if err := nargs(args, 0, "no arguments"); err != nil {
+		return err
+	}
+	cfg := config.Default()
+	if o.set("config") {
+		if err := cfg.LoadFile(o.S("config")); err != nil {
+			return err
+		}
+	}
+	if err := cfg.LoadEnv(e.Getenv); err != nil {
+		return err
+	}
+	for flagName, dst := range map[string]*string{"listen": &cfg.Listen, "admin-listen": &cfg.AdminListen, "data-dir": &cfg.DataDir,
+		"database": &cfg.Database, "log-level": &cfg.LogLevel, "log-format": &cfg.LogFormat} {
+		if o.set(flagName) {
+			*dst = o.S(flagName)
+		}
+	}
+	cfg.Dev, cfg.DevAdminKey = o.B("dev"), o.S("dev-admin-key")
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("configuration: %w", err)
+	}
+	log := newLogger(e, cfg)
+
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	srv, err := server.Open(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	printBanner(e, cfg, srv)
+	return srv.Run(ctx)
+}
+
+func newLogger(e *Env, cfg config.Config) *slog.Logger {
+	var level slog.Level
+	level.UnmarshalText([]byte(cfg.LogLevel))
+	hopts := &slog.HandlerOptions{Level: level}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(e.Stderr, hopts))
+	}
+	return slog.New(slog.NewTextHandler(e.Stderr, hopts))
+}
+
+// printBanner shows the operator where things are and, once, the credentials
+// created at start. It writes to stdout, never to the log.
+func printBanner(e *Env, cfg config.Config, srv *server.Server) {
+	w := e.Stdout
+	fmt.Fprintf(w, "\nGatehouse is running.\n  data plane:  http://%s/v1   (OpenAI and Anthropic SDKs: set the base URL here)\n  admin API:   http://%s\n",
+		srv.DataAddr(), srv.AdminAddr())
+	if cfg.Dev {
+		fmt.Fprintf(w, "  mode:        dev (in a temporary directory, removed on exit)\n")
+	} else if cfg.Database == "" {
+		fmt.Fprintf(w, "  data:        %s\n", srv.DataDir())
+	}
+	if srv.Snapshot().Router.Simulated() {
+		fmt.Fprintf(w, "  provider:    simulated (no provider configured; add one with 'gatehouse providers add')\n")
+	}
+	if k := srv.Bootstrap.AdminKey; k != "" {
+		fmt.Fprintf(w, "\nAdmin key (shown once; keep it safe):\n\n    export GATEHOUSE_ADMIN_KEY=%s\n    export GATEHOUSE_ADDR=http://%s\n", k, srv.AdminAddr())
+	}
+	if k := srv.Bootstrap.VirtualKey; k != "" {
+		fmt.Fprintf(w, "\nData-plane key for principal 'dev':\n\n    export OPENAI_API_KEY=%s OPENAI_BASE_URL=http://%s/v1\n", k, srv.DataAddr())
+	}
+	fmt.Fprintln(w)
+}

@@ -1,0 +1,188 @@
+// Package config is Gatehouse's typed configuration: defaults, a YAML file,
+// GATEHOUSE_* environment variables and command-line flags, applied in that
+// order (later wins), then validated as a whole.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is the whole configuration.
+type Config struct {
+	Listen      string `yaml:"listen"`       // data plane
+	AdminListen string `yaml:"admin_listen"` // admin API
+	DataDir     string `yaml:"data_dir"`     // SQLite database and key-encryption key
+	Database    string `yaml:"database"`     // "" (SQLite in DataDir) or postgres://…
+	KEKFile     string `yaml:"kek_file"`     // default DataDir/kek.key
+
+	Dev         bool   `yaml:"-"` // in-memory dev mode (flag only)
+	DevAdminKey string `yaml:"-"`
+
+	MaxBodyBytes       int64    `yaml:"max_body_bytes"`
+	UpstreamTimeout    Duration `yaml:"upstream_timeout"`
+	StreamIdleTimeout  Duration `yaml:"stream_idle_timeout"`
+	KeyCacheTTL        Duration `yaml:"key_cache_ttl"`
+	ConfigPollInterval Duration `yaml:"config_poll_interval"`
+	ShutdownTimeout    Duration `yaml:"shutdown_timeout"`
+	TrustProxyHeaders  bool     `yaml:"trust_proxy_headers"`
+
+	LogLevel  string `yaml:"log_level"`  // debug, info, warn, error
+	LogFormat string `yaml:"log_format"` // text or json
+}
+
+// Duration is a time.Duration written as "30s" in YAML.
+type Duration time.Duration
+
+// UnmarshalYAML reads a Go duration string.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %q is not a duration such as 30s or 5m", n.Line, n.Value)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// D returns the time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// Default returns the defaults.
+func Default() Config {
+	return Config{
+		Listen:             "127.0.0.1:8080",
+		AdminListen:        "127.0.0.1:8081",
+		DataDir:            "./gatehouse-data",
+		MaxBodyBytes:       16 << 20,
+		UpstreamTimeout:    Duration(10 * time.Minute),
+		StreamIdleTimeout:  Duration(5 * time.Minute),
+		KeyCacheTTL:        Duration(2 * time.Second),
+		ConfigPollInterval: Duration(2 * time.Second),
+		ShutdownTimeout:    Duration(30 * time.Second),
+		LogLevel:           "info",
+		LogFormat:          "text",
+	}
+}
+
+// Parse overlays YAML onto c. Unknown keys are errors.
+func (c *Config) Parse(data []byte) error {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) { // io.EOF: an empty file
+		return fmt.Errorf("config: %w", err)
+	}
+	return nil
+}
+
+// LoadFile overlays the YAML file at path onto c.
+func (c *Config) LoadFile(path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	if err := c.Parse(b); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
+}
+
+// Env lists the environment variables Load reads, with the field each sets.
+var Env = []struct{ Name, Help string }{
+	{"GATEHOUSE_LISTEN", "data-plane address"},
+	{"GATEHOUSE_ADMIN_LISTEN", "admin API address"},
+	{"GATEHOUSE_DATA_DIR", "data directory"},
+	{"GATEHOUSE_DATABASE", "database: empty for SQLite in the data directory, or postgres://…"},
+	{"GATEHOUSE_KEK_FILE", "key-encryption key file"},
+	{"GATEHOUSE_KEK", "key-encryption key itself (base64 or hex of 32 bytes); wins over the file"},
+	{"GATEHOUSE_MAX_BODY_BYTES", "largest request body accepted"},
+	{"GATEHOUSE_UPSTREAM_TIMEOUT", "longest upstream call"},
+	{"GATEHOUSE_LOG_LEVEL", "debug, info, warn or error"},
+	{"GATEHOUSE_LOG_FORMAT", "text or json"},
+}
+
+// LoadEnv overlays GATEHOUSE_* variables onto c.
+func (c *Config) LoadEnv(getenv func(string) string) error {
+	set := func(name string, dst *string) {
+		if v := getenv(name); v != "" {
+			*dst = v
+		}
+	}
+	set("GATEHOUSE_LISTEN", &c.Listen)
+	set("GATEHOUSE_ADMIN_LISTEN", &c.AdminListen)
+	set("GATEHOUSE_DATA_DIR", &c.DataDir)
+	set("GATEHOUSE_DATABASE", &c.Database)
+	set("GATEHOUSE_KEK_FILE", &c.KEKFile)
+	set("GATEHOUSE_LOG_LEVEL", &c.LogLevel)
+	set("GATEHOUSE_LOG_FORMAT", &c.LogFormat)
+	if v := getenv("GATEHOUSE_MAX_BODY_BYTES"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return fmt.Errorf("config: GATEHOUSE_MAX_BODY_BYTES=%q: not a number", v)
+		}
+		c.MaxBodyBytes = n
+	}
+	if v := getenv("GATEHOUSE_UPSTREAM_TIMEOUT"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return fmt.Errorf("config: GATEHOUSE_UPSTREAM_TIMEOUT=%q: not a duration", v)
+		}
+		c.UpstreamTimeout = Duration(d)
+	}
+	return nil
+}
+
+// Validate checks the whole configuration and fills derived defaults.
+func (c *Config) Validate() error {
+	var errs []error
+	for name, addr := range map[string]string{"listen": c.Listen, "admin_listen": c.AdminListen} {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			errs = append(errs, fmt.Errorf("%s %q: want host:port", name, addr))
+		}
+	}
+	if c.Listen == c.AdminListen {
+		errs = append(errs, fmt.Errorf("listen and admin_listen are both %q", c.Listen))
+	}
+	if c.Database != "" && !strings.HasPrefix(c.Database, "postgres://") && !strings.HasPrefix(c.Database, "postgresql://") {
+		errs = append(errs, errors.New("database: want empty (SQLite in the data directory) or a postgres:// URL"))
+	}
+	if c.DataDir == "" && !c.Dev {
+		errs = append(errs, errors.New("data_dir is empty"))
+	}
+	if c.MaxBodyBytes <= 0 {
+		errs = append(errs, errors.New("max_body_bytes must be positive"))
+	}
+	for name, d := range map[string]Duration{"upstream_timeout": c.UpstreamTimeout, "stream_idle_timeout": c.StreamIdleTimeout,
+		"key_cache_ttl": c.KeyCacheTTL, "config_poll_interval": c.ConfigPollInterval, "shutdown_timeout": c.ShutdownTimeout} {
+		if d <= 0 {
+			errs = append(errs, fmt.Errorf("%s must be positive", name))
+		}
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("log_level %q: want debug, info, warn or error", c.LogLevel))
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		errs = append(errs, fmt.Errorf("log_format %q: want text or json", c.LogFormat))
+	}
+	if c.DevAdminKey != "" && len(c.DevAdminKey) < 16 {
+		errs = append(errs, errors.New("--dev-admin-key must be at least 16 characters"))
+	}
+	if c.DevAdminKey != "" && !c.Dev {
+		errs = append(errs, errors.New("--dev-admin-key needs --dev"))
+	}
+	if c.KEKFile == "" && c.DataDir != "" {
+		c.KEKFile = filepath.Join(c.DataDir, "kek.key")
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,68 @@
+package config
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParse(t *testing.T) {
+	c := Default()
+	err := c.Parse([]byte("listen: 0.0.0.0:9000\nupstream_timeout: 30s\ntrust_proxy_headers: true\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Listen != "0.0.0.0:9000" || c.UpstreamTimeout.D() != 30*time.Second || !c.TrustProxyHeaders || c.AdminListen != "127.0.0.1:8081" {
+		t.Fatalf("parsed %+v", c)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if c.KEKFile == "" {
+		t.Fatal("kek_file default not derived")
+	}
+}
+
+func TestParseRejects(t *testing.T) {
+	for _, in := range []string{"lisen: x\n", "upstream_timeout: soon\n", "listen: [\n"} {
+		c := Default()
+		if err := c.Parse([]byte(in)); err == nil {
+			t.Errorf("Parse(%q) accepted", in)
+		}
+	}
+	c := Default()
+	c.Parse(nil)
+	c.LogLevel, c.Database, c.AdminListen = "loud", "mysql://x", c.Listen
+	err := c.Validate()
+	for _, want := range []string{"log_level", "database", "both"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate error %v does not mention %q", err, want)
+		}
+	}
+}
+
+func TestEnv(t *testing.T) {
+	c := Default()
+	env := map[string]string{"GATEHOUSE_LISTEN": "127.0.0.1:1", "GATEHOUSE_UPSTREAM_TIMEOUT": "5s"}
+	if err := c.LoadEnv(func(k string) string { return env[k] }); err != nil {
+		t.Fatal(err)
+	}
+	if c.Listen != "127.0.0.1:1" || c.UpstreamTimeout.D() != 5*time.Second {
+		t.Fatalf("env not applied: %+v", c)
+	}
+	if err := c.LoadEnv(func(k string) string { return map[string]string{"GATEHOUSE_MAX_BODY_BYTES": "lots"}[k] }); err == nil {
+		t.Fatal("bad number accepted")
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add("listen: 127.0.0.1:1\nupstream_timeout: 1s\n")
+	f.Add("data_dir: [a, b]\n")
+	f.Fuzz(func(t *testing.T, in string) {
+		c := Default()
+		if err := c.Parse([]byte(in)); err != nil {
+			return
+		}
+		_ = c.Validate() // must not panic on anything that parsed
+	})
+}

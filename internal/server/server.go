@@ -1,0 +1,436 @@
+// Package server is the composition root: it picks the store from the
+// configuration, builds every component, runs the listeners and background
+// loops, and shuts them down in order (drain streams, flush last-used times,
+// close the store). Only this package imports the storage backends.
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gatehouse-gw/gatehouse/internal/admin"
+	"github.com/gatehouse-gw/gatehouse/internal/auth"
+	"github.com/gatehouse-gw/gatehouse/internal/config"
+	"github.com/gatehouse-gw/gatehouse/internal/keyring"
+	"github.com/gatehouse-gw/gatehouse/internal/org"
+	"github.com/gatehouse-gw/gatehouse/internal/pricing"
+	"github.com/gatehouse-gw/gatehouse/internal/provider"
+	"github.com/gatehouse-gw/gatehouse/internal/provider/sim"
+	"github.com/gatehouse-gw/gatehouse/internal/proxy"
+	"github.com/gatehouse-gw/gatehouse/internal/store"
+	"github.com/gatehouse-gw/gatehouse/internal/store/postgres"
+	"github.com/gatehouse-gw/gatehouse/internal/store/sqlite"
+	"github.com/gatehouse-gw/gatehouse/internal/store/sqlstore"
+	"github.com/gatehouse-gw/gatehouse/internal/vkey"
+)
+
+// Bootstrap holds credentials created at start that the operator must see once.
+type Bootstrap struct {
+	AdminKey   string // set when this start created the first admin key (or in dev mode)
+	VirtualKey string // dev mode: a ready data-plane key
+}
+
+// Server is a running Gatehouse.
+type Server struct {
+	cfg      config.Config
+	log      *slog.Logger
+	db       *sqlstore.DB
+	keyring  *keyring.Keyring
+	verifier *vkey.Verifier
+	auth     *auth.Authenticator
+	snap     atomic.Pointer[config.Snapshot]
+	reloadMu sync.Mutex
+
+	client  *http.Client
+	sim     *sim.Handler
+	simSrv  *http.Server
+	simLn   net.Listener
+	data    *http.Server
+	admin   *http.Server
+	dataLn  net.Listener
+	adminLn net.Listener
+	tmpDir  string
+
+	Bootstrap Bootstrap
+}
+
+// Open builds a server from cfg (validated) and binds its listeners, so that a
+// taken port fails here, before anything runs.
+func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (s *Server, err error) {
+	s = &Server{cfg: cfg, log: log}
+	defer func() {
+		if err != nil {
+			s.closeAll()
+		}
+	}()
+	if cfg.Dev {
+		if s.tmpDir, err = os.MkdirTemp("", "gatehouse-dev-"); err != nil {
+			return nil, err
+		}
+		cfg.DataDir, cfg.Database, cfg.KEKFile = s.tmpDir, "", filepath.Join(s.tmpDir, "kek.key")
+		s.cfg = cfg
+	}
+	if cfg.Database != "" {
+		s.db, err = postgres.Open(ctx, cfg.Database)
+	} else {
+		s.db, err = sqlite.Open(ctx, filepath.Join(cfg.DataDir, sqlite.FileName))
+	}
+	if err != nil {
+		return nil, err
+	}
+	kek, created, err := keyring.LoadKEK(cfg.KEKFile, envOrDev(cfg.Dev))
+	if err != nil {
+		return nil, err
+	}
+	if created {
+		log.Warn("created a new key-encryption key; back it up: without it the upstream keys in the store cannot be read", "file", cfg.KEKFile)
+	}
+	if s.keyring, err = keyring.New(kek); err != nil {
+		return nil, err
+	}
+	hasher, err := s.keyHasher(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s.verifier = vkey.NewVerifier(s.db, hasher, vkey.VerifierOptions{TTL: cfg.KeyCacheTTL.D(), Logger: log})
+	s.auth = auth.New(s.verifier, s.db, cfg.KeyCacheTTL.D())
+	s.client = &http.Client{Transport: &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          512,
+		MaxIdleConnsPerHost:   256,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ResponseHeaderTimeout: cfg.UpstreamTimeout.D(),
+	}}
+	if err := s.startSim(); err != nil {
+		return nil, err
+	}
+	if err := s.Reload(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.bootstrap(ctx); err != nil {
+		return nil, err
+	}
+	if s.dataLn, err = net.Listen("tcp", cfg.Listen); err != nil {
+		return nil, fmt.Errorf("data plane: %w", err)
+	}
+	if s.adminLn, err = net.Listen("tcp", cfg.AdminListen); err != nil {
+		return nil, fmt.Errorf("admin API: %w", err)
+	}
+	s.buildHTTP()
+	return s, nil
+}
+
+// envOrDev returns os.Getenv, except that dev mode ignores GATEHOUSE_KEK: it
+// must never touch a production key.
+func envOrDev(dev bool) func(string) string {
+	if dev {
+		return func(string) string { return "" }
+	}
+	return os.Getenv
+}
+
+// keyHasher loads the server secret used to hash keys, creating it on first
+// start. It is stored sealed under the KEK, so replicas sharing a database and
+// a KEK agree on it.
+func (s *Server) keyHasher(ctx context.Context) (*vkey.Hasher, error) {
+	const name = "key_hmac"
+	aad := []byte("server-secret/" + name)
+	fresh := make([]byte, 32)
+	rand.Read(fresh)
+	sealed, err := s.keyring.Seal(fresh, aad)
+	if err != nil {
+		return nil, err
+	}
+	stored, err := s.db.PutSecretIfAbsent(ctx, name, sealed)
+	if err != nil {
+		return nil, fmt.Errorf("server secret: %w", err)
+	}
+	secret, err := s.keyring.Open(stored, aad)
+	if err != nil {
+		return nil, fmt.Errorf("server secret: %w (is this the key-encryption key the store was created with?)", err)
+	}
+	return vkey.NewHasher(secret)
+}
+
+func (s *Server) startSim() error {
+	s.sim = sim.New("")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("simulated provider: %w", err)
+	}
+	s.simLn = ln
+	s.simSrv = &http.Server{Handler: s.sim, ReadHeaderTimeout: 10 * time.Second}
+	go s.simSrv.Serve(ln)
+	return nil
+}
+
+// Reload rebuilds the request-path snapshot from the store and swaps it in.
+func (s *Server) Reload(ctx context.Context) error {
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
+	gen, err := s.db.ConfigVersion(ctx)
+	if err != nil {
+		return fmt.Errorf("reload: %w", err)
+	}
+	ps, err := s.db.ListProviders(ctx)
+	if err != nil {
+		return fmt.Errorf("reload: %w", err)
+	}
+	var ups []*provider.Upstream
+	for _, p := range ps {
+		keys := make([]provider.APIKey, 0, len(p.Keys))
+		for _, k := range p.Keys {
+			b, err := s.keyring.Open(k.Sealed, provider.SealAAD(k.ID))
+			if err != nil {
+				return fmt.Errorf("reload: provider %s key %s: %w", p.Name, k.ID, err)
+			}
+			keys = append(keys, provider.APIKey(b))
+		}
+		ups = append(ups, provider.NewUpstream(p, keys, s.client))
+	}
+	simURL := "http://" + s.simLn.Addr().String()
+	fallback := map[provider.Type]*provider.Upstream{
+		provider.TypeOpenAI:    provider.NewUpstream(provider.Provider{Name: "simulated", Type: provider.TypeOpenAI, BaseURL: simURL + "/v1"}, nil, s.client),
+		provider.TypeAnthropic: provider.NewUpstream(provider.Provider{Name: "simulated", Type: provider.TypeAnthropic, BaseURL: simURL}, nil, s.client),
+	}
+	overrides, err := s.db.ListPrices(ctx)
+	if err != nil {
+		return fmt.Errorf("reload: %w", err)
+	}
+	prev := s.snap.Load()
+	s.snap.Store(&config.Snapshot{Generation: gen, Router: provider.NewRouter(ups, fallback), Prices: pricing.NewTable(pricing.Defaults(), overrides)})
+	if prev == nil || prev.Generation != gen {
+		mode := "providers"
+		if len(ups) == 0 {
+			mode = "simulated provider (no provider configured)"
+		}
+		s.log.Info("configuration loaded", "generation", gen, "providers", len(ups), "routing", mode, "price_overrides", len(overrides))
+	}
+	return nil
+}
+
+// Snapshot returns the current snapshot.
+func (s *Server) Snapshot() *config.Snapshot { return s.snap.Load() }
+
+// bootstrap creates the first admin credential when none exists, and in dev
+// mode a ready data-plane key too.
+func (s *Server) bootstrap(ctx context.Context) error {
+	admins, err := s.db.ListKeys(ctx, vkey.Filter{Kind: vkey.KindAdmin})
+	if err != nil {
+		return err
+	}
+	if len(admins) > 0 && !s.cfg.Dev {
+		return nil
+	}
+	now := time.Now().UTC()
+	team, err := s.db.Team(ctx, "default")
+	if errors.Is(err, store.ErrNotFound) {
+		team = org.Team{ID: vkey.NewID("team"), Name: "default", CreatedAt: now, Version: 1}
+		err = s.db.CreateTeam(ctx, team)
+	}
+	if err != nil {
+		return fmt.Errorf("bootstrap: %w", err)
+	}
+	p, err := s.db.Principal(ctx, "admin")
+	if errors.Is(err, store.ErrNotFound) {
+		p = org.Principal{ID: vkey.NewID("prn"), Name: "admin", Kind: org.KindUser, Teams: []string{team.ID}, Roles: []string{"admin"}, CreatedAt: now, Version: 1}
+		err = s.db.CreatePrincipal(ctx, p)
+	}
+	if err != nil {
+		return fmt.Errorf("bootstrap: %w", err)
+	}
+	secret := vkey.Generate(vkey.KindAdmin)
+	if s.cfg.DevAdminKey != "" {
+		secret = vkey.Secret(s.cfg.DevAdminKey)
+	}
+	k := vkey.Key{ID: vkey.NewID("key"), Kind: vkey.KindAdmin, Name: "bootstrap admin key", Hash: s.verifier.Hasher().Hash(secret),
+		Hint: secret.Hint(), PrincipalID: p.ID, TeamID: team.ID, CreatedAt: now, Version: 1}
+	if k.Hint == "" {
+		k.Hint = "dev key"
+	}
+	if err := s.db.CreateKey(ctx, k); err != nil {
+		return fmt.Errorf("bootstrap: %w", err)
+	}
+	s.Bootstrap.AdminKey = secret.Reveal()
+	s.log.Info("created the bootstrap admin key", "key_id", k.ID, "principal", p.Name)
+	if !s.cfg.Dev {
+		return nil
+	}
+	dev := org.Principal{ID: vkey.NewID("prn"), Name: "dev", Kind: org.KindServiceAccount, Teams: []string{team.ID}, Roles: []string{"member"}, CreatedAt: now, Version: 1}
+	if err := s.db.CreatePrincipal(ctx, dev); err != nil {
+		return fmt.Errorf("bootstrap: %w", err)
+	}
+	vs := vkey.Generate(vkey.KindVirtual)
+	vk := vkey.Key{ID: vkey.NewID("key"), Kind: vkey.KindVirtual, Name: "dev key", Hash: s.verifier.Hasher().Hash(vs), Hint: vs.Hint(),
+		PrincipalID: dev.ID, TeamID: team.ID, CreatedAt: now, Version: 1}
+	if err := s.db.CreateKey(ctx, vk); err != nil {
+		return fmt.Errorf("bootstrap: %w", err)
+	}
+	s.Bootstrap.VirtualKey = vs.Reveal()
+	return nil
+}
+
+// adminSnapshot adapts a config.Snapshot to what the admin API reads.
+type adminSnapshot struct{ *config.Snapshot }
+
+func (a adminSnapshot) Prices() *pricing.Table       { return a.Snapshot.Prices }
+func (a adminSnapshot) Models() []provider.ModelInfo { return a.Router.Models(sim.Models) }
+func (a adminSnapshot) Simulated() bool              { return a.Router.Simulated() }
+
+func (s *Server) buildHTTP() {
+	devHash := ""
+	if s.cfg.DevAdminKey != "" {
+		devHash = s.verifier.Hasher().Hash(vkey.Secret(s.cfg.DevAdminKey))
+	}
+	px := proxy.New(s.Snapshot, s.auth, s.db, s.log, proxy.Options{
+		MaxBodyBytes: s.cfg.MaxBodyBytes, UpstreamTimeout: s.cfg.UpstreamTimeout.D(),
+		StreamIdleTimeout: s.cfg.StreamIdleTimeout.D(), TrustProxyHeaders: s.cfg.TrustProxyHeaders,
+	})
+	dataMux := http.NewServeMux()
+	dataMux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"status":"ok"}` + "\n"))
+	})
+	dataMux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if err := s.db.Ping(r.Context()); err != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			w.Write([]byte(`{"status":"store unavailable"}` + "\n"))
+			return
+		}
+		w.Write([]byte(`{"status":"ready"}` + "\n"))
+	})
+	dataMux.Handle("/", px)
+	errLog := slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)
+	s.data = &http.Server{Handler: dataMux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 2 * time.Minute,
+		IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10, ErrorLog: errLog}
+	adm := admin.New(admin.Deps{
+		Store: s.db, Keyring: s.keyring, Verifier: s.verifier, ForgetPrincipal: s.auth.Forget, Reload: s.Reload,
+		Snapshot: func() admin.Snapshot { return adminSnapshot{s.Snapshot()} }, DevAdminKeyHash: devHash, Log: s.log,
+	})
+	s.admin = &http.Server{Handler: adm, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute, ErrorLog: errLog}
+}
+
+// DataAddr returns the data plane's bound address.
+func (s *Server) DataAddr() string { return s.dataLn.Addr().String() }
+
+// AdminAddr returns the admin API's bound address.
+func (s *Server) AdminAddr() string { return s.adminLn.Addr().String() }
+
+// DataDir returns the data directory in use (a temporary one in dev mode).
+func (s *Server) DataDir() string { return s.cfg.DataDir }
+
+// Run serves until ctx ends, then shuts down in order: stop accepting, drain
+// in-flight calls and streams (up to the shutdown timeout), flush last-used
+// times, close the store.
+func (s *Server) Run(ctx context.Context) error {
+	errc := make(chan error, 2)
+	go func() { errc <- serve(s.data, s.dataLn) }()
+	go func() { errc <- serve(s.admin, s.adminLn) }()
+	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	wg.Go(func() { s.verifier.Run(bg, 10*time.Second) })
+	wg.Go(func() { s.pollConfig(bg) })
+	s.log.Info("gatehouse serving", "data_plane", "http://"+s.DataAddr(), "admin_api", "http://"+s.AdminAddr(), "store", s.storeName())
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+	}
+	s.log.Info("shutting down: draining in-flight requests", "timeout", s.cfg.ShutdownTimeout.D().String())
+	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout.D())
+	defer cancel()
+	if err := s.data.Shutdown(sctx); err != nil {
+		s.log.Warn("data plane did not drain in time; closing", "err", err)
+		s.data.Close()
+	}
+	s.admin.Shutdown(sctx)
+	stopBG()
+	wg.Wait()
+	s.closeAll()
+	s.log.Info("stopped")
+	return runErr
+}
+
+func serve(srv *http.Server, ln net.Listener) error {
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// pollConfig reloads the snapshot when another replica changed providers or
+// prices.
+func (s *Server) pollConfig(ctx context.Context) {
+	t := time.NewTicker(s.cfg.ConfigPollInterval.D())
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			gen, err := s.db.ConfigVersion(ctx)
+			if err != nil {
+				if ctx.Err() == nil {
+					s.log.Warn("config poll failed", "err", err)
+				}
+				continue
+			}
+			if cur := s.snap.Load(); cur == nil || cur.Generation != gen {
+				if err := s.Reload(ctx); err != nil {
+					s.log.Error("config reload failed; keeping the previous snapshot", "err", err)
+				}
+			}
+		}
+	}
+}
+
+func (s *Server) storeName() string {
+	if s.cfg.Database != "" {
+		return "postgres"
+	}
+	if s.cfg.Dev {
+		return "sqlite (temporary, dev mode)"
+	}
+	return "sqlite " + filepath.Join(s.cfg.DataDir, sqlite.FileName)
+}
+
+// Close releases everything without serving; for a server that never ran.
+func (s *Server) Close() error {
+	s.closeAll()
+	return nil
+}
+
+func (s *Server) closeAll() {
+	for _, ln := range []net.Listener{s.dataLn, s.adminLn} {
+		if ln != nil {
+			ln.Close()
+		}
+	}
+	if s.simSrv != nil {
+		s.simSrv.Close()
+	}
+	if s.db != nil {
+		s.db.Close()
+		s.db = nil
+	}
+	if s.tmpDir != "" && strings.Contains(s.tmpDir, "gatehouse-dev-") {
+		os.RemoveAll(s.tmpDir)
+		s.tmpDir = ""
+	}
+}
