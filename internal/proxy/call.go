@@ -27,12 +27,17 @@ func (h *Handler) call(ep provider.Endpoint) http.HandlerFunc {
 		flavor = httpx.Anthropic
 	}
 	return func(w http.ResponseWriter, r *http.Request) {
-		rec := &usage.Record{ID: httpx.RequestID(r.Context()), Time: h.now().UTC(), Endpoint: ep.Name}
+		start := h.now()
+		rec := &usage.Record{ID: httpx.RequestID(r.Context()), Time: start.UTC(), Endpoint: ep.Name}
 		err := h.serveCall(w, r, ep, rec)
+		rec.LatencyMillis = h.now().Sub(start).Milliseconds()
 		if err != nil {
 			var he *httpx.Error
 			if errors.As(err, &he) {
 				rec.Status, rec.ErrorCode = he.Status, he.Code
+				if he.Code == "" { // an upstream refusal passed through as it came
+					rec.ErrorCode = "upstream_rejected"
+				}
 			} else {
 				rec.Status, rec.ErrorCode = http.StatusInternalServerError, "internal_error"
 			}
@@ -45,7 +50,6 @@ func (h *Handler) call(ep provider.Endpoint) http.HandlerFunc {
 }
 
 func (h *Handler) serveCall(w http.ResponseWriter, r *http.Request, ep provider.Endpoint, rec *usage.Record) error {
-	start := h.now()
 	snap := h.snapshot()
 
 	caller, err := h.authenticate(r)
@@ -115,7 +119,6 @@ func (h *Handler) serveCall(w http.ResponseWriter, r *http.Request, ep provider.
 	if priced {
 		rec.CostMicros = price.Cost(tokens)
 	}
-	rec.LatencyMillis = h.now().Sub(start).Milliseconds()
 	return err
 }
 
