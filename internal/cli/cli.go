@@ -87,6 +87,9 @@ func Run(ctx context.Context, args []string, e *Env) int {
 	case errors.Is(err, flag.ErrHelp):
 		return 0
 	case errors.Is(err, ErrUsage):
+		if err != ErrUsage { // a message of its own; a bare ErrUsage was explained already
+			fmt.Fprintf(e.Stderr, "gatehouse: %s (see --help)\n", strings.TrimPrefix(err.Error(), "usage: "))
+		}
 		return 2
 	}
 	fmt.Fprintln(e.Stderr, "gatehouse:", err)

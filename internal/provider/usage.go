@@ -60,7 +60,7 @@ func ParseUsage(ep Endpoint, body []byte) (t usage.Tokens, id string, ok bool) {
 		if json.Unmarshal(body, &r) != nil || r.Usage == nil {
 			return usage.Tokens{}, r.ID, false
 		}
-		return r.Usage.tokens(), r.ID, true
+		return r.Usage.tokens().Clamp(), r.ID, true
 	}
 	var r struct {
 		ID    string       `json:"id"`
@@ -69,7 +69,7 @@ func ParseUsage(ep Endpoint, body []byte) (t usage.Tokens, id string, ok bool) {
 	if json.Unmarshal(body, &r) != nil || r.Usage == nil {
 		return usage.Tokens{}, r.ID, false
 	}
-	return r.Usage.tokens(), r.ID, true
+	return r.Usage.tokens().Clamp(), r.ID, true
 }
 
 // Meter follows a stream of ep, event by event: it picks up the usage the
@@ -255,5 +255,5 @@ func (m *Meter) Usage(inputEstimate int64) (t usage.Tokens, estimated bool) {
 	if !m.haveOut {
 		t.Output, estimated = (m.outChars+3)/4, true
 	}
-	return t, estimated
+	return t.Clamp(), estimated
 }

@@ -56,7 +56,7 @@ func ParseCall(ep provider.Endpoint, body []byte) (Call, error) {
 	if c.Stream && !ep.Streams {
 		return Call{}, httpx.Errorf(http.StatusBadRequest, "stream_unsupported", "The %s endpoint does not stream.", ep.Name).WithParam("stream")
 	}
-	if len(raw.StreamOptions) > 0 && string(raw.StreamOptions) != "null" {
+	if len(raw.StreamOptions) > 0 { // even null: the rewrite must not add a duplicate member
 		c.HasStreamOpt = true
 		var so struct {
 			IncludeUsage bool `json:"include_usage"`

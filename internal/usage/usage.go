@@ -18,6 +18,15 @@ type Tokens struct {
 	Output      int64 `json:"output_tokens"`
 }
 
+// Clamp returns t with negative counts (a buggy or hostile upstream) as zero,
+// and the cached and cache-write parts no larger than the input.
+func (t Tokens) Clamp() Tokens {
+	t.Input, t.CachedInput, t.CacheWrite, t.Output = max(t.Input, 0), max(t.CachedInput, 0), max(t.CacheWrite, 0), max(t.Output, 0)
+	t.CachedInput = min(t.CachedInput, t.Input)
+	t.CacheWrite = min(t.CacheWrite, t.Input-t.CachedInput)
+	return t
+}
+
 // Total returns input plus output tokens.
 func (t Tokens) Total() int64 { return t.Input + t.Output }
 

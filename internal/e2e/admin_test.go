@@ -1,0 +1,247 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/gatehouse-gw/gatehouse/client"
+	"github.com/gatehouse-gw/gatehouse/internal/cli"
+)
+
+func adminDo(t *testing.T, g *gateway, method, path, key, body string, hdr map[string]string) (*http.Response, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest(method, "http://"+g.srv.AdminAddr()+path, strings.NewReader(body))
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return resp, b
+}
+
+func TestAdminAPI(t *testing.T) {
+	g := startGateway(t, gwOptions{})
+	ctx := context.Background()
+
+	// Authentication.
+	for _, key := range []string{"", "gka_nope", "not-a-key-at-all-xx"} {
+		if resp, _ := adminDo(t, g, "GET", "/v1/teams", key, "", nil); resp.StatusCode != 401 {
+			t.Errorf("key %q: status %d, want 401", key, resp.StatusCode)
+		}
+	}
+	// A data-plane key is not an admin key.
+	team, _ := g.admin.CreateTeam(ctx, "ops")
+	name, teams := "bot", []string{"ops"}
+	g.admin.CreatePrincipal(ctx, client.PrincipalInput{Name: &name, Teams: &teams})
+	vk, err := g.admin.CreateKey(ctx, client.KeyInput{Principal: "bot"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp, _ := adminDo(t, g, "GET", "/v1/teams", vk.Secret, "", nil); resp.StatusCode != 401 {
+		t.Errorf("virtual key on the admin API: %d", resp.StatusCode)
+	}
+	// A second admin key works; revoking it locks it out.
+	ak, err := g.admin.CreateKey(ctx, client.KeyInput{Principal: "bot", Kind: "admin"})
+	if err != nil || !strings.HasPrefix(ak.Secret, "gka_") {
+		t.Fatalf("admin key: %+v %v", ak, err)
+	}
+	if resp, _ := adminDo(t, g, "GET", "/v1/teams", ak.Secret, "", nil); resp.StatusCode != 200 {
+		t.Errorf("new admin key: %d", resp.StatusCode)
+	}
+	g.admin.RevokeKey(ctx, ak.ID, "")
+	if resp, _ := adminDo(t, g, "GET", "/v1/teams", ak.Secret, "", nil); resp.StatusCode != 401 {
+		t.Errorf("revoked admin key: %d", resp.StatusCode)
+	}
+
+	// ETag / If-Match on principals.
+	resp, _ := adminDo(t, g, "GET", "/v1/principals/bot", g.adminKey, "", nil)
+	etag := resp.Header.Get("ETag")
+	if etag != `"1"` {
+		t.Fatalf("ETag = %q", etag)
+	}
+	resp, _ = adminDo(t, g, "PATCH", "/v1/principals/bot", g.adminKey, `{"roles":["member","lead"]}`, map[string]string{"If-Match": etag})
+	if resp.StatusCode != 200 || resp.Header.Get("ETag") != `"2"` {
+		t.Fatalf("PATCH with fresh If-Match: %d %q", resp.StatusCode, resp.Header.Get("ETag"))
+	}
+	resp, body := adminDo(t, g, "PATCH", "/v1/principals/bot", g.adminKey, `{"disabled":true}`, map[string]string{"If-Match": etag})
+	if resp.StatusCode != 412 || !strings.Contains(string(body), "precondition_failed") {
+		t.Fatalf("PATCH with stale If-Match: %d %s", resp.StatusCode, body)
+	}
+	// Strict bodies.
+	resp, body = adminDo(t, g, "POST", "/v1/teams", g.adminKey, `{"nmae":"typo"}`, nil)
+	if resp.StatusCode != 400 || !strings.Contains(string(body), "nmae") {
+		t.Errorf("unknown field: %d %s", resp.StatusCode, body)
+	}
+	// Conflicts and missing things.
+	if _, err := g.admin.CreateTeam(ctx, "ops"); !isStatus(err, 409) {
+		t.Errorf("duplicate team: %v", err)
+	}
+	if err := g.admin.DeleteTeam(ctx, team.ID, ""); !isStatus(err, 409) {
+		t.Errorf("delete team in use: %v", err)
+	}
+	if _, err := g.admin.Key(ctx, "key_missing"); !isStatus(err, 404) {
+		t.Errorf("missing key: %v", err)
+	}
+	for _, in := range []client.KeyInput{
+		{Principal: "nobody"},
+		{Principal: "bot", Scope: client.Scope{Endpoints: []string{"images"}}},
+		{Principal: "bot", Scope: client.Scope{CIDRs: []string{"10.0.0.0/33"}}},
+		{Principal: "bot", ExpiresIn: "-1h"},
+	} {
+		if _, err := g.admin.CreateKey(ctx, in); !isStatus(err, 400) {
+			t.Errorf("CreateKey(%+v): %v, want 400", in, err)
+		}
+	}
+	for _, in := range []client.ProviderInput{
+		{Name: "x", Type: "gemini", Models: []string{"*"}},
+		{Name: "x", Type: "openai", BaseURL: "ftp://host", Models: []string{"*"}},
+		{Name: "x", Type: "openai", BaseURL: "https://user:pw@host", Models: []string{"*"}},
+		{Name: "x", Type: "openai"},
+	} {
+		if _, err := g.admin.CreateProvider(ctx, in); !isStatus(err, 400) {
+			t.Errorf("CreateProvider(%+v): %v, want 400", in, err)
+		}
+	}
+
+	// Upstream keys go in and never come out.
+	p, err := g.admin.CreateProvider(ctx, client.ProviderInput{Name: "oai", Type: "openai", Models: []string{"gpt-*"}, Keys: []string{"sk-live-DONOTSHOW-1234567890"}})
+	if err != nil || p.BaseURL != "https://api.openai.com/v1" || len(p.Keys) != 1 {
+		t.Fatalf("provider: %+v %v", p, err)
+	}
+	_, body = adminDo(t, g, "GET", "/v1/providers", g.adminKey, "", nil)
+	if bytes.Contains(body, []byte("DONOTSHOW")) {
+		t.Fatal("upstream key returned by the admin API")
+	}
+	ms, simulated, err := g.admin.Models(ctx)
+	if err != nil || simulated {
+		t.Fatalf("models after adding a provider: %v simulated=%v", ms, simulated)
+	}
+
+	// Prices: override, then the effective table shows it.
+	if _, err := g.admin.SetPrice(ctx, client.Price{Model: "my-llama", Input: 100_000, Output: 200_000}); err != nil {
+		t.Fatal(err)
+	}
+	ps, _ := g.admin.Prices(ctx)
+	found := false
+	for _, p := range ps {
+		found = found || (p.Model == "my-llama" && p.Source == "override" && p.Output == 200_000)
+	}
+	if !found {
+		t.Fatal("price override not in the table")
+	}
+
+	// The OpenAPI document is served, valid, and names every route.
+	resp, body = adminDo(t, g, "GET", "/v1/openapi.json", "", "", nil)
+	var doc struct {
+		OpenAPI string                    `json:"openapi"`
+		Paths   map[string]map[string]any `json:"paths"`
+	}
+	if resp.StatusCode != 200 || json.Unmarshal(body, &doc) != nil || doc.OpenAPI == "" {
+		t.Fatalf("openapi: %d", resp.StatusCode)
+	}
+	for _, route := range []string{"/v1/teams", "/v1/principals/{id}", "/v1/keys", "/v1/keys/{id}/revoke", "/v1/providers", "/v1/providers/{id}/keys",
+		"/v1/models", "/v1/prices/{model}", "/v1/usage", "/v1/usage/summary"} {
+		if _, ok := doc.Paths[route]; !ok {
+			t.Errorf("OpenAPI document lacks %s", route)
+		}
+	}
+	if resp, _ := adminDo(t, g, "GET", "/readyz", "", "", nil); resp.StatusCode != 200 {
+		t.Errorf("readyz: %d", resp.StatusCode)
+	}
+}
+
+func isStatus(err error, status int) bool {
+	var e *client.Error
+	return errors.As(err, &e) && e.Status == status
+}
+
+// runCLI runs the gatehouse command line against g.
+func runCLI(t *testing.T, g *gateway, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	env := map[string]string{"GATEHOUSE_ADDR": "http://" + g.srv.AdminAddr(), "GATEHOUSE_ADMIN_KEY": g.adminKey, "MY_UPSTREAM": upstreamKey}
+	code := cli.Run(context.Background(), args, &cli.Env{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errb, Getenv: func(k string) string { return env[k] }})
+	return code, out.String(), errb.String()
+}
+
+func TestCLI(t *testing.T) {
+	f := newFixture(t, gwOptions{})
+	mustRun := func(args ...string) string {
+		t.Helper()
+		code, out, errs := runCLI(t, f.gateway, args...)
+		if code != 0 {
+			t.Fatalf("gatehouse %s: exit %d\n%s%s", strings.Join(args, " "), code, out, errs)
+		}
+		return out
+	}
+	mustRun("teams", "create", "platform")
+	mustRun("principals", "create", "ci-bot", "--team", "platform")
+	out := mustRun("keys", "create", "--principal", "ci-bot", "--models", "gpt-4o*", "--endpoints", "chat,models", "--expires-in", "720h", "--json")
+	var created struct {
+		ID  string `json:"id"`
+		Key string `json:"key"`
+	}
+	if err := json.Unmarshal([]byte(out), &created); err != nil || created.ID == "" || !strings.HasPrefix(created.Key, "gk_") {
+		t.Fatalf("keys create --json: %q", out)
+	}
+	oc := f.openai(created.Key)
+	if _, err := oc.Chat.Completions.New(context.Background(), chatParams("gpt-4o", 2)); err != nil {
+		t.Fatalf("CLI-made key: %v", err)
+	}
+	show := mustRun("keys", "show", created.ID)
+	for _, want := range []string{created.ID, "gpt-4o*", "chat, models", "active"} {
+		if !strings.Contains(show, want) {
+			t.Errorf("keys show lacks %q:\n%s", want, show)
+		}
+	}
+	if strings.Contains(show, created.Key) || strings.Contains(mustRun("keys", "list", "--json"), created.Key) {
+		t.Fatal("a key's secret was printed after creation")
+	}
+	mustRun("providers", "add", "--name", "second", "--type", "openai", "--base-url", f.up.OpenAIBaseURL(), "--models", "o4-mini", "--key-env", "MY_UPSTREAM")
+	if list := mustRun("providers", "list"); !strings.Contains(list, "second") || strings.Contains(list, upstreamKey) {
+		t.Fatalf("providers list:\n%s", list)
+	}
+	var usage []map[string]any
+	if err := json.Unmarshal([]byte(mustRun("usage", "--json", "--group-by", "model")), &usage); err != nil || len(usage) == 0 {
+		t.Fatalf("usage --json: %v %v", usage, err)
+	}
+	mustRun("keys", "revoke", created.ID)
+	if _, err := oc.Chat.Completions.New(context.Background(), chatParams("gpt-4o", 2)); err == nil {
+		t.Fatal("revoked key still works")
+	}
+	mustRun("providers", "remove", "second")
+	mustRun("prices", "set", "my-model", "--input", "0.50", "--output", "1.5")
+	if p := mustRun("prices", "list"); !strings.Contains(p, "my-model") || !strings.Contains(p, "$1.50") {
+		t.Fatalf("prices list:\n%s", p)
+	}
+
+	// Help and usage errors.
+	if code, out, _ := runCLI(t, f.gateway, "--help"); code != 0 || !strings.Contains(out, "keys") || !strings.Contains(out, "serve") {
+		t.Errorf("--help: %d\n%s", code, out)
+	}
+	if code, _, errs := runCLI(t, f.gateway, "keys", "create", "--help"); code != 0 || !strings.Contains(errs+"", "--principal") {
+		t.Errorf("keys create --help: %d\n%s", code, errs)
+	}
+	if code, _, _ := runCLI(t, f.gateway, "keys", "frobnicate"); code != 2 {
+		t.Errorf("unknown subcommand: exit %d, want 2", code)
+	}
+	if code, _, errs := runCLI(t, f.gateway, "keys", "show"); code != 2 || !strings.Contains(errs, "key id") {
+		t.Errorf("missing argument: exit %d %q", code, errs)
+	}
+	if code, _, errs := runCLI(t, f.gateway, "keys", "show", "key_nope"); code != 1 || !strings.Contains(errs, "404") {
+		t.Errorf("missing key: exit %d %q", code, errs)
+	}
+}
