@@ -227,5 +227,3 @@ func parseTime(param, s string) (time.Time, error) {
 	}
 	return time.Time{}, badRequest(param, "%s: want RFC 3339 (2026-01-02T15:04:05Z) or a date (2026-01-02)", param)
 }
-
-

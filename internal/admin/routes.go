@@ -700,5 +700,3 @@ func (h *Handler) summarizeUsage(w http.ResponseWriter, r *http.Request, _ vkey.
 	writeJSON(w, 200, map[string]any{"data": out, "group_by": by})
 	return nil
 }
-
-

@@ -42,12 +42,12 @@ func (b *logBuffer) String() string {
 
 // gateway is a running Gatehouse under test.
 type gateway struct {
-	srv     *server.Server
-	logs    *logBuffer
-	dataURL string // http://127.0.0.1:port
-	admin   *client.Client
+	srv      *server.Server
+	logs     *logBuffer
+	dataURL  string // http://127.0.0.1:port
+	admin    *client.Client
 	adminKey string
-	stop    func()
+	stop     func()
 }
 
 type gwOptions struct {
@@ -94,9 +94,9 @@ func startGateway(t *testing.T, o gwOptions) *gateway {
 // fixture is a gateway with a fake upstream connected and a key ready.
 type fixture struct {
 	*gateway
-	up       *providertest.Server
-	key      string // a data-plane key for principal "agent"
-	keyID    string
+	up        *providertest.Server
+	key       string // a data-plane key for principal "agent"
+	keyID     string
 	principal string
 }
 

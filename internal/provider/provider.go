@@ -87,11 +87,11 @@ func (p Provider) Validate() error {
 // APIKey is an opened upstream credential. It never prints itself.
 type APIKey string
 
-func (APIKey) String() string                 { return "[REDACTED]" }
-func (APIKey) GoString() string               { return "[REDACTED]" }
-func (APIKey) LogValue() slog.Value           { return slog.StringValue("[REDACTED]") }
-func (APIKey) MarshalText() ([]byte, error)   { return []byte("[REDACTED]"), nil }
-func (k APIKey) reveal() string               { return string(k) }
+func (APIKey) String() string               { return "[REDACTED]" }
+func (APIKey) GoString() string             { return "[REDACTED]" }
+func (APIKey) LogValue() slog.Value         { return slog.StringValue("[REDACTED]") }
+func (APIKey) MarshalText() ([]byte, error) { return []byte("[REDACTED]"), nil }
+func (k APIKey) reveal() string             { return string(k) }
 
 // Store is what provider needs from storage.
 type Store interface {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -235,11 +236,15 @@ func (h *Handler) relayJSON(w http.ResponseWriter, ep provider.Endpoint, resp *h
 		tokens = usage.Tokens{Input: inputEstimate}
 	}
 	copyResponseHeaders(w, resp)
+	// A known length and a flush deliver the whole answer before the usage
+	// record is written.
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
 	w.WriteHeader(resp.StatusCode)
 	rec.Status = resp.StatusCode
 	if _, err := w.Write(b); err != nil {
 		rec.Status, rec.ErrorCode = statusClientClosed, "client_closed"
 	}
+	http.NewResponseController(w).Flush()
 	return tokens, estimated, nil
 }
 
@@ -323,7 +328,7 @@ func (h *Handler) record(ctx context.Context, rec *usage.Record) {
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	if err := h.rec.InsertUsage(ctx, *rec); err != nil {
+	if err := h.rec.Record(ctx, *rec); err != nil {
 		h.log.Error("recording usage failed", "request_id", rec.ID, "err", err)
 	}
 	h.log.LogAttrs(ctx, slog.LevelInfo, "call", slog.String("request_id", rec.ID), slog.String("key_id", rec.KeyID),

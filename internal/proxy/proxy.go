@@ -43,9 +43,9 @@ type Authenticator interface {
 	Authenticate(ctx context.Context, credential string) (auth.Caller, error)
 }
 
-// Recorder stores usage records.
+// Recorder stores usage records durably.
 type Recorder interface {
-	InsertUsage(ctx context.Context, r usage.Record) error
+	Record(ctx context.Context, r usage.Record) error
 }
 
 // Options configures a Handler. Zero durations and sizes take the defaults.

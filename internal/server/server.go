@@ -32,6 +32,7 @@ import (
 	"github.com/gatehouse-gw/gatehouse/internal/store/postgres"
 	"github.com/gatehouse-gw/gatehouse/internal/store/sqlite"
 	"github.com/gatehouse-gw/gatehouse/internal/store/sqlstore"
+	"github.com/gatehouse-gw/gatehouse/internal/usage"
 	"github.com/gatehouse-gw/gatehouse/internal/vkey"
 )
 
@@ -49,6 +50,7 @@ type Server struct {
 	keyring  *keyring.Keyring
 	verifier *vkey.Verifier
 	auth     *auth.Authenticator
+	usage    *usage.Writer
 	snap     atomic.Pointer[config.Snapshot]
 	reloadMu sync.Mutex
 
@@ -105,6 +107,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (s *Server, 
 	}
 	s.verifier = vkey.NewVerifier(s.db, hasher, vkey.VerifierOptions{TTL: cfg.KeyCacheTTL.D(), Logger: log})
 	s.auth = auth.New(s.verifier, s.db, cfg.KeyCacheTTL.D())
+	s.usage = usage.NewWriter(s.db, log)
 	s.client = &http.Client{Transport: &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
 		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
@@ -296,7 +299,7 @@ func (s *Server) buildHTTP() {
 	if s.cfg.DevAdminKey != "" {
 		devHash = s.verifier.Hasher().Hash(vkey.Secret(s.cfg.DevAdminKey))
 	}
-	px := proxy.New(s.Snapshot, s.auth, s.db, s.log, proxy.Options{
+	px := proxy.New(s.Snapshot, s.auth, s.usage, s.log, proxy.Options{
 		MaxBodyBytes: s.cfg.MaxBodyBytes, UpstreamTimeout: s.cfg.UpstreamTimeout.D(),
 		StreamIdleTimeout: s.cfg.StreamIdleTimeout.D(), TrustProxyHeaders: s.cfg.TrustProxyHeaders,
 	})
@@ -345,6 +348,9 @@ func (s *Server) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { s.verifier.Run(bg, 10*time.Second) })
 	wg.Go(func() { s.pollConfig(bg) })
+	usageCtx, stopUsage := context.WithCancel(context.WithoutCancel(ctx))
+	usageDone := make(chan struct{})
+	go func() { s.usage.Run(usageCtx); close(usageDone) }()
 	s.log.Info("gatehouse serving", "data_plane", "http://"+s.DataAddr(), "admin_api", "http://"+s.AdminAddr(), "store", s.storeName())
 
 	var runErr error
@@ -360,6 +366,8 @@ func (s *Server) Run(ctx context.Context) error {
 		s.data.Close()
 	}
 	s.admin.Shutdown(sctx)
+	stopUsage() // after the data plane drained: every call's record is queued
+	<-usageDone
 	stopBG()
 	wg.Wait()
 	s.closeAll()

@@ -44,8 +44,8 @@ var Endpoints = []string{EndpointChat, EndpointCompletions, EndpointEmbeddings, 
 // Scope narrows what a key may do. An empty list means "no restriction" for that
 // dimension; restrictions combine with AND.
 type Scope struct {
-	Models    []string `json:"models,omitempty"`     // model name globs
-	Endpoints []string `json:"endpoints,omitempty"`  // see Endpoints
+	Models    []string `json:"models,omitempty"`       // model name globs
+	Endpoints []string `json:"endpoints,omitempty"`    // see Endpoints
 	CIDRs     []string `json:"source_cidrs,omitempty"` // caller address ranges
 }
 
@@ -119,9 +119,9 @@ var (
 
 // Filter selects keys in List.
 type Filter struct {
-	Kind        Kind
-	PrincipalID string
-	TeamID      string
+	Kind           Kind
+	PrincipalID    string
+	TeamID         string
 	IncludeRevoked bool
 }
 

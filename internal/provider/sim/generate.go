@@ -69,7 +69,7 @@ func (h *Handler) chat(w http.ResponseWriter, req *request, s *stream) {
 	created := h.now()
 	out := int64(len(words))
 	usage := map[string]any{"prompt_tokens": in, "completion_tokens": out, "total_tokens": in + out,
-		"prompt_tokens_details": map[string]any{"cached_tokens": 0, "audio_tokens": 0},
+		"prompt_tokens_details":     map[string]any{"cached_tokens": 0, "audio_tokens": 0},
 		"completion_tokens_details": map[string]any{"reasoning_tokens": 0, "audio_tokens": 0, "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}}
 	if !req.Stream {
 		writeJSON(w, http.StatusOK, map[string]any{

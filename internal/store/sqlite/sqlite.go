@@ -64,8 +64,10 @@ func Open(ctx context.Context, path string) (*sqlstore.DB, error) {
 
 // Dialect is SQLite's flavour of SQL for sqlstore.
 var Dialect = sqlstore.Dialect{
-	Name:         "sqlite",
-	IsUnique:     func(err error) bool { return code(err) == sqlite3.SQLITE_CONSTRAINT_UNIQUE || code(err) == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY },
+	Name: "sqlite",
+	IsUnique: func(err error) bool {
+		return code(err) == sqlite3.SQLITE_CONSTRAINT_UNIQUE || code(err) == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY
+	},
 	IsForeignKey: func(err error) bool { return code(err) == sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY },
 }
 

@@ -2,6 +2,7 @@ package sqlstore
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 
 	"github.com/gatehouse-gw/gatehouse/internal/usage"
@@ -10,12 +11,35 @@ import (
 const usageCols = `id, at, key_id, principal_id, team_id, endpoint, model, provider, stream, status, error_code,
 	input_tokens, cached_input_tokens, cache_write_tokens, output_tokens, cost_micros, priced, estimated, latency_ms, upstream_request_id`
 
+const insertUsage = `INSERT INTO usage (` + usageCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+
+func usageArgs(r usage.Record) []any {
+	return []any{r.ID, micros(r.Time), r.KeyID, r.PrincipalID, r.TeamID, r.Endpoint, r.Model, r.Provider, boolInt(r.Stream), r.Status, r.ErrorCode,
+		r.Input, r.CachedInput, r.CacheWrite, r.Output, r.CostMicros, boolInt(r.Priced), boolInt(r.Estimated), r.LatencyMillis, r.UpstreamRequestID}
+}
+
 // InsertUsage implements usage.Store.
 func (s *DB) InsertUsage(ctx context.Context, r usage.Record) error {
-	_, err := s.exec(ctx, s.db, `INSERT INTO usage (`+usageCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		r.ID, micros(r.Time), r.KeyID, r.PrincipalID, r.TeamID, r.Endpoint, r.Model, r.Provider, boolInt(r.Stream), r.Status, r.ErrorCode,
-		r.Input, r.CachedInput, r.CacheWrite, r.Output, r.CostMicros, boolInt(r.Priced), boolInt(r.Estimated), r.LatencyMillis, r.UpstreamRequestID)
+	_, err := s.exec(ctx, s.db, insertUsage, usageArgs(r)...)
 	return err
+}
+
+// InsertUsageBatch implements usage.BatchStore: all records in one
+// transaction, with one prepared statement.
+func (s *DB) InsertUsageBatch(ctx context.Context, rs []usage.Record) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		stmt, err := tx.PrepareContext(ctx, s.q(insertUsage))
+		if err != nil {
+			return err
+		}
+		defer stmt.Close()
+		for _, r := range rs {
+			if _, err := stmt.ExecContext(ctx, usageArgs(r)...); err != nil {
+				return s.classify(err)
+			}
+		}
+		return nil
+	})
 }
 
 func usageWhere(q usage.Query) (string, []any) {
