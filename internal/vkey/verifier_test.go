@@ -1,0 +1,137 @@
+package vkey
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gatehouse-gw/gatehouse/internal/store"
+)
+
+// memStore is a hand-written fake of the key store: the verifier's own logic
+// (cache, TTL, last-used batching) is under test here; the real stores have
+// their own conformance suite.
+type memStore struct {
+	mu      sync.Mutex
+	keys    map[string]Key // by hash
+	lookups int
+	touched map[string]time.Time
+	fail    error
+}
+
+func (m *memStore) CreateKey(_ context.Context, k Key) error { m.keys[k.Hash] = k; return nil }
+func (m *memStore) KeyByHash(_ context.Context, h string) (Key, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.lookups++
+	if m.fail != nil {
+		return Key{}, m.fail
+	}
+	k, ok := m.keys[h]
+	if !ok {
+		return Key{}, store.ErrNotFound
+	}
+	return k, nil
+}
+func (m *memStore) Key(context.Context, string) (Key, error)         { return Key{}, nil }
+func (m *memStore) ListKeys(context.Context, Filter) ([]Key, error) { return nil, nil }
+func (m *memStore) RevokeKey(_ context.Context, id string, at time.Time, _ int64) (Key, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for h, k := range m.keys {
+		if k.ID == id {
+			k.RevokedAt = &at
+			m.keys[h] = k
+			return k, nil
+		}
+	}
+	return Key{}, store.ErrNotFound
+}
+func (m *memStore) TouchKeys(_ context.Context, used map[string]time.Time) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for id, t := range used {
+		m.touched[id] = t
+	}
+	return nil
+}
+
+type clock struct{ t time.Time }
+
+func (c *clock) now() time.Time { return c.t }
+
+func TestVerifier(t *testing.T) {
+	ctx := context.Background()
+	h, _ := NewHasher([]byte(strings.Repeat("s", 32)))
+	st := &memStore{keys: map[string]Key{}, touched: map[string]time.Time{}}
+	clk := &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	v := NewVerifier(st, h, VerifierOptions{TTL: 2 * time.Second, Now: clk.now})
+
+	secret := Generate(KindVirtual)
+	exp := clk.t.Add(time.Hour)
+	st.CreateKey(ctx, Key{ID: "key_1", Kind: KindVirtual, Hash: h.Hash(secret), ExpiresAt: &exp})
+
+	if _, err := v.Verify(ctx, "gk_garbage", KindVirtual); !errors.Is(err, ErrMalformed) || st.lookups != 0 {
+		t.Fatalf("malformed: %v after %d lookups (want none)", err, st.lookups)
+	}
+	if _, err := v.Verify(ctx, secret.Reveal(), KindAdmin); !errors.Is(err, ErrUnknown) || st.lookups != 0 {
+		t.Fatalf("wrong kind: %v after %d lookups", err, st.lookups)
+	}
+	for range 3 {
+		if k, err := v.Verify(ctx, secret.Reveal(), KindVirtual); err != nil || k.ID != "key_1" {
+			t.Fatalf("Verify = %v, %v", k, err)
+		}
+	}
+	if st.lookups != 1 {
+		t.Fatalf("%d store lookups for 3 verifications within the TTL, want 1", st.lookups)
+	}
+
+	// Revoked elsewhere: seen once the TTL passes.
+	st.RevokeKey(ctx, "key_1", clk.t, 0)
+	if _, err := v.Verify(ctx, secret.Reveal(), KindVirtual); err != nil {
+		t.Fatalf("within TTL the cached key still verifies: %v", err)
+	}
+	clk.t = clk.t.Add(2 * time.Second)
+	if _, err := v.Verify(ctx, secret.Reveal(), KindVirtual); !errors.Is(err, ErrRevoked) {
+		t.Fatalf("after TTL: %v, want ErrRevoked", err)
+	}
+
+	// Revoked here: Forget makes it immediate.
+	s2 := Generate(KindVirtual)
+	st.CreateKey(ctx, Key{ID: "key_2", Kind: KindVirtual, Hash: h.Hash(s2)})
+	v.Verify(ctx, s2.Reveal(), KindVirtual)
+	st.RevokeKey(ctx, "key_2", clk.t, 0)
+	v.Forget("key_2")
+	if _, err := v.Verify(ctx, s2.Reveal(), KindVirtual); !errors.Is(err, ErrRevoked) {
+		t.Fatalf("after Forget: %v", err)
+	}
+
+	// Expiry is checked on every call, cached or not.
+	s3 := Generate(KindVirtual)
+	soon := clk.t.Add(time.Second)
+	st.CreateKey(ctx, Key{ID: "key_3", Kind: KindVirtual, Hash: h.Hash(s3), ExpiresAt: &soon})
+	if _, err := v.Verify(ctx, s3.Reveal(), KindVirtual); err != nil {
+		t.Fatal(err)
+	}
+	clk.t = clk.t.Add(time.Second)
+	if _, err := v.Verify(ctx, s3.Reveal(), KindVirtual); !errors.Is(err, ErrExpired) {
+		t.Fatalf("at expiry: %v", err)
+	}
+
+	// A store fault is an error, not "unknown", and is not cached.
+	st.fail = errors.New("disk on fire")
+	s4 := Generate(KindVirtual)
+	if _, err := v.Verify(ctx, s4.Reveal(), KindVirtual); err == nil || errors.Is(err, ErrUnknown) {
+		t.Fatalf("store fault: %v", err)
+	}
+	st.fail = nil
+
+	// Last-used times are written in one batch by Flush.
+	v.Flush(ctx)
+	if _, ok := st.touched["key_1"]; !ok || len(st.touched) != 3 {
+		t.Fatalf("touched = %v", st.touched)
+	}
+}
