@@ -36,7 +36,7 @@ func (m *memStore) KeyByHash(_ context.Context, h string) (Key, error) {
 	}
 	return k, nil
 }
-func (m *memStore) Key(context.Context, string) (Key, error)         { return Key{}, nil }
+func (m *memStore) Key(context.Context, string) (Key, error)        { return Key{}, nil }
 func (m *memStore) ListKeys(context.Context, Filter) ([]Key, error) { return nil, nil }
 func (m *memStore) RevokeKey(_ context.Context, id string, at time.Time, _ int64) (Key, error) {
 	m.mu.Lock()

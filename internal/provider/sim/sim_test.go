@@ -54,7 +54,6 @@ func TestUsageGrowsAndStaysWithinLimit(t *testing.T) {
 	}
 }
 
-
 func TestAuthAndErrorShapes(t *testing.T) {
 	h := New("sk-right")
 	rec := post(t, h, "/v1/chat/completions", `{}`, map[string]string{"Authorization": "Bearer sk-wrong-0123456789"})
