@@ -117,3 +117,48 @@ func printBanner(e *Env, cfg config.Config, srv *server.Server) {
 	}
 	fmt.Fprintln(w)
 }
+
+func recoverCmd() *command {
+	return &command{
+		name:  "recover-admin-key",
+		short: "Create a new admin key straight in the store (when every admin key is lost)",
+		long: `Opens the store directly, without the admin API, and creates a new admin key
+for the principal "admin". It needs what the gateway needs: the data directory
+(or --database) and the key-encryption key (kek.key in the data directory, or
+GATEHOUSE_KEK). It works while the gateway runs. The key is printed once.`,
+		flags: func(fs *flag.FlagSet, o *opts) {
+			o.str(fs, "config", "", "YAML configuration file")
+			o.str(fs, "data-dir", "", "data directory (default ./gatehouse-data)")
+			o.str(fs, "database", "", "postgres://… when the gateway uses PostgreSQL")
+		},
+		run: func(ctx context.Context, e *Env, o *opts, args []string) error {
+			if err := nargs(args, 0, "no arguments"); err != nil {
+				return err
+			}
+			cfg := config.Default()
+			if o.set("config") {
+				if err := cfg.LoadFile(o.S("config")); err != nil {
+					return err
+				}
+			}
+			if err := cfg.LoadEnv(e.Getenv); err != nil {
+				return err
+			}
+			if o.set("data-dir") {
+				cfg.DataDir = o.S("data-dir")
+			}
+			if o.set("database") {
+				cfg.Database = o.S("database")
+			}
+			if err := cfg.Validate(); err != nil {
+				return fmt.Errorf("configuration: %w", err)
+			}
+			key, err := server.RecoverAdminKey(ctx, cfg, slog.New(slog.NewTextHandler(e.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(e.Stdout, "New admin key (shown once):\n\n    export GATEHOUSE_ADMIN_KEY=%s\n\n", key)
+			return nil
+		},
+	}
+}

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"os"
 	"context"
 	"encoding/json"
 	"errors"
@@ -243,5 +244,28 @@ func TestCLI(t *testing.T) {
 	}
 	if code, _, errs := runCLI(t, f.gateway, "keys", "show", "key_nope"); code != 1 || !strings.Contains(errs, "404") {
 		t.Errorf("missing key: exit %d %q", code, errs)
+	}
+}
+
+// TestRecoverAdminKey: with the data directory and its KEK, an operator gets a
+// working admin key back, even while the gateway runs.
+func TestRecoverAdminKey(t *testing.T) {
+	dir := t.TempDir() + "/data"
+	g := startGateway(t, gwOptions{dataDir: dir})
+	code, out, errs := runCLI(t, g, "recover-admin-key", "--data-dir", dir)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	key := strings.TrimSpace(out[strings.Index(out, "gka_"):])
+	key = strings.Fields(key)[0]
+	if resp, _ := adminDo(t, g, "GET", "/v1/teams", key, "", nil); resp.StatusCode != 200 {
+		t.Fatalf("recovered key: %d", resp.StatusCode)
+	}
+	empty := t.TempDir()
+	if code, _, errs := runCLI(t, g, "recover-admin-key", "--data-dir", empty); code == 0 || !strings.Contains(errs, "key-encryption key") {
+		t.Fatalf("recovery without a KEK: exit %d %s", code, errs)
+	}
+	if entries, _ := os.ReadDir(empty); len(entries) != 0 {
+		t.Fatalf("a failed recovery left files behind: %v", entries)
 	}
 }

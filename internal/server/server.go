@@ -239,6 +239,18 @@ func (s *Server) bootstrap(ctx context.Context) error {
 	if len(admins) > 0 && !s.cfg.Dev {
 		return nil
 	}
+	if err := s.createAdminKey(ctx, "bootstrap admin key"); err != nil {
+		return err
+	}
+	if !s.cfg.Dev {
+		return nil
+	}
+	return s.createDevKey(ctx)
+}
+
+// createAdminKey makes an admin key for the principal "admin" in team
+// "default", creating both when missing, and keeps the secret in s.Bootstrap.
+func (s *Server) createAdminKey(ctx context.Context, name string) error {
 	now := time.Now().UTC()
 	team, err := s.db.Team(ctx, "default")
 	if errors.Is(err, store.ErrNotFound) {
@@ -260,7 +272,7 @@ func (s *Server) bootstrap(ctx context.Context) error {
 	if s.cfg.DevAdminKey != "" {
 		secret = vkey.Secret(s.cfg.DevAdminKey)
 	}
-	k := vkey.Key{ID: vkey.NewID("key"), Kind: vkey.KindAdmin, Name: "bootstrap admin key", Hash: s.verifier.Hasher().Hash(secret),
+	k := vkey.Key{ID: vkey.NewID("key"), Kind: vkey.KindAdmin, Name: name, Hash: s.verifier.Hasher().Hash(secret),
 		Hint: secret.Hint(), PrincipalID: p.ID, TeamID: team.ID, CreatedAt: now, Version: 1}
 	if k.Hint == "" {
 		k.Hint = "dev key"
@@ -269,9 +281,16 @@ func (s *Server) bootstrap(ctx context.Context) error {
 		return fmt.Errorf("bootstrap: %w", err)
 	}
 	s.Bootstrap.AdminKey = secret.Reveal()
-	s.log.Info("created the bootstrap admin key", "key_id", k.ID, "principal", p.Name)
-	if !s.cfg.Dev {
-		return nil
+	s.log.Info("created an admin key", "name", name, "key_id", k.ID, "principal", p.Name)
+	return nil
+}
+
+// createDevKey makes, in dev mode, a principal "dev" with a data-plane key.
+func (s *Server) createDevKey(ctx context.Context) error {
+	now := time.Now().UTC()
+	team, err := s.db.Team(ctx, "default")
+	if err != nil {
+		return fmt.Errorf("bootstrap: %w", err)
 	}
 	dev := org.Principal{ID: vkey.NewID("prn"), Name: "dev", Kind: org.KindServiceAccount, Teams: []string{team.ID}, Roles: []string{"member"}, CreatedAt: now, Version: 1}
 	if err := s.db.CreatePrincipal(ctx, dev); err != nil {
@@ -285,6 +304,46 @@ func (s *Server) bootstrap(ctx context.Context) error {
 	}
 	s.Bootstrap.VirtualKey = vs.Reveal()
 	return nil
+}
+
+// RecoverAdminKey opens the store of cfg directly (no listeners) and creates a
+// new admin key for the bootstrap principal "admin": the way back in for an
+// operator who lost every admin key but holds the data directory (or database
+// URL) and the key-encryption key.
+func RecoverAdminKey(ctx context.Context, cfg config.Config, log *slog.Logger) (string, error) {
+	if os.Getenv(keyring.EnvKEK) == "" {
+		if _, err := os.Stat(cfg.KEKFile); err != nil {
+			return "", fmt.Errorf("no key-encryption key at %s and %s is unset: this is not the data directory of an existing gateway", cfg.KEKFile, keyring.EnvKEK)
+		}
+	}
+	s := &Server{cfg: cfg, log: log}
+	defer s.closeAll()
+	var err error
+	if cfg.Database != "" {
+		s.db, err = postgres.Open(ctx, cfg.Database)
+	} else {
+		s.db, err = sqlite.Open(ctx, filepath.Join(cfg.DataDir, sqlite.FileName))
+	}
+	if err != nil {
+		return "", err
+	}
+	kek, _, err := keyring.LoadKEK(cfg.KEKFile, os.Getenv)
+	if err != nil {
+		return "", err
+	}
+	if s.keyring, err = keyring.New(kek); err != nil {
+		return "", err
+	}
+	hasher, err := s.keyHasher(ctx)
+	if err != nil {
+		return "", err
+	}
+	s.verifier = vkey.NewVerifier(s.db, hasher, vkey.VerifierOptions{})
+	s.cfg.Dev, s.cfg.DevAdminKey = false, ""
+	if err := s.createAdminKey(ctx, "recovered admin key"); err != nil {
+		return "", err
+	}
+	return s.Bootstrap.AdminKey, nil
 }
 
 // adminSnapshot adapts a config.Snapshot to what the admin API reads.
