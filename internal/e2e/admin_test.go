@@ -2,12 +2,12 @@ package e2e
 
 import (
 	"bytes"
-	"os"
 	"context"
 	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 
