@@ -37,18 +37,50 @@ type DB struct {
 
 	mu      sync.RWMutex
 	rebound map[string]string
+	stmts   map[string]*sql.Stmt
 }
 
 // New wraps db. The caller has migrated it.
 func New(db *sql.DB, d Dialect) *DB {
-	return &DB{db: db, d: d, rebound: make(map[string]string)}
+	return &DB{db: db, d: d, rebound: make(map[string]string), stmts: make(map[string]*sql.Stmt)}
+}
+
+// prepared returns a statement prepared once for the life of the DB; the hot
+// write paths use it to skip parsing SQL on every call.
+func (s *DB) prepared(ctx context.Context, query string) (*sql.Stmt, error) {
+	s.mu.RLock()
+	st, ok := s.stmts[query]
+	s.mu.RUnlock()
+	if ok {
+		return st, nil
+	}
+	st, err := s.db.PrepareContext(ctx, s.q(query))
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if prev, ok := s.stmts[query]; ok {
+		st.Close()
+		return prev, nil
+	}
+	s.stmts[query] = st
+	return st, nil
 }
 
 // SQL returns the underlying database handle.
 func (s *DB) SQL() *sql.DB { return s.db }
 
 // Close closes the database.
-func (s *DB) Close() error { return s.db.Close() }
+func (s *DB) Close() error {
+	s.mu.Lock()
+	for _, st := range s.stmts {
+		st.Close()
+	}
+	clear(s.stmts)
+	s.mu.Unlock()
+	return s.db.Close()
+}
 
 // Ping checks that the database answers.
 func (s *DB) Ping(ctx context.Context) error { return s.db.PingContext(ctx) }

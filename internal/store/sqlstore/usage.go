@@ -27,11 +27,12 @@ func (s *DB) InsertUsage(ctx context.Context, r usage.Record) error {
 // InsertUsageBatch implements usage.BatchStore: all records in one
 // transaction, with one prepared statement.
 func (s *DB) InsertUsageBatch(ctx context.Context, rs []usage.Record) error {
+	prepared, err := s.prepared(ctx, insertUsage)
+	if err != nil {
+		return err
+	}
 	return s.tx(ctx, func(tx *sql.Tx) error {
-		stmt, err := tx.PrepareContext(ctx, s.q(insertUsage))
-		if err != nil {
-			return err
-		}
+		stmt := tx.StmtContext(ctx, prepared) // reuses the connection's own preparation
 		defer stmt.Close()
 		for _, r := range rs {
 			if _, err := stmt.ExecContext(ctx, usageArgs(r)...); err != nil {
