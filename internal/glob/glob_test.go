@@ -22,6 +22,9 @@ func TestMatch(t *testing.T) {
 		{"", "x", false},
 		{"a*b*c", "aXXbYYc", true},
 		{"a*b*c", "aXXbYY", false},
+		{"*", "*0", true}, // found by FuzzMatch: '*' was once taken as a literal
+		{"*0", "*0", true},
+		{"a*", "a*b", true},
 	}
 	for _, tt := range tests {
 		if got := Match(tt.pattern, tt.name); got != tt.want {
