@@ -367,6 +367,7 @@ type Price struct {
 	CachedInput int64  `json:"cached_input_micros_per_mtok"`
 	CacheWrite  int64  `json:"cache_write_micros_per_mtok"`
 	Output      int64  `json:"output_micros_per_mtok"`
+	MaxOutput   int64  `json:"max_output_tokens,omitempty"`
 	Source      string `json:"source,omitempty"`
 }
 
@@ -404,7 +405,8 @@ func (c *Client) SetPrice(ctx context.Context, p Price) (Price, error) {
 		CachedInput int64 `json:"cached_input_micros_per_mtok"`
 		CacheWrite  int64 `json:"cache_write_micros_per_mtok"`
 		Output      int64 `json:"output_micros_per_mtok"`
-	}{p.Input, p.CachedInput, p.CacheWrite, p.Output}, &out)
+		MaxOutput   int64 `json:"max_output_tokens"`
+	}{p.Input, p.CachedInput, p.CacheWrite, p.Output, p.MaxOutput}, &out)
 	return out, err
 }
 
@@ -490,5 +492,90 @@ func (c *Client) UsageSummary(ctx context.Context, q UsageQuery, groupBy string)
 	v.Set("group_by", groupBy)
 	var out listOf[UsageSummary]
 	_, err := c.do(ctx, "GET", "/v1/usage/summary?"+v.Encode(), nil, nil, &out)
+	return out.Data, err
+}
+
+// Budget is a money cap with its current period's counters.
+type Budget struct {
+	ID          string    `json:"id"`
+	Scope       string    `json:"scope"`
+	ScopeID     string    `json:"scope_id,omitempty"`
+	Model       string    `json:"model,omitempty"`
+	Period      string    `json:"period"`
+	TimeZone    string    `json:"time_zone"`
+	LimitMicros int64     `json:"limit_micros"`
+	Hard        bool      `json:"hard"`
+	Clamp       bool      `json:"clamp"`
+	Thresholds  []int     `json:"thresholds"`
+	CreatedAt   time.Time `json:"created_at"`
+	Version     int64     `json:"version"`
+	PeriodStart time.Time `json:"period_start"`
+	PeriodEnd   time.Time `json:"period_end"`
+	Spent       int64     `json:"spent_micros"`
+	Reserved    int64     `json:"reserved_micros"`
+	Remaining   int64     `json:"remaining_micros"`
+	Limit       string    `json:"limit"`
+	SpentText   string    `json:"spent"`
+	RemainText  string    `json:"remaining"`
+}
+
+// BudgetInput creates or changes a budget; nil fields are left alone.
+type BudgetInput struct {
+	Scope       *string `json:"scope,omitempty"` // key, principal, team or org
+	ScopeID     *string `json:"scope_id,omitempty"`
+	Model       *string `json:"model,omitempty"`
+	Period      *string `json:"period,omitempty"` // day, week, month or lifetime
+	TimeZone    *string `json:"time_zone,omitempty"`
+	LimitMicros *int64  `json:"limit_micros,omitempty"`
+	Hard        *bool   `json:"hard,omitempty"`
+	Clamp       *bool   `json:"clamp,omitempty"`
+	Thresholds  *[]int  `json:"thresholds,omitempty"`
+}
+
+// ListBudgets lists budgets with their current counters.
+func (c *Client) ListBudgets(ctx context.Context) ([]Budget, error) {
+	var out listOf[Budget]
+	_, err := c.do(ctx, "GET", "/v1/budgets", nil, nil, &out)
+	return out.Data, err
+}
+
+// CreateBudget sets a budget.
+func (c *Client) CreateBudget(ctx context.Context, in BudgetInput) (Budget, error) {
+	var b Budget
+	_, err := c.do(ctx, "POST", "/v1/budgets", nil, in, &b)
+	return b, err
+}
+
+// Budget returns a budget with its counters.
+func (c *Client) Budget(ctx context.Context, id string) (Budget, error) {
+	var b Budget
+	_, err := c.do(ctx, "GET", "/v1/budgets/"+esc(id), nil, nil, &b)
+	return b, err
+}
+
+// UpdateBudget changes a budget's limit, model, hardness, clamp, thresholds or zone.
+func (c *Client) UpdateBudget(ctx context.Context, id string, in BudgetInput, etag string) (Budget, error) {
+	var b Budget
+	_, err := c.do(ctx, "PATCH", "/v1/budgets/"+esc(id), ifMatch(etag), in, &b)
+	return b, err
+}
+
+// DeleteBudget deletes a budget.
+func (c *Client) DeleteBudget(ctx context.Context, id, etag string) error {
+	_, err := c.do(ctx, "DELETE", "/v1/budgets/"+esc(id), ifMatch(etag), nil, nil)
+	return err
+}
+
+// Spend returns the budgets that apply to a key, principal or team ("" for
+// all), with their counters. Give at most one.
+func (c *Client) Spend(ctx context.Context, key, principal, team string) ([]Budget, error) {
+	q := url.Values{}
+	for k, v := range map[string]string{"key": key, "principal": principal, "team": team} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	var out listOf[Budget]
+	_, err := c.do(ctx, "GET", "/v1/spend?"+q.Encode(), nil, nil, &out)
 	return out.Data, err
 }

@@ -20,6 +20,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gatehouse-gw/gatehouse/internal/budget"
 	"github.com/gatehouse-gw/gatehouse/internal/httpx"
 	"github.com/gatehouse-gw/gatehouse/internal/keyring"
 	"github.com/gatehouse-gw/gatehouse/internal/org"
@@ -32,6 +33,7 @@ import (
 
 // Store is what the admin API needs from storage.
 type Store interface {
+	budget.Store
 	org.Store
 	vkey.Store
 	provider.Store
@@ -59,6 +61,8 @@ type Deps struct {
 	// Reload rebuilds the request-path snapshot after routing or prices changed.
 	Reload   func(ctx context.Context) error
 	Snapshot func() Snapshot
+	// Spend returns budgets with their current period's money.
+	Spend func(ctx context.Context, bs []budget.Budget) ([]budget.Status, error)
 	// DevAdminKeyHash, in dev mode, is the hash of a free-form admin key.
 	DevAdminKeyHash string
 	Log             *slog.Logger

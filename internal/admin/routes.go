@@ -72,6 +72,8 @@ func (h *Handler) routes() {
 	m.HandleFunc("GET /v1/usage", h.authed(h.listUsage))
 	m.HandleFunc("GET /v1/usage/summary", h.authed(h.summarizeUsage))
 
+	h.budgetRoutes()
+
 	m.HandleFunc("/", h.open(func(w http.ResponseWriter, r *http.Request) error {
 		return httpx.Errorf(http.StatusNotFound, "unknown_url", "Unknown admin API route: %s %s (see /v1/openapi.json)", r.Method, r.URL.Path)
 	}))
@@ -592,11 +594,12 @@ func (h *Handler) setPrice(w http.ResponseWriter, r *http.Request, who vkey.Key)
 		CachedInput int64 `json:"cached_input_micros_per_mtok"`
 		CacheWrite  int64 `json:"cache_write_micros_per_mtok"`
 		Output      int64 `json:"output_micros_per_mtok"`
+		MaxOutput   int64 `json:"max_output_tokens"`
 	}
 	if err := decode(w, r, &in); err != nil {
 		return err
 	}
-	p := pricing.Price{Model: r.PathValue("model"), Input: in.Input, CachedInput: in.CachedInput, CacheWrite: in.CacheWrite, Output: in.Output}
+	p := pricing.Price{Model: r.PathValue("model"), Input: in.Input, CachedInput: in.CachedInput, CacheWrite: in.CacheWrite, Output: in.Output, MaxOutput: in.MaxOutput}
 	if err := p.Validate(); err != nil {
 		return badRequest("", "%s", err)
 	}

@@ -37,6 +37,9 @@ type Config struct {
 	ShutdownTimeout    Duration `yaml:"shutdown_timeout"`
 	TrustProxyHeaders  bool     `yaml:"trust_proxy_headers"`
 
+	DefaultMaxOutputTokens int64  `yaml:"default_max_output_tokens"` // budgets: output ceiling when neither call nor price table has one
+	AlertWebhookURL        string `yaml:"alert_webhook_url"`         // budget and breaker alerts; secret in GATEHOUSE_ALERT_WEBHOOK_SECRET
+
 	LogLevel  string `yaml:"log_level"`  // debug, info, warn, error
 	LogFormat string `yaml:"log_format"` // text or json
 }
@@ -60,17 +63,18 @@ func (d Duration) D() time.Duration { return time.Duration(d) }
 // Default returns the defaults.
 func Default() Config {
 	return Config{
-		Listen:             "127.0.0.1:8080",
-		AdminListen:        "127.0.0.1:8081",
-		DataDir:            "./gatehouse-data",
-		MaxBodyBytes:       16 << 20,
-		UpstreamTimeout:    Duration(10 * time.Minute),
-		StreamIdleTimeout:  Duration(5 * time.Minute),
-		KeyCacheTTL:        Duration(2 * time.Second),
-		ConfigPollInterval: Duration(2 * time.Second),
-		ShutdownTimeout:    Duration(30 * time.Second),
-		LogLevel:           "info",
-		LogFormat:          "text",
+		Listen:                 "127.0.0.1:8080",
+		AdminListen:            "127.0.0.1:8081",
+		DataDir:                "./gatehouse-data",
+		MaxBodyBytes:           16 << 20,
+		UpstreamTimeout:        Duration(10 * time.Minute),
+		StreamIdleTimeout:      Duration(5 * time.Minute),
+		KeyCacheTTL:            Duration(2 * time.Second),
+		ConfigPollInterval:     Duration(2 * time.Second),
+		ShutdownTimeout:        Duration(30 * time.Second),
+		DefaultMaxOutputTokens: 32768,
+		LogLevel:               "info",
+		LogFormat:              "text",
 	}
 }
 
@@ -108,6 +112,8 @@ var Env = []struct{ Name, Help string }{
 	{"GATEHOUSE_UPSTREAM_TIMEOUT", "longest upstream call"},
 	{"GATEHOUSE_LOG_LEVEL", "debug, info, warn or error"},
 	{"GATEHOUSE_LOG_FORMAT", "text or json"},
+	{"GATEHOUSE_ALERT_WEBHOOK_URL", "where budget and breaker alerts are posted"},
+	{"GATEHOUSE_ALERT_WEBHOOK_SECRET", "HMAC secret that signs alert webhooks"},
 }
 
 // LoadEnv overlays GATEHOUSE_* variables onto c.
@@ -124,6 +130,7 @@ func (c *Config) LoadEnv(getenv func(string) string) error {
 	set("GATEHOUSE_KEK_FILE", &c.KEKFile)
 	set("GATEHOUSE_LOG_LEVEL", &c.LogLevel)
 	set("GATEHOUSE_LOG_FORMAT", &c.LogFormat)
+	set("GATEHOUSE_ALERT_WEBHOOK_URL", &c.AlertWebhookURL)
 	if v := getenv("GATEHOUSE_MAX_BODY_BYTES"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil {
@@ -157,6 +164,12 @@ func (c *Config) Validate() error {
 	}
 	if c.DataDir == "" && !c.Dev {
 		errs = append(errs, errors.New("data_dir is empty"))
+	}
+	if c.DefaultMaxOutputTokens <= 0 {
+		errs = append(errs, errors.New("default_max_output_tokens must be positive"))
+	}
+	if c.AlertWebhookURL != "" && !strings.HasPrefix(c.AlertWebhookURL, "https://") && !strings.HasPrefix(c.AlertWebhookURL, "http://") {
+		errs = append(errs, fmt.Errorf("alert_webhook_url %q: want an http(s) URL", c.AlertWebhookURL))
 	}
 	if c.MaxBodyBytes <= 0 {
 		errs = append(errs, errors.New("max_body_bytes must be positive"))

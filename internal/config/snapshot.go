@@ -1,15 +1,18 @@
 package config
 
 import (
+	"github.com/gatehouse-gw/gatehouse/internal/budget"
 	"github.com/gatehouse-gw/gatehouse/internal/pricing"
 	"github.com/gatehouse-gw/gatehouse/internal/provider"
 )
 
-// Snapshot is the read-mostly state of the request path: routes and prices. It
+// Snapshot is the read-mostly state of the request path: routes, prices and
+// budgets (their definitions; the money counters live in the store). It
 // is immutable; the server builds a new one when the store's config generation
 // changes and swaps it in whole behind one atomic pointer.
 type Snapshot struct {
 	Generation int64
 	Router     *provider.Router
 	Prices     *pricing.Table
+	Budgets    []budget.Budget
 }

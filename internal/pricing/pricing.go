@@ -27,7 +27,8 @@ type Price struct {
 	CachedInput int64     `json:"cached_input_micros_per_mtok"`
 	CacheWrite  int64     `json:"cache_write_micros_per_mtok"`
 	Output      int64     `json:"output_micros_per_mtok"`
-	Source      string    `json:"source"` // "default" or "override"
+	MaxOutput   int64     `json:"max_output_tokens,omitempty"` // the model's output ceiling; 0: unknown
+	Source      string    `json:"source"`                      // "default" or "override"
 	UpdatedAt   time.Time `json:"updated_at,omitzero"`
 }
 
@@ -36,7 +37,7 @@ func (p Price) Validate() error {
 	if strings.TrimSpace(p.Model) == "" {
 		return fmt.Errorf("price: model is empty")
 	}
-	if p.Input < 0 || p.CachedInput < 0 || p.CacheWrite < 0 || p.Output < 0 {
+	if p.Input < 0 || p.CachedInput < 0 || p.CacheWrite < 0 || p.Output < 0 || p.MaxOutput < 0 {
 		return fmt.Errorf("price: %s: negative price", p.Model)
 	}
 	return nil

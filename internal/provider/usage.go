@@ -245,15 +245,16 @@ func (m *Meter) ResponseID() string { return m.id }
 func (m *Meter) Done() bool { return m.done }
 
 // Usage returns the usage of the stream so far. When the upstream reported
-// none, it counts locally, rounding up (4 characters a token for output;
-// inputEstimate for input), and estimated is true.
+// none, it counts locally and estimated is true: one token per byte of output
+// text (every token covers at least one byte, so this never under-counts) and
+// inputEstimate for input.
 func (m *Meter) Usage(inputEstimate int64) (t usage.Tokens, estimated bool) {
 	t = m.tokens
 	if !m.haveIn {
 		t.Input, estimated = inputEstimate, true
 	}
 	if !m.haveOut {
-		t.Output, estimated = (m.outChars+3)/4, true
+		t.Output, estimated = m.outChars, true
 	}
 	return t.Clamp(), estimated
 }

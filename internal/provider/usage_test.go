@@ -65,7 +65,7 @@ func TestMeterOpenAI(t *testing.T) {
 	}
 	noUsage := strings.Replace(stream, `data: {"id":"x","choices":[],"usage":{"prompt_tokens":12,"completion_tokens":2}}`+"\n\n", "", 1)
 	m, _ = meterRun(t, Chat, true, noUsage)
-	if tok, est := m.Usage(50); !est || tok.Input != 50 || tok.Output != 3 { // 11 chars → 3 tokens, rounded up
+	if tok, est := m.Usage(50); !est || tok.Input != 50 || tok.Output != 11 { // 11 bytes: at most 11 tokens
 		t.Fatalf("estimated usage %+v est=%v", tok, est)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/gatehouse-gw/gatehouse/internal/budget"
 	"github.com/gatehouse-gw/gatehouse/internal/httpx"
 	"github.com/gatehouse-gw/gatehouse/internal/provider"
 	"github.com/gatehouse-gw/gatehouse/internal/usage"
@@ -50,8 +51,9 @@ func (h *Handler) call(ep provider.Endpoint) http.HandlerFunc {
 	}
 }
 
-func (h *Handler) serveCall(w http.ResponseWriter, r *http.Request, ep provider.Endpoint, rec *usage.Record) error {
+func (h *Handler) serveCall(w http.ResponseWriter, r *http.Request, ep provider.Endpoint, rec *usage.Record) (err error) {
 	snap := h.snapshot()
+	upstreamStarted := false
 
 	caller, err := h.authenticate(r)
 	if err != nil {
@@ -90,6 +92,16 @@ func (h *Handler) serveCall(w http.ResponseWriter, r *http.Request, ep provider.
 	price, priced := snap.Prices.Lookup(call.Model)
 	rec.Priced = priced
 
+	// Budgets: hold the worst case before anything goes upstream; settle after.
+	hold, worst, body, err := h.reserve(r.Context(), ep, &call, body,
+		budget.Call{KeyID: caller.Key.ID, PrincipalID: caller.Principal.ID, TeamID: rec.TeamID, Model: call.Model}, price, priced, rec.ID)
+	if err != nil {
+		return err
+	}
+	if hold != nil {
+		defer func() { hold.Settle(r.Context(), settlement(rec, hold, upstreamStarted)) }()
+	}
+
 	upBody, strip, err := requestUsage(ep, call, body)
 	if err != nil {
 		return httpx.Errorf(http.StatusBadRequest, "invalid_json", "We could not parse the JSON body of your request.").WithCause(err)
@@ -102,6 +114,7 @@ func (h *Handler) serveCall(w http.ResponseWriter, r *http.Request, ep provider.
 		return h.upstreamFailure(r, err)
 	}
 	defer resp.Body.Close()
+	upstreamStarted = resp.StatusCode < 400
 	rec.UpstreamRequestID = firstHeader(resp.Header, "x-request-id", "request-id")
 
 	if resp.StatusCode >= 400 {
@@ -116,11 +129,30 @@ func (h *Handler) serveCall(w http.ResponseWriter, r *http.Request, ep provider.
 	} else {
 		tokens, estimated, err = h.relayJSON(w, ep, resp, estimateInput(body), rec)
 	}
+	if estimated && hold != nil {
+		// Counted locally: bounded by what was reserved, since the upstream
+		// honours the output cap the reservation assumed.
+		tokens.Input, tokens.Output = min(tokens.Input, worst.input), min(tokens.Output, worst.output)
+	}
 	rec.Tokens, rec.Estimated = tokens, estimated
 	if priced {
 		rec.CostMicros = price.Cost(tokens)
 	}
 	return err
+}
+
+// settlement is what a finished call is charged: its cost; nothing when the
+// upstream never produced an answer; the whole hold when the caller went away
+// mid-answer, since the upstream may have generated (and billed) more than the
+// gateway saw before it could cancel.
+func settlement(rec *usage.Record, hold *budget.Hold, upstreamStarted bool) int64 {
+	switch {
+	case !upstreamStarted:
+		return 0
+	case rec.ErrorCode == "client_closed":
+		return max(hold.Amount(), rec.CostMicros)
+	}
+	return rec.CostMicros
 }
 
 // roundTrip sends the call upstream. A connection failure, a 429 or a 5xx is

@@ -55,6 +55,7 @@ type Options struct {
 	UpstreamTimeout   time.Duration // whole upstream call, default 10 min
 	StreamIdleTimeout time.Duration // longest silence inside a stream, default 5 min
 	TrustProxyHeaders bool          // take the source address from X-Forwarded-For
+	DefaultMaxOutput  int64         // output ceiling for budgets when neither call nor price table gives one; default 32768
 }
 
 // Handler serves the data plane.
@@ -62,14 +63,15 @@ type Handler struct {
 	snapshot func() *config.Snapshot
 	auth     Authenticator
 	rec      Recorder
+	budgets  Budgets
 	log      *slog.Logger
 	opt      Options
 	now      func() time.Time
 	mux      *http.ServeMux
 }
 
-// New returns the data-plane handler.
-func New(snapshot func() *config.Snapshot, a Authenticator, rec Recorder, log *slog.Logger, opt Options) *Handler {
+// New returns the data-plane handler. budgets may be nil (no budgets).
+func New(snapshot func() *config.Snapshot, a Authenticator, rec Recorder, budgets Budgets, log *slog.Logger, opt Options) *Handler {
 	if opt.MaxBodyBytes <= 0 {
 		opt.MaxBodyBytes = 16 << 20
 	}
@@ -82,7 +84,10 @@ func New(snapshot func() *config.Snapshot, a Authenticator, rec Recorder, log *s
 	if opt.StreamIdleTimeout <= 0 {
 		opt.StreamIdleTimeout = 5 * time.Minute
 	}
-	h := &Handler{snapshot: snapshot, auth: a, rec: rec, log: log, opt: opt, now: time.Now, mux: http.NewServeMux()}
+	if opt.DefaultMaxOutput <= 0 {
+		opt.DefaultMaxOutput = 32768
+	}
+	h := &Handler{snapshot: snapshot, auth: a, rec: rec, budgets: budgets, log: log, opt: opt, now: time.Now, mux: http.NewServeMux()}
 	for _, ep := range []provider.Endpoint{provider.Chat, provider.Completions, provider.Embeddings, provider.Responses, provider.Messages} {
 		h.mux.HandleFunc("POST /v1"+strings.TrimPrefix(ep.Path, "/v1"), h.call(ep))
 	}

@@ -142,8 +142,8 @@ func readBody(w http.ResponseWriter, r *http.Request, max int64) ([]byte, error)
 }
 
 // estimateInput is the input-token count used when the upstream reports none:
-// a conservative one token per four bytes of the body.
-func estimateInput(body []byte) int64 { return int64(len(body)+3) / 4 }
+// an upper bound (see InputUpperBound), so spend is never under-counted.
+func estimateInput(body []byte) int64 { return InputUpperBound(body) }
 
 func writeModelList(w http.ResponseWriter, r *http.Request, ids []string) {
 	w.Header().Set("Content-Type", "application/json")

@@ -20,7 +20,9 @@ import (
 	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/admin"
+	"github.com/gatehouse-gw/gatehouse/internal/alert"
 	"github.com/gatehouse-gw/gatehouse/internal/auth"
+	"github.com/gatehouse-gw/gatehouse/internal/budget"
 	"github.com/gatehouse-gw/gatehouse/internal/config"
 	"github.com/gatehouse-gw/gatehouse/internal/keyring"
 	"github.com/gatehouse-gw/gatehouse/internal/org"
@@ -51,6 +53,9 @@ type Server struct {
 	verifier *vkey.Verifier
 	auth     *auth.Authenticator
 	usage    *usage.Writer
+	budgets  *budget.Ledger
+	alerts   *alert.Sink
+	instance string
 	snap     atomic.Pointer[config.Snapshot]
 	reloadMu sync.Mutex
 
@@ -108,6 +113,9 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (s *Server, 
 	s.verifier = vkey.NewVerifier(s.db, hasher, vkey.VerifierOptions{TTL: cfg.KeyCacheTTL.D(), Logger: log})
 	s.auth = auth.New(s.verifier, s.db, cfg.KeyCacheTTL.D())
 	s.usage = usage.NewWriter(s.db, log)
+	s.alerts = alert.New(cfg.AlertWebhookURL, []byte(os.Getenv(EnvAlertSecret)), log)
+	s.instance = vkey.NewID("gw")
+	s.budgets = budget.NewLedger(s.db, s.instance, s.budgetList, s.alerts, log)
 	s.client = &http.Client{Transport: &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
 		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
@@ -126,6 +134,14 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (s *Server, 
 	}
 	if err := s.bootstrap(ctx); err != nil {
 		return nil, err
+	}
+	// Reservations left open by a previous run are charged in full. The
+	// embedded store has one gateway, so all of them are abandoned now; on
+	// PostgreSQL the heartbeat sweep in Run finds them.
+	if cfg.Database == "" {
+		if _, err := s.budgets.Recover(ctx, true); err != nil {
+			return nil, err
+		}
 	}
 	if s.dataLn, err = net.Listen("tcp", cfg.Listen); err != nil {
 		return nil, fmt.Errorf("data plane: %w", err)
@@ -214,8 +230,12 @@ func (s *Server) Reload(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("reload: %w", err)
 	}
+	budgets, err := s.db.ListBudgets(ctx)
+	if err != nil {
+		return fmt.Errorf("reload: %w", err)
+	}
 	prev := s.snap.Load()
-	s.snap.Store(&config.Snapshot{Generation: gen, Router: provider.NewRouter(ups, fallback), Prices: pricing.NewTable(pricing.Defaults(), overrides)})
+	s.snap.Store(&config.Snapshot{Generation: gen, Router: provider.NewRouter(ups, fallback), Prices: pricing.NewTable(pricing.Defaults(), overrides), Budgets: budgets})
 	if prev == nil || prev.Generation != gen {
 		mode := "providers"
 		if len(ups) == 0 {
@@ -228,6 +248,12 @@ func (s *Server) Reload(ctx context.Context) error {
 
 // Snapshot returns the current snapshot.
 func (s *Server) Snapshot() *config.Snapshot { return s.snap.Load() }
+
+func (s *Server) budgetList() []budget.Budget { return s.snap.Load().Budgets }
+
+// EnvAlertSecret names the environment variable holding the alert webhook's
+// HMAC secret (kept out of the configuration file).
+const EnvAlertSecret = "GATEHOUSE_ALERT_WEBHOOK_SECRET"
 
 // bootstrap creates the first admin credential when none exists, and in dev
 // mode a ready data-plane key too.
@@ -358,9 +384,9 @@ func (s *Server) buildHTTP() {
 	if s.cfg.DevAdminKey != "" {
 		devHash = s.verifier.Hasher().Hash(vkey.Secret(s.cfg.DevAdminKey))
 	}
-	px := proxy.New(s.Snapshot, s.auth, s.usage, s.log, proxy.Options{
+	px := proxy.New(s.Snapshot, s.auth, s.usage, s.budgets, s.log, proxy.Options{
 		MaxBodyBytes: s.cfg.MaxBodyBytes, UpstreamTimeout: s.cfg.UpstreamTimeout.D(),
-		StreamIdleTimeout: s.cfg.StreamIdleTimeout.D(), TrustProxyHeaders: s.cfg.TrustProxyHeaders,
+		StreamIdleTimeout: s.cfg.StreamIdleTimeout.D(), TrustProxyHeaders: s.cfg.TrustProxyHeaders, DefaultMaxOutput: s.cfg.DefaultMaxOutputTokens,
 	})
 	dataMux := http.NewServeMux()
 	dataMux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -383,6 +409,7 @@ func (s *Server) buildHTTP() {
 	adm := admin.New(admin.Deps{
 		Store: s.db, Keyring: s.keyring, Verifier: s.verifier, ForgetPrincipal: s.auth.Forget, Reload: s.Reload,
 		Snapshot: func() admin.Snapshot { return adminSnapshot{s.Snapshot()} }, DevAdminKeyHash: devHash, Log: s.log,
+		Spend: s.budgets.Statuses,
 	})
 	s.admin = &http.Server{Handler: adm, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute, ErrorLog: errLog}
 }
@@ -407,6 +434,8 @@ func (s *Server) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { s.verifier.Run(bg, 10*time.Second) })
 	wg.Go(func() { s.pollConfig(bg) })
+	wg.Go(func() { s.budgets.Run(bg) })
+	wg.Go(func() { s.alerts.Run(bg) })
 	usageCtx, stopUsage := context.WithCancel(context.WithoutCancel(ctx))
 	usageDone := make(chan struct{})
 	go func() { s.usage.Run(usageCtx); close(usageDone) }()

@@ -70,8 +70,10 @@ func apply(ctx context.Context, db *sql.DB, v int64, name, body string, lock Loc
 	if n > 0 {
 		return nil
 	}
-	for _, stmt := range strings.Split(body, ";") {
-		if strings.TrimSpace(stripComments(stmt)) == "" {
+	// Statements end at ';'. Comments are removed first, so they may hold any
+	// text; statements themselves must not contain ';' in string literals.
+	for _, stmt := range strings.Split(stripComments(body), ";") {
+		if strings.TrimSpace(stmt) == "" {
 			continue
 		}
 		if _, err := tx.ExecContext(ctx, stmt); err != nil {

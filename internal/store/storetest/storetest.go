@@ -11,6 +11,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
+	"github.com/gatehouse-gw/gatehouse/internal/budget"
 	"github.com/gatehouse-gw/gatehouse/internal/org"
 	"github.com/gatehouse-gw/gatehouse/internal/pricing"
 	"github.com/gatehouse-gw/gatehouse/internal/provider"
@@ -21,6 +22,7 @@ import (
 
 // Backend is everything a storage backend provides.
 type Backend interface {
+	budget.Store
 	org.Store
 	vkey.Store
 	provider.Store
@@ -46,6 +48,8 @@ func Run(t *testing.T, open func(t *testing.T) Backend) {
 		{"Prices", testPrices},
 		{"Usage", testUsage},
 		{"Secrets", testSecrets},
+		{"Budgets", testBudgets},
+		{"BudgetRace", testBudgetRace},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open(t)) })

@@ -1,0 +1,288 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/openai/openai-go/v3"
+
+	"github.com/gatehouse-gw/gatehouse/client"
+	"github.com/gatehouse-gw/gatehouse/internal/provider/sim"
+	"github.com/gatehouse-gw/gatehouse/internal/proxy"
+)
+
+// The attack of the incident: one key, a hard budget worth ten calls, 500
+// concurrent calls.
+const (
+	attackCalls   = 500
+	attackBody    = `{"model":"gpt-4o","max_tokens":400,"messages":[{"role":"user","content":"Write a long essay about governance gateways."}]}`
+	streamBody    = `{"model":"gpt-4o","max_tokens":400,"stream":true,"messages":[{"role":"user","content":"Write a long essay about governance gateways."}]}`
+	gpt4oIn       = 2_500_000 // micros per Mtok
+	gpt4oOut      = 10_000_000
+	callsAffected = 10
+)
+
+// worstCase is what the gateway reserves for attackBody.
+func worstCase(body string) int64 {
+	in := proxy.InputUpperBound([]byte(body))
+	return (in*gpt4oIn + 400*gpt4oOut + 999_999) / 1_000_000
+}
+
+type attackResult struct {
+	ok, refused, other atomic.Int64
+}
+
+// attack fires n calls at once at every gateway URL in turn.
+func attack(t *testing.T, urls []string, key, body string, n int, disconnectEvery int) *attackResult {
+	t.Helper()
+	res := &attackResult{}
+	tr := &http.Transport{MaxIdleConnsPerHost: n, MaxConnsPerHost: 0}
+	defer tr.CloseIdleConnections()
+	c := &http.Client{Transport: tr, Timeout: 60 * time.Second}
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			req, _ := http.NewRequestWithContext(ctx, "POST", urls[i%len(urls)]+"/v1/chat/completions", strings.NewReader(body))
+			req.Header.Set("Authorization", "Bearer "+key)
+			resp, err := c.Do(req)
+			if err != nil {
+				res.other.Add(1)
+				return
+			}
+			defer resp.Body.Close()
+			switch resp.StatusCode {
+			case 200:
+				if disconnectEvery > 0 && i%disconnectEvery == 0 {
+					buf := make([]byte, 256)
+					resp.Body.Read(buf)
+					cancel() // the caller walks away mid-stream
+				} else {
+					io.Copy(io.Discard, resp.Body)
+				}
+				res.ok.Add(1)
+			case 429:
+				b, _ := io.ReadAll(resp.Body)
+				if !strings.Contains(string(b), "insufficient_quota") {
+					t.Errorf("429 without insufficient_quota: %s", b)
+				}
+				res.refused.Add(1)
+			default:
+				b, _ := io.ReadAll(resp.Body)
+				t.Errorf("status %d: %s", resp.StatusCode, b)
+				res.other.Add(1)
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	return res
+}
+
+// waitSettled waits until nothing is reserved on budget id any more.
+func waitSettled(t *testing.T, adm *client.Client, id string) client.Budget {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		b, err := adm.Budget(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b.Reserved == 0 || time.Now().After(deadline) {
+			return b
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func setBudget(t *testing.T, adm *client.Client, keyID string, limit int64, clamp bool) client.Budget {
+	t.Helper()
+	scope, period, hard := "key", "day", true
+	b, err := adm.CreateBudget(context.Background(), client.BudgetInput{Scope: &scope, ScopeID: &keyID, Period: &period, LimitMicros: &limit, Hard: &hard, Clamp: &clamp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestBudgetHoldsUnderAttack: proof 1 and 2 of issue #3, on every backend.
+func TestBudgetHoldsUnderAttack(t *testing.T) {
+	for name, dsn := range backends(t) {
+		t.Run(name, func(t *testing.T) {
+			for _, mode := range []struct {
+				name       string
+				body       string
+				fault      sim.Fault
+				disconnect int
+			}{
+				{"json", attackBody, sim.Fault{Latency: 700 * time.Millisecond}, 0},
+				{"stream", streamBody, sim.Fault{Latency: 700 * time.Millisecond}, 0},
+				{"stream-no-usage-and-disconnects", streamBody, sim.Fault{Latency: 700 * time.Millisecond, NoUsage: true, ChunkDelay: time.Millisecond}, 3},
+			} {
+				t.Run(mode.name, func(t *testing.T) {
+					f := newFixture(t, gwOptions{database: dsn(t)})
+					worst := worstCase(mode.body)
+					limit := worst*callsAffected + worst/2 // room for ten and a half worst cases
+					b := setBudget(t, f.admin, f.keyID, limit, false)
+					f.up.SetFault(mode.fault)
+					calls0 := f.up.Calls.Load()
+					res := attack(t, []string{f.dataURL}, f.key, mode.body, attackCalls, mode.disconnect)
+					after := waitSettled(t, f.admin, b.ID)
+					t.Logf("%s: %d admitted, %d refused; spent %d of %d micros (worst case %d a call)",
+						mode.name, res.ok.Load(), res.refused.Load(), after.Spent, limit, worst)
+					if after.Reserved != 0 {
+						t.Fatalf("%d micros still reserved after every call ended", after.Reserved)
+					}
+					if after.Spent > limit {
+						t.Fatalf("OVERSHOOT: spent %d micros of a %d budget", after.Spent, limit)
+					}
+					// Every call was attempted while the first ones were still in
+					// flight (upstream latency), so exactly the calls whose worst
+					// case fits were admitted, and every other was refused.
+					if res.ok.Load() != callsAffected || res.refused.Load() != attackCalls-callsAffected {
+						t.Fatalf("admitted %d, refused %d; want %d and %d", res.ok.Load(), res.refused.Load(), callsAffected, attackCalls-callsAffected)
+					}
+					if got := f.up.Calls.Load() - calls0; got != callsAffected {
+						t.Fatalf("the upstream saw %d calls; refused calls must never reach it", got)
+					}
+					// Spend equals what the usage records say, in integer micros
+					// (disconnected streams: their whole reservation).
+					recs := f.usageOf(t, f.keyID, attackCalls)
+					var sum int64
+					for _, r := range recs {
+						switch {
+						case r.Status == 200:
+							sum += r.CostMicros
+						case r.ErrorCode == "client_closed":
+							sum += max(worst, r.CostMicros)
+						}
+					}
+					if sum != after.Spent {
+						t.Fatalf("spent %d, usage records add up to %d", after.Spent, sum)
+					}
+				})
+			}
+		})
+	}
+}
+
+// TestBudgetTwoReplicas: proof 3: two gateways on one PostgreSQL, attacked
+// together, hold one budget.
+func TestBudgetTwoReplicas(t *testing.T) {
+	dsn := backends(t)["postgres"](t)
+	t.Setenv("GATEHOUSE_KEK", "AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=")
+	a := newFixture(t, gwOptions{database: dsn})
+	b := startGateway(t, gwOptions{database: dsn})
+	worst := worstCase(attackBody)
+	limit := worst*callsAffected + worst/2
+	bud := setBudget(t, a.admin, a.keyID, limit, false)
+	time.Sleep(2500 * time.Millisecond) // replica B picks the budget up on its config poll
+	a.up.SetFault(sim.Fault{Latency: 700 * time.Millisecond})
+	res := attack(t, []string{a.dataURL, b.dataURL}, a.key, attackBody, attackCalls, 0)
+	after := waitSettled(t, a.admin, bud.ID)
+	t.Logf("two replicas: %d admitted, %d refused, spent %d of %d", res.ok.Load(), res.refused.Load(), after.Spent, limit)
+	if after.Spent > limit || after.Reserved != 0 {
+		t.Fatalf("OVERSHOOT across replicas: spent %d reserved %d of %d", after.Spent, after.Reserved, limit)
+	}
+	if res.ok.Load() != callsAffected {
+		t.Fatalf("admitted %d across replicas, want %d", res.ok.Load(), callsAffected)
+	}
+}
+
+// TestBudgetClampAndMessages: a clamp budget lowers max_tokens to fit; a hard
+// budget's refusal names the budget; an unpriced model cannot pass a hard budget.
+func TestBudgetClampAndMessages(t *testing.T) {
+	f := newFixture(t, gwOptions{})
+	ctx := context.Background()
+	worst := worstCase(attackBody)
+	limit := worst / 2
+	b := setBudget(t, f.admin, f.keyID, limit, true)
+	oc := f.openai(f.key)
+	resp, err := oc.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{Model: "gpt-4o", MaxTokens: openai.Int(400),
+		Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("Write a long essay about governance gateways.")}})
+	if err != nil {
+		t.Fatalf("clamped call: %v", err)
+	}
+	last := f.up.Requests()[len(f.up.Requests())-1]
+	var sent struct {
+		MaxTokens int64 `json:"max_tokens"`
+	}
+	json.Unmarshal(last.Body, &sent)
+	in := proxy.InputUpperBound(last.Body) // the gateway's own body differs from ours only in max_tokens
+	if sent.MaxTokens < 1 || sent.MaxTokens >= 400 || (in*gpt4oIn+sent.MaxTokens*gpt4oOut+999_999)/1_000_000 > limit+10 {
+		t.Fatalf("clamp: upstream got max_tokens %d for a %d-micro budget: %s", sent.MaxTokens, limit, last.Body)
+	}
+	if resp.Usage.CompletionTokens > sent.MaxTokens {
+		t.Fatalf("%d tokens over a cap of %d", resp.Usage.CompletionTokens, sent.MaxTokens)
+	}
+	after := waitSettled(t, f.admin, b.ID)
+	if after.Spent > limit {
+		t.Fatalf("clamped spend %d over %d", after.Spent, limit)
+	}
+
+	// Make the budget hard without clamp, and exhaust it.
+	no := false
+	tiny := int64(10)
+	if _, err := f.admin.UpdateBudget(ctx, b.ID, client.BudgetInput{Clamp: &no, LimitMicros: &tiny}, ""); err != nil {
+		t.Fatal(err)
+	}
+	_, err = oc.Chat.Completions.New(ctx, chatParams("gpt-4o", 100))
+	var e *openai.Error
+	if !errors.As(err, &e) || e.StatusCode != 429 || e.Code != "insufficient_quota" || e.Type != "insufficient_quota" ||
+		!strings.Contains(e.Message, b.ID) || !strings.Contains(e.Message, "key "+f.keyID) {
+		t.Fatalf("refusal: %v", err)
+	}
+	// An unpriced model cannot be bounded by a hard budget.
+	if _, err := f.admin.CreateProvider(ctx, client.ProviderInput{Name: "local", Type: "openai", BaseURL: f.up.OpenAIBaseURL(), Models: []string{"llama-local"}}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = oc.Chat.Completions.New(ctx, chatParams("llama-local", 10))
+	if s, c := openAIStatus(t, err); s != 403 || c != "model_unpriced" {
+		t.Fatalf("unpriced model under a hard budget: %d %q", s, c)
+	}
+}
+
+// TestBudgetAlerts: soft budgets alert once per period per threshold, signed.
+func TestBudgetAlerts(t *testing.T) {
+	hook := newWebhook(t)
+	t.Setenv("GATEHOUSE_ALERT_WEBHOOK_SECRET", "whsec-test")
+	f := newFixture(t, gwOptions{mutate: func(c *configT) { c.AlertWebhookURL = hook.url }})
+	ctx := context.Background()
+	scope, period, soft, limit := "org", "month", false, int64(200)
+	thresholds := []int{50, 100}
+	if _, err := f.admin.CreateBudget(ctx, client.BudgetInput{Scope: &scope, Period: &period, Hard: &soft, LimitMicros: &limit, Thresholds: &thresholds}); err != nil {
+		t.Fatal(err)
+	}
+	oc := f.openai(f.key)
+	for range 6 {
+		if _, err := oc.Chat.Completions.New(ctx, chatParams("gpt-4o", 20)); err != nil {
+			t.Fatalf("a soft budget refused a call: %v", err)
+		}
+	}
+	got := hook.wait(t, 2)
+	if len(got) != 2 || got[0]["kind"] != "budget_threshold" {
+		t.Fatalf("alerts: %v", got)
+	}
+	th := map[float64]bool{}
+	for _, a := range got {
+		th[a["details"].(map[string]any)["threshold_percent"].(float64)] = true
+	}
+	if !th[50] || !th[100] {
+		t.Fatalf("thresholds fired: %v", th)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if n := len(hook.all()); n != 2 {
+		t.Fatalf("%d alerts; each threshold must fire once a period", n)
+	}
+}
