@@ -115,7 +115,7 @@ func printBanner(e *Env, cfg config.Config, srv *server.Server) {
 	if k := srv.Bootstrap.VirtualKey; k != "" {
 		fmt.Fprintf(w, "\nData-plane key for principal 'dev':\n\n    export OPENAI_API_KEY=%s OPENAI_BASE_URL=http://%s/v1\n", k, srv.DataAddr())
 	}
-	fmt.Fprintln(w)
+	fmt.Fprintf(w, "\nPress Ctrl-C to stop.\n\n")
 }
 
 func recoverCmd() *command {

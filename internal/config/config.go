@@ -37,8 +37,9 @@ type Config struct {
 	ShutdownTimeout    Duration `yaml:"shutdown_timeout"`
 	TrustProxyHeaders  bool     `yaml:"trust_proxy_headers"`
 
-	DefaultMaxOutputTokens int64  `yaml:"default_max_output_tokens"` // budgets: output ceiling when neither call nor price table has one
-	AlertWebhookURL        string `yaml:"alert_webhook_url"`         // budget and breaker alerts; secret in GATEHOUSE_ALERT_WEBHOOK_SECRET
+	InstanceTimeout        Duration `yaml:"instance_timeout"`          // a replica silent this long is presumed dead; its reservations are charged in full
+	DefaultMaxOutputTokens int64    `yaml:"default_max_output_tokens"` // budgets: output ceiling when neither call nor price table has one
+	AlertWebhookURL        string   `yaml:"alert_webhook_url"`         // budget and breaker alerts; secret in GATEHOUSE_ALERT_WEBHOOK_SECRET
 
 	LogLevel  string `yaml:"log_level"`  // debug, info, warn, error
 	LogFormat string `yaml:"log_format"` // text or json
@@ -73,6 +74,7 @@ func Default() Config {
 		ConfigPollInterval:     Duration(2 * time.Second),
 		ShutdownTimeout:        Duration(30 * time.Second),
 		DefaultMaxOutputTokens: 32768,
+		InstanceTimeout:        Duration(20 * time.Second),
 		LogLevel:               "info",
 		LogFormat:              "text",
 	}
@@ -110,6 +112,7 @@ var Env = []struct{ Name, Help string }{
 	{"GATEHOUSE_KEK", "key-encryption key itself (base64 or hex of 32 bytes); wins over the file"},
 	{"GATEHOUSE_MAX_BODY_BYTES", "largest request body accepted"},
 	{"GATEHOUSE_UPSTREAM_TIMEOUT", "longest upstream call"},
+	{"GATEHOUSE_INSTANCE_TIMEOUT", "how long a silent replica keeps its budget reservations"},
 	{"GATEHOUSE_LOG_LEVEL", "debug, info, warn or error"},
 	{"GATEHOUSE_LOG_FORMAT", "text or json"},
 	{"GATEHOUSE_ALERT_WEBHOOK_URL", "where budget and breaker alerts are posted"},
@@ -137,6 +140,13 @@ func (c *Config) LoadEnv(getenv func(string) string) error {
 			return fmt.Errorf("config: GATEHOUSE_MAX_BODY_BYTES=%q: not a number", v)
 		}
 		c.MaxBodyBytes = n
+	}
+	if v := getenv("GATEHOUSE_INSTANCE_TIMEOUT"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return fmt.Errorf("config: GATEHOUSE_INSTANCE_TIMEOUT=%q: not a duration", v)
+		}
+		c.InstanceTimeout = Duration(d)
 	}
 	if v := getenv("GATEHOUSE_UPSTREAM_TIMEOUT"); v != "" {
 		d, err := time.ParseDuration(v)
@@ -175,7 +185,8 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("max_body_bytes must be positive"))
 	}
 	for name, d := range map[string]Duration{"upstream_timeout": c.UpstreamTimeout, "stream_idle_timeout": c.StreamIdleTimeout,
-		"key_cache_ttl": c.KeyCacheTTL, "config_poll_interval": c.ConfigPollInterval, "shutdown_timeout": c.ShutdownTimeout} {
+		"key_cache_ttl": c.KeyCacheTTL, "config_poll_interval": c.ConfigPollInterval, "shutdown_timeout": c.ShutdownTimeout,
+		"instance_timeout": c.InstanceTimeout} {
 		if d <= 0 {
 			errs = append(errs, fmt.Errorf("%s must be positive", name))
 		}

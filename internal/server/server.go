@@ -116,6 +116,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (s *Server, 
 	s.alerts = alert.New(cfg.AlertWebhookURL, []byte(os.Getenv(EnvAlertSecret)), log)
 	s.instance = vkey.NewID("gw")
 	s.budgets = budget.NewLedger(s.db, s.instance, s.budgetList, s.alerts, log)
+	s.budgets.Stale, s.budgets.Heartbeat = cfg.InstanceTimeout.D(), cfg.InstanceTimeout.D()/4
 	s.client = &http.Client{Transport: &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
 		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
