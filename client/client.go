@@ -219,18 +219,20 @@ type Scope struct {
 
 // Key is a key's metadata; never its secret.
 type Key struct {
-	ID          string     `json:"id"`
-	Kind        string     `json:"kind"`
-	Name        string     `json:"name"`
-	Hint        string     `json:"hint"`
-	PrincipalID string     `json:"principal_id"`
-	TeamID      string     `json:"team_id,omitempty"`
-	Scope       Scope      `json:"scope"`
-	ExpiresAt   *time.Time `json:"expires_at,omitempty"`
-	RevokedAt   *time.Time `json:"revoked_at,omitempty"`
-	CreatedAt   time.Time  `json:"created_at"`
-	LastUsedAt  *time.Time `json:"last_used_at,omitempty"`
-	Version     int64      `json:"version"`
+	ID            string     `json:"id"`
+	Kind          string     `json:"kind"`
+	Name          string     `json:"name"`
+	Hint          string     `json:"hint"`
+	PrincipalID   string     `json:"principal_id"`
+	TeamID        string     `json:"team_id,omitempty"`
+	Scope         Scope      `json:"scope"`
+	ExpiresAt     *time.Time `json:"expires_at,omitempty"`
+	RevokedAt     *time.Time `json:"revoked_at,omitempty"`
+	CreatedAt     time.Time  `json:"created_at"`
+	LastUsedAt    *time.Time `json:"last_used_at,omitempty"`
+	SuspendedAt   *time.Time `json:"suspended_at,omitempty"`
+	SuspendReason string     `json:"suspend_reason,omitempty"`
+	Version       int64      `json:"version"`
 }
 
 // CreatedKey is a new key with its secret, which is shown this once.
@@ -290,6 +292,13 @@ func (c *Client) Key(ctx context.Context, id string) (Key, error) {
 func (c *Client) RevokeKey(ctx context.Context, id, etag string) (Key, error) {
 	var k Key
 	_, err := c.do(ctx, "POST", "/v1/keys/"+esc(id)+"/revoke", ifMatch(etag), nil, &k)
+	return k, err
+}
+
+// ReinstateKey lifts a breaker's suspension of a key.
+func (c *Client) ReinstateKey(ctx context.Context, id, etag string) (Key, error) {
+	var k Key
+	_, err := c.do(ctx, "POST", "/v1/keys/"+esc(id)+"/reinstate", ifMatch(etag), nil, &k)
 	return k, err
 }
 

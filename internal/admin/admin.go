@@ -63,6 +63,8 @@ type Deps struct {
 	Snapshot func() Snapshot
 	// Spend returns budgets with their current period's money.
 	Spend func(ctx context.Context, bs []budget.Budget) ([]budget.Status, error)
+	// ResetBreaker forgets a key's spend window once it is reinstated.
+	ResetBreaker func(keyID string)
 	// DevAdminKeyHash, in dev mode, is the hash of a free-form admin key.
 	DevAdminKeyHash string
 	Log             *slog.Logger

@@ -56,6 +56,7 @@ func (h *Handler) routes() {
 	m.HandleFunc("POST /v1/keys", h.authed(h.createKey))
 	m.HandleFunc("GET /v1/keys/{id}", h.authed(h.getKey))
 	m.HandleFunc("POST /v1/keys/{id}/revoke", h.authed(h.revokeKey))
+	m.HandleFunc("POST /v1/keys/{id}/reinstate", h.authed(h.reinstateKey))
 
 	m.HandleFunc("GET /v1/providers", h.authed(h.listProviders))
 	m.HandleFunc("POST /v1/providers", h.authed(h.createProvider))
@@ -404,6 +405,26 @@ func (h *Handler) revokeKey(w http.ResponseWriter, r *http.Request, who vkey.Key
 	}
 	h.d.Verifier.Forget(id)
 	h.d.Log.Info("key revoked", "key_id", id, "by", who.ID)
+	writeVersioned(w, 200, k.Version, k)
+	return nil
+}
+
+// reinstateKey lifts a breaker's suspension. (Issue #6 adds fresh MFA here.)
+func (h *Handler) reinstateKey(w http.ResponseWriter, r *http.Request, who vkey.Key) error {
+	v, err := ifMatch(r)
+	if err != nil {
+		return err
+	}
+	id := r.PathValue("id")
+	k, err := h.d.Store.ReinstateKey(r.Context(), id, v)
+	if err != nil {
+		return err
+	}
+	h.d.Verifier.Forget(id)
+	if h.d.ResetBreaker != nil {
+		h.d.ResetBreaker(id)
+	}
+	h.d.Log.Warn("key reinstated", "key_id", id, "by", who.ID)
 	writeVersioned(w, 200, k.Version, k)
 	return nil
 }

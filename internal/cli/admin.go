@@ -26,6 +26,8 @@ func keyState(k client.Key) string {
 		return "revoked"
 	case k.ExpiresAt != nil && !now.Before(*k.ExpiresAt):
 		return "expired"
+	case k.SuspendedAt != nil:
+		return "suspended"
 	}
 	return "active"
 }
@@ -119,6 +121,25 @@ Example:
 				showKey(e.Stdout, k)
 				return nil
 			}},
+		{name: "reinstate", args: "ID", short: "Lift a spend-velocity breaker's suspension", admin: true, json: true,
+			run: func(ctx context.Context, e *Env, o *opts, args []string) error {
+				if err := nargs(args, 1, "a key id"); err != nil {
+					return err
+				}
+				c, err := o.client(e)
+				if err != nil {
+					return err
+				}
+				k, err := c.ReinstateKey(ctx, args[0], "")
+				if err != nil {
+					return err
+				}
+				if o.json {
+					return printJSON(e.Stdout, k)
+				}
+				fmt.Fprintf(e.Stdout, "Reinstated key %s.\n", k.ID)
+				return nil
+			}},
 		{name: "revoke", args: "ID", short: "Revoke a key; it fails from the next request on", admin: true, json: true,
 			run: func(ctx context.Context, e *Env, o *opts, args []string) error {
 				if err := nargs(args, 1, "a key id"); err != nil {
@@ -153,6 +174,9 @@ func showKey(w io.Writer, k client.Key) {
 	fmt.Fprintf(w, "Models:      %s\nEndpoints:   %s\nSource:      %s\n", all(k.Scope.Models), all(k.Scope.Endpoints), all(k.Scope.CIDRs))
 	fmt.Fprintf(w, "Created:     %s\nExpires:     %s\nRevoked:     %s\nLast used:   %s\n",
 		fmtTime(&k.CreatedAt), fmtTime(k.ExpiresAt), fmtTime(k.RevokedAt), fmtTime(k.LastUsedAt))
+	if k.SuspendedAt != nil {
+		fmt.Fprintf(w, "Suspended:   %s (%s)\n", fmtTime(k.SuspendedAt), k.SuspendReason)
+	}
 }
 
 func providersCmd() *command {

@@ -16,6 +16,9 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/gatehouse-gw/gatehouse/internal/breaker"
+	"github.com/gatehouse-gw/gatehouse/internal/pricing"
 )
 
 // Config is the whole configuration.
@@ -41,8 +44,26 @@ type Config struct {
 	DefaultMaxOutputTokens int64    `yaml:"default_max_output_tokens"` // budgets: output ceiling when neither call nor price table has one
 	AlertWebhookURL        string   `yaml:"alert_webhook_url"`         // budget and breaker alerts; secret in GATEHOUSE_ALERT_WEBHOOK_SECRET
 
+	Breaker Breaker `yaml:"breaker"`
+
 	LogLevel  string `yaml:"log_level"`  // debug, info, warn, error
 	LogFormat string `yaml:"log_format"` // text or json
+}
+
+// Breaker configures the spend-velocity breaker (package breaker).
+type Breaker struct {
+	Enabled          bool     `yaml:"enabled"`
+	Window           Duration `yaml:"window"`            // sliding window
+	Ceiling          string   `yaml:"ceiling"`           // USD per window per key, e.g. "5.00"; "0" for none
+	BaselineMultiple int64    `yaml:"baseline_multiple"` // trip at this multiple of a key's usual spend; 0 for off
+	MinSpend         string   `yaml:"min_spend"`         // USD; the baseline rule ignores windows below it
+}
+
+// Config returns the breaker's configuration (validated amounts).
+func (b Breaker) Config() breaker.Config {
+	ceiling, _ := pricing.ParseUSD(b.Ceiling)
+	minSpend, _ := pricing.ParseUSD(b.MinSpend)
+	return breaker.Config{Enabled: b.Enabled, Window: b.Window.D(), CeilingMicros: ceiling, BaselineMultiple: b.BaselineMultiple, MinSpendMicros: minSpend}
 }
 
 // Duration is a time.Duration written as "30s" in YAML.
@@ -75,6 +96,7 @@ func Default() Config {
 		ShutdownTimeout:        Duration(30 * time.Second),
 		DefaultMaxOutputTokens: 32768,
 		InstanceTimeout:        Duration(20 * time.Second),
+		Breaker:                Breaker{Enabled: true, Window: Duration(5 * time.Minute), Ceiling: "5.00", BaselineMultiple: 10, MinSpend: "1.00"},
 		LogLevel:               "info",
 		LogFormat:              "text",
 	}
@@ -180,6 +202,15 @@ func (c *Config) Validate() error {
 	}
 	if c.AlertWebhookURL != "" && !strings.HasPrefix(c.AlertWebhookURL, "https://") && !strings.HasPrefix(c.AlertWebhookURL, "http://") {
 		errs = append(errs, fmt.Errorf("alert_webhook_url %q: want an http(s) URL", c.AlertWebhookURL))
+	}
+	if _, err := pricing.ParseUSD(c.Breaker.Ceiling); err != nil {
+		errs = append(errs, fmt.Errorf("breaker.ceiling: %w", err))
+	}
+	if _, err := pricing.ParseUSD(c.Breaker.MinSpend); err != nil {
+		errs = append(errs, fmt.Errorf("breaker.min_spend: %w", err))
+	}
+	if c.Breaker.Window <= 0 || c.Breaker.BaselineMultiple < 0 {
+		errs = append(errs, errors.New("breaker: window must be positive and baseline_multiple not negative"))
 	}
 	if c.MaxBodyBytes <= 0 {
 		errs = append(errs, errors.New("max_body_bytes must be positive"))

@@ -47,6 +47,9 @@ func (h *Handler) call(ep provider.Endpoint) http.HandlerFunc {
 		}
 		if rec.KeyID != "" { // authenticated calls only: nothing to attribute otherwise
 			h.record(r.Context(), rec)
+			if h.breaker != nil && h.breaker.Observe(r.Context(), rec.KeyID, rec.CostMicros) {
+				h.log.Warn("spend-velocity breaker tripped; key suspended", "key_id", rec.KeyID, "request_id", rec.ID)
+			}
 		}
 	}
 }

@@ -48,6 +48,21 @@ type Recorder interface {
 	Record(ctx context.Context, r usage.Record) error
 }
 
+// Breaker watches spend velocity (package breaker).
+type Breaker interface {
+	Observe(ctx context.Context, keyID string, cost int64) bool
+}
+
+// Deps are the Handler's collaborators; Budgets and Breaker may be nil.
+type Deps struct {
+	Snapshot func() *config.Snapshot
+	Auth     Authenticator
+	Usage    Recorder
+	Budgets  Budgets
+	Breaker  Breaker
+	Log      *slog.Logger
+}
+
 // Options configures a Handler. Zero durations and sizes take the defaults.
 type Options struct {
 	MaxBodyBytes      int64         // default 16 MiB
@@ -64,14 +79,15 @@ type Handler struct {
 	auth     Authenticator
 	rec      Recorder
 	budgets  Budgets
+	breaker  Breaker
 	log      *slog.Logger
 	opt      Options
 	now      func() time.Time
 	mux      *http.ServeMux
 }
 
-// New returns the data-plane handler. budgets may be nil (no budgets).
-func New(snapshot func() *config.Snapshot, a Authenticator, rec Recorder, budgets Budgets, log *slog.Logger, opt Options) *Handler {
+// New returns the data-plane handler.
+func New(d Deps, opt Options) *Handler {
 	if opt.MaxBodyBytes <= 0 {
 		opt.MaxBodyBytes = 16 << 20
 	}
@@ -87,7 +103,7 @@ func New(snapshot func() *config.Snapshot, a Authenticator, rec Recorder, budget
 	if opt.DefaultMaxOutput <= 0 {
 		opt.DefaultMaxOutput = 32768
 	}
-	h := &Handler{snapshot: snapshot, auth: a, rec: rec, budgets: budgets, log: log, opt: opt, now: time.Now, mux: http.NewServeMux()}
+	h := &Handler{snapshot: d.Snapshot, auth: d.Auth, rec: d.Usage, budgets: d.Budgets, breaker: d.Breaker, log: d.Log, opt: opt, now: time.Now, mux: http.NewServeMux()}
 	for _, ep := range []provider.Endpoint{provider.Chat, provider.Completions, provider.Embeddings, provider.Responses, provider.Messages} {
 		h.mux.HandleFunc("POST /v1"+strings.TrimPrefix(ep.Path, "/v1"), h.call(ep))
 	}
@@ -158,6 +174,9 @@ func (h *Handler) authenticate(r *http.Request) (auth.Caller, error) {
 		return c, httpx.Errorf(http.StatusUnauthorized, "invalid_api_key", "Incorrect API key provided.").WithCause(err)
 	case errors.Is(err, vkey.ErrRevoked):
 		return c, httpx.Errorf(http.StatusUnauthorized, "key_revoked", "This API key has been revoked.").WithCause(err)
+	case errors.Is(err, vkey.ErrSuspended):
+		return c, httpx.Errorf(http.StatusForbidden, "key_suspended",
+			"This API key is suspended: its spend rate tripped the spend-velocity breaker. An administrator must reinstate it.").WithCause(err)
 	case errors.Is(err, vkey.ErrExpired):
 		return c, httpx.Errorf(http.StatusUnauthorized, "key_expired", "This API key has expired.").WithCause(err)
 	case errors.Is(err, auth.ErrDisabled):

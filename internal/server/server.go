@@ -22,6 +22,7 @@ import (
 	"github.com/gatehouse-gw/gatehouse/internal/admin"
 	"github.com/gatehouse-gw/gatehouse/internal/alert"
 	"github.com/gatehouse-gw/gatehouse/internal/auth"
+	"github.com/gatehouse-gw/gatehouse/internal/breaker"
 	"github.com/gatehouse-gw/gatehouse/internal/budget"
 	"github.com/gatehouse-gw/gatehouse/internal/config"
 	"github.com/gatehouse-gw/gatehouse/internal/keyring"
@@ -56,6 +57,7 @@ type Server struct {
 	budgets  *budget.Ledger
 	alerts   *alert.Sink
 	instance string
+	breaker  *breaker.Breaker
 	snap     atomic.Pointer[config.Snapshot]
 	reloadMu sync.Mutex
 
@@ -117,6 +119,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (s *Server, 
 	s.instance = vkey.NewID("gw")
 	s.budgets = budget.NewLedger(s.db, s.instance, s.budgetList, s.alerts, log)
 	s.budgets.Stale, s.budgets.Heartbeat = cfg.InstanceTimeout.D(), cfg.InstanceTimeout.D()/4
+	s.breaker = breaker.New(cfg.Breaker.Config(), s.suspendKey, s.alerts, log)
 	s.client = &http.Client{Transport: &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
 		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
@@ -252,6 +255,17 @@ func (s *Server) Snapshot() *config.Snapshot { return s.snap.Load() }
 
 func (s *Server) budgetList() []budget.Budget { return s.snap.Load().Budgets }
 
+// suspendKey stores a breaker's suspension and drops the key from the cache,
+// so the very next request is refused.
+func (s *Server) suspendKey(ctx context.Context, keyID, reason string) error {
+	if err := s.db.SuspendKey(ctx, keyID, reason, time.Now().UTC()); err != nil {
+		return err
+	}
+	s.verifier.Forget(keyID)
+	s.log.Warn("key suspended by the spend-velocity breaker", "key_id", keyID, "reason", reason)
+	return nil
+}
+
 // EnvAlertSecret names the environment variable holding the alert webhook's
 // HMAC secret (kept out of the configuration file).
 const EnvAlertSecret = "GATEHOUSE_ALERT_WEBHOOK_SECRET"
@@ -385,7 +399,7 @@ func (s *Server) buildHTTP() {
 	if s.cfg.DevAdminKey != "" {
 		devHash = s.verifier.Hasher().Hash(vkey.Secret(s.cfg.DevAdminKey))
 	}
-	px := proxy.New(s.Snapshot, s.auth, s.usage, s.budgets, s.log, proxy.Options{
+	px := proxy.New(proxy.Deps{Snapshot: s.Snapshot, Auth: s.auth, Usage: s.usage, Budgets: s.budgets, Breaker: s.breaker, Log: s.log}, proxy.Options{
 		MaxBodyBytes: s.cfg.MaxBodyBytes, UpstreamTimeout: s.cfg.UpstreamTimeout.D(),
 		StreamIdleTimeout: s.cfg.StreamIdleTimeout.D(), TrustProxyHeaders: s.cfg.TrustProxyHeaders, DefaultMaxOutput: s.cfg.DefaultMaxOutputTokens,
 	})
@@ -410,7 +424,7 @@ func (s *Server) buildHTTP() {
 	adm := admin.New(admin.Deps{
 		Store: s.db, Keyring: s.keyring, Verifier: s.verifier, ForgetPrincipal: s.auth.Forget, Reload: s.Reload,
 		Snapshot: func() admin.Snapshot { return adminSnapshot{s.Snapshot()} }, DevAdminKeyHash: devHash, Log: s.log,
-		Spend: s.budgets.Statuses,
+		Spend: s.budgets.Statuses, ResetBreaker: s.breaker.Reset,
 	})
 	s.admin = &http.Server{Handler: adm, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute, ErrorLog: errLog}
 }

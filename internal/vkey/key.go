@@ -25,7 +25,10 @@ type Key struct {
 	RevokedAt   *time.Time `json:"revoked_at,omitempty"`
 	CreatedAt   time.Time  `json:"created_at"`
 	LastUsedAt  *time.Time `json:"last_used_at,omitempty"`
-	Version     int64      `json:"version"`
+	// SuspendedAt is set by the spend-velocity breaker; an admin reinstates.
+	SuspendedAt   *time.Time `json:"suspended_at,omitempty"`
+	SuspendReason string     `json:"suspend_reason,omitempty"`
+	Version       int64      `json:"version"`
 }
 
 // Endpoints that a scope can name.
@@ -107,6 +110,9 @@ func (k Key) State(now time.Time) error {
 	if k.ExpiresAt != nil && !now.Before(*k.ExpiresAt) {
 		return ErrExpired
 	}
+	if k.SuspendedAt != nil {
+		return ErrSuspended
+	}
 	return nil
 }
 
@@ -115,6 +121,8 @@ var (
 	ErrUnknown = errors.New("vkey: unknown key")
 	ErrRevoked = errors.New("vkey: key revoked")
 	ErrExpired = errors.New("vkey: key expired")
+	// ErrSuspended: the spend-velocity breaker suspended the key.
+	ErrSuspended = errors.New("vkey: key suspended")
 )
 
 // Filter selects keys in List.
@@ -135,4 +143,8 @@ type Store interface {
 	RevokeKey(ctx context.Context, id string, at time.Time, version int64) (Key, error)
 	// TouchKeys records last-used times, keeping the later of stored and given.
 	TouchKeys(ctx context.Context, used map[string]time.Time) error
+	// SuspendKey marks a key suspended (idempotent: the first reason stays).
+	SuspendKey(ctx context.Context, id, reason string, at time.Time) error
+	// ReinstateKey lifts a suspension; version as for RevokeKey.
+	ReinstateKey(ctx context.Context, id string, version int64) (Key, error)
 }

@@ -50,6 +50,8 @@ func (m *memStore) RevokeKey(_ context.Context, id string, at time.Time, _ int64
 	}
 	return Key{}, store.ErrNotFound
 }
+func (m *memStore) SuspendKey(context.Context, string, string, time.Time) error { return nil }
+func (m *memStore) ReinstateKey(context.Context, string, int64) (Key, error)    { return Key{}, nil }
 func (m *memStore) TouchKeys(_ context.Context, used map[string]time.Time) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -10,13 +10,13 @@ import (
 	"github.com/gatehouse-gw/gatehouse/internal/vkey"
 )
 
-const keyCols = `id, kind, name, hash, hint, principal_id, team_id, scope, expires_at, revoked_at, created_at, last_used_at, version`
+const keyCols = `id, kind, name, hash, hint, principal_id, team_id, scope, expires_at, revoked_at, created_at, last_used_at, suspended_at, suspend_reason, version`
 
 // CreateKey implements vkey.Store.
 func (s *DB) CreateKey(ctx context.Context, k vkey.Key) error {
-	_, err := s.exec(ctx, s.db, `INSERT INTO keys (`+keyCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)`,
+	_, err := s.exec(ctx, s.db, `INSERT INTO keys (`+keyCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)`,
 		k.ID, string(k.Kind), k.Name, k.Hash, k.Hint, k.PrincipalID, k.TeamID, toJSON(k.Scope),
-		nullMicros(k.ExpiresAt), nullMicros(k.RevokedAt), micros(k.CreatedAt), nullMicros(k.LastUsedAt))
+		nullMicros(k.ExpiresAt), nullMicros(k.RevokedAt), micros(k.CreatedAt), nullMicros(k.LastUsedAt), nullMicros(k.SuspendedAt), k.SuspendReason)
 	if errors.Is(err, store.ErrInUse) { // FK: principal missing
 		return store.ErrNotFound
 	}
@@ -26,10 +26,10 @@ func (s *DB) CreateKey(ctx context.Context, k vkey.Key) error {
 func scanKey(row interface{ Scan(...any) error }) (vkey.Key, error) {
 	var k vkey.Key
 	var kind, scope string
-	var expires, revoked, lastUsed sql.NullInt64
+	var expires, revoked, lastUsed, suspended sql.NullInt64
 	var created int64
 	err := row.Scan(&k.ID, &kind, &k.Name, &k.Hash, &k.Hint, &k.PrincipalID, &k.TeamID, &scope,
-		&expires, &revoked, &created, &lastUsed, &k.Version)
+		&expires, &revoked, &created, &lastUsed, &suspended, &k.SuspendReason, &k.Version)
 	if errors.Is(err, sql.ErrNoRows) {
 		return vkey.Key{}, store.ErrNotFound
 	}
@@ -38,6 +38,7 @@ func scanKey(row interface{ Scan(...any) error }) (vkey.Key, error) {
 	}
 	k.Kind = vkey.Kind(kind)
 	k.ExpiresAt, k.RevokedAt, k.LastUsedAt = fromNullMicros(expires), fromNullMicros(revoked), fromNullMicros(lastUsed)
+	k.SuspendedAt = fromNullMicros(suspended)
 	k.CreatedAt = fromMicros(created)
 	return k, fromJSON(scope, &k.Scope)
 }
@@ -98,4 +99,32 @@ func (s *DB) TouchKeys(ctx context.Context, used map[string]time.Time) error {
 		}
 		return nil
 	})
+}
+
+// SuspendKey implements vkey.Store.
+func (s *DB) SuspendKey(ctx context.Context, id, reason string, at time.Time) error {
+	res, err := s.exec(ctx, s.db, `UPDATE keys SET suspended_at = ?, suspend_reason = ?, version = version + 1
+		WHERE id = ? AND suspended_at IS NULL`, micros(at), reason, id)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		if _, err := s.Key(ctx, id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ReinstateKey implements vkey.Store.
+func (s *DB) ReinstateKey(ctx context.Context, id string, version int64) (vkey.Key, error) {
+	res, err := s.exec(ctx, s.db, `UPDATE keys SET suspended_at = NULL, suspend_reason = '', version = version + 1
+		WHERE id = ? AND (? = 0 OR version = ?)`, id, version, version)
+	if err != nil {
+		return vkey.Key{}, err
+	}
+	if err := s.checkVersioned(ctx, s.db, res, "keys", id); err != nil {
+		return vkey.Key{}, err
+	}
+	return s.Key(ctx, id)
 }

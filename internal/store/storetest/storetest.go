@@ -175,11 +175,23 @@ func testKeys(t *testing.T, b Backend) {
 		t.Fatalf("after touch: last used %v, version %d", got.LastUsedAt, got.Version)
 	}
 
+	must(t, b.SuspendKey(ctx, "key_a", "too fast", now))
+	must(t, b.SuspendKey(ctx, "key_a", "again", now.Add(time.Minute)))
+	sk, _ := b.Key(ctx, "key_a")
+	if sk.SuspendedAt == nil || sk.SuspendReason != "too fast" || sk.State(now) != vkey.ErrSuspended || sk.Version != 2 {
+		t.Fatalf("suspended key = %+v", sk)
+	}
+	wantErr(t, b.SuspendKey(ctx, "key_none", "x", now), store.ErrNotFound)
+	rk0, err := b.ReinstateKey(ctx, "key_a", 2)
+	must(t, err)
+	if rk0.SuspendedAt != nil || rk0.SuspendReason != "" || rk0.State(now) != nil || rk0.Version != 3 {
+		t.Fatalf("reinstated key = %+v", rk0)
+	}
 	_, err = b.RevokeKey(ctx, "key_a", now, 5)
 	wantErr(t, err, store.ErrConflict)
-	rk, err := b.RevokeKey(ctx, "key_a", now, 1)
+	rk, err := b.RevokeKey(ctx, "key_a", now, 3)
 	must(t, err)
-	if rk.RevokedAt == nil || !rk.RevokedAt.Equal(now) || rk.Version != 2 {
+	if rk.RevokedAt == nil || !rk.RevokedAt.Equal(now) || rk.Version != 4 {
 		t.Fatalf("revoked key = %+v", rk)
 	}
 	rk, err = b.RevokeKey(ctx, "key_a", now.Add(time.Hour), 0)

@@ -1,0 +1,92 @@
+package e2e
+
+import (
+	"context"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/gatehouse-gw/gatehouse/client"
+)
+
+// TestBreakerTripsAndStays is proof 5 of issue #3: a burst trips the breaker
+// within its window; the key stays suspended across a restart until an admin
+// reinstates it.
+func TestBreakerTripsAndStays(t *testing.T) {
+	for name, dsn := range backends(t) {
+		t.Run(name, func(t *testing.T) {
+			hook := newWebhook(t)
+			t.Setenv("GATEHOUSE_ALERT_WEBHOOK_SECRET", "whsec-test")
+			t.Setenv("GATEHOUSE_KEK", "BAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQ=")
+			dir := filepath.Join(t.TempDir(), "data")
+			db := dsn(t)
+			opts := gwOptions{dataDir: dir, database: db, mutate: func(c *configT) {
+				c.AlertWebhookURL = hook.url
+				c.Breaker.Ceiling = "0.001" // 1000 micros in 5 minutes
+			}}
+			f := newFixture(t, opts)
+			ctx := context.Background()
+			oc := f.openai(f.key)
+			// A sustained burst: waves of 4 concurrent calls (~150 micros each).
+			var mu sync.Mutex
+			codes := map[int]int{}
+			for range 10 {
+				var wg sync.WaitGroup
+				for range 4 {
+					wg.Go(func() {
+						_, err := oc.Chat.Completions.New(ctx, chatParams("gpt-4o", 10))
+						status := 200
+						if err != nil {
+							status, _ = openAIStatus(t, err)
+						}
+						mu.Lock()
+						codes[status]++
+						mu.Unlock()
+					})
+				}
+				wg.Wait()
+			}
+			_, err := oc.Chat.Completions.New(ctx, chatParams("gpt-4o", 10))
+			if s, c := openAIStatus(t, err); s != 403 || c != "key_suspended" {
+				t.Fatalf("after the burst (%v): %d %q, want 403 key_suspended", codes, s, c)
+			}
+			recs := f.usageOf(t, f.keyID, codes[200])
+			var spent int64
+			for _, r := range recs {
+				spent += r.CostMicros
+			}
+			t.Logf("burst: %v; %d micros spent before the trip", codes, spent)
+			// It trips in the wave that crosses the ceiling; calls already in
+			// flight finish, so spend stops within one wave above the ceiling.
+			if codes[403] == 0 || spent > 1000+4*300 {
+				t.Fatalf("breaker: %v, %d micros spent against a 1000-micro ceiling", codes, spent)
+			}
+			alerts := hook.wait(t, 1)
+			if len(alerts) != 1 || alerts[0]["kind"] != "breaker_tripped" {
+				t.Fatalf("alerts: %v", alerts)
+			}
+			k, _ := f.admin.Key(ctx, f.keyID)
+			if k.SuspendedAt == nil || k.SuspendReason == "" {
+				t.Fatalf("key after trip: %+v", k)
+			}
+
+			// Restart: still suspended.
+			f.stop()
+			g := startGateway(t, gwOptions{dataDir: dir, database: db})
+			adm := client.New("http://"+g.srv.AdminAddr(), f.adminKey)
+			f2 := &fixture{gateway: g, key: f.key}
+			oc2 := f2.openai(f.key)
+			if _, err := oc2.Chat.Completions.New(ctx, chatParams("gpt-4o", 10)); err == nil {
+				t.Fatal("the suspension did not survive a restart")
+			} else if s, c := openAIStatus(t, err); s != 403 || c != "key_suspended" {
+				t.Fatalf("after restart: %d %q", s, c)
+			}
+			if _, err := adm.ReinstateKey(ctx, f.keyID, ""); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := oc2.Chat.Completions.New(ctx, chatParams("gpt-4o", 10)); err != nil {
+				t.Fatalf("after reinstate: %v", err)
+			}
+		})
+	}
+}
