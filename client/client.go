@@ -588,3 +588,36 @@ func (c *Client) Spend(ctx context.Context, key, principal, team string) ([]Budg
 	_, err := c.do(ctx, "GET", "/v1/spend?"+q.Encode(), nil, nil, &out)
 	return out.Data, err
 }
+
+// Limit is the rate limits of one scope.
+type Limit struct {
+	ID         string    `json:"id"`
+	Scope      string    `json:"scope"`
+	ScopeID    string    `json:"scope_id"`
+	RPM        int64     `json:"rpm"`
+	TPM        int64     `json:"tpm"`
+	Concurrent int64     `json:"concurrent"`
+	CreatedAt  time.Time `json:"created_at"`
+	Version    int64     `json:"version"`
+}
+
+// SetLimit creates or replaces the rate limits of a scope (key, principal or
+// team); zero fields do not limit.
+func (c *Client) SetLimit(ctx context.Context, l Limit) (Limit, error) {
+	var out Limit
+	_, err := c.do(ctx, "PUT", "/v1/limits", nil, map[string]any{"scope": l.Scope, "scope_id": l.ScopeID, "rpm": l.RPM, "tpm": l.TPM, "concurrent": l.Concurrent}, &out)
+	return out, err
+}
+
+// ListLimits lists rate limits.
+func (c *Client) ListLimits(ctx context.Context) ([]Limit, error) {
+	var out listOf[Limit]
+	_, err := c.do(ctx, "GET", "/v1/limits", nil, nil, &out)
+	return out.Data, err
+}
+
+// DeleteLimit deletes a scope's rate limits.
+func (c *Client) DeleteLimit(ctx context.Context, id string) error {
+	_, err := c.do(ctx, "DELETE", "/v1/limits/"+esc(id), nil, nil, nil)
+	return err
+}

@@ -26,6 +26,7 @@ import (
 	"github.com/gatehouse-gw/gatehouse/internal/org"
 	"github.com/gatehouse-gw/gatehouse/internal/pricing"
 	"github.com/gatehouse-gw/gatehouse/internal/provider"
+	"github.com/gatehouse-gw/gatehouse/internal/ratelimit"
 	"github.com/gatehouse-gw/gatehouse/internal/store"
 	"github.com/gatehouse-gw/gatehouse/internal/usage"
 	"github.com/gatehouse-gw/gatehouse/internal/vkey"
@@ -34,6 +35,7 @@ import (
 // Store is what the admin API needs from storage.
 type Store interface {
 	budget.Store
+	ratelimit.Store
 	org.Store
 	vkey.Store
 	provider.Store

@@ -74,6 +74,7 @@ func (h *Handler) routes() {
 	m.HandleFunc("GET /v1/usage/summary", h.authed(h.summarizeUsage))
 
 	h.budgetRoutes()
+	h.limitRoutes()
 
 	m.HandleFunc("/", h.open(func(w http.ResponseWriter, r *http.Request) error {
 		return httpx.Errorf(http.StatusNotFound, "unknown_url", "Unknown admin API route: %s %s (see /v1/openapi.json)", r.Method, r.URL.Path)

@@ -189,3 +189,91 @@ func spendCmd() *command {
 			return nil
 		}}
 }
+
+func limitsCmd() *command {
+	return &command{name: "limits", short: "Rate limits: requests and tokens per minute, concurrent requests", sub: []*command{
+		{name: "set", short: "Set the rate limits of a key, principal or team", admin: true, json: true,
+			long: `Sets (replacing any before) the rate limits of one scope. Calls over a limit get
+429 rate_limit_exceeded with Retry-After and x-ratelimit-* headers. Limits are
+kept per gateway process, or in Redis across replicas when redis_url is set.
+
+Example:
+  gatehouse limits set --key key_abc --rpm 60 --tpm 100000 --concurrent 4`,
+			flags: func(fs *flag.FlagSet, o *opts) {
+				o.str(fs, "key", "", "limit a key (id)")
+				o.str(fs, "principal", "", "limit a principal (id or name)")
+				o.str(fs, "team", "", "limit a team (id or name)")
+				o.str(fs, "rpm", "0", "requests per minute (0: none)")
+				o.str(fs, "tpm", "0", "tokens per minute (0: none)")
+				o.str(fs, "concurrent", "0", "requests in flight at once (0: none)")
+			},
+			run: func(ctx context.Context, e *Env, o *opts, args []string) error {
+				var l client.Limit
+				n := 0
+				for _, s := range []string{"key", "principal", "team"} {
+					if o.set(s) {
+						l.Scope, l.ScopeID = s, o.S(s)
+						n++
+					}
+				}
+				if n != 1 {
+					return fmt.Errorf("%w: give exactly one of --key, --principal, --team", ErrUsage)
+				}
+				for name, dst := range map[string]*int64{"rpm": &l.RPM, "tpm": &l.TPM, "concurrent": &l.Concurrent} {
+					v, err := strconv.ParseInt(o.S(name), 10, 64)
+					if err != nil || v < 0 {
+						return fmt.Errorf("--%s: want a whole number ≥ 0", name)
+					}
+					*dst = v
+				}
+				c, err := o.client(e)
+				if err != nil {
+					return err
+				}
+				out, err := c.SetLimit(ctx, l)
+				if err != nil {
+					return err
+				}
+				if o.json {
+					return printJSON(e.Stdout, out)
+				}
+				fmt.Fprintf(e.Stdout, "Limits of %s %s: %d rpm, %d tpm, %d concurrent (0 = none).\n", out.Scope, out.ScopeID, out.RPM, out.TPM, out.Concurrent)
+				return nil
+			}},
+		{name: "list", short: "List rate limits", admin: true, json: true,
+			run: func(ctx context.Context, e *Env, o *opts, args []string) error {
+				c, err := o.client(e)
+				if err != nil {
+					return err
+				}
+				ls, err := c.ListLimits(ctx)
+				if err != nil {
+					return err
+				}
+				if o.json {
+					return printJSON(e.Stdout, ls)
+				}
+				rows := [][]string{}
+				for _, l := range ls {
+					rows = append(rows, []string{l.ID, l.Scope + ":" + l.ScopeID, fmt.Sprint(l.RPM), fmt.Sprint(l.TPM), fmt.Sprint(l.Concurrent)})
+				}
+				table(e.Stdout, []string{"ID", "SCOPE", "RPM", "TPM", "CONCURRENT"}, rows)
+				return nil
+			}},
+		{name: "delete", args: "ID", short: "Delete a scope's rate limits", admin: true,
+			run: func(ctx context.Context, e *Env, o *opts, args []string) error {
+				if err := nargs(args, 1, "a limit id"); err != nil {
+					return err
+				}
+				c, err := o.client(e)
+				if err != nil {
+					return err
+				}
+				if err := c.DeleteLimit(ctx, args[0]); err != nil {
+					return err
+				}
+				fmt.Fprintf(e.Stdout, "Deleted limit %s.\n", args[0])
+				return nil
+			}},
+	}}
+}

@@ -44,7 +44,8 @@ type Config struct {
 	DefaultMaxOutputTokens int64    `yaml:"default_max_output_tokens"` // budgets: output ceiling when neither call nor price table has one
 	AlertWebhookURL        string   `yaml:"alert_webhook_url"`         // budget and breaker alerts; secret in GATEHOUSE_ALERT_WEBHOOK_SECRET
 
-	Breaker Breaker `yaml:"breaker"`
+	Breaker  Breaker `yaml:"breaker"`
+	RedisURL string  `yaml:"redis_url"` // shared rate-limit counters for several replicas; "" keeps them in memory
 
 	LogLevel  string `yaml:"log_level"`  // debug, info, warn, error
 	LogFormat string `yaml:"log_format"` // text or json
@@ -138,6 +139,7 @@ var Env = []struct{ Name, Help string }{
 	{"GATEHOUSE_LOG_LEVEL", "debug, info, warn or error"},
 	{"GATEHOUSE_LOG_FORMAT", "text or json"},
 	{"GATEHOUSE_ALERT_WEBHOOK_URL", "where budget and breaker alerts are posted"},
+	{"GATEHOUSE_REDIS_URL", "redis://host:port/db for rate limits shared by replicas"},
 	{"GATEHOUSE_ALERT_WEBHOOK_SECRET", "HMAC secret that signs alert webhooks"},
 }
 
@@ -156,6 +158,7 @@ func (c *Config) LoadEnv(getenv func(string) string) error {
 	set("GATEHOUSE_LOG_LEVEL", &c.LogLevel)
 	set("GATEHOUSE_LOG_FORMAT", &c.LogFormat)
 	set("GATEHOUSE_ALERT_WEBHOOK_URL", &c.AlertWebhookURL)
+	set("GATEHOUSE_REDIS_URL", &c.RedisURL)
 	if v := getenv("GATEHOUSE_MAX_BODY_BYTES"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil {
@@ -211,6 +214,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Breaker.Window <= 0 || c.Breaker.BaselineMultiple < 0 {
 		errs = append(errs, errors.New("breaker: window must be positive and baseline_multiple not negative"))
+	}
+	if c.RedisURL != "" && !strings.HasPrefix(c.RedisURL, "redis://") && !strings.HasPrefix(c.RedisURL, "rediss://") {
+		errs = append(errs, fmt.Errorf("redis_url: want redis:// or rediss://"))
 	}
 	if c.MaxBodyBytes <= 0 {
 		errs = append(errs, errors.New("max_body_bytes must be positive"))

@@ -4,6 +4,7 @@ import (
 	"github.com/gatehouse-gw/gatehouse/internal/budget"
 	"github.com/gatehouse-gw/gatehouse/internal/pricing"
 	"github.com/gatehouse-gw/gatehouse/internal/provider"
+	"github.com/gatehouse-gw/gatehouse/internal/ratelimit"
 )
 
 // Snapshot is the read-mostly state of the request path: routes, prices and
@@ -15,4 +16,5 @@ type Snapshot struct {
 	Router     *provider.Router
 	Prices     *pricing.Table
 	Budgets    []budget.Budget
+	Limits     []ratelimit.Limit
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/gatehouse-gw/gatehouse/internal/budget"
 	"github.com/gatehouse-gw/gatehouse/internal/httpx"
 	"github.com/gatehouse-gw/gatehouse/internal/provider"
+	"github.com/gatehouse-gw/gatehouse/internal/ratelimit"
 	"github.com/gatehouse-gw/gatehouse/internal/usage"
 )
 
@@ -95,6 +96,20 @@ func (h *Handler) serveCall(w http.ResponseWriter, r *http.Request, ep provider.
 	price, priced := snap.Prices.Lookup(call.Model)
 	rec.Priced = priced
 
+	// Rate limits: one request, and the call's tokens (estimated now, settled
+	// to the actual count after).
+	ticket, err := h.admit(r, rec.ID, caller.Key.ID, caller.Principal.ID, rec.TeamID, call, body)
+	if err != nil {
+		return err
+	}
+	if ticket != nil {
+		defer ticket.Release(r.Context())
+		defer func() { ticket.Settle(context.WithoutCancel(r.Context()), rec.Input+rec.Output) }()
+		for k, v := range ticket.Headers {
+			w.Header()[k] = v
+		}
+	}
+
 	// Budgets: hold the worst case before anything goes upstream; settle after.
 	hold, worst, body, err := h.reserve(r.Context(), ep, &call, body,
 		budget.Call{KeyID: caller.Key.ID, PrincipalID: caller.Principal.ID, TeamID: rec.TeamID, Model: call.Model}, price, priced, rec.ID)
@@ -142,6 +157,33 @@ func (h *Handler) serveCall(w http.ResponseWriter, r *http.Request, ep provider.
 		rec.CostMicros = price.Cost(tokens)
 	}
 	return err
+}
+
+// admit applies the rate limits of the caller's key, principal and team.
+func (h *Handler) admit(r *http.Request, id, keyID, principalID, teamID string, c Call, body []byte) (*ratelimit.Ticket, error) {
+	if h.limiter == nil {
+		return nil, nil
+	}
+	tokens := int64(len(body)+3) / 4 // as providers estimate for TPM: prompt size plus the output cap
+	if c.MaxOutput != nil {
+		tokens += *c.MaxOutput
+	}
+	t, err := h.limiter.Admit(r.Context(), id, ratelimit.Call{KeyID: keyID, PrincipalID: principalID, TeamID: teamID}, tokens)
+	var ref *ratelimit.Refusal
+	switch {
+	case errors.As(err, &ref):
+		kind := "requests"
+		if strings.Contains(ref.What, "tokens") {
+			kind = "tokens"
+		}
+		e := httpx.Errorf(http.StatusTooManyRequests, "rate_limit_exceeded",
+			"Rate limit reached for %s on %s %s. Please try again in %s.", ref.What, ref.Limit.Scope, ref.Limit.ScopeID, ratelimit.FormatReset(ref.RetryAfter))
+		e.Type, e.Header = kind, ref.Headers
+		return nil, e
+	case err != nil:
+		return nil, httpx.Errorf(http.StatusServiceUnavailable, "rate_limit_unavailable", "Rate limits cannot be checked right now; try again shortly.").WithCause(err)
+	}
+	return t, nil
 }
 
 // settlement is what a finished call is charged: its cost; nothing when the

@@ -33,6 +33,7 @@ import (
 	"github.com/gatehouse-gw/gatehouse/internal/org"
 	"github.com/gatehouse-gw/gatehouse/internal/provider"
 	"github.com/gatehouse-gw/gatehouse/internal/provider/sim"
+	"github.com/gatehouse-gw/gatehouse/internal/ratelimit"
 	"github.com/gatehouse-gw/gatehouse/internal/store"
 	"github.com/gatehouse-gw/gatehouse/internal/usage"
 	"github.com/gatehouse-gw/gatehouse/internal/vkey"
@@ -53,8 +54,14 @@ type Breaker interface {
 	Observe(ctx context.Context, keyID string, cost int64) bool
 }
 
-// Deps are the Handler's collaborators; Budgets and Breaker may be nil.
+// Limiter applies rate limits (package ratelimit).
+type Limiter interface {
+	Admit(ctx context.Context, id string, c ratelimit.Call, tokens int64) (*ratelimit.Ticket, error)
+}
+
+// Deps are the Handler's collaborators; Limiter, Budgets and Breaker may be nil.
 type Deps struct {
+	Limiter  Limiter
 	Snapshot func() *config.Snapshot
 	Auth     Authenticator
 	Usage    Recorder
@@ -78,6 +85,7 @@ type Handler struct {
 	snapshot func() *config.Snapshot
 	auth     Authenticator
 	rec      Recorder
+	limiter  Limiter
 	budgets  Budgets
 	breaker  Breaker
 	log      *slog.Logger
@@ -103,7 +111,7 @@ func New(d Deps, opt Options) *Handler {
 	if opt.DefaultMaxOutput <= 0 {
 		opt.DefaultMaxOutput = 32768
 	}
-	h := &Handler{snapshot: d.Snapshot, auth: d.Auth, rec: d.Usage, budgets: d.Budgets, breaker: d.Breaker, log: d.Log, opt: opt, now: time.Now, mux: http.NewServeMux()}
+	h := &Handler{snapshot: d.Snapshot, auth: d.Auth, rec: d.Usage, limiter: d.Limiter, budgets: d.Budgets, breaker: d.Breaker, log: d.Log, opt: opt, now: time.Now, mux: http.NewServeMux()}
 	for _, ep := range []provider.Endpoint{provider.Chat, provider.Completions, provider.Embeddings, provider.Responses, provider.Messages} {
 		h.mux.HandleFunc("POST /v1"+strings.TrimPrefix(ep.Path, "/v1"), h.call(ep))
 	}

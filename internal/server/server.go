@@ -31,6 +31,7 @@ import (
 	"github.com/gatehouse-gw/gatehouse/internal/provider"
 	"github.com/gatehouse-gw/gatehouse/internal/provider/sim"
 	"github.com/gatehouse-gw/gatehouse/internal/proxy"
+	"github.com/gatehouse-gw/gatehouse/internal/ratelimit"
 	"github.com/gatehouse-gw/gatehouse/internal/store"
 	"github.com/gatehouse-gw/gatehouse/internal/store/postgres"
 	"github.com/gatehouse-gw/gatehouse/internal/store/sqlite"
@@ -58,6 +59,8 @@ type Server struct {
 	alerts   *alert.Sink
 	instance string
 	breaker  *breaker.Breaker
+	limiter  *ratelimit.Limiter
+	redis    *ratelimit.Redis
 	snap     atomic.Pointer[config.Snapshot]
 	reloadMu sync.Mutex
 
@@ -120,6 +123,14 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (s *Server, 
 	s.budgets = budget.NewLedger(s.db, s.instance, s.budgetList, s.alerts, log)
 	s.budgets.Stale, s.budgets.Heartbeat = cfg.InstanceTimeout.D(), cfg.InstanceTimeout.D()/4
 	s.breaker = breaker.New(cfg.Breaker.Config(), s.suspendKey, s.alerts, log)
+	var rl ratelimit.Backend = ratelimit.NewMemory(nil)
+	if cfg.RedisURL != "" {
+		if s.redis, err = ratelimit.OpenRedis(ctx, cfg.RedisURL, cfg.UpstreamTimeout.D()+time.Minute); err != nil {
+			return nil, err
+		}
+		rl = s.redis
+	}
+	s.limiter = ratelimit.New(rl, func() []ratelimit.Limit { return s.snap.Load().Limits })
 	s.client = &http.Client{Transport: &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
 		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
@@ -238,8 +249,12 @@ func (s *Server) Reload(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("reload: %w", err)
 	}
+	limits, err := s.db.ListLimits(ctx)
+	if err != nil {
+		return fmt.Errorf("reload: %w", err)
+	}
 	prev := s.snap.Load()
-	s.snap.Store(&config.Snapshot{Generation: gen, Router: provider.NewRouter(ups, fallback), Prices: pricing.NewTable(pricing.Defaults(), overrides), Budgets: budgets})
+	s.snap.Store(&config.Snapshot{Generation: gen, Router: provider.NewRouter(ups, fallback), Prices: pricing.NewTable(pricing.Defaults(), overrides), Budgets: budgets, Limits: limits})
 	if prev == nil || prev.Generation != gen {
 		mode := "providers"
 		if len(ups) == 0 {
@@ -399,7 +414,7 @@ func (s *Server) buildHTTP() {
 	if s.cfg.DevAdminKey != "" {
 		devHash = s.verifier.Hasher().Hash(vkey.Secret(s.cfg.DevAdminKey))
 	}
-	px := proxy.New(proxy.Deps{Snapshot: s.Snapshot, Auth: s.auth, Usage: s.usage, Budgets: s.budgets, Breaker: s.breaker, Log: s.log}, proxy.Options{
+	px := proxy.New(proxy.Deps{Snapshot: s.Snapshot, Auth: s.auth, Usage: s.usage, Limiter: s.limiter, Budgets: s.budgets, Breaker: s.breaker, Log: s.log}, proxy.Options{
 		MaxBodyBytes: s.cfg.MaxBodyBytes, UpstreamTimeout: s.cfg.UpstreamTimeout.D(),
 		StreamIdleTimeout: s.cfg.StreamIdleTimeout.D(), TrustProxyHeaders: s.cfg.TrustProxyHeaders, DefaultMaxOutput: s.cfg.DefaultMaxOutputTokens,
 	})
@@ -535,6 +550,10 @@ func (s *Server) closeAll() {
 	}
 	if s.simSrv != nil {
 		s.simSrv.Close()
+	}
+	if s.redis != nil {
+		s.redis.Close()
+		s.redis = nil
 	}
 	if s.db != nil {
 		s.db.Close()

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/budget"
+	"github.com/gatehouse-gw/gatehouse/internal/ratelimit"
 	"github.com/gatehouse-gw/gatehouse/internal/store"
 )
 
@@ -113,4 +114,22 @@ func testBudgetRace(t *testing.T, b Backend) {
 	if sp[0].Reserved != admitted.Load()*amount || sp[0].Reserved > limit {
 		t.Fatalf("reserved %d for %d admitted", sp[0].Reserved, admitted.Load())
 	}
+}
+
+func testLimits(t *testing.T, b Backend) {
+	ctx := context.Background()
+	l, err := b.SetLimit(ctx, ratelimit.Limit{ID: "lim_1", Scope: ratelimit.ScopeKey, ScopeID: "key_a", RPM: 60, CreatedAt: now})
+	must(t, err)
+	l2, err := b.SetLimit(ctx, ratelimit.Limit{ID: "lim_2", Scope: ratelimit.ScopeKey, ScopeID: "key_a", TPM: 1000, CreatedAt: now})
+	must(t, err)
+	if l2.ID != l.ID || l2.Version != 2 {
+		t.Fatalf("second SetLimit on a scope = %+v, want the same row replaced", l2)
+	}
+	list, err := b.ListLimits(ctx)
+	must(t, err)
+	if len(list) != 1 || list[0].RPM != 0 || list[0].TPM != 1000 {
+		t.Fatalf("ListLimits = %+v", list)
+	}
+	must(t, b.DeleteLimit(ctx, l.ID))
+	wantErr(t, b.DeleteLimit(ctx, l.ID), store.ErrNotFound)
 }

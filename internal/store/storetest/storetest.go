@@ -15,6 +15,7 @@ import (
 	"github.com/gatehouse-gw/gatehouse/internal/org"
 	"github.com/gatehouse-gw/gatehouse/internal/pricing"
 	"github.com/gatehouse-gw/gatehouse/internal/provider"
+	"github.com/gatehouse-gw/gatehouse/internal/ratelimit"
 	"github.com/gatehouse-gw/gatehouse/internal/store"
 	"github.com/gatehouse-gw/gatehouse/internal/usage"
 	"github.com/gatehouse-gw/gatehouse/internal/vkey"
@@ -23,6 +24,7 @@ import (
 // Backend is everything a storage backend provides.
 type Backend interface {
 	budget.Store
+	ratelimit.Store
 	org.Store
 	vkey.Store
 	provider.Store
@@ -50,6 +52,7 @@ func Run(t *testing.T, open func(t *testing.T) Backend) {
 		{"Secrets", testSecrets},
 		{"Budgets", testBudgets},
 		{"BudgetRace", testBudgetRace},
+		{"Limits", testLimits},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open(t)) })
