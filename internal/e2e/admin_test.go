@@ -154,7 +154,8 @@ func TestAdminAPI(t *testing.T) {
 		t.Fatalf("openapi: %d", resp.StatusCode)
 	}
 	for _, route := range []string{"/v1/teams", "/v1/principals/{id}", "/v1/keys", "/v1/keys/{id}/revoke", "/v1/providers", "/v1/providers/{id}/keys",
-		"/v1/models", "/v1/prices/{model}", "/v1/usage", "/v1/usage/summary"} {
+		"/v1/models", "/v1/prices/{model}", "/v1/usage", "/v1/usage/summary", "/v1/budgets", "/v1/budgets/{id}", "/v1/spend",
+		"/v1/limits", "/v1/limits/{id}", "/v1/keys/{id}/reinstate"} {
 		if _, ok := doc.Paths[route]; !ok {
 			t.Errorf("OpenAPI document lacks %s", route)
 		}

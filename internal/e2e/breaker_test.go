@@ -57,8 +57,9 @@ func TestBreakerTripsAndStays(t *testing.T) {
 			}
 			t.Logf("burst: %v; %d micros spent before the trip", codes, spent)
 			// It trips in the wave that crosses the ceiling; calls already in
-			// flight finish, so spend stops within one wave above the ceiling.
-			if codes[403] == 0 || spent > 1000+4*300 {
+			// flight finish (and the next wave may start before the trip is recorded),
+			// so spend stops within a few waves above the ceiling.
+			if codes[403] == 0 || spent > 1000+3*4*300 { // at most three waves in flight past the trip
 				t.Fatalf("breaker: %v, %d micros spent against a 1000-micro ceiling", codes, spent)
 			}
 			alerts := hook.wait(t, 1)

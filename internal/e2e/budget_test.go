@@ -15,6 +15,7 @@ import (
 	"github.com/openai/openai-go/v3"
 
 	"github.com/gatehouse-gw/gatehouse/client"
+	"github.com/gatehouse-gw/gatehouse/internal/provider/providertest"
 	"github.com/gatehouse-gw/gatehouse/internal/provider/sim"
 	"github.com/gatehouse-gw/gatehouse/internal/proxy"
 )
@@ -40,10 +41,22 @@ type attackResult struct {
 	ok, refused, other atomic.Int64
 }
 
-// attack fires n calls at once at every gateway URL in turn.
-func attack(t *testing.T, urls []string, key, body string, n int, disconnectEvery int) *attackResult {
+// attack fires n calls at once at every gateway URL in turn. With a gate, the
+// upstream holds its answers until every call has either been refused or
+// reached it, so that no settlement frees money while calls still arrive.
+func attack(t *testing.T, urls []string, key, body string, n int, disconnectEvery int, up *providertest.Server, gate chan struct{}) *attackResult {
 	t.Helper()
 	res := &attackResult{}
+	if gate != nil {
+		base := up.Calls.Load()
+		go func() {
+			deadline := time.Now().Add(60 * time.Second)
+			for res.refused.Load()+res.other.Load()+up.Calls.Load()-base < int64(n) && time.Now().Before(deadline) {
+				time.Sleep(5 * time.Millisecond)
+			}
+			close(gate)
+		}()
+	}
 	tr := &http.Transport{MaxIdleConnsPerHost: n, MaxConnsPerHost: 0}
 	defer tr.CloseIdleConnections()
 	c := &http.Client{Transport: tr, Timeout: 60 * time.Second}
@@ -126,18 +139,21 @@ func TestBudgetHoldsUnderAttack(t *testing.T) {
 				fault      sim.Fault
 				disconnect int
 			}{
-				{"json", attackBody, sim.Fault{Latency: 700 * time.Millisecond}, 0},
-				{"stream", streamBody, sim.Fault{Latency: 700 * time.Millisecond}, 0},
-				{"stream-no-usage-and-disconnects", streamBody, sim.Fault{Latency: 700 * time.Millisecond, NoUsage: true, ChunkDelay: time.Millisecond}, 3},
+				{"json", attackBody, sim.Fault{}, 0},
+				{"stream", streamBody, sim.Fault{}, 0},
+				{"stream-no-usage-and-disconnects", streamBody, sim.Fault{NoUsage: true, ChunkDelay: time.Millisecond}, 3},
 			} {
 				t.Run(mode.name, func(t *testing.T) {
 					f := newFixture(t, gwOptions{database: dsn(t)})
 					worst := worstCase(mode.body)
 					limit := worst*callsAffected + worst/2 // room for ten and a half worst cases
 					b := setBudget(t, f.admin, f.keyID, limit, false)
-					f.up.SetFault(mode.fault)
+					gate := make(chan struct{})
+					fault := mode.fault
+					fault.Gate = gate
+					f.up.SetFault(fault)
 					calls0 := f.up.Calls.Load()
-					res := attack(t, []string{f.dataURL}, f.key, mode.body, attackCalls, mode.disconnect)
+					res := attack(t, []string{f.dataURL}, f.key, mode.body, attackCalls, mode.disconnect, f.up, gate)
 					after := waitSettled(t, f.admin, b.ID)
 					t.Logf("%s: %d admitted, %d refused; spent %d of %d micros (worst case %d a call)",
 						mode.name, res.ok.Load(), res.refused.Load(), after.Spent, limit, worst)
@@ -147,9 +163,9 @@ func TestBudgetHoldsUnderAttack(t *testing.T) {
 					if after.Spent > limit {
 						t.Fatalf("OVERSHOOT: spent %d micros of a %d budget", after.Spent, limit)
 					}
-					// Every call was attempted while the first ones were still in
-					// flight (upstream latency), so exactly the calls whose worst
-					// case fits were admitted, and every other was refused.
+					// Every call was attempted while the admitted ones were still in
+					// flight (the gate), so exactly the calls whose worst case fits
+					// were admitted, and every other was refused.
 					if res.ok.Load() != callsAffected || res.refused.Load() != attackCalls-callsAffected {
 						t.Fatalf("admitted %d, refused %d; want %d and %d", res.ok.Load(), res.refused.Load(), callsAffected, attackCalls-callsAffected)
 					}
@@ -188,8 +204,9 @@ func TestBudgetTwoReplicas(t *testing.T) {
 	limit := worst*callsAffected + worst/2
 	bud := setBudget(t, a.admin, a.keyID, limit, false)
 	time.Sleep(2500 * time.Millisecond) // replica B picks the budget up on its config poll
-	a.up.SetFault(sim.Fault{Latency: 700 * time.Millisecond})
-	res := attack(t, []string{a.dataURL, b.dataURL}, a.key, attackBody, attackCalls, 0)
+	gate := make(chan struct{})
+	a.up.SetFault(sim.Fault{Gate: gate})
+	res := attack(t, []string{a.dataURL, b.dataURL}, a.key, attackBody, attackCalls, 0, a.up, gate)
 	after := waitSettled(t, a.admin, bud.ID)
 	t.Logf("two replicas: %d admitted, %d refused, spent %d of %d", res.ok.Load(), res.refused.Load(), after.Spent, limit)
 	if after.Spent > limit || after.Reserved != 0 {

@@ -29,11 +29,12 @@ var Models = []string{"sim-small", "sim-large", "gpt-4o", "gpt-4o-mini", "text-e
 
 // Fault makes the simulator misbehave on purpose.
 type Fault struct {
-	Status     int           // answer every request with this error status (0: no error)
-	Latency    time.Duration // wait before answering
-	ChunkDelay time.Duration // wait between stream events
-	CutAfter   int           // drop the connection after this many stream events (0: never)
-	NoUsage    bool          // report no usage in streams, even when asked
+	Status     int             // answer every request with this error status (0: no error)
+	Latency    time.Duration   // wait before answering
+	ChunkDelay time.Duration   // wait between stream events
+	CutAfter   int             // drop the connection after this many stream events (0: never)
+	NoUsage    bool            // report no usage in streams, even when asked
+	Gate       <-chan struct{} // hold every answer until this closes (tests: all calls in flight at once)
 }
 
 // Handler is the simulated provider.
@@ -91,6 +92,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if f.Latency > 0 {
 		select {
 		case <-time.After(f.Latency):
+		case <-r.Context().Done():
+			return
+		}
+	}
+	if f.Gate != nil {
+		select {
+		case <-f.Gate:
 		case <-r.Context().Done():
 			return
 		}

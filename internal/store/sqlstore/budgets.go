@@ -123,11 +123,20 @@ func sortCharges(cs []budget.Charge) []budget.Charge {
 func (s *DB) Reserve(ctx context.Context, r budget.Reservation) error {
 	charges := sortCharges(r.Charges)
 	return s.tx(ctx, func(tx *sql.Tx) error {
+		// Work that takes no lock on the hot counter rows comes first, so that
+		// the row locks are held for as few round trips as possible (what
+		// bounds throughput on one hot budget in PostgreSQL).
 		for _, c := range charges {
 			if _, err := s.exec(ctx, tx, `INSERT INTO budget_spend (budget_id, period_start, spent, reserved) VALUES (?, ?, 0, 0)
 				ON CONFLICT (budget_id, period_start) DO NOTHING`, c.BudgetID, c.PeriodStart); err != nil {
 				return err
 			}
+		}
+		if _, err := s.exec(ctx, tx, `INSERT INTO reservations (id, instance, amount, charges, created_at) VALUES (?, ?, ?, ?, ?)`,
+			r.ID, r.Instance, r.Amount, toJSON(charges), micros(r.CreatedAt)); err != nil {
+			return err
+		}
+		for _, c := range charges {
 			if !c.Hard {
 				if _, err := s.exec(ctx, tx, `UPDATE budget_spend SET reserved = reserved + ? WHERE budget_id = ? AND period_start = ?`,
 					r.Amount, c.BudgetID, c.PeriodStart); err != nil {
@@ -149,12 +158,11 @@ func (s *DB) Reserve(ctx context.Context, r budget.Reservation) error {
 					c.BudgetID, c.PeriodStart).Scan(&spent, &reserved); err != nil {
 					return err
 				}
+				// Returning an error rolls the whole transaction back: nothing stays reserved.
 				return &budget.InsufficientError{BudgetID: c.BudgetID, Limit: c.Limit, Remaining: max(c.Limit-spent-reserved, 0), Needed: r.Amount}
 			}
 		}
-		_, err := s.exec(ctx, tx, `INSERT INTO reservations (id, instance, amount, charges, created_at) VALUES (?, ?, ?, ?, ?)`,
-			r.ID, r.Instance, r.Amount, toJSON(charges), micros(r.CreatedAt))
-		return err
+		return nil
 	})
 }
 

@@ -62,3 +62,6 @@ func Open(t testing.TB) *sqlstore.DB {
 	t.Cleanup(func() { db.Close() })
 	return db
 }
+
+// Available reports whether a test PostgreSQL is configured.
+func Available() bool { return os.Getenv(EnvTestURL) != "" }
