@@ -303,3 +303,51 @@ func TestBudgetAlerts(t *testing.T) {
 		t.Fatalf("%d alerts; each threshold must fire once a period", n)
 	}
 }
+
+// TestBudgetCLI: budgets, spend and limits through the command line.
+func TestBudgetCLI(t *testing.T) {
+	f := newFixture(t, gwOptions{})
+	run := func(args ...string) string {
+		t.Helper()
+		code, out, errs := runCLI(t, f.gateway, args...)
+		if code != 0 {
+			t.Fatalf("gatehouse %s: exit %d\n%s%s", strings.Join(args, " "), code, out, errs)
+		}
+		return out
+	}
+	var b client.Budget
+	if err := json.Unmarshal([]byte(run("budgets", "set", "--key", f.keyID, "--limit", "1.50", "--period", "month", "--tz", "Europe/Berlin", "--json")), &b); err != nil {
+		t.Fatal(err)
+	}
+	if b.LimitMicros != 1_500_000 || !b.Hard || b.TimeZone != "Europe/Berlin" || b.Remaining != 1_500_000 {
+		t.Fatalf("budget: %+v", b)
+	}
+	run("budgets", "set", "--team", "research", "--model", "gpt-*", "--limit", "100", "--period", "week", "--soft")
+	oc := f.openai(f.key)
+	if _, err := oc.Chat.Completions.New(context.Background(), chatParams("gpt-4o", 5)); err != nil {
+		t.Fatal(err)
+	}
+	var spend []client.Budget
+	if err := json.Unmarshal([]byte(run("spend", "--key", f.keyID, "--json")), &spend); err != nil || len(spend) != 2 {
+		t.Fatalf("spend --key: %v %+v", err, spend)
+	}
+	for _, s := range spend {
+		if s.Spent <= 0 || s.Remaining != s.LimitMicros-s.Spent-s.Reserved {
+			t.Fatalf("spend row %+v", s)
+		}
+	}
+	if out := run("budgets", "list"); !strings.Contains(out, "hard") || !strings.Contains(out, "soft") || !strings.Contains(out, "$1.50") {
+		t.Fatalf("budgets list:\n%s", out)
+	}
+	if code, _, _ := runCLI(t, f.gateway, "budgets", "set", "--key", f.keyID, "--org", "--limit", "1", "--period", "day"); code != 2 {
+		t.Fatal("two scopes accepted")
+	}
+	if code, _, errs := runCLI(t, f.gateway, "budgets", "set", "--org", "--limit", "1", "--period", "fortnight"); code != 1 || !strings.Contains(errs, "period") {
+		t.Fatalf("bad period: %d %s", code, errs)
+	}
+	run("limits", "set", "--principal", "agent", "--rpm", "100", "--concurrent", "2")
+	if out := run("limits", "list"); !strings.Contains(out, "100") {
+		t.Fatalf("limits list:\n%s", out)
+	}
+	run("budgets", "delete", b.ID)
+}
