@@ -23,6 +23,7 @@ import (
 	"github.com/gatehouse-gw/gatehouse/internal/budget"
 	"github.com/gatehouse-gw/gatehouse/internal/httpx"
 	"github.com/gatehouse-gw/gatehouse/internal/keyring"
+	"github.com/gatehouse-gw/gatehouse/internal/ledger"
 	"github.com/gatehouse-gw/gatehouse/internal/org"
 	"github.com/gatehouse-gw/gatehouse/internal/pricing"
 	"github.com/gatehouse-gw/gatehouse/internal/provider"
@@ -67,6 +68,11 @@ type Deps struct {
 	Spend func(ctx context.Context, bs []budget.Budget) ([]budget.Status, error)
 	// ResetBreaker forgets a key's spend window once it is reinstated.
 	ResetBreaker func(keyID string)
+	// Ledger records every admin change; LogHandler serves the log under /log/.
+	Ledger interface {
+		Append(ctx context.Context, e ledger.Entry) (int64, error)
+	}
+	LogHandler http.Handler
 	// DevAdminKeyHash, in dev mode, is the hash of a free-form admin key.
 	DevAdminKeyHash string
 	Log             *slog.Logger
@@ -99,17 +105,70 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 type handlerFunc func(w http.ResponseWriter, r *http.Request, who vkey.Key) error
 
-// authed wraps fn with admin-key authentication and error rendering.
+// authed wraps fn with admin-key authentication and error rendering, and
+// records every successful change in the ledger.
 func (h *Handler) authed(fn handlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		who, err := h.authenticate(r)
+		sw := &statusRecorder{ResponseWriter: w}
 		if err == nil {
-			err = fn(w, r, who)
+			err = fn(sw, r, who)
 		}
 		if err != nil {
 			httpx.Render(w, r, h.d.Log, httpx.OpenAI, mapStoreError(err))
+			return
+		}
+		if r.Method != http.MethodGet && h.d.Ledger != nil && sw.status < 300 {
+			rec := ledger.Record{Kind: ledger.KindAdmin, Time: h.d.Now(), RequestID: httpx.RequestID(r.Context()), PrincipalID: who.PrincipalID,
+				KeyID: who.ID, Action: r.Method + " " + r.Pattern, Target: targetOf(r, sw.target), Status: sw.status}
+			if _, err := h.d.Ledger.Append(context.WithoutCancel(r.Context()), ledger.Entry{Data: rec.Marshal(), RequestID: rec.RequestID}); err != nil {
+				h.d.Log.Error("ledger: an admin change was made but not recorded", "action", rec.Action, "target", rec.Target, "err", err)
+			}
 		}
 	}
+}
+
+// targetOf names the resource an admin request changed: the path's id, or the
+// id of what it created.
+func targetOf(r *http.Request, created string) string {
+	for _, k := range []string{"id", "model", "key"} {
+		if v := r.PathValue(k); v != "" {
+			if k == "key" {
+				return r.PathValue("id") + "/" + v
+			}
+			return v
+		}
+	}
+	return created
+}
+
+// statusRecorder remembers the status and the id of a created resource.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+	target string
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	if s.target == "" && s.status == http.StatusCreated {
+		var v struct {
+			ID string `json:"id"`
+		}
+		if json.Unmarshal(b, &v) == nil {
+			s.target = v.ID
+		}
+	}
+	return s.ResponseWriter.Write(b)
 }
 
 func (h *Handler) open(fn func(w http.ResponseWriter, r *http.Request) error) http.HandlerFunc {

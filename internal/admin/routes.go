@@ -75,6 +75,9 @@ func (h *Handler) routes() {
 
 	h.budgetRoutes()
 	h.limitRoutes()
+	if h.d.LogHandler != nil {
+		m.Handle("GET /log/", h.d.LogHandler) // public to whoever reaches the admin listener: auditors verify without credentials
+	}
 
 	m.HandleFunc("/", h.open(func(w http.ResponseWriter, r *http.Request) error {
 		return httpx.Errorf(http.StatusNotFound, "unknown_url", "Unknown admin API route: %s %s (see /v1/openapi.json)", r.Method, r.URL.Path)

@@ -45,10 +45,19 @@ type Config struct {
 	AlertWebhookURL        string   `yaml:"alert_webhook_url"`         // budget and breaker alerts; secret in GATEHOUSE_ALERT_WEBHOOK_SECRET
 
 	Breaker  Breaker `yaml:"breaker"`
+	Ledger   Ledger  `yaml:"ledger"`
 	RedisURL string  `yaml:"redis_url"` // shared rate-limit counters for several replicas; "" keeps them in memory
 
 	LogLevel  string `yaml:"log_level"`  // debug, info, warn, error
 	LogFormat string `yaml:"log_format"` // text or json
+}
+
+// Ledger configures the tamper-evident log (package ledger).
+type Ledger struct {
+	Origin             string   `yaml:"origin"`              // the log's name in checkpoints, e.g. "gatehouse.example.com/log"
+	CheckpointInterval Duration `yaml:"checkpoint_interval"` // how often a growing log is signed
+	ExportFile         string   `yaml:"export_file"`         // append every record as a JSON line here (SIEM)
+	ExportWebhook      string   `yaml:"export_webhook"`      // POST records (JSON lines, signed like alerts) here
 }
 
 // Breaker configures the spend-velocity breaker (package breaker).
@@ -97,6 +106,7 @@ func Default() Config {
 		ShutdownTimeout:        Duration(30 * time.Second),
 		DefaultMaxOutputTokens: 32768,
 		InstanceTimeout:        Duration(20 * time.Second),
+		Ledger:                 Ledger{Origin: "gatehouse.local/log", CheckpointInterval: Duration(time.Second)},
 		Breaker:                Breaker{Enabled: true, Window: Duration(5 * time.Minute), Ceiling: "5.00", BaselineMultiple: 10, MinSpend: "1.00"},
 		LogLevel:               "info",
 		LogFormat:              "text",
@@ -214,6 +224,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Breaker.Window <= 0 || c.Breaker.BaselineMultiple < 0 {
 		errs = append(errs, errors.New("breaker: window must be positive and baseline_multiple not negative"))
+	}
+	if c.Ledger.Origin == "" || strings.ContainsAny(c.Ledger.Origin, " +\n\t") {
+		errs = append(errs, fmt.Errorf("ledger.origin %q: want a name without spaces or '+', e.g. gatehouse.example.com/log", c.Ledger.Origin))
+	}
+	if c.Ledger.CheckpointInterval <= 0 {
+		errs = append(errs, errors.New("ledger.checkpoint_interval must be positive"))
 	}
 	if c.RedisURL != "" && !strings.HasPrefix(c.RedisURL, "redis://") && !strings.HasPrefix(c.RedisURL, "rediss://") {
 		errs = append(errs, fmt.Errorf("redis_url: want redis:// or rediss://"))

@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +16,7 @@ import (
 
 	"github.com/gatehouse-gw/gatehouse/internal/budget"
 	"github.com/gatehouse-gw/gatehouse/internal/httpx"
+	"github.com/gatehouse-gw/gatehouse/internal/ledger"
 	"github.com/gatehouse-gw/gatehouse/internal/provider"
 	"github.com/gatehouse-gw/gatehouse/internal/ratelimit"
 	"github.com/gatehouse-gw/gatehouse/internal/usage"
@@ -47,6 +50,7 @@ func (h *Handler) call(ep provider.Endpoint) http.HandlerFunc {
 			httpx.Render(w, r, h.log, flavor, err)
 		}
 		if rec.KeyID != "" { // authenticated calls only: nothing to attribute otherwise
+			h.writeEnd(r, rec)
 			h.record(r.Context(), rec)
 			if h.breaker != nil && h.breaker.Observe(r.Context(), rec.KeyID, rec.CostMicros) {
 				h.log.Warn("spend-velocity breaker tripped; key suspended", "key_id", rec.KeyID, "request_id", rec.ID)
@@ -125,6 +129,12 @@ func (h *Handler) serveCall(w http.ResponseWriter, r *http.Request, ep provider.
 		return httpx.Errorf(http.StatusBadRequest, "invalid_json", "We could not parse the JSON body of your request.").WithCause(err)
 	}
 
+	// Write-ahead: the start record is durable before anything goes upstream;
+	// if it cannot be written, the call fails closed.
+	if err := h.writeStart(r, rec, body); err != nil {
+		return err
+	}
+
 	ctx, cancel := context.WithTimeout(r.Context(), h.opt.UpstreamTimeout)
 	defer cancel()
 	resp, err := h.roundTrip(r.WithContext(ctx), up, ep, upBody)
@@ -157,6 +167,55 @@ func (h *Handler) serveCall(w http.ResponseWriter, r *http.Request, ep provider.
 		rec.CostMicros = price.Cost(tokens)
 	}
 	return err
+}
+
+// writeStart appends the call's start record.
+func (h *Handler) writeStart(r *http.Request, rec *usage.Record, body []byte) error {
+	if h.ledger == nil {
+		return nil
+	}
+	sum := sha256.Sum256(body)
+	start := ledger.Record{Kind: ledger.KindCallStart, Time: rec.Time, RequestID: rec.ID, PrincipalID: rec.PrincipalID, KeyID: rec.KeyID,
+		TeamID: rec.TeamID, SourceIP: h.sourceAddr(r).String(), UserAgent: truncate(r.UserAgent(), 256), Endpoint: rec.Endpoint,
+		Model: rec.Model, Provider: rec.Provider, Stream: rec.Stream, Decision: "allow", BodySHA256: hex.EncodeToString(sum[:])}
+	if _, err := h.ledger.Append(r.Context(), ledger.Entry{Data: start.Marshal(), RequestID: rec.ID, Opens: true}); err != nil {
+		return httpx.Errorf(http.StatusServiceUnavailable, "ledger_unavailable",
+			"The audit log cannot record this call, so it was not made; try again shortly.").WithCause(err)
+	}
+	rec.Started = true
+	return nil
+}
+
+// writeEnd appends the call's end record: the outcome of a call that had a
+// start record, or the refusal of an authenticated call that never started.
+func (h *Handler) writeEnd(r *http.Request, rec *usage.Record) {
+	if h.ledger == nil {
+		return
+	}
+	decision := "allow"
+	if !rec.Started {
+		decision = "deny"
+	}
+	end := ledger.Record{Kind: ledger.KindCallEnd, Time: h.now(), RequestID: rec.ID, PrincipalID: rec.PrincipalID, KeyID: rec.KeyID,
+		TeamID: rec.TeamID, Endpoint: rec.Endpoint, Model: rec.Model, Provider: rec.Provider, Stream: rec.Stream, Decision: decision,
+		Status: rec.Status, ErrorCode: rec.ErrorCode, InputTokens: rec.Input, CachedInputTokens: rec.CachedInput, OutputTokens: rec.Output,
+		CostMicros: rec.CostMicros, Estimated: rec.Estimated, LatencyMillis: rec.LatencyMillis, UpstreamRequestID: rec.UpstreamRequestID}
+	if !rec.Started {
+		end.SourceIP, end.UserAgent = h.sourceAddr(r).String(), truncate(r.UserAgent(), 256)
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 10*time.Second)
+	defer cancel()
+	if _, err := h.ledger.Append(ctx, ledger.Entry{Data: end.Marshal(), RequestID: rec.ID, Closes: rec.Started}); err != nil {
+		// The call is over; its start record stays open and recovery closes it.
+		h.log.Error("ledger: end record not written", "request_id", rec.ID, "err", err)
+	}
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
 }
 
 // admit applies the rate limits of the caller's key, principal and team.
@@ -349,7 +408,9 @@ func (h *Handler) relayStream(w http.ResponseWriter, r *http.Request, ctx contex
 	for {
 		ev, err := sse.Next()
 		if err != nil {
-			if errors.Is(err, io.EOF) && meter.Done() {
+			if meter.Done() {
+				// The stream was complete; a caller that hangs up after the
+				// terminal event (SDKs do) did not cut anything short.
 				break
 			}
 			if r.Context().Err() != nil {

@@ -30,6 +30,7 @@ import (
 	"github.com/gatehouse-gw/gatehouse/internal/auth"
 	"github.com/gatehouse-gw/gatehouse/internal/config"
 	"github.com/gatehouse-gw/gatehouse/internal/httpx"
+	"github.com/gatehouse-gw/gatehouse/internal/ledger"
 	"github.com/gatehouse-gw/gatehouse/internal/org"
 	"github.com/gatehouse-gw/gatehouse/internal/provider"
 	"github.com/gatehouse-gw/gatehouse/internal/provider/sim"
@@ -59,8 +60,14 @@ type Limiter interface {
 	Admit(ctx context.Context, id string, c ratelimit.Call, tokens int64) (*ratelimit.Ticket, error)
 }
 
-// Deps are the Handler's collaborators; Limiter, Budgets and Breaker may be nil.
+// Ledger makes records durable (package ledger).
+type Ledger interface {
+	Append(ctx context.Context, e ledger.Entry) (int64, error)
+}
+
+// Deps are the Handler's collaborators; Limiter, Budgets, Breaker and Ledger may be nil.
 type Deps struct {
+	Ledger   Ledger
 	Limiter  Limiter
 	Snapshot func() *config.Snapshot
 	Auth     Authenticator
@@ -85,6 +92,7 @@ type Handler struct {
 	snapshot func() *config.Snapshot
 	auth     Authenticator
 	rec      Recorder
+	ledger   Ledger
 	limiter  Limiter
 	budgets  Budgets
 	breaker  Breaker
@@ -111,7 +119,7 @@ func New(d Deps, opt Options) *Handler {
 	if opt.DefaultMaxOutput <= 0 {
 		opt.DefaultMaxOutput = 32768
 	}
-	h := &Handler{snapshot: d.Snapshot, auth: d.Auth, rec: d.Usage, limiter: d.Limiter, budgets: d.Budgets, breaker: d.Breaker, log: d.Log, opt: opt, now: time.Now, mux: http.NewServeMux()}
+	h := &Handler{snapshot: d.Snapshot, auth: d.Auth, rec: d.Usage, ledger: d.Ledger, limiter: d.Limiter, budgets: d.Budgets, breaker: d.Breaker, log: d.Log, opt: opt, now: time.Now, mux: http.NewServeMux()}
 	for _, ep := range []provider.Endpoint{provider.Chat, provider.Completions, provider.Embeddings, provider.Responses, provider.Messages} {
 		h.mux.HandleFunc("POST /v1"+strings.TrimPrefix(ep.Path, "/v1"), h.call(ep))
 	}

@@ -26,6 +26,7 @@ import (
 	"github.com/gatehouse-gw/gatehouse/internal/budget"
 	"github.com/gatehouse-gw/gatehouse/internal/config"
 	"github.com/gatehouse-gw/gatehouse/internal/keyring"
+	"github.com/gatehouse-gw/gatehouse/internal/ledger"
 	"github.com/gatehouse-gw/gatehouse/internal/org"
 	"github.com/gatehouse-gw/gatehouse/internal/pricing"
 	"github.com/gatehouse-gw/gatehouse/internal/provider"
@@ -61,6 +62,8 @@ type Server struct {
 	breaker  *breaker.Breaker
 	limiter  *ratelimit.Limiter
 	redis    *ratelimit.Redis
+	ledger   *ledger.Log
+	export   *ledger.Exporter
 	snap     atomic.Pointer[config.Snapshot]
 	reloadMu sync.Mutex
 
@@ -79,8 +82,8 @@ type Server struct {
 
 // Open builds a server from cfg (validated) and binds its listeners, so that a
 // taken port fails here, before anything runs.
-func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (s *Server, err error) {
-	s = &Server{cfg: cfg, log: log}
+func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server, err error) {
+	s := &Server{cfg: cfg, log: log}
 	defer func() {
 		if err != nil {
 			s.closeAll()
@@ -122,6 +125,9 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (s *Server, 
 	s.instance = vkey.NewID("gw")
 	s.budgets = budget.NewLedger(s.db, s.instance, s.budgetList, s.alerts, log)
 	s.budgets.Stale, s.budgets.Heartbeat = cfg.InstanceTimeout.D(), cfg.InstanceTimeout.D()/4
+	if s.ledger, err = s.openLedger(ctx); err != nil {
+		return nil, err
+	}
 	s.breaker = breaker.New(cfg.Breaker.Config(), s.suspendKey, s.alerts, log)
 	var rl ratelimit.Backend = ratelimit.NewMemory(nil)
 	if cfg.RedisURL != "" {
@@ -155,6 +161,9 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (s *Server, 
 	// PostgreSQL the heartbeat sweep in Run finds them.
 	if cfg.Database == "" {
 		if _, err := s.budgets.Recover(ctx, true); err != nil {
+			return nil, err
+		}
+		if _, err := s.ledger.Recover(ctx, true, time.Time{}); err != nil {
 			return nil, err
 		}
 	}
@@ -276,10 +285,55 @@ func (s *Server) suspendKey(ctx context.Context, keyID, reason string) error {
 	if err := s.db.SuspendKey(ctx, keyID, reason, time.Now().UTC()); err != nil {
 		return err
 	}
+	rec := ledger.Record{Kind: ledger.KindBreaker, Time: time.Now(), RequestID: "breaker-" + keyID, KeyID: keyID, Action: "suspend", Target: keyID, Detail: reason}
+	if _, err := s.ledger.Append(ctx, ledger.Entry{Data: rec.Marshal(), RequestID: rec.RequestID}); err != nil {
+		s.log.Error("ledger: a key suspension was not recorded", "key_id", keyID, "err", err)
+	}
 	s.verifier.Forget(keyID)
 	s.log.Warn("key suspended by the spend-velocity breaker", "key_id", keyID, "reason", reason)
 	return nil
 }
+
+// openLedger loads the log's signing key (sealed under the KEK; created on
+// first start) and the export sinks.
+func (s *Server) openLedger(ctx context.Context) (*ledger.Log, error) {
+	const name = "ledger_signing_key"
+	aad := []byte("server-secret/" + name)
+	skey, err := ledger.GenerateKey(s.cfg.Ledger.Origin)
+	if err != nil {
+		return nil, err
+	}
+	sealed, err := s.keyring.Seal([]byte(skey), aad)
+	if err != nil {
+		return nil, err
+	}
+	stored, err := s.db.PutSecretIfAbsent(ctx, name, sealed)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: %w", err)
+	}
+	raw, err := s.keyring.Open(stored, aad)
+	if err != nil {
+		return nil, fmt.Errorf("ledger signing key: %w", err)
+	}
+	l, err := ledger.New(s.db, s.instance, string(raw), s.log)
+	if err != nil {
+		return nil, err
+	}
+	if l.Origin() != s.cfg.Ledger.Origin {
+		s.log.Warn("ledger: the log keeps the origin it was created with; ledger.origin is ignored", "origin", l.Origin(), "configured", s.cfg.Ledger.Origin)
+	}
+	l.Interval = s.cfg.Ledger.CheckpointInterval.D()
+	if s.export, err = ledger.NewExporter(s.cfg.Ledger.ExportFile, s.cfg.Ledger.ExportWebhook, []byte(os.Getenv(EnvAlertSecret)), s.log); err != nil {
+		return nil, err
+	}
+	if s.export.Enabled() {
+		l.Sink = s.export.Add
+	}
+	return l, nil
+}
+
+// Ledger returns the log.
+func (s *Server) Ledger() *ledger.Log { return s.ledger }
 
 // EnvAlertSecret names the environment variable holding the alert webhook's
 // HMAC secret (kept out of the configuration file).
@@ -414,7 +468,7 @@ func (s *Server) buildHTTP() {
 	if s.cfg.DevAdminKey != "" {
 		devHash = s.verifier.Hasher().Hash(vkey.Secret(s.cfg.DevAdminKey))
 	}
-	px := proxy.New(proxy.Deps{Snapshot: s.Snapshot, Auth: s.auth, Usage: s.usage, Limiter: s.limiter, Budgets: s.budgets, Breaker: s.breaker, Log: s.log}, proxy.Options{
+	px := proxy.New(proxy.Deps{Snapshot: s.Snapshot, Auth: s.auth, Usage: s.usage, Ledger: s.ledger, Limiter: s.limiter, Budgets: s.budgets, Breaker: s.breaker, Log: s.log}, proxy.Options{
 		MaxBodyBytes: s.cfg.MaxBodyBytes, UpstreamTimeout: s.cfg.UpstreamTimeout.D(),
 		StreamIdleTimeout: s.cfg.StreamIdleTimeout.D(), TrustProxyHeaders: s.cfg.TrustProxyHeaders, DefaultMaxOutput: s.cfg.DefaultMaxOutputTokens,
 	})
@@ -439,7 +493,7 @@ func (s *Server) buildHTTP() {
 	adm := admin.New(admin.Deps{
 		Store: s.db, Keyring: s.keyring, Verifier: s.verifier, ForgetPrincipal: s.auth.Forget, Reload: s.Reload,
 		Snapshot: func() admin.Snapshot { return adminSnapshot{s.Snapshot()} }, DevAdminKeyHash: devHash, Log: s.log,
-		Spend: s.budgets.Statuses, ResetBreaker: s.breaker.Reset,
+		Spend: s.budgets.Statuses, ResetBreaker: s.breaker.Reset, Ledger: s.ledger, LogHandler: s.ledger.Handler(),
 	})
 	s.admin = &http.Server{Handler: adm, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute, ErrorLog: errLog}
 }
@@ -469,6 +523,15 @@ func (s *Server) Run(ctx context.Context) error {
 	usageCtx, stopUsage := context.WithCancel(context.WithoutCancel(ctx))
 	usageDone := make(chan struct{})
 	go func() { s.usage.Run(usageCtx); close(usageDone) }()
+	ledgerCtx, stopLedger := context.WithCancel(context.WithoutCancel(ctx))
+	ledgerDone := make(chan struct{})
+	go func() { s.ledger.Run(ledgerCtx); close(ledgerDone) }()
+	exportCtx, stopExport := context.WithCancel(context.WithoutCancel(ctx))
+	exportDone := make(chan struct{})
+	go func() { s.export.Run(exportCtx); close(exportDone) }()
+	if s.cfg.Database != "" {
+		wg.Go(func() { s.recoverLedger(bg) })
+	}
 	s.log.Info("gatehouse serving", "data_plane", "http://"+s.DataAddr(), "admin_api", "http://"+s.AdminAddr(), "store", s.storeName())
 
 	var runErr error
@@ -486,6 +549,10 @@ func (s *Server) Run(ctx context.Context) error {
 	s.admin.Shutdown(sctx)
 	stopUsage() // after the data plane drained: every call's record is queued
 	<-usageDone
+	stopLedger() // after every end record: signs the final checkpoint
+	<-ledgerDone
+	stopExport()
+	<-exportDone
 	stopBG()
 	wg.Wait()
 	s.closeAll()
@@ -498,6 +565,23 @@ func serve(srv *http.Server, ln net.Listener) error {
 		return err
 	}
 	return nil
+}
+
+// recoverLedger closes, on a shared database, the calls left open by replicas
+// that stopped (no heartbeat for instance_timeout).
+func (s *Server) recoverLedger(ctx context.Context) {
+	t := time.NewTicker(s.cfg.InstanceTimeout.D() / 4)
+	defer t.Stop()
+	for {
+		if _, err := s.ledger.Recover(ctx, false, time.Now().Add(-s.cfg.InstanceTimeout.D())); err != nil && ctx.Err() == nil {
+			s.log.Warn("ledger: recovery sweep failed", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // pollConfig reloads the snapshot when another replica changed providers or

@@ -49,6 +49,8 @@ type Record struct {
 	Estimated         bool      `json:"estimated"` // true: usage counted locally, upstream gave none
 	LatencyMillis     int64     `json:"latency_ms"`
 	UpstreamRequestID string    `json:"upstream_request_id,omitempty"`
+
+	Started bool `json:"-"` // the call's start record is in the ledger
 }
 
 // Query selects records. Zero fields do not filter.

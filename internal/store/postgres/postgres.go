@@ -79,6 +79,7 @@ func redactDSNError(err error, dsn string) error {
 var Dialect = sqlstore.Dialect{
 	Name:         "postgres",
 	Numbered:     true,
+	ForUpdate:    " FOR UPDATE",
 	IsUnique:     func(err error) bool { return pgCode(err) == "23505" },
 	IsForeignKey: func(err error) bool { return pgCode(err) == "23503" },
 }

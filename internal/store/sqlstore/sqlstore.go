@@ -26,6 +26,7 @@ import (
 type Dialect struct {
 	Name         string
 	Numbered     bool             // placeholders are $1, $2 … instead of ?
+	ForUpdate    string           // row-lock suffix for SELECT (" FOR UPDATE"), "" where the transaction locks already
 	IsUnique     func(error) bool // unique or primary-key violation
 	IsForeignKey func(error) bool // foreign-key violation
 }

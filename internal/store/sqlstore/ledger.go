@@ -1,0 +1,210 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/gatehouse-gw/gatehouse/internal/ledger"
+	"github.com/gatehouse-gw/gatehouse/internal/store"
+)
+
+// LedgerAppend implements ledger.Store. The tree size row is locked for the
+// transaction (FOR UPDATE on PostgreSQL; SQLite's writer lock), so appends from
+// several replicas are serialised and each sees the hashes of the ones before.
+func (s *DB) LedgerAppend(ctx context.Context, instance string, entries []ledger.Entry, hashes func(size int64, r tlog.HashReader) ([][]tlog.Hash, error)) (int64, error) {
+	var start int64
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		if err := tx.QueryRowContext(ctx, s.q(`SELECT size FROM ledger_state WHERE id = 1`+s.d.ForUpdate)).Scan(&start); err != nil {
+			return err
+		}
+		reader := tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) { return s.ledgerHashes(ctx, tx, idx) })
+		hs, err := hashes(start, reader)
+		if err != nil {
+			return err
+		}
+		insE, err := tx.PrepareContext(ctx, s.q(`INSERT INTO ledger_entries (idx, request_id, data) VALUES (?, ?, ?)`))
+		if err != nil {
+			return err
+		}
+		defer insE.Close()
+		insH, err := tx.PrepareContext(ctx, s.q(`INSERT INTO ledger_hashes (idx, hash) VALUES (?, ?)`))
+		if err != nil {
+			return err
+		}
+		defer insH.Close()
+		hidx := tlog.StoredHashCount(start)
+		for i, e := range entries {
+			n := start + int64(i)
+			if _, err := insE.ExecContext(ctx, n, e.RequestID, e.Data); err != nil {
+				return s.classify(err)
+			}
+			for _, h := range hs[i] {
+				if _, err := insH.ExecContext(ctx, hidx, h[:]); err != nil {
+					return s.classify(err)
+				}
+				hidx++
+			}
+			switch {
+			case e.Opens:
+				if _, err := s.exec(ctx, tx, `INSERT INTO ledger_open (request_id, instance, idx) VALUES (?, ?, ?)`, e.RequestID, instance, n); err != nil {
+					return err
+				}
+			case e.Closes:
+				if _, err := s.exec(ctx, tx, `DELETE FROM ledger_open WHERE request_id = ?`, e.RequestID); err != nil {
+					return err
+				}
+			}
+		}
+		_, err = s.exec(ctx, tx, `UPDATE ledger_state SET size = ? WHERE id = 1`, start+int64(len(entries)))
+		return err
+	})
+	return start, err
+}
+
+func (s *DB) ledgerHashes(ctx context.Context, q execer, idx []int64) ([]tlog.Hash, error) {
+	out := make([]tlog.Hash, len(idx))
+	if len(idx) == 0 {
+		return out, nil
+	}
+	pos := make(map[int64][]int, len(idx))
+	args := make([]any, 0, len(idx))
+	for i, x := range idx {
+		if _, ok := pos[x]; !ok {
+			args = append(args, x)
+		}
+		pos[x] = append(pos[x], i)
+	}
+	rows, err := q.QueryContext(ctx, s.q(`SELECT idx, hash FROM ledger_hashes WHERE idx IN (?`+strings.Repeat(", ?", len(args)-1)+`)`), args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	found := 0
+	for rows.Next() {
+		var x int64
+		var h []byte
+		if err := rows.Scan(&x, &h); err != nil {
+			return nil, err
+		}
+		if len(h) != tlog.HashSize {
+			return nil, fmt.Errorf("ledger: stored hash %d is %d bytes", x, len(h))
+		}
+		for _, i := range pos[x] {
+			copy(out[i][:], h)
+			found++
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if found != len(idx) {
+		return nil, fmt.Errorf("ledger: %d of %d stored hashes missing", len(idx)-found, len(idx))
+	}
+	return out, nil
+}
+
+// LedgerHashes implements ledger.Store.
+func (s *DB) LedgerHashes(ctx context.Context, idx []int64) ([]tlog.Hash, error) {
+	return s.ledgerHashes(ctx, s.db, idx)
+}
+
+// LedgerSize implements ledger.Store.
+func (s *DB) LedgerSize(ctx context.Context) (int64, error) {
+	var n int64
+	err := s.db.QueryRowContext(ctx, s.q(`SELECT size FROM ledger_state WHERE id = 1`)).Scan(&n)
+	return n, err
+}
+
+// LedgerEntries implements ledger.Store: entries [from, to), in order.
+func (s *DB) LedgerEntries(ctx context.Context, from, to int64) ([][]byte, error) {
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT idx, data FROM ledger_entries WHERE idx >= ? AND idx < ? ORDER BY idx`), from, to)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := make([][]byte, 0, to-from)
+	for rows.Next() {
+		var idx int64
+		var d []byte
+		if err := rows.Scan(&idx, &d); err != nil {
+			return nil, err
+		}
+		if idx != from+int64(len(out)) {
+			return nil, fmt.Errorf("ledger: entry %d missing", from+int64(len(out)))
+		}
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}
+
+// LedgerFind implements ledger.Store: the indexes of a request's records.
+func (s *DB) LedgerFind(ctx context.Context, requestID string) ([]int64, error) {
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT idx FROM ledger_entries WHERE request_id = ? ORDER BY idx`), requestID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []int64
+	for rows.Next() {
+		var i int64
+		if err := rows.Scan(&i); err != nil {
+			return nil, err
+		}
+		out = append(out, i)
+	}
+	return out, rows.Err()
+}
+
+// LedgerSaveCheckpoint implements ledger.Store; an older checkpoint never
+// replaces a newer one.
+func (s *DB) LedgerSaveCheckpoint(ctx context.Context, size int64, signed []byte) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		res, err := s.exec(ctx, tx, `UPDATE ledger_checkpoints SET size = ?, signed = ?, signed_at = ? WHERE id = 1 AND size <= ?`,
+			size, signed, micros(time.Now()), size)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			_, err = s.exec(ctx, tx, `INSERT INTO ledger_checkpoints (id, size, signed, signed_at) VALUES (1, ?, ?, ?)
+				ON CONFLICT (id) DO NOTHING`, size, signed, micros(time.Now()))
+		}
+		return err
+	})
+}
+
+// LedgerCheckpoint implements ledger.Store.
+func (s *DB) LedgerCheckpoint(ctx context.Context) (int64, []byte, error) {
+	var n int64
+	var b []byte
+	err := s.db.QueryRowContext(ctx, s.q(`SELECT size, signed FROM ledger_checkpoints WHERE id = 1`)).Scan(&n, &b)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil, store.ErrNotFound
+	}
+	return n, b, err
+}
+
+// LedgerAbandoned implements ledger.Store: open calls of instances that are
+// gone (not self, no heartbeat since staleBefore).
+func (s *DB) LedgerAbandoned(ctx context.Context, self string, staleBefore time.Time) ([]ledger.OpenCall, error) {
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT o.request_id, e.data FROM ledger_open o JOIN ledger_entries e ON e.idx = o.idx
+		WHERE o.instance <> ? AND o.instance NOT IN (SELECT id FROM instances WHERE heartbeat_at >= ?) ORDER BY o.idx`), self, micros(staleBefore))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []ledger.OpenCall
+	for rows.Next() {
+		var oc ledger.OpenCall
+		if err := rows.Scan(&oc.RequestID, &oc.Start); err != nil {
+			return nil, err
+		}
+		out = append(out, oc)
+	}
+	return out, rows.Err()
+}
