@@ -416,6 +416,25 @@ func (s *Server) createDevKey(ctx context.Context) error {
 	return nil
 }
 
+// OpenStore opens the store of cfg directly, for offline tools (audit verify).
+func OpenStore(ctx context.Context, cfg config.Config) (*sqlstore.DB, func() error, error) {
+	var db *sqlstore.DB
+	var err error
+	if cfg.Database != "" {
+		db, err = postgres.Open(ctx, cfg.Database)
+	} else {
+		path := filepath.Join(cfg.DataDir, sqlite.FileName)
+		if _, serr := os.Stat(path); serr != nil {
+			return nil, nil, fmt.Errorf("no Gatehouse store at %s", path)
+		}
+		db, err = sqlite.Open(ctx, path)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	return db, db.Close, nil
+}
+
 // RecoverAdminKey opens the store of cfg directly (no listeners) and creates a
 // new admin key for the bootstrap principal "admin": the way back in for an
 // operator who lost every admin key but holds the data directory (or database
