@@ -173,8 +173,14 @@ func isStatus(err error, status int) bool {
 // runCLI runs the gatehouse command line against g.
 func runCLI(t *testing.T, g *gateway, args ...string) (int, string, string) {
 	t.Helper()
+	return runCLIAt(t, "http://"+g.srv.AdminAddr(), g.adminKey, args...)
+}
+
+// runCLIAt runs the gatehouse command line against the admin API at addr.
+func runCLIAt(t *testing.T, addr, adminKey string, args ...string) (int, string, string) {
+	t.Helper()
 	var out, errb bytes.Buffer
-	env := map[string]string{"GATEHOUSE_ADDR": "http://" + g.srv.AdminAddr(), "GATEHOUSE_ADMIN_KEY": g.adminKey, "MY_UPSTREAM": upstreamKey}
+	env := map[string]string{"GATEHOUSE_ADDR": addr, "GATEHOUSE_ADMIN_KEY": adminKey, "MY_UPSTREAM": upstreamKey}
 	code := cli.Run(context.Background(), args, &cli.Env{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errb, Getenv: func(k string) string { return env[k] }})
 	return code, out.String(), errb.String()
 }

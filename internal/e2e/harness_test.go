@@ -153,3 +153,5 @@ func backends(t *testing.T) map[string]func(t *testing.T) string {
 		"postgres": func(t *testing.T) string { return pgtest.DSN(t) },
 	}
 }
+
+func newUpstream(t *testing.T) *providertest.Server { return providertest.New(t, upstreamKey) }
