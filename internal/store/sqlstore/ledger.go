@@ -28,26 +28,14 @@ func (s *DB) LedgerAppend(ctx context.Context, instance string, entries []ledger
 		if err != nil {
 			return err
 		}
-		insE, err := tx.PrepareContext(ctx, s.q(`INSERT INTO ledger_entries (idx, request_id, data) VALUES (?, ?, ?)`))
-		if err != nil {
-			return err
-		}
-		defer insE.Close()
-		insH, err := tx.PrepareContext(ctx, s.q(`INSERT INTO ledger_hashes (idx, hash) VALUES (?, ?)`))
-		if err != nil {
-			return err
-		}
-		defer insH.Close()
+		// Multi-row INSERTs: a batch costs a few round trips, not a few per record.
+		var eRows, hRows [][]any
 		hidx := tlog.StoredHashCount(start)
 		for i, e := range entries {
 			n := start + int64(i)
-			if _, err := insE.ExecContext(ctx, n, e.RequestID, e.Data); err != nil {
-				return s.classify(err)
-			}
+			eRows = append(eRows, []any{n, e.RequestID, e.Data})
 			for _, h := range hs[i] {
-				if _, err := insH.ExecContext(ctx, hidx, h[:]); err != nil {
-					return s.classify(err)
-				}
+				hRows = append(hRows, []any{hidx, h[:]})
 				hidx++
 			}
 			switch {
@@ -61,10 +49,40 @@ func (s *DB) LedgerAppend(ctx context.Context, instance string, entries []ledger
 				}
 			}
 		}
+		if err := s.insertRows(ctx, tx, `INSERT INTO ledger_entries (idx, request_id, data) VALUES `, 3, eRows); err != nil {
+			return err
+		}
+		if err := s.insertRows(ctx, tx, `INSERT INTO ledger_hashes (idx, hash) VALUES `, 2, hRows); err != nil {
+			return err
+		}
 		_, err = s.exec(ctx, tx, `UPDATE ledger_state SET size = ? WHERE id = 1`, start+int64(len(entries)))
 		return err
 	})
 	return start, err
+}
+
+// insertRows inserts rows of width columns with multi-row INSERT statements of
+// at most 500 rows each.
+func (s *DB) insertRows(ctx context.Context, tx *sql.Tx, prefix string, width int, rows [][]any) error {
+	tuple := "(" + strings.Repeat("?, ", width-1) + "?)"
+	for len(rows) > 0 {
+		n := min(len(rows), 500)
+		var q strings.Builder
+		q.WriteString(prefix)
+		args := make([]any, 0, n*width)
+		for i, r := range rows[:n] {
+			if i > 0 {
+				q.WriteString(", ")
+			}
+			q.WriteString(tuple)
+			args = append(args, r...)
+		}
+		if _, err := tx.ExecContext(ctx, s.q(q.String()), args...); err != nil {
+			return s.classify(err)
+		}
+		rows = rows[n:]
+	}
+	return nil
 }
 
 func (s *DB) ledgerHashes(ctx context.Context, q execer, idx []int64) ([]tlog.Hash, error) {
