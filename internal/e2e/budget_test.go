@@ -327,6 +327,7 @@ func TestBudgetCLI(t *testing.T) {
 	if _, err := oc.Chat.Completions.New(context.Background(), chatParams("gpt-4o", 5)); err != nil {
 		t.Fatal(err)
 	}
+	waitSettled(t, f.admin, b.ID) // settlement follows the response
 	var spend []client.Budget
 	if err := json.Unmarshal([]byte(run("spend", "--key", f.keyID, "--json")), &spend); err != nil || len(spend) != 2 {
 		t.Fatalf("spend --key: %v %+v", err, spend)
