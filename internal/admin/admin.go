@@ -25,6 +25,7 @@ import (
 	"github.com/gatehouse-gw/gatehouse/internal/keyring"
 	"github.com/gatehouse-gw/gatehouse/internal/ledger"
 	"github.com/gatehouse-gw/gatehouse/internal/org"
+	"github.com/gatehouse-gw/gatehouse/internal/policy"
 	"github.com/gatehouse-gw/gatehouse/internal/pricing"
 	"github.com/gatehouse-gw/gatehouse/internal/provider"
 	"github.com/gatehouse-gw/gatehouse/internal/ratelimit"
@@ -36,6 +37,7 @@ import (
 // Store is what the admin API needs from storage.
 type Store interface {
 	budget.Store
+	policy.Store
 	ratelimit.Store
 	org.Store
 	vkey.Store
@@ -47,8 +49,9 @@ type Store interface {
 	Ping(ctx context.Context) error
 }
 
-// Snapshot gives the admin API a view of routing and prices.
+// Snapshot gives the admin API a view of routing, prices and policies.
 type Snapshot interface {
+	Policies() *policy.Set
 	Prices() *pricing.Table
 	Models() []provider.ModelInfo
 	Simulated() bool
@@ -73,6 +76,8 @@ type Deps struct {
 		Append(ctx context.Context, e ledger.Entry) (int64, error)
 	}
 	LogHandler http.Handler
+	// PolicyZone is the time zone policies see (default UTC).
+	PolicyZone *time.Location
 	// DevAdminKeyHash, in dev mode, is the hash of a free-form admin key.
 	DevAdminKeyHash string
 	Log             *slog.Logger
@@ -111,6 +116,9 @@ func (h *Handler) authed(fn handlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		who, err := h.authenticate(r)
 		sw := &statusRecorder{ResponseWriter: w}
+		if err == nil {
+			err = h.authorize(r, who)
+		}
 		if err == nil {
 			err = fn(sw, r, who)
 		}

@@ -75,6 +75,7 @@ func (h *Handler) routes() {
 
 	h.budgetRoutes()
 	h.limitRoutes()
+	h.policyRoutes()
 	if h.d.LogHandler != nil {
 		m.Handle("GET /log/", h.d.LogHandler) // public to whoever reaches the admin listener: auditors verify without credentials
 	}

@@ -44,9 +44,10 @@ type Config struct {
 	DefaultMaxOutputTokens int64    `yaml:"default_max_output_tokens"` // budgets: output ceiling when neither call nor price table has one
 	AlertWebhookURL        string   `yaml:"alert_webhook_url"`         // budget and breaker alerts; secret in GATEHOUSE_ALERT_WEBHOOK_SECRET
 
-	Breaker  Breaker `yaml:"breaker"`
-	Ledger   Ledger  `yaml:"ledger"`
-	RedisURL string  `yaml:"redis_url"` // shared rate-limit counters for several replicas; "" keeps them in memory
+	Breaker        Breaker `yaml:"breaker"`
+	Ledger         Ledger  `yaml:"ledger"`
+	RedisURL       string  `yaml:"redis_url"`
+	PolicyTimeZone string  `yaml:"policy_time_zone"` // the zone of context.hour and context.weekday in policies // shared rate-limit counters for several replicas; "" keeps them in memory
 
 	LogLevel  string `yaml:"log_level"`  // debug, info, warn, error
 	LogFormat string `yaml:"log_format"` // text or json
@@ -106,6 +107,7 @@ func Default() Config {
 		ShutdownTimeout:        Duration(30 * time.Second),
 		DefaultMaxOutputTokens: 32768,
 		InstanceTimeout:        Duration(20 * time.Second),
+		PolicyTimeZone:         "UTC",
 		Ledger:                 Ledger{Origin: "gatehouse.local/log", CheckpointInterval: Duration(time.Second)},
 		Breaker:                Breaker{Enabled: true, Window: Duration(5 * time.Minute), Ceiling: "5.00", BaselineMultiple: 10, MinSpend: "1.00"},
 		LogLevel:               "info",
@@ -230,6 +232,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Ledger.CheckpointInterval <= 0 {
 		errs = append(errs, errors.New("ledger.checkpoint_interval must be positive"))
+	}
+	if _, err := time.LoadLocation(c.PolicyTimeZone); err != nil {
+		errs = append(errs, fmt.Errorf("policy_time_zone %q: %v", c.PolicyTimeZone, err))
 	}
 	if c.RedisURL != "" && !strings.HasPrefix(c.RedisURL, "redis://") && !strings.HasPrefix(c.RedisURL, "rediss://") {
 		errs = append(errs, fmt.Errorf("redis_url: want redis:// or rediss://"))

@@ -2,6 +2,7 @@ package config
 
 import (
 	"github.com/gatehouse-gw/gatehouse/internal/budget"
+	"github.com/gatehouse-gw/gatehouse/internal/policy"
 	"github.com/gatehouse-gw/gatehouse/internal/pricing"
 	"github.com/gatehouse-gw/gatehouse/internal/provider"
 	"github.com/gatehouse-gw/gatehouse/internal/ratelimit"
@@ -17,4 +18,6 @@ type Snapshot struct {
 	Prices     *pricing.Table
 	Budgets    []budget.Budget
 	Limits     []ratelimit.Limit
+	Policies   *policy.Set
+	PolicyVer  int64 // 0: the shipped defaults
 }

@@ -59,6 +59,15 @@ func TestAdminAPI(t *testing.T) {
 	if err != nil || !strings.HasPrefix(ak.Secret, "gka_") {
 		t.Fatalf("admin key: %+v %v", ak, err)
 	}
+	// Policies decide admin calls too: a member's admin key may do nothing
+	// until the principal has the admin role.
+	if resp, body := adminDo(t, g, "GET", "/v1/teams", ak.Secret, "", nil); resp.StatusCode != 403 || !strings.Contains(string(body), "policy_denied") {
+		t.Errorf("a member's admin key: %d %s", resp.StatusCode, body)
+	}
+	roles := []string{"admin"}
+	if _, err := g.admin.UpdatePrincipal(ctx, "bot", client.PrincipalInput{Roles: &roles}, ""); err != nil {
+		t.Fatal(err)
+	}
 	if resp, _ := adminDo(t, g, "GET", "/v1/teams", ak.Secret, "", nil); resp.StatusCode != 200 {
 		t.Errorf("new admin key: %d", resp.StatusCode)
 	}
@@ -70,11 +79,11 @@ func TestAdminAPI(t *testing.T) {
 	// ETag / If-Match on principals.
 	resp, _ := adminDo(t, g, "GET", "/v1/principals/bot", g.adminKey, "", nil)
 	etag := resp.Header.Get("ETag")
-	if etag != `"1"` {
+	if etag != `"2"` { // created, then given the admin role
 		t.Fatalf("ETag = %q", etag)
 	}
 	resp, _ = adminDo(t, g, "PATCH", "/v1/principals/bot", g.adminKey, `{"roles":["member","lead"]}`, map[string]string{"If-Match": etag})
-	if resp.StatusCode != 200 || resp.Header.Get("ETag") != `"2"` {
+	if resp.StatusCode != 200 || resp.Header.Get("ETag") != `"3"` {
 		t.Fatalf("PATCH with fresh If-Match: %d %q", resp.StatusCode, resp.Header.Get("ETag"))
 	}
 	resp, body := adminDo(t, g, "PATCH", "/v1/principals/bot", g.adminKey, `{"disabled":true}`, map[string]string{"If-Match": etag})

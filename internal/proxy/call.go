@@ -14,9 +14,12 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/gatehouse-gw/gatehouse/internal/auth"
 	"github.com/gatehouse-gw/gatehouse/internal/budget"
+	"github.com/gatehouse-gw/gatehouse/internal/config"
 	"github.com/gatehouse-gw/gatehouse/internal/httpx"
 	"github.com/gatehouse-gw/gatehouse/internal/ledger"
+	"github.com/gatehouse-gw/gatehouse/internal/policy"
 	"github.com/gatehouse-gw/gatehouse/internal/provider"
 	"github.com/gatehouse-gw/gatehouse/internal/ratelimit"
 	"github.com/gatehouse-gw/gatehouse/internal/usage"
@@ -100,6 +103,15 @@ func (h *Handler) serveCall(w http.ResponseWriter, r *http.Request, ep provider.
 	price, priced := snap.Prices.Lookup(call.Model)
 	rec.Priced = priced
 
+	// Policy: both the key's scope (above) and a policy must allow.
+	out, _ := h.maxOutput(ep, call, price)
+	worstCost := price.Cost(usage.Tokens{Input: InputUpperBound(body), Output: out})
+	pd := h.decide(r, caller, snap, ep.Name, call.Model, up.Name, call, worstCost)
+	rec.Reasons = pd.Reasons
+	if !pd.Allow {
+		return policyDenied(pd)
+	}
+
 	// Rate limits: one request, and the call's tokens (estimated now, settled
 	// to the actual count after).
 	ticket, err := h.admit(r, rec.ID, caller.Key.ID, caller.Principal.ID, rec.TeamID, call, body)
@@ -177,7 +189,7 @@ func (h *Handler) writeStart(r *http.Request, rec *usage.Record, body []byte) er
 	sum := sha256.Sum256(body)
 	start := ledger.Record{Kind: ledger.KindCallStart, Time: rec.Time, RequestID: rec.ID, PrincipalID: rec.PrincipalID, KeyID: rec.KeyID,
 		TeamID: rec.TeamID, SourceIP: h.sourceAddr(r).String(), UserAgent: truncate(r.UserAgent(), 256), Endpoint: rec.Endpoint,
-		Model: rec.Model, Provider: rec.Provider, Stream: rec.Stream, Decision: "allow", BodySHA256: hex.EncodeToString(sum[:])}
+		Model: rec.Model, Provider: rec.Provider, Stream: rec.Stream, Decision: "allow", Reasons: rec.Reasons, BodySHA256: hex.EncodeToString(sum[:])}
 	if _, err := h.ledger.Append(r.Context(), ledger.Entry{Data: start.Marshal(), RequestID: rec.ID, Opens: true}); err != nil {
 		return httpx.Errorf(http.StatusServiceUnavailable, "ledger_unavailable",
 			"The audit log cannot record this call, so it was not made; try again shortly.").WithCause(err)
@@ -198,7 +210,7 @@ func (h *Handler) writeEnd(r *http.Request, rec *usage.Record) {
 	}
 	end := ledger.Record{Kind: ledger.KindCallEnd, Time: h.now(), RequestID: rec.ID, PrincipalID: rec.PrincipalID, KeyID: rec.KeyID,
 		TeamID: rec.TeamID, Endpoint: rec.Endpoint, Model: rec.Model, Provider: rec.Provider, Stream: rec.Stream, Decision: decision,
-		Status: rec.Status, ErrorCode: rec.ErrorCode, InputTokens: rec.Input, CachedInputTokens: rec.CachedInput, OutputTokens: rec.Output,
+		Reasons: rec.Reasons, Status: rec.Status, ErrorCode: rec.ErrorCode, InputTokens: rec.Input, CachedInputTokens: rec.CachedInput, OutputTokens: rec.Output,
 		CostMicros: rec.CostMicros, Estimated: rec.Estimated, LatencyMillis: rec.LatencyMillis, UpstreamRequestID: rec.UpstreamRequestID}
 	if !rec.Started {
 		end.SourceIP, end.UserAgent = h.sourceAddr(r).String(), truncate(r.UserAgent(), 256)
@@ -216,6 +228,33 @@ func truncate(s string, n int) string {
 		return s[:n]
 	}
 	return s
+}
+
+// decide asks the policies in force about a call. budget_remaining_micros is
+// -1: budgets are checked after policies, by reservation.
+func (h *Handler) decide(r *http.Request, c auth.Caller, snap *config.Snapshot, action, model, provider string, call Call, worstCost int64) policy.Decision {
+	var maxTokens int64
+	if call.MaxOutput != nil {
+		maxTokens = *call.MaxOutput
+	}
+	return snap.Policies.Decide(policy.Call{
+		Principal: policy.FromOrg(c.Principal), Action: action, Model: model, Provider: provider, Stream: call.Stream,
+		MaxTokens: maxTokens, InputTokens: 0, EstimatedCostMicros: worstCost, BudgetRemaining: -1,
+		SourceIP: h.sourceAddr(r), Time: h.now().In(h.zone), KeyAgeDays: int64(h.now().Sub(c.Key.CreatedAt).Hours() / 24),
+		MFAAgeSeconds: -1, PoPBound: false,
+	})
+}
+
+// policyDenied names the deciding policies (never their text).
+func policyDenied(d policy.Decision) error {
+	msg := "No policy permits this call (default deny)."
+	switch {
+	case len(d.Errors) > 0:
+		msg = "Denied: policy " + strings.Join(d.Errors, ", ") + " could not be evaluated (evaluation errors deny)."
+	case len(d.Reasons) > 0:
+		msg = "Denied by policy " + strings.Join(d.Reasons, ", ") + "."
+	}
+	return httpx.Errorf(http.StatusForbidden, "policy_denied", "%s", msg)
 }
 
 // admit applies the rate limits of the caller's key, principal and team.

@@ -85,6 +85,7 @@ type Options struct {
 	StreamIdleTimeout time.Duration // longest silence inside a stream, default 5 min
 	TrustProxyHeaders bool          // take the source address from X-Forwarded-For
 	DefaultMaxOutput  int64         // output ceiling for budgets when neither call nor price table gives one; default 32768
+	PolicyZone        string        // time zone of the hour and weekday policies see; default UTC
 }
 
 // Handler serves the data plane.
@@ -99,6 +100,7 @@ type Handler struct {
 	log      *slog.Logger
 	opt      Options
 	now      func() time.Time
+	zone     *time.Location
 	mux      *http.ServeMux
 }
 
@@ -119,9 +121,12 @@ func New(d Deps, opt Options) *Handler {
 	if opt.DefaultMaxOutput <= 0 {
 		opt.DefaultMaxOutput = 32768
 	}
-	h := &Handler{snapshot: d.Snapshot, auth: d.Auth, rec: d.Usage, ledger: d.Ledger, limiter: d.Limiter, budgets: d.Budgets, breaker: d.Breaker, log: d.Log, opt: opt, now: time.Now, mux: http.NewServeMux()}
+	h := &Handler{zone: time.UTC, snapshot: d.Snapshot, auth: d.Auth, rec: d.Usage, ledger: d.Ledger, limiter: d.Limiter, budgets: d.Budgets, breaker: d.Breaker, log: d.Log, opt: opt, now: time.Now, mux: http.NewServeMux()}
 	for _, ep := range []provider.Endpoint{provider.Chat, provider.Completions, provider.Embeddings, provider.Responses, provider.Messages} {
 		h.mux.HandleFunc("POST /v1"+strings.TrimPrefix(ep.Path, "/v1"), h.call(ep))
+	}
+	if z, err := time.LoadLocation(opt.PolicyZone); err == nil && opt.PolicyZone != "" {
+		h.zone = z
 	}
 	h.mux.HandleFunc("GET /v1/models", h.wrap(h.models))
 	h.mux.HandleFunc("GET /v1/models/{model...}", h.wrap(h.model))
@@ -240,8 +245,9 @@ func (h *Handler) models(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	var ids []string
-	for _, m := range h.snapshot().Router.Models(sim.Models) {
-		if c.Key.Scope.AllowsModel(m.ID) {
+	snap := h.snapshot()
+	for _, m := range snap.Router.Models(sim.Models) {
+		if c.Key.Scope.AllowsModel(m.ID) && h.decide(r, c, snap, vkey.EndpointModels, m.ID, m.Provider, Call{}, 0).Allow {
 			ids = append(ids, m.ID)
 		}
 	}
@@ -258,8 +264,9 @@ func (h *Handler) model(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	id := r.PathValue("model")
-	for _, m := range h.snapshot().Router.Models(sim.Models) {
-		if m.ID == id && c.Key.Scope.AllowsModel(id) {
+	snap := h.snapshot()
+	for _, m := range snap.Router.Models(sim.Models) {
+		if m.ID == id && c.Key.Scope.AllowsModel(id) && h.decide(r, c, snap, vkey.EndpointModels, id, m.Provider, Call{}, 0).Allow {
 			writeModel(w, r, id)
 			return nil
 		}

@@ -28,6 +28,7 @@ import (
 	"github.com/gatehouse-gw/gatehouse/internal/keyring"
 	"github.com/gatehouse-gw/gatehouse/internal/ledger"
 	"github.com/gatehouse-gw/gatehouse/internal/org"
+	"github.com/gatehouse-gw/gatehouse/internal/policy"
 	"github.com/gatehouse-gw/gatehouse/internal/pricing"
 	"github.com/gatehouse-gw/gatehouse/internal/provider"
 	"github.com/gatehouse-gw/gatehouse/internal/provider/sim"
@@ -262,8 +263,18 @@ func (s *Server) Reload(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("reload: %w", err)
 	}
+	files, pver := policy.Defaults(), int64(0)
+	if v, err := s.db.PolicyVersion(ctx, 0); err == nil {
+		files, pver = v.Files, v.Version
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("reload: %w", err)
+	}
+	policies, err := policy.Compile(files)
+	if err != nil {
+		return fmt.Errorf("reload: policy version %d does not compile: %w", pver, err)
+	}
 	prev := s.snap.Load()
-	s.snap.Store(&config.Snapshot{Generation: gen, Router: provider.NewRouter(ups, fallback), Prices: pricing.NewTable(pricing.Defaults(), overrides), Budgets: budgets, Limits: limits})
+	s.snap.Store(&config.Snapshot{Generation: gen, Router: provider.NewRouter(ups, fallback), Prices: pricing.NewTable(pricing.Defaults(), overrides), Budgets: budgets, Limits: limits, Policies: policies, PolicyVer: pver})
 	if prev == nil || prev.Generation != gen {
 		mode := "providers"
 		if len(ups) == 0 {
@@ -475,9 +486,17 @@ func RecoverAdminKey(ctx context.Context, cfg config.Config, log *slog.Logger) (
 	return s.Bootstrap.AdminKey, nil
 }
 
+func zoneOf(name string) *time.Location {
+	if z, err := time.LoadLocation(name); err == nil {
+		return z
+	}
+	return time.UTC
+}
+
 // adminSnapshot adapts a config.Snapshot to what the admin API reads.
 type adminSnapshot struct{ *config.Snapshot }
 
+func (a adminSnapshot) Policies() *policy.Set        { return a.Snapshot.Policies }
 func (a adminSnapshot) Prices() *pricing.Table       { return a.Snapshot.Prices }
 func (a adminSnapshot) Models() []provider.ModelInfo { return a.Router.Models(sim.Models) }
 func (a adminSnapshot) Simulated() bool              { return a.Router.Simulated() }
@@ -490,6 +509,7 @@ func (s *Server) buildHTTP() {
 	px := proxy.New(proxy.Deps{Snapshot: s.Snapshot, Auth: s.auth, Usage: s.usage, Ledger: s.ledger, Limiter: s.limiter, Budgets: s.budgets, Breaker: s.breaker, Log: s.log}, proxy.Options{
 		MaxBodyBytes: s.cfg.MaxBodyBytes, UpstreamTimeout: s.cfg.UpstreamTimeout.D(),
 		StreamIdleTimeout: s.cfg.StreamIdleTimeout.D(), TrustProxyHeaders: s.cfg.TrustProxyHeaders, DefaultMaxOutput: s.cfg.DefaultMaxOutputTokens,
+		PolicyZone: s.cfg.PolicyTimeZone,
 	})
 	dataMux := http.NewServeMux()
 	dataMux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -513,6 +533,7 @@ func (s *Server) buildHTTP() {
 		Store: s.db, Keyring: s.keyring, Verifier: s.verifier, ForgetPrincipal: s.auth.Forget, Reload: s.Reload,
 		Snapshot: func() admin.Snapshot { return adminSnapshot{s.Snapshot()} }, DevAdminKeyHash: devHash, Log: s.log,
 		Spend: s.budgets.Statuses, ResetBreaker: s.breaker.Reset, Ledger: s.ledger, LogHandler: s.ledger.Handler(),
+		PolicyZone: zoneOf(s.cfg.PolicyTimeZone),
 	})
 	s.admin = &http.Server{Handler: adm, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute, ErrorLog: errLog}
 }

@@ -49,6 +49,7 @@ type Record struct {
 	Estimated         bool      `json:"estimated"` // true: usage counted locally, upstream gave none
 	LatencyMillis     int64     `json:"latency_ms"`
 	UpstreamRequestID string    `json:"upstream_request_id,omitempty"`
+	Reasons           []string  `json:"policy_reasons,omitempty"` // ids of the policies that decided
 
 	Started bool `json:"-"` // the call's start record is in the ledger
 }

@@ -9,13 +9,13 @@ import (
 )
 
 const usageCols = `id, at, key_id, principal_id, team_id, endpoint, model, provider, stream, status, error_code,
-	input_tokens, cached_input_tokens, cache_write_tokens, output_tokens, cost_micros, priced, estimated, latency_ms, upstream_request_id`
+	input_tokens, cached_input_tokens, cache_write_tokens, output_tokens, cost_micros, priced, estimated, latency_ms, upstream_request_id, reasons`
 
-const insertUsage = `INSERT INTO usage (` + usageCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+const insertUsage = `INSERT INTO usage (` + usageCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 
 func usageArgs(r usage.Record) []any {
 	return []any{r.ID, micros(r.Time), r.KeyID, r.PrincipalID, r.TeamID, r.Endpoint, r.Model, r.Provider, boolInt(r.Stream), r.Status, r.ErrorCode,
-		r.Input, r.CachedInput, r.CacheWrite, r.Output, r.CostMicros, boolInt(r.Priced), boolInt(r.Estimated), r.LatencyMillis, r.UpstreamRequestID}
+		r.Input, r.CachedInput, r.CacheWrite, r.Output, r.CostMicros, boolInt(r.Priced), boolInt(r.Estimated), r.LatencyMillis, r.UpstreamRequestID, toJSON(nonNil(r.Reasons))}
 }
 
 // InsertUsage implements usage.Store.
@@ -72,9 +72,16 @@ func (s *DB) ListUsage(ctx context.Context, q usage.Query) ([]usage.Record, erro
 		var r usage.Record
 		var at int64
 		var stream, priced, estimated int
+		var reasons string
 		if err := rows.Scan(&r.ID, &at, &r.KeyID, &r.PrincipalID, &r.TeamID, &r.Endpoint, &r.Model, &r.Provider, &stream, &r.Status, &r.ErrorCode,
-			&r.Input, &r.CachedInput, &r.CacheWrite, &r.Output, &r.CostMicros, &priced, &estimated, &r.LatencyMillis, &r.UpstreamRequestID); err != nil {
+			&r.Input, &r.CachedInput, &r.CacheWrite, &r.Output, &r.CostMicros, &priced, &estimated, &r.LatencyMillis, &r.UpstreamRequestID, &reasons); err != nil {
 			return nil, err
+		}
+		if err := fromJSON(reasons, &r.Reasons); err != nil {
+			return nil, err
+		}
+		if len(r.Reasons) == 0 {
+			r.Reasons = nil
 		}
 		r.Time, r.Stream, r.Priced, r.Estimated = fromMicros(at), stream != 0, priced != 0, estimated != 0
 		out = append(out, r)

@@ -1,0 +1,303 @@
+// Package policy decides every data-plane call and every admin API call with
+// Cedar (github.com/cedar-policy/cedar-go): default deny, forbid beats permit,
+// roles and teams as entity groups, and the ids of the policies that decided.
+//
+// A Set is compiled once (parsed and validated against the shipped schema) and
+// held in the request snapshot; Decide touches no store. Any evaluation error
+// denies: Cedar skips a policy whose condition errors, which for a forbid would
+// otherwise allow.
+package policy
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"maps"
+	"net/netip"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/cedar-policy/cedar-go"
+	"github.com/cedar-policy/cedar-go/types"
+	xast "github.com/cedar-policy/cedar-go/x/exp/ast"
+	"github.com/cedar-policy/cedar-go/x/exp/schema"
+	"github.com/cedar-policy/cedar-go/x/exp/schema/validate"
+
+	"github.com/gatehouse-gw/gatehouse/internal/org"
+)
+
+//go:embed schema.cedarschema
+var schemaText []byte
+
+//go:embed defaults.cedar
+var defaultsText []byte
+
+// Schema returns the Cedar schema policies are validated against.
+func Schema() []byte { return schemaText }
+
+// Defaults returns the default policy files.
+func Defaults() map[string]string { return map[string]string{"defaults.cedar": string(defaultsText)} }
+
+// Set is a compiled, validated set of policies.
+type Set struct {
+	ps    *cedar.PolicySet
+	files map[string]string
+}
+
+// Files returns the source files of s.
+func (s *Set) Files() map[string]string { return maps.Clone(s.files) }
+
+// Problem is one compile or validation error, with its place.
+type Problem struct {
+	File    string `json:"file"`
+	Line    int    `json:"line"`
+	Column  int    `json:"column"`
+	Policy  string `json:"policy,omitempty"`
+	Message string `json:"message"`
+}
+
+func (p Problem) String() string {
+	if p.Policy != "" {
+		return fmt.Sprintf("%s:%d:%d: policy %s: %s", p.File, p.Line, p.Column, p.Policy, p.Message)
+	}
+	return fmt.Sprintf("%s:%d:%d: %s", p.File, p.Line, p.Column, p.Message)
+}
+
+// Problems is a list of problems; it is the error Compile returns.
+type Problems []Problem
+
+func (ps Problems) Error() string {
+	s := make([]string, len(ps))
+	for i, p := range ps {
+		s[i] = p.String()
+	}
+	return strings.Join(s, "\n")
+}
+
+var validator = func() *validate.Validator {
+	var s schema.Schema
+	s.SetFilename("schema.cedarschema")
+	if err := s.UnmarshalCedar(schemaText); err != nil {
+		panic("policy: shipped schema does not parse: " + err.Error())
+	}
+	r, err := s.Resolve()
+	if err != nil {
+		panic("policy: shipped schema does not resolve: " + err.Error())
+	}
+	return validate.New(r)
+}()
+
+// Compile parses files (name → Cedar text) and validates every policy
+// against the schema. Policy ids come from an @id("…") annotation, or are
+// "<file>:<line>". Ids must be unique.
+func Compile(files map[string]string) (*Set, error) {
+	var probs Problems
+	ps := cedar.NewPolicySet()
+	names := slices.Sorted(maps.Keys(files))
+	if len(names) == 0 {
+		return nil, Problems{{Message: "no policy files"}}
+	}
+	for _, name := range names {
+		list, err := cedar.NewPolicyListFromBytes(name, []byte(files[name]))
+		if err != nil {
+			probs = append(probs, parseProblem(name, err))
+			continue
+		}
+		for _, p := range list {
+			pos := p.Position()
+			id := fmt.Sprintf("%s:%d", name, pos.Line)
+			if v, ok := p.Annotations()["id"]; ok && v != "" {
+				id = string(v)
+			}
+			if ps.Get(cedar.PolicyID(id)) != nil {
+				probs = append(probs, Problem{File: name, Line: pos.Line, Column: pos.Column, Policy: id, Message: "duplicate policy id"})
+				continue
+			}
+			if err := validator.Policy(id, (*xast.Policy)(p.AST())); err != nil {
+				probs = append(probs, Problem{File: name, Line: pos.Line, Column: pos.Column, Policy: id, Message: err.Error()})
+				continue
+			}
+			ps.Add(cedar.PolicyID(id), p)
+		}
+	}
+	if len(probs) > 0 {
+		return nil, probs
+	}
+	return &Set{ps: ps, files: maps.Clone(files)}, nil
+}
+
+// parseProblem turns a Cedar parse error ("file:line:col: msg" at best) into
+// a Problem.
+func parseProblem(name string, err error) Problem {
+	msg := err.Error()
+	p := Problem{File: name, Message: msg}
+	if rest, ok := strings.CutPrefix(msg, name+":"); ok {
+		var line, col int
+		if n, _ := fmt.Sscanf(rest, "%d:%d:", &line, &col); n == 2 {
+			p.Line, p.Column = line, col
+			if i := strings.Index(rest, ": "); i >= 0 {
+				p.Message = rest[i+2:]
+			}
+		}
+	}
+	return p
+}
+
+// Decision is the outcome of one request.
+type Decision struct {
+	Allow   bool     `json:"allow"`
+	Reasons []string `json:"reasons"` // ids of the policies that decided (permits when allowed, forbids when denied)
+	Errors  []string `json:"errors,omitempty"`
+}
+
+// Principal is who asks.
+type Principal struct {
+	ID    string
+	Kind  org.Kind
+	Name  string
+	Teams []string
+	Roles []string
+}
+
+// FromOrg converts an org principal.
+func FromOrg(p org.Principal) Principal {
+	return Principal{ID: p.ID, Kind: p.Kind, Name: p.Name, Teams: p.Teams, Roles: p.Roles}
+}
+
+// Call is a data-plane request, as policies see it.
+type Call struct {
+	Principal           Principal
+	Action              string // chat, completions, embeddings, responses, messages, models
+	Model               string
+	Provider            string
+	Stream              bool
+	MaxTokens           int64
+	InputTokens         int64
+	EstimatedCostMicros int64
+	BudgetRemaining     int64 // -1: no budget applies
+	SourceIP            netip.Addr
+	Time                time.Time // in the configured zone
+	KeyAgeDays          int64
+	MFAAgeSeconds       int64 // -1: no MFA
+	PoPBound            bool
+}
+
+// AdminCall is an admin API request.
+type AdminCall struct {
+	Principal     Principal
+	Action        string // e.g. "keys.create"
+	Area          string // e.g. "keys"
+	SourceIP      netip.Addr
+	Time          time.Time
+	MFAAgeSeconds int64
+}
+
+var (
+	actionType = types.EntityType("Action")
+	adminRead  = types.NewEntityUID(actionType, "admin.read")
+	adminWrite = types.NewEntityUID(actionType, "admin.write")
+)
+
+func principalEntities(p Principal, em types.EntityMap) types.EntityUID {
+	typ := types.EntityType("ServiceAccount")
+	if p.Kind == org.KindUser {
+		typ = "User"
+	}
+	uid := types.NewEntityUID(typ, types.String(p.ID))
+	var parents []types.EntityUID
+	for _, t := range p.Teams {
+		parents = append(parents, types.NewEntityUID("Team", types.String(t)))
+	}
+	for _, r := range p.Roles {
+		parents = append(parents, types.NewEntityUID("Role", types.String(r)))
+	}
+	em[uid] = types.Entity{UID: uid, Parents: types.NewEntityUIDSet(parents...),
+		Attributes: types.NewRecord(types.RecordMap{"name": types.String(p.Name)})}
+	return uid
+}
+
+func ipValue(a netip.Addr) types.Value {
+	if !a.IsValid() {
+		a = netip.IPv4Unspecified()
+	}
+	ip, err := types.ParseIPAddr(a.Unmap().String())
+	if err != nil {
+		ip, _ = types.ParseIPAddr("0.0.0.0")
+	}
+	return ip
+}
+
+// Decide decides a data-plane call.
+func (s *Set) Decide(c Call) Decision {
+	em := types.EntityMap{}
+	principal := principalEntities(c.Principal, em)
+	model := types.NewEntityUID("Model", types.String(c.Model))
+	em[model] = types.Entity{UID: model, Attributes: types.NewRecord(types.RecordMap{"provider": types.String(c.Provider)})}
+	ctx := types.NewRecord(types.RecordMap{
+		"model": types.String(c.Model), "provider": types.String(c.Provider), "endpoint": types.String(c.Action),
+		"stream": types.Boolean(c.Stream), "max_tokens": types.Long(c.MaxTokens), "input_tokens": types.Long(c.InputTokens),
+		"estimated_cost_micros": types.Long(c.EstimatedCostMicros), "budget_remaining_micros": types.Long(c.BudgetRemaining),
+		"source_ip": ipValue(c.SourceIP), "hour": types.Long(c.Time.Hour()), "weekday": types.Long(c.Time.Weekday()),
+		"key_age_days": types.Long(c.KeyAgeDays), "mfa_age_seconds": types.Long(c.MFAAgeSeconds), "pop_bound": types.Boolean(c.PoPBound),
+	})
+	return s.decide(em, types.Request{Principal: principal, Action: types.NewEntityUID(actionType, types.String(c.Action)), Resource: model, Context: ctx})
+}
+
+// DecideAdmin decides an admin API call.
+func (s *Set) DecideAdmin(c AdminCall) Decision {
+	em := types.EntityMap{}
+	principal := principalEntities(c.Principal, em)
+	action := types.NewEntityUID(actionType, types.String(c.Action))
+	group := adminWrite
+	if strings.HasSuffix(c.Action, ".read") {
+		group = adminRead
+	}
+	em[action] = types.Entity{UID: action, Parents: types.NewEntityUIDSet(group)}
+	em[group] = types.Entity{UID: group}
+	resource := types.NewEntityUID("Admin", types.String(c.Area))
+	em[resource] = types.Entity{UID: resource}
+	ctx := types.NewRecord(types.RecordMap{"source_ip": ipValue(c.SourceIP), "hour": types.Long(c.Time.Hour()),
+		"weekday": types.Long(c.Time.Weekday()), "mfa_age_seconds": types.Long(c.MFAAgeSeconds)})
+	return s.decide(em, types.Request{Principal: principal, Action: action, Resource: resource, Context: ctx})
+}
+
+func (s *Set) decide(em types.EntityMap, req types.Request) Decision {
+	d, diag := cedar.Authorize(s.ps, em, req)
+	out := Decision{Allow: d == cedar.Allow}
+	for _, r := range diag.Reasons {
+		out.Reasons = append(out.Reasons, string(r.PolicyID))
+	}
+	if len(diag.Errors) > 0 {
+		// Fail closed: an erroring policy might have been a forbid.
+		out.Allow = false
+		for _, e := range diag.Errors {
+			out.Errors = append(out.Errors, string(e.PolicyID))
+		}
+		out.Reasons = slices.Clone(out.Errors)
+	}
+	sort.Strings(out.Reasons)
+	return out
+}
+
+// ErrNoPolicies is returned when a store holds no policy version yet.
+var ErrNoPolicies = errors.New("policy: no policies applied")
+
+// Version is one applied policy set.
+type Version struct {
+	Version   int64             `json:"version"`
+	Files     map[string]string `json:"files,omitempty"`
+	CreatedAt time.Time         `json:"created_at"`
+	CreatedBy string            `json:"created_by"` // admin key id
+	Note      string            `json:"note"`
+}
+
+// Store is what policy needs from storage.
+type Store interface {
+	SavePolicies(ctx context.Context, files map[string]string, by, note string) (Version, error)
+	// PolicyVersion returns a version; 0 is the one in force.
+	PolicyVersion(ctx context.Context, version int64) (Version, error)
+	PolicyHistory(ctx context.Context) ([]Version, error)
+}
