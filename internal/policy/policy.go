@@ -15,8 +15,10 @@ import (
 	"fmt"
 	"maps"
 	"net/netip"
+	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -134,17 +136,16 @@ func Compile(files map[string]string) (*Set, error) {
 func parseProblem(name string, err error) Problem {
 	msg := err.Error()
 	p := Problem{File: name, Message: msg}
-	if rest, ok := strings.CutPrefix(msg, name+":"); ok {
-		var line, col int
-		if n, _ := fmt.Sscanf(rest, "%d:%d:", &line, &col); n == 2 {
-			p.Line, p.Column = line, col
-			if i := strings.Index(rest, ": "); i >= 0 {
-				p.Message = rest[i+2:]
-			}
-		}
+	if m := positionRE.FindStringSubmatch(msg); m != nil {
+		p.Line, _ = strconv.Atoi(m[1])
+		p.Column, _ = strconv.Atoi(m[2])
+		p.Message = strings.TrimSpace(positionRE.ReplaceAllString(msg, ""))
 	}
 	return p
 }
+
+// positionRE finds "<input>:3:25" or "file.cedar:3:25" in a parse error.
+var positionRE = regexp.MustCompile(`(?:<input>|[\w./-]+\.cedar):(\d+):(\d+):?`)
 
 // Decision is the outcome of one request.
 type Decision struct {
