@@ -447,6 +447,7 @@ type UsageRecord struct {
 	Estimated         bool      `json:"estimated"`
 	LatencyMillis     int64     `json:"latency_ms"`
 	UpstreamRequestID string    `json:"upstream_request_id,omitempty"`
+	Reasons           []string  `json:"policy_reasons,omitempty"` // the policies that decided
 }
 
 // UsageSummary is the usage of one group.
@@ -620,4 +621,61 @@ func (c *Client) ListLimits(ctx context.Context) ([]Limit, error) {
 func (c *Client) DeleteLimit(ctx context.Context, id string) error {
 	_, err := c.do(ctx, "DELETE", "/v1/limits/"+esc(id), nil, nil, nil)
 	return err
+}
+
+// PolicyVersion is an applied policy set.
+type PolicyVersion struct {
+	Version   int64             `json:"version"`
+	Files     map[string]string `json:"files,omitempty"`
+	CreatedAt time.Time         `json:"created_at"`
+	CreatedBy string            `json:"created_by"`
+	Note      string            `json:"note"`
+}
+
+// Policies returns the policy set in force (version 0: the shipped defaults).
+func (c *Client) Policies(ctx context.Context) (PolicyVersion, error) {
+	var v PolicyVersion
+	_, err := c.do(ctx, "GET", "/v1/policies", nil, nil, &v)
+	return v, err
+}
+
+// ApplyPolicies validates files and makes them the policy set in force.
+func (c *Client) ApplyPolicies(ctx context.Context, files map[string]string, note string) (PolicyVersion, error) {
+	var v PolicyVersion
+	_, err := c.do(ctx, "PUT", "/v1/policies", nil, map[string]any{"files": files, "note": note}, &v)
+	return v, err
+}
+
+// PolicyHistory lists applied versions, newest first.
+func (c *Client) PolicyHistory(ctx context.Context) ([]PolicyVersion, error) {
+	var out listOf[PolicyVersion]
+	_, err := c.do(ctx, "GET", "/v1/policies/history", nil, nil, &out)
+	return out.Data, err
+}
+
+// RollbackPolicies applies version again (0: the one before the current).
+func (c *Client) RollbackPolicies(ctx context.Context, version int64) (PolicyVersion, error) {
+	var v PolicyVersion
+	_, err := c.do(ctx, "POST", "/v1/policies/rollback", nil, map[string]any{"version": version}, &v)
+	return v, err
+}
+
+// WhatIfChange is a group of recorded calls whose decision would change.
+type WhatIfChange struct {
+	Principal string   `json:"principal_id"`
+	From      string   `json:"from"`
+	To        string   `json:"to"`
+	Reasons   []string `json:"reasons"`
+	Calls     int      `json:"calls"`
+	Example   string   `json:"example_request_id"`
+}
+
+// WhatIf replays recorded calls since a time against candidate policies.
+func (c *Client) WhatIf(ctx context.Context, files map[string]string, since time.Time) (replayed int, changes []WhatIfChange, err error) {
+	var out struct {
+		Replayed int            `json:"replayed"`
+		Changes  []WhatIfChange `json:"changes"`
+	}
+	_, err = c.do(ctx, "POST", "/v1/policies/whatif", nil, map[string]any{"files": files, "since": since.UTC().Format(time.RFC3339)}, &out)
+	return out.Replayed, out.Changes, err
 }

@@ -235,3 +235,7 @@ func openAIStatus(t *testing.T, err error) (int, string) {
 func optionsFor(base, key string) []option.RequestOption {
 	return []option.RequestOption{option.WithBaseURL(base + "/v1/"), option.WithAPIKey(key), option.WithMaxRetries(0)}
 }
+
+func embedParams() openai.EmbeddingNewParams {
+	return openai.EmbeddingNewParams{Model: "text-embedding-3-small", Input: openai.EmbeddingNewParamsInputUnion{OfString: openai.String("x")}}
+}

@@ -133,3 +133,31 @@ func testLimits(t *testing.T, b Backend) {
 	must(t, b.DeleteLimit(ctx, l.ID))
 	wantErr(t, b.DeleteLimit(ctx, l.ID), store.ErrNotFound)
 }
+
+func testPolicies(t *testing.T, b Backend) {
+	ctx := context.Background()
+	_, err := b.PolicyVersion(ctx, 0)
+	wantErr(t, err, store.ErrNotFound)
+	v1, err := b.SavePolicies(ctx, map[string]string{"a.cedar": "permit (principal, action, resource);"}, "key_1", "first")
+	must(t, err)
+	v2, err := b.SavePolicies(ctx, map[string]string{"b.cedar": "forbid (principal, action, resource);"}, "key_2", "second")
+	must(t, err)
+	if v1.Version != 1 || v2.Version != 2 {
+		t.Fatalf("versions %d, %d", v1.Version, v2.Version)
+	}
+	cur, err := b.PolicyVersion(ctx, 0)
+	must(t, err)
+	if cur.Version != 2 || cur.Files["b.cedar"] == "" || cur.CreatedBy != "key_2" {
+		t.Fatalf("current = %+v", cur)
+	}
+	old, err := b.PolicyVersion(ctx, 1)
+	must(t, err)
+	if old.Files["a.cedar"] == "" || old.Note != "first" {
+		t.Fatalf("version 1 = %+v", old)
+	}
+	h, err := b.PolicyHistory(ctx)
+	must(t, err)
+	if len(h) != 2 || h[0].Version != 2 || h[0].Files != nil {
+		t.Fatalf("history = %+v", h)
+	}
+}

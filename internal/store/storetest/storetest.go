@@ -13,6 +13,7 @@ import (
 
 	"github.com/gatehouse-gw/gatehouse/internal/budget"
 	"github.com/gatehouse-gw/gatehouse/internal/org"
+	"github.com/gatehouse-gw/gatehouse/internal/policy"
 	"github.com/gatehouse-gw/gatehouse/internal/pricing"
 	"github.com/gatehouse-gw/gatehouse/internal/provider"
 	"github.com/gatehouse-gw/gatehouse/internal/ratelimit"
@@ -24,6 +25,7 @@ import (
 // Backend is everything a storage backend provides.
 type Backend interface {
 	budget.Store
+	policy.Store
 	ratelimit.Store
 	org.Store
 	vkey.Store
@@ -53,6 +55,7 @@ func Run(t *testing.T, open func(t *testing.T) Backend) {
 		{"Budgets", testBudgets},
 		{"BudgetRace", testBudgetRace},
 		{"Limits", testLimits},
+		{"Policies", testPolicies},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open(t)) })
