@@ -164,7 +164,7 @@ func TestAdminAPI(t *testing.T) {
 	}
 	for _, route := range []string{"/v1/teams", "/v1/principals/{id}", "/v1/keys", "/v1/keys/{id}/revoke", "/v1/providers", "/v1/providers/{id}/keys",
 		"/v1/models", "/v1/prices/{model}", "/v1/usage", "/v1/usage/summary", "/v1/budgets", "/v1/budgets/{id}", "/v1/spend",
-		"/v1/limits", "/v1/limits/{id}", "/v1/keys/{id}/reinstate"} {
+		"/v1/limits", "/v1/limits/{id}", "/v1/keys/{id}/reinstate", "/v1/policies", "/v1/policies/history", "/v1/policies/rollback", "/v1/policies/whatif"} {
 		if _, ok := doc.Paths[route]; !ok {
 			t.Errorf("OpenAPI document lacks %s", route)
 		}

@@ -174,7 +174,6 @@ func TestLedgerCrash(t *testing.T) {
 	wg.Wait()
 
 	second := startChild(t, nil, "--data-dir", dir)
-	adm = client.New(second.adminURL, first.adminKey)
 	time.Sleep(1500 * time.Millisecond) // recovery records, then a checkpoint
 	code, out, errs := runCLIAt(t, second.adminURL, first.adminKey, "audit", "verify", "--data-dir", dir, "--key", mustKey(t, second.adminURL), "--state", filepath.Join(t.TempDir(), "s"), "--json")
 	var v struct {
