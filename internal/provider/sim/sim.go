@@ -22,6 +22,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/gatehouse-gw/gatehouse/internal/httpx"
 )
 
 // Models are the models the simulator lists. It answers for any model name.
@@ -304,25 +306,9 @@ func openAIErrorType(status int) string {
 	return "invalid_request_error"
 }
 
-func anthropicErrorType(status int) string {
-	switch status {
-	case 400:
-		return "invalid_request_error"
-	case 401:
-		return "authentication_error"
-	case 403:
-		return "permission_error"
-	case 404:
-		return "not_found_error"
-	case 413:
-		return "request_too_large"
-	case 429:
-		return "rate_limit_error"
-	case 529:
-		return "overloaded_error"
-	}
-	return "api_error"
-}
+// anthropicErrorType is Anthropic's error type for a status: the same table
+// the gateway renders with.
+func anthropicErrorType(status int) string { return httpx.AnthropicType(status) }
 
 func randomish(parts ...string) string {
 	h := sha256.Sum256([]byte(strings.Join(parts, "|")))
