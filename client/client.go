@@ -232,7 +232,11 @@ type Key struct {
 	LastUsedAt    *time.Time `json:"last_used_at,omitempty"`
 	SuspendedAt   *time.Time `json:"suspended_at,omitempty"`
 	SuspendReason string     `json:"suspend_reason,omitempty"`
-	Version       int64      `json:"version"`
+	// After a rotation: the previous secret's hint and how long it still works.
+	PrevHint       string     `json:"previous_hint,omitempty"`
+	PrevValidUntil *time.Time `json:"previous_valid_until,omitempty"`
+	RotatedAt      *time.Time `json:"rotated_at,omitempty"`
+	Version        int64      `json:"version"`
 }
 
 // CreatedKey is a new key with its secret, which is shown this once.
@@ -292,6 +296,14 @@ func (c *Client) Key(ctx context.Context, id string) (Key, error) {
 func (c *Client) RevokeKey(ctx context.Context, id, etag string) (Key, error) {
 	var k Key
 	_, err := c.do(ctx, "POST", "/v1/keys/"+esc(id)+"/revoke", ifMatch(etag), nil, &k)
+	return k, err
+}
+
+// RotateKey gives a key a new secret (returned once); the old secret works for
+// grace more (e.g. "24h"; "" for the default 24h).
+func (c *Client) RotateKey(ctx context.Context, id, grace string) (CreatedKey, error) {
+	var k CreatedKey
+	_, err := c.do(ctx, "POST", "/v1/keys/"+esc(id)+"/rotate", nil, map[string]string{"grace": grace}, &k)
 	return k, err
 }
 

@@ -213,8 +213,8 @@ func (h *Handler) authenticate(r *http.Request) (vkey.Key, error) {
 		return k, nil
 	case errors.Is(err, vkey.ErrRevoked):
 		return k, httpx.Errorf(http.StatusUnauthorized, "key_revoked", "This admin key has been revoked.")
-	case errors.Is(err, vkey.ErrExpired):
-		return k, httpx.Errorf(http.StatusUnauthorized, "key_expired", "This admin key has expired.")
+	case errors.Is(err, vkey.ErrExpired), errors.Is(err, vkey.ErrRotated):
+		return k, httpx.Errorf(http.StatusUnauthorized, "key_expired", "This admin key has expired or was rotated.")
 	case errors.Is(err, vkey.ErrMalformed), errors.Is(err, vkey.ErrChecksum), errors.Is(err, vkey.ErrUnknown):
 		return k, httpx.Errorf(http.StatusUnauthorized, "invalid_admin_key", "Incorrect admin key provided.")
 	}

@@ -57,6 +57,7 @@ func (h *Handler) routes() {
 	m.HandleFunc("GET /v1/keys/{id}", h.authed(h.getKey))
 	m.HandleFunc("POST /v1/keys/{id}/revoke", h.authed(h.revokeKey))
 	m.HandleFunc("POST /v1/keys/{id}/reinstate", h.authed(h.reinstateKey))
+	m.HandleFunc("POST /v1/keys/{id}/rotate", h.authed(h.rotateKey))
 
 	m.HandleFunc("GET /v1/providers", h.authed(h.listProviders))
 	m.HandleFunc("POST /v1/providers", h.authed(h.createProvider))
@@ -411,6 +412,46 @@ func (h *Handler) revokeKey(w http.ResponseWriter, r *http.Request, who vkey.Key
 	h.d.Verifier.Forget(id)
 	h.d.Log.Info("key revoked", "key_id", id, "by", who.ID)
 	writeVersioned(w, 200, k.Version, k)
+	return nil
+}
+
+// rotateKey gives a key a new secret, shown once; the old one keeps working
+// for the grace period (default 24h), so callers can switch without an outage.
+func (h *Handler) rotateKey(w http.ResponseWriter, r *http.Request, who vkey.Key) error {
+	var in struct {
+		Grace string `json:"grace"`
+	}
+	if r.ContentLength != 0 {
+		if err := decode(w, r, &in); err != nil {
+			return err
+		}
+	}
+	grace := 24 * time.Hour
+	if in.Grace != "" {
+		d, err := time.ParseDuration(in.Grace)
+		if err != nil || d < 0 {
+			return badRequest("grace", "grace %q: want a duration such as 24h (0 ends the old secret now)", in.Grace)
+		}
+		grace = d
+	}
+	v, err := ifMatch(r)
+	if err != nil {
+		return err
+	}
+	k, err := h.d.Store.Key(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	secret := vkey.Generate(k.Kind)
+	now := h.d.Now().UTC()
+	k, err = h.d.Store.RotateKey(r.Context(), k.ID, h.d.Verifier.Hasher().Hash(secret), secret.Hint(), now, now.Add(grace), v)
+	if err != nil {
+		return err
+	}
+	h.d.Verifier.Forget(k.ID)
+	h.d.Log.Warn("key rotated", "key_id", k.ID, "grace", grace.String(), "by", who.ID)
+	w.Header().Set("Cache-Control", "no-store")
+	writeVersioned(w, http.StatusOK, k.Version, CreatedKey{Key: k, Secret: secret.Reveal()})
 	return nil
 }
 

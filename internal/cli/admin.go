@@ -121,6 +121,34 @@ Example:
 				showKey(e.Stdout, k)
 				return nil
 			}},
+		{name: "rotate", args: "ID", short: "Give a key a new secret; the old one works for a grace period", admin: true, json: true,
+			long: `Rotates a key: a new secret, printed once, and the old one keeps working until
+the grace period ends (both show in 'keys show'), so callers switch without an
+outage. Budgets, limits and usage stay with the key.
+
+Example:
+  gatehouse keys rotate key_abc --grace 24h`,
+			flags: func(fs *flag.FlagSet, o *opts) {
+				o.str(fs, "grace", "24h", "how long the old secret keeps working (0 ends it now)")
+			},
+			run: func(ctx context.Context, e *Env, o *opts, args []string) error {
+				if err := nargs(args, 1, "a key id"); err != nil {
+					return err
+				}
+				c, err := o.client(e)
+				if err != nil {
+					return err
+				}
+				k, err := c.RotateKey(ctx, args[0], o.S("grace"))
+				if err != nil {
+					return err
+				}
+				if o.json {
+					return printJSON(e.Stdout, k)
+				}
+				fmt.Fprintf(e.Stdout, "Rotated key %s. New secret (shown once):\n\n    %s\n\nThe old secret works until %s.\n", k.ID, k.Secret, fmtTime(k.PrevValidUntil))
+				return nil
+			}},
 		{name: "reinstate", args: "ID", short: "Lift a spend-velocity breaker's suspension", admin: true, json: true,
 			run: func(ctx context.Context, e *Env, o *opts, args []string) error {
 				if err := nargs(args, 1, "a key id"); err != nil {
@@ -176,6 +204,9 @@ func showKey(w io.Writer, k client.Key) {
 		fmtTime(&k.CreatedAt), fmtTime(k.ExpiresAt), fmtTime(k.RevokedAt), fmtTime(k.LastUsedAt))
 	if k.SuspendedAt != nil {
 		fmt.Fprintf(w, "Suspended:   %s (%s)\n", fmtTime(k.SuspendedAt), k.SuspendReason)
+	}
+	if k.RotatedAt != nil {
+		fmt.Fprintf(w, "Rotated:     %s; previous secret %s valid until %s\n", fmtTime(k.RotatedAt), k.PrevHint, fmtTime(k.PrevValidUntil))
 	}
 }
 

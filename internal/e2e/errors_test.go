@@ -437,3 +437,38 @@ func TestStreamFlushesPerEvent(t *testing.T) {
 		t.Fatalf("first event after %v of %v: not flushed per event", first, total)
 	}
 }
+
+// TestKeyRotation: a rotated key's new secret works at once, the old one until
+// the grace ends, then 401 key_rotated; budgets and usage stay with the key.
+func TestKeyRotation(t *testing.T) {
+	f := newFixture(t, gwOptions{})
+	ctx := context.Background()
+	code, out, errs := runCLI(t, f.gateway, "keys", "rotate", f.keyID, "--grace", "1s", "--json")
+	var k struct {
+		ID  string `json:"id"`
+		Key string `json:"key"`
+	}
+	if err := json.Unmarshal([]byte(out), &k); code != 0 || err != nil || k.ID != f.keyID || !strings.HasPrefix(k.Key, "gk_") || k.Key == f.key {
+		t.Fatalf("keys rotate: %d %s %s", code, out, errs)
+	}
+	old, fresh := f.openai(f.key), f.openai(k.Key)
+	for name, c := range map[string]openai.Client{"old": old, "new": fresh} {
+		if _, err := c.Chat.Completions.New(ctx, chatParams("gpt-4o", 2)); err != nil {
+			t.Fatalf("%s secret within the grace: %v", name, err)
+		}
+	}
+	if show := func() string { _, o, _ := runCLI(t, f.gateway, "keys", "show", f.keyID); return o }(); !strings.Contains(show, "Rotated:") {
+		t.Fatalf("keys show after rotation:\n%s", show)
+	}
+	time.Sleep(1100 * time.Millisecond)
+	_, err := old.Chat.Completions.New(ctx, chatParams("gpt-4o", 2))
+	if s, c := openAIStatus(t, err); s != 401 || c != "key_rotated" {
+		t.Fatalf("old secret after the grace: %d %q", s, c)
+	}
+	if _, err := fresh.Chat.Completions.New(ctx, chatParams("gpt-4o", 2)); err != nil {
+		t.Fatalf("new secret after the grace: %v", err)
+	}
+	if recs := f.usageOf(t, f.keyID, 3); len(recs) < 3 {
+		t.Fatalf("usage stays with the key: %d records", len(recs))
+	}
+}

@@ -198,6 +198,8 @@ func (h *Handler) authenticate(r *http.Request) (auth.Caller, error) {
 	case errors.Is(err, vkey.ErrSuspended):
 		return c, httpx.Errorf(http.StatusForbidden, "key_suspended",
 			"This API key is suspended: its spend rate tripped the spend-velocity breaker. An administrator must reinstate it.").WithCause(err)
+	case errors.Is(err, vkey.ErrRotated):
+		return c, httpx.Errorf(http.StatusUnauthorized, "key_rotated", "This API key was rotated and its grace period has ended; use the new key.").WithCause(err)
 	case errors.Is(err, vkey.ErrExpired):
 		return c, httpx.Errorf(http.StatusUnauthorized, "key_expired", "This API key has expired.").WithCause(err)
 	case errors.Is(err, auth.ErrDisabled):

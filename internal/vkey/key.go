@@ -28,7 +28,12 @@ type Key struct {
 	// SuspendedAt is set by the spend-velocity breaker; an admin reinstates.
 	SuspendedAt   *time.Time `json:"suspended_at,omitempty"`
 	SuspendReason string     `json:"suspend_reason,omitempty"`
-	Version       int64      `json:"version"`
+	// After a rotation the previous secret keeps working until PrevValidUntil.
+	PrevHash       string     `json:"-"`
+	PrevHint       string     `json:"previous_hint,omitempty"`
+	PrevValidUntil *time.Time `json:"previous_valid_until,omitempty"`
+	RotatedAt      *time.Time `json:"rotated_at,omitempty"`
+	Version        int64      `json:"version"`
 }
 
 // Endpoints that a scope can name.
@@ -121,6 +126,8 @@ var (
 	ErrUnknown = errors.New("vkey: unknown key")
 	ErrRevoked = errors.New("vkey: key revoked")
 	ErrExpired = errors.New("vkey: key expired")
+	// ErrRotated: the key was rotated and the grace period of this secret ended.
+	ErrRotated = errors.New("vkey: key rotated; this secret's grace period ended")
 	// ErrSuspended: the spend-velocity breaker suspended the key.
 	ErrSuspended = errors.New("vkey: key suspended")
 )
@@ -147,4 +154,8 @@ type Store interface {
 	SuspendKey(ctx context.Context, id, reason string, at time.Time) error
 	// ReinstateKey lifts a suspension; version as for RevokeKey.
 	ReinstateKey(ctx context.Context, id string, version int64) (Key, error)
+	// RotateKey gives a key a new secret (its hash and hint); the current one
+	// becomes the previous, valid until graceUntil. KeyByHash finds a key by
+	// either. A revoked key cannot rotate (store.ErrConflict).
+	RotateKey(ctx context.Context, id, hash, hint string, at, graceUntil time.Time, version int64) (Key, error)
 }

@@ -106,6 +106,11 @@ func (v *Verifier) lookup(ctx context.Context, hash string) (Key, error) {
 	if err := e.key.State(now); err != nil {
 		return Key{}, err
 	}
+	if e.key.Hash != hash { // the previous secret of a rotated key
+		if e.key.PrevValidUntil == nil || !now.Before(*e.key.PrevValidUntil) {
+			return Key{}, ErrRotated
+		}
+	}
 	v.mu.Lock()
 	v.used[e.key.ID] = now
 	v.mu.Unlock()

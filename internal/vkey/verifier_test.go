@@ -50,6 +50,19 @@ func (m *memStore) RevokeKey(_ context.Context, id string, at time.Time, _ int64
 	}
 	return Key{}, store.ErrNotFound
 }
+func (m *memStore) RotateKey(_ context.Context, id, hash, hint string, at, grace time.Time, _ int64) (Key, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for h, k := range m.keys {
+		if k.ID == id {
+			k.PrevHash, k.PrevValidUntil, k.Hash, k.Hint, k.RotatedAt = k.Hash, &grace, hash, hint, &at
+			delete(m.keys, h)
+			m.keys[hash], m.keys[k.PrevHash] = k, k
+			return k, nil
+		}
+	}
+	return Key{}, store.ErrNotFound
+}
 func (m *memStore) SuspendKey(context.Context, string, string, time.Time) error { return nil }
 func (m *memStore) ReinstateKey(context.Context, string, int64) (Key, error)    { return Key{}, nil }
 func (m *memStore) TouchKeys(_ context.Context, used map[string]time.Time) error {
@@ -135,5 +148,39 @@ func TestVerifier(t *testing.T) {
 	v.Flush(ctx)
 	if _, ok := st.touched["key_1"]; !ok || len(st.touched) != 3 {
 		t.Fatalf("touched = %v", st.touched)
+	}
+}
+
+// TestRotationGrace: after a rotation both secrets work; the old one until the
+// grace ends, to the second (fake clock).
+func TestRotationGrace(t *testing.T) {
+	ctx := context.Background()
+	h, _ := NewHasher([]byte(strings.Repeat("s", 32)))
+	st := &memStore{keys: map[string]Key{}, touched: map[string]time.Time{}}
+	clk := &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	v := NewVerifier(st, h, VerifierOptions{TTL: time.Nanosecond, Now: clk.now})
+	old, fresh := Generate(KindVirtual), Generate(KindVirtual)
+	st.CreateKey(ctx, Key{ID: "key_r", Kind: KindVirtual, Hash: h.Hash(old)})
+	grace := clk.t.Add(24 * time.Hour)
+	st.RotateKey(ctx, "key_r", h.Hash(fresh), fresh.Hint(), clk.t, grace, 0)
+	v.Forget("key_r")
+	for _, tt := range []struct {
+		at         time.Time
+		oldOK, new bool
+	}{
+		{clk.t, true, true},
+		{grace.Add(-time.Second), true, true},
+		{grace, false, true},
+		{grace.Add(time.Second), false, true},
+	} {
+		clk.t = tt.at
+		_, errOld := v.Verify(ctx, old.Reveal(), KindVirtual)
+		_, errNew := v.Verify(ctx, fresh.Reveal(), KindVirtual)
+		if (errOld == nil) != tt.oldOK || (errNew == nil) != tt.new {
+			t.Fatalf("at grace%+v: old %v, new %v", tt.at.Sub(grace), errOld, errNew)
+		}
+		if errOld != nil && !errors.Is(errOld, ErrRotated) {
+			t.Fatalf("old secret after grace: %v, want ErrRotated", errOld)
+		}
 	}
 }

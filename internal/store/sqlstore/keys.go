@@ -10,13 +10,19 @@ import (
 	"github.com/gatehouse-gw/gatehouse/internal/vkey"
 )
 
-const keyCols = `id, kind, name, hash, hint, principal_id, team_id, scope, expires_at, revoked_at, created_at, last_used_at, suspended_at, suspend_reason, version`
+const keyCols = `id, kind, name, hash, hint, principal_id, team_id, scope, expires_at, revoked_at, created_at, last_used_at, suspended_at, suspend_reason,
+	prev_hash, prev_hint, prev_valid_until, rotated_at, version`
 
 // CreateKey implements vkey.Store.
 func (s *DB) CreateKey(ctx context.Context, k vkey.Key) error {
-	_, err := s.exec(ctx, s.db, `INSERT INTO keys (`+keyCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)`,
+	var prev sql.NullString
+	if k.PrevHash != "" {
+		prev = sql.NullString{String: k.PrevHash, Valid: true}
+	}
+	_, err := s.exec(ctx, s.db, `INSERT INTO keys (`+keyCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)`,
 		k.ID, string(k.Kind), k.Name, k.Hash, k.Hint, k.PrincipalID, k.TeamID, toJSON(k.Scope),
-		nullMicros(k.ExpiresAt), nullMicros(k.RevokedAt), micros(k.CreatedAt), nullMicros(k.LastUsedAt), nullMicros(k.SuspendedAt), k.SuspendReason)
+		nullMicros(k.ExpiresAt), nullMicros(k.RevokedAt), micros(k.CreatedAt), nullMicros(k.LastUsedAt), nullMicros(k.SuspendedAt), k.SuspendReason,
+		prev, k.PrevHint, nullMicros(k.PrevValidUntil), nullMicros(k.RotatedAt))
 	if errors.Is(err, store.ErrInUse) { // FK: principal missing
 		return store.ErrNotFound
 	}
@@ -26,10 +32,11 @@ func (s *DB) CreateKey(ctx context.Context, k vkey.Key) error {
 func scanKey(row interface{ Scan(...any) error }) (vkey.Key, error) {
 	var k vkey.Key
 	var kind, scope string
-	var expires, revoked, lastUsed, suspended sql.NullInt64
+	var expires, revoked, lastUsed, suspended, prevUntil, rotated sql.NullInt64
+	var prevHash sql.NullString
 	var created int64
 	err := row.Scan(&k.ID, &kind, &k.Name, &k.Hash, &k.Hint, &k.PrincipalID, &k.TeamID, &scope,
-		&expires, &revoked, &created, &lastUsed, &suspended, &k.SuspendReason, &k.Version)
+		&expires, &revoked, &created, &lastUsed, &suspended, &k.SuspendReason, &prevHash, &k.PrevHint, &prevUntil, &rotated, &k.Version)
 	if errors.Is(err, sql.ErrNoRows) {
 		return vkey.Key{}, store.ErrNotFound
 	}
@@ -39,13 +46,14 @@ func scanKey(row interface{ Scan(...any) error }) (vkey.Key, error) {
 	k.Kind = vkey.Kind(kind)
 	k.ExpiresAt, k.RevokedAt, k.LastUsedAt = fromNullMicros(expires), fromNullMicros(revoked), fromNullMicros(lastUsed)
 	k.SuspendedAt = fromNullMicros(suspended)
+	k.PrevHash, k.PrevValidUntil, k.RotatedAt = prevHash.String, fromNullMicros(prevUntil), fromNullMicros(rotated)
 	k.CreatedAt = fromMicros(created)
 	return k, fromJSON(scope, &k.Scope)
 }
 
 // KeyByHash implements vkey.Store.
 func (s *DB) KeyByHash(ctx context.Context, hash string) (vkey.Key, error) {
-	return scanKey(s.db.QueryRowContext(ctx, s.q(`SELECT `+keyCols+` FROM keys WHERE hash = ?`), hash))
+	return scanKey(s.db.QueryRowContext(ctx, s.q(`SELECT `+keyCols+` FROM keys WHERE hash = ? OR prev_hash = ?`), hash, hash))
 }
 
 // Key implements vkey.Store.
@@ -120,6 +128,20 @@ func (s *DB) SuspendKey(ctx context.Context, id, reason string, at time.Time) er
 func (s *DB) ReinstateKey(ctx context.Context, id string, version int64) (vkey.Key, error) {
 	res, err := s.exec(ctx, s.db, `UPDATE keys SET suspended_at = NULL, suspend_reason = '', version = version + 1
 		WHERE id = ? AND (? = 0 OR version = ?)`, id, version, version)
+	if err != nil {
+		return vkey.Key{}, err
+	}
+	if err := s.checkVersioned(ctx, s.db, res, "keys", id); err != nil {
+		return vkey.Key{}, err
+	}
+	return s.Key(ctx, id)
+}
+
+// RotateKey implements vkey.Store.
+func (s *DB) RotateKey(ctx context.Context, id, hash, hint string, at, graceUntil time.Time, version int64) (vkey.Key, error) {
+	res, err := s.exec(ctx, s.db, `UPDATE keys SET prev_hash = hash, prev_hint = hint, prev_valid_until = ?, hash = ?, hint = ?, rotated_at = ?,
+		version = version + 1 WHERE id = ? AND revoked_at IS NULL AND (? = 0 OR version = ?)`,
+		micros(graceUntil), hash, hint, micros(at), id, version, version)
 	if err != nil {
 		return vkey.Key{}, err
 	}

@@ -193,11 +193,23 @@ func testKeys(t *testing.T, b Backend) {
 	if rk0.SuspendedAt != nil || rk0.SuspendReason != "" || rk0.State(now) != nil || rk0.Version != 3 {
 		t.Fatalf("reinstated key = %+v", rk0)
 	}
+	// Rotation: a new hash; the old one still finds the key, with its grace.
+	grace := now.Add(24 * time.Hour)
+	rot, err := b.RotateKey(ctx, "key_a", "hash-a2", "gk_new…", now, grace, 3)
+	must(t, err)
+	if rot.Hash != "hash-a2" || rot.PrevHash != "hash-a" || rot.PrevHint != "gk_abcd…" || !rot.PrevValidUntil.Equal(grace) || rot.Version != 4 {
+		t.Fatalf("rotated key = %+v", rot)
+	}
+	for _, h := range []string{"hash-a", "hash-a2"} {
+		if got, err := b.KeyByHash(ctx, h); err != nil || got.ID != "key_a" {
+			t.Fatalf("KeyByHash(%s) after rotation: %+v %v", h, got, err)
+		}
+	}
 	_, err = b.RevokeKey(ctx, "key_a", now, 5)
 	wantErr(t, err, store.ErrConflict)
-	rk, err := b.RevokeKey(ctx, "key_a", now, 3)
+	rk, err := b.RevokeKey(ctx, "key_a", now, 4)
 	must(t, err)
-	if rk.RevokedAt == nil || !rk.RevokedAt.Equal(now) || rk.Version != 4 {
+	if rk.RevokedAt == nil || !rk.RevokedAt.Equal(now) || rk.Version != 5 {
 		t.Fatalf("revoked key = %+v", rk)
 	}
 	rk, err = b.RevokeKey(ctx, "key_a", now.Add(time.Hour), 0)
@@ -205,6 +217,8 @@ func testKeys(t *testing.T, b Backend) {
 	if !rk.RevokedAt.Equal(now) {
 		t.Fatalf("second revoke moved revoked_at to %v", rk.RevokedAt)
 	}
+	_, err = b.RotateKey(ctx, "key_a", "hash-a3", "", now, grace, 0)
+	wantErr(t, err, store.ErrConflict) // revoked keys do not rotate
 	_, err = b.RevokeKey(ctx, "key_none", now, 0)
 	wantErr(t, err, store.ErrNotFound)
 	list, _ = b.ListKeys(ctx, vkey.Filter{Kind: vkey.KindVirtual})
