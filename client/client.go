@@ -691,3 +691,10 @@ func (c *Client) WhatIf(ctx context.Context, files map[string]string, since time
 	_, err = c.do(ctx, "POST", "/v1/policies/whatif", nil, map[string]any{"files": files, "since": since.UTC().Format(time.RFC3339)}, &out)
 	return out.Replayed, out.Changes, err
 }
+
+// RevokeTokens revokes one access token by its jti, or every token of a
+// principal issued until now. Give one.
+func (c *Client) RevokeTokens(ctx context.Context, jti, principal string) error {
+	_, err := c.do(ctx, "POST", "/v1/tokens/revoke", nil, map[string]string{"jti": jti, "principal": principal}, nil)
+	return err
+}

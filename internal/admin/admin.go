@@ -37,6 +37,8 @@ import (
 // Store is what the admin API needs from storage.
 type Store interface {
 	budget.Store
+	RevokeToken(ctx context.Context, jti string, expires time.Time) error
+	RevokeTokensBefore(ctx context.Context, principalID string, before time.Time) error
 	policy.Store
 	ratelimit.Store
 	org.Store
@@ -64,6 +66,8 @@ type Deps struct {
 	Verifier *vkey.Verifier
 	// ForgetPrincipal drops cached principal state after a change.
 	ForgetPrincipal func(id string)
+	// ForgetKey drops key state cached by id (tokens exchanged for it check it).
+	ForgetKey func(id string)
 	// Reload rebuilds the request-path snapshot after routing or prices changed.
 	Reload   func(ctx context.Context) error
 	Snapshot func() Snapshot
@@ -78,6 +82,8 @@ type Deps struct {
 	LogHandler http.Handler
 	// PolicyZone is the time zone policies see (default UTC).
 	PolicyZone *time.Location
+	// TokenTTL is the longest an access token lives (revocations are kept that long).
+	TokenTTL time.Duration
 	// DevAdminKeyHash, in dev mode, is the hash of a free-form admin key.
 	DevAdminKeyHash string
 	Log             *slog.Logger
@@ -97,6 +103,9 @@ func New(d Deps) *Handler {
 	}
 	if d.ForgetPrincipal == nil {
 		d.ForgetPrincipal = func(string) {}
+	}
+	if d.ForgetKey == nil {
+		d.ForgetKey = func(string) {}
 	}
 	h := &Handler{d: d, mux: http.NewServeMux()}
 	h.routes()

@@ -32,6 +32,8 @@ func adminAction(r *http.Request) (action, area string) {
 		return "keys.reinstate", area
 	case area == "keys" && strings.HasSuffix(path, "/rotate"):
 		return "keys.rotate", area
+	case area == "tokens":
+		return "keys.revoke", "keys"
 	case area == "providers" && len(parts) >= 3 && parts[2] == "keys":
 		return "providers.update", area
 	case area == "policies" && len(parts) >= 2 && (parts[1] == "validate" || parts[1] == "whatif"):

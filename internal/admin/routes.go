@@ -58,6 +58,7 @@ func (h *Handler) routes() {
 	m.HandleFunc("POST /v1/keys/{id}/revoke", h.authed(h.revokeKey))
 	m.HandleFunc("POST /v1/keys/{id}/reinstate", h.authed(h.reinstateKey))
 	m.HandleFunc("POST /v1/keys/{id}/rotate", h.authed(h.rotateKey))
+	m.HandleFunc("POST /v1/tokens/revoke", h.authed(h.revokeTokens))
 
 	m.HandleFunc("GET /v1/providers", h.authed(h.listProviders))
 	m.HandleFunc("POST /v1/providers", h.authed(h.createProvider))
@@ -410,6 +411,7 @@ func (h *Handler) revokeKey(w http.ResponseWriter, r *http.Request, who vkey.Key
 		return err
 	}
 	h.d.Verifier.Forget(id)
+	h.d.ForgetKey(id)
 	h.d.Log.Info("key revoked", "key_id", id, "by", who.ID)
 	writeVersioned(w, 200, k.Version, k)
 	return nil
@@ -452,6 +454,47 @@ func (h *Handler) rotateKey(w http.ResponseWriter, r *http.Request, who vkey.Key
 	h.d.Log.Warn("key rotated", "key_id", k.ID, "grace", grace.String(), "by", who.ID)
 	w.Header().Set("Cache-Control", "no-store")
 	writeVersioned(w, http.StatusOK, k.Version, CreatedKey{Key: k, Secret: secret.Reveal()})
+	return nil
+}
+
+// revokeTokens revokes one access token (by its jti) or every token of a
+// principal issued until now; it takes effect on the next request here and
+// within config_poll_interval on other replicas.
+func (h *Handler) revokeTokens(w http.ResponseWriter, r *http.Request, who vkey.Key) error {
+	var in struct {
+		JTI       string `json:"jti"`
+		Principal string `json:"principal"`
+	}
+	if err := decode(w, r, &in); err != nil {
+		return err
+	}
+	now := h.d.Now().UTC()
+	switch {
+	case (in.JTI == "") == (in.Principal == ""):
+		return badRequest("", "give exactly one of jti and principal")
+	case in.JTI != "":
+		ttl := h.d.TokenTTL
+		if ttl <= 0 {
+			ttl = 24 * time.Hour
+		}
+		if err := h.d.Store.RevokeToken(r.Context(), in.JTI, now.Add(ttl+time.Minute)); err != nil {
+			return err
+		}
+	default:
+		p, err := h.d.Store.Principal(r.Context(), in.Principal)
+		if err != nil {
+			return badRequest("principal", "no principal %q", in.Principal)
+		}
+		in.Principal = p.ID
+		if err := h.d.Store.RevokeTokensBefore(r.Context(), p.ID, now); err != nil {
+			return err
+		}
+	}
+	if err := h.d.Reload(r.Context()); err != nil {
+		return err
+	}
+	h.d.Log.Warn("tokens revoked", "jti", in.JTI, "principal", in.Principal, "by", who.ID)
+	writeJSON(w, 200, map[string]any{"revoked": true, "jti": in.JTI, "principal_id": in.Principal, "at": now})
 	return nil
 }
 

@@ -23,9 +23,10 @@ type Caller struct {
 // ErrDisabled: the key's principal is disabled.
 var ErrDisabled = errors.New("auth: principal disabled")
 
-// PrincipalStore is what auth needs of org.
+// PrincipalStore is what auth needs of org (and of keys, by id).
 type PrincipalStore interface {
 	Principal(ctx context.Context, idOrName string) (org.Principal, error)
+	Key(ctx context.Context, id string) (vkey.Key, error)
 }
 
 // Authenticator checks virtual keys. Principals are cached for the same TTL as
@@ -38,6 +39,12 @@ type Authenticator struct {
 
 	mu    sync.Mutex
 	cache map[string]principalEntry
+	byID  map[string]keyEntry
+}
+
+type keyEntry struct {
+	k       vkey.Key
+	fetched time.Time
 }
 
 type principalEntry struct {
@@ -50,7 +57,7 @@ func New(keys *vkey.Verifier, principals PrincipalStore, ttl time.Duration) *Aut
 	if ttl <= 0 {
 		ttl = 2 * time.Second
 	}
-	return &Authenticator{keys: keys, principals: principals, ttl: ttl, now: time.Now, cache: map[string]principalEntry{}}
+	return &Authenticator{keys: keys, principals: principals, ttl: ttl, now: time.Now, cache: map[string]principalEntry{}, byID: map[string]keyEntry{}}
 }
 
 // Authenticate returns the caller presenting credential.
@@ -67,6 +74,34 @@ func (a *Authenticator) Authenticate(ctx context.Context, credential string) (Ca
 		return Caller{}, ErrDisabled
 	}
 	return Caller{Key: k, Principal: p}, nil
+}
+
+// Principal returns a principal, cached for the TTL.
+func (a *Authenticator) Principal(ctx context.Context, id string) (org.Principal, error) {
+	return a.principal(ctx, id)
+}
+
+// KeyByID returns a key by id, cached for the TTL: tokens exchanged for a key
+// die with it (revoked, expired, suspended) within the TTL.
+func (a *Authenticator) KeyByID(ctx context.Context, id string) (vkey.Key, error) {
+	now := a.now()
+	a.mu.Lock()
+	e, ok := a.byID[id]
+	a.mu.Unlock()
+	if ok && now.Sub(e.fetched) < a.ttl {
+		return e.k, nil
+	}
+	k, err := a.principals.Key(ctx, id)
+	if err != nil {
+		return vkey.Key{}, err
+	}
+	a.mu.Lock()
+	if len(a.byID) > 100_000 {
+		clear(a.byID)
+	}
+	a.byID[id] = keyEntry{k: k, fetched: now}
+	a.mu.Unlock()
+	return k, nil
 }
 
 func (a *Authenticator) principal(ctx context.Context, id string) (org.Principal, error) {
@@ -88,6 +123,13 @@ func (a *Authenticator) principal(ctx context.Context, id string) (org.Principal
 	a.cache[id] = principalEntry{p: p, fetched: now}
 	a.mu.Unlock()
 	return p, nil
+}
+
+// ForgetKey drops a key cached by id.
+func (a *Authenticator) ForgetKey(id string) {
+	a.mu.Lock()
+	delete(a.byID, id)
+	a.mu.Unlock()
 }
 
 // Forget drops a cached principal, so a change made through this process takes

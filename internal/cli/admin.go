@@ -678,3 +678,27 @@ func modelsCmd() *command {
 			return nil
 		}}
 }
+
+func tokensCmd() *command {
+	return &command{name: "tokens", short: "Revoke short-lived access tokens", sub: []*command{
+		{name: "revoke", short: "Revoke one token (--jti) or every token of a principal issued until now (--principal)", admin: true,
+			flags: func(fs *flag.FlagSet, o *opts) {
+				o.str(fs, "jti", "", "the token's id (its jti claim)")
+				o.str(fs, "principal", "", "a principal id or name: all its tokens issued until now")
+			},
+			run: func(ctx context.Context, e *Env, o *opts, args []string) error {
+				if o.set("jti") == o.set("principal") {
+					return fmt.Errorf("%w: give exactly one of --jti and --principal", ErrUsage)
+				}
+				c, err := o.client(e)
+				if err != nil {
+					return err
+				}
+				if err := c.RevokeTokens(ctx, o.S("jti"), o.S("principal")); err != nil {
+					return err
+				}
+				fmt.Fprintln(e.Stdout, "Revoked; it takes effect on the next request.")
+				return nil
+			}},
+	}}
+}

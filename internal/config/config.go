@@ -19,6 +19,7 @@ import (
 
 	"github.com/gatehouse-gw/gatehouse/internal/breaker"
 	"github.com/gatehouse-gw/gatehouse/internal/pricing"
+	"github.com/gatehouse-gw/gatehouse/internal/token"
 )
 
 // Config is the whole configuration.
@@ -46,11 +47,20 @@ type Config struct {
 
 	Breaker        Breaker `yaml:"breaker"`
 	Ledger         Ledger  `yaml:"ledger"`
-	RedisURL       string  `yaml:"redis_url"`
-	PolicyTimeZone string  `yaml:"policy_time_zone"` // the zone of context.hour and context.weekday in policies // shared rate-limit counters for several replicas; "" keeps them in memory
+	RedisURL       string  `yaml:"redis_url"`        // shared rate-limit counters for several replicas; "" keeps them in memory
+	PolicyTimeZone string  `yaml:"policy_time_zone"` // the zone of context.hour and context.weekday in policies
+	Tokens         Tokens  `yaml:"tokens"`
+	// WorkloadIdentity lists trusted OIDC issuers whose tokens are exchanged for Gatehouse tokens.
+	WorkloadIdentity []token.TrustedIssuer `yaml:"workload_identity"`
 
 	LogLevel  string `yaml:"log_level"`  // debug, info, warn, error
 	LogFormat string `yaml:"log_format"` // text or json
+}
+
+// Tokens configures short-lived access tokens (package token).
+type Tokens struct {
+	Issuer string   `yaml:"issuer"` // iss and aud of the tokens
+	TTL    Duration `yaml:"ttl"`
 }
 
 // Ledger configures the tamper-evident log (package ledger).
@@ -108,6 +118,7 @@ func Default() Config {
 		DefaultMaxOutputTokens: 32768,
 		InstanceTimeout:        Duration(20 * time.Second),
 		PolicyTimeZone:         "UTC",
+		Tokens:                 Tokens{Issuer: "gatehouse", TTL: Duration(15 * time.Minute)},
 		Ledger:                 Ledger{Origin: "gatehouse.local/log", CheckpointInterval: Duration(time.Second)},
 		Breaker:                Breaker{Enabled: true, Window: Duration(5 * time.Minute), Ceiling: "5.00", BaselineMultiple: 10, MinSpend: "1.00"},
 		LogLevel:               "info",
@@ -235,6 +246,14 @@ func (c *Config) Validate() error {
 	}
 	if _, err := time.LoadLocation(c.PolicyTimeZone); err != nil {
 		errs = append(errs, fmt.Errorf("policy_time_zone %q: %v", c.PolicyTimeZone, err))
+	}
+	if c.Tokens.Issuer == "" || c.Tokens.TTL <= 0 || c.Tokens.TTL.D() > 24*time.Hour {
+		errs = append(errs, errors.New("tokens: issuer must be set and ttl between 1s and 24h"))
+	}
+	for i, w := range c.WorkloadIdentity {
+		if w.Name == "" || w.Issuer == "" || w.Audience == "" || w.ServiceAccount == "" {
+			errs = append(errs, fmt.Errorf("workload_identity[%d]: name, issuer, audience and service_account are required", i))
+		}
 	}
 	if c.RedisURL != "" && !strings.HasPrefix(c.RedisURL, "redis://") && !strings.HasPrefix(c.RedisURL, "rediss://") {
 		errs = append(errs, fmt.Errorf("redis_url: want redis:// or rediss://"))

@@ -20,6 +20,7 @@ package proxy
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -36,6 +37,7 @@ import (
 	"github.com/gatehouse-gw/gatehouse/internal/provider/sim"
 	"github.com/gatehouse-gw/gatehouse/internal/ratelimit"
 	"github.com/gatehouse-gw/gatehouse/internal/store"
+	"github.com/gatehouse-gw/gatehouse/internal/token"
 	"github.com/gatehouse-gw/gatehouse/internal/usage"
 	"github.com/gatehouse-gw/gatehouse/internal/vkey"
 )
@@ -43,6 +45,15 @@ import (
 // Authenticator turns a credential into a caller.
 type Authenticator interface {
 	Authenticate(ctx context.Context, credential string) (auth.Caller, error)
+	Principal(ctx context.Context, id string) (org.Principal, error)
+	KeyByID(ctx context.Context, id string) (vkey.Key, error)
+}
+
+// Tokens verifies access tokens and DPoP proofs (package token).
+type Tokens struct {
+	Issuer   *token.Issuer
+	DPoP     *token.DPoP
+	Endpoint http.Handler // POST /v1/auth/token
 }
 
 // Recorder stores usage records durably.
@@ -68,6 +79,7 @@ type Ledger interface {
 // Deps are the Handler's collaborators; Limiter, Budgets, Breaker and Ledger may be nil.
 type Deps struct {
 	Ledger   Ledger
+	Tokens   *Tokens
 	Limiter  Limiter
 	Snapshot func() *config.Snapshot
 	Auth     Authenticator
@@ -94,6 +106,7 @@ type Handler struct {
 	auth     Authenticator
 	rec      Recorder
 	ledger   Ledger
+	tokens   *Tokens
 	limiter  Limiter
 	budgets  Budgets
 	breaker  Breaker
@@ -121,12 +134,20 @@ func New(d Deps, opt Options) *Handler {
 	if opt.DefaultMaxOutput <= 0 {
 		opt.DefaultMaxOutput = 32768
 	}
-	h := &Handler{zone: time.UTC, snapshot: d.Snapshot, auth: d.Auth, rec: d.Usage, ledger: d.Ledger, limiter: d.Limiter, budgets: d.Budgets, breaker: d.Breaker, log: d.Log, opt: opt, now: time.Now, mux: http.NewServeMux()}
+	h := &Handler{zone: time.UTC, snapshot: d.Snapshot, auth: d.Auth, rec: d.Usage, ledger: d.Ledger, tokens: d.Tokens, limiter: d.Limiter, budgets: d.Budgets, breaker: d.Breaker, log: d.Log, opt: opt, now: time.Now, mux: http.NewServeMux()}
 	for _, ep := range []provider.Endpoint{provider.Chat, provider.Completions, provider.Embeddings, provider.Responses, provider.Messages} {
 		h.mux.HandleFunc("POST /v1"+strings.TrimPrefix(ep.Path, "/v1"), h.call(ep))
 	}
 	if z, err := time.LoadLocation(opt.PolicyZone); err == nil && opt.PolicyZone != "" {
 		h.zone = z
+	}
+	if d.Tokens != nil {
+		h.mux.Handle("POST /v1/auth/token", d.Tokens.Endpoint)
+		h.mux.HandleFunc("GET /.well-known/jwks.json", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("Cache-Control", "public, max-age=300")
+			json.NewEncoder(w).Encode(d.Tokens.Issuer.JWKS())
+		})
 	}
 	h.mux.HandleFunc("GET /v1/models", h.wrap(h.models))
 	h.mux.HandleFunc("GET /v1/models/{model...}", h.wrap(h.model))
@@ -165,22 +186,98 @@ func (h *Handler) notFound(w http.ResponseWriter, r *http.Request) error {
 	return httpx.Errorf(http.StatusNotFound, "unknown_url", "Unknown request URL: %s %s", r.Method, r.URL.Path)
 }
 
-// credential returns the caller's key from Authorization: Bearer or x-api-key.
-func credential(r *http.Request) string {
+// credential returns the caller's credential and its scheme: Authorization:
+// Bearer (a key or a token), Authorization: DPoP (a bound token), or x-api-key.
+func credential(r *http.Request) (scheme, cred string) {
 	if v := r.Header.Get("Authorization"); v != "" {
-		scheme, rest, _ := strings.Cut(v, " ")
-		if strings.EqualFold(scheme, "Bearer") {
-			return strings.TrimSpace(rest)
+		s, rest, _ := strings.Cut(v, " ")
+		switch {
+		case strings.EqualFold(s, "Bearer"):
+			return "Bearer", strings.TrimSpace(rest)
+		case strings.EqualFold(s, "DPoP"):
+			return "DPoP", strings.TrimSpace(rest)
 		}
-		return ""
+		return "", ""
 	}
-	return strings.TrimSpace(r.Header.Get("x-api-key"))
+	return "Bearer", strings.TrimSpace(r.Header.Get("x-api-key"))
+}
+
+// requestURL is the absolute URL of r as the client addressed it (DPoP htu).
+func (h *Handler) requestURL(r *http.Request) string {
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	if h.opt.TrustProxyHeaders {
+		if p := r.Header.Get("X-Forwarded-Proto"); p == "https" || p == "http" {
+			scheme = p
+		}
+	}
+	return scheme + "://" + r.Host + r.URL.Path
+}
+
+func looksLikeJWT(s string) bool { return strings.Count(s, ".") == 2 && !vkey.LooksLikeKey(s) }
+
+// authenticateToken verifies an access token, its DPoP binding, and that the
+// key it was exchanged for still stands.
+func (h *Handler) authenticateToken(r *http.Request, scheme, raw string) (auth.Caller, error) {
+	claims, err := h.tokens.Issuer.Verify(raw)
+	switch {
+	case errors.Is(err, token.ErrExpired):
+		return auth.Caller{}, httpx.Errorf(http.StatusUnauthorized, "token_expired", "The access token has expired; get a new one from /v1/auth/token.")
+	case errors.Is(err, token.ErrRevoked):
+		return auth.Caller{}, httpx.Errorf(http.StatusUnauthorized, "token_revoked", "The access token has been revoked.")
+	case err != nil:
+		return auth.Caller{}, httpx.Errorf(http.StatusUnauthorized, "invalid_token", "The access token is not valid.").WithCause(err)
+	}
+	if claims.Cnf != nil {
+		if scheme != "DPoP" {
+			return auth.Caller{}, httpx.Errorf(http.StatusUnauthorized, "invalid_token", "This token is bound to a key: send it as Authorization: DPoP with a DPoP proof.")
+		}
+		jkt, err := h.tokens.DPoP.Check(r.Header.Get("DPoP"), r.Method, h.requestURL(r), raw)
+		if err != nil {
+			return auth.Caller{}, httpx.Errorf(http.StatusUnauthorized, "invalid_dpop_proof", "The DPoP proof is not valid: %s.", strings.TrimPrefix(err.Error(), "dpop: invalid proof: "))
+		}
+		if jkt != claims.Cnf.JKT {
+			return auth.Caller{}, httpx.Errorf(http.StatusUnauthorized, "invalid_dpop_proof", "The DPoP proof is signed by another key than the token is bound to.")
+		}
+	} else if scheme == "DPoP" {
+		return auth.Caller{}, httpx.Errorf(http.StatusUnauthorized, "invalid_token", "This token is not bound to a key; send it as Authorization: Bearer.")
+	}
+	p, err := h.auth.Principal(r.Context(), claims.Subject)
+	if err != nil {
+		return auth.Caller{}, httpx.Errorf(http.StatusUnauthorized, "invalid_token", "The token's principal does not exist.").WithCause(err)
+	}
+	if p.Disabled {
+		return auth.Caller{}, httpx.Errorf(http.StatusUnauthorized, "principal_disabled", "The owner of this token is disabled.")
+	}
+	k := vkey.Key{ID: "wif:" + claims.Source, Kind: vkey.KindVirtual, PrincipalID: p.ID, TeamID: claims.Team, Scope: claims.Scope}
+	if claims.IssuedAt != nil {
+		k.CreatedAt = claims.IssuedAt.Time()
+	}
+	if claims.KeyID != "" {
+		src, err := h.auth.KeyByID(r.Context(), claims.KeyID)
+		if err != nil {
+			return auth.Caller{}, httpx.Errorf(http.StatusUnauthorized, "invalid_token", "The key this token was exchanged for no longer exists.").WithCause(err)
+		}
+		if err := src.State(h.now()); err != nil {
+			return auth.Caller{}, httpx.Errorf(http.StatusUnauthorized, "key_revoked", "The key this token was exchanged for is revoked, expired or suspended.").WithCause(err)
+		}
+		k = src
+	}
+	return auth.Caller{Key: k, Principal: p}, nil
 }
 
 // authenticate maps every way a credential can fail to 401, and a store fault
 // to 503: never "allowed" by accident.
 func (h *Handler) authenticate(r *http.Request) (auth.Caller, error) {
-	cred := credential(r)
+	scheme, cred := credential(r)
+	if cred != "" && h.tokens != nil && looksLikeJWT(cred) {
+		return h.authenticateToken(r, scheme, cred)
+	}
+	if scheme == "DPoP" {
+		return auth.Caller{}, httpx.Errorf(http.StatusUnauthorized, "invalid_token", "Authorization: DPoP carries an access token.")
+	}
 	if cred == "" {
 		return auth.Caller{}, httpx.Errorf(http.StatusUnauthorized, "missing_api_key",
 			"You didn't provide an API key. Pass a Gatehouse key in the Authorization header (Bearer gk_...) or x-api-key.")

@@ -38,6 +38,7 @@ import (
 	"github.com/gatehouse-gw/gatehouse/internal/store/postgres"
 	"github.com/gatehouse-gw/gatehouse/internal/store/sqlite"
 	"github.com/gatehouse-gw/gatehouse/internal/store/sqlstore"
+	"github.com/gatehouse-gw/gatehouse/internal/token"
 	"github.com/gatehouse-gw/gatehouse/internal/usage"
 	"github.com/gatehouse-gw/gatehouse/internal/vkey"
 )
@@ -65,6 +66,8 @@ type Server struct {
 	redis    *ratelimit.Redis
 	ledger   *ledger.Log
 	export   *ledger.Exporter
+	tokens   *token.Issuer
+	dpop     *token.DPoP
 	snap     atomic.Pointer[config.Snapshot]
 	reloadMu sync.Mutex
 
@@ -129,6 +132,10 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server, 
 	if s.ledger, err = s.openLedger(ctx); err != nil {
 		return nil, err
 	}
+	if s.tokens, err = s.openTokens(ctx); err != nil {
+		return nil, err
+	}
+	s.dpop = token.NewDPoP()
 	s.breaker = breaker.New(cfg.Breaker.Config(), s.suspendKey, s.alerts, log)
 	var rl ratelimit.Backend = ratelimit.NewMemory(nil)
 	if cfg.RedisURL != "" {
@@ -273,6 +280,13 @@ func (s *Server) Reload(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("reload: policy version %d does not compile: %w", pver, err)
 	}
+	if s.tokens != nil {
+		jtis, cutoffs, err := s.db.TokenRevocations(ctx, time.Now())
+		if err != nil {
+			return fmt.Errorf("reload: %w", err)
+		}
+		s.tokens.Revocations(jtis, cutoffs)
+	}
 	prev := s.snap.Load()
 	s.snap.Store(&config.Snapshot{Generation: gen, Router: provider.NewRouter(ups, fallback), Prices: pricing.NewTable(pricing.Defaults(), overrides), Budgets: budgets, Limits: limits, Policies: policies, PolicyVer: pver})
 	if prev == nil || prev.Generation != gen {
@@ -342,6 +356,34 @@ func (s *Server) openLedger(ctx context.Context) (*ledger.Log, error) {
 	}
 	return l, nil
 }
+
+// openTokens loads the token signing key (sealed under the KEK; created on
+// first start).
+func (s *Server) openTokens(ctx context.Context) (*token.Issuer, error) {
+	const name = "token_signing_key"
+	aad := []byte("server-secret/" + name)
+	sealed, err := s.keyring.Seal(token.NewKey(), aad)
+	if err != nil {
+		return nil, err
+	}
+	stored, err := s.db.PutSecretIfAbsent(ctx, name, sealed)
+	if err != nil {
+		return nil, fmt.Errorf("tokens: %w", err)
+	}
+	seed, err := s.keyring.Open(stored, aad)
+	if err != nil {
+		return nil, fmt.Errorf("token signing key: %w", err)
+	}
+	iss, err := token.New(seed, s.cfg.Tokens.Issuer, s.cfg.Tokens.Issuer)
+	if err != nil {
+		return nil, err
+	}
+	iss.TTL = s.cfg.Tokens.TTL.D()
+	return iss, nil
+}
+
+// Tokens returns the token issuer.
+func (s *Server) Tokens() *token.Issuer { return s.tokens }
 
 // Ledger returns the log.
 func (s *Server) Ledger() *ledger.Log { return s.ledger }
@@ -506,7 +548,16 @@ func (s *Server) buildHTTP() {
 	if s.cfg.DevAdminKey != "" {
 		devHash = s.verifier.Hasher().Hash(vkey.Secret(s.cfg.DevAdminKey))
 	}
-	px := proxy.New(proxy.Deps{Snapshot: s.Snapshot, Auth: s.auth, Usage: s.usage, Ledger: s.ledger, Limiter: s.limiter, Budgets: s.budgets, Breaker: s.breaker, Log: s.log}, proxy.Options{
+	endpoint := &token.Endpoint{Issuer: s.tokens, DPoP: s.dpop, Federation: token.NewFederation(s.cfg.WorkloadIdentity, nil),
+		Keys: s.auth, Principals: s.db, Log: s.log, URL: func(r *http.Request) string {
+			scheme := "http"
+			if r.TLS != nil || (s.cfg.TrustProxyHeaders && r.Header.Get("X-Forwarded-Proto") == "https") {
+				scheme = "https"
+			}
+			return scheme + "://" + r.Host + r.URL.Path
+		}}
+	px := proxy.New(proxy.Deps{Snapshot: s.Snapshot, Auth: s.auth, Usage: s.usage, Ledger: s.ledger, Limiter: s.limiter,
+		Tokens: &proxy.Tokens{Issuer: s.tokens, DPoP: s.dpop, Endpoint: endpoint}, Budgets: s.budgets, Breaker: s.breaker, Log: s.log}, proxy.Options{
 		MaxBodyBytes: s.cfg.MaxBodyBytes, UpstreamTimeout: s.cfg.UpstreamTimeout.D(),
 		StreamIdleTimeout: s.cfg.StreamIdleTimeout.D(), TrustProxyHeaders: s.cfg.TrustProxyHeaders, DefaultMaxOutput: s.cfg.DefaultMaxOutputTokens,
 		PolicyZone: s.cfg.PolicyTimeZone,
@@ -530,10 +581,10 @@ func (s *Server) buildHTTP() {
 	s.data = &http.Server{Handler: dataMux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 2 * time.Minute,
 		IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10, ErrorLog: errLog}
 	adm := admin.New(admin.Deps{
-		Store: s.db, Keyring: s.keyring, Verifier: s.verifier, ForgetPrincipal: s.auth.Forget, Reload: s.Reload,
+		Store: s.db, Keyring: s.keyring, Verifier: s.verifier, ForgetPrincipal: s.auth.Forget, ForgetKey: s.auth.ForgetKey, Reload: s.Reload,
 		Snapshot: func() admin.Snapshot { return adminSnapshot{s.Snapshot()} }, DevAdminKeyHash: devHash, Log: s.log,
 		Spend: s.budgets.Statuses, ResetBreaker: s.breaker.Reset, Ledger: s.ledger, LogHandler: s.ledger.Handler(),
-		PolicyZone: zoneOf(s.cfg.PolicyTimeZone),
+		PolicyZone: zoneOf(s.cfg.PolicyTimeZone), TokenTTL: s.cfg.Tokens.TTL.D(),
 	})
 	s.admin = &http.Server{Handler: adm, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute, ErrorLog: errLog}
 }

@@ -1,0 +1,5 @@
+package token
+
+import "crypto"
+
+const crypto256 = crypto.SHA256

@@ -1,0 +1,203 @@
+package token
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strings"
+
+	"github.com/gatehouse-gw/gatehouse/internal/auth"
+	"github.com/gatehouse-gw/gatehouse/internal/org"
+	"github.com/gatehouse-gw/gatehouse/internal/vkey"
+)
+
+// OAuth 2.0 and RFC 8693 identifiers.
+const (
+	GrantClientCredentials = "client_credentials"
+	GrantTokenExchange     = "urn:ietf:params:oauth:grant-type:token-exchange"
+	TypeAccessToken        = "urn:ietf:params:oauth:token-type:access_token"
+	TypeIDToken            = "urn:ietf:params:oauth:token-type:id_token"
+	TypeJWT                = "urn:ietf:params:oauth:token-type:jwt"
+	TypeVirtualKey         = "urn:gatehouse:params:oauth:token-type:virtual-key"
+)
+
+// KeyAuthenticator checks a virtual key.
+type KeyAuthenticator interface {
+	Authenticate(ctx context.Context, credential string) (auth.Caller, error)
+}
+
+// PrincipalStore finds principals.
+type PrincipalStore interface {
+	Principal(ctx context.Context, idOrName string) (org.Principal, error)
+}
+
+// Endpoint is the OAuth 2.0 token endpoint (POST /v1/auth/token): client
+// credentials with a virtual key as the client secret (form or HTTP Basic),
+// and RFC 8693 token exchange of a virtual key or of a workload OIDC token from
+// a trusted issuer. A DPoP header binds the issued token to the client's key.
+type Endpoint struct {
+	Issuer     *Issuer
+	DPoP       *DPoP
+	Federation *Federation
+	Keys       KeyAuthenticator
+	Principals PrincipalStore
+	Log        *slog.Logger
+	// URL returns the request's absolute URL (for DPoP's htu).
+	URL func(*http.Request) string
+}
+
+type oauthError struct {
+	status int
+	code   string
+	desc   string
+}
+
+func (e *oauthError) Error() string { return e.code + ": " + e.desc }
+
+func oerr(status int, code, desc string) *oauthError { return &oauthError{status, code, desc} }
+
+// ServeHTTP implements http.Handler.
+func (e *Endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	resp, err := e.issue(r)
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	if err != nil {
+		var oe *oauthError
+		if !errors.As(err, &oe) {
+			e.Log.Error("token endpoint failed", "err", err)
+			oe = oerr(http.StatusInternalServerError, "server_error", "the token could not be issued")
+		}
+		if oe.code == "invalid_client" {
+			w.Header().Set("WWW-Authenticate", `Basic realm="gatehouse"`)
+		}
+		w.WriteHeader(oe.status)
+		json.NewEncoder(w).Encode(map[string]string{"error": oe.code, "error_description": oe.desc})
+		return
+	}
+	json.NewEncoder(w).Encode(resp)
+}
+
+// Request is the parsed form of a token request.
+type Request struct {
+	GrantType        string
+	ClientSecret     string
+	SubjectToken     string
+	SubjectTokenType string
+}
+
+// ParseRequest reads a token request: form-encoded as OAuth 2.0 requires,
+// client secret from the form or HTTP Basic (not both).
+func ParseRequest(r *http.Request) (Request, error) {
+	if r.Method != http.MethodPost {
+		return Request{}, oerr(http.StatusMethodNotAllowed, "invalid_request", "use POST")
+	}
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if mt != "application/x-www-form-urlencoded" {
+		return Request{}, oerr(http.StatusBadRequest, "invalid_request", "the body must be application/x-www-form-urlencoded")
+	}
+	r.Body = http.MaxBytesReader(nil, r.Body, 64<<10)
+	if err := r.ParseForm(); err != nil {
+		return Request{}, oerr(http.StatusBadRequest, "invalid_request", "the form could not be parsed")
+	}
+	f := r.PostForm
+	for k, v := range f {
+		if len(v) > 1 {
+			return Request{}, oerr(http.StatusBadRequest, "invalid_request", "parameter "+k+" repeated")
+		}
+	}
+	req := Request{GrantType: f.Get("grant_type"), ClientSecret: f.Get("client_secret"), SubjectToken: f.Get("subject_token"), SubjectTokenType: f.Get("subject_token_type")}
+	if _, pw, ok := r.BasicAuth(); ok {
+		if req.ClientSecret != "" {
+			return Request{}, oerr(http.StatusBadRequest, "invalid_request", "give the client secret once: form or HTTP Basic")
+		}
+		req.ClientSecret = pw
+	}
+	return req, nil
+}
+
+func (e *Endpoint) issue(r *http.Request) (map[string]any, error) {
+	req, err := ParseRequest(r)
+	if err != nil {
+		return nil, err
+	}
+	ctx := r.Context()
+	var c Claims
+	switch req.GrantType {
+	case GrantClientCredentials:
+		if req.ClientSecret == "" {
+			return nil, oerr(http.StatusUnauthorized, "invalid_client", "client_secret (a Gatehouse key) is required")
+		}
+		if err := e.fromKey(ctx, req.ClientSecret, &c); err != nil {
+			return nil, oerr(http.StatusUnauthorized, "invalid_client", err.Error())
+		}
+	case GrantTokenExchange:
+		switch {
+		case req.SubjectToken == "":
+			return nil, oerr(http.StatusBadRequest, "invalid_request", "subject_token is required")
+		case req.SubjectTokenType == TypeVirtualKey || (req.SubjectTokenType == TypeAccessToken && vkey.LooksLikeKey(req.SubjectToken)):
+			if err := e.fromKey(ctx, req.SubjectToken, &c); err != nil {
+				return nil, oerr(http.StatusBadRequest, "invalid_grant", err.Error())
+			}
+		case req.SubjectTokenType == TypeIDToken || req.SubjectTokenType == TypeJWT:
+			if err := e.fromWorkload(ctx, req.SubjectToken, &c); err != nil {
+				return nil, oerr(http.StatusBadRequest, "invalid_grant", err.Error())
+			}
+		default:
+			return nil, oerr(http.StatusBadRequest, "invalid_request", "subject_token_type must be "+TypeVirtualKey+", "+TypeIDToken+" or "+TypeJWT)
+		}
+	case "":
+		return nil, oerr(http.StatusBadRequest, "invalid_request", "grant_type is required")
+	default:
+		return nil, oerr(http.StatusBadRequest, "unsupported_grant_type", "grant_type must be client_credentials or "+GrantTokenExchange)
+	}
+	typ := "Bearer"
+	if proof := r.Header.Get("DPoP"); proof != "" {
+		jkt, err := e.DPoP.Check(proof, r.Method, e.URL(r), "")
+		if err != nil {
+			return nil, oerr(http.StatusBadRequest, "invalid_dpop_proof", err.Error())
+		}
+		c.Cnf, typ = &Cnf{JKT: jkt}, "DPoP"
+	}
+	raw, ttl, err := e.Issuer.Issue(c)
+	if err != nil {
+		return nil, err
+	}
+	e.Log.Info("token issued", "principal", c.Subject, "key_id", c.KeyID, "amr", c.AMR, "bound", c.Cnf != nil, "source", c.Source)
+	return map[string]any{"access_token": raw, "token_type": typ, "expires_in": int(ttl.Seconds()), "issued_token_type": TypeAccessToken}, nil
+}
+
+func (e *Endpoint) fromKey(ctx context.Context, secret string, c *Claims) error {
+	caller, err := e.Keys.Authenticate(ctx, strings.TrimSpace(secret))
+	if err != nil {
+		return errors.New("the key is not valid (unknown, revoked, expired or suspended)")
+	}
+	team := caller.Key.TeamID
+	if team == "" && len(caller.Principal.Teams) > 0 {
+		team = caller.Principal.Teams[0]
+	}
+	c.Subject, c.Team, c.KeyID, c.Scope, c.AMR = caller.Principal.ID, team, caller.Key.ID, caller.Key.Scope, []string{"key"}
+	return nil
+}
+
+func (e *Endpoint) fromWorkload(ctx context.Context, raw string, c *Claims) error {
+	if e.Federation == nil {
+		return errors.New("no workload identity issuer is trusted")
+	}
+	ti, err := e.Federation.Verify(ctx, raw)
+	if err != nil {
+		return err
+	}
+	p, err := e.Principals.Principal(ctx, ti.ServiceAccount)
+	if err != nil || p.Kind != org.KindServiceAccount || p.Disabled {
+		return errors.New("the trusted issuer maps to no active service account")
+	}
+	team := ""
+	if len(p.Teams) > 0 {
+		team = p.Teams[0]
+	}
+	c.Subject, c.Team, c.AMR, c.Source = p.ID, team, []string{"wif"}, ti.Name
+	return nil
+}

@@ -1,0 +1,170 @@
+// Package token issues and verifies Gatehouse's short-lived access tokens: JWTs
+// signed with Ed25519 (go-jose), 15 minutes by default, carrying the
+// principal, team, the source key's id and scope, how the caller authenticated
+// (amr) and, when bound, the thumbprint of the caller's DPoP key (cnf.jkt,
+// RFC 9449). Public keys are published as a JWKS.
+//
+// Verification is local: signature, issuer, audience, lifetime and the
+// revocation list in memory; verified tokens are cached until they expire.
+package token
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+
+	"github.com/gatehouse-gw/gatehouse/internal/vkey"
+)
+
+// Claims is what a token says.
+type Claims struct {
+	jwt.Claims
+	Team   string     `json:"team,omitempty"`
+	KeyID  string     `json:"gh_key,omitempty"` // the key the token was exchanged for (budgets and limits follow it)
+	Scope  vkey.Scope `json:"scope"`
+	AMR    []string   `json:"amr,omitempty"` // "key", "wif", "otp", …
+	Cnf    *Cnf       `json:"cnf,omitempty"`
+	Source string     `json:"gh_src,omitempty"` // workload issuer name, for federated tokens
+}
+
+// Cnf binds a token to a key (RFC 7800, RFC 9449).
+type Cnf struct {
+	JKT string `json:"jkt"` // base64url SHA-256 JWK thumbprint of the DPoP key
+}
+
+// Errors from Verify.
+var (
+	ErrInvalid = errors.New("token: invalid")
+	ErrExpired = errors.New("token: expired")
+	ErrRevoked = errors.New("token: revoked")
+)
+
+// Issuer signs and verifies tokens.
+type Issuer struct {
+	issuer   string
+	audience string
+	TTL      time.Duration
+	signer   jose.Signer
+	keys     jose.JSONWebKeySet // public keys, current first
+	now      func() time.Time
+
+	mu            sync.RWMutex
+	cache         map[string]Claims // raw token → claims, until exp
+	revokedJTI    map[string]time.Time
+	revokedBefore map[string]time.Time // principal → tokens issued before are revoked
+}
+
+// NewKey returns a fresh Ed25519 signing key (its seed).
+func NewKey() []byte {
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	return priv.Seed()
+}
+
+// New returns an Issuer signing with seed (ed25519.SeedSize bytes) under
+// issuer name iss for audience aud.
+func New(seed []byte, iss, aud string) (*Issuer, error) {
+	if len(seed) != ed25519.SeedSize {
+		return nil, errors.New("token: signing key must be an Ed25519 seed")
+	}
+	priv := ed25519.NewKeyFromSeed(seed)
+	pub := jose.JSONWebKey{Key: priv.Public(), Algorithm: string(jose.EdDSA), Use: "sig"}
+	tp, err := pub.Thumbprint(crypto256)
+	if err != nil {
+		return nil, err
+	}
+	pub.KeyID = base64.RawURLEncoding.EncodeToString(tp)[:16]
+	s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.EdDSA, Key: jose.JSONWebKey{Key: priv, KeyID: pub.KeyID}},
+		(&jose.SignerOptions{}).WithType("at+jwt"))
+	if err != nil {
+		return nil, err
+	}
+	return &Issuer{issuer: iss, audience: aud, TTL: 15 * time.Minute, signer: s, keys: jose.JSONWebKeySet{Keys: []jose.JSONWebKey{pub}},
+		now: time.Now, cache: map[string]Claims{}, revokedJTI: map[string]time.Time{}, revokedBefore: map[string]time.Time{}}, nil
+}
+
+// SetClock replaces the clock (tests).
+func (i *Issuer) SetClock(now func() time.Time) { i.now = now }
+
+// JWKS returns the public keys.
+func (i *Issuer) JWKS() jose.JSONWebKeySet { return i.keys }
+
+// Issue signs c, filling issuer, audience, times and a random id. It returns
+// the token and its lifetime.
+func (i *Issuer) Issue(c Claims) (string, time.Duration, error) {
+	now := i.now()
+	c.Issuer, c.Audience = i.issuer, jwt.Audience{i.audience}
+	c.IssuedAt, c.NotBefore, c.Expiry = jwt.NewNumericDate(now), jwt.NewNumericDate(now.Add(-5*time.Second)), jwt.NewNumericDate(now.Add(i.TTL))
+	c.ID = vkey.NewID("tok")
+	raw, err := jwt.Signed(i.signer).Claims(c).Serialize()
+	return raw, i.TTL, err
+}
+
+// Verify checks raw and returns its claims.
+func (i *Issuer) Verify(raw string) (Claims, error) {
+	now := i.now()
+	i.mu.RLock()
+	c, ok := i.cache[raw]
+	i.mu.RUnlock()
+	if !ok {
+		tok, err := jwt.ParseSigned(raw, []jose.SignatureAlgorithm{jose.EdDSA})
+		if err != nil {
+			return Claims{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+		}
+		if err := tok.Claims(i.keys.Keys[0].Key, &c); err != nil {
+			return Claims{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+		}
+		if err := c.Claims.ValidateWithLeeway(jwt.Expected{Issuer: i.issuer, AnyAudience: jwt.Audience{i.audience}, Time: now}, 0); err != nil {
+			if errors.Is(err, jwt.ErrExpired) {
+				return Claims{}, ErrExpired
+			}
+			return Claims{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+		}
+		i.mu.Lock()
+		if len(i.cache) > 100_000 {
+			clear(i.cache)
+		}
+		i.cache[raw] = c
+		i.mu.Unlock()
+	}
+	if c.Expiry == nil || !now.Before(c.Expiry.Time()) {
+		return Claims{}, ErrExpired
+	}
+	i.mu.RLock()
+	_, jtiRevoked := i.revokedJTI[c.ID]
+	before, principalRevoked := i.revokedBefore[c.Subject]
+	i.mu.RUnlock()
+	if jtiRevoked || (principalRevoked && c.IssuedAt != nil && !c.IssuedAt.Time().After(before)) {
+		return Claims{}, ErrRevoked
+	}
+	return c, nil
+}
+
+// Revocations replaces the revocation lists (from the store, via the snapshot).
+func (i *Issuer) Revocations(jtis map[string]time.Time, before map[string]time.Time) {
+	i.mu.Lock()
+	i.revokedJTI, i.revokedBefore = jtis, before
+	i.mu.Unlock()
+}
+
+// Thumbprint returns the RFC 7638 SHA-256 thumbprint of a JWK, base64url.
+func Thumbprint(k *jose.JSONWebKey) (string, error) {
+	tp, err := k.Thumbprint(crypto256)
+	if err != nil {
+		return "", err
+	}
+	return base64.RawURLEncoding.EncodeToString(tp), nil
+}
+
+// AccessTokenHash is DPoP's ath: base64url(SHA-256(token)).
+func AccessTokenHash(raw string) string {
+	h := sha256.Sum256([]byte(raw))
+	return base64.RawURLEncoding.EncodeToString(h[:])
+}
