@@ -1,0 +1,159 @@
+// Package mfa is the second factor for humans: passwords hashed with argon2id,
+// TOTP (RFC 6238, github.com/pquerna/otp) with replay protection, and
+// recovery codes shown once and stored hashed.
+package mfa
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/pquerna/otp"
+	"github.com/pquerna/otp/totp"
+	"golang.org/x/crypto/argon2"
+)
+
+// argon2id parameters (RFC 9106's second recommended option: 64 MiB, 3 passes).
+const (
+	argonTime    = 3
+	argonMemory  = 64 * 1024
+	argonThreads = 2
+	argonKeyLen  = 32
+)
+
+// MinPasswordLength is the shortest password accepted.
+const MinPasswordLength = 12
+
+// HashPassword returns a PHC-style argon2id string for pw.
+func HashPassword(pw string) (string, error) {
+	if len(pw) < MinPasswordLength {
+		return "", fmt.Errorf("mfa: a password needs at least %d characters", MinPasswordLength)
+	}
+	salt := make([]byte, 16)
+	rand.Read(salt)
+	key := argon2.IDKey([]byte(pw), salt, argonTime, argonMemory, argonThreads, argonKeyLen)
+	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s", argon2.Version, argonMemory, argonTime, argonThreads,
+		base64.RawStdEncoding.EncodeToString(salt), base64.RawStdEncoding.EncodeToString(key)), nil
+}
+
+// CheckPassword compares pw with a hash from HashPassword in constant time.
+func CheckPassword(hash, pw string) bool {
+	parts := strings.Split(hash, "$")
+	if len(parts) != 6 || parts[1] != "argon2id" {
+		return false
+	}
+	var m, t uint32
+	var p uint8
+	if _, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &m, &t, &p); err != nil || m > 1<<21 || t > 10 || p == 0 {
+		return false
+	}
+	salt, err1 := base64.RawStdEncoding.DecodeString(parts[4])
+	want, err2 := base64.RawStdEncoding.DecodeString(parts[5])
+	if err1 != nil || err2 != nil || len(want) == 0 {
+		return false
+	}
+	got := argon2.IDKey([]byte(pw), salt, t, m, p, uint32(len(want)))
+	return subtle.ConstantTimeCompare(got, want) == 1
+}
+
+// NewTOTP returns a new TOTP secret (base32) and its otpauth:// URL for
+// authenticator apps.
+func NewTOTP(issuer, account string) (secret, url string, err error) {
+	k, err := totp.Generate(totp.GenerateOpts{Issuer: issuer, AccountName: account, Period: 30, Digits: otp.DigitsSix, Algorithm: otp.AlgorithmSHA1})
+	if err != nil {
+		return "", "", err
+	}
+	return k.Secret(), k.URL(), nil
+}
+
+// ErrBadCode is returned for a wrong or replayed code.
+var ErrBadCode = errors.New("mfa: wrong or already used code")
+
+// CheckTOTP checks code at now, accepting one step of clock skew either way,
+// and refuses any step not after lastStep (a code is good once). It returns the
+// step used, to store as the new lastStep.
+func CheckTOTP(secret, code string, now time.Time, lastStep int64) (int64, error) {
+	code = strings.TrimSpace(code)
+	if len(code) != 6 {
+		return 0, ErrBadCode
+	}
+	for _, skew := range []int64{0, -1, 1} {
+		t := now.Add(time.Duration(skew*30) * time.Second)
+		step := t.Unix() / 30
+		want, err := totp.GenerateCodeCustom(secret, t, totp.ValidateOpts{Period: 30, Digits: otp.DigitsSix, Algorithm: otp.AlgorithmSHA1})
+		if err != nil {
+			return 0, ErrBadCode
+		}
+		if subtle.ConstantTimeCompare([]byte(want), []byte(code)) == 1 {
+			if step <= lastStep {
+				return 0, ErrBadCode
+			}
+			return step, nil
+		}
+	}
+	return 0, ErrBadCode
+}
+
+// RecoveryCodes returns n fresh codes and their hashes (to store).
+func RecoveryCodes(n int) (codes, hashes []string) {
+	for range n {
+		b := make([]byte, 8)
+		rand.Read(b)
+		c := hex.EncodeToString(b[:4]) + "-" + hex.EncodeToString(b[4:])
+		codes = append(codes, c)
+		hashes = append(hashes, HashRecoveryCode(c))
+	}
+	return codes, hashes
+}
+
+// HashRecoveryCode hashes a recovery code for storage (codes carry 64 bits
+// from crypto/rand, so a fast hash suffices).
+func HashRecoveryCode(c string) string {
+	h := sha256.Sum256([]byte("gatehouse recovery\x00" + strings.ToLower(strings.TrimSpace(c))))
+	return hex.EncodeToString(h[:])
+}
+
+// Credentials are a user's login secrets, as stored.
+type Credentials struct {
+	PrincipalID  string
+	PasswordHash string
+	TOTPSealed   []byte // keyring blob of the active TOTP secret; nil: no TOTP
+	PendingTOTP  []byte // enrolled, not yet confirmed
+	LastStep     int64
+	Recovery     []string // hashes of unused recovery codes
+}
+
+// Session is a login.
+type Session struct {
+	ID          string
+	Hash        string // of the session token; the token is never stored
+	PrincipalID string
+	CreatedAt   time.Time
+	ExpiresAt   time.Time
+	MFAAt       *time.Time // when a second factor was last checked
+	RevokedAt   *time.Time
+}
+
+// Store is what mfa needs from storage.
+type Store interface {
+	Credentials(ctx context.Context, principalID string) (Credentials, error)
+	SetPassword(ctx context.Context, principalID, hash string) error
+	SetPendingTOTP(ctx context.Context, principalID string, sealed []byte) error
+	// ConfirmTOTP makes the pending secret active with fresh recovery codes.
+	ConfirmTOTP(ctx context.Context, principalID string, recovery []string, step int64) error
+	// UseTOTPStep records step as used; false if it (or a later one) was used.
+	UseTOTPStep(ctx context.Context, principalID string, step int64) (bool, error)
+	// UseRecoveryCode removes a recovery code; false if it was not there.
+	UseRecoveryCode(ctx context.Context, principalID, hash string) (bool, error)
+	CreateSession(ctx context.Context, s Session) error
+	SessionByHash(ctx context.Context, hash string) (Session, error)
+	RevokeSession(ctx context.Context, id string, at time.Time) error
+	RevokeSessions(ctx context.Context, principalID string, at time.Time) error
+}
