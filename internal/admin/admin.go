@@ -24,6 +24,7 @@ import (
 	"github.com/gatehouse-gw/gatehouse/internal/httpx"
 	"github.com/gatehouse-gw/gatehouse/internal/keyring"
 	"github.com/gatehouse-gw/gatehouse/internal/ledger"
+	"github.com/gatehouse-gw/gatehouse/internal/mfa"
 	"github.com/gatehouse-gw/gatehouse/internal/org"
 	"github.com/gatehouse-gw/gatehouse/internal/policy"
 	"github.com/gatehouse-gw/gatehouse/internal/pricing"
@@ -37,6 +38,7 @@ import (
 // Store is what the admin API needs from storage.
 type Store interface {
 	budget.Store
+	mfa.Store
 	RevokeToken(ctx context.Context, jti string, expires time.Time) error
 	RevokeTokensBefore(ctx context.Context, principalID string, before time.Time) error
 	policy.Store
@@ -84,6 +86,10 @@ type Deps struct {
 	PolicyZone *time.Location
 	// TokenTTL is the longest an access token lives (revocations are kept that long).
 	TokenTTL time.Duration
+	// SessionTTL is how long a login session lasts (default 12h).
+	SessionTTL time.Duration
+	// RequireMFA refuses logins of users without TOTP.
+	RequireMFA bool
 	// DevAdminKeyHash, in dev mode, is the hash of a free-form admin key.
 	DevAdminKeyHash string
 	Log             *slog.Logger
@@ -125,7 +131,7 @@ func (h *Handler) authed(fn handlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		who, err := h.authenticate(r)
 		sw := &statusRecorder{ResponseWriter: w}
-		if err == nil {
+		if err == nil && !strings.HasPrefix(r.URL.Path, "/v1/auth/") { // one's own session: not an admin action
 			err = h.authorize(r, who)
 		}
 		if err == nil {
@@ -208,6 +214,14 @@ func (h *Handler) authenticate(r *http.Request) (vkey.Key, error) {
 	}
 	var k vkey.Key
 	var err error
+	if strings.HasPrefix(cred, SessionPrefix) {
+		var sr *http.Request
+		k, sr, err = h.sessionCaller(r, cred)
+		if err == nil {
+			*r = *sr
+		}
+		return k, err
+	}
 	if !vkey.LooksLikeKey(cred) && h.d.DevAdminKeyHash != "" {
 		hash := h.d.Verifier.Hasher().Hash(vkey.Secret(cred))
 		if subtle.ConstantTimeCompare([]byte(hash), []byte(h.d.DevAdminKeyHash)) != 1 {

@@ -68,13 +68,17 @@ func (h *Handler) authorize(r *http.Request, who vkey.Key) error {
 	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
 		src = ap.Addr()
 	}
-	d := set.DecideAdmin(policy.AdminCall{Principal: policy.FromOrg(p), Action: action, Area: area, SourceIP: src, Time: h.d.Now().In(h.zone()), MFAAgeSeconds: -1})
+	age := mfaAge(r.Context())
+	d := set.DecideAdmin(policy.AdminCall{Principal: policy.FromOrg(p), Action: action, Area: area, SourceIP: src, Time: h.d.Now().In(h.zone()), MFAAgeSeconds: age})
 	if d.Allow {
 		return nil
 	}
 	msg := "No policy permits " + action + " (default deny)."
 	if len(d.Reasons) > 0 {
 		msg = "Denied by policy " + strings.Join(d.Reasons, ", ") + "."
+	}
+	if age < 0 || age > 300 {
+		msg += " If it needs a recent second factor, step up: gatehouse login --step-up (POST /v1/auth/step-up)."
 	}
 	return httpx.Errorf(http.StatusForbidden, "policy_denied", "%s", msg)
 }

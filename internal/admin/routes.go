@@ -78,6 +78,7 @@ func (h *Handler) routes() {
 	h.budgetRoutes()
 	h.limitRoutes()
 	h.policyRoutes()
+	h.loginRoutes()
 	if h.d.LogHandler != nil {
 		m.Handle("GET /log/", h.d.LogHandler) // public to whoever reaches the admin listener: auditors verify without credentials
 	}
@@ -321,13 +322,14 @@ type CreatedKey struct {
 
 func (h *Handler) createKey(w http.ResponseWriter, r *http.Request, _ vkey.Key) error {
 	var in struct {
-		Name      string     `json:"name"`
-		Kind      vkey.Kind  `json:"kind"`
-		Principal string     `json:"principal"`
-		Team      string     `json:"team"`
-		Scope     vkey.Scope `json:"scope"`
-		ExpiresAt *time.Time `json:"expires_at"`
-		ExpiresIn string     `json:"expires_in"`
+		Name        string     `json:"name"`
+		Kind        vkey.Kind  `json:"kind"`
+		Principal   string     `json:"principal"`
+		Team        string     `json:"team"`
+		Scope       vkey.Scope `json:"scope"`
+		ExpiresAt   *time.Time `json:"expires_at"`
+		ExpiresIn   string     `json:"expires_in"`
+		MFARequired bool       `json:"mfa_required"`
 	}
 	if err := decode(w, r, &in); err != nil {
 		return err
@@ -380,9 +382,12 @@ func (h *Handler) createKey(w http.ResponseWriter, r *http.Request, _ vkey.Key) 
 	if in.Name != "" && len(in.Name) > 128 {
 		return badRequest("name", "name longer than 128 characters")
 	}
+	if in.MFARequired && p.Kind != org.KindUser {
+		return badRequest("mfa_required", "only a user's key can require the owner's TOTP code")
+	}
 	secret := vkey.Generate(in.Kind)
 	k := vkey.Key{ID: vkey.NewID("key"), Kind: in.Kind, Name: in.Name, Hash: h.d.Verifier.Hasher().Hash(secret), Hint: secret.Hint(),
-		PrincipalID: p.ID, TeamID: team, Scope: in.Scope, ExpiresAt: exp, CreatedAt: now, Version: 1}
+		PrincipalID: p.ID, TeamID: team, Scope: in.Scope, ExpiresAt: exp, CreatedAt: now, MFARequired: in.MFARequired, Version: 1}
 	if err := h.d.Store.CreateKey(r.Context(), k); err != nil {
 		return err
 	}

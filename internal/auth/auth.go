@@ -18,6 +18,8 @@ import (
 type Caller struct {
 	Key       vkey.Key
 	Principal org.Principal
+	MFAAt     int64 // unix seconds of the last second factor (tokens exchanged with TOTP); 0: none
+	PoP       bool  // the credential is proof-of-possession bound (DPoP)
 }
 
 // ErrDisabled: the key's principal is disabled.

@@ -49,6 +49,7 @@ Example:
 				o.strs(fs, "cidrs", "allowed source address ranges, e.g. 10.0.0.0/8 (default: any)")
 				o.str(fs, "expires-in", "", "lifetime, e.g. 720h (default: no expiry)")
 				o.bool(fs, "admin", "create an admin key (gka_…) for the admin API")
+				o.bool(fs, "mfa-required", "the key cannot call the API itself: its owner (a user) exchanges it with a TOTP code for a token")
 			},
 			run: func(ctx context.Context, e *Env, o *opts, args []string) error {
 				if err := nargs(args, 0, "no arguments"); err != nil {
@@ -66,6 +67,7 @@ Example:
 				if o.B("admin") {
 					in.Kind = "admin"
 				}
+				in.MFARequired = o.B("mfa-required")
 				k, err := c.CreateKey(ctx, in)
 				if err != nil {
 					return err

@@ -45,11 +45,13 @@ type Config struct {
 	DefaultMaxOutputTokens int64    `yaml:"default_max_output_tokens"` // budgets: output ceiling when neither call nor price table has one
 	AlertWebhookURL        string   `yaml:"alert_webhook_url"`         // budget and breaker alerts; secret in GATEHOUSE_ALERT_WEBHOOK_SECRET
 
-	Breaker        Breaker `yaml:"breaker"`
-	Ledger         Ledger  `yaml:"ledger"`
-	RedisURL       string  `yaml:"redis_url"`        // shared rate-limit counters for several replicas; "" keeps them in memory
-	PolicyTimeZone string  `yaml:"policy_time_zone"` // the zone of context.hour and context.weekday in policies
-	Tokens         Tokens  `yaml:"tokens"`
+	Breaker        Breaker  `yaml:"breaker"`
+	Ledger         Ledger   `yaml:"ledger"`
+	RedisURL       string   `yaml:"redis_url"`        // shared rate-limit counters for several replicas; "" keeps them in memory
+	PolicyTimeZone string   `yaml:"policy_time_zone"` // the zone of context.hour and context.weekday in policies
+	Tokens         Tokens   `yaml:"tokens"`
+	RequireMFA     bool     `yaml:"require_mfa"` // users log in only with TOTP
+	SessionTTL     Duration `yaml:"session_ttl"` // admin API login sessions
 	// WorkloadIdentity lists trusted OIDC issuers whose tokens are exchanged for Gatehouse tokens.
 	WorkloadIdentity []token.TrustedIssuer `yaml:"workload_identity"`
 
@@ -119,6 +121,7 @@ func Default() Config {
 		InstanceTimeout:        Duration(20 * time.Second),
 		PolicyTimeZone:         "UTC",
 		Tokens:                 Tokens{Issuer: "gatehouse", TTL: Duration(15 * time.Minute)},
+		SessionTTL:             Duration(12 * time.Hour),
 		Ledger:                 Ledger{Origin: "gatehouse.local/log", CheckpointInterval: Duration(time.Second)},
 		Breaker:                Breaker{Enabled: true, Window: Duration(5 * time.Minute), Ceiling: "5.00", BaselineMultiple: 10, MinSpend: "1.00"},
 		LogLevel:               "info",

@@ -156,4 +156,59 @@ type Store interface {
 	SessionByHash(ctx context.Context, hash string) (Session, error)
 	RevokeSession(ctx context.Context, id string, at time.Time) error
 	RevokeSessions(ctx context.Context, principalID string, at time.Time) error
+	// SessionMFA records a fresh second factor for a session.
+	SessionMFA(ctx context.Context, id string, at time.Time) error
+}
+
+// Opener opens sealed secrets (package keyring).
+type Opener interface {
+	Open(blob, aad []byte) ([]byte, error)
+}
+
+// TOTPAAD binds a sealed TOTP secret to its user.
+func TOTPAAD(principalID string) []byte { return []byte("totp/" + principalID) }
+
+// Checker verifies a user's second factor: the current TOTP code (each good
+// once, across replicas) or an unused recovery code.
+type Checker struct {
+	Store  Store
+	Opener Opener
+	Now    func() time.Time
+}
+
+// ErrNoTOTP: the user has no confirmed TOTP.
+var ErrNoTOTP = errors.New("mfa: no TOTP enrolled")
+
+// Check verifies code (or recovery) for principalID.
+func (c Checker) Check(ctx context.Context, principalID, code, recovery string) error {
+	cred, err := c.Store.Credentials(ctx, principalID)
+	if err != nil || cred.TOTPSealed == nil {
+		return ErrNoTOTP
+	}
+	if recovery != "" {
+		ok, err := c.Store.UseRecoveryCode(ctx, principalID, HashRecoveryCode(recovery))
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return ErrBadCode
+		}
+		return nil
+	}
+	secret, err := c.Opener.Open(cred.TOTPSealed, TOTPAAD(principalID))
+	if err != nil {
+		return err
+	}
+	step, err := CheckTOTP(string(secret), code, c.Now(), cred.LastStep)
+	if err != nil {
+		return err
+	}
+	ok, err := c.Store.UseTOTPStep(ctx, principalID, step)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return ErrBadCode
+	}
+	return nil
 }

@@ -241,8 +241,15 @@ func (h *Handler) decide(r *http.Request, c auth.Caller, snap *config.Snapshot, 
 		Principal: policy.FromOrg(c.Principal), Action: action, Model: model, Provider: provider, Stream: call.Stream,
 		MaxTokens: maxTokens, InputTokens: 0, EstimatedCostMicros: worstCost, BudgetRemaining: -1,
 		SourceIP: h.sourceAddr(r), Time: h.now().In(h.zone), KeyAgeDays: int64(h.now().Sub(c.Key.CreatedAt).Hours() / 24),
-		MFAAgeSeconds: -1, PoPBound: false,
+		MFAAgeSeconds: mfaAgeOf(c, h.now()), PoPBound: c.PoP,
 	})
+}
+
+func mfaAgeOf(c auth.Caller, now time.Time) int64 {
+	if c.MFAAt == 0 {
+		return -1
+	}
+	return max(now.Unix()-c.MFAAt, 0)
 }
 
 // policyDenied names the deciding policies (never their text).

@@ -263,9 +263,12 @@ func (h *Handler) authenticateToken(r *http.Request, scheme, raw string) (auth.C
 		if err := src.State(h.now()); err != nil {
 			return auth.Caller{}, httpx.Errorf(http.StatusUnauthorized, "key_revoked", "The key this token was exchanged for is revoked, expired or suspended.").WithCause(err)
 		}
+		if src.MFARequired && claims.MFAAt == 0 {
+			return auth.Caller{}, httpx.Errorf(http.StatusForbidden, "mfa_required", "This key's tokens need its owner's TOTP code at exchange.")
+		}
 		k = src
 	}
-	return auth.Caller{Key: k, Principal: p}, nil
+	return auth.Caller{Key: k, Principal: p, MFAAt: claims.MFAAt, PoP: claims.Cnf != nil}, nil
 }
 
 // authenticate maps every way a credential can fail to 401, and a store fault
@@ -284,6 +287,9 @@ func (h *Handler) authenticate(r *http.Request) (auth.Caller, error) {
 	}
 	c, err := h.auth.Authenticate(r.Context(), cred)
 	switch {
+	case err == nil && c.Key.MFARequired:
+		return c, httpx.Errorf(http.StatusForbidden, "mfa_required",
+			"This key needs its owner's second factor: exchange it with a TOTP code at /v1/auth/token (grant_type=client_credentials, client_secret=<key>, totp=<code>) and call with the token.")
 	case err == nil:
 		return c, nil
 	case errors.Is(err, vkey.ErrMalformed), errors.Is(err, vkey.ErrChecksum):

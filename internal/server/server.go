@@ -27,6 +27,7 @@ import (
 	"github.com/gatehouse-gw/gatehouse/internal/config"
 	"github.com/gatehouse-gw/gatehouse/internal/keyring"
 	"github.com/gatehouse-gw/gatehouse/internal/ledger"
+	"github.com/gatehouse-gw/gatehouse/internal/mfa"
 	"github.com/gatehouse-gw/gatehouse/internal/org"
 	"github.com/gatehouse-gw/gatehouse/internal/policy"
 	"github.com/gatehouse-gw/gatehouse/internal/pricing"
@@ -549,7 +550,11 @@ func (s *Server) buildHTTP() {
 		devHash = s.verifier.Hasher().Hash(vkey.Secret(s.cfg.DevAdminKey))
 	}
 	endpoint := &token.Endpoint{Issuer: s.tokens, DPoP: s.dpop, Federation: token.NewFederation(s.cfg.WorkloadIdentity, nil),
-		Keys: s.auth, Principals: s.db, Log: s.log, URL: func(r *http.Request) string {
+		Keys: s.auth, Principals: s.db, Log: s.log,
+		MFA: func(ctx context.Context, principalID, code string) error {
+			return mfa.Checker{Store: s.db, Opener: s.keyring, Now: time.Now}.Check(ctx, principalID, code, "")
+		},
+		URL: func(r *http.Request) string {
 			scheme := "http"
 			if r.TLS != nil || (s.cfg.TrustProxyHeaders && r.Header.Get("X-Forwarded-Proto") == "https") {
 				scheme = "https"
@@ -585,6 +590,7 @@ func (s *Server) buildHTTP() {
 		Snapshot: func() admin.Snapshot { return adminSnapshot{s.Snapshot()} }, DevAdminKeyHash: devHash, Log: s.log,
 		Spend: s.budgets.Statuses, ResetBreaker: s.breaker.Reset, Ledger: s.ledger, LogHandler: s.ledger.Handler(),
 		PolicyZone: zoneOf(s.cfg.PolicyTimeZone), TokenTTL: s.cfg.Tokens.TTL.D(),
+		SessionTTL: s.cfg.SessionTTL.D(), RequireMFA: s.cfg.RequireMFA,
 	})
 	s.admin = &http.Server{Handler: adm, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute, ErrorLog: errLog}
 }

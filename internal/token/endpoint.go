@@ -47,6 +47,8 @@ type Endpoint struct {
 	Log        *slog.Logger
 	// URL returns the request's absolute URL (for DPoP's htu).
 	URL func(*http.Request) string
+	// MFA checks a user's TOTP code, for keys marked mfa_required.
+	MFA func(ctx context.Context, principalID, code string) error
 }
 
 type oauthError struct {
@@ -86,6 +88,7 @@ type Request struct {
 	ClientSecret     string
 	SubjectToken     string
 	SubjectTokenType string
+	TOTP             string // the owner's code, for keys marked mfa_required
 }
 
 // ParseRequest reads a token request: form-encoded as OAuth 2.0 requires,
@@ -108,7 +111,8 @@ func ParseRequest(r *http.Request) (Request, error) {
 			return Request{}, oerr(http.StatusBadRequest, "invalid_request", "parameter "+k+" repeated")
 		}
 	}
-	req := Request{GrantType: f.Get("grant_type"), ClientSecret: f.Get("client_secret"), SubjectToken: f.Get("subject_token"), SubjectTokenType: f.Get("subject_token_type")}
+	req := Request{GrantType: f.Get("grant_type"), ClientSecret: f.Get("client_secret"), SubjectToken: f.Get("subject_token"),
+		SubjectTokenType: f.Get("subject_token_type"), TOTP: f.Get("totp")}
 	if _, pw, ok := r.BasicAuth(); ok {
 		if req.ClientSecret != "" {
 			return Request{}, oerr(http.StatusBadRequest, "invalid_request", "give the client secret once: form or HTTP Basic")
@@ -130,7 +134,7 @@ func (e *Endpoint) issue(r *http.Request) (map[string]any, error) {
 		if req.ClientSecret == "" {
 			return nil, oerr(http.StatusUnauthorized, "invalid_client", "client_secret (a Gatehouse key) is required")
 		}
-		if err := e.fromKey(ctx, req.ClientSecret, &c); err != nil {
+		if err := e.fromKey(ctx, req.ClientSecret, req.TOTP, &c); err != nil {
 			return nil, oerr(http.StatusUnauthorized, "invalid_client", err.Error())
 		}
 	case GrantTokenExchange:
@@ -138,7 +142,7 @@ func (e *Endpoint) issue(r *http.Request) (map[string]any, error) {
 		case req.SubjectToken == "":
 			return nil, oerr(http.StatusBadRequest, "invalid_request", "subject_token is required")
 		case req.SubjectTokenType == TypeVirtualKey || (req.SubjectTokenType == TypeAccessToken && vkey.LooksLikeKey(req.SubjectToken)):
-			if err := e.fromKey(ctx, req.SubjectToken, &c); err != nil {
+			if err := e.fromKey(ctx, req.SubjectToken, req.TOTP, &c); err != nil {
 				return nil, oerr(http.StatusBadRequest, "invalid_grant", err.Error())
 			}
 		case req.SubjectTokenType == TypeIDToken || req.SubjectTokenType == TypeJWT:
@@ -169,16 +173,27 @@ func (e *Endpoint) issue(r *http.Request) (map[string]any, error) {
 	return map[string]any{"access_token": raw, "token_type": typ, "expires_in": int(ttl.Seconds()), "issued_token_type": TypeAccessToken}, nil
 }
 
-func (e *Endpoint) fromKey(ctx context.Context, secret string, c *Claims) error {
+func (e *Endpoint) fromKey(ctx context.Context, secret, totp string, c *Claims) error {
 	caller, err := e.Keys.Authenticate(ctx, strings.TrimSpace(secret))
 	if err != nil {
 		return errors.New("the key is not valid (unknown, revoked, expired or suspended)")
+	}
+	amr := []string{"key"}
+	if caller.Key.MFARequired {
+		if totp == "" {
+			return errors.New("this key requires its owner's TOTP code: add totp=<code>")
+		}
+		if e.MFA == nil || e.MFA(ctx, caller.Principal.ID, totp) != nil {
+			return errors.New("wrong or already used TOTP code")
+		}
+		amr = append(amr, "otp")
+		c.MFAAt = e.Issuer.now().Unix()
 	}
 	team := caller.Key.TeamID
 	if team == "" && len(caller.Principal.Teams) > 0 {
 		team = caller.Principal.Teams[0]
 	}
-	c.Subject, c.Team, c.KeyID, c.Scope, c.AMR = caller.Principal.ID, team, caller.Key.ID, caller.Key.Scope, []string{"key"}
+	c.Subject, c.Team, c.KeyID, c.Scope, c.AMR = caller.Principal.ID, team, caller.Key.ID, caller.Key.Scope, amr
 	return nil
 }
 

@@ -33,6 +33,7 @@ type Claims struct {
 	AMR    []string   `json:"amr,omitempty"` // "key", "wif", "otp", …
 	Cnf    *Cnf       `json:"cnf,omitempty"`
 	Source string     `json:"gh_src,omitempty"` // workload issuer name, for federated tokens
+	MFAAt  int64      `json:"gh_mfa,omitempty"` // when the owner's second factor was checked (unix seconds)
 }
 
 // Cnf binds a token to a key (RFC 7800, RFC 9449).

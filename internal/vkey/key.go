@@ -33,7 +33,10 @@ type Key struct {
 	PrevHint       string     `json:"previous_hint,omitempty"`
 	PrevValidUntil *time.Time `json:"previous_valid_until,omitempty"`
 	RotatedAt      *time.Time `json:"rotated_at,omitempty"`
-	Version        int64      `json:"version"`
+	// MFARequired keys cannot call the data plane themselves: their owner
+	// exchanges them with a TOTP code for a short-lived token.
+	MFARequired bool  `json:"mfa_required,omitempty"`
+	Version     int64 `json:"version"`
 }
 
 // Endpoints that a scope can name.

@@ -11,7 +11,7 @@ import (
 )
 
 const keyCols = `id, kind, name, hash, hint, principal_id, team_id, scope, expires_at, revoked_at, created_at, last_used_at, suspended_at, suspend_reason,
-	prev_hash, prev_hint, prev_valid_until, rotated_at, version`
+	prev_hash, prev_hint, prev_valid_until, rotated_at, mfa_required, version`
 
 // CreateKey implements vkey.Store.
 func (s *DB) CreateKey(ctx context.Context, k vkey.Key) error {
@@ -19,10 +19,10 @@ func (s *DB) CreateKey(ctx context.Context, k vkey.Key) error {
 	if k.PrevHash != "" {
 		prev = sql.NullString{String: k.PrevHash, Valid: true}
 	}
-	_, err := s.exec(ctx, s.db, `INSERT INTO keys (`+keyCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)`,
+	_, err := s.exec(ctx, s.db, `INSERT INTO keys (`+keyCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)`,
 		k.ID, string(k.Kind), k.Name, k.Hash, k.Hint, k.PrincipalID, k.TeamID, toJSON(k.Scope),
 		nullMicros(k.ExpiresAt), nullMicros(k.RevokedAt), micros(k.CreatedAt), nullMicros(k.LastUsedAt), nullMicros(k.SuspendedAt), k.SuspendReason,
-		prev, k.PrevHint, nullMicros(k.PrevValidUntil), nullMicros(k.RotatedAt))
+		prev, k.PrevHint, nullMicros(k.PrevValidUntil), nullMicros(k.RotatedAt), boolInt(k.MFARequired))
 	if errors.Is(err, store.ErrInUse) { // FK: principal missing
 		return store.ErrNotFound
 	}
@@ -35,8 +35,10 @@ func scanKey(row interface{ Scan(...any) error }) (vkey.Key, error) {
 	var expires, revoked, lastUsed, suspended, prevUntil, rotated sql.NullInt64
 	var prevHash sql.NullString
 	var created int64
+	var mfaRequired int
 	err := row.Scan(&k.ID, &kind, &k.Name, &k.Hash, &k.Hint, &k.PrincipalID, &k.TeamID, &scope,
-		&expires, &revoked, &created, &lastUsed, &suspended, &k.SuspendReason, &prevHash, &k.PrevHint, &prevUntil, &rotated, &k.Version)
+		&expires, &revoked, &created, &lastUsed, &suspended, &k.SuspendReason, &prevHash, &k.PrevHint, &prevUntil, &rotated, &mfaRequired, &k.Version)
+	k.MFARequired = mfaRequired != 0
 	if errors.Is(err, sql.ErrNoRows) {
 		return vkey.Key{}, store.ErrNotFound
 	}

@@ -144,3 +144,9 @@ func (s *DB) RevokeSessions(ctx context.Context, principalID string, at time.Tim
 	_, err := s.exec(ctx, s.db, `UPDATE sessions SET revoked_at = COALESCE(revoked_at, ?) WHERE principal_id = ?`, micros(at), principalID)
 	return err
 }
+
+// SessionMFA implements mfa.Store.
+func (s *DB) SessionMFA(ctx context.Context, id string, at time.Time) error {
+	_, err := s.exec(ctx, s.db, `UPDATE sessions SET mfa_at = ? WHERE id = ? AND revoked_at IS NULL`, micros(at), id)
+	return err
+}

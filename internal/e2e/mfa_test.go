@@ -1,0 +1,201 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pquerna/otp/totp"
+
+	"github.com/gatehouse-gw/gatehouse/client"
+	"github.com/gatehouse-gw/gatehouse/internal/cli"
+)
+
+func code(t *testing.T, secret string, at time.Time) string {
+	t.Helper()
+	c, err := totp.GenerateCode(secret, at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// enrolUser makes a user with a password and confirmed TOTP; it returns a
+// session client and the TOTP secret. The confirming code used the current step.
+func enrolUser(t *testing.T, f *fixture, name string, roles []string) (*client.Client, string) {
+	t.Helper()
+	ctx := context.Background()
+	kind, teams := "user", []string{"research"}
+	if _, err := f.admin.CreatePrincipal(ctx, client.PrincipalInput{Name: &name, Kind: &kind, Teams: &teams, Roles: &roles}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.admin.SetPassword(ctx, name, "correct horse battery staple"); err != nil {
+		t.Fatal(err)
+	}
+	anon := client.New("http://"+f.srv.AdminAddr(), "")
+	session, _, err := anon.Login(ctx, name, "correct horse battery staple", "")
+	if err != nil {
+		t.Fatalf("login before TOTP: %v", err)
+	}
+	sc := client.New("http://"+f.srv.AdminAddr(), session)
+	secret, _, err := sc.EnrollTOTP(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sc.ConfirmTOTP(ctx, code(t, secret, time.Now())); err != nil {
+		t.Fatalf("confirm: %v", err)
+	}
+	return sc, secret
+}
+
+// TestLoginTOTPAndStepUp: password + TOTP login, replay refused, recovery
+// codes, and a policy that demands a recent second factor for admin writes.
+func TestLoginTOTPAndStepUp(t *testing.T) {
+	f := newFixture(t, gwOptions{})
+	ctx := context.Background()
+	anon := client.New("http://"+f.srv.AdminAddr(), "")
+	// Password through the CLI, from stdin.
+	kind, teams, roles, name := "user", []string{"research"}, []string{"admin"}, "alice"
+	f.admin.CreatePrincipal(ctx, client.PrincipalInput{Name: &name, Kind: &kind, Teams: &teams, Roles: &roles})
+	var out, errb bytes.Buffer
+	env := map[string]string{"GATEHOUSE_ADDR": "http://" + f.srv.AdminAddr(), "GATEHOUSE_ADMIN_KEY": f.adminKey}
+	if code := cli.Run(ctx, []string{"users", "password", "alice", "--password-stdin"}, &cli.Env{Stdin: strings.NewReader("correct horse battery staple\n"),
+		Stdout: &out, Stderr: &errb, Getenv: func(k string) string { return env[k] }}); code != 0 {
+		t.Fatalf("users password: %s", errb.String())
+	}
+	if _, _, err := anon.Login(ctx, "alice", "wrong password here", ""); !isStatus(err, 401) {
+		t.Fatalf("wrong password: %v", err)
+	}
+	session, _, err := anon.Login(ctx, "alice", "correct horse battery staple", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := client.New("http://"+f.srv.AdminAddr(), session)
+	if _, err := sc.ListTeams(ctx); err != nil {
+		t.Fatalf("a session works as an admin credential: %v", err)
+	}
+	secret, _, _ := sc.EnrollTOTP(ctx)
+	now := time.Now()
+	if _, err := sc.ConfirmTOTP(ctx, "000000"); !isStatus(err, 401) {
+		t.Fatalf("confirm with a wrong code: %v", err)
+	}
+	recovery, err := sc.ConfirmTOTP(ctx, code(t, secret, now))
+	if err != nil || len(recovery) != 10 {
+		t.Fatalf("confirm: %v %d", err, len(recovery))
+	}
+	// With TOTP on, a password alone is not enough; the confirming code is spent.
+	if _, _, err := anon.Login(ctx, "alice", "correct horse battery staple", ""); !isStatus(err, 401) {
+		t.Fatalf("password only: %v", err)
+	}
+	if _, _, err := anon.Login(ctx, "alice", "correct horse battery staple", code(t, secret, now)); !isStatus(err, 401) {
+		t.Fatalf("replayed code: %v", err)
+	}
+	s2, _, err := anon.Login(ctx, "alice", "correct horse battery staple", code(t, secret, now.Add(30*time.Second)))
+	if err != nil {
+		t.Fatalf("next code: %v", err)
+	}
+	// Recovery codes work once.
+	rc := client.New("http://"+f.srv.AdminAddr(), "")
+	if _, err := loginRecovery(ctx, rc, recovery[0]); err != nil {
+		t.Fatalf("recovery code: %v", err)
+	}
+	if _, err := loginRecovery(ctx, rc, recovery[0]); !isStatus(err, 401) {
+		t.Fatalf("recovery code twice: %v", err)
+	}
+
+	// Step-up by policy: admin writes need a second factor younger than 5 minutes.
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "p.cedar"), []byte(string(mustRead(t, "../policy/defaults.cedar"))+`
+@id("step-up-for-writes")
+forbid (principal, action in Action::"admin.write", resource)
+when { context.mfa_age_seconds < 0 || context.mfa_age_seconds > 300 };
+`), 0o644)
+	files := map[string]string{"p.cedar": string(mustRead(t, filepath.Join(dir, "p.cedar")))}
+	fresh := client.New("http://"+f.srv.AdminAddr(), s2)
+	if _, err := fresh.ApplyPolicies(ctx, files, "step-up"); err != nil {
+		t.Fatalf("apply with a fresh second factor: %v", err)
+	}
+	_, err = f.admin.CreateTeam(ctx, "no-mfa")
+	var ce *client.Error
+	if !isStatus(err, 403) || !asClientErr(err, &ce) || !strings.Contains(ce.Message, "step-up-for-writes") || !strings.Contains(ce.Message, "step up") {
+		t.Fatalf("an admin key without MFA writing: %v", err)
+	}
+	if _, err := f.admin.ListTeams(ctx); err != nil {
+		t.Fatalf("reads still work: %v", err)
+	}
+	if _, err := fresh.CreateTeam(ctx, "with-mfa"); err != nil {
+		t.Fatalf("a session with fresh MFA writing: %v", err)
+	}
+	// Each TOTP step is good once, and only ±1 step of skew is accepted, so this
+	// test's third second factor is a recovery code.
+	if err := sc.StepUp(ctx, code(t, secret, now.Add(30*time.Second))); !isStatus(err, 401) {
+		t.Fatalf("step-up with a spent code: %v", err)
+	}
+	if _, err := sc.DoJSON(ctx, "POST", "/v1/auth/step-up", map[string]string{"recovery_code": recovery[1]}, nil); err != nil {
+		t.Fatalf("step-up: %v", err)
+	}
+	if _, err := sc.CreateTeam(ctx, "after-step-up"); err != nil {
+		t.Fatalf("after step-up: %v", err)
+	}
+}
+
+func loginRecovery(ctx context.Context, c *client.Client, rc string) (string, error) {
+	var out struct {
+		Session string `json:"session"`
+	}
+	_, err := c.DoJSON(ctx, "POST", "/v1/auth/login", map[string]string{"user": "alice", "password": "correct horse battery staple", "recovery_code": rc}, &out)
+	return out.Session, err
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func asClientErr(err error, ce **client.Error) bool {
+	e, ok := err.(*client.Error)
+	*ce = e
+	return ok
+}
+
+// TestMFAProtectedKey: a key marked mfa_required cannot call the data plane
+// itself; its owner exchanges it with a TOTP code for a short-lived token.
+func TestMFAProtectedKey(t *testing.T) {
+	f := newFixture(t, gwOptions{})
+	ctx := context.Background()
+	_, secret := enrolUser(t, f, "bob", []string{"member"})
+	k, err := f.admin.CreateKey(ctx, client.KeyInput{Principal: "bob", MFARequired: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, c := chatWith(t, f.dataURL, "Bearer "+k.Secret, ""); s != 403 || c != "mfa_required" {
+		t.Fatalf("mfa key used directly: %d %q", s, c)
+	}
+	if s, r := postToken(t, f.dataURL, url.Values{"grant_type": {"client_credentials"}, "client_secret": {k.Secret}}, nil); s != 401 || !strings.Contains(r.Description, "TOTP") {
+		t.Fatalf("exchange without a code: %d %+v", s, r)
+	}
+	next := code(t, secret, time.Now().Add(30*time.Second))
+	s, tr := postToken(t, f.dataURL, url.Values{"grant_type": {"client_credentials"}, "client_secret": {k.Secret}, "totp": {next}}, nil)
+	if s != 200 {
+		t.Fatalf("exchange with a code: %d %+v", s, tr)
+	}
+	if s, c := chatWith(t, f.dataURL, "Bearer "+tr.AccessToken, ""); s != 200 {
+		t.Fatalf("the MFA token: %d %q", s, c)
+	}
+	if s, _ := postToken(t, f.dataURL, url.Values{"grant_type": {"client_credentials"}, "client_secret": {k.Secret}, "totp": {next}}, nil); s != 401 {
+		t.Fatalf("the same code again: %d", s)
+	}
+	// Service accounts cannot hold MFA keys (they have no second factor).
+	if _, err := f.admin.CreateKey(ctx, client.KeyInput{Principal: "agent", MFARequired: true}); !isStatus(err, 400) {
+		t.Fatalf("mfa key for a service account: %v", err)
+	}
+}

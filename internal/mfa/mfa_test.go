@@ -1,0 +1,67 @@
+package mfa
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pquerna/otp/totp"
+)
+
+func TestPassword(t *testing.T) {
+	if _, err := HashPassword("short"); err == nil {
+		t.Fatal("a short password was accepted")
+	}
+	h, err := HashPassword("correct horse battery staple")
+	if err != nil || !strings.HasPrefix(h, "$argon2id$v=19$m=65536,t=3,p=2$") {
+		t.Fatalf("hash %q, %v", h, err)
+	}
+	if !CheckPassword(h, "correct horse battery staple") || CheckPassword(h, "correct horse battery stapLe") || CheckPassword("garbage", "x") {
+		t.Fatal("CheckPassword is wrong")
+	}
+	h2, _ := HashPassword("correct horse battery staple")
+	if h == h2 {
+		t.Fatal("no salt")
+	}
+}
+
+func TestTOTPWindowAndReplay(t *testing.T) {
+	secret, url, err := NewTOTP("Gatehouse", "alice")
+	if err != nil || !strings.HasPrefix(url, "otpauth://totp/Gatehouse:alice") {
+		t.Fatalf("%q %v", url, err)
+	}
+	now := time.Unix(1_800_000_015, 0)
+	code := func(at time.Time) string { c, _ := totp.GenerateCode(secret, at); return c }
+	step, err := CheckTOTP(secret, code(now), now, 0)
+	if err != nil || step != now.Unix()/30 {
+		t.Fatalf("current code: %d %v", step, err)
+	}
+	if _, err := CheckTOTP(secret, code(now), now, step); err != ErrBadCode {
+		t.Fatal("a code was accepted twice")
+	}
+	if _, err := CheckTOTP(secret, code(now.Add(30*time.Second)), now, step); err != nil {
+		t.Fatalf("one step of skew ahead: %v", err)
+	}
+	if _, err := CheckTOTP(secret, code(now.Add(-30*time.Second)), now, 0); err != nil {
+		t.Fatalf("one step of skew behind: %v", err)
+	}
+	if _, err := CheckTOTP(secret, code(now.Add(90*time.Second)), now, 0); err != ErrBadCode {
+		t.Fatal("three steps ahead accepted")
+	}
+	for _, bad := range []string{"", "12345", "1234567", "abcdef"} {
+		if _, err := CheckTOTP(secret, bad, now, 0); err != ErrBadCode {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+func TestRecoveryCodes(t *testing.T) {
+	codes, hashes := RecoveryCodes(10)
+	seen := map[string]bool{}
+	for i, c := range codes {
+		if seen[c] || HashRecoveryCode(strings.ToUpper(" "+c+" ")) != hashes[i] {
+			t.Fatalf("code %q", c)
+		}
+		seen[c] = true
+	}
+}
