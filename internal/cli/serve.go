@@ -162,3 +162,38 @@ GATEHOUSE_KEK). It works while the gateway runs. The key is printed once.`,
 		},
 	}
 }
+
+func kekCmd() *command {
+	return &command{name: "kek", short: "Rotate the key-encryption key", sub: []*command{
+		{name: "rotate", short: "Make a new key-encryption key current and re-wrap every sealed secret under it",
+			long: `Generates a new key-encryption key, re-wraps every secret sealed in the store
+(upstream keys, the token and ledger signing keys, the key-hashing secret, TOTP
+secrets) under it in one transaction, and replaces the key file. Stop every
+gateway of the store first: a running gateway holds the old key only. Then
+distribute the new key file (or value) to every replica and start them.
+
+A crash midway leaves a key file with both keys, which opens everything.`,
+			flags: func(fs *flag.FlagSet, o *opts) {
+				o.str(fs, "data-dir", "", "data directory (default ./gatehouse-data)")
+				o.str(fs, "database", "", "postgres://… when the gateway uses PostgreSQL")
+				o.str(fs, "kek-file", "", "key file (default <data-dir>/kek.key)")
+			},
+			run: func(ctx context.Context, e *Env, o *opts, args []string) error {
+				cfg := config.Default()
+				if o.set("data-dir") {
+					cfg.DataDir = o.S("data-dir")
+				}
+				cfg.Database = o.S("database")
+				cfg.KEKFile = o.S("kek-file")
+				if err := cfg.Validate(); err != nil {
+					return err
+				}
+				oldID, newID, n, err := server.RotateKEK(ctx, cfg, slog.New(slog.NewTextHandler(e.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(e.Stdout, "Rotated the key-encryption key %s → %s; re-wrapped %d secrets. Back up %s now.\n", oldID, newID, n, cfg.KEKFile)
+				return nil
+			}},
+	}}
+}

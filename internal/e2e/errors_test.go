@@ -2,10 +2,12 @@ package e2e
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -19,6 +21,7 @@ import (
 	"github.com/gatehouse-gw/gatehouse/client"
 	"github.com/gatehouse-gw/gatehouse/internal/config"
 	"github.com/gatehouse-gw/gatehouse/internal/provider/sim"
+	"github.com/gatehouse-gw/gatehouse/internal/server"
 	"github.com/gatehouse-gw/gatehouse/internal/vkey"
 )
 
@@ -470,5 +473,42 @@ func TestKeyRotation(t *testing.T) {
 	}
 	if recs := f.usageOf(t, f.keyID, 3); len(recs) < 3 {
 		t.Fatalf("usage stays with the key: %d records", len(recs))
+	}
+}
+
+// TestKEKRotation: rotating the key-encryption key re-wraps every sealed
+// secret; after a restart upstream keys, key hashing, signing all still work.
+func TestKEKRotation(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	f := newFixture(t, gwOptions{dataDir: dir})
+	ctx := context.Background()
+	oc := f.openai(f.key)
+	if _, err := oc.Chat.Completions.New(ctx, chatParams("gpt-4o", 2)); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.ReadFile(filepath.Join(dir, "kek.key"))
+	f.stop()
+	code, out, errs := runCLI(t, f.gateway, "kek", "rotate", "--data-dir", dir)
+	if code != 0 || !strings.Contains(out, "re-wrapped") {
+		t.Fatalf("kek rotate: %d %s %s", code, out, errs)
+	}
+	after, _ := os.ReadFile(filepath.Join(dir, "kek.key"))
+	if bytes.Equal(before, after) || strings.Count(string(after), "\n") != 1 {
+		t.Fatalf("key file after rotation: %q", after)
+	}
+	g := startGateway(t, gwOptions{dataDir: dir})
+	f2 := &fixture{gateway: g}
+	oc2 := f2.openai(f.key)
+	if _, err := oc2.Chat.Completions.New(ctx, chatParams("gpt-4o", 2)); err != nil {
+		t.Fatalf("after KEK rotation (key hashing, upstream key): %v", err)
+	}
+	// The old KEK no longer opens anything: restore it and the gateway refuses to start.
+	os.WriteFile(filepath.Join(dir, "kek.key"), before, 0o600)
+	g.stop()
+	cfg := config.Default()
+	cfg.Listen, cfg.AdminListen, cfg.DataDir = "127.0.0.1:0", "127.0.0.1:0", dir
+	cfg.Validate()
+	if _, err := server.Open(ctx, cfg, slog.New(slog.DiscardHandler)); err == nil {
+		t.Fatal("the old KEK still opens the store")
 	}
 }

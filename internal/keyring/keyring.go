@@ -154,16 +154,29 @@ func (kr *Keyring) Open(blob, aad []byte) ([]byte, error) {
 // bytes). When set, it wins over the file.
 const EnvKEK = "GATEHOUSE_KEK"
 
-// LoadKEK returns the KEK from the environment or from path, creating the file
-// with a fresh key and mode 0600 when neither exists. It refuses a file that
-// others can read.
+// LoadKEK returns the current KEK; see LoadKEKs.
 func LoadKEK(path string, getenv func(string) string) (kek []byte, created bool, err error) {
+	keys, created, err := LoadKEKs(path, getenv)
+	if err != nil {
+		return nil, false, err
+	}
+	return keys[0], created, nil
+}
+
+// LoadKEKs returns the KEKs from the environment (comma-separated) or from
+// path (one a line), the current one first and older ones after (they still
+// open what they sealed, during a rotation). It creates the file with a fresh
+// key and mode 0600 when neither exists, and refuses a file that others can read.
+func LoadKEKs(path string, getenv func(string) string) (keys [][]byte, created bool, err error) {
 	if v := strings.TrimSpace(getenv(EnvKEK)); v != "" {
-		k, err := decodeKEK(v)
-		if err != nil {
-			return nil, false, fmt.Errorf("keyring: %s: %w", EnvKEK, err)
+		for _, part := range strings.Split(v, ",") {
+			k, err := decodeKEK(strings.TrimSpace(part))
+			if err != nil {
+				return nil, false, fmt.Errorf("keyring: %s: %w", EnvKEK, err)
+			}
+			keys = append(keys, k)
 		}
-		return k, false, nil
+		return keys, false, nil
 	}
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -180,7 +193,7 @@ func LoadKEK(path string, getenv func(string) string) (kek []byte, created bool,
 		if err := errors.Join(werr, f.Sync(), f.Close()); err != nil {
 			return nil, false, fmt.Errorf("keyring: write key file: %w", err)
 		}
-		return k, true, nil
+		return [][]byte{k}, true, nil
 	}
 	if err != nil {
 		return nil, false, fmt.Errorf("keyring: %w", err)
@@ -192,11 +205,40 @@ func LoadKEK(path string, getenv func(string) string) (kek []byte, created bool,
 	if fi.Mode().Perm()&0o077 != 0 {
 		return nil, false, fmt.Errorf("keyring: key file %s is readable by others (mode %v); chmod 600 it", path, fi.Mode().Perm())
 	}
-	k, err := decodeKEK(strings.TrimSpace(string(b)))
-	if err != nil {
-		return nil, false, fmt.Errorf("keyring: key file %s: %w", path, err)
+	for i, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		k, err := decodeKEK(strings.TrimSpace(line))
+		if err != nil {
+			return nil, false, fmt.Errorf("keyring: key file %s line %d: %w", path, i+1, err)
+		}
+		keys = append(keys, k)
 	}
-	return k, false, nil
+	return keys, false, nil
+}
+
+// WriteKEKs replaces the key file at path with keys (current first), atomically,
+// mode 0600.
+func WriteKEKs(path string, keys [][]byte) error {
+	var b strings.Builder
+	for _, k := range keys {
+		b.WriteString(base64.StdEncoding.EncodeToString(k) + "\n")
+	}
+	tmp := path + ".new"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("keyring: %w", err)
+	}
+	_, werr := f.WriteString(b.String())
+	if err := errors.Join(werr, f.Sync(), f.Close()); err != nil {
+		return fmt.Errorf("keyring: %w", err)
+	}
+	return os.Rename(tmp, path)
+}
+
+// NewKEK returns a fresh key-encryption key.
+func NewKEK() []byte {
+	k := make([]byte, KeySize)
+	rand.Read(k)
+	return k
 }
 
 func decodeKEK(s string) ([]byte, error) {

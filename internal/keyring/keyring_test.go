@@ -97,3 +97,29 @@ func FuzzOpen(f *testing.F) {
 		}
 	})
 }
+
+func TestKEKsFileAndEnv(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "kek")
+	if err := WriteKEKs(path, [][]byte{key(3), key(1)}); err != nil {
+		t.Fatal(err)
+	}
+	keys, _, err := LoadKEKs(path, func(string) string { return "" })
+	if err != nil || len(keys) != 2 || !bytes.Equal(keys[0], key(3)) {
+		t.Fatalf("file with two keys: %d, %v", len(keys), err)
+	}
+	fi, _ := os.Stat(path)
+	if fi.Mode().Perm() != 0o600 {
+		t.Fatalf("mode %v", fi.Mode().Perm())
+	}
+	env := "AwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwM=, AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE="
+	keys, _, err = LoadKEKs(path, func(string) string { return env })
+	if err != nil || len(keys) != 2 || !bytes.Equal(keys[1], key(1)) {
+		t.Fatalf("env with two keys: %d, %v", len(keys), err)
+	}
+	kr, _ := New(keys...)
+	old, _ := New(key(1))
+	blob, _ := old.Seal([]byte("s"), nil)
+	if pt, err := kr.Open(blob, nil); err != nil || string(pt) != "s" {
+		t.Fatal("an older key no longer opens")
+	}
+}

@@ -109,14 +109,14 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server, 
 	if err != nil {
 		return nil, err
 	}
-	kek, created, err := keyring.LoadKEK(cfg.KEKFile, envOrDev(cfg.Dev))
+	keks, created, err := keyring.LoadKEKs(cfg.KEKFile, envOrDev(cfg.Dev))
 	if err != nil {
 		return nil, err
 	}
 	if created {
 		log.Warn("created a new key-encryption key; back it up: without it the upstream keys in the store cannot be read", "file", cfg.KEKFile)
 	}
-	if s.keyring, err = keyring.New(kek); err != nil {
+	if s.keyring, err = keyring.New(keks...); err != nil {
 		return nil, err
 	}
 	hasher, err := s.keyHasher(ctx)
@@ -489,6 +489,50 @@ func OpenStore(ctx context.Context, cfg config.Config) (*sqlstore.DB, func() err
 	return db, db.Close, nil
 }
 
+// RotateKEK makes a new key-encryption key current and re-wraps every sealed
+// secret in the store under it (upstream keys, signing keys, the key-hashing
+// secret, TOTP secrets), in one transaction; then it drops the old key from the
+// key file. Gateways must be stopped: a running one holds the old key only.
+func RotateKEK(ctx context.Context, cfg config.Config, log *slog.Logger) (oldID, newID string, n int, err error) {
+	if os.Getenv(keyring.EnvKEK) != "" {
+		return "", "", 0, fmt.Errorf("%s is set: rotate the key in your secret manager instead (this command rotates the key file)", keyring.EnvKEK)
+	}
+	old, _, err := keyring.LoadKEKs(cfg.KEKFile, func(string) string { return "" })
+	if err != nil {
+		return "", "", 0, err
+	}
+	db, closeFn, err := OpenStore(ctx, cfg)
+	if err != nil {
+		return "", "", 0, err
+	}
+	defer closeFn()
+	fresh := keyring.NewKEK()
+	// Write the new key first, with the old ones after: a crash from here on
+	// leaves a file that opens every blob, whatever was re-wrapped.
+	if err := keyring.WriteKEKs(cfg.KEKFile, append([][]byte{fresh}, old...)); err != nil {
+		return "", "", 0, err
+	}
+	kr, err := keyring.New(append([][]byte{fresh}, old...)...)
+	if err != nil {
+		return "", "", 0, err
+	}
+	n, err = db.Rewrap(ctx, func(blob, aad []byte) ([]byte, error) {
+		pt, err := kr.Open(blob, aad)
+		if err != nil {
+			return nil, err
+		}
+		return kr.Seal(pt, aad)
+	})
+	if err != nil {
+		return "", "", 0, fmt.Errorf("re-wrapping (nothing changed; the key file holds both keys): %w", err)
+	}
+	if err := keyring.WriteKEKs(cfg.KEKFile, [][]byte{fresh}); err != nil {
+		return "", "", 0, err
+	}
+	log.Warn("key-encryption key rotated", "old", keyring.KEKID(old[0]), "new", keyring.KEKID(fresh), "secrets", n)
+	return keyring.KEKID(old[0]), keyring.KEKID(fresh), n, nil
+}
+
 // RecoverAdminKey opens the store of cfg directly (no listeners) and creates a
 // new admin key for the bootstrap principal "admin": the way back in for an
 // operator who lost every admin key but holds the data directory (or database
@@ -510,11 +554,11 @@ func RecoverAdminKey(ctx context.Context, cfg config.Config, log *slog.Logger) (
 	if err != nil {
 		return "", err
 	}
-	kek, _, err := keyring.LoadKEK(cfg.KEKFile, os.Getenv)
+	keks, _, err := keyring.LoadKEKs(cfg.KEKFile, os.Getenv)
 	if err != nil {
 		return "", err
 	}
-	if s.keyring, err = keyring.New(kek); err != nil {
+	if s.keyring, err = keyring.New(keks...); err != nil {
 		return "", err
 	}
 	hasher, err := s.keyHasher(ctx)
