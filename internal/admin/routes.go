@@ -59,6 +59,17 @@ func (h *Handler) routes() {
 	m.HandleFunc("POST /v1/keys/{id}/reinstate", h.authed(h.reinstateKey))
 	m.HandleFunc("POST /v1/keys/{id}/rotate", h.authed(h.rotateKey))
 	m.HandleFunc("POST /v1/tokens/revoke", h.authed(h.revokeTokens))
+	m.HandleFunc("POST /v1/tokens/rotate-signing-key", h.authed(func(w http.ResponseWriter, r *http.Request, who vkey.Key) error {
+		if h.d.RotateTokenKey == nil {
+			return httpx.Errorf(http.StatusNotFound, "not_found", "Token signing is not configured.")
+		}
+		kid, err := h.d.RotateTokenKey(r.Context())
+		if err != nil {
+			return err
+		}
+		writeJSON(w, 200, map[string]any{"kid": kid, "note": "the previous key keeps verifying until the next rotation"})
+		return nil
+	}))
 
 	m.HandleFunc("GET /v1/providers", h.authed(h.listProviders))
 	m.HandleFunc("POST /v1/providers", h.authed(h.createProvider))

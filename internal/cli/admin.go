@@ -702,5 +702,20 @@ func tokensCmd() *command {
 				fmt.Fprintln(e.Stdout, "Revoked; it takes effect on the next request.")
 				return nil
 			}},
+		{name: "rotate-signing-key", short: "Make a new token signing key current (the previous one verifies until the next rotation)", admin: true,
+			run: func(ctx context.Context, e *Env, o *opts, args []string) error {
+				c, err := o.client(e)
+				if err != nil {
+					return err
+				}
+				var out struct {
+					KID string `json:"kid"`
+				}
+				if _, err := c.DoJSON(ctx, "POST", "/v1/tokens/rotate-signing-key", map[string]string{}, &out); err != nil {
+					return err
+				}
+				fmt.Fprintf(e.Stdout, "New token signing key %s; tokens of the previous key keep working until the next rotation.\n", out.KID)
+				return nil
+			}},
 	}}
 }

@@ -282,3 +282,32 @@ func TestWorkloadIdentity(t *testing.T) {
 		t.Fatalf("federated call usage under key wif:ci: %d", len(recs))
 	}
 }
+
+// TestTokenKeyRotation: JWKS serves old and new keys during the overlap.
+func TestTokenKeyRotation(t *testing.T) {
+	f := newFixture(t, gwOptions{})
+	_, a := postToken(t, f.dataURL, url.Values{"grant_type": {"client_credentials"}, "client_secret": {f.key}}, nil)
+	if code, out, errs := runCLI(t, f.gateway, "tokens", "rotate-signing-key"); code != 0 {
+		t.Fatalf("rotate: %s %s", out, errs)
+	}
+	_, b := postToken(t, f.dataURL, url.Values{"grant_type": {"client_credentials"}, "client_secret": {f.key}}, nil)
+	for name, tok := range map[string]string{"old key": a.AccessToken, "new key": b.AccessToken} {
+		if s, _ := chatWith(t, f.dataURL, "Bearer "+tok, ""); s != 200 {
+			t.Fatalf("%s token during the overlap: %d", name, s)
+		}
+	}
+	resp, _ := http.Get(f.dataURL + "/.well-known/jwks.json")
+	var set jose.JSONWebKeySet
+	json.NewDecoder(resp.Body).Decode(&set)
+	resp.Body.Close()
+	if len(set.Keys) != 2 {
+		t.Fatalf("JWKS during the overlap: %d keys", len(set.Keys))
+	}
+	runCLI(t, f.gateway, "tokens", "rotate-signing-key")
+	if s, c := chatWith(t, f.dataURL, "Bearer "+a.AccessToken, ""); s != 401 || c != "invalid_token" {
+		t.Fatalf("a token two rotations old: %d %q", s, c)
+	}
+	if s, _ := chatWith(t, f.dataURL, "Bearer "+b.AccessToken, ""); s != 200 {
+		t.Fatalf("a token one rotation old: %d", s)
+	}
+}

@@ -7,6 +7,7 @@ package server
 import (
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -287,6 +288,13 @@ func (s *Server) Reload(ctx context.Context) error {
 			return fmt.Errorf("reload: %w", err)
 		}
 		s.tokens.Revocations(jtis, cutoffs)
+		seeds, err := s.tokenSeeds(ctx)
+		if err != nil {
+			return fmt.Errorf("reload: %w", err)
+		}
+		if err := s.tokens.SetKeys(seeds); err != nil {
+			return fmt.Errorf("reload: %w", err)
+		}
 	}
 	prev := s.snap.Load()
 	s.snap.Store(&config.Snapshot{Generation: gen, Router: provider.NewRouter(ups, fallback), Prices: pricing.NewTable(pricing.Defaults(), overrides), Budgets: budgets, Limits: limits, Policies: policies, PolicyVer: pver})
@@ -358,29 +366,74 @@ func (s *Server) openLedger(ctx context.Context) (*ledger.Log, error) {
 	return l, nil
 }
 
-// openTokens loads the token signing key (sealed under the KEK; created on
+// Token signing keys are a sealed JSON list of Ed25519 seeds, current first;
+// the previous one keeps verifying after a rotation.
+const tokenKeysSecret = "token_signing_keys"
+
+func tokenKeysAAD() []byte { return []byte("server-secret/" + tokenKeysSecret) }
+
+// openTokens loads the token signing keys (sealed under the KEK; created on
 // first start).
 func (s *Server) openTokens(ctx context.Context) (*token.Issuer, error) {
-	const name = "token_signing_key"
-	aad := []byte("server-secret/" + name)
-	sealed, err := s.keyring.Seal(token.NewKey(), aad)
+	b, _ := json.Marshal([][]byte{token.NewKey()})
+	sealed, err := s.keyring.Seal(b, tokenKeysAAD())
 	if err != nil {
 		return nil, err
 	}
-	stored, err := s.db.PutSecretIfAbsent(ctx, name, sealed)
-	if err != nil {
+	if _, err := s.db.PutSecretIfAbsent(ctx, tokenKeysSecret, sealed); err != nil {
 		return nil, fmt.Errorf("tokens: %w", err)
 	}
-	seed, err := s.keyring.Open(stored, aad)
+	seeds, err := s.tokenSeeds(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("token signing key: %w", err)
+		return nil, err
 	}
-	iss, err := token.New(seed, s.cfg.Tokens.Issuer, s.cfg.Tokens.Issuer)
+	iss, err := token.New(seeds[0], s.cfg.Tokens.Issuer, s.cfg.Tokens.Issuer, seeds[1:]...)
 	if err != nil {
 		return nil, err
 	}
 	iss.TTL = s.cfg.Tokens.TTL.D()
 	return iss, nil
+}
+
+func (s *Server) tokenSeeds(ctx context.Context) ([][]byte, error) {
+	stored, err := s.db.Secret(ctx, tokenKeysSecret)
+	if err != nil {
+		return nil, fmt.Errorf("tokens: %w", err)
+	}
+	raw, err := s.keyring.Open(stored, tokenKeysAAD())
+	if err != nil {
+		return nil, fmt.Errorf("token signing keys: %w", err)
+	}
+	var seeds [][]byte
+	if err := json.Unmarshal(raw, &seeds); err != nil || len(seeds) == 0 {
+		return nil, fmt.Errorf("token signing keys: corrupt")
+	}
+	return seeds, nil
+}
+
+// RotateTokenKey makes a new token signing key current; the previous one keeps
+// verifying (and stays in the JWKS) until the next rotation, so rotate at most
+// once per token lifetime. It returns the new key id.
+func (s *Server) RotateTokenKey(ctx context.Context) (string, error) {
+	seeds, err := s.tokenSeeds(ctx)
+	if err != nil {
+		return "", err
+	}
+	next := [][]byte{token.NewKey(), seeds[0]}
+	b, _ := json.Marshal(next)
+	sealed, err := s.keyring.Seal(b, tokenKeysAAD())
+	if err != nil {
+		return "", err
+	}
+	if err := s.db.SetSecret(ctx, tokenKeysSecret, sealed); err != nil {
+		return "", err
+	}
+	if err := s.Reload(ctx); err != nil {
+		return "", err
+	}
+	kid := s.tokens.JWKS().Keys[0].KeyID
+	s.log.Warn("token signing key rotated", "kid", kid)
+	return kid, nil
 }
 
 // Tokens returns the token issuer.
@@ -634,7 +687,7 @@ func (s *Server) buildHTTP() {
 		Snapshot: func() admin.Snapshot { return adminSnapshot{s.Snapshot()} }, DevAdminKeyHash: devHash, Log: s.log,
 		Spend: s.budgets.Statuses, ResetBreaker: s.breaker.Reset, Ledger: s.ledger, LogHandler: s.ledger.Handler(),
 		PolicyZone: zoneOf(s.cfg.PolicyTimeZone), TokenTTL: s.cfg.Tokens.TTL.D(),
-		SessionTTL: s.cfg.SessionTTL.D(), RequireMFA: s.cfg.RequireMFA,
+		SessionTTL: s.cfg.SessionTTL.D(), RequireMFA: s.cfg.RequireMFA, RotateTokenKey: s.RotateTokenKey,
 	})
 	s.admin = &http.Server{Handler: adm, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute, ErrorLog: errLog}
 }

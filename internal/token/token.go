@@ -53,12 +53,12 @@ type Issuer struct {
 	issuer   string
 	audience string
 	TTL      time.Duration
-	signer   jose.Signer
-	keys     jose.JSONWebKeySet // public keys, current first
 	now      func() time.Time
 
 	mu            sync.RWMutex
-	cache         map[string]Claims // raw token → claims, until exp
+	signer        jose.Signer        // the current key
+	keys          jose.JSONWebKeySet // public keys: current first, then older ones still verifying
+	cache         map[string]Claims  // raw token → claims, until exp
 	revokedJTI    map[string]time.Time
 	revokedBefore map[string]time.Time // principal → tokens issued before are revoked
 }
@@ -69,33 +69,58 @@ func NewKey() []byte {
 	return priv.Seed()
 }
 
-// New returns an Issuer signing with seed (ed25519.SeedSize bytes) under
-// issuer name iss for audience aud.
-func New(seed []byte, iss, aud string) (*Issuer, error) {
-	if len(seed) != ed25519.SeedSize {
-		return nil, errors.New("token: signing key must be an Ed25519 seed")
-	}
-	priv := ed25519.NewKeyFromSeed(seed)
-	pub := jose.JSONWebKey{Key: priv.Public(), Algorithm: string(jose.EdDSA), Use: "sig"}
-	tp, err := pub.Thumbprint(crypto256)
-	if err != nil {
+// New returns an Issuer signing with the first of seeds (Ed25519 seeds) and
+// verifying with all of them, under issuer name iss for audience aud.
+func New(seed []byte, iss, aud string, older ...[]byte) (*Issuer, error) {
+	i := &Issuer{issuer: iss, audience: aud, TTL: 15 * time.Minute, now: time.Now,
+		cache: map[string]Claims{}, revokedJTI: map[string]time.Time{}, revokedBefore: map[string]time.Time{}}
+	if err := i.SetKeys(append([][]byte{seed}, older...)); err != nil {
 		return nil, err
 	}
-	pub.KeyID = base64.RawURLEncoding.EncodeToString(tp)[:16]
-	s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.EdDSA, Key: jose.JSONWebKey{Key: priv, KeyID: pub.KeyID}},
-		(&jose.SignerOptions{}).WithType("at+jwt"))
-	if err != nil {
-		return nil, err
+	return i, nil
+}
+
+// SetKeys replaces the signing keys (rotation): the first signs, all verify.
+func (i *Issuer) SetKeys(seeds [][]byte) error {
+	var set jose.JSONWebKeySet
+	var signer jose.Signer
+	for n, seed := range seeds {
+		if len(seed) != ed25519.SeedSize {
+			return errors.New("token: signing key must be an Ed25519 seed")
+		}
+		priv := ed25519.NewKeyFromSeed(seed)
+		pub := jose.JSONWebKey{Key: priv.Public(), Algorithm: string(jose.EdDSA), Use: "sig"}
+		tp, err := pub.Thumbprint(crypto256)
+		if err != nil {
+			return err
+		}
+		pub.KeyID = base64.RawURLEncoding.EncodeToString(tp)[:16]
+		set.Keys = append(set.Keys, pub)
+		if n == 0 {
+			s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.EdDSA, Key: jose.JSONWebKey{Key: priv, KeyID: pub.KeyID}},
+				(&jose.SignerOptions{}).WithType("at+jwt"))
+			if err != nil {
+				return err
+			}
+			signer = s
+		}
 	}
-	return &Issuer{issuer: iss, audience: aud, TTL: 15 * time.Minute, signer: s, keys: jose.JSONWebKeySet{Keys: []jose.JSONWebKey{pub}},
-		now: time.Now, cache: map[string]Claims{}, revokedJTI: map[string]time.Time{}, revokedBefore: map[string]time.Time{}}, nil
+	i.mu.Lock()
+	i.signer, i.keys = signer, set
+	clear(i.cache)
+	i.mu.Unlock()
+	return nil
 }
 
 // SetClock replaces the clock (tests).
 func (i *Issuer) SetClock(now func() time.Time) { i.now = now }
 
-// JWKS returns the public keys.
-func (i *Issuer) JWKS() jose.JSONWebKeySet { return i.keys }
+// JWKS returns the public keys: the current one and those still verifying.
+func (i *Issuer) JWKS() jose.JSONWebKeySet {
+	i.mu.RLock()
+	defer i.mu.RUnlock()
+	return i.keys
+}
 
 // Issue signs c, filling issuer, audience, times and a random id. It returns
 // the token and its lifetime.
@@ -104,7 +129,10 @@ func (i *Issuer) Issue(c Claims) (string, time.Duration, error) {
 	c.Issuer, c.Audience = i.issuer, jwt.Audience{i.audience}
 	c.IssuedAt, c.NotBefore, c.Expiry = jwt.NewNumericDate(now), jwt.NewNumericDate(now.Add(-5*time.Second)), jwt.NewNumericDate(now.Add(i.TTL))
 	c.ID = vkey.NewID("tok")
-	raw, err := jwt.Signed(i.signer).Claims(c).Serialize()
+	i.mu.RLock()
+	signer := i.signer
+	i.mu.RUnlock()
+	raw, err := jwt.Signed(signer).Claims(c).Serialize()
 	return raw, i.TTL, err
 }
 
@@ -119,7 +147,19 @@ func (i *Issuer) Verify(raw string) (Claims, error) {
 		if err != nil {
 			return Claims{}, fmt.Errorf("%w: %v", ErrInvalid, err)
 		}
-		if err := tok.Claims(i.keys.Keys[0].Key, &c); err != nil {
+		i.mu.RLock()
+		keys := i.keys
+		i.mu.RUnlock()
+		var key any
+		if len(tok.Headers) > 0 {
+			if ks := keys.Key(tok.Headers[0].KeyID); len(ks) > 0 {
+				key = ks[0].Key
+			}
+		}
+		if key == nil {
+			return Claims{}, fmt.Errorf("%w: signed by an unknown key", ErrInvalid)
+		}
+		if err := tok.Claims(key, &c); err != nil {
 			return Claims{}, fmt.Errorf("%w: %v", ErrInvalid, err)
 		}
 		if err := c.Claims.ValidateWithLeeway(jwt.Expected{Issuer: i.issuer, AnyAudience: jwt.Audience{i.audience}, Time: now}, 0); err != nil {

@@ -225,3 +225,31 @@ func BenchmarkDPoPCheck(b *testing.B) {
 		n++
 	}
 }
+
+// TestKeyRotation: after a rotation new tokens are signed with the new key,
+// and tokens of the previous key verify until it is dropped.
+func TestKeyRotation(t *testing.T) {
+	clk := &clock{t: time.Now()}
+	first := NewKey()
+	i, _ := New(first, "gatehouse", "gatehouse")
+	i.SetClock(clk.now)
+	old, _, _ := i.Issue(Claims{})
+	second := NewKey()
+	if err := i.SetKeys([][]byte{second, first}); err != nil {
+		t.Fatal(err)
+	}
+	fresh, _, _ := i.Issue(Claims{})
+	if _, err := i.Verify(old); err != nil {
+		t.Fatalf("old-key token during the overlap: %v", err)
+	}
+	if _, err := i.Verify(fresh); err != nil {
+		t.Fatalf("new-key token: %v", err)
+	}
+	if n := len(i.JWKS().Keys); n != 2 {
+		t.Fatalf("JWKS during the overlap has %d keys", n)
+	}
+	i.SetKeys([][]byte{second})
+	if _, err := i.Verify(old); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("old-key token after the overlap: %v", err)
+	}
+}

@@ -186,6 +186,20 @@ func (s *DB) PutSecretIfAbsent(ctx context.Context, name string, sealed []byte) 
 	return s.Secret(ctx, name)
 }
 
+// SetSecret stores sealed under name, replacing what was there, and bumps the
+// config generation so that replicas reload it (key rotation).
+func (s *DB) SetSecret(ctx context.Context, name string, sealed []byte) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		if _, err := s.exec(ctx, tx, `DELETE FROM secrets WHERE name = ?`, name); err != nil {
+			return err
+		}
+		if _, err := s.exec(ctx, tx, `INSERT INTO secrets (name, sealed, created_at) VALUES (?, ?, ?)`, name, sealed, micros(time.Now())); err != nil {
+			return err
+		}
+		return s.bumpConfig(ctx, tx)
+	})
+}
+
 func micros(t time.Time) int64 { return t.UnixMicro() }
 
 func fromMicros(v int64) time.Time { return time.UnixMicro(v).UTC() }
