@@ -12,6 +12,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -510,5 +512,55 @@ func TestKEKRotation(t *testing.T) {
 	cfg.Validate()
 	if _, err := server.Open(ctx, cfg, slog.New(slog.DiscardHandler)); err == nil {
 		t.Fatal("the old KEK still opens the store")
+	}
+}
+
+// TestUpstreamKeyRotation: add a new upstream key, retire the old one upstream
+// and in Gatehouse, under steady traffic: no call fails.
+func TestUpstreamKeyRotation(t *testing.T) {
+	f := newFixture(t, gwOptions{})
+	ctx := context.Background()
+	p, err := f.admin.Provider(ctx, "fake-openai")
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldKeyID := p.Keys[0].ID
+	const newKey = "sk-upstream-NEW-abcdef0123456789"
+	var failures, calls atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			oc := f.openai(f.key)
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				calls.Add(1)
+				if _, err := oc.Chat.Completions.New(ctx, chatParams("gpt-4o", 2)); err != nil {
+					failures.Add(1)
+					t.Logf("call failed: %v", err)
+				}
+			}
+		})
+	}
+	time.Sleep(200 * time.Millisecond)
+	f.up.SetKeys(upstreamKey, newKey) // 1. the provider issues a new key
+	if _, err := f.admin.AddProviderKey(ctx, "fake-openai", newKey); err != nil {
+		t.Fatal(err) // 2. Gatehouse uses both
+	}
+	time.Sleep(200 * time.Millisecond)
+	f.up.SetKeys(newKey) // 3. the provider revokes the old key: calls on it are retried on the new one
+	time.Sleep(200 * time.Millisecond)
+	if err := f.admin.DeleteProviderKey(ctx, "fake-openai", oldKeyID); err != nil {
+		t.Fatal(err) // 4. Gatehouse retires it
+	}
+	time.Sleep(200 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	if failures.Load() != 0 || calls.Load() < 20 {
+		t.Fatalf("%d of %d calls failed during the rotation", failures.Load(), calls.Load())
 	}
 }

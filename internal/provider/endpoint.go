@@ -49,10 +49,16 @@ func NewUpstream(p Provider, keys []APIKey, client *http.Client) *Upstream {
 // KeyCount returns how many keys the upstream holds.
 func (u *Upstream) KeyCount() int { return len(u.keys) }
 
-// NewRequest builds the upstream request for ep with body, copying from in only
-// the caller headers that the protocol defines as the caller's to choose. The
-// caller's own credential is never forwarded.
-func (u *Upstream) NewRequest(r *http.Request, ep Endpoint, body []byte) (*http.Request, error) {
+// NextSlot draws the key slot a call starts at: calls spread over the keys
+// round-robin, and attempt i of a call uses slot+i, so a retry always moves to
+// the next key whatever other calls do meanwhile.
+func (u *Upstream) NextSlot() uint64 { return u.next.Add(1) - 1 }
+
+// NewRequest builds the upstream request for ep with body, using the key at
+// slot (modulo the pool), copying from r only the caller headers that the
+// protocol defines as the caller's to choose. The caller's own credential is
+// never forwarded.
+func (u *Upstream) NewRequest(r *http.Request, ep Endpoint, body []byte, slot uint64) (*http.Request, error) {
 	req, err := http.NewRequestWithContext(r.Context(), http.MethodPost, u.BaseURL+ep.Path, strings.NewReader(string(body)))
 	if err != nil {
 		return nil, fmt.Errorf("provider: %s: %w", u.Name, err)
@@ -64,7 +70,7 @@ func (u *Upstream) NewRequest(r *http.Request, ep Endpoint, body []byte) (*http.
 	}
 	var key APIKey
 	if n := len(u.keys); n > 0 {
-		key = u.keys[(u.next.Add(1)-1)%uint64(n)]
+		key = u.keys[slot%uint64(n)]
 	}
 	switch u.Type {
 	case TypeAnthropic:
@@ -88,12 +94,14 @@ func (u *Upstream) NewRequest(r *http.Request, ep Endpoint, body []byte) (*http.
 }
 
 // Retryable reports whether a failed attempt may be retried on another key
-// before anything reached the client: connection failures, 429 and 5xx.
+// before anything reached the client: connection failures, 429, 5xx, and a
+// refused credential (401, 403: one key of the pool may be revoked upstream
+// while the others work, as during a rotation).
 func Retryable(status int, err error) bool {
 	if err != nil {
 		return true
 	}
-	return status == http.StatusTooManyRequests || status >= 500
+	return status == http.StatusTooManyRequests || status >= 500 || status == http.StatusUnauthorized || status == http.StatusForbidden
 }
 
 // RetryDelay is the pause before attempt n (1-based) of a retried call.

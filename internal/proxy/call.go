@@ -305,11 +305,12 @@ func settlement(rec *usage.Record, hold *budget.Hold, upstreamStarted bool) int6
 	return rec.CostMicros
 }
 
-// roundTrip sends the call upstream. A connection failure, a 429 or a 5xx is
-// retried on the provider's next key (up to three attempts), which is safe
-// because nothing has reached the caller yet.
+// roundTrip sends the call upstream. A connection failure, a refused
+// credential, a 429 or a 5xx is retried on the provider's next key (up to
+// three attempts), which is safe because nothing has reached the caller yet.
 func (h *Handler) roundTrip(r *http.Request, up *provider.Upstream, ep provider.Endpoint, body []byte) (*http.Response, error) {
 	attempts := min(max(up.KeyCount(), 1), 3)
+	slot := up.NextSlot()
 	var lastErr error
 	for i := 1; i <= attempts; i++ {
 		if i > 1 {
@@ -319,7 +320,7 @@ func (h *Handler) roundTrip(r *http.Request, up *provider.Upstream, ep provider.
 				return nil, r.Context().Err()
 			}
 		}
-		req, err := up.NewRequest(r, ep, body)
+		req, err := up.NewRequest(r, ep, body, slot+uint64(i-1))
 		if err != nil {
 			return nil, err
 		}

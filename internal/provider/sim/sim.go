@@ -41,10 +41,11 @@ type Fault struct {
 
 // Handler is the simulated provider.
 type Handler struct {
-	apiKey string // when set, requests must carry it
+	apiKey string // when set, requests must carry it (or one of keys)
 
 	mu    sync.Mutex
 	fault Fault
+	keys  []string // SetKeys: the accepted keys, replacing apiKey
 
 	Calls atomic.Int64 // requests received on generation endpoints
 	clock func() time.Time
@@ -53,6 +54,13 @@ type Handler struct {
 // New returns a simulator; apiKey "" accepts any credential.
 func New(apiKey string) *Handler {
 	return &Handler{apiKey: apiKey, clock: time.Now}
+}
+
+// SetKeys replaces the accepted credentials (an upstream rotating its keys).
+func (h *Handler) SetKeys(keys ...string) {
+	h.mu.Lock()
+	h.keys = keys
+	h.mu.Unlock()
 }
 
 // SetFault sets the misbehaviour for requests from now on.
@@ -149,14 +157,24 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) authorized(r *http.Request, anthropic bool) bool {
-	if h.apiKey == "" {
-		return true
+	h.mu.Lock()
+	keys := h.keys
+	h.mu.Unlock()
+	if keys == nil {
+		if h.apiKey == "" {
+			return true
+		}
+		keys = []string{h.apiKey}
 	}
 	got := bearer(r)
 	if anthropic {
 		got = r.Header.Get("x-api-key")
 	}
-	return subtle.ConstantTimeCompare([]byte(got), []byte(h.apiKey)) == 1
+	ok := false
+	for _, k := range keys {
+		ok = ok || subtle.ConstantTimeCompare([]byte(got), []byte(k)) == 1
+	}
+	return ok
 }
 
 func bearer(r *http.Request) string {
