@@ -90,6 +90,8 @@ type Deps struct {
 	SessionTTL time.Duration
 	// RequireMFA refuses logins of users without TOTP.
 	RequireMFA bool
+	// MaxKeyAge caps the expiry of new keys (0: no limit).
+	MaxKeyAge time.Duration
 	// RotateTokenKey makes a new token signing key current.
 	RotateTokenKey func(ctx context.Context) (string, error)
 	// DevAdminKeyHash, in dev mode, is the hash of a free-form admin key.

@@ -390,6 +390,11 @@ func (h *Handler) createKey(w http.ResponseWriter, r *http.Request, _ vkey.Key) 
 	if exp != nil && !exp.After(now) {
 		return badRequest("expires_at", "expires_at is in the past")
 	}
+	if h.d.MaxKeyAge > 0 { // the organisation's maximum key age caps every key
+		if limit := now.Add(h.d.MaxKeyAge); exp == nil || exp.After(limit) {
+			exp = &limit
+		}
+	}
 	if in.Name != "" && len(in.Name) > 128 {
 		return badRequest("name", "name longer than 128 characters")
 	}

@@ -51,12 +51,20 @@ type Config struct {
 	PolicyTimeZone string   `yaml:"policy_time_zone"` // the zone of context.hour and context.weekday in policies
 	Tokens         Tokens   `yaml:"tokens"`
 	RequireMFA     bool     `yaml:"require_mfa"` // users log in only with TOTP
+	Keys           Keys     `yaml:"keys"`
 	SessionTTL     Duration `yaml:"session_ttl"` // admin API login sessions
 	// WorkloadIdentity lists trusted OIDC issuers whose tokens are exchanged for Gatehouse tokens.
 	WorkloadIdentity []token.TrustedIssuer `yaml:"workload_identity"`
 
 	LogLevel  string `yaml:"log_level"`  // debug, info, warn, error
 	LogFormat string `yaml:"log_format"` // text or json
+}
+
+// Keys configures key lifetimes.
+type Keys struct {
+	MaxAge        Duration `yaml:"max_age"`        // no key lives longer (since creation or rotation); 0: no limit
+	ExpiryWarning Duration `yaml:"expiry_warning"` // owners are warned (alert webhook) this long before a key expires
+	CheckInterval Duration `yaml:"check_interval"` // how often expiring keys are looked for
 }
 
 // Tokens configures short-lived access tokens (package token).
@@ -122,6 +130,7 @@ func Default() Config {
 		PolicyTimeZone:         "UTC",
 		Tokens:                 Tokens{Issuer: "gatehouse", TTL: Duration(15 * time.Minute)},
 		SessionTTL:             Duration(12 * time.Hour),
+		Keys:                   Keys{ExpiryWarning: Duration(7 * 24 * time.Hour), CheckInterval: Duration(time.Hour)},
 		Ledger:                 Ledger{Origin: "gatehouse.local/log", CheckpointInterval: Duration(time.Second)},
 		Breaker:                Breaker{Enabled: true, Window: Duration(5 * time.Minute), Ceiling: "5.00", BaselineMultiple: 10, MinSpend: "1.00"},
 		LogLevel:               "info",
@@ -249,6 +258,9 @@ func (c *Config) Validate() error {
 	}
 	if _, err := time.LoadLocation(c.PolicyTimeZone); err != nil {
 		errs = append(errs, fmt.Errorf("policy_time_zone %q: %v", c.PolicyTimeZone, err))
+	}
+	if c.Keys.MaxAge < 0 || c.Keys.ExpiryWarning < 0 || c.Keys.CheckInterval <= 0 {
+		errs = append(errs, errors.New("keys: max_age and expiry_warning must not be negative, check_interval positive"))
 	}
 	if c.Tokens.Issuer == "" || c.Tokens.TTL <= 0 || c.Tokens.TTL.D() > 24*time.Hour {
 		errs = append(errs, errors.New("tokens: issuer must be set and ttl between 1s and 24h"))

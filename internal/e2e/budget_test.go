@@ -15,6 +15,7 @@ import (
 	"github.com/openai/openai-go/v3"
 
 	"github.com/gatehouse-gw/gatehouse/client"
+	"github.com/gatehouse-gw/gatehouse/internal/config"
 	"github.com/gatehouse-gw/gatehouse/internal/provider/providertest"
 	"github.com/gatehouse-gw/gatehouse/internal/provider/sim"
 	"github.com/gatehouse-gw/gatehouse/internal/proxy"
@@ -351,4 +352,32 @@ func TestBudgetCLI(t *testing.T) {
 		t.Fatalf("limits list:\n%s", out)
 	}
 	run("budgets", "delete", b.ID)
+}
+
+// TestKeyMaxAgeAndWarnings: with a maximum key age, new keys get an expiry
+// and owners are warned once before keys expire.
+func TestKeyMaxAgeAndWarnings(t *testing.T) {
+	hook := newWebhook(t)
+	t.Setenv("GATEHOUSE_ALERT_WEBHOOK_SECRET", "whsec-test")
+	f := newFixture(t, gwOptions{mutate: func(c *configT) {
+		c.AlertWebhookURL = hook.url
+		c.Keys.MaxAge = config.Duration(24 * time.Hour)
+		c.Keys.ExpiryWarning = config.Duration(48 * time.Hour)
+		c.Keys.CheckInterval = config.Duration(100 * time.Millisecond)
+	}})
+	k, err := f.admin.Key(context.Background(), f.keyID)
+	if err != nil || k.ExpiresAt == nil || time.Until(*k.ExpiresAt) > 24*time.Hour || time.Until(*k.ExpiresAt) < 23*time.Hour {
+		t.Fatalf("a new key under max_age 24h: %+v %v", k.ExpiresAt, err)
+	}
+	got := hook.wait(t, 2)
+	time.Sleep(300 * time.Millisecond) // more checks run: still one alert per key
+	seen := map[string]int{}
+	for _, a := range hook.all() {
+		if a["kind"] == "key_expiring" {
+			seen[a["details"].(map[string]any)["key_id"].(string)]++
+		}
+	}
+	if seen[f.keyID] != 1 || len(got) < 2 {
+		t.Fatalf("expiry warnings: %v", seen)
+	}
 }

@@ -124,7 +124,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server, 
 	if err != nil {
 		return nil, err
 	}
-	s.verifier = vkey.NewVerifier(s.db, hasher, vkey.VerifierOptions{TTL: cfg.KeyCacheTTL.D(), Logger: log})
+	s.verifier = vkey.NewVerifier(s.db, hasher, vkey.VerifierOptions{TTL: cfg.KeyCacheTTL.D(), Logger: log, MaxAge: cfg.Keys.MaxAge.D()})
 	s.auth = auth.New(s.verifier, s.db, cfg.KeyCacheTTL.D())
 	s.usage = usage.NewWriter(s.db, log)
 	s.alerts = alert.New(cfg.AlertWebhookURL, []byte(os.Getenv(EnvAlertSecret)), log)
@@ -687,7 +687,7 @@ func (s *Server) buildHTTP() {
 		Snapshot: func() admin.Snapshot { return adminSnapshot{s.Snapshot()} }, DevAdminKeyHash: devHash, Log: s.log,
 		Spend: s.budgets.Statuses, ResetBreaker: s.breaker.Reset, Ledger: s.ledger, LogHandler: s.ledger.Handler(),
 		PolicyZone: zoneOf(s.cfg.PolicyTimeZone), TokenTTL: s.cfg.Tokens.TTL.D(),
-		SessionTTL: s.cfg.SessionTTL.D(), RequireMFA: s.cfg.RequireMFA, RotateTokenKey: s.RotateTokenKey,
+		SessionTTL: s.cfg.SessionTTL.D(), RequireMFA: s.cfg.RequireMFA, RotateTokenKey: s.RotateTokenKey, MaxKeyAge: s.cfg.Keys.MaxAge.D(),
 	})
 	s.admin = &http.Server{Handler: adm, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute, ErrorLog: errLog}
 }
@@ -714,6 +714,7 @@ func (s *Server) Run(ctx context.Context) error {
 	wg.Go(func() { s.pollConfig(bg) })
 	wg.Go(func() { s.budgets.Run(bg) })
 	wg.Go(func() { s.alerts.Run(bg) })
+	wg.Go(func() { s.warnExpiringKeys(bg) })
 	usageCtx, stopUsage := context.WithCancel(context.WithoutCancel(ctx))
 	usageDone := make(chan struct{})
 	go func() { s.usage.Run(usageCtx); close(usageDone) }()
@@ -759,6 +760,40 @@ func serve(srv *http.Server, ln net.Listener) error {
 		return err
 	}
 	return nil
+}
+
+// warnExpiringKeys alerts (webhook and log) once per key and expiry time when
+// a key will expire within keys.expiry_warning, so its owner can rotate it.
+func (s *Server) warnExpiringKeys(ctx context.Context) {
+	if s.cfg.Keys.ExpiryWarning <= 0 {
+		return
+	}
+	t := time.NewTicker(s.cfg.Keys.CheckInterval.D())
+	defer t.Stop()
+	for {
+		keys, err := s.db.ListKeys(ctx, vkey.Filter{})
+		if err != nil && ctx.Err() == nil {
+			s.log.Warn("key expiry check failed", "err", err)
+		}
+		now := time.Now()
+		for _, k := range keys {
+			exp := k.Expiry(s.cfg.Keys.MaxAge.D())
+			if exp == nil || exp.Before(now) || exp.Sub(now) > s.cfg.Keys.ExpiryWarning.D() {
+				continue
+			}
+			if first, err := s.db.MarkKeyWarned(ctx, k.ID, *exp); err != nil || !first {
+				continue
+			}
+			s.alerts.Send(alert.Alert{Kind: "key_expiring",
+				Message: fmt.Sprintf("key %s (%s) of principal %s expires at %s; rotate it (gatehouse keys rotate %s)", k.ID, k.Name, k.PrincipalID, exp.UTC().Format(time.RFC3339), k.ID),
+				Details: map[string]any{"key_id": k.ID, "principal_id": k.PrincipalID, "team_id": k.TeamID, "expires_at": exp.UTC()}})
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // recoverLedger closes, on a shared database, the calls left open by replicas

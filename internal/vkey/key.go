@@ -110,6 +110,22 @@ func (s Scope) AllowsAddr(addr netip.Addr) bool {
 	return false
 }
 
+// Expiry returns when k stops working: its expiry, or, with a maximum key age,
+// its creation (or last rotation) plus maxAge, whichever is first; nil: never.
+func (k Key) Expiry(maxAge time.Duration) *time.Time {
+	exp := k.ExpiresAt
+	if maxAge > 0 {
+		born := k.CreatedAt
+		if k.RotatedAt != nil {
+			born = *k.RotatedAt
+		}
+		if byAge := born.Add(maxAge); exp == nil || byAge.Before(*exp) {
+			exp = &byAge
+		}
+	}
+	return exp
+}
+
 // State returns why k cannot be used at now, or nil.
 func (k Key) State(now time.Time) error {
 	if k.RevokedAt != nil && !now.Before(*k.RevokedAt) {

@@ -21,6 +21,7 @@ type Verifier struct {
 	store  Store
 	hasher *Hasher
 	ttl    time.Duration
+	maxAge time.Duration
 	now    func() time.Time
 	log    *slog.Logger
 
@@ -40,6 +41,7 @@ type VerifierOptions struct {
 	TTL    time.Duration    // default 2s
 	Now    func() time.Time // default time.Now
 	Logger *slog.Logger
+	MaxAge time.Duration // keys older than this (since creation or rotation) are expired; 0: no limit
 }
 
 // NewVerifier returns a Verifier over st.
@@ -53,7 +55,7 @@ func NewVerifier(st Store, h *Hasher, o VerifierOptions) *Verifier {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Verifier{store: st, hasher: h, ttl: o.TTL, now: o.Now, log: o.Logger,
+	return &Verifier{store: st, hasher: h, ttl: o.TTL, maxAge: o.MaxAge, now: o.Now, log: o.Logger,
 		cache: make(map[string]cacheEntry), used: make(map[string]time.Time)}
 }
 
@@ -105,6 +107,9 @@ func (v *Verifier) lookup(ctx context.Context, hash string) (Key, error) {
 	}
 	if err := e.key.State(now); err != nil {
 		return Key{}, err
+	}
+	if exp := e.key.Expiry(v.maxAge); exp != nil && !now.Before(*exp) {
+		return Key{}, ErrExpired
 	}
 	if e.key.Hash != hash { // the previous secret of a rotated key
 		if e.key.PrevValidUntil == nil || !now.Before(*e.key.PrevValidUntil) {

@@ -184,3 +184,29 @@ func TestRotationGrace(t *testing.T) {
 		}
 	}
 }
+
+// TestMaxAge: with a maximum key age, a key works until created+maxAge and
+// not after; a rotation renews it.
+func TestMaxAge(t *testing.T) {
+	ctx := context.Background()
+	h, _ := NewHasher([]byte(strings.Repeat("s", 32)))
+	st := &memStore{keys: map[string]Key{}, touched: map[string]time.Time{}}
+	born := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	clk := &clock{t: born}
+	v := NewVerifier(st, h, VerifierOptions{TTL: time.Nanosecond, Now: clk.now, MaxAge: 90 * 24 * time.Hour})
+	s := Generate(KindVirtual)
+	st.CreateKey(ctx, Key{ID: "key_m", Kind: KindVirtual, Hash: h.Hash(s), CreatedAt: born})
+	clk.t = born.Add(90*24*time.Hour - time.Second)
+	if _, err := v.Verify(ctx, s.Reveal(), KindVirtual); err != nil {
+		t.Fatalf("1 s before the maximum age: %v", err)
+	}
+	clk.t = born.Add(90 * 24 * time.Hour)
+	if _, err := v.Verify(ctx, s.Reveal(), KindVirtual); !errors.Is(err, ErrExpired) {
+		t.Fatalf("at the maximum age: %v", err)
+	}
+	fresh := Generate(KindVirtual)
+	st.RotateKey(ctx, "key_m", h.Hash(fresh), "", clk.t, clk.t, 0)
+	if _, err := v.Verify(ctx, fresh.Reveal(), KindVirtual); err != nil {
+		t.Fatalf("after a rotation: %v", err)
+	}
+}

@@ -152,3 +152,14 @@ func (s *DB) RotateKey(ctx context.Context, id, hash, hint string, at, graceUnti
 	}
 	return s.Key(ctx, id)
 }
+
+// MarkKeyWarned records an expiry warning; false if it was sent already.
+func (s *DB) MarkKeyWarned(ctx context.Context, keyID string, expires time.Time) (bool, error) {
+	res, err := s.exec(ctx, s.db, `INSERT INTO key_warnings (key_id, expires_at, warned_at) VALUES (?, ?, ?)
+		ON CONFLICT (key_id, expires_at) DO NOTHING`, keyID, micros(expires), micros(time.Now()))
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}
