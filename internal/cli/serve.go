@@ -99,8 +99,8 @@ func newLogger(e *Env, cfg config.Config) *slog.Logger {
 // created at start. It writes to stdout, never to the log.
 func printBanner(e *Env, cfg config.Config, srv *server.Server) {
 	w := e.Stdout
-	fmt.Fprintf(w, "\nGatehouse is running.\n  data plane:  http://%s/v1   (OpenAI and Anthropic SDKs: set the base URL here)\n  admin API:   http://%s\n",
-		srv.DataAddr(), srv.AdminAddr())
+	fmt.Fprintf(w, "\nGatehouse is running.\n  data plane:  %s/v1   (OpenAI and Anthropic SDKs: set the base URL here)\n  admin API:   http://%s\n",
+		srv.DataURL(), srv.AdminAddr())
 	if cfg.Dev {
 		fmt.Fprintf(w, "  mode:        dev (in a temporary directory, removed on exit)\n")
 	} else if cfg.Database == "" {
@@ -113,7 +113,7 @@ func printBanner(e *Env, cfg config.Config, srv *server.Server) {
 		fmt.Fprintf(w, "\nAdmin key (shown once; keep it safe):\n\n    export GATEHOUSE_ADMIN_KEY=%s\n    export GATEHOUSE_ADDR=http://%s\n", k, srv.AdminAddr())
 	}
 	if k := srv.Bootstrap.VirtualKey; k != "" {
-		fmt.Fprintf(w, "\nData-plane key for principal 'dev':\n\n    export OPENAI_API_KEY=%s OPENAI_BASE_URL=http://%s/v1\n", k, srv.DataAddr())
+		fmt.Fprintf(w, "\nData-plane key for principal 'dev':\n\n    export OPENAI_API_KEY=%s OPENAI_BASE_URL=%s/v1\n", k, srv.DataURL())
 	}
 	fmt.Fprintf(w, "\nPress Ctrl-C to stop.\n\n")
 }

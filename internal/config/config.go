@@ -52,12 +52,23 @@ type Config struct {
 	Tokens         Tokens   `yaml:"tokens"`
 	RequireMFA     bool     `yaml:"require_mfa"` // users log in only with TOTP
 	Keys           Keys     `yaml:"keys"`
+	TLS            TLS      `yaml:"tls"`
 	SessionTTL     Duration `yaml:"session_ttl"` // admin API login sessions
 	// WorkloadIdentity lists trusted OIDC issuers whose tokens are exchanged for Gatehouse tokens.
 	WorkloadIdentity []token.TrustedIssuer `yaml:"workload_identity"`
 
 	LogLevel  string `yaml:"log_level"`  // debug, info, warn, error
 	LogFormat string `yaml:"log_format"` // text or json
+}
+
+// TLS configures the data plane's TLS listener and mTLS client certificates.
+type TLS struct {
+	CertFile     string `yaml:"cert_file"`
+	KeyFile      string `yaml:"key_file"`
+	ClientCAFile string `yaml:"client_ca_file"` // verify client certificates against these CAs (mTLS)
+	// ClientPrincipals maps a client certificate identity (a URI SAN such as
+	// spiffe://acme/agent, a DNS SAN, or the subject CN) to a principal name or id.
+	ClientPrincipals map[string]string `yaml:"client_principals"`
 }
 
 // Keys configures key lifetimes.
@@ -258,6 +269,9 @@ func (c *Config) Validate() error {
 	}
 	if _, err := time.LoadLocation(c.PolicyTimeZone); err != nil {
 		errs = append(errs, fmt.Errorf("policy_time_zone %q: %v", c.PolicyTimeZone, err))
+	}
+	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") || (c.TLS.ClientCAFile != "" && c.TLS.CertFile == "") {
+		errs = append(errs, errors.New("tls: cert_file and key_file go together, and client_ca_file needs them"))
 	}
 	if c.Keys.MaxAge < 0 || c.Keys.ExpiryWarning < 0 || c.Keys.CheckInterval <= 0 {
 		errs = append(errs, errors.New("keys: max_age and expiry_warning must not be negative, check_interval positive"))

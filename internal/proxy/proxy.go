@@ -98,6 +98,9 @@ type Options struct {
 	TrustProxyHeaders bool          // take the source address from X-Forwarded-For
 	DefaultMaxOutput  int64         // output ceiling for budgets when neither call nor price table gives one; default 32768
 	PolicyZone        string        // time zone of the hour and weekday policies see; default UTC
+	// ClientPrincipals maps verified client-certificate identities (URI SAN,
+	// DNS SAN or CN) to principal names or ids (mTLS).
+	ClientPrincipals map[string]string
 }
 
 // Handler serves the data plane.
@@ -218,6 +221,38 @@ func (h *Handler) requestURL(r *http.Request) string {
 
 func looksLikeJWT(s string) bool { return strings.Count(s, ".") == 2 && !vkey.LooksLikeKey(s) }
 
+// authenticateCert maps a verified client certificate to its principal (mTLS).
+// The certificate is proof of possession in itself.
+func (h *Handler) authenticateCert(r *http.Request) (auth.Caller, error) {
+	cert := r.TLS.VerifiedChains[0][0]
+	var ids []string
+	for _, u := range cert.URIs {
+		ids = append(ids, u.String())
+	}
+	ids = append(ids, cert.DNSNames...)
+	ids = append(ids, cert.Subject.CommonName)
+	for _, id := range ids {
+		name, ok := h.opt.ClientPrincipals[id]
+		if !ok {
+			continue
+		}
+		p, err := h.auth.Principal(r.Context(), name)
+		if err != nil {
+			return auth.Caller{}, httpx.Errorf(http.StatusUnauthorized, "unknown_certificate", "The client certificate maps to no principal.").WithCause(err)
+		}
+		if p.Disabled {
+			return auth.Caller{}, httpx.Errorf(http.StatusUnauthorized, "principal_disabled", "The owner of this certificate is disabled.")
+		}
+		team := ""
+		if len(p.Teams) > 0 {
+			team = p.Teams[0]
+		}
+		return auth.Caller{Key: vkey.Key{ID: "mtls:" + id, Kind: vkey.KindVirtual, PrincipalID: p.ID, TeamID: team, CreatedAt: cert.NotBefore},
+			Principal: p, PoP: true}, nil
+	}
+	return auth.Caller{}, httpx.Errorf(http.StatusUnauthorized, "unknown_certificate", "The client certificate is valid but maps to no principal (tls.client_principals).")
+}
+
 // authenticateToken verifies an access token, its DPoP binding, and that the
 // key it was exchanged for still stands.
 func (h *Handler) authenticateToken(r *http.Request, scheme, raw string) (auth.Caller, error) {
@@ -275,6 +310,9 @@ func (h *Handler) authenticateToken(r *http.Request, scheme, raw string) (auth.C
 // to 503: never "allowed" by accident.
 func (h *Handler) authenticate(r *http.Request) (auth.Caller, error) {
 	scheme, cred := credential(r)
+	if cred == "" && r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
+		return h.authenticateCert(r)
+	}
 	if cred != "" && h.tokens != nil && looksLikeJWT(cred) {
 		return h.authenticateToken(r, scheme, cred)
 	}

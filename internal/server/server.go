@@ -7,6 +7,8 @@ package server
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -82,6 +84,7 @@ type Server struct {
 	dataLn  net.Listener
 	adminLn net.Listener
 	tmpDir  string
+	dataTLS bool
 
 	Bootstrap Bootstrap
 }
@@ -180,11 +183,42 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server, 
 	if s.dataLn, err = net.Listen("tcp", cfg.Listen); err != nil {
 		return nil, fmt.Errorf("data plane: %w", err)
 	}
+	if cfg.TLS.CertFile != "" {
+		tc, err := tlsConfig(cfg.TLS)
+		if err != nil {
+			return nil, err
+		}
+		s.dataLn = tls.NewListener(s.dataLn, tc)
+		s.dataTLS = true
+	}
 	if s.adminLn, err = net.Listen("tcp", cfg.AdminListen); err != nil {
 		return nil, fmt.Errorf("admin API: %w", err)
 	}
 	s.buildHTTP()
 	return s, nil
+}
+
+// tlsConfig loads the data plane's certificate and, for mTLS, the client CAs.
+// Client certificates are verified when presented, and optional: keys and
+// tokens still work over the same listener.
+func tlsConfig(c config.TLS) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("tls: %w", err)
+	}
+	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if c.ClientCAFile != "" {
+		pem, err := os.ReadFile(c.ClientCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("tls: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("tls: no certificate in %s", c.ClientCAFile)
+		}
+		tc.ClientCAs, tc.ClientAuth = pool, tls.VerifyClientCertIfGiven
+	}
+	return tc, nil
 }
 
 // envOrDev returns os.Getenv, except that dev mode ignores GATEHOUSE_KEK: it
@@ -662,7 +696,7 @@ func (s *Server) buildHTTP() {
 		Tokens: &proxy.Tokens{Issuer: s.tokens, DPoP: s.dpop, Endpoint: endpoint}, Budgets: s.budgets, Breaker: s.breaker, Log: s.log}, proxy.Options{
 		MaxBodyBytes: s.cfg.MaxBodyBytes, UpstreamTimeout: s.cfg.UpstreamTimeout.D(),
 		StreamIdleTimeout: s.cfg.StreamIdleTimeout.D(), TrustProxyHeaders: s.cfg.TrustProxyHeaders, DefaultMaxOutput: s.cfg.DefaultMaxOutputTokens,
-		PolicyZone: s.cfg.PolicyTimeZone,
+		PolicyZone: s.cfg.PolicyTimeZone, ClientPrincipals: s.cfg.TLS.ClientPrincipals,
 	})
 	dataMux := http.NewServeMux()
 	dataMux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -694,6 +728,14 @@ func (s *Server) buildHTTP() {
 
 // DataAddr returns the data plane's bound address.
 func (s *Server) DataAddr() string { return s.dataLn.Addr().String() }
+
+// DataURL returns the data plane's base URL (https with TLS).
+func (s *Server) DataURL() string {
+	if s.dataTLS {
+		return "https://" + s.DataAddr()
+	}
+	return "http://" + s.DataAddr()
+}
 
 // AdminAddr returns the admin API's bound address.
 func (s *Server) AdminAddr() string { return s.adminLn.Addr().String() }
@@ -727,7 +769,7 @@ func (s *Server) Run(ctx context.Context) error {
 	if s.cfg.Database != "" {
 		wg.Go(func() { s.recoverLedger(bg) })
 	}
-	s.log.Info("gatehouse serving", "data_plane", "http://"+s.DataAddr(), "admin_api", "http://"+s.AdminAddr(), "store", s.storeName())
+	s.log.Info("gatehouse serving", "data_plane", s.DataURL(), "admin_api", "http://"+s.AdminAddr(), "store", s.storeName())
 
 	var runErr error
 	select {
