@@ -92,6 +92,8 @@ type Deps struct {
 	RequireMFA bool
 	// MaxKeyAge caps the expiry of new keys (0: no limit).
 	MaxKeyAge time.Duration
+	// RotateLedgerKey makes a new checkpoint signing key current.
+	RotateLedgerKey func(ctx context.Context) (string, error)
 	// RotateTokenKey makes a new token signing key current.
 	RotateTokenKey func(ctx context.Context) (string, error)
 	// DevAdminKeyHash, in dev mode, is the hash of a free-form admin key.

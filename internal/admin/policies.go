@@ -32,6 +32,8 @@ func adminAction(r *http.Request) (action, area string) {
 		return "keys.reinstate", area
 	case area == "keys" && strings.HasSuffix(path, "/rotate"):
 		return "keys.rotate", area
+	case area == "log" && r.Method == http.MethodPost:
+		return "log.rotate", area
 	case area == "tokens" && strings.HasSuffix(path, "/rotate-signing-key"):
 		return "keys.rotate", "keys"
 	case area == "tokens":

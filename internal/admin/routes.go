@@ -59,6 +59,18 @@ func (h *Handler) routes() {
 	m.HandleFunc("POST /v1/keys/{id}/reinstate", h.authed(h.reinstateKey))
 	m.HandleFunc("POST /v1/keys/{id}/rotate", h.authed(h.rotateKey))
 	m.HandleFunc("POST /v1/tokens/revoke", h.authed(h.revokeTokens))
+	m.HandleFunc("POST /v1/log/rotate-key", h.authed(func(w http.ResponseWriter, r *http.Request, who vkey.Key) error {
+		if h.d.RotateLedgerKey == nil {
+			return httpx.Errorf(http.StatusNotFound, "not_found", "The ledger is not configured.")
+		}
+		vk, err := h.d.RotateLedgerKey(r.Context())
+		if err != nil {
+			return err
+		}
+		h.d.Log.Warn("ledger checkpoint key rotated", "key", vk, "by", who.ID)
+		writeJSON(w, 200, map[string]any{"verifier_key": vk, "note": "checkpoints are co-signed with the previous key until the next rotation"})
+		return nil
+	}))
 	m.HandleFunc("POST /v1/tokens/rotate-signing-key", h.authed(func(w http.ResponseWriter, r *http.Request, who vkey.Key) error {
 		if h.d.RotateTokenKey == nil {
 			return httpx.Errorf(http.StatusNotFound, "not_found", "Token signing is not configured.")

@@ -49,6 +49,21 @@ Examples:
 				fmt.Fprint(e.Stdout, string(b))
 				return nil
 			}},
+		{name: "rotate-key", short: "Make a new checkpoint signing key current (co-signing with the previous one)", admin: true,
+			run: func(ctx context.Context, e *Env, o *opts, args []string) error {
+				c, err := o.client(e)
+				if err != nil {
+					return err
+				}
+				var out struct {
+					Key string `json:"verifier_key"`
+				}
+				if _, err := c.DoJSON(ctx, "POST", "/v1/log/rotate-key", map[string]string{}, &out); err != nil {
+					return err
+				}
+				fmt.Fprintf(e.Stdout, "New checkpoint key (checkpoints are co-signed with the previous key until the next rotation):\n\n    %s\n\nAuditors re-pin with: gatehouse audit verify --key '%s'\n", out.Key, out.Key)
+				return nil
+			}},
 		{name: "show", args: "REQUEST_ID", short: "Print a request's records with verified inclusion proofs", admin: true, json: true,
 			flags: func(fs *flag.FlagSet, o *opts) {
 				o.str(fs, "key", "", "checkpoint verifier key; default: the one the gateway serves (pin it for real audits)")
@@ -107,9 +122,7 @@ func runVerify(ctx context.Context, e *Env, o *opts, args []string) error {
 	if key == "" {
 		return fmt.Errorf("%w: no verifier key: pass --key (from 'gatehouse audit key', obtained out of band) on the first run", ErrUsage)
 	}
-	if prev != nil && prev.VerifierKey != "" && key != prev.VerifierKey {
-		return fmt.Errorf("--key differs from the key pinned in %s; a new key means a new log: use another --state", o.S("state"))
-	}
+	rekey := prev != nil && prev.VerifierKey != "" && key != prev.VerifierKey
 	var src ledger.Source
 	switch {
 	case o.set("url"):
@@ -126,6 +139,18 @@ func runVerify(ctx context.Context, e *Env, o *opts, args []string) error {
 		}
 		defer closeFn()
 		src = ledger.StoreSource{Store: st}
+	}
+	if rekey {
+		// A new key is accepted only when the pinned key co-signs the current
+		// checkpoint (the operator rotated the key, as the log allows).
+		signed, err := src.Checkpoint(ctx)
+		if err != nil {
+			return err
+		}
+		if _, err := ledger.OpenCheckpoint(signed, prev.VerifierKey); err != nil {
+			return fmt.Errorf("--key differs from the key pinned in %s, and the pinned key does not co-sign the checkpoint: refusing the change (%v)", o.S("state"), err)
+		}
+		fmt.Fprintf(e.Stderr, "accepting the new key: the pinned key co-signs the checkpoint\n")
 	}
 	start := time.Now()
 	lastShown := time.Now()

@@ -217,3 +217,36 @@ func mustKey(t *testing.T, adminURL string) string {
 	b.Write(buf[:n])
 	return strings.TrimSpace(b.String())
 }
+
+// TestLedgerKeyRotation: after a rotation checkpoints are co-signed, so an
+// auditor's pinned key still verifies and the new key is accepted on re-pin;
+// a key two rotations old no longer verifies.
+func TestLedgerKeyRotation(t *testing.T) {
+	f := newFixture(t, gwOptions{})
+	logURL := "http://" + f.srv.AdminAddr() + "/log"
+	state := filepath.Join(t.TempDir(), "audit.state")
+	_, first, _ := runCLI(t, f.gateway, "audit", "key")
+	first = strings.TrimSpace(first)
+	time.Sleep(1200 * time.Millisecond)
+	if code, out, errs := runCLI(t, f.gateway, "audit", "verify", "--url", logURL, "--key", first, "--state", state); code != 0 {
+		t.Fatalf("first verify: %s %s", out, errs)
+	}
+	if code, out, errs := runCLI(t, f.gateway, "audit", "rotate-key"); code != 0 {
+		t.Fatalf("rotate-key: %s %s", out, errs)
+	}
+	_, second, _ := runCLI(t, f.gateway, "audit", "key")
+	second = strings.TrimSpace(second)
+	if second == first {
+		t.Fatal("the key did not change")
+	}
+	if code, out, errs := runCLI(t, f.gateway, "audit", "verify", "--url", logURL, "--state", state); code != 0 {
+		t.Fatalf("the pinned (previous) key after rotation: %s %s", out, errs)
+	}
+	if code, out, errs := runCLI(t, f.gateway, "audit", "verify", "--url", logURL, "--key", second, "--state", state); code != 0 || !strings.Contains(errs, "accepting the new key") {
+		t.Fatalf("re-pinning the new key: %d %s %s", code, out, errs)
+	}
+	runCLI(t, f.gateway, "audit", "rotate-key")
+	if code, _, errs := runCLI(t, f.gateway, "audit", "verify", "--url", logURL, "--key", first, "--state", filepath.Join(t.TempDir(), "s")); code != 1 || !strings.Contains(errs, "FAILED") {
+		t.Fatalf("a key two rotations old: %d %s", code, errs)
+	}
+}

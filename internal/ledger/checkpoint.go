@@ -58,9 +58,9 @@ func ParseCheckpoint(text string) (Checkpoint, error) {
 	return c, nil
 }
 
-// Sign returns the signed note of c.
-func Sign(c Checkpoint, s note.Signer) ([]byte, error) {
-	return note.Sign(&note.Note{Text: c.Text()}, s)
+// Sign returns the signed note of c, with a signature by each signer.
+func Sign(c Checkpoint, s ...note.Signer) ([]byte, error) {
+	return note.Sign(&note.Note{Text: c.Text()}, s...)
 }
 
 // OpenCheckpoint verifies a signed checkpoint with the given verifier key (the

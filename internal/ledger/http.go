@@ -18,7 +18,8 @@ const TileHeight = 8
 // /log/:
 //
 //	/log/checkpoint               the latest signed checkpoint
-//	/log/key                      the checkpoint verifier key (note vkey text)
+//	/log/key                      the current checkpoint verifier key (note vkey text)
+//	/log/keys                     every key that signs checkpoints, one a line (during a rotation)
 //	/log/tile/<L>/<N>[.p/<W>]     hash tiles
 //	/log/tile/entries/<N>[.p/<W>] entry bundles (also /log/entries/…)
 //	/log/proof/<index>            an inclusion proof against the latest checkpoint (JSON)
@@ -28,7 +29,13 @@ func (l *Log) Handler() http.Handler {
 	mux.HandleFunc("GET /log/checkpoint", l.serveCheckpoint)
 	mux.HandleFunc("GET /log/key", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		fmt.Fprintln(w, l.vkey)
+		fmt.Fprintln(w, l.Key())
+	})
+	mux.HandleFunc("GET /log/keys", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		for _, k := range l.Keys() {
+			fmt.Fprintln(w, k)
+		}
 	})
 	mux.HandleFunc("GET /log/tile/", l.serveTile)
 	mux.HandleFunc("GET /log/entries/", func(w http.ResponseWriter, r *http.Request) {

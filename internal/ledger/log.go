@@ -53,8 +53,9 @@ type Log struct {
 	store    Store
 	instance string
 	origin   string
-	signer   note.Signer
-	vkey     string
+	mu2      sync.RWMutex
+	signers  []note.Signer // current first; every one signs each checkpoint
+	vkeys    []string
 	log      *slog.Logger
 	now      func() time.Time
 
@@ -87,12 +88,38 @@ func New(st Store, instance, skey string, log *slog.Logger) (*Log, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ledger: signing key: %w", err)
 	}
-	vkey, err := VerifierKey(skey)
-	if err != nil {
+	l := &Log{store: st, instance: instance, origin: s.Name(), log: log, now: time.Now,
+		Interval: time.Second, queue: make(chan *pending, 4*MaxBatch), cache: hashCache{m: map[int64]tlog.Hash{}}}
+	if err := l.SetKeys([]string{skey}); err != nil {
 		return nil, err
 	}
-	return &Log{store: st, instance: instance, origin: s.Name(), signer: s, vkey: vkey, log: log, now: time.Now,
-		Interval: time.Second, queue: make(chan *pending, 4*MaxBatch), cache: hashCache{m: map[int64]tlog.Hash{}}}, nil
+	return l, nil
+}
+
+// SetKeys replaces the signing keys (rotation): every key signs each
+// checkpoint, so a verifier that pinned the previous key keeps verifying
+// during the overlap; the first is the one published at /log/key.
+func (l *Log) SetKeys(skeys []string) error {
+	var signers []note.Signer
+	var vkeys []string
+	for _, sk := range skeys {
+		s, err := note.NewSigner(sk)
+		if err != nil {
+			return fmt.Errorf("ledger: signing key: %w", err)
+		}
+		if s.Name() != l.origin {
+			return fmt.Errorf("ledger: signing key for %q, the log is %q", s.Name(), l.origin)
+		}
+		vk, err := VerifierKey(sk)
+		if err != nil {
+			return err
+		}
+		signers, vkeys = append(signers, s), append(vkeys, vk)
+	}
+	l.mu2.Lock()
+	l.signers, l.vkeys = signers, vkeys
+	l.mu2.Unlock()
+	return nil
 }
 
 // VerifierKey derives the public verifier key text from a signer key text.
@@ -113,8 +140,19 @@ func VerifierKey(skey string) (string, error) {
 // Origin returns the log's origin line.
 func (l *Log) Origin() string { return l.origin }
 
-// Key returns the checkpoint verifier key (note verifier-key text).
-func (l *Log) Key() string { return l.vkey }
+// Key returns the current checkpoint verifier key (note verifier-key text).
+func (l *Log) Key() string {
+	l.mu2.RLock()
+	defer l.mu2.RUnlock()
+	return l.vkeys[0]
+}
+
+// Keys returns every key that signs checkpoints, current first.
+func (l *Log) Keys() []string {
+	l.mu2.RLock()
+	defer l.mu2.RUnlock()
+	return append([]string(nil), l.vkeys...)
+}
 
 // Append makes r durable in the log and returns its index.
 func (l *Log) Append(ctx context.Context, e Entry) (int64, error) {
@@ -258,20 +296,29 @@ func (l *Log) Run(ctx context.Context) error {
 
 // SignCheckpoint signs and stores a checkpoint of the current tree, if it grew
 // since the last one.
-func (l *Log) SignCheckpoint(ctx context.Context) error {
+func (l *Log) SignCheckpoint(ctx context.Context) error { return l.signCheckpoint(ctx, false) }
+
+// Resign signs the current tree again, grown or not (after a key rotation, so
+// that the checkpoint carries the new key's signature at once).
+func (l *Log) Resign(ctx context.Context) error { return l.signCheckpoint(ctx, true) }
+
+func (l *Log) signCheckpoint(ctx context.Context, force bool) error {
 	size, err := l.store.LedgerSize(ctx)
 	if err != nil {
 		return err
 	}
 	last, _, err := l.store.LedgerCheckpoint(ctx)
-	if err == nil && last >= size && size > 0 {
+	if err == nil && last >= size && size > 0 && !force {
 		return nil
 	}
 	root, err := tlog.TreeHash(size, tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) { return l.store.LedgerHashes(ctx, idx) }))
 	if err != nil {
 		return err
 	}
-	signed, err := Sign(Checkpoint{Origin: l.origin, Size: size, Hash: root}, l.signer)
+	l.mu2.RLock()
+	signers := l.signers
+	l.mu2.RUnlock()
+	signed, err := Sign(Checkpoint{Origin: l.origin, Size: size, Hash: root}, signers...)
 	if err != nil {
 		return err
 	}

@@ -330,6 +330,15 @@ func (s *Server) Reload(ctx context.Context) error {
 			return fmt.Errorf("reload: %w", err)
 		}
 	}
+	if s.ledger != nil {
+		keys, err := s.ledgerKeys(ctx)
+		if err != nil {
+			return fmt.Errorf("reload: %w", err)
+		}
+		if err := s.ledger.SetKeys(keys); err != nil {
+			return fmt.Errorf("reload: %w", err)
+		}
+	}
 	prev := s.snap.Load()
 	s.snap.Store(&config.Snapshot{Generation: gen, Router: provider.NewRouter(ups, fallback), Prices: pricing.NewTable(pricing.Defaults(), overrides), Budgets: budgets, Limits: limits, Policies: policies, PolicyVer: pver})
 	if prev == nil || prev.Generation != gen {
@@ -365,26 +374,27 @@ func (s *Server) suspendKey(ctx context.Context, keyID, reason string) error {
 // openLedger loads the log's signing key (sealed under the KEK; created on
 // first start) and the export sinks.
 func (s *Server) openLedger(ctx context.Context) (*ledger.Log, error) {
-	const name = "ledger_signing_key"
-	aad := []byte("server-secret/" + name)
 	skey, err := ledger.GenerateKey(s.cfg.Ledger.Origin)
 	if err != nil {
 		return nil, err
 	}
-	sealed, err := s.keyring.Seal([]byte(skey), aad)
+	b, _ := json.Marshal([]string{skey})
+	sealed, err := s.keyring.Seal(b, ledgerKeysAAD())
 	if err != nil {
 		return nil, err
 	}
-	stored, err := s.db.PutSecretIfAbsent(ctx, name, sealed)
-	if err != nil {
+	if _, err := s.db.PutSecretIfAbsent(ctx, ledgerKeysSecret, sealed); err != nil {
 		return nil, fmt.Errorf("ledger: %w", err)
 	}
-	raw, err := s.keyring.Open(stored, aad)
+	skeys, err := s.ledgerKeys(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("ledger signing key: %w", err)
+		return nil, err
 	}
-	l, err := ledger.New(s.db, s.instance, string(raw), s.log)
+	l, err := ledger.New(s.db, s.instance, skeys[0], s.log)
 	if err != nil {
+		return nil, err
+	}
+	if err := l.SetKeys(skeys); err != nil {
 		return nil, err
 	}
 	if l.Origin() != s.cfg.Ledger.Origin {
@@ -472,6 +482,58 @@ func (s *Server) RotateTokenKey(ctx context.Context) (string, error) {
 
 // Tokens returns the token issuer.
 func (s *Server) Tokens() *token.Issuer { return s.tokens }
+
+// The ledger's checkpoint signing keys: a sealed JSON list of note signer
+// keys, current first; all of them sign each checkpoint.
+const ledgerKeysSecret = "ledger_signing_keys"
+
+func ledgerKeysAAD() []byte { return []byte("server-secret/" + ledgerKeysSecret) }
+
+func (s *Server) ledgerKeys(ctx context.Context) ([]string, error) {
+	stored, err := s.db.Secret(ctx, ledgerKeysSecret)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: %w", err)
+	}
+	raw, err := s.keyring.Open(stored, ledgerKeysAAD())
+	if err != nil {
+		return nil, fmt.Errorf("ledger signing keys: %w", err)
+	}
+	var keys []string
+	if err := json.Unmarshal(raw, &keys); err != nil || len(keys) == 0 {
+		return nil, errors.New("ledger signing keys: corrupt")
+	}
+	return keys, nil
+}
+
+// RotateLedgerKey makes a new checkpoint signing key current. Checkpoints are
+// signed by the new and the previous key until the next rotation, so auditors
+// who pinned the previous key verify the new one's checkpoints and can re-pin
+// (gatehouse audit verify --key NEW accepts a key that co-signs with the pinned one).
+func (s *Server) RotateLedgerKey(ctx context.Context) (string, error) {
+	keys, err := s.ledgerKeys(ctx)
+	if err != nil {
+		return "", err
+	}
+	fresh, err := ledger.GenerateKey(s.ledger.Origin())
+	if err != nil {
+		return "", err
+	}
+	b, _ := json.Marshal([]string{fresh, keys[0]})
+	sealed, err := s.keyring.Seal(b, ledgerKeysAAD())
+	if err != nil {
+		return "", err
+	}
+	if err := s.db.SetSecret(ctx, ledgerKeysSecret, sealed); err != nil {
+		return "", err
+	}
+	if err := s.Reload(ctx); err != nil {
+		return "", err
+	}
+	if err := s.ledger.Resign(ctx); err != nil {
+		s.log.Warn("ledger: checkpoint after key rotation", "err", err)
+	}
+	return s.ledger.Key(), nil
+}
 
 // Ledger returns the log.
 func (s *Server) Ledger() *ledger.Log { return s.ledger }
@@ -721,7 +783,7 @@ func (s *Server) buildHTTP() {
 		Snapshot: func() admin.Snapshot { return adminSnapshot{s.Snapshot()} }, DevAdminKeyHash: devHash, Log: s.log,
 		Spend: s.budgets.Statuses, ResetBreaker: s.breaker.Reset, Ledger: s.ledger, LogHandler: s.ledger.Handler(),
 		PolicyZone: zoneOf(s.cfg.PolicyTimeZone), TokenTTL: s.cfg.Tokens.TTL.D(),
-		SessionTTL: s.cfg.SessionTTL.D(), RequireMFA: s.cfg.RequireMFA, RotateTokenKey: s.RotateTokenKey, MaxKeyAge: s.cfg.Keys.MaxAge.D(),
+		SessionTTL: s.cfg.SessionTTL.D(), RequireMFA: s.cfg.RequireMFA, RotateTokenKey: s.RotateTokenKey, RotateLedgerKey: s.RotateLedgerKey, MaxKeyAge: s.cfg.Keys.MaxAge.D(),
 	})
 	s.admin = &http.Server{Handler: adm, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute, ErrorLog: errLog}
 }
