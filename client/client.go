@@ -124,8 +124,15 @@ func esc(s string) string { return url.PathEscape(s) }
 type Team struct {
 	ID        string    `json:"id"`
 	Name      string    `json:"name"`
+	MaxKeyAge string    `json:"max_key_age,omitempty"` // Go duration text; "" when the organisation's limit alone applies
 	CreatedAt time.Time `json:"created_at"`
 	Version   int64     `json:"version"`
+}
+
+// TeamInput creates or changes a team; nil fields are left alone.
+type TeamInput struct {
+	Name      *string `json:"name,omitempty"`
+	MaxKeyAge *string `json:"max_key_age,omitempty"` // a duration such as "2160h"; "0s" clears it
 }
 
 // ListTeams lists teams.
@@ -137,8 +144,20 @@ func (c *Client) ListTeams(ctx context.Context) ([]Team, error) {
 
 // CreateTeam creates a team.
 func (c *Client) CreateTeam(ctx context.Context, name string) (Team, error) {
+	return c.CreateTeamWith(ctx, TeamInput{Name: &name})
+}
+
+// CreateTeamWith creates a team with the given settings.
+func (c *Client) CreateTeamWith(ctx context.Context, in TeamInput) (Team, error) {
 	var t Team
-	_, err := c.do(ctx, "POST", "/v1/teams", nil, map[string]string{"name": name}, &t)
+	_, err := c.do(ctx, "POST", "/v1/teams", nil, in, &t)
+	return t, err
+}
+
+// UpdateTeam changes a team; etag "" skips the concurrency check.
+func (c *Client) UpdateTeam(ctx context.Context, idOrName string, in TeamInput, etag string) (Team, error) {
+	var t Team
+	_, err := c.do(ctx, "PATCH", "/v1/teams/"+esc(idOrName), ifMatch(etag), in, &t)
 	return t, err
 }
 

@@ -90,8 +90,9 @@ type Deps struct {
 	SessionTTL time.Duration
 	// RequireMFA refuses logins of users without TOTP.
 	RequireMFA bool
-	// MaxKeyAge caps the expiry of new keys (0: no limit).
-	MaxKeyAge time.Duration
+	// KeyMaxAge returns the maximum age of a key of the team, which caps the
+	// expiry of new keys (0: no limit). Nil: no limit.
+	KeyMaxAge func(teamID string) time.Duration
 	// RotateLedgerKey makes a new checkpoint signing key current.
 	RotateLedgerKey func(ctx context.Context) (string, error)
 	// RotateTokenKey makes a new token signing key current.

@@ -44,6 +44,7 @@ func (h *Handler) routes() {
 	m.HandleFunc("GET /v1/teams", h.authed(h.listTeams))
 	m.HandleFunc("POST /v1/teams", h.authed(h.createTeam))
 	m.HandleFunc("GET /v1/teams/{id}", h.authed(h.getTeam))
+	m.HandleFunc("PATCH /v1/teams/{id}", h.authed(h.patchTeam))
 	m.HandleFunc("DELETE /v1/teams/{id}", h.authed(h.deleteTeam))
 
 	m.HandleFunc("GET /v1/principals", h.authed(h.listPrincipals))
@@ -124,7 +125,8 @@ func (h *Handler) listTeams(w http.ResponseWriter, r *http.Request, _ vkey.Key) 
 
 func (h *Handler) createTeam(w http.ResponseWriter, r *http.Request, _ vkey.Key) error {
 	var in struct {
-		Name string `json:"name"`
+		Name      string  `json:"name"`
+		MaxKeyAge org.Age `json:"max_key_age"`
 	}
 	if err := decode(w, r, &in); err != nil {
 		return err
@@ -132,11 +134,68 @@ func (h *Handler) createTeam(w http.ResponseWriter, r *http.Request, _ vkey.Key)
 	if err := org.ValidateName(in.Name); err != nil {
 		return badRequest("name", "%s", err)
 	}
-	t := org.Team{ID: vkey.NewID("team"), Name: in.Name, CreatedAt: h.d.Now().UTC(), Version: 1}
+	if err := checkKeyAge(in.MaxKeyAge); err != nil {
+		return err
+	}
+	t := org.Team{ID: vkey.NewID("team"), Name: in.Name, MaxKeyAge: in.MaxKeyAge, CreatedAt: h.d.Now().UTC(), Version: 1}
 	if err := h.d.Store.CreateTeam(r.Context(), t); err != nil {
 		return err
 	}
+	if err := h.d.Reload(r.Context()); err != nil {
+		return err
+	}
 	writeVersioned(w, http.StatusCreated, t.Version, t)
+	return nil
+}
+
+// checkKeyAge refuses key ages that are not whole seconds (they are stored in
+// seconds, and a fraction would silently vanish).
+func checkKeyAge(a org.Age) error {
+	if time.Duration(a)%time.Second != 0 {
+		return badRequest("max_key_age", "max_key_age %s: want whole seconds, such as 2160h", time.Duration(a))
+	}
+	return nil
+}
+
+// patchTeam renames a team or sets its maximum key age ("0s" clears it). The
+// age applies at once to the team's existing keys, counted from their creation
+// or last rotation.
+func (h *Handler) patchTeam(w http.ResponseWriter, r *http.Request, _ vkey.Key) error {
+	v, err := ifMatch(r)
+	if err != nil {
+		return err
+	}
+	var in struct {
+		Name      *string  `json:"name"`
+		MaxKeyAge *org.Age `json:"max_key_age"`
+	}
+	if err := decode(w, r, &in); err != nil {
+		return err
+	}
+	t, err := h.d.Store.Team(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	if in.Name != nil {
+		if err := org.ValidateName(*in.Name); err != nil {
+			return badRequest("name", "%s", err)
+		}
+		t.Name = *in.Name
+	}
+	if in.MaxKeyAge != nil {
+		if err := checkKeyAge(*in.MaxKeyAge); err != nil {
+			return err
+		}
+		t.MaxKeyAge = *in.MaxKeyAge
+	}
+	up, err := h.d.Store.UpdateTeam(r.Context(), t, v)
+	if err != nil {
+		return err
+	}
+	if err := h.d.Reload(r.Context()); err != nil {
+		return err
+	}
+	writeVersioned(w, 200, up.Version, up)
 	return nil
 }
 
@@ -402,9 +461,11 @@ func (h *Handler) createKey(w http.ResponseWriter, r *http.Request, _ vkey.Key) 
 	if exp != nil && !exp.After(now) {
 		return badRequest("expires_at", "expires_at is in the past")
 	}
-	if h.d.MaxKeyAge > 0 { // the organisation's maximum key age caps every key
-		if limit := now.Add(h.d.MaxKeyAge); exp == nil || exp.After(limit) {
-			exp = &limit
+	if h.d.KeyMaxAge != nil { // the organisation's and the team's maximum key age cap every key
+		if age := h.d.KeyMaxAge(team); age > 0 {
+			if limit := now.Add(age); exp == nil || exp.After(limit) {
+				exp = &limit
+			}
 		}
 	}
 	if in.Name != "" && len(in.Name) > 128 {

@@ -301,6 +301,9 @@ Examples:
 func teamsCmd() *command {
 	return &command{name: "teams", short: "Manage teams", sub: []*command{
 		{name: "create", args: "NAME", short: "Create a team", admin: true, json: true,
+			flags: func(fs *flag.FlagSet, o *opts) {
+				o.str(fs, "max-key-age", "", "no key of the team lives longer than this (e.g. 2160h) since its creation or rotation; the organisation's keys.max_age still applies")
+			},
 			run: func(ctx context.Context, e *Env, o *opts, args []string) error {
 				if err := nargs(args, 1, "a team name"); err != nil {
 					return err
@@ -309,7 +312,11 @@ func teamsCmd() *command {
 				if err != nil {
 					return err
 				}
-				t, err := c.CreateTeam(ctx, args[0])
+				in := client.TeamInput{Name: &args[0]}
+				if age := o.S("max-key-age"); age != "" {
+					in.MaxKeyAge = &age
+				}
+				t, err := c.CreateTeamWith(ctx, in)
 				if err != nil {
 					return err
 				}
@@ -334,9 +341,50 @@ func teamsCmd() *command {
 				}
 				rows := [][]string{}
 				for _, t := range ts {
-					rows = append(rows, []string{t.ID, t.Name, fmtTime(&t.CreatedAt)})
+					age := t.MaxKeyAge
+					if age == "" {
+						age = "-"
+					}
+					rows = append(rows, []string{t.ID, t.Name, age, fmtTime(&t.CreatedAt)})
 				}
-				table(e.Stdout, []string{"ID", "NAME", "CREATED"}, rows)
+				table(e.Stdout, []string{"ID", "NAME", "MAX KEY AGE", "CREATED"}, rows)
+				return nil
+			}},
+		{name: "set", args: "NAME", short: "Change a team's name or maximum key age", admin: true, json: true,
+			flags: func(fs *flag.FlagSet, o *opts) {
+				o.str(fs, "name", "", "new name")
+				o.str(fs, "max-key-age", "", "maximum key age such as 2160h; 0s clears it. Applies at once to the team's existing keys")
+			},
+			run: func(ctx context.Context, e *Env, o *opts, args []string) error {
+				if err := nargs(args, 1, "a team name or id"); err != nil {
+					return err
+				}
+				var in client.TeamInput
+				if v := o.S("name"); v != "" {
+					in.Name = &v
+				}
+				if v := o.S("max-key-age"); v != "" {
+					in.MaxKeyAge = &v
+				}
+				if in.Name == nil && in.MaxKeyAge == nil {
+					return fmt.Errorf("%w: nothing to change: give --name or --max-key-age", ErrUsage)
+				}
+				c, err := o.client(e)
+				if err != nil {
+					return err
+				}
+				t, err := c.UpdateTeam(ctx, args[0], in, "")
+				if err != nil {
+					return err
+				}
+				if o.json {
+					return printJSON(e.Stdout, t)
+				}
+				age := t.MaxKeyAge
+				if age == "" {
+					age = "none (the organisation's limit applies)"
+				}
+				fmt.Fprintf(e.Stdout, "Team %s: maximum key age %s.\n", t.Name, age)
 				return nil
 			}},
 		{name: "delete", args: "NAME", short: "Delete a team that has no members", admin: true,

@@ -1,6 +1,8 @@
 package config
 
 import (
+	"time"
+
 	"github.com/gatehouse-gw/gatehouse/internal/budget"
 	"github.com/gatehouse-gw/gatehouse/internal/policy"
 	"github.com/gatehouse-gw/gatehouse/internal/pricing"
@@ -20,4 +22,6 @@ type Snapshot struct {
 	Limits     []ratelimit.Limit
 	Policies   *policy.Set
 	PolicyVer  int64 // 0: the shipped defaults
+	// TeamKeyAges holds the teams' own maximum key ages by team id.
+	TeamKeyAges map[string]time.Duration
 }

@@ -381,3 +381,39 @@ func TestKeyMaxAgeAndWarnings(t *testing.T) {
 		t.Fatalf("expiry warnings: %v", seen)
 	}
 }
+
+// TestTeamMaxKeyAge: a team's maximum key age caps the expiry of its new keys
+// and applies at once to its existing keys; clearing it restores them.
+func TestTeamMaxKeyAge(t *testing.T) {
+	f := newFixture(t, gwOptions{})
+	ctx := context.Background()
+	hour, second, zero := "1h", "1s", "0s"
+	team, err := f.admin.UpdateTeam(ctx, "research", client.TeamInput{MaxKeyAge: &hour}, "")
+	if err != nil || team.MaxKeyAge != "1h0m0s" {
+		t.Fatalf("set max key age: %+v %v", team, err)
+	}
+	k, err := f.admin.CreateKey(ctx, client.KeyInput{Principal: "agent", Name: "capped", ExpiresIn: "720h"})
+	if err != nil || k.ExpiresAt == nil || time.Until(*k.ExpiresAt) > time.Hour {
+		t.Fatalf("a new key under the team's 1h: %+v %v", k.ExpiresAt, err)
+	}
+	if s, _ := chatWith(t, f.dataURL, "Bearer "+f.key, ""); s != 200 {
+		t.Fatalf("the fixture key under 1h: %d", s)
+	}
+	if _, err := f.admin.UpdateTeam(ctx, "research", client.TeamInput{MaxKeyAge: &second}, ""); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1100 * time.Millisecond) // the fixture key is now older than 1 s
+	if s, c := chatWith(t, f.dataURL, "Bearer "+f.key, ""); s != 401 || c != "key_expired" {
+		t.Fatalf("a key older than its team's maximum age: %d %q", s, c)
+	}
+	if _, err := f.admin.UpdateTeam(ctx, "research", client.TeamInput{MaxKeyAge: &zero}, ""); err != nil {
+		t.Fatal(err)
+	}
+	if s, c := chatWith(t, f.dataURL, "Bearer "+f.key, ""); s != 200 {
+		t.Fatalf("after the team's limit was cleared: %d %q", s, c)
+	}
+	half := "1500ms"
+	if _, err := f.admin.UpdateTeam(ctx, "research", client.TeamInput{MaxKeyAge: &half}, ""); !isStatus(err, 400) {
+		t.Fatalf("a fractional key age: %v, want 400", err)
+	}
+}

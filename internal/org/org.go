@@ -15,8 +15,28 @@ import (
 type Team struct {
 	ID        string    `json:"id"`
 	Name      string    `json:"name"`
+	MaxKeyAge Age       `json:"max_key_age,omitempty"` // no key of the team lives longer (0: the organisation's limit)
 	CreatedAt time.Time `json:"created_at"`
 	Version   int64     `json:"version"`
+}
+
+// Age is a duration written in JSON as Go duration text ("2160h0m0s").
+type Age time.Duration
+
+// MarshalText implements encoding.TextMarshaler.
+func (a Age) MarshalText() ([]byte, error) { return []byte(time.Duration(a).String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (a *Age) UnmarshalText(b []byte) error {
+	d, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("want a duration such as 2160h: %w", err)
+	}
+	if d < 0 {
+		return errors.New("a negative duration")
+	}
+	*a = Age(d)
+	return nil
 }
 
 // Kind of principal.
@@ -79,6 +99,7 @@ type Store interface {
 	CreateTeam(ctx context.Context, t Team) error
 	Team(ctx context.Context, idOrName string) (Team, error)
 	ListTeams(ctx context.Context) ([]Team, error)
+	UpdateTeam(ctx context.Context, t Team, version int64) (Team, error)
 	DeleteTeam(ctx context.Context, id string, version int64) error
 
 	CreatePrincipal(ctx context.Context, p Principal) error

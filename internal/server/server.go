@@ -127,7 +127,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server, 
 	if err != nil {
 		return nil, err
 	}
-	s.verifier = vkey.NewVerifier(s.db, hasher, vkey.VerifierOptions{TTL: cfg.KeyCacheTTL.D(), Logger: log, MaxAge: cfg.Keys.MaxAge.D()})
+	s.verifier = vkey.NewVerifier(s.db, hasher, vkey.VerifierOptions{TTL: cfg.KeyCacheTTL.D(), Logger: log, MaxAge: cfg.Keys.MaxAge.D(), TeamMaxAge: s.teamKeyAge})
 	s.auth = auth.New(s.verifier, s.db, cfg.KeyCacheTTL.D())
 	s.usage = usage.NewWriter(s.db, log)
 	s.alerts = alert.New(cfg.AlertWebhookURL, []byte(os.Getenv(EnvAlertSecret)), log)
@@ -339,8 +339,18 @@ func (s *Server) Reload(ctx context.Context) error {
 			return fmt.Errorf("reload: %w", err)
 		}
 	}
+	teams, err := s.db.ListTeams(ctx)
+	if err != nil {
+		return fmt.Errorf("reload: %w", err)
+	}
+	ages := make(map[string]time.Duration)
+	for _, t := range teams {
+		if t.MaxKeyAge > 0 {
+			ages[t.ID] = time.Duration(t.MaxKeyAge)
+		}
+	}
 	prev := s.snap.Load()
-	s.snap.Store(&config.Snapshot{Generation: gen, Router: provider.NewRouter(ups, fallback), Prices: pricing.NewTable(pricing.Defaults(), overrides), Budgets: budgets, Limits: limits, Policies: policies, PolicyVer: pver})
+	s.snap.Store(&config.Snapshot{Generation: gen, Router: provider.NewRouter(ups, fallback), Prices: pricing.NewTable(pricing.Defaults(), overrides), Budgets: budgets, Limits: limits, Policies: policies, PolicyVer: pver, TeamKeyAges: ages})
 	if prev == nil || prev.Generation != gen {
 		mode := "providers"
 		if len(ups) == 0 {
@@ -349,6 +359,20 @@ func (s *Server) Reload(ctx context.Context) error {
 		s.log.Info("configuration loaded", "generation", gen, "providers", len(ups), "routing", mode, "price_overrides", len(overrides))
 	}
 	return nil
+}
+
+// teamKeyAge returns a team's own maximum key age (0: none).
+func (s *Server) teamKeyAge(teamID string) time.Duration {
+	if snap := s.snap.Load(); snap != nil {
+		return snap.TeamKeyAges[teamID]
+	}
+	return 0
+}
+
+// keyMaxAge returns the maximum age of a key of the team: the stricter of the
+// organisation's and the team's.
+func (s *Server) keyMaxAge(teamID string) time.Duration {
+	return vkey.MinAge(s.cfg.Keys.MaxAge.D(), s.teamKeyAge(teamID))
 }
 
 // Snapshot returns the current snapshot.
@@ -783,7 +807,7 @@ func (s *Server) buildHTTP() {
 		Snapshot: func() admin.Snapshot { return adminSnapshot{s.Snapshot()} }, DevAdminKeyHash: devHash, Log: s.log,
 		Spend: s.budgets.Statuses, ResetBreaker: s.breaker.Reset, Ledger: s.ledger, LogHandler: s.ledger.Handler(),
 		PolicyZone: zoneOf(s.cfg.PolicyTimeZone), TokenTTL: s.cfg.Tokens.TTL.D(),
-		SessionTTL: s.cfg.SessionTTL.D(), RequireMFA: s.cfg.RequireMFA, RotateTokenKey: s.RotateTokenKey, RotateLedgerKey: s.RotateLedgerKey, MaxKeyAge: s.cfg.Keys.MaxAge.D(),
+		SessionTTL: s.cfg.SessionTTL.D(), RequireMFA: s.cfg.RequireMFA, RotateTokenKey: s.RotateTokenKey, RotateLedgerKey: s.RotateLedgerKey, KeyMaxAge: s.keyMaxAge,
 	})
 	s.admin = &http.Server{Handler: adm, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute, ErrorLog: errLog}
 }
@@ -881,7 +905,7 @@ func (s *Server) warnExpiringKeys(ctx context.Context) {
 		}
 		now := time.Now()
 		for _, k := range keys {
-			exp := k.Expiry(s.cfg.Keys.MaxAge.D())
+			exp := k.Expiry(s.keyMaxAge(k.TeamID))
 			if exp == nil || exp.Before(now) || exp.Sub(now) > s.cfg.Keys.ExpiryWarning.D() {
 				continue
 			}

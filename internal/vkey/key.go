@@ -126,6 +126,14 @@ func (k Key) Expiry(maxAge time.Duration) *time.Time {
 	return exp
 }
 
+// MinAge returns the stricter of two maximum ages, where 0 means no limit.
+func MinAge(a, b time.Duration) time.Duration {
+	if a <= 0 || (b > 0 && b < a) {
+		return b
+	}
+	return a
+}
+
 // State returns why k cannot be used at now, or nil.
 func (k Key) State(now time.Time) error {
 	if k.RevokedAt != nil && !now.Before(*k.RevokedAt) {

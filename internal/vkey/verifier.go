@@ -18,12 +18,13 @@ import (
 // Last-used times are collected in memory and written by Run in batches, so that
 // authentication does no store write on the request path.
 type Verifier struct {
-	store  Store
-	hasher *Hasher
-	ttl    time.Duration
-	maxAge time.Duration
-	now    func() time.Time
-	log    *slog.Logger
+	store   Store
+	hasher  *Hasher
+	ttl     time.Duration
+	maxAge  time.Duration
+	teamAge func(teamID string) time.Duration
+	now     func() time.Time
+	log     *slog.Logger
 
 	mu    sync.Mutex
 	cache map[string]cacheEntry // by hash
@@ -42,6 +43,9 @@ type VerifierOptions struct {
 	Now    func() time.Time // default time.Now
 	Logger *slog.Logger
 	MaxAge time.Duration // keys older than this (since creation or rotation) are expired; 0: no limit
+	// TeamMaxAge returns a team's own maximum key age (0: none); the smaller
+	// of it and MaxAge applies. Nil: no team limits.
+	TeamMaxAge func(teamID string) time.Duration
 }
 
 // NewVerifier returns a Verifier over st.
@@ -55,7 +59,7 @@ func NewVerifier(st Store, h *Hasher, o VerifierOptions) *Verifier {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Verifier{store: st, hasher: h, ttl: o.TTL, maxAge: o.MaxAge, now: o.Now, log: o.Logger,
+	return &Verifier{store: st, hasher: h, ttl: o.TTL, maxAge: o.MaxAge, teamAge: o.TeamMaxAge, now: o.Now, log: o.Logger,
 		cache: make(map[string]cacheEntry), used: make(map[string]time.Time)}
 }
 
@@ -108,7 +112,11 @@ func (v *Verifier) lookup(ctx context.Context, hash string) (Key, error) {
 	if err := e.key.State(now); err != nil {
 		return Key{}, err
 	}
-	if exp := e.key.Expiry(v.maxAge); exp != nil && !now.Before(*exp) {
+	maxAge := v.maxAge
+	if v.teamAge != nil {
+		maxAge = MinAge(maxAge, v.teamAge(e.key.TeamID))
+	}
+	if exp := e.key.Expiry(maxAge); exp != nil && !now.Before(*exp) {
 		return Key{}, ErrExpired
 	}
 	if e.key.Hash != hash { // the previous secret of a rotated key

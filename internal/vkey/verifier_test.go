@@ -210,3 +210,49 @@ func TestMaxAge(t *testing.T) {
 		t.Fatalf("after a rotation: %v", err)
 	}
 }
+
+// TestTeamMaxAge: a team's own maximum key age applies to its keys when it is
+// stricter than the organisation's, and to no other team's keys.
+func TestTeamMaxAge(t *testing.T) {
+	ctx := context.Background()
+	h, _ := NewHasher([]byte(strings.Repeat("s", 32)))
+	st := &memStore{keys: map[string]Key{}, touched: map[string]time.Time{}}
+	born := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	clk := &clock{t: born}
+	teamAges := map[string]time.Duration{"team_strict": 7 * 24 * time.Hour, "team_lax": 365 * 24 * time.Hour}
+	v := NewVerifier(st, h, VerifierOptions{TTL: time.Nanosecond, Now: clk.now, MaxAge: 90 * 24 * time.Hour,
+		TeamMaxAge: func(id string) time.Duration { return teamAges[id] }})
+	secrets := map[string]Secret{}
+	for _, team := range []string{"team_strict", "team_lax", "team_none"} {
+		s := Generate(KindVirtual)
+		secrets[team] = s
+		st.CreateKey(ctx, Key{ID: "key_" + team, Kind: KindVirtual, Hash: h.Hash(s), TeamID: team, CreatedAt: born})
+	}
+	for _, c := range []struct {
+		team string
+		age  time.Duration // the age that applies
+	}{
+		{"team_strict", 7 * 24 * time.Hour}, // stricter than the organisation
+		{"team_lax", 90 * 24 * time.Hour},   // the organisation's limit still caps it
+		{"team_none", 90 * 24 * time.Hour},
+	} {
+		clk.t = born.Add(c.age - time.Second)
+		if _, err := v.Verify(ctx, secrets[c.team].Reveal(), KindVirtual); err != nil {
+			t.Errorf("%s: 1 s before %v: %v", c.team, c.age, err)
+		}
+		clk.t = born.Add(c.age)
+		if _, err := v.Verify(ctx, secrets[c.team].Reveal(), KindVirtual); !errors.Is(err, ErrExpired) {
+			t.Errorf("%s: at %v: %v, want ErrExpired", c.team, c.age, err)
+		}
+	}
+}
+
+func TestMinAge(t *testing.T) {
+	for _, c := range []struct{ a, b, want time.Duration }{
+		{0, 0, 0}, {0, 5, 5}, {5, 0, 5}, {3, 5, 3}, {5, 3, 3}, {-1, 4, 4},
+	} {
+		if got := MinAge(c.a, c.b); got != c.want {
+			t.Errorf("MinAge(%v, %v) = %v, want %v", c.a, c.b, got, c.want)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/org"
 	"github.com/gatehouse-gw/gatehouse/internal/store"
@@ -11,27 +12,53 @@ import (
 
 // CreateTeam implements org.Store.
 func (s *DB) CreateTeam(ctx context.Context, t org.Team) error {
-	_, err := s.exec(ctx, s.db, `INSERT INTO teams (id, name, created_at, version) VALUES (?, ?, ?, 1)`,
-		t.ID, t.Name, micros(t.CreatedAt))
-	return err
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		if _, err := s.exec(ctx, tx, `INSERT INTO teams (id, name, max_key_age_seconds, created_at, version) VALUES (?, ?, ?, ?, 1)`,
+			t.ID, t.Name, ageSeconds(t.MaxKeyAge), micros(t.CreatedAt)); err != nil {
+			return err
+		}
+		return s.bumpConfig(ctx, tx) // the team's key age is request-path configuration
+	})
 }
+
+// UpdateTeam implements org.Store. A team's maximum key age is part of the
+// request-path configuration, so the change bumps its generation.
+func (s *DB) UpdateTeam(ctx context.Context, t org.Team, version int64) (org.Team, error) {
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		res, err := s.exec(ctx, tx, `UPDATE teams SET name = ?, max_key_age_seconds = ?, version = version + 1
+			WHERE id = ? AND (? = 0 OR version = ?)`, t.Name, ageSeconds(t.MaxKeyAge), t.ID, version, version)
+		if err != nil {
+			return err
+		}
+		if err := s.checkVersioned(ctx, tx, res, "teams", t.ID); err != nil {
+			return err
+		}
+		return s.bumpConfig(ctx, tx)
+	})
+	if err != nil {
+		return org.Team{}, err
+	}
+	return s.Team(ctx, t.ID)
+}
+
+func ageSeconds(a org.Age) int64 { return int64(time.Duration(a) / time.Second) }
 
 // Team implements org.Store.
 func (s *DB) Team(ctx context.Context, idOrName string) (org.Team, error) {
 	var t org.Team
-	var created int64
-	err := s.db.QueryRowContext(ctx, s.q(`SELECT id, name, created_at, version FROM teams WHERE id = ? OR name = ?`), idOrName, idOrName).
-		Scan(&t.ID, &t.Name, &created, &t.Version)
+	var created, age int64
+	err := s.db.QueryRowContext(ctx, s.q(`SELECT id, name, max_key_age_seconds, created_at, version FROM teams WHERE id = ? OR name = ?`), idOrName, idOrName).
+		Scan(&t.ID, &t.Name, &age, &created, &t.Version)
 	if errors.Is(err, sql.ErrNoRows) {
 		return org.Team{}, store.ErrNotFound
 	}
-	t.CreatedAt = fromMicros(created)
+	t.CreatedAt, t.MaxKeyAge = fromMicros(created), org.Age(time.Duration(age)*time.Second)
 	return t, err
 }
 
 // ListTeams implements org.Store.
 func (s *DB) ListTeams(ctx context.Context) ([]org.Team, error) {
-	rows, err := s.db.QueryContext(ctx, s.q(`SELECT id, name, created_at, version FROM teams ORDER BY name`))
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT id, name, max_key_age_seconds, created_at, version FROM teams ORDER BY name`))
 	if err != nil {
 		return nil, err
 	}
@@ -39,11 +66,11 @@ func (s *DB) ListTeams(ctx context.Context) ([]org.Team, error) {
 	var out []org.Team
 	for rows.Next() {
 		var t org.Team
-		var created int64
-		if err := rows.Scan(&t.ID, &t.Name, &created, &t.Version); err != nil {
+		var created, age int64
+		if err := rows.Scan(&t.ID, &t.Name, &age, &created, &t.Version); err != nil {
 			return nil, err
 		}
-		t.CreatedAt = fromMicros(created)
+		t.CreatedAt, t.MaxKeyAge = fromMicros(created), org.Age(time.Duration(age)*time.Second)
 		out = append(out, t)
 	}
 	return out, rows.Err()

@@ -111,6 +111,34 @@ func testTeams(t *testing.T, b Backend) {
 	wantErr(t, b.DeleteTeam(ctx, "team_a", 7), store.ErrConflict)
 	must(t, b.DeleteTeam(ctx, "team_a", 1))
 	wantErr(t, b.DeleteTeam(ctx, "team_a", 0), store.ErrNotFound)
+
+	// A team's maximum key age round-trips, and changing it is configuration.
+	quarter := org.Age(90 * 24 * time.Hour)
+	must(t, b.CreateTeam(ctx, org.Team{ID: "team_c", Name: "gamma", MaxKeyAge: quarter, CreatedAt: now}))
+	if got, err := b.Team(ctx, "gamma"); err != nil || got.MaxKeyAge != quarter {
+		t.Fatalf("Team(gamma) = %+v, %v; want max key age %v", got, err, time.Duration(quarter))
+	}
+	g0, err := b.ConfigVersion(ctx)
+	must(t, err)
+	c, _ := b.Team(ctx, "team_c")
+	c.MaxKeyAge, c.Name = org.Age(24*time.Hour), "gamma-2"
+	_, err = b.UpdateTeam(ctx, c, 9)
+	wantErr(t, err, store.ErrConflict)
+	up, err := b.UpdateTeam(ctx, c, 1)
+	must(t, err)
+	if up.Version != 2 || up.Name != "gamma-2" || up.MaxKeyAge != org.Age(24*time.Hour) {
+		t.Fatalf("UpdateTeam = %+v", up)
+	}
+	if g1, _ := b.ConfigVersion(ctx); g1 <= g0 {
+		t.Fatalf("config version %d after a team's key age changed, was %d", g1, g0)
+	}
+	_, err = b.UpdateTeam(ctx, org.Team{ID: "team_missing", Name: "m"}, 0)
+	wantErr(t, err, store.ErrNotFound)
+	list, err = b.ListTeams(ctx)
+	must(t, err)
+	if len(list) != 2 || list[1].MaxKeyAge != org.Age(24*time.Hour) {
+		t.Fatalf("ListTeams = %+v", list)
+	}
 }
 
 func testPrincipals(t *testing.T, b Backend) {

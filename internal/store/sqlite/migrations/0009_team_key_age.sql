@@ -1,0 +1,2 @@
+-- A team's maximum key age (0: the organisation's limit only).
+ALTER TABLE teams ADD COLUMN max_key_age_seconds INTEGER NOT NULL DEFAULT 0;
