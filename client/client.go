@@ -731,6 +731,30 @@ func (c *Client) Login(ctx context.Context, user, password, code string) (sessio
 	return out.Session, out.ExpiresAt, err
 }
 
+// OIDCInfo is where users log in through the organisation's identity provider.
+type OIDCInfo struct {
+	Issuer   string   `json:"issuer"`
+	ClientID string   `json:"client_id"`
+	Scopes   []string `json:"scopes"`
+}
+
+// OIDCInfo returns the OIDC login settings (404 when not configured).
+func (c *Client) OIDCInfo(ctx context.Context) (OIDCInfo, error) {
+	var out OIDCInfo
+	_, err := c.do(ctx, "GET", "/v1/auth/oidc", nil, nil, &out)
+	return out, err
+}
+
+// LoginOIDC exchanges an ID token from the identity provider for a session.
+func (c *Client) LoginOIDC(ctx context.Context, idToken string) (session string, expires time.Time, err error) {
+	var out struct {
+		Session   string    `json:"session"`
+		ExpiresAt time.Time `json:"expires_at"`
+	}
+	_, err = c.do(ctx, "POST", "/v1/auth/oidc", nil, map[string]string{"id_token": idToken}, &out)
+	return out.Session, out.ExpiresAt, err
+}
+
 // StepUp records a fresh second factor for the current session.
 func (c *Client) StepUp(ctx context.Context, code string) error {
 	_, err := c.do(ctx, "POST", "/v1/auth/step-up", nil, map[string]string{"code": code}, nil)

@@ -30,6 +30,7 @@ import (
 	"github.com/gatehouse-gw/gatehouse/internal/pricing"
 	"github.com/gatehouse-gw/gatehouse/internal/provider"
 	"github.com/gatehouse-gw/gatehouse/internal/ratelimit"
+	"github.com/gatehouse-gw/gatehouse/internal/sso"
 	"github.com/gatehouse-gw/gatehouse/internal/store"
 	"github.com/gatehouse-gw/gatehouse/internal/usage"
 	"github.com/gatehouse-gw/gatehouse/internal/vkey"
@@ -90,6 +91,9 @@ type Deps struct {
 	SessionTTL time.Duration
 	// RequireMFA refuses logins of users without TOTP.
 	RequireMFA bool
+	// SSO verifies ID tokens of the organisation's identity provider for OIDC
+	// login; nil when it is not configured.
+	SSO *sso.Verifier
 	// KeyMaxAge returns the maximum age of a key of the team, which caps the
 	// expiry of new keys (0: no limit). Nil: no limit.
 	KeyMaxAge func(teamID string) time.Duration

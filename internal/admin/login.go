@@ -36,6 +36,8 @@ func (h *Handler) loginRoutes() {
 	m := h.mux
 	m.HandleFunc("POST /v1/auth/login", h.open(h.login))
 	m.HandleFunc("POST /v1/auth/logout", h.authed(h.logout))
+	m.HandleFunc("GET /v1/auth/oidc", h.open(h.oidcInfo))
+	m.HandleFunc("POST /v1/auth/oidc", h.open(h.oidcLogin))
 	m.HandleFunc("POST /v1/auth/step-up", h.authed(h.stepUp))
 	m.HandleFunc("POST /v1/auth/totp/enroll", h.authed(h.enrollTOTP))
 	m.HandleFunc("POST /v1/auth/totp/confirm", h.authed(h.confirmTOTP))
@@ -106,16 +108,27 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) error {
 		return httpx.Errorf(http.StatusForbidden, "mfa_enrollment_required",
 			"Multi-factor authentication is required: an administrator must reset this user, or log in once with a session to enrol TOTP.")
 	}
+	detail := "password"
+	if mfaAt != nil {
+		detail = "password+totp"
+	}
+	return h.startSession(w, r, p.ID, mfaAt, detail)
+}
+
+// startSession creates a login session for a principal, records the login in
+// the ledger and answers with the session token (shown once).
+func (h *Handler) startSession(w http.ResponseWriter, r *http.Request, principalID string, mfaAt *time.Time, detail string) error {
+	now := h.d.Now().UTC()
 	token := string(vkey.Generate(vkey.KindAdmin))
 	token = SessionPrefix + strings.TrimPrefix(token, "gka_")
-	se := mfa.Session{ID: vkey.NewID("ses"), Hash: h.d.Verifier.Hasher().Hash(vkey.Secret(token)), PrincipalID: p.ID, CreatedAt: now,
+	se := mfa.Session{ID: vkey.NewID("ses"), Hash: h.d.Verifier.Hasher().Hash(vkey.Secret(token)), PrincipalID: principalID, CreatedAt: now,
 		ExpiresAt: now.Add(h.sessionTTL()), MFAAt: mfaAt}
 	if err := h.d.Store.CreateSession(r.Context(), se); err != nil {
 		return err
 	}
-	h.recordLogin(r, p.ID, se.ID, mfaAt != nil)
+	h.recordLogin(r, principalID, se.ID, detail)
 	w.Header().Set("Cache-Control", "no-store")
-	writeJSON(w, 200, map[string]any{"session": token, "expires_at": se.ExpiresAt, "mfa": mfaAt != nil, "principal_id": p.ID})
+	writeJSON(w, 200, map[string]any{"session": token, "expires_at": se.ExpiresAt, "mfa": mfaAt != nil, "principal_id": principalID})
 	return nil
 }
 
@@ -167,7 +180,7 @@ func (h *Handler) stepUp(w http.ResponseWriter, r *http.Request, who vkey.Key) e
 	if err := h.d.Store.SessionMFA(r.Context(), id, now); err != nil {
 		return err
 	}
-	h.recordLogin(r, who.PrincipalID, id, true)
+	h.recordLogin(r, who.PrincipalID, id, "step-up totp")
 	writeJSON(w, 200, map[string]any{"mfa_at": now})
 	return nil
 }
@@ -257,16 +270,9 @@ func (h *Handler) setPassword(w http.ResponseWriter, r *http.Request, who vkey.K
 }
 
 // recordLogin puts a login or step-up in the ledger (logins are admin actions).
-func (h *Handler) recordLogin(r *http.Request, principalID, sessionID string, withMFA bool) {
+func (h *Handler) recordLogin(r *http.Request, principalID, sessionID, detail string) {
 	if h.d.Ledger == nil {
 		return
-	}
-	detail := "password"
-	if withMFA {
-		detail = "password+totp"
-	}
-	if strings.HasSuffix(r.URL.Path, "/step-up") {
-		detail = "step-up totp"
 	}
 	rec := ledger.Record{Kind: ledger.KindAdmin, Time: h.d.Now(), RequestID: httpx.RequestID(r.Context()), PrincipalID: principalID,
 		Action: r.Method + " " + r.URL.Path, Target: sessionID, Detail: detail, Status: http.StatusOK}

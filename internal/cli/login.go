@@ -3,9 +3,13 @@ package cli
 import (
 	"bufio"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"strings"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+	"golang.org/x/oauth2"
 
 	"github.com/gatehouse-gw/gatehouse/client"
 )
@@ -27,6 +31,11 @@ wherever an admin key goes (export it as GATEHOUSE_ADMIN_KEY). Sessions expire
 
   printf '%s\n' "$PASSWORD" | gatehouse login --user alice --password-stdin --code 123456
 
+With --oidc, logs in through the organisation's identity provider (oidc_login
+in the gateway's configuration) with the OAuth 2.0 device flow (RFC 8628): it
+prints a URL and a code to enter there, waits for you to approve, and exchanges
+the provider's ID token for a session. Your groups decide your teams and roles.
+
 --step-up re-checks a TOTP code for the current session, for actions that
 policies allow only after a recent second factor.`,
 		flags: func(fs *flag.FlagSet, o *opts) {
@@ -34,6 +43,7 @@ policies allow only after a recent second factor.`,
 			o.bool(fs, "password-stdin", "read the password from the first line of stdin")
 			o.str(fs, "code", "", "the current TOTP code (when the user has TOTP)")
 			o.bool(fs, "step-up", "re-check a TOTP code for the current session (GATEHOUSE_ADMIN_KEY)")
+			o.bool(fs, "oidc", "log in through the organisation's identity provider (device flow)")
 		},
 		run: func(ctx context.Context, e *Env, o *opts, args []string) error {
 			if o.B("step-up") {
@@ -47,8 +57,11 @@ policies allow only after a recent second factor.`,
 				fmt.Fprintln(e.Stdout, "Second factor checked; sensitive actions are open for a few minutes.")
 				return nil
 			}
+			if o.B("oidc") {
+				return loginOIDC(ctx, e, client.New(o.addr, ""))
+			}
 			if !o.set("user") || !o.B("password-stdin") {
-				return fmt.Errorf("%w: --user and --password-stdin are required", ErrUsage)
+				return fmt.Errorf("%w: --user and --password-stdin (or --oidc) are required", ErrUsage)
 			}
 			pw, err := readSecret(e)
 			if err != nil {
@@ -61,6 +74,47 @@ policies allow only after a recent second factor.`,
 			fmt.Fprintf(e.Stdout, "Logged in until %s.\n\n    export GATEHOUSE_ADMIN_KEY=%s\n", exp.Local().Format("2006-01-02 15:04"), session)
 			return nil
 		}}
+}
+
+// loginOIDC runs the device flow against the identity provider the gateway
+// names, then exchanges the ID token for a session.
+func loginOIDC(ctx context.Context, e *Env, c *client.Client) error {
+	info, err := c.OIDCInfo(ctx)
+	if err != nil {
+		return err
+	}
+	p, err := oidc.NewProvider(ctx, info.Issuer)
+	if err != nil {
+		return fmt.Errorf("identity provider %s: %w", info.Issuer, err)
+	}
+	ep := p.Endpoint()
+	if ep.DeviceAuthURL == "" {
+		return fmt.Errorf("identity provider %s offers no device flow (device_authorization_endpoint); log in with a password instead", info.Issuer)
+	}
+	conf := oauth2.Config{ClientID: info.ClientID, Endpoint: ep, Scopes: info.Scopes}
+	da, err := conf.DeviceAuth(ctx)
+	if err != nil {
+		return fmt.Errorf("identity provider: starting the device flow: %w", err)
+	}
+	if da.VerificationURIComplete != "" {
+		fmt.Fprintf(e.Stderr, "Open %s\n(code %s) and approve; waiting…\n", da.VerificationURIComplete, da.UserCode)
+	} else {
+		fmt.Fprintf(e.Stderr, "Open %s and enter the code %s; waiting…\n", da.VerificationURI, da.UserCode)
+	}
+	tok, err := conf.DeviceAccessToken(ctx, da)
+	if err != nil {
+		return fmt.Errorf("identity provider: %w", err)
+	}
+	idToken, _ := tok.Extra("id_token").(string)
+	if idToken == "" {
+		return errors.New("identity provider: the token response carries no id_token (is the openid scope allowed for this client?)")
+	}
+	session, exp, err := c.LoginOIDC(ctx, idToken)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.Stdout, "Logged in until %s.\n\n    export GATEHOUSE_ADMIN_KEY=%s\n", exp.Local().Format("2006-01-02 15:04"), session)
+	return nil
 }
 
 func usersCmd() *command {

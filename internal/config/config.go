@@ -19,6 +19,7 @@ import (
 
 	"github.com/gatehouse-gw/gatehouse/internal/breaker"
 	"github.com/gatehouse-gw/gatehouse/internal/pricing"
+	"github.com/gatehouse-gw/gatehouse/internal/sso"
 	"github.com/gatehouse-gw/gatehouse/internal/token"
 )
 
@@ -56,6 +57,8 @@ type Config struct {
 	SessionTTL     Duration `yaml:"session_ttl"` // admin API login sessions
 	// WorkloadIdentity lists trusted OIDC issuers whose tokens are exchanged for Gatehouse tokens.
 	WorkloadIdentity []token.TrustedIssuer `yaml:"workload_identity"`
+	// OIDCLogin lets users log in through the organisation's identity provider.
+	OIDCLogin sso.Config `yaml:"oidc_login"`
 
 	LogLevel  string `yaml:"log_level"`  // debug, info, warn, error
 	LogFormat string `yaml:"log_format"` // text or json
@@ -278,6 +281,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Tokens.Issuer == "" || c.Tokens.TTL <= 0 || c.Tokens.TTL.D() > 24*time.Hour {
 		errs = append(errs, errors.New("tokens: issuer must be set and ttl between 1s and 24h"))
+	}
+	if err := c.OIDCLogin.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	for i, w := range c.WorkloadIdentity {
 		if w.Name == "" || w.Issuer == "" || w.Audience == "" || w.ServiceAccount == "" {
