@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -276,6 +277,22 @@ func TestRecoverAdminKey(t *testing.T) {
 	key = strings.Fields(key)[0]
 	if resp, _ := adminDo(t, g, "GET", "/v1/teams", key, "", nil); resp.StatusCode != 200 {
 		t.Fatalf("recovered key: %d", resp.StatusCode)
+	}
+	// The recovery is an admin record in the ledger.
+	keys, err := client.New("http://"+g.srv.AdminAddr(), key).ListKeys(context.Background(), client.KeyFilter{Kind: "admin"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, k := range keys {
+		if k.Name != "recovered admin key" {
+			continue
+		}
+		resp, body := adminDo(t, g, "GET", "/log/find/recover-admin-key-"+k.ID, "", "", nil)
+		found = resp.StatusCode == 200 && regexp.MustCompile(`\[\d`).Match(body)
+	}
+	if !found {
+		t.Fatalf("no ledger record of the recovery among %d admin keys", len(keys))
 	}
 	empty := t.TempDir()
 	if code, _, errs := runCLI(t, g, "recover-admin-key", "--data-dir", empty); code == 0 || !strings.Contains(errs, "key-encryption key") {

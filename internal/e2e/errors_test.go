@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -503,6 +504,18 @@ func TestKEKRotation(t *testing.T) {
 	oc2 := f2.openai(f.key)
 	if _, err := oc2.Chat.Completions.New(ctx, chatParams("gpt-4o", 2)); err != nil {
 		t.Fatalf("after KEK rotation (key hashing, upstream key): %v", err)
+	}
+	// The rotation is an admin record in the ledger, which still verifies.
+	newID := regexp.MustCompile(`→ (\S+);`).FindStringSubmatch(out)
+	if newID == nil {
+		t.Fatalf("no new key id in %q", out)
+	}
+	if resp, body := adminDo(t, g, "GET", "/log/find/kek-rotate-"+newID[1], "", "", nil); resp.StatusCode != 200 || !regexp.MustCompile(`\[\d`).Match(body) {
+		t.Fatalf("ledger record of the rotation: %d %s", resp.StatusCode, body)
+	}
+	_, vk, _ := runCLI(t, g, "audit", "key")
+	if code, out, errs := runCLI(t, g, "audit", "verify", "--url", "http://"+g.srv.AdminAddr()+"/log", "--key", strings.TrimSpace(vk), "--state", filepath.Join(t.TempDir(), "s")); code != 0 {
+		t.Fatalf("audit verify after an offline record: %d %s %s", code, out, errs)
 	}
 	// The old KEK no longer opens anything: restore it and the gateway refuses to start.
 	os.WriteFile(filepath.Join(dir, "kek.key"), before, 0o600)

@@ -51,6 +51,7 @@ import (
 // Bootstrap holds credentials created at start that the operator must see once.
 type Bootstrap struct {
 	AdminKey   string // set when this start created the first admin key (or in dev mode)
+	AdminKeyID string // the id of AdminKey
 	VirtualKey string // dev mode: a ready data-plane key
 }
 
@@ -627,7 +628,7 @@ func (s *Server) createAdminKey(ctx context.Context, name string) error {
 	if err := s.db.CreateKey(ctx, k); err != nil {
 		return fmt.Errorf("bootstrap: %w", err)
 	}
-	s.Bootstrap.AdminKey = secret.Reveal()
+	s.Bootstrap.AdminKey, s.Bootstrap.AdminKeyID = secret.Reveal(), k.ID
 	s.log.Info("created an admin key", "name", name, "key_id", k.ID, "principal", p.Name)
 	return nil
 }
@@ -712,7 +713,14 @@ func RotateKEK(ctx context.Context, cfg config.Config, log *slog.Logger) (oldID,
 	if err := keyring.WriteKEKs(cfg.KEKFile, [][]byte{fresh}); err != nil {
 		return "", "", 0, err
 	}
-	log.Warn("key-encryption key rotated", "old", keyring.KEKID(old[0]), "new", keyring.KEKID(fresh), "secrets", n)
+	oldID, newID = keyring.KEKID(old[0]), keyring.KEKID(fresh)
+	s := &Server{cfg: cfg, log: log, db: db, keyring: kr}
+	rec := ledger.Record{Kind: ledger.KindAdmin, Time: time.Now(), RequestID: "kek-rotate-" + newID, Action: "kek rotate",
+		Target: newID, Detail: fmt.Sprintf("%s → %s, %d secrets re-wrapped", oldID, newID, n), Status: http.StatusOK}
+	if err := s.recordOffline(ctx, rec); err != nil {
+		return "", "", 0, fmt.Errorf("the key was rotated, but recording it in the ledger failed: %w", err)
+	}
+	log.Warn("key-encryption key rotated", "old", oldID, "new", newID, "secrets", n)
 	return keyring.KEKID(old[0]), keyring.KEKID(fresh), n, nil
 }
 
@@ -753,7 +761,36 @@ func RecoverAdminKey(ctx context.Context, cfg config.Config, log *slog.Logger) (
 	if err := s.createAdminKey(ctx, "recovered admin key"); err != nil {
 		return "", err
 	}
+	rec := ledger.Record{Kind: ledger.KindAdmin, Time: time.Now(), RequestID: "recover-admin-key-" + s.Bootstrap.AdminKeyID, Action: "recover-admin-key",
+		Target: s.Bootstrap.AdminKeyID, Detail: "admin key created offline with the data directory and the key-encryption key", Status: http.StatusCreated}
+	if err := s.recordOffline(ctx, rec); err != nil {
+		return "", fmt.Errorf("recording the recovery in the ledger: %w (the new key was not handed out)", err)
+	}
 	return s.Bootstrap.AdminKey, nil
+}
+
+// recordOffline appends an admin record to the ledger from a command that
+// works on the store directly (no gateway running), and signs a checkpoint
+// over it. A store whose ledger was never created has nothing to append to.
+func (s *Server) recordOffline(ctx context.Context, rec ledger.Record) error {
+	keys, err := s.ledgerKeys(ctx)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	l, err := ledger.New(s.db, vkey.NewID("offline"), keys[0], s.log)
+	if err != nil {
+		return err
+	}
+	if err := l.SetKeys(keys); err != nil {
+		return err
+	}
+	if _, err := l.Append(ctx, ledger.Entry{Data: rec.Marshal(), RequestID: rec.RequestID}); err != nil {
+		return err
+	}
+	return l.SignCheckpoint(ctx)
 }
 
 func zoneOf(name string) *time.Location {
