@@ -20,6 +20,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-webauthn/webauthn/webauthn"
+
 	"github.com/gatehouse-gw/gatehouse/internal/budget"
 	"github.com/gatehouse-gw/gatehouse/internal/httpx"
 	"github.com/gatehouse-gw/gatehouse/internal/keyring"
@@ -40,6 +42,7 @@ import (
 type Store interface {
 	budget.Store
 	mfa.Store
+	mfa.PasskeyStore
 	RevokeToken(ctx context.Context, jti string, expires time.Time) error
 	RevokeTokensBefore(ctx context.Context, principalID string, before time.Time) error
 	policy.Store
@@ -91,6 +94,8 @@ type Deps struct {
 	SessionTTL time.Duration
 	// RequireMFA refuses logins of users without TOTP.
 	RequireMFA bool
+	// WebAuthn runs passkey ceremonies; nil when passkeys are not configured.
+	WebAuthn *webauthn.WebAuthn
 	// SSO verifies ID tokens of the organisation's identity provider for OIDC
 	// login; nil when it is not configured.
 	SSO *sso.Verifier

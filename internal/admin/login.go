@@ -36,6 +36,7 @@ func (h *Handler) loginRoutes() {
 	m := h.mux
 	m.HandleFunc("POST /v1/auth/login", h.open(h.login))
 	m.HandleFunc("POST /v1/auth/logout", h.authed(h.logout))
+	h.passkeyRoutes()
 	m.HandleFunc("GET /v1/auth/oidc", h.open(h.oidcInfo))
 	m.HandleFunc("POST /v1/auth/oidc", h.open(h.oidcLogin))
 	m.HandleFunc("POST /v1/auth/step-up", h.authed(h.stepUp))

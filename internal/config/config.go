@@ -57,6 +57,8 @@ type Config struct {
 	SessionTTL     Duration `yaml:"session_ttl"` // admin API login sessions
 	// WorkloadIdentity lists trusted OIDC issuers whose tokens are exchanged for Gatehouse tokens.
 	WorkloadIdentity []token.TrustedIssuer `yaml:"workload_identity"`
+	// WebAuthn enables passkeys for users (registration and login on the admin API).
+	WebAuthn WebAuthn `yaml:"webauthn"`
 	// OIDCLogin lets users log in through the organisation's identity provider.
 	OIDCLogin sso.Config `yaml:"oidc_login"`
 
@@ -72,6 +74,13 @@ type TLS struct {
 	// ClientPrincipals maps a client certificate identity (a URI SAN such as
 	// spiffe://acme/agent, a DNS SAN, or the subject CN) to a principal name or id.
 	ClientPrincipals map[string]string `yaml:"client_principals"`
+}
+
+// WebAuthn configures passkeys; they are off while rp_id is empty.
+type WebAuthn struct {
+	RPID          string   `yaml:"rp_id"`           // the relying party id: the console's host name, e.g. gatehouse.example.com
+	RPDisplayName string   `yaml:"rp_display_name"` // shown by authenticators; default Gatehouse
+	Origins       []string `yaml:"origins"`         // origins allowed to run ceremonies, e.g. https://gatehouse.example.com
 }
 
 // Keys configures key lifetimes.
@@ -281,6 +290,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Tokens.Issuer == "" || c.Tokens.TTL <= 0 || c.Tokens.TTL.D() > 24*time.Hour {
 		errs = append(errs, errors.New("tokens: issuer must be set and ttl between 1s and 24h"))
+	}
+	if c.WebAuthn.RPID != "" && len(c.WebAuthn.Origins) == 0 {
+		errs = append(errs, errors.New("webauthn: origins are required with rp_id (e.g. https://"+c.WebAuthn.RPID+")"))
 	}
 	if err := c.OIDCLogin.Validate(); err != nil {
 		errs = append(errs, err)

@@ -33,8 +33,10 @@ func TestParseRejects(t *testing.T) {
 	c := Default()
 	c.Parse(nil)
 	c.LogLevel, c.Database, c.AdminListen = "loud", "mysql://x", c.Listen
+	c.WebAuthn.RPID = "gatehouse.example.com"        // without origins
+	c.OIDCLogin.Issuer = "https://login.example.com" // without client_id
 	err := c.Validate()
-	for _, want := range []string{"log_level", "database", "both"} {
+	for _, want := range []string{"log_level", "database", "both", "webauthn: origins", "oidc_login: client_id"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate error %v does not mention %q", err, want)
 		}

@@ -212,3 +212,36 @@ func (c Checker) Check(ctx context.Context, principalID, code, recovery string) 
 	}
 	return nil
 }
+
+// Passkey is a user's WebAuthn credential. Credential is the JSON of the
+// go-webauthn Credential (public key, sign count, flags): nothing secret.
+type Passkey struct {
+	ID          string     `json:"id"` // base64url credential id
+	PrincipalID string     `json:"principal_id"`
+	Name        string     `json:"name"`
+	Credential  []byte     `json:"-"`
+	CreatedAt   time.Time  `json:"created_at"`
+	LastUsedAt  *time.Time `json:"last_used_at,omitempty"`
+}
+
+// Ceremony is a WebAuthn registration or login in progress: the challenge
+// and what the finish must match. It is used once.
+type Ceremony struct {
+	ID          string
+	PrincipalID string
+	Kind        string // "register" or "login"
+	Data        []byte // JSON of the go-webauthn SessionData
+	ExpiresAt   time.Time
+}
+
+// PasskeyStore keeps passkeys and ceremonies.
+type PasskeyStore interface {
+	AddPasskey(ctx context.Context, p Passkey) error
+	Passkeys(ctx context.Context, principalID string) ([]Passkey, error)
+	// UsePasskey stores the credential after a login (its sign count moves on).
+	UsePasskey(ctx context.Context, id string, credential []byte, at time.Time) error
+	DeletePasskey(ctx context.Context, principalID, id string) error
+	PutCeremony(ctx context.Context, c Ceremony) error
+	// TakeCeremony returns and deletes a ceremony: each is good once.
+	TakeCeremony(ctx context.Context, id string) (Ceremony, error)
+}

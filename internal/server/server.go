@@ -22,6 +22,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/go-webauthn/webauthn/webauthn"
+
 	"github.com/gatehouse-gw/gatehouse/internal/admin"
 	"github.com/gatehouse-gw/gatehouse/internal/alert"
 	"github.com/gatehouse-gw/gatehouse/internal/auth"
@@ -74,6 +76,7 @@ type Server struct {
 	export   *ledger.Exporter
 	tokens   *token.Issuer
 	dpop     *token.DPoP
+	webAuthn *webauthn.WebAuthn // nil: passkeys off
 	snap     atomic.Pointer[config.Snapshot]
 	reloadMu sync.Mutex
 
@@ -143,6 +146,9 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server, 
 		return nil, err
 	}
 	s.dpop = token.NewDPoP()
+	if s.webAuthn, err = newWebAuthn(cfg.WebAuthn); err != nil {
+		return nil, err
+	}
 	s.breaker = breaker.New(cfg.Breaker.Config(), s.suspendKey, s.alerts, log)
 	var rl ratelimit.Backend = ratelimit.NewMemory(nil)
 	if cfg.RedisURL != "" {
@@ -361,6 +367,22 @@ func (s *Server) Reload(ctx context.Context) error {
 		s.log.Info("configuration loaded", "generation", gen, "providers", len(ups), "routing", mode, "price_overrides", len(overrides))
 	}
 	return nil
+}
+
+// newWebAuthn configures passkeys, or returns nil when webauthn.rp_id is empty.
+func newWebAuthn(c config.WebAuthn) (*webauthn.WebAuthn, error) {
+	if c.RPID == "" {
+		return nil, nil
+	}
+	name := c.RPDisplayName
+	if name == "" {
+		name = "Gatehouse"
+	}
+	w, err := webauthn.New(&webauthn.Config{RPID: c.RPID, RPDisplayName: name, RPOrigins: c.Origins})
+	if err != nil {
+		return nil, fmt.Errorf("webauthn: %w", err)
+	}
+	return w, nil
 }
 
 // ssoVerifier returns the OIDC login verifier, or nil when oidc_login is not
@@ -854,7 +876,7 @@ func (s *Server) buildHTTP() {
 		Snapshot: func() admin.Snapshot { return adminSnapshot{s.Snapshot()} }, DevAdminKeyHash: devHash, Log: s.log,
 		Spend: s.budgets.Statuses, ResetBreaker: s.breaker.Reset, Ledger: s.ledger, LogHandler: s.ledger.Handler(),
 		PolicyZone: zoneOf(s.cfg.PolicyTimeZone), TokenTTL: s.cfg.Tokens.TTL.D(),
-		SessionTTL: s.cfg.SessionTTL.D(), RequireMFA: s.cfg.RequireMFA, RotateTokenKey: s.RotateTokenKey, RotateLedgerKey: s.RotateLedgerKey, KeyMaxAge: s.keyMaxAge, SSO: s.ssoVerifier(),
+		SessionTTL: s.cfg.SessionTTL.D(), RequireMFA: s.cfg.RequireMFA, RotateTokenKey: s.RotateTokenKey, RotateLedgerKey: s.RotateLedgerKey, KeyMaxAge: s.keyMaxAge, SSO: s.ssoVerifier(), WebAuthn: s.webAuthn,
 	})
 	s.admin = &http.Server{Handler: adm, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute, ErrorLog: errLog}
 }

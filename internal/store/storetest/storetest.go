@@ -12,6 +12,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/gatehouse-gw/gatehouse/internal/budget"
+	"github.com/gatehouse-gw/gatehouse/internal/mfa"
 	"github.com/gatehouse-gw/gatehouse/internal/org"
 	"github.com/gatehouse-gw/gatehouse/internal/policy"
 	"github.com/gatehouse-gw/gatehouse/internal/pricing"
@@ -31,6 +32,7 @@ type Backend interface {
 	vkey.Store
 	provider.Store
 	usage.Store
+	mfa.PasskeyStore
 	ListPrices(ctx context.Context) ([]pricing.Price, error)
 	SetPrice(ctx context.Context, p pricing.Price) error
 	DeletePrice(ctx context.Context, model string) error
@@ -56,6 +58,7 @@ func Run(t *testing.T, open func(t *testing.T) Backend) {
 		{"BudgetRace", testBudgetRace},
 		{"Limits", testLimits},
 		{"Policies", testPolicies},
+		{"Passkeys", testPasskeys},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open(t)) })
@@ -369,4 +372,43 @@ func testSecrets(t *testing.T, b Backend) {
 	if string(got) != "first" {
 		t.Fatalf("second put replaced the secret: %q", got)
 	}
+}
+
+func testPasskeys(t *testing.T, b Backend) {
+	ctx := context.Background()
+	_, p := seed(t, b)
+	pk := mfa.Passkey{ID: "cred-1", PrincipalID: p.ID, Name: "laptop", Credential: []byte(`{"n":1}`), CreatedAt: now}
+	must(t, b.AddPasskey(ctx, pk))
+	wantErr(t, b.AddPasskey(ctx, pk), store.ErrExists)
+	must(t, b.AddPasskey(ctx, mfa.Passkey{ID: "cred-2", PrincipalID: p.ID, Name: "phone", Credential: []byte(`{"n":2}`), CreatedAt: now.Add(time.Second)}))
+	list, err := b.Passkeys(ctx, p.ID)
+	must(t, err)
+	if len(list) != 2 || list[0].ID != "cred-1" || string(list[0].Credential) != `{"n":1}` || list[0].LastUsedAt != nil || !list[0].CreatedAt.Equal(now) {
+		t.Fatalf("Passkeys = %+v", list)
+	}
+	must(t, b.UsePasskey(ctx, "cred-1", []byte(`{"n":3}`), now.Add(time.Minute)))
+	wantErr(t, b.UsePasskey(ctx, "cred-x", nil, now), store.ErrNotFound)
+	list, _ = b.Passkeys(ctx, p.ID)
+	if string(list[0].Credential) != `{"n":3}` || list[0].LastUsedAt == nil || !list[0].LastUsedAt.Equal(now.Add(time.Minute)) {
+		t.Fatalf("after use: %+v", list[0])
+	}
+	wantErr(t, b.DeletePasskey(ctx, "prn_other", "cred-1"), store.ErrNotFound) // only its owner's
+	must(t, b.DeletePasskey(ctx, p.ID, "cred-1"))
+	if list, _ = b.Passkeys(ctx, p.ID); len(list) != 1 {
+		t.Fatalf("after delete: %+v", list)
+	}
+
+	c := mfa.Ceremony{ID: "cer-1", PrincipalID: p.ID, Kind: "login", Data: []byte(`{"challenge":"x"}`), ExpiresAt: time.Now().Add(time.Minute).Truncate(time.Microsecond)}
+	must(t, b.PutCeremony(ctx, c))
+	got, err := b.TakeCeremony(ctx, "cer-1")
+	must(t, err)
+	if got.PrincipalID != p.ID || got.Kind != "login" || string(got.Data) != string(c.Data) || !got.ExpiresAt.Equal(c.ExpiresAt) {
+		t.Fatalf("TakeCeremony = %+v", got)
+	}
+	_, err = b.TakeCeremony(ctx, "cer-1") // good once
+	wantErr(t, err, store.ErrNotFound)
+	must(t, b.PutCeremony(ctx, mfa.Ceremony{ID: "cer-old", PrincipalID: p.ID, Kind: "login", Data: []byte(`{}`), ExpiresAt: time.Now().Add(-time.Hour)}))
+	must(t, b.PutCeremony(ctx, mfa.Ceremony{ID: "cer-2", PrincipalID: p.ID, Kind: "login", Data: []byte(`{}`), ExpiresAt: time.Now().Add(time.Minute)}))
+	_, err = b.TakeCeremony(ctx, "cer-old") // swept when the next one was put
+	wantErr(t, err, store.ErrNotFound)
 }
