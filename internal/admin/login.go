@@ -59,6 +59,9 @@ func (h *Handler) sessionCaller(r *http.Request, token string) (vkey.Key, *http.
 	case !now.Before(se.ExpiresAt):
 		return vkey.Key{}, r, httpx.Errorf(http.StatusUnauthorized, "session_expired", "This session has expired; log in again.")
 	}
+	if p, err := h.d.Store.Principal(r.Context(), se.PrincipalID); err != nil || p.Disabled {
+		return vkey.Key{}, r, httpx.Errorf(http.StatusUnauthorized, "session_revoked", "This user is disabled or gone; its sessions no longer work.")
+	}
 	age := int64(-1)
 	if se.MFAAt != nil {
 		age = int64(now.Sub(*se.MFAAt).Seconds())

@@ -218,6 +218,14 @@ func TestPasskeys(t *testing.T) {
 	if s, _ := call("/v1/auth/passkeys/login", "", loginBody); s != 401 {
 		t.Errorf("passkey login without passkeys: %d", s)
 	}
+	// Disabling the user ends its sessions, on the auth routes too.
+	disabled := true
+	if _, err := f.admin.UpdatePrincipal(ctx, "alice", client.PrincipalInput{Disabled: &disabled}, ""); err != nil {
+		t.Fatal(err)
+	}
+	if resp, b := adminDo(t, f.gateway, "GET", "/v1/auth/passkeys", session, "", nil); resp.StatusCode != 401 {
+		t.Errorf("a disabled user's session: %d %s", resp.StatusCode, b)
+	}
 }
 
 // TestPasskeysNotConfigured: without webauthn.rp_id the routes say so.
