@@ -786,6 +786,12 @@ func (c *Client) SetPassword(ctx context.Context, user, password string) error {
 	return err
 }
 
+// EndSessions ends every login session of a user.
+func (c *Client) EndSessions(ctx context.Context, user string) error {
+	_, err := c.do(ctx, "DELETE", "/v1/principals/"+esc(user)+"/sessions", nil, nil, nil)
+	return err
+}
+
 // DoJSON sends any admin API request: for routes this client has no method for.
 func (c *Client) DoJSON(ctx context.Context, method, path string, in, out any) (etag string, err error) {
 	return c.do(ctx, method, path, nil, in, out)

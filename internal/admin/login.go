@@ -43,6 +43,7 @@ func (h *Handler) loginRoutes() {
 	m.HandleFunc("POST /v1/auth/totp/enroll", h.authed(h.enrollTOTP))
 	m.HandleFunc("POST /v1/auth/totp/confirm", h.authed(h.confirmTOTP))
 	m.HandleFunc("PUT /v1/principals/{id}/password", h.authed(h.setPassword))
+	m.HandleFunc("DELETE /v1/principals/{id}/sessions", h.authed(h.endSessions))
 }
 
 // sessionCaller authenticates a session token.
@@ -270,6 +271,21 @@ func (h *Handler) setPassword(w http.ResponseWriter, r *http.Request, who vkey.K
 	}
 	h.d.Log.Warn("password set", "principal", p.ID, "by", who.ID)
 	writeJSON(w, 200, map[string]any{"password_set": true, "sessions_ended": true})
+	return nil
+}
+
+// endSessions ends every login session of a user (a lost laptop), leaving its
+// password, second factors and keys alone.
+func (h *Handler) endSessions(w http.ResponseWriter, r *http.Request, who vkey.Key) error {
+	p, err := h.d.Store.Principal(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	if err := h.d.Store.RevokeSessions(r.Context(), p.ID, h.d.Now().UTC()); err != nil {
+		return err
+	}
+	h.d.Log.Warn("sessions ended", "principal", p.ID, "by", who.ID)
+	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
 

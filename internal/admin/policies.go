@@ -46,6 +46,8 @@ func adminAction(r *http.Request) (action, area string) {
 		return "policies.rollback", area
 	case area == "policies" && r.Method == http.MethodPut:
 		return "policies.apply", area
+	case area == "principals" && (strings.HasSuffix(path, "/sessions") || strings.HasSuffix(path, "/password")):
+		return "principals.update", area
 	case r.Method == http.MethodDelete:
 		return area + ".delete", area
 	case r.Method == http.MethodPatch || r.Method == http.MethodPut:

@@ -144,6 +144,21 @@ func usersCmd() *command {
 				fmt.Fprintf(e.Stdout, "Password of %s set; the user's sessions were ended.\n", args[0])
 				return nil
 			}},
+		{name: "logout", args: "USER", short: "End every login session of a user (password, factors and keys stay)", admin: true,
+			run: func(ctx context.Context, e *Env, o *opts, args []string) error {
+				if err := nargs(args, 1, "a user name or id"); err != nil {
+					return err
+				}
+				c, err := o.client(e)
+				if err != nil {
+					return err
+				}
+				if err := c.EndSessions(ctx, args[0]); err != nil {
+					return err
+				}
+				fmt.Fprintf(e.Stdout, "Ended every session of %s.\n", args[0])
+				return nil
+			}},
 		{name: "totp-enroll", short: "Start TOTP enrolment for your own user (from a login session)", admin: true,
 			run: func(ctx context.Context, e *Env, o *opts, args []string) error {
 				c, err := o.client(e)

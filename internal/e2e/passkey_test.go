@@ -218,6 +218,17 @@ func TestPasskeys(t *testing.T) {
 	if s, _ := call("/v1/auth/passkeys/login", "", loginBody); s != 401 {
 		t.Errorf("passkey login without passkeys: %d", s)
 	}
+	// An admin ends every session of the user (a lost laptop); a new login works.
+	if code, out, errs := runCLI(t, f.gateway, "users", "logout", "alice"); code != 0 || !strings.Contains(out, "Ended") {
+		t.Fatalf("users logout: %d %s %s", code, out, errs)
+	}
+	if _, err := client.New("http://"+f.srv.AdminAddr(), out.Session).ListTeams(ctx); !isStatus(err, 401) {
+		t.Errorf("a session after users logout: %v", err)
+	}
+	session, _, err = client.New("http://"+f.srv.AdminAddr(), "").Login(ctx, name, "correct horse battery staple", "")
+	if err != nil {
+		t.Fatalf("login after users logout: %v", err)
+	}
 	// Disabling the user ends its sessions, on the auth routes too.
 	disabled := true
 	if _, err := f.admin.UpdatePrincipal(ctx, "alice", client.PrincipalInput{Disabled: &disabled}, ""); err != nil {
