@@ -22,6 +22,9 @@ type Env struct {
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer
 	Getenv         func(string) string
+	// OpenBrowser opens a URL for the user (login --oidc --browser); nil: the
+	// URL is printed for the user to open.
+	OpenBrowser func(url string) error
 }
 
 // command is one node of the command tree.

@@ -3,10 +3,14 @@ package cli
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
 	"errors"
 	"flag"
 	"fmt"
+	"net"
+	"net/http"
 	"strings"
+	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
@@ -35,6 +39,8 @@ With --oidc, logs in through the organisation's identity provider (oidc_login
 in the gateway's configuration) with the OAuth 2.0 device flow (RFC 8628): it
 prints a URL and a code to enter there, waits for you to approve, and exchanges
 the provider's ID token for a session. Your groups decide your teams and roles.
+With --oidc --browser it uses the browser instead: authorization code with PKCE,
+redirected back to a listener on 127.0.0.1 that lives for this login only.
 
 --step-up re-checks a TOTP code for the current session, for actions that
 policies allow only after a recent second factor.`,
@@ -44,6 +50,7 @@ policies allow only after a recent second factor.`,
 			o.str(fs, "code", "", "the current TOTP code (when the user has TOTP)")
 			o.bool(fs, "step-up", "re-check a TOTP code for the current session (GATEHOUSE_ADMIN_KEY)")
 			o.bool(fs, "oidc", "log in through the organisation's identity provider (device flow)")
+			o.bool(fs, "browser", "with --oidc: use the browser (authorization code with PKCE, RFC 8252 loopback redirect) instead of the device flow")
 		},
 		run: func(ctx context.Context, e *Env, o *opts, args []string) error {
 			if o.B("step-up") {
@@ -58,7 +65,7 @@ policies allow only after a recent second factor.`,
 				return nil
 			}
 			if o.B("oidc") {
-				return loginOIDC(ctx, e, client.New(o.addr, ""))
+				return loginOIDC(ctx, e, client.New(o.addr, ""), o.B("browser"))
 			}
 			if !o.set("user") || !o.B("password-stdin") {
 				return fmt.Errorf("%w: --user and --password-stdin (or --oidc) are required", ErrUsage)
@@ -78,7 +85,7 @@ policies allow only after a recent second factor.`,
 
 // loginOIDC runs the device flow against the identity provider the gateway
 // names, then exchanges the ID token for a session.
-func loginOIDC(ctx context.Context, e *Env, c *client.Client) error {
+func loginOIDC(ctx context.Context, e *Env, c *client.Client, browser bool) error {
 	info, err := c.OIDCInfo(ctx)
 	if err != nil {
 		return err
@@ -88,22 +95,18 @@ func loginOIDC(ctx context.Context, e *Env, c *client.Client) error {
 		return fmt.Errorf("identity provider %s: %w", info.Issuer, err)
 	}
 	ep := p.Endpoint()
-	if ep.DeviceAuthURL == "" {
-		return fmt.Errorf("identity provider %s offers no device flow (device_authorization_endpoint); log in with a password instead", info.Issuer)
-	}
 	conf := oauth2.Config{ClientID: info.ClientID, Endpoint: ep, Scopes: info.Scopes}
-	da, err := conf.DeviceAuth(ctx)
-	if err != nil {
-		return fmt.Errorf("identity provider: starting the device flow: %w", err)
+	var tok *oauth2.Token
+	switch {
+	case browser:
+		tok, err = browserFlow(ctx, e, conf)
+	case ep.DeviceAuthURL == "":
+		return fmt.Errorf("identity provider %s offers no device flow (device_authorization_endpoint); use --browser", info.Issuer)
+	default:
+		tok, err = deviceFlow(ctx, e, conf)
 	}
-	if da.VerificationURIComplete != "" {
-		fmt.Fprintf(e.Stderr, "Open %s\n(code %s) and approve; waiting…\n", da.VerificationURIComplete, da.UserCode)
-	} else {
-		fmt.Fprintf(e.Stderr, "Open %s and enter the code %s; waiting…\n", da.VerificationURI, da.UserCode)
-	}
-	tok, err := conf.DeviceAccessToken(ctx, da)
 	if err != nil {
-		return fmt.Errorf("identity provider: %w", err)
+		return err
 	}
 	idToken, _ := tok.Extra("id_token").(string)
 	if idToken == "" {
@@ -115,6 +118,89 @@ func loginOIDC(ctx context.Context, e *Env, c *client.Client) error {
 	}
 	fmt.Fprintf(e.Stdout, "Logged in until %s.\n\n    export GATEHOUSE_ADMIN_KEY=%s\n", exp.Local().Format("2006-01-02 15:04"), session)
 	return nil
+}
+
+// deviceFlow runs the OAuth 2.0 device authorization grant (RFC 8628).
+func deviceFlow(ctx context.Context, e *Env, conf oauth2.Config) (*oauth2.Token, error) {
+	da, err := conf.DeviceAuth(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("identity provider: starting the device flow: %w", err)
+	}
+	if da.VerificationURIComplete != "" {
+		fmt.Fprintf(e.Stderr, "Open %s\n(code %s) and approve; waiting…\n", da.VerificationURIComplete, da.UserCode)
+	} else {
+		fmt.Fprintf(e.Stderr, "Open %s and enter the code %s; waiting…\n", da.VerificationURI, da.UserCode)
+	}
+	tok, err := conf.DeviceAccessToken(ctx, da)
+	if err != nil {
+		return nil, fmt.Errorf("identity provider: %w", err)
+	}
+	return tok, nil
+}
+
+// browserFlow runs the authorization code grant with PKCE and a loopback
+// redirect (RFC 8252): the provider sends the browser back to a listener on
+// 127.0.0.1 that lives for this login only.
+func browserFlow(ctx context.Context, e *Env, conf oauth2.Config) (*oauth2.Token, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	conf.RedirectURL = "http://" + ln.Addr().String() + "/callback"
+	verifier, state := oauth2.GenerateVerifier(), rand.Text()
+	type result struct {
+		code string
+		err  error
+	}
+	done := make(chan result, 1)
+	srv := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		var res result
+		switch {
+		case r.URL.Path != "/callback":
+			http.NotFound(w, r)
+			return
+		case q.Get("state") != state:
+			res.err = errors.New("identity provider: the callback's state does not match this login")
+		case q.Get("error") != "":
+			res.err = fmt.Errorf("identity provider: %s %s", q.Get("error"), q.Get("error_description"))
+		default:
+			res.code = q.Get("code")
+		}
+		if res.err != nil {
+			http.Error(w, res.err.Error(), http.StatusBadRequest)
+		} else {
+			fmt.Fprintln(w, "Gatehouse: logged in. You can close this window.")
+		}
+		select {
+		case done <- res:
+		default:
+		}
+	})}
+	go srv.Serve(ln)
+	defer srv.Close()
+	authURL := conf.AuthCodeURL(state, oauth2.S256ChallengeOption(verifier))
+	fmt.Fprintf(e.Stderr, "Open this URL to log in (waiting up to 5 minutes):\n\n    %s\n\n", authURL)
+	if e.OpenBrowser != nil {
+		if err := e.OpenBrowser(authURL); err != nil {
+			fmt.Fprintf(e.Stderr, "Could not open a browser (%v); open the URL yourself.\n", err)
+		}
+	}
+	wait, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	select {
+	case res := <-done:
+		if res.err != nil {
+			return nil, res.err
+		}
+		tok, err := conf.Exchange(ctx, res.code, oauth2.VerifierOption(verifier))
+		if err != nil {
+			return nil, fmt.Errorf("identity provider: %w", err)
+		}
+		return tok, nil
+	case <-wait.Done():
+		return nil, errors.New("identity provider: no login within 5 minutes")
+	}
 }
 
 func usersCmd() *command {

@@ -1,8 +1,11 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"net/http"
+	"net/url"
 	"regexp"
 	"slices"
 	"strings"
@@ -10,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-gw/gatehouse/client"
+	"github.com/gatehouse-gw/gatehouse/internal/cli"
 	"github.com/gatehouse-gw/gatehouse/internal/config"
 	"github.com/gatehouse-gw/gatehouse/internal/sso"
 	"github.com/gatehouse-gw/gatehouse/internal/sso/ssotest"
@@ -140,5 +144,56 @@ func TestOIDCRequireMFA(t *testing.T) {
 		if resp, b := adminDo(t, g, "POST", "/v1/auth/oidc", "", string(body), nil); resp.StatusCode != c.status {
 			t.Errorf("amr %v: %d %s, want %d", c.amr, resp.StatusCode, b, c.status)
 		}
+	}
+}
+
+// TestOIDCLoginBrowser: 'gatehouse login --oidc --browser' runs the
+// authorization code flow with PKCE and a loopback redirect; the "browser"
+// follows the provider's redirect to the CLI's listener. A callback with
+// another state is refused.
+func TestOIDCLoginBrowser(t *testing.T) {
+	idp := ssotest.New(t)
+	f := newFixture(t, gwOptions{mutate: func(c *config.Config) {
+		c.OIDCLogin = sso.Config{Issuer: idp.URL, ClientID: idp.ClientID, Groups: []sso.Group{{Group: "platform", Teams: []string{"research"}, Roles: []string{"admin"}}}}
+	}})
+	idp.SetUser(map[string]any{"sub": "u-eve", "email": "eve@example.com", "groups": []string{"platform"}})
+	run := func(browser func(string) error) (int, string, string) {
+		var out, errb bytes.Buffer
+		env := map[string]string{"GATEHOUSE_ADDR": "http://" + f.srv.AdminAddr()}
+		code := cli.Run(context.Background(), []string{"login", "--oidc", "--browser"}, &cli.Env{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errb,
+			Getenv: func(k string) string { return env[k] }, OpenBrowser: browser})
+		return code, out.String(), errb.String()
+	}
+	follow := func(u string) error { // a browser: the provider redirects to the CLI
+		resp, err := http.Get(u)
+		if err != nil {
+			return err
+		}
+		return resp.Body.Close()
+	}
+	code, out, errs := run(follow)
+	m := regexp.MustCompile(`GATEHOUSE_ADMIN_KEY=(gks_\S+)`).FindStringSubmatch(out)
+	if code != 0 || m == nil || !strings.Contains(errs, idp.URL+"/authorize?") || !strings.Contains(errs, "code_challenge_method=S256") {
+		t.Fatalf("login --oidc --browser: exit %d\n%s%s", code, out, errs)
+	}
+	if _, err := client.New("http://"+f.srv.AdminAddr(), m[1]).ListTeams(context.Background()); err != nil {
+		t.Fatalf("the browser-flow session: %v", err)
+	}
+
+	forged := func(u string) error { // the callback arrives with another state
+		noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		resp, err := noFollow.Get(u)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		loc, _ := url.Parse(resp.Header.Get("Location"))
+		q := loc.Query()
+		q.Set("state", "attacker")
+		loc.RawQuery = q.Encode()
+		return follow(loc.String())
+	}
+	if code, out, errs := run(forged); code == 0 || !strings.Contains(errs, "state does not match") {
+		t.Fatalf("a callback with another state: exit %d\n%s%s", code, out, errs)
 	}
 }

@@ -7,10 +7,13 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"sync"
 	"testing"
 	"time"
@@ -28,8 +31,9 @@ type IdP struct {
 	jwk    jose.JSONWebKey
 
 	mu      sync.Mutex
-	user    map[string]any  // claims of the user who approves device logins
-	pending map[string]bool // device codes waiting for the token poll
+	user    map[string]any      // claims of the user who approves device logins
+	pending map[string]bool     // device codes waiting for the token poll
+	codes   map[string]authCode // authorization codes waiting for the exchange
 	polls   int
 }
 
@@ -44,7 +48,7 @@ func New(t testing.TB) *IdP {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &IdP{ClientID: "gatehouse", signer: signer, pending: map[string]bool{},
+	p := &IdP{ClientID: "gatehouse", signer: signer, pending: map[string]bool{}, codes: map[string]authCode{},
 		jwk: jose.JSONWebKey{Key: key.Public(), KeyID: "idp-1", Algorithm: string(jose.ES256), Use: "sig"}}
 	srv := httptest.NewServer(http.HandlerFunc(p.serve))
 	t.Cleanup(srv.Close)
@@ -111,8 +115,32 @@ func (p *IdP) serve(w http.ResponseWriter, r *http.Request) {
 		p.mu.Unlock()
 		json.NewEncoder(w).Encode(map[string]any{"device_code": code, "user_code": "WDJB-MJHT",
 			"verification_uri": p.URL + "/activate", "expires_in": 300, "interval": 1})
+	case "/authorize": // the user approves at once
+		q := r.URL.Query()
+		if q.Get("client_id") != p.ClientID || q.Get("response_type") != "code" || q.Get("code_challenge_method") != "S256" || q.Get("code_challenge") == "" {
+			http.Error(w, "bad authorization request", http.StatusBadRequest)
+			return
+		}
+		p.mu.Lock()
+		code := fmt.Sprintf("ac-%d", len(p.codes)+1)
+		p.codes[code] = authCode{challenge: q.Get("code_challenge"), redirect: q.Get("redirect_uri"), user: p.user}
+		p.mu.Unlock()
+		u, err := url.Parse(q.Get("redirect_uri"))
+		if err != nil {
+			http.Error(w, "bad redirect_uri", http.StatusBadRequest)
+			return
+		}
+		v := u.Query()
+		v.Set("code", code)
+		v.Set("state", q.Get("state"))
+		u.RawQuery = v.Encode()
+		http.Redirect(w, r, u.String(), http.StatusFound)
 	case "/token":
-		if r.ParseForm() != nil || r.PostForm.Get("grant_type") != "urn:ietf:params:oauth:grant-type:device_code" {
+		if r.ParseForm() == nil && r.PostForm.Get("grant_type") == "authorization_code" {
+			p.exchange(w, r)
+			return
+		}
+		if r.PostForm.Get("grant_type") != "urn:ietf:params:oauth:grant-type:device_code" {
 			oauthError(w, "unsupported_grant_type")
 			return
 		}
@@ -135,6 +163,31 @@ func (p *IdP) serve(w http.ResponseWriter, r *http.Request) {
 	default:
 		http.NotFound(w, r)
 	}
+}
+
+type authCode struct {
+	challenge, redirect string
+	user                map[string]any
+}
+
+// exchange redeems an authorization code: once, with the PKCE verifier and the
+// same redirect_uri.
+func (p *IdP) exchange(w http.ResponseWriter, r *http.Request) {
+	p.mu.Lock()
+	c, ok := p.codes[r.PostForm.Get("code")]
+	delete(p.codes, r.PostForm.Get("code"))
+	p.mu.Unlock()
+	sum := sha256.Sum256([]byte(r.PostForm.Get("code_verifier")))
+	if !ok || c.redirect != r.PostForm.Get("redirect_uri") || base64.RawURLEncoding.EncodeToString(sum[:]) != c.challenge {
+		oauthError(w, "invalid_grant")
+		return
+	}
+	id, err := p.mint(p.ClientID, c.user, 5*time.Minute)
+	if err != nil {
+		http.Error(w, err.Error(), 500)
+		return
+	}
+	json.NewEncoder(w).Encode(map[string]any{"access_token": "at-code", "token_type": "Bearer", "expires_in": 300, "id_token": id})
 }
 
 func oauthError(w http.ResponseWriter, code string) {
