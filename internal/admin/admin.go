@@ -94,6 +94,9 @@ type Deps struct {
 	SessionTTL time.Duration
 	// RequireMFA refuses logins of users without TOTP.
 	RequireMFA bool
+	// StepUpMaxAge is how recent a second factor sensitive actions need (0: no
+	// built-in step-up); named in refusals.
+	StepUpMaxAge time.Duration
 	// WebAuthn runs passkey ceremonies; nil when passkeys are not configured.
 	WebAuthn *webauthn.WebAuthn
 	// SSO verifies ID tokens of the organisation's identity provider for OIDC

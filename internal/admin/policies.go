@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"net/netip"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -58,6 +59,12 @@ func adminAction(r *http.Request) (action, area string) {
 
 // authorize decides an admin request for the admin key's principal.
 func (h *Handler) authorize(r *http.Request, who vkey.Key) error {
+	action, area := adminAction(r)
+	return h.authorizeAction(r, who, action, area)
+}
+
+// authorizeAction decides one admin action for the caller's principal.
+func (h *Handler) authorizeAction(r *http.Request, who vkey.Key, action, area string) error {
 	set := h.d.Snapshot().Policies()
 	if set == nil {
 		return nil
@@ -69,7 +76,6 @@ func (h *Handler) authorize(r *http.Request, who vkey.Key) error {
 	if p.Disabled {
 		return httpx.Errorf(http.StatusForbidden, "principal_disabled", "The owner of this admin key is disabled.")
 	}
-	action, area := adminAction(r)
 	var src netip.Addr
 	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
 		src = ap.Addr()
@@ -78,6 +84,11 @@ func (h *Handler) authorize(r *http.Request, who vkey.Key) error {
 	d := set.DecideAdmin(policy.AdminCall{Principal: policy.FromOrg(p), Action: action, Area: area, SourceIP: src, Time: h.d.Now().In(h.zone()), MFAAgeSeconds: age})
 	if d.Allow {
 		return nil
+	}
+	if slices.Contains(d.Reasons, policy.StepUpID) {
+		return httpx.Errorf(http.StatusForbidden, "step_up_required",
+			"%s needs a second factor within the last %s (step_up_max_age). Step up: gatehouse login --step-up --code CODE (POST /v1/auth/step-up), or log in again with a passkey or through your identity provider. Admin keys cannot step up: use a user's session.",
+			action, h.d.StepUpMaxAge)
 	}
 	msg := "No policy permits " + action + " (default deny)."
 	if len(d.Reasons) > 0 {

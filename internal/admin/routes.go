@@ -402,7 +402,7 @@ type CreatedKey struct {
 	Secret string `json:"key"`
 }
 
-func (h *Handler) createKey(w http.ResponseWriter, r *http.Request, _ vkey.Key) error {
+func (h *Handler) createKey(w http.ResponseWriter, r *http.Request, who vkey.Key) error {
 	var in struct {
 		Name        string     `json:"name"`
 		Kind        vkey.Kind  `json:"kind"`
@@ -470,6 +470,11 @@ func (h *Handler) createKey(w http.ResponseWriter, r *http.Request, _ vkey.Key) 
 	}
 	if in.Name != "" && len(in.Name) > 128 {
 		return badRequest("name", "name longer than 128 characters")
+	}
+	if in.Kind == vkey.KindAdmin { // creating an admin key is its own, sensitive, action
+		if err := h.authorizeAction(r, who, "keys.create_admin", "keys"); err != nil {
+			return err
+		}
 	}
 	if in.MFARequired && p.Kind != org.KindUser {
 		return badRequest("mfa_required", "only a user's key can require the owner's TOTP code")

@@ -55,6 +55,9 @@ type Config struct {
 	Keys           Keys     `yaml:"keys"`
 	TLS            TLS      `yaml:"tls"`
 	SessionTTL     Duration `yaml:"session_ttl"` // admin API login sessions
+	// StepUpMaxAge, when set, makes sensitive admin actions need a second
+	// factor at most this old (a built-in policy, package policy).
+	StepUpMaxAge Duration `yaml:"step_up_max_age"`
 	// WorkloadIdentity lists trusted OIDC issuers whose tokens are exchanged for Gatehouse tokens.
 	WorkloadIdentity []token.TrustedIssuer `yaml:"workload_identity"`
 	// WebAuthn enables passkeys for users (registration and login on the admin API).
@@ -284,6 +287,9 @@ func (c *Config) Validate() error {
 	}
 	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") || (c.TLS.ClientCAFile != "" && c.TLS.CertFile == "") {
 		errs = append(errs, errors.New("tls: cert_file and key_file go together, and client_ca_file needs them"))
+	}
+	if c.StepUpMaxAge < 0 || (c.StepUpMaxAge > 0 && c.StepUpMaxAge < Duration(time.Second)) {
+		errs = append(errs, errors.New("step_up_max_age: 0 (off) or at least 1s"))
 	}
 	if c.Keys.MaxAge < 0 || c.Keys.ExpiryWarning < 0 || c.Keys.CheckInterval <= 0 {
 		errs = append(errs, errors.New("keys: max_age and expiry_warning must not be negative, check_interval positive"))

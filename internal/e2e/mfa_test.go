@@ -14,6 +14,7 @@ import (
 
 	"github.com/gatehouse-gw/gatehouse/client"
 	"github.com/gatehouse-gw/gatehouse/internal/cli"
+	"github.com/gatehouse-gw/gatehouse/internal/config"
 )
 
 func code(t *testing.T, secret string, at time.Time) string {
@@ -197,5 +198,65 @@ func TestMFAProtectedKey(t *testing.T) {
 	// Service accounts cannot hold MFA keys (they have no second factor).
 	if _, err := f.admin.CreateKey(ctx, client.KeyInput{Principal: "agent", MFARequired: true}); !isStatus(err, 400) {
 		t.Fatalf("mfa key for a service account: %v", err)
+	}
+}
+
+// TestStepUpMaxAge: with step_up_max_age, sensitive admin actions need a
+// recent second factor (the built-in policy), other actions do not; admin keys
+// cannot step up, a user's fresh TOTP session can.
+func TestStepUpMaxAge(t *testing.T) {
+	g := startGateway(t, gwOptions{mutate: func(c *configT) { c.StepUpMaxAge = config.Duration(5 * time.Minute) }})
+	f := &fixture{gateway: g}
+	ctx := context.Background()
+	if _, err := f.admin.CreateProvider(ctx, client.ProviderInput{Name: "p", Type: "openai", BaseURL: "http://127.0.0.1:1/v1", Models: []string{"gpt-*"}, Keys: []string{"sk-x"}}); !isStatus(err, 403) {
+		t.Fatalf("an admin key adding a provider: %v", err)
+	}
+	name, teams := "agent", []string{"research"}
+	if _, err := f.admin.CreateTeam(ctx, "research"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.admin.CreatePrincipal(ctx, client.PrincipalInput{Name: &name, Teams: &teams}); err != nil {
+		t.Fatal(err)
+	}
+	limit, scope, period := int64(1_000_000), "org", "day"
+	budget := client.BudgetInput{Scope: &scope, Period: &period, LimitMicros: &limit}
+	var ce *client.Error
+	if _, err := f.admin.CreateBudget(ctx, budget); !asClientErr(err, &ce) || ce.Code != "step_up_required" || !strings.Contains(ce.Message, "budgets.create") || !strings.Contains(ce.Message, "5m0s") {
+		t.Fatalf("an admin key creating a budget: %v", err)
+	}
+	if _, err := f.admin.CreateKey(ctx, client.KeyInput{Principal: "agent", Kind: "admin"}); !isStatus(err, 403) {
+		t.Fatalf("an admin key creating an admin key: %v", err)
+	}
+	if _, err := f.admin.CreateKey(ctx, client.KeyInput{Principal: "agent", Name: "plain"}); err != nil {
+		t.Fatalf("a virtual key is not sensitive: %v", err)
+	}
+	if _, err := f.admin.CreateTeam(ctx, "ordinary"); err != nil {
+		t.Fatalf("a team is not sensitive: %v", err)
+	}
+	// A user session without a second factor is refused like an admin key.
+	kind, roles, plain := "user", []string{"admin"}, "plain-user"
+	if _, err := f.admin.CreatePrincipal(ctx, client.PrincipalInput{Name: &plain, Kind: &kind, Teams: &teams, Roles: &roles}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.admin.SetPassword(ctx, plain, "correct horse battery staple"); err != nil {
+		t.Fatal(err)
+	}
+	ps, _, err := client.New("http://"+f.srv.AdminAddr(), "").Login(ctx, plain, "correct horse battery staple", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.New("http://"+f.srv.AdminAddr(), ps).CreateBudget(ctx, budget); !asClientErr(err, &ce) || ce.Code != "step_up_required" {
+		t.Fatalf("a session without a second factor: %v", err)
+	}
+	// A session whose user just passed TOTP (confirming enrolment, then a step-up) may.
+	sc, secret := enrolUser(t, f, "root", []string{"admin"})
+	if err := sc.StepUp(ctx, code(t, secret, time.Now().Add(30*time.Second))); err != nil {
+		t.Fatalf("step up: %v", err)
+	}
+	if _, err := sc.CreateBudget(ctx, budget); err != nil {
+		t.Fatalf("after stepping up: %v", err)
+	}
+	if _, err := sc.CreateKey(ctx, client.KeyInput{Principal: "root", Kind: "admin"}); err != nil {
+		t.Fatalf("an admin key after stepping up: %v", err)
 	}
 }

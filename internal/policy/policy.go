@@ -43,6 +43,33 @@ func Schema() []byte { return schemaText }
 // Defaults returns the default policy files.
 func Defaults() map[string]string { return map[string]string{"defaults.cedar": string(defaultsText)} }
 
+// StepUpID names the built-in step-up policy (step_up_max_age).
+const StepUpID = "builtin-step-up"
+
+// StepUpFile is the file name the built-in step-up policy compiles under.
+const StepUpFile = "builtin-step-up.cedar"
+
+// SensitiveActions need a recent second factor when step_up_max_age is set:
+// creating admin keys, changing budgets, applying or rolling back policies,
+// reinstating or rotating keys (signing keys included), rotating the log's key,
+// adding providers or their keys.
+var SensitiveActions = []string{"keys.create_admin", "keys.reinstate", "keys.rotate", "budgets.create", "budgets.update",
+	"policies.apply", "policies.rollback", "log.rotate", "providers.create", "providers.update"}
+
+// StepUpPolicy returns the built-in policy that forbids SensitiveActions
+// unless the caller passed a second factor within maxAge.
+func StepUpPolicy(maxAge time.Duration) string {
+	acts := make([]string, len(SensitiveActions))
+	for i, a := range SensitiveActions {
+		acts[i] = fmt.Sprintf("Action::%q", a)
+	}
+	return fmt.Sprintf(`// Built in: step_up_max_age is %s.
+@id(%q)
+forbid (principal, action in [%s], resource)
+when { context.mfa_age_seconds < 0 || context.mfa_age_seconds > %d };
+`, maxAge, StepUpID, strings.Join(acts, ", "), int64(maxAge/time.Second))
+}
+
 // Set is a compiled, validated set of policies.
 type Set struct {
 	ps    *cedar.PolicySet

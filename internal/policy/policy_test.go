@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -197,5 +198,37 @@ func BenchmarkDecide(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestStepUpPolicy: the built-in step-up policy forbids exactly the sensitive
+// actions without a second factor younger than its age, and names itself.
+func TestStepUpPolicy(t *testing.T) {
+	files := Defaults()
+	files[StepUpFile] = StepUpPolicy(5 * time.Minute)
+	s, err := Compile(files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := sa([]string{"admin"}, nil)
+	for _, tt := range []struct {
+		action string
+		age    int64
+		allow  bool
+	}{
+		{"budgets.create", -1, false},
+		{"budgets.create", 300, true},
+		{"budgets.create", 301, false},
+		{"keys.create_admin", -1, false},
+		{"keys.create_admin", 0, true},
+		{"policies.apply", 1000, false},
+		{"keys.create", -1, true}, // a virtual key is not sensitive
+		{"teams.create", -1, true},
+		{"budgets.read", -1, true},
+	} {
+		d := s.DecideAdmin(AdminCall{Principal: admin, Action: tt.action, Area: strings.Split(tt.action, ".")[0], Time: monday10, MFAAgeSeconds: tt.age})
+		if d.Allow != tt.allow || (!d.Allow && !slices.Contains(d.Reasons, StepUpID)) {
+			t.Errorf("%s with mfa age %d: %+v, want allow=%v", tt.action, tt.age, d, tt.allow)
+		}
 	}
 }
