@@ -12,10 +12,17 @@ import (
 	"github.com/gatehouse-gw/gatehouse/internal/vkey"
 )
 
-// oidcInfo tells a client (gatehouse login --oidc) where to log in.
-func (h *Handler) oidcInfo(w http.ResponseWriter, r *http.Request) error {
+func (h *Handler) ssoReady() error {
 	if h.d.SSO == nil {
 		return httpx.Errorf(http.StatusNotFound, "oidc_not_configured", "OIDC login is not configured (oidc_login in the configuration file).")
+	}
+	return nil
+}
+
+// oidcInfo tells a client (gatehouse login --oidc) where to log in.
+func (h *Handler) oidcInfo(w http.ResponseWriter, r *http.Request) error {
+	if err := h.ssoReady(); err != nil {
+		return err
 	}
 	c := h.d.SSO.Config()
 	writeJSON(w, 200, map[string]any{"issuer": c.Issuer, "client_id": c.ClientID, "scopes": c.Scopes})
@@ -26,8 +33,8 @@ func (h *Handler) oidcInfo(w http.ResponseWriter, r *http.Request) error {
 // for a login session. The user is created on first login; its teams and roles
 // are set from its groups at every login.
 func (h *Handler) oidcLogin(w http.ResponseWriter, r *http.Request) error {
-	if h.d.SSO == nil {
-		return httpx.Errorf(http.StatusNotFound, "oidc_not_configured", "OIDC login is not configured (oidc_login in the configuration file).")
+	if err := h.ssoReady(); err != nil {
+		return err
 	}
 	var in struct {
 		IDToken string `json:"id_token"`

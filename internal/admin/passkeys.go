@@ -102,15 +102,8 @@ func (h *Handler) listPasskeys(w http.ResponseWriter, r *http.Request, who vkey.
 	if err != nil {
 		return err
 	}
-	writeJSON(w, 200, map[string]any{"data": nonNilPasskeys(keys)})
+	writeJSON(w, 200, list(keys))
 	return nil
-}
-
-func nonNilPasskeys(k []mfa.Passkey) []mfa.Passkey {
-	if k == nil {
-		return []mfa.Passkey{}
-	}
-	return k
 }
 
 // beginPasskeyRegistration starts adding a passkey to the session's own user.

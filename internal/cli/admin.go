@@ -105,15 +105,8 @@ Example:
 				return nil
 			}},
 		{name: "show", args: "ID", short: "Show a key", admin: true, json: true,
-			run: func(ctx context.Context, e *Env, o *opts, args []string) error {
-				if err := nargs(args, 1, "a key id"); err != nil {
-					return err
-				}
-				c, err := o.client(e)
-				if err != nil {
-					return err
-				}
-				k, err := c.Key(ctx, args[0])
+			run: withArg("a key id", func(ctx context.Context, e *Env, o *opts, c *client.Client, arg string) error {
+				k, err := c.Key(ctx, arg)
 				if err != nil {
 					return err
 				}
@@ -122,7 +115,7 @@ Example:
 				}
 				showKey(e.Stdout, k)
 				return nil
-			}},
+			})},
 		{name: "rotate", args: "ID", short: "Give a key a new secret; the old one works for a grace period", admin: true, json: true,
 			long: `Rotates a key: a new secret, printed once, and the old one keeps working until
 the grace period ends (both show in 'keys show'), so callers switch without an
@@ -133,15 +126,8 @@ Example:
 			flags: func(fs *flag.FlagSet, o *opts) {
 				o.str(fs, "grace", "24h", "how long the old secret keeps working (0 ends it now)")
 			},
-			run: func(ctx context.Context, e *Env, o *opts, args []string) error {
-				if err := nargs(args, 1, "a key id"); err != nil {
-					return err
-				}
-				c, err := o.client(e)
-				if err != nil {
-					return err
-				}
-				k, err := c.RotateKey(ctx, args[0], o.S("grace"))
+			run: withArg("a key id", func(ctx context.Context, e *Env, o *opts, c *client.Client, arg string) error {
+				k, err := c.RotateKey(ctx, arg, o.S("grace"))
 				if err != nil {
 					return err
 				}
@@ -150,17 +136,10 @@ Example:
 				}
 				fmt.Fprintf(e.Stdout, "Rotated key %s. New secret (shown once):\n\n    %s\n\nThe old secret works until %s.\n", k.ID, k.Secret, fmtTime(k.PrevValidUntil))
 				return nil
-			}},
+			})},
 		{name: "reinstate", args: "ID", short: "Lift a spend-velocity breaker's suspension", admin: true, json: true,
-			run: func(ctx context.Context, e *Env, o *opts, args []string) error {
-				if err := nargs(args, 1, "a key id"); err != nil {
-					return err
-				}
-				c, err := o.client(e)
-				if err != nil {
-					return err
-				}
-				k, err := c.ReinstateKey(ctx, args[0], "")
+			run: withArg("a key id", func(ctx context.Context, e *Env, o *opts, c *client.Client, arg string) error {
+				k, err := c.ReinstateKey(ctx, arg, "")
 				if err != nil {
 					return err
 				}
@@ -169,17 +148,10 @@ Example:
 				}
 				fmt.Fprintf(e.Stdout, "Reinstated key %s.\n", k.ID)
 				return nil
-			}},
+			})},
 		{name: "revoke", args: "ID", short: "Revoke a key; it fails from the next request on", admin: true, json: true,
-			run: func(ctx context.Context, e *Env, o *opts, args []string) error {
-				if err := nargs(args, 1, "a key id"); err != nil {
-					return err
-				}
-				c, err := o.client(e)
-				if err != nil {
-					return err
-				}
-				k, err := c.RevokeKey(ctx, args[0], "")
+			run: withArg("a key id", func(ctx context.Context, e *Env, o *opts, c *client.Client, arg string) error {
+				k, err := c.RevokeKey(ctx, arg, "")
 				if err != nil {
 					return err
 				}
@@ -188,7 +160,7 @@ Example:
 				}
 				fmt.Fprintf(e.Stdout, "Revoked key %s.\n", k.ID)
 				return nil
-			}},
+			})},
 	}}
 }
 
@@ -281,20 +253,13 @@ Examples:
 				return nil
 			}},
 		{name: "remove", args: "NAME", short: "Remove a provider and its keys", admin: true,
-			run: func(ctx context.Context, e *Env, o *opts, args []string) error {
-				if err := nargs(args, 1, "a provider name or id"); err != nil {
+			run: withArg("a provider name or id", func(ctx context.Context, e *Env, o *opts, c *client.Client, arg string) error {
+				if err := c.DeleteProvider(ctx, arg, ""); err != nil {
 					return err
 				}
-				c, err := o.client(e)
-				if err != nil {
-					return err
-				}
-				if err := c.DeleteProvider(ctx, args[0], ""); err != nil {
-					return err
-				}
-				fmt.Fprintf(e.Stdout, "Removed provider %s.\n", args[0])
+				fmt.Fprintf(e.Stdout, "Removed provider %s.\n", arg)
 				return nil
-			}},
+			})},
 	}}
 }
 
@@ -304,15 +269,8 @@ func teamsCmd() *command {
 			flags: func(fs *flag.FlagSet, o *opts) {
 				o.str(fs, "max-key-age", "", "no key of the team lives longer than this (e.g. 2160h) since its creation or rotation; the organisation's keys.max_age still applies")
 			},
-			run: func(ctx context.Context, e *Env, o *opts, args []string) error {
-				if err := nargs(args, 1, "a team name"); err != nil {
-					return err
-				}
-				c, err := o.client(e)
-				if err != nil {
-					return err
-				}
-				in := client.TeamInput{Name: &args[0]}
+			run: withArg("a team name", func(ctx context.Context, e *Env, o *opts, c *client.Client, arg string) error {
+				in := client.TeamInput{Name: &arg}
 				if age := o.S("max-key-age"); age != "" {
 					in.MaxKeyAge = &age
 				}
@@ -325,7 +283,7 @@ func teamsCmd() *command {
 				}
 				fmt.Fprintf(e.Stdout, "Created team %s (%s).\n", t.Name, t.ID)
 				return nil
-			}},
+			})},
 		{name: "list", short: "List teams", admin: true, json: true,
 			run: func(ctx context.Context, e *Env, o *opts, args []string) error {
 				c, err := o.client(e)
@@ -388,20 +346,13 @@ func teamsCmd() *command {
 				return nil
 			}},
 		{name: "delete", args: "NAME", short: "Delete a team that has no members", admin: true,
-			run: func(ctx context.Context, e *Env, o *opts, args []string) error {
-				if err := nargs(args, 1, "a team name or id"); err != nil {
+			run: withArg("a team name or id", func(ctx context.Context, e *Env, o *opts, c *client.Client, arg string) error {
+				if err := c.DeleteTeam(ctx, arg, ""); err != nil {
 					return err
 				}
-				c, err := o.client(e)
-				if err != nil {
-					return err
-				}
-				if err := c.DeleteTeam(ctx, args[0], ""); err != nil {
-					return err
-				}
-				fmt.Fprintf(e.Stdout, "Deleted team %s.\n", args[0])
+				fmt.Fprintf(e.Stdout, "Deleted team %s.\n", arg)
 				return nil
-			}},
+			})},
 	}}
 }
 
@@ -438,15 +389,8 @@ func principalsCmd() *command {
 				o.str(fs, "kind", "service_account", "user or service_account")
 				o.strs(fs, "role", "role (repeatable; default member)")
 			},
-			run: func(ctx context.Context, e *Env, o *opts, args []string) error {
-				if err := nargs(args, 1, "a principal name"); err != nil {
-					return err
-				}
-				c, err := o.client(e)
-				if err != nil {
-					return err
-				}
-				name, kind, teams := args[0], o.S("kind"), o.L("team")
+			run: withArg("a principal name", func(ctx context.Context, e *Env, o *opts, c *client.Client, arg string) error {
+				name, kind, teams := arg, o.S("kind"), o.L("team")
 				in := client.PrincipalInput{Name: &name, Kind: &kind, Teams: &teams}
 				if roles := o.L("role"); len(roles) > 0 {
 					in.Roles = &roles
@@ -460,7 +404,7 @@ func principalsCmd() *command {
 				}
 				fmt.Fprintf(e.Stdout, "Created %s %s (%s).\n", p.Kind, p.Name, p.ID)
 				return nil
-			}},
+			})},
 		{name: "list", short: "List principals", admin: true, json: true,
 			flags: func(fs *flag.FlagSet, o *opts) { o.str(fs, "team", "", "only members of this team") },
 			run: func(ctx context.Context, e *Env, o *opts, args []string) error {
@@ -487,15 +431,8 @@ func principalsCmd() *command {
 				return nil
 			}},
 		{name: "show", args: "NAME", short: "Show a principal", admin: true, json: true,
-			run: func(ctx context.Context, e *Env, o *opts, args []string) error {
-				if err := nargs(args, 1, "a principal name or id"); err != nil {
-					return err
-				}
-				c, err := o.client(e)
-				if err != nil {
-					return err
-				}
-				p, _, err := c.Principal(ctx, args[0])
+			run: withArg("a principal name or id", func(ctx context.Context, e *Env, o *opts, c *client.Client, arg string) error {
+				p, _, err := c.Principal(ctx, arg)
 				if err != nil {
 					return err
 				}
@@ -505,24 +442,17 @@ func principalsCmd() *command {
 				fmt.Fprintf(e.Stdout, "ID:        %s\nName:      %s\nKind:      %s\nTeams:     %s\nRoles:     %s\nDisabled:  %v\nCreated:   %s\n",
 					p.ID, p.Name, p.Kind, strings.Join(p.Teams, ", "), strings.Join(p.Roles, ", "), p.Disabled, fmtTime(&p.CreatedAt))
 				return nil
-			}},
+			})},
 		{name: "disable", args: "NAME", short: "Disable a principal: its keys stop working", admin: true, run: setDisabled(true)},
 		{name: "enable", args: "NAME", short: "Enable a disabled principal", admin: true, run: setDisabled(false)},
 		{name: "delete", args: "NAME", short: "Delete a principal that owns no keys", admin: true,
-			run: func(ctx context.Context, e *Env, o *opts, args []string) error {
-				if err := nargs(args, 1, "a principal name or id"); err != nil {
+			run: withArg("a principal name or id", func(ctx context.Context, e *Env, o *opts, c *client.Client, arg string) error {
+				if err := c.DeletePrincipal(ctx, arg, ""); err != nil {
 					return err
 				}
-				c, err := o.client(e)
-				if err != nil {
-					return err
-				}
-				if err := c.DeletePrincipal(ctx, args[0], ""); err != nil {
-					return err
-				}
-				fmt.Fprintf(e.Stdout, "Deleted principal %s.\n", args[0])
+				fmt.Fprintf(e.Stdout, "Deleted principal %s.\n", arg)
 				return nil
-			}},
+			})},
 	}}
 }
 
@@ -680,20 +610,13 @@ func pricesCmd() *command {
 				return nil
 			}},
 		{name: "delete", args: "MODEL", short: "Remove a price override", admin: true,
-			run: func(ctx context.Context, e *Env, o *opts, args []string) error {
-				if err := nargs(args, 1, "a model name or glob"); err != nil {
+			run: withArg("a model name or glob", func(ctx context.Context, e *Env, o *opts, c *client.Client, arg string) error {
+				if err := c.DeletePrice(ctx, arg); err != nil {
 					return err
 				}
-				c, err := o.client(e)
-				if err != nil {
-					return err
-				}
-				if err := c.DeletePrice(ctx, args[0]); err != nil {
-					return err
-				}
-				fmt.Fprintf(e.Stdout, "Removed the price override of %s.\n", args[0])
+				fmt.Fprintf(e.Stdout, "Removed the price override of %s.\n", arg)
 				return nil
-			}},
+			})},
 	}}
 }
 

@@ -129,15 +129,8 @@ Examples:
 				return nil
 			}},
 		{name: "show", args: "ID", short: "Show a budget", admin: true, json: true,
-			run: func(ctx context.Context, e *Env, o *opts, args []string) error {
-				if err := nargs(args, 1, "a budget id"); err != nil {
-					return err
-				}
-				c, err := o.client(e)
-				if err != nil {
-					return err
-				}
-				b, err := c.Budget(ctx, args[0])
+			run: withArg("a budget id", func(ctx context.Context, e *Env, o *opts, c *client.Client, arg string) error {
+				b, err := c.Budget(ctx, arg)
 				if err != nil {
 					return err
 				}
@@ -147,22 +140,15 @@ Examples:
 				table(e.Stdout, budgetHeader, budgetRows([]client.Budget{b}))
 				fmt.Fprintf(e.Stdout, "\nPeriod: %s to %s (%s); alerts at %v%%\n", b.PeriodStart.Format("2006-01-02 15:04"), b.PeriodEnd.Format("2006-01-02 15:04"), b.TimeZone, b.Thresholds)
 				return nil
-			}},
+			})},
 		{name: "delete", args: "ID", short: "Delete a budget", admin: true,
-			run: func(ctx context.Context, e *Env, o *opts, args []string) error {
-				if err := nargs(args, 1, "a budget id"); err != nil {
+			run: withArg("a budget id", func(ctx context.Context, e *Env, o *opts, c *client.Client, arg string) error {
+				if err := c.DeleteBudget(ctx, arg, ""); err != nil {
 					return err
 				}
-				c, err := o.client(e)
-				if err != nil {
-					return err
-				}
-				if err := c.DeleteBudget(ctx, args[0], ""); err != nil {
-					return err
-				}
-				fmt.Fprintf(e.Stdout, "Deleted budget %s.\n", args[0])
+				fmt.Fprintf(e.Stdout, "Deleted budget %s.\n", arg)
 				return nil
-			}},
+			})},
 	}}
 }
 
@@ -261,19 +247,12 @@ Example:
 				return nil
 			}},
 		{name: "delete", args: "ID", short: "Delete a scope's rate limits", admin: true,
-			run: func(ctx context.Context, e *Env, o *opts, args []string) error {
-				if err := nargs(args, 1, "a limit id"); err != nil {
+			run: withArg("a limit id", func(ctx context.Context, e *Env, o *opts, c *client.Client, arg string) error {
+				if err := c.DeleteLimit(ctx, arg); err != nil {
 					return err
 				}
-				c, err := o.client(e)
-				if err != nil {
-					return err
-				}
-				if err := c.DeleteLimit(ctx, args[0]); err != nil {
-					return err
-				}
-				fmt.Fprintf(e.Stdout, "Deleted limit %s.\n", args[0])
+				fmt.Fprintf(e.Stdout, "Deleted limit %s.\n", arg)
 				return nil
-			}},
+			})},
 	}}
 }

@@ -185,6 +185,21 @@ func printGroupHelp(w io.Writer, c *command, path []string) {
 	fmt.Fprintf(w, "\nRun '%s <command> --help' for a command's flags.\n", strings.Join(path, " "))
 }
 
+// withArg makes the run function of an admin command that takes one
+// argument, described by what: it checks the arguments and builds the client.
+func withArg(what string, fn func(ctx context.Context, e *Env, o *opts, c *client.Client, arg string) error) func(context.Context, *Env, *opts, []string) error {
+	return func(ctx context.Context, e *Env, o *opts, args []string) error {
+		if err := nargs(args, 1, what); err != nil {
+			return err
+		}
+		c, err := o.client(e)
+		if err != nil {
+			return err
+		}
+		return fn(ctx, e, o, c, args[0])
+	}
+}
+
 func nargs(args []string, n int, what string) error {
 	if len(args) != n {
 		return fmt.Errorf("%w: want %s", ErrUsage, what)

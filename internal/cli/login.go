@@ -231,20 +231,13 @@ func usersCmd() *command {
 				return nil
 			}},
 		{name: "logout", args: "USER", short: "End every login session of a user (password, factors and keys stay)", admin: true,
-			run: func(ctx context.Context, e *Env, o *opts, args []string) error {
-				if err := nargs(args, 1, "a user name or id"); err != nil {
+			run: withArg("a user name or id", func(ctx context.Context, e *Env, o *opts, c *client.Client, arg string) error {
+				if err := c.EndSessions(ctx, arg); err != nil {
 					return err
 				}
-				c, err := o.client(e)
-				if err != nil {
-					return err
-				}
-				if err := c.EndSessions(ctx, args[0]); err != nil {
-					return err
-				}
-				fmt.Fprintf(e.Stdout, "Ended every session of %s.\n", args[0])
+				fmt.Fprintf(e.Stdout, "Ended every session of %s.\n", arg)
 				return nil
-			}},
+			})},
 		{name: "totp-enroll", short: "Start TOTP enrolment for your own user (from a login session)", admin: true,
 			run: func(ctx context.Context, e *Env, o *opts, args []string) error {
 				c, err := o.client(e)
@@ -259,20 +252,13 @@ func usersCmd() *command {
 				return nil
 			}},
 		{name: "totp-confirm", args: "CODE", short: "Confirm TOTP enrolment; prints recovery codes once", admin: true,
-			run: func(ctx context.Context, e *Env, o *opts, args []string) error {
-				if err := nargs(args, 1, "the current code"); err != nil {
-					return err
-				}
-				c, err := o.client(e)
-				if err != nil {
-					return err
-				}
-				codes, err := c.ConfirmTOTP(ctx, args[0])
+			run: withArg("the current code", func(ctx context.Context, e *Env, o *opts, c *client.Client, arg string) error {
+				codes, err := c.ConfirmTOTP(ctx, arg)
 				if err != nil {
 					return err
 				}
 				fmt.Fprintf(e.Stdout, "TOTP is on. Recovery codes (each works once; shown once):\n\n    %s\n", strings.Join(codes, "\n    "))
 				return nil
-			}},
+			})},
 	}}
 }

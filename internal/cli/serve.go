@@ -50,18 +50,18 @@ Environment:
 	}
 }
 
-func runServe(ctx context.Context, e *Env, o *opts, args []string) error {
-	if err := nargs(args, 0, "no arguments"); err != nil {
-		return err
-	}
+// loadConfig builds the configuration from the defaults, the --config file,
+// the environment and the command's flags (those it defines), in that order;
+// adjust, when not nil, changes it last. The result is validated.
+func loadConfig(e *Env, o *opts, adjust func(*config.Config)) (config.Config, error) {
 	cfg := config.Default()
 	if o.set("config") {
 		if err := cfg.LoadFile(o.S("config")); err != nil {
-			return err
+			return cfg, err
 		}
 	}
 	if err := cfg.LoadEnv(e.Getenv); err != nil {
-		return err
+		return cfg, err
 	}
 	for flagName, dst := range map[string]*string{"listen": &cfg.Listen, "admin-listen": &cfg.AdminListen, "data-dir": &cfg.DataDir,
 		"database": &cfg.Database, "log-level": &cfg.LogLevel, "log-format": &cfg.LogFormat} {
@@ -69,9 +69,22 @@ func runServe(ctx context.Context, e *Env, o *opts, args []string) error {
 			*dst = o.S(flagName)
 		}
 	}
-	cfg.Dev, cfg.DevAdminKey = o.B("dev"), o.S("dev-admin-key")
+	if adjust != nil {
+		adjust(&cfg)
+	}
 	if err := cfg.Validate(); err != nil {
-		return fmt.Errorf("configuration: %w", err)
+		return cfg, fmt.Errorf("configuration: %w", err)
+	}
+	return cfg, nil
+}
+
+func runServe(ctx context.Context, e *Env, o *opts, args []string) error {
+	if err := nargs(args, 0, "no arguments"); err != nil {
+		return err
+	}
+	cfg, err := loadConfig(e, o, func(cfg *config.Config) { cfg.Dev, cfg.DevAdminKey = o.B("dev"), o.S("dev-admin-key") })
+	if err != nil {
+		return err
 	}
 	log := newLogger(e, cfg)
 
@@ -135,23 +148,9 @@ GATEHOUSE_KEK). It works while the gateway runs. The key is printed once.`,
 			if err := nargs(args, 0, "no arguments"); err != nil {
 				return err
 			}
-			cfg := config.Default()
-			if o.set("config") {
-				if err := cfg.LoadFile(o.S("config")); err != nil {
-					return err
-				}
-			}
-			if err := cfg.LoadEnv(e.Getenv); err != nil {
+			cfg, err := loadConfig(e, o, nil)
+			if err != nil {
 				return err
-			}
-			if o.set("data-dir") {
-				cfg.DataDir = o.S("data-dir")
-			}
-			if o.set("database") {
-				cfg.Database = o.S("database")
-			}
-			if err := cfg.Validate(); err != nil {
-				return fmt.Errorf("configuration: %w", err)
 			}
 			key, err := server.RecoverAdminKey(ctx, cfg, slog.New(slog.NewTextHandler(e.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 			if err != nil {

@@ -6,7 +6,6 @@ import (
 	"errors"
 
 	"github.com/gatehouse-gw/gatehouse/internal/ratelimit"
-	"github.com/gatehouse-gw/gatehouse/internal/store"
 )
 
 // SetLimit implements ratelimit.Store: one row per scope, replaced whole.
@@ -64,8 +63,8 @@ func (s *DB) DeleteLimit(ctx context.Context, id string) error {
 		if err != nil {
 			return err
 		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return store.ErrNotFound
+		if err := oneRow(res); err != nil {
+			return err
 		}
 		return s.bumpConfig(ctx, tx)
 	})

@@ -64,10 +64,7 @@ func (s *DB) ConfirmTOTP(ctx context.Context, principalID string, recovery []str
 	if err != nil {
 		return err
 	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return store.ErrNotFound
-	}
-	return nil
+	return oneRow(res)
 }
 
 // UseTOTPStep implements mfa.Store: a conditional update, so a code is good

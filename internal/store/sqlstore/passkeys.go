@@ -92,15 +92,3 @@ func (s *DB) TakeCeremony(ctx context.Context, id string) (mfa.Ceremony, error) 
 	})
 	return c, err
 }
-
-// oneRow turns "no row changed" into store.ErrNotFound.
-func oneRow(res sql.Result) error {
-	n, err := res.RowsAffected()
-	if err != nil {
-		return err
-	}
-	if n == 0 {
-		return store.ErrNotFound
-	}
-	return nil
-}

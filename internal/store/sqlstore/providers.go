@@ -127,8 +127,8 @@ func (s *DB) AddProviderKey(ctx context.Context, providerID string, k provider.U
 		if err != nil {
 			return err
 		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return store.ErrNotFound
+		if err := oneRow(res); err != nil {
+			return err
 		}
 		if err := s.insertProviderKey(ctx, tx, providerID, k); err != nil {
 			return err
@@ -144,8 +144,8 @@ func (s *DB) DeleteProviderKey(ctx context.Context, providerID, keyID string) er
 		if err != nil {
 			return err
 		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return store.ErrNotFound
+		if err := oneRow(res); err != nil {
+			return err
 		}
 		if _, err := s.exec(ctx, tx, `UPDATE providers SET version = version + 1 WHERE id = ?`, providerID); err != nil {
 			return err
@@ -195,8 +195,8 @@ func (s *DB) DeletePrice(ctx context.Context, model string) error {
 		if err != nil {
 			return err
 		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return store.ErrNotFound
+		if err := oneRow(res); err != nil {
+			return err
 		}
 		return s.bumpConfig(ctx, tx)
 	})

@@ -261,3 +261,15 @@ func (s *DB) checkVersioned(ctx context.Context, e execer, res sql.Result, table
 	}
 	return store.ErrConflict
 }
+
+// oneRow turns "no row changed" into store.ErrNotFound.
+func oneRow(res sql.Result) error {
+	n, err := res.RowsAffected()
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return store.ErrNotFound
+	}
+	return nil
+}
