@@ -13,7 +13,7 @@ LDFLAGS       := -X github.com/gatehouse-gw/gatehouse/internal/cli.Version=$(VER
 # without -race, and say so.
 RACE := $(shell [ "$$($(GO) env CGO_ENABLED)" = 1 ] && command -v "$$($(GO) env CC)" >/dev/null 2>&1 && echo -race)
 
-.PHONY: help run dev build test race lint fuzz bench cover clean
+.PHONY: help run dev build deps test race lint fuzz bench cover clean
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -27,7 +27,10 @@ dev: ## start in dev mode: in memory, simulated provider, keys printed
 build: ## build bin/gatehouse
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/gatehouse
 
-test: ## vet, then every test (with the race detector where cgo is available)
+deps: ## install what the tests need beyond Go (Debian's chromium for the console tests)
+	@scripts/deps.sh
+
+test: deps ## vet, then every test (with the race detector where cgo is available)
 	$(GO) vet ./...
 	@[ -n "$(RACE)" ] || echo "make test: no C compiler for cgo: running without the race detector" >&2
 	$(GO) test $(RACE) -count=1 ./...
