@@ -13,7 +13,7 @@ LDFLAGS       := -X github.com/gatehouse-gw/gatehouse/internal/cli.Version=$(VER
 # without -race, and say so.
 RACE := $(shell [ "$$($(GO) env CGO_ENABLED)" = 1 ] && command -v "$$($(GO) env CC)" >/dev/null 2>&1 && echo -race)
 
-.PHONY: help run dev build deps test race lint fuzz bench cover clean
+.PHONY: help run dev build deps test race lint fuzz bench bench-http cover clean
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -48,6 +48,9 @@ fuzz: ## run every fuzz target for FUZZTIME each
 
 bench: ## run the benchmarks and write docs/benchmarks.md
 	@scripts/bench.sh $(BENCHTIME)
+
+bench-http: ## the real binary under load (mock upstream, SQLite, PostgreSQL) → docs/benchmarks.md
+	@scripts/bench-http.sh
 
 cover: ## test coverage report in cover.html
 	$(GO) test -count=1 -coverpkg=./... -coverprofile=cover.out ./...

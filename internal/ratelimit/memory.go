@@ -23,10 +23,16 @@ func NewMemory(now func() time.Time) *Memory {
 	return &Memory{now: now, tat: map[string]time.Time{}, slots: map[string]map[string]struct{}{}}
 }
 
+// emission is GCRA's emission interval: the time one unit takes to refill. It
+// is never zero, also for limits stored before MaxPerMinute existed.
+func emission(perMinute int64) time.Duration {
+	return max(time.Minute/time.Duration(max(perMinute, 1)), 1)
+}
+
 // Take implements Backend with GCRA: burst perMinute, refill perMinute a minute.
 func (m *Memory) Take(_ context.Context, key string, perMinute, n int64) (Result, error) {
 	now := m.now()
-	interval := time.Minute / time.Duration(perMinute) // emission interval
+	interval := emission(perMinute)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	tat := m.tat[key]
@@ -53,7 +59,7 @@ func (m *Memory) Take(_ context.Context, key string, perMinute, n int64) (Result
 
 // Give implements Backend.
 func (m *Memory) Give(_ context.Context, key string, perMinute, n int64) error {
-	interval := time.Minute / time.Duration(perMinute)
+	interval := emission(perMinute)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if tat, ok := m.tat[key]; ok {

@@ -30,6 +30,10 @@ const (
 	ScopeTeam      Scope = "team"
 )
 
+// MaxPerMinute is the largest RPM or TPM a limit may set: GCRA spaces units
+// time.Minute/perMinute apart, which must stay a positive duration.
+const MaxPerMinute = 1_000_000_000
+
 // Limit is the rate limits of one scope; zero fields do not limit.
 type Limit struct {
 	ID         string    `json:"id"`
@@ -54,6 +58,9 @@ func (l Limit) Validate() error {
 	}
 	if l.RPM < 0 || l.TPM < 0 || l.Concurrent < 0 {
 		return fmt.Errorf("limits must not be negative")
+	}
+	if l.RPM > MaxPerMinute || l.TPM > MaxPerMinute {
+		return fmt.Errorf("rpm and tpm must be at most %d (one unit per 60 ns)", int64(MaxPerMinute))
 	}
 	if l.RPM == 0 && l.TPM == 0 && l.Concurrent == 0 {
 		return fmt.Errorf("set at least one of rpm, tpm, concurrent")

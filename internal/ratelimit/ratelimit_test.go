@@ -171,3 +171,25 @@ func TestRedisShared(t *testing.T) {
 		t.Fatal("a sixth request in a minute was admitted across two limiters")
 	}
 }
+
+// A limit too large for GCRA's nanosecond spacing once panicked the data plane
+// with an integer division by zero (found by make bench-http, which sets huge
+// limits so that they are checked but never refuse).
+func TestHugeLimits(t *testing.T) {
+	if err := (Limit{Scope: ScopeKey, ScopeID: "k", TPM: MaxPerMinute + 1}).Validate(); err == nil {
+		t.Error("Validate accepted a TPM above MaxPerMinute")
+	}
+	if err := (Limit{Scope: ScopeKey, ScopeID: "k", RPM: MaxPerMinute}).Validate(); err != nil {
+		t.Errorf("Validate refused RPM = MaxPerMinute: %v", err)
+	}
+	m := NewMemory(nil)
+	for _, perMinute := range []int64{MaxPerMinute, 100_000_000_000, 1 << 62} {
+		res, err := m.Take(context.Background(), "k", perMinute, 1000)
+		if err != nil || !res.Allowed {
+			t.Errorf("Take(perMinute=%d) = %+v, %v; want allowed", perMinute, res, err)
+		}
+		if err := m.Give(context.Background(), "k", perMinute, 1000); err != nil {
+			t.Errorf("Give(perMinute=%d): %v", perMinute, err)
+		}
+	}
+}
