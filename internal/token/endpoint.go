@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"net/url"
 	"strings"
 
 	"github.com/gatehouse-gw/gatehouse/internal/auth"
@@ -66,6 +67,7 @@ func (e *Endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	resp, err := e.issue(r)
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Pragma", "no-cache") // RFC 6749 §5.1, for HTTP/1.0 caches
 	if err != nil {
 		var oe *oauthError
 		if !errors.As(err, &oe) {
@@ -92,7 +94,12 @@ type Request struct {
 }
 
 // ParseRequest reads a token request: form-encoded as OAuth 2.0 requires,
-// client secret from the form or HTTP Basic (not both).
+// client secret from the form (client_secret_post) or HTTP Basic
+// (client_secret_basic, not both). With Basic, RFC 6749 §2.3.1 has the client
+// form-urlencode id and secret before Base64; clients such as oauth4webapi do
+// (every key's "_" arrives as %5F), others send them raw. Both decode to the
+// same key: a key's alphabet (base62 and "_") has no "%" or "+", so decoding a
+// raw key leaves it unchanged.
 func ParseRequest(r *http.Request) (Request, error) {
 	if r.Method != http.MethodPost {
 		return Request{}, oerr(http.StatusMethodNotAllowed, "invalid_request", "use POST")
@@ -117,7 +124,11 @@ func ParseRequest(r *http.Request) (Request, error) {
 		if req.ClientSecret != "" {
 			return Request{}, oerr(http.StatusBadRequest, "invalid_request", "give the client secret once: form or HTTP Basic")
 		}
-		req.ClientSecret = pw
+		secret, err := url.QueryUnescape(pw)
+		if err != nil {
+			return Request{}, oerr(http.StatusUnauthorized, "invalid_client", "the HTTP Basic password is not form-urlencoded (RFC 6749 §2.3.1)")
+		}
+		req.ClientSecret = secret
 	}
 	return req, nil
 }
