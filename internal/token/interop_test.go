@@ -37,7 +37,6 @@ func rfc6749Basic(encode func(string) string, id, secret string) string {
 	return "Basic " + base64.StdEncoding.EncodeToString([]byte(encode(id)+":"+encode(secret)))
 }
 
-
 // TestClientSecretBasicEncodings: the client secret arrives intact whether the
 // client form-urlencodes id and secret before Base64 (RFC 6749 §2.3.1, as
 // oauth4webapi does: "_" becomes %5F), encodes them the way Go's
