@@ -1,14 +1,24 @@
 package token
 
 import (
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/go-jose/go-jose/v4"
+
+	"github.com/gatehouse-gw/gatehouse/internal/token/tokentest"
 	"github.com/gatehouse-gw/gatehouse/internal/vkey"
 )
 
@@ -73,5 +83,103 @@ func TestClientSecretBasicEncodings(t *testing.T) {
 	var oe *oauthError
 	if _, err := ParseRequest(r); !errors.As(err, &oe) || oe.code != "invalid_client" || oe.status != 401 {
 		t.Fatalf("bad escape in Basic password: %v", err)
+	}
+}
+
+// rfc9864Proof builds a DPoP proof by hand as RFC 9864 §2.2 and RFC 9449 §4.2
+// describe it, without go-jose: a JOSE header with "alg": "Ed25519", typ
+// dpop+jwt and the public key as an OKP JWK (RFC 8037 §2), and an Ed25519
+// signature over the ASCII of BASE64URL(header) "." BASE64URL(payload).
+func rfc9864Proof(t testing.TB, priv ed25519.PrivateKey, header map[string]any, claims map[string]any) string {
+	t.Helper()
+	h := map[string]any{"typ": "dpop+jwt", "alg": "Ed25519", "jwk": map[string]any{
+		"kty": "OKP", "crv": "Ed25519", "x": base64.RawURLEncoding.EncodeToString(priv.Public().(ed25519.PublicKey)),
+	}}
+	for k, v := range header {
+		if v == nil {
+			delete(h, k)
+		} else {
+			h[k] = v
+		}
+	}
+	hb, _ := json.Marshal(h)
+	pb, _ := json.Marshal(claims)
+	input := base64.RawURLEncoding.EncodeToString(hb) + "." + base64.RawURLEncoding.EncodeToString(pb)
+	return input + "." + base64.RawURLEncoding.EncodeToString(ed25519.Sign(priv, []byte(input)))
+}
+
+// TestDPoPEd25519RFC9864: a proof with the fully-specified algorithm name
+// "Ed25519" is accepted and binds to the RFC 7638 thumbprint of its key; the
+// ways such a proof can be wrong are refused.
+func TestDPoPEd25519RFC9864(t *testing.T) {
+	clk := &clock{t: time.Unix(1_800_000_000, 0)}
+	d := NewDPoP()
+	d.SetClock(clk.now)
+	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
+	u := "https://gw.example/v1/auth/token"
+	claims := func(jti string) map[string]any {
+		return map[string]any{"jti": jti, "htm": "POST", "htu": u, "iat": clk.t.Unix()}
+	}
+	jkt, err := d.Check(rfc9864Proof(t, priv, nil, claims("a")), "POST", u, "")
+	if err != nil {
+		t.Fatalf("RFC 9864 Ed25519 proof refused: %v", err)
+	}
+	// RFC 7638 §3.2: the thumbprint input of an OKP key is crv, kty, x in
+	// lexicographic order, no white space.
+	sum := sha256.Sum256([]byte(`{"crv":"Ed25519","kty":"OKP","x":"` + base64.RawURLEncoding.EncodeToString(pub) + `"}`))
+	if want := base64.RawURLEncoding.EncodeToString(sum[:]); jkt != want {
+		t.Fatalf("jkt = %s, want the RFC 7638 thumbprint %s", jkt, want)
+	}
+	// The same key under "EdDSA" binds to the same thumbprint.
+	if jkt2, err := d.Check(proof(t, priv, claims("b"), "dpop+jwt"), "POST", u, ""); err != nil || jkt2 != jkt {
+		t.Fatalf("EdDSA proof of the same key: %s, %v", jkt2, err)
+	}
+
+	ecKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ecJWK, _ := json.Marshal(jose.JSONWebKey{Key: &ecKey.PublicKey})
+	var ecJWKMap map[string]any
+	json.Unmarshal(ecJWK, &ecJWKMap)
+	privJWK := map[string]any{"kty": "OKP", "crv": "Ed25519", "x": base64.RawURLEncoding.EncodeToString(pub),
+		"d": base64.RawURLEncoding.EncodeToString(priv.Seed())}
+	good := rfc9864Proof(t, priv, nil, claims("t"))
+	parts := strings.Split(good, ".")
+	tampered := parts[0] + "." + base64.RawURLEncoding.EncodeToString([]byte(`{"jti":"t","htm":"POST","htu":"`+u+`","iat":1800000000,"x":1}`)) + "." + parts[2]
+	for name, p := range map[string]string{
+		"payload changed after signing": tampered,
+		"signature cut":                 parts[0] + "." + parts[1] + "." + parts[2][:40],
+		"an EC key under alg Ed25519":   rfc9864Proof(t, priv, map[string]any{"jwk": ecJWKMap}, claims("c")),
+		"a private key in the header":   rfc9864Proof(t, priv, map[string]any{"jwk": privJWK}, claims("d")),
+		"no key in the header":          rfc9864Proof(t, priv, map[string]any{"jwk": nil}, claims("e")),
+		"wrong typ":                     rfc9864Proof(t, priv, map[string]any{"typ": "JWT"}, claims("f")),
+		"critical header":               rfc9864Proof(t, priv, map[string]any{"crit": []string{"b64"}, "b64": false}, claims("g")),
+		"Ed448 is not offered":          rfc9864Proof(t, priv, map[string]any{"alg": "Ed448"}, claims("h")),
+		"replay of the first proof":     rfc9864Proof(t, priv, nil, claims("a")),
+	} {
+		_, err := d.Check(p, "POST", u, "")
+		if !errors.Is(err, ErrProof) {
+			t.Errorf("%s: accepted (%v)", name, err)
+		}
+		t.Logf("%s: %v", name, err)
+	}
+}
+
+// TestDPoPEveryAdvertisedAlg: a proof signed with each of ProofAlgs verifies.
+func TestDPoPEveryAdvertisedAlg(t *testing.T) {
+	clk := &clock{t: time.Unix(1_800_000_000, 0)}
+	d := NewDPoP()
+	d.SetClock(clk.now)
+	u := "https://gw.example/v1/auth/token"
+	for n, alg := range ProofAlgs {
+		k, err := tokentest.NewProofKey(alg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := k.Sign(map[string]any{"jti": fmt.Sprint(n), "htm": "POST", "htu": u, "iat": clk.t.Unix()})
+		if err != nil {
+			t.Fatalf("%s: %v", alg, err)
+		}
+		if jkt, err := d.Check(p, "POST", u, ""); err != nil || jkt != k.Thumbprint() {
+			t.Errorf("%s: %q, %v", alg, jkt, err)
+		}
 	}
 }

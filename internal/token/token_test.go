@@ -147,6 +147,7 @@ func TestDPoPCheck(t *testing.T) {
 func FuzzDPoPCheck(f *testing.F) {
 	_, priv, _ := ed25519.GenerateKey(rand.Reader)
 	f.Add(proof(f, priv, map[string]any{"jti": "a", "htm": "POST", "htu": "http://h/p", "iat": 1_800_000_000}, "dpop+jwt"))
+	f.Add(rfc9864Proof(f, priv, nil, map[string]any{"jti": "b", "htm": "POST", "htu": "http://h/p", "iat": 1_800_000_000}))
 	f.Add("a.b.c")
 	f.Add("")
 	d := NewDPoP()
