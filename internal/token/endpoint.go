@@ -8,6 +8,8 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/gatehouse-gw/gatehouse/internal/auth"
@@ -91,6 +93,7 @@ type Request struct {
 	SubjectToken     string
 	SubjectTokenType string
 	TOTP             string // the owner's code, for keys marked mfa_required
+	Scope            string // RFC 6749 §3.3: endpoints to narrow the token to, space-delimited
 }
 
 // ParseRequest reads a token request: form-encoded as OAuth 2.0 requires,
@@ -119,7 +122,7 @@ func ParseRequest(r *http.Request) (Request, error) {
 		}
 	}
 	req := Request{GrantType: f.Get("grant_type"), ClientSecret: f.Get("client_secret"), SubjectToken: f.Get("subject_token"),
-		SubjectTokenType: f.Get("subject_token_type"), TOTP: f.Get("totp")}
+		SubjectTokenType: f.Get("subject_token_type"), TOTP: f.Get("totp"), Scope: f.Get("scope")}
 	if _, pw, ok := r.BasicAuth(); ok {
 		if req.ClientSecret != "" {
 			return Request{}, oerr(http.StatusBadRequest, "invalid_request", "give the client secret once: form or HTTP Basic")
@@ -168,6 +171,11 @@ func (e *Endpoint) issue(r *http.Request) (map[string]any, error) {
 	default:
 		return nil, oerr(http.StatusBadRequest, "unsupported_grant_type", "grant_type must be client_credentials or "+GrantTokenExchange)
 	}
+	if req.Scope != "" {
+		if err := narrow(&c.Scope, req.Scope); err != nil {
+			return nil, err
+		}
+	}
 	typ := "Bearer"
 	if proof := r.Header.Get("DPoP"); proof != "" {
 		jkt, err := e.DPoP.Check(proof, r.Method, e.URL(r), "")
@@ -181,7 +189,30 @@ func (e *Endpoint) issue(r *http.Request) (map[string]any, error) {
 		return nil, err
 	}
 	e.Log.Info("token issued", "principal", c.Subject, "key_id", c.KeyID, "amr", c.AMR, "bound", c.Cnf != nil, "source", c.Source)
-	return map[string]any{"access_token": raw, "token_type": typ, "expires_in": int(ttl.Seconds()), "issued_token_type": TypeAccessToken}, nil
+	return map[string]any{"access_token": raw, "token_type": typ, "expires_in": int(ttl.Seconds()), "issued_token_type": TypeAccessToken,
+		"scope": ScopeString(c.Scope)}, nil
+}
+
+// narrow limits s to the endpoints a client asked for (RFC 6749 §3.3): each
+// must be one the source allows; asking for more is invalid_scope.
+func narrow(s *vkey.Scope, requested string) error {
+	var want []string
+	for _, e := range strings.Fields(requested) {
+		if !slices.Contains(vkey.Endpoints, e) {
+			return oerr(http.StatusBadRequest, "invalid_scope", "unknown scope "+strconv.Quote(e)+"; scopes are endpoints: "+strings.Join(vkey.Endpoints, " "))
+		}
+		if !s.AllowsEndpoint(e) {
+			return oerr(http.StatusBadRequest, "invalid_scope", "scope "+strconv.Quote(e)+" is beyond what the credential allows ("+ScopeString(*s)+")")
+		}
+		if !slices.Contains(want, e) {
+			want = append(want, e)
+		}
+	}
+	if len(want) == 0 {
+		return oerr(http.StatusBadRequest, "invalid_scope", "scope names no endpoint")
+	}
+	s.Endpoints = want
+	return nil
 }
 
 func (e *Endpoint) fromKey(ctx context.Context, secret, totp string, c *Claims) error {
@@ -204,7 +235,7 @@ func (e *Endpoint) fromKey(ctx context.Context, secret, totp string, c *Claims) 
 	if team == "" && len(caller.Principal.Teams) > 0 {
 		team = caller.Principal.Teams[0]
 	}
-	c.Subject, c.Team, c.KeyID, c.Scope, c.AMR = caller.Principal.ID, team, caller.Key.ID, caller.Key.Scope, amr
+	c.Subject, c.ClientID, c.Team, c.KeyID, c.Scope, c.AMR = caller.Principal.ID, caller.Key.ID, team, caller.Key.ID, caller.Key.Scope, amr
 	return nil
 }
 
@@ -224,6 +255,6 @@ func (e *Endpoint) fromWorkload(ctx context.Context, raw string, c *Claims) erro
 	if len(p.Teams) > 0 {
 		team = p.Teams[0]
 	}
-	c.Subject, c.Team, c.AMR, c.Source = p.ID, team, []string{"wif"}, ti.Name
+	c.Subject, c.ClientID, c.Team, c.AMR, c.Source = p.ID, p.ID, team, []string{"wif"}, ti.Name
 	return nil
 }
