@@ -41,10 +41,10 @@ type Claims struct {
 	Team       string     `json:"team,omitempty"`
 	KeyID      string     `json:"gh_key,omitempty"` // the key the token was exchanged for (budgets and limits follow it)
 	Scope      vkey.Scope `json:"gatehouse_scope"`
-	AMR    []string   `json:"amr,omitempty"` // "key", "wif", "otp", …
-	Cnf    *Cnf       `json:"cnf,omitempty"`
-	Source string     `json:"gh_src,omitempty"` // workload issuer name, for federated tokens
-	MFAAt  int64      `json:"gh_mfa,omitempty"` // when the owner's second factor was checked (unix seconds)
+	AMR        []string   `json:"amr,omitempty"` // "key", "wif", "otp", …
+	Cnf        *Cnf       `json:"cnf,omitempty"`
+	Source     string     `json:"gh_src,omitempty"` // workload issuer name, for federated tokens
+	MFAAt      int64      `json:"gh_mfa,omitempty"` // when the owner's second factor was checked (unix seconds)
 }
 
 // UnmarshalJSON reads claims; tokens of earlier versions carried the
