@@ -377,3 +377,76 @@ func TestOAuthScopeParameter(t *testing.T) {
 		t.Errorf("chat-only key without scope: %d %v", status, body)
 	}
 }
+
+// TestTokenChallenges: data-plane 401s carry the challenge RFC 6750 §3 and
+// RFC 9449 §7.1 describe, in the scheme the caller should use.
+func TestTokenChallenges(t *testing.T) {
+	f := newFixture(t, gwOptions{})
+	chatURL := f.dataURL + "/v1/chat/completions"
+	call := func(authz, dpop string) (int, []string) {
+		req, _ := http.NewRequest("POST", chatURL, strings.NewReader(`{"model":"gpt-4o","max_tokens":3,"messages":[{"role":"user","content":"hi"}]}`))
+		if authz != "" {
+			req.Header.Set("Authorization", authz)
+		}
+		if dpop != "" {
+			req.Header.Set("DPoP", dpop)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode, resp.Header.Values("WWW-Authenticate")
+	}
+	algs := `algs="Ed25519 EdDSA ES256 ES384 ES512 RS256 PS256"`
+
+	// No credential in a scheme we take: both challenges, no error code
+	// (RFC 6750 §3.1).
+	for _, authz := range []string{"", "Basic Zm9vOmJhcg=="} {
+		status, ch := call(authz, "")
+		if status != 401 || len(ch) != 2 || ch[0] != `Bearer realm="gatehouse"` || ch[1] != `DPoP realm="gatehouse", `+algs {
+			t.Errorf("no credential (%q): %d %q", authz, status, ch)
+		}
+	}
+	for name, authz := range map[string]string{
+		"a garbage JWT":   "Bearer a.b.c",
+		"an unknown key":  "Bearer " + string(vkey.Generate(vkey.KindVirtual)),
+		"a mistyped key":  "Bearer gk_nope",
+		"a DPoP-less JWT": "DPoP " + string(vkey.Generate(vkey.KindVirtual)),
+	} {
+		status, ch := call(authz, "")
+		want := "Bearer "
+		if strings.HasPrefix(authz, "DPoP") {
+			want = "DPoP "
+		}
+		if status != 401 || len(ch) != 1 || !strings.HasPrefix(ch[0], want+`realm="gatehouse", error="invalid_token", error_description="`) {
+			t.Errorf("%s: %d %q", name, status, ch)
+		}
+	}
+
+	// A bound token: sent as Bearer, the challenge is DPoP's; with a bad
+	// proof, the error is invalid_dpop_proof.
+	k, _ := tokentest.NewProofKey("Ed25519")
+	p, _ := k.Proof("POST", f.dataURL+"/v1/auth/token", "", time.Now())
+	_, _, body := oauthPost(t, f.dataURL+"/v1/auth/token", url.Values{"grant_type": {"client_credentials"}, "client_secret": {f.key}}, http.Header{"Dpop": {p}})
+	at, _ := body["access_token"].(string)
+	status, ch := call("Bearer "+at, "")
+	if status != 401 || len(ch) != 1 || !strings.HasPrefix(ch[0], `DPoP realm="gatehouse", error="invalid_token"`) || !strings.HasSuffix(ch[0], algs) {
+		t.Errorf("bound token as Bearer: %d %q", status, ch)
+	}
+	wrongHTU, _ := k.Proof("POST", f.dataURL+"/v1/embeddings", at, time.Now())
+	status, ch = call("DPoP "+at, wrongHTU)
+	if status != 401 || len(ch) != 1 || !strings.HasPrefix(ch[0], `DPoP realm="gatehouse", error="invalid_dpop_proof", error_description="`) || !strings.HasSuffix(ch[0], algs) {
+		t.Errorf("bad proof: %d %q", status, ch)
+	}
+	// error_description is a quoted-string without quotes or backslashes inside.
+	desc := strings.TrimSuffix(strings.SplitN(ch[0], `error_description="`, 2)[1], `", `+algs)
+	if strings.ContainsAny(desc, "\"\\") || desc == "" {
+		t.Errorf("error_description %q", desc)
+	}
+	good, _ := k.Proof("POST", chatURL, at, time.Now())
+	if status, ch := call("DPoP "+at, good); status != 200 || len(ch) != 0 {
+		t.Errorf("a good call: %d %q", status, ch)
+	}
+}

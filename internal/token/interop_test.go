@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/gatehouse-gw/gatehouse/internal/token/tokentest"
 	"github.com/gatehouse-gw/gatehouse/internal/vkey"
@@ -181,5 +182,95 @@ func TestDPoPEveryAdvertisedAlg(t *testing.T) {
 		if jkt, err := d.Check(p, "POST", u, ""); err != nil || jkt != k.Thumbprint() {
 			t.Errorf("%s: %q, %v", alg, jkt, err)
 		}
+	}
+}
+
+// TestClaimsRFC9068: an issued token has the header and registered claims of
+// RFC 9068 §2, scope as a space-delimited string derived from the structured
+// scope, which travels in gatehouse_scope.
+func TestClaimsRFC9068(t *testing.T) {
+	clk := &clock{t: time.Unix(1_800_000_000, 0)}
+	i := issuer(t, clk)
+	raw, _, err := i.Issue(Claims{Claims: jwt.Claims{Subject: "prn_a"}, ClientID: "key_a", KeyID: "key_a",
+		Scope: vkey.Scope{Endpoints: []string{"chat", "embeddings"}, Models: []string{"gpt-*"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	parts := strings.Split(raw, ".")
+	var h, c map[string]any
+	hb, _ := base64.RawURLEncoding.DecodeString(parts[0])
+	cb, _ := base64.RawURLEncoding.DecodeString(parts[1])
+	if json.Unmarshal(hb, &h) != nil || json.Unmarshal(cb, &c) != nil {
+		t.Fatal("not JSON")
+	}
+	if h["typ"] != "at+jwt" || h["alg"] != "EdDSA" || h["kid"] == nil {
+		t.Errorf("header %v", h)
+	}
+	for _, k := range []string{"iss", "exp", "aud", "sub", "client_id", "iat", "jti"} {
+		if c[k] == nil || c[k] == "" {
+			t.Errorf("claim %s missing: %v", k, c)
+		}
+	}
+	if c["scope"] != "chat embeddings" || c["client_id"] != "key_a" {
+		t.Errorf("scope %v, client_id %v", c["scope"], c["client_id"])
+	}
+	gs, _ := c["gatehouse_scope"].(map[string]any)
+	if fmt.Sprint(gs["models"]) != "[gpt-*]" {
+		t.Errorf("gatehouse_scope %v", c["gatehouse_scope"])
+	}
+	got, err := i.Verify(raw)
+	if err != nil || got.OAuthScope != "chat embeddings" || len(got.Scope.Endpoints) != 2 || got.ClientID != "key_a" {
+		t.Fatalf("Verify: %+v, %v", got, err)
+	}
+	// A scope with no endpoint restriction is every endpoint.
+	raw2, _, _ := i.Issue(Claims{ClientID: "key_b"})
+	if got, _ := i.Verify(raw2); got.OAuthScope != strings.Join(vkey.Endpoints, " ") {
+		t.Errorf("unrestricted scope string %q", got.OAuthScope)
+	}
+}
+
+// TestVerifyLegacyAndType: tokens of the previous format (the structured
+// scope under "scope") still verify with their scope; a JWT signed by the
+// token key but not typed at+jwt is not an access token (RFC 9068 §4).
+func TestVerifyLegacyAndType(t *testing.T) {
+	clk := &clock{t: time.Unix(1_800_000_000, 0)}
+	seed := NewKey()
+	i, _ := New(seed, "gatehouse", "gatehouse")
+	i.SetClock(clk.now)
+	kid := i.JWKS().Keys[0].KeyID
+	sign := func(typ string, claims map[string]any) string {
+		s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.EdDSA, Key: jose.JSONWebKey{Key: ed25519.NewKeyFromSeed(seed), KeyID: kid}},
+			(&jose.SignerOptions{}).WithType(jose.ContentType(typ)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, err := jwt.Signed(s).Claims(claims).Serialize()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return raw
+	}
+	base := func() map[string]any {
+		return map[string]any{"iss": "gatehouse", "aud": "gatehouse", "sub": "prn_a", "jti": "tok_1", "gh_key": "key_a",
+			"iat": clk.t.Unix(), "exp": clk.t.Add(time.Minute).Unix()}
+	}
+	legacy := base()
+	legacy["scope"] = map[string]any{"endpoints": []string{"chat"}, "models": []string{"gpt-4o"}}
+	c, err := i.Verify(sign("at+jwt", legacy))
+	if err != nil || fmt.Sprint(c.Scope.Endpoints, c.Scope.Models) != "[chat] [gpt-4o]" {
+		t.Fatalf("legacy token: %+v, %v", c.Scope, err)
+	}
+	if _, err := i.Verify(sign("application/at+jwt", base())); err != nil {
+		t.Fatalf("typ application/at+jwt: %v", err)
+	}
+	for _, typ := range []string{"JWT", "dpop+jwt", ""} {
+		if _, err := i.Verify(sign(typ, base())); !errors.Is(err, ErrInvalid) {
+			t.Errorf("typ %q accepted as an access token: %v", typ, err)
+		}
+	}
+	odd := base()
+	odd["scope"] = 7
+	if _, err := i.Verify(sign("at+jwt", odd)); !errors.Is(err, ErrInvalid) {
+		t.Errorf("a numeric scope: %v", err)
 	}
 }
