@@ -399,7 +399,7 @@ func TestTokenChallenges(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode, resp.Header.Values("WWW-Authenticate")
 	}
-	algs := `algs="Ed25519 EdDSA ES256 ES384 ES512 RS256 PS256"`
+	algs := `algs="Ed25519 EdDSA ES256 ES384 ES512 PS256 PS384 PS512 RS256 RS384 RS512"`
 
 	// No credential in a scheme we take: both challenges, no error code
 	// (RFC 6750 §3.1).

@@ -40,13 +40,15 @@ var ErrProof = errors.New("dpop: invalid proof")
 // metadata (dpop_signing_alg_values_supported) and DPoP challenges (algs)
 // advertise them. "Ed25519" is RFC 9864's fully-specified name for what
 // "EdDSA" names with an Ed25519 key; both are accepted.
-var ProofAlgs = []string{AlgEd25519, string(jose.EdDSA), string(jose.ES256), string(jose.ES384), string(jose.ES512), string(jose.RS256), string(jose.PS256)}
+var ProofAlgs = []string{AlgEd25519, string(jose.EdDSA), string(jose.ES256), string(jose.ES384), string(jose.ES512),
+	string(jose.PS256), string(jose.PS384), string(jose.PS512), string(jose.RS256), string(jose.RS384), string(jose.RS512)}
 
 // AlgEd25519 is RFC 9864's algorithm name for EdDSA with Ed25519. go-jose does
 // not know it, so such proofs are verified here (verifyEd25519).
 const AlgEd25519 = "Ed25519"
 
-var joseProofAlgs = []jose.SignatureAlgorithm{jose.EdDSA, jose.ES256, jose.ES384, jose.ES512, jose.RS256, jose.PS256}
+var joseProofAlgs = []jose.SignatureAlgorithm{jose.EdDSA, jose.ES256, jose.ES384, jose.ES512,
+	jose.PS256, jose.PS384, jose.PS512, jose.RS256, jose.RS384, jose.RS512}
 
 type proofClaims struct {
 	JTI string `json:"jti"`
