@@ -2,7 +2,8 @@
 // party OAuth client would: RFC 8414 discovery, client credentials with
 // client_secret_basic and client_secret_post, DPoP-bound tokens with each key
 // type oauth4webapi makes, calls with them, and a 401 challenge.
-// Env: ISSUER (the data plane's URL), KEY (a data-plane key), MODEL.
+// Env: ISSUER (the data plane's URL, also its tokens.issuer), KEY (a data-plane
+// key), MODEL.
 // Run by scripts/interop/oauth4webapi.sh; exits non-zero on any failure.
 import * as oauth from 'oauth4webapi'
 
@@ -32,6 +33,12 @@ for (const [name, auth] of [['client_secret_basic', oauth.ClientSecretBasic(proc
     new Headers({ 'content-type': 'application/json' }), chat(), insecure)
   console.log(`Bearer via ${name}: token_type ${result.token_type}, call ${call.status}`)
   if (result.token_type !== 'bearer' || call.status !== 200) process.exitCode = 1
+  // oauth4webapi's RFC 9068 resource-server validation: typ at+jwt, signature
+  // by a key of the advertised jwks_uri, iss = the discovered issuer, aud, exp,
+  // and the required claims (iss exp aud sub iat jti client_id).
+  const claims = await oauth.validateJwtAccessToken(as, new Request(chatURL, { headers: { authorization: `Bearer ${result.access_token}` } }),
+    as.issuer, insecure)
+  console.log(`  RFC 9068 validation: iss ${claims.iss}, client_id ${claims.client_id}, scope "${claims.scope}"`)
 }
 try {
   await oauth.protectedResourceRequest('a.b.c', 'POST', chatURL, new Headers(), '{}', insecure)

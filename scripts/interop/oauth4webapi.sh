@@ -13,7 +13,11 @@ trap cleanup EXIT
 (cd "$dir" && npm init -y >/dev/null && npm install --silent --no-audit --no-fund oauth4webapi@3)
 cp "$here/oauth4webapi.mjs" "$dir/"
 (cd "$root" && go build -o "$dir/gatehouse" ./cmd/gatehouse)
-"$dir/gatehouse" serve --dev --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 >"$dir/banner" 2>"$dir/log" &
+# tokens.issuer is the data plane's URL so that the tokens' iss and aud are the
+# discovered issuer (RFC 9068 validation below).
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+printf 'tokens:\n  issuer: http://127.0.0.1:%s\n' "$port" >"$dir/gatehouse.yaml"
+"$dir/gatehouse" serve --dev --config "$dir/gatehouse.yaml" --listen "127.0.0.1:$port" --admin-listen 127.0.0.1:0 >"$dir/banner" 2>"$dir/log" &
 pid=$!
 for _ in $(seq 1 100); do grep -q "Press Ctrl-C" "$dir/banner" 2>/dev/null && break; sleep 0.2; done
 issuer=$(awk '/data plane:/ {sub("/v1$", "", $3); print $3}' "$dir/banner")
