@@ -149,6 +149,7 @@ func New(d Deps, opt Options) *Handler {
 		h.mux.Handle("POST /v1/auth/token", d.Tokens.Endpoint)
 		if d.Tokens.Metadata != nil {
 			h.mux.Handle("GET "+token.MetadataPath, d.Tokens.Metadata)
+			h.mux.Handle("GET "+token.MetadataPath+"/{issuerPath...}", d.Tokens.Metadata)
 		}
 		h.mux.HandleFunc("GET /.well-known/jwks.json", func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "application/json")

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
@@ -272,5 +273,45 @@ func TestVerifyLegacyAndType(t *testing.T) {
 	odd["scope"] = 7
 	if _, err := i.Verify(sign("at+jwt", odd)); !errors.Is(err, ErrInvalid) {
 		t.Errorf("a numeric scope: %v", err)
+	}
+}
+
+// TestMetadata: the RFC 8414 document for a URL issuer (fixed, cacheable, also
+// at the path-inserted location of an issuer with a path) and for a plain
+// name (the addressed URL, not cached).
+func TestMetadata(t *testing.T) {
+	get := func(iss, target string) (int, http.Header, map[string]any) {
+		i, _ := New(NewKey(), iss, iss)
+		e := &Endpoint{Issuer: i, URL: func(r *http.Request) string { return "http://" + r.Host + r.URL.Path }}
+		w := httptest.NewRecorder()
+		e.ServeMetadata(w, httptest.NewRequest("GET", target, nil))
+		var m map[string]any
+		json.Unmarshal(w.Body.Bytes(), &m)
+		return w.Code, w.Header(), m
+	}
+	code, h, m := get("https://gw.example.com", "http://10.0.0.1:8080"+MetadataPath)
+	if code != 200 || m["issuer"] != "https://gw.example.com" || m["token_endpoint"] != "https://gw.example.com/v1/auth/token" ||
+		m["jwks_uri"] != "https://gw.example.com/.well-known/jwks.json" || !strings.Contains(h.Get("Cache-Control"), "max-age") {
+		t.Errorf("URL issuer: %d %v %v", code, h, m)
+	}
+	if fmt.Sprint(m["dpop_signing_alg_values_supported"]) != fmt.Sprint(ProofAlgs) || fmt.Sprint(m["token_endpoint_auth_methods_supported"]) != "[client_secret_basic client_secret_post]" {
+		t.Errorf("advertised algs and methods: %v", m)
+	}
+	code, h, m = get("gatehouse", "http://gw.internal:8080"+MetadataPath)
+	if code != 200 || m["issuer"] != "http://gw.internal:8080" || m["token_endpoint"] != "http://gw.internal:8080/v1/auth/token" || h.Get("Cache-Control") != "no-store" {
+		t.Errorf("name issuer: %d %v %v", code, h, m)
+	}
+	code, _, m = get("https://example.com/gw/", "http://x"+MetadataPath+"/gw")
+	if code != 200 || m["issuer"] != "https://example.com/gw/" || m["token_endpoint"] != "https://example.com/gw/v1/auth/token" {
+		t.Errorf("issuer with a path, RFC 8414 location: %d %v", code, m)
+	}
+	for _, c := range []struct{ iss, target string }{
+		{"https://example.com/gw", "http://x" + MetadataPath + "/other"},
+		{"https://example.com", "http://x" + MetadataPath + "/gw"},
+		{"gatehouse", "http://x" + MetadataPath + "/gatehouse"},
+	} {
+		if code, _, _ := get(c.iss, c.target); code != 404 {
+			t.Errorf("issuer %s, %s: %d", c.iss, c.target, code)
+		}
 	}
 }

@@ -59,9 +59,19 @@ func (e *Endpoint) Metadata(r *http.Request) map[string]any {
 	}
 }
 
-// ServeMetadata serves the metadata document (GET MetadataPath).
+// ServeMetadata serves the metadata document at MetadataPath and, for an
+// issuer URL with a path (a gateway behind a path prefix), also where RFC 8414
+// §3.1 puts it: MetadataPath followed by that path.
 func (e *Endpoint) ServeMetadata(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
+	if r.URL.Path != MetadataPath {
+		u, err := url.Parse(e.Issuer.Name())
+		if !IssuerURL(e.Issuer.Name()) || err != nil || strings.TrimRight(u.Path, "/") == "" || r.URL.Path != MetadataPath+strings.TrimRight(u.Path, "/") {
+			w.WriteHeader(http.StatusNotFound)
+			json.NewEncoder(w).Encode(map[string]string{"error": "not_found", "error_description": "no metadata here; see " + MetadataPath})
+			return
+		}
+	}
 	if IssuerURL(e.Issuer.Name()) {
 		w.Header().Set("Cache-Control", "public, max-age=300")
 	} else {
