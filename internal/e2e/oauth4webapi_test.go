@@ -81,7 +81,11 @@ func newWebCryptoKey(t *testing.T, alg string) webCryptoKey {
 			sign: func(in []byte) []byte { return ed25519.Sign(priv, in) }}
 	case "ES256":
 		priv, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		x, y := priv.PublicKey.X.FillBytes(make([]byte, 32)), priv.PublicKey.Y.FillBytes(make([]byte, 32))
+		pt, err := priv.PublicKey.Bytes() // 0x04 || X || Y
+		if err != nil {
+			t.Fatal(err)
+		}
+		x, y := pt[1:33], pt[33:65]
 		return webCryptoKey{alg: alg, jwk: `{"kty":"EC","x":"` + b64(x) + `","y":"` + b64(y) + `","crv":"P-256"}`,
 			sign: func(in []byte) []byte {
 				h := sha256.Sum256(in)
