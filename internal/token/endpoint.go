@@ -40,7 +40,9 @@ type PrincipalStore interface {
 // Endpoint is the OAuth 2.0 token endpoint (POST /v1/auth/token): client
 // credentials with a virtual key as the client secret (form or HTTP Basic),
 // and RFC 8693 token exchange of a virtual key or of a workload OIDC token from
-// a trusted issuer. A DPoP header binds the issued token to the client's key.
+// a trusted issuer. A DPoP header binds the issued token to the client's key;
+// a scope parameter narrows the token to some endpoints. ServeMetadata
+// describes it (RFC 8414).
 type Endpoint struct {
 	Issuer     *Issuer
 	DPoP       *DPoP
