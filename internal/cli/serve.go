@@ -37,7 +37,7 @@ Environment:
   GATEHOUSE_LOG_FORMAT`,
 		flags: func(fs *flag.FlagSet, o *opts) {
 			o.bool(fs, "dev", "development mode: temporary store, simulated provider, printed keys")
-			o.str(fs, "dev-admin-key", "", "with --dev: use this admin key (16+ characters) instead of a random one")
+			o.str(fs, "dev-admin-key", "", "with --dev: use this admin key instead of a random one: 16+ characters not starting with gka_ or gk_, or a valid admin key")
 			o.str(fs, "config", "", "YAML configuration file")
 			o.str(fs, "listen", "", "data-plane address (default 127.0.0.1:8080)")
 			o.str(fs, "admin-listen", "", "admin API address (default 127.0.0.1:8081)")

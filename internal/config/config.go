@@ -21,6 +21,7 @@ import (
 	"github.com/gatehouse-gw/gatehouse/internal/pricing"
 	"github.com/gatehouse-gw/gatehouse/internal/sso"
 	"github.com/gatehouse-gw/gatehouse/internal/token"
+	"github.com/gatehouse-gw/gatehouse/internal/vkey"
 )
 
 // Config is the whole configuration.
@@ -297,6 +298,9 @@ func (c *Config) Validate() error {
 	if c.Tokens.Issuer == "" || c.Tokens.TTL <= 0 || c.Tokens.TTL.D() > 24*time.Hour {
 		errs = append(errs, errors.New("tokens: issuer must be set and ttl between 1s and 24h"))
 	}
+	if strings.Contains(c.Tokens.Issuer, "://") && !token.IssuerURL(c.Tokens.Issuer) {
+		errs = append(errs, fmt.Errorf("tokens: issuer %q: a URL issuer must be http(s) with a host and no query or fragment (RFC 8414)", c.Tokens.Issuer))
+	}
 	if c.WebAuthn.RPID != "" && len(c.WebAuthn.Origins) == 0 {
 		errs = append(errs, errors.New("webauthn: origins are required with rp_id (e.g. https://"+c.WebAuthn.RPID+")"))
 	}
@@ -335,8 +339,32 @@ func (c *Config) Validate() error {
 	if c.DevAdminKey != "" && !c.Dev {
 		errs = append(errs, errors.New("--dev-admin-key needs --dev"))
 	}
+	if err := devAdminKeyUsable(c.DevAdminKey); err != nil {
+		errs = append(errs, err)
+	}
 	if c.KEKFile == "" && c.DataDir != "" {
 		c.KEKFile = filepath.Join(c.DataDir, "kek.key")
 	}
 	return errors.Join(errs...)
+}
+
+// devAdminKeyUsable refuses a --dev-admin-key that starts like a Gatehouse key
+// (gka_, gk_) without being a valid admin key: the admin API checks such
+// strings as real keys, checksum first, so it would be printed as accepted and
+// then refused on every call. The message does not repeat the key.
+func devAdminKeyUsable(k string) error {
+	if k == "" || !vkey.LooksLikeKey(k) {
+		return nil
+	}
+	kind, _, err := vkey.Parse(k)
+	if err == nil && kind == vkey.KindAdmin {
+		return nil
+	}
+	why := "a virtual key, not an admin key"
+	if err != nil {
+		why = "its length, characters or checksum are not those of a key Gatehouse made"
+	}
+	return fmt.Errorf("--dev-admin-key starts like a Gatehouse key but is not a valid admin key (%s); "+
+		"such strings are checked as real keys and would be refused on every call: pass an admin key Gatehouse printed, "+
+		"or any string of 16+ characters that does not start with gka_ or gk_", why)
 }

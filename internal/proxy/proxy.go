@@ -54,6 +54,7 @@ type Tokens struct {
 	Issuer   *token.Issuer
 	DPoP     *token.DPoP
 	Endpoint http.Handler // POST /v1/auth/token
+	Metadata http.Handler // GET /.well-known/oauth-authorization-server (RFC 8414); may be nil
 }
 
 // Recorder stores usage records durably.
@@ -146,6 +147,10 @@ func New(d Deps, opt Options) *Handler {
 	}
 	if d.Tokens != nil {
 		h.mux.Handle("POST /v1/auth/token", d.Tokens.Endpoint)
+		if d.Tokens.Metadata != nil {
+			h.mux.Handle("GET "+token.MetadataPath, d.Tokens.Metadata)
+			h.mux.Handle("GET "+token.MetadataPath+"/{issuerPath...}", d.Tokens.Metadata)
+		}
 		h.mux.HandleFunc("GET /.well-known/jwks.json", func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "application/json")
 			w.Header().Set("Cache-Control", "public, max-age=300")
@@ -267,7 +272,7 @@ func (h *Handler) authenticateToken(r *http.Request, scheme, raw string) (auth.C
 	}
 	if claims.Cnf != nil {
 		if scheme != "DPoP" {
-			return auth.Caller{}, httpx.Errorf(http.StatusUnauthorized, "invalid_token", "This token is bound to a key: send it as Authorization: DPoP with a DPoP proof.")
+			return auth.Caller{}, tokenChallenge(httpx.Errorf(http.StatusUnauthorized, "invalid_token", "This token is bound to a key: send it as Authorization: DPoP with a DPoP proof."), "DPoP")
 		}
 		jkt, err := h.tokens.DPoP.Check(r.Header.Get("DPoP"), r.Method, h.requestURL(r), raw)
 		if err != nil {
@@ -302,14 +307,29 @@ func (h *Handler) authenticateToken(r *http.Request, scheme, raw string) (auth.C
 			return auth.Caller{}, httpx.Errorf(http.StatusForbidden, "mfa_required", "This key's tokens need its owner's TOTP code at exchange.")
 		}
 		k = src
+		// The key's current scope, narrowed to the endpoints the token was
+		// issued for (the key's at the time, or fewer when the client asked).
+		if len(claims.Scope.Endpoints) > 0 {
+			var both []string
+			for _, e := range claims.Scope.Endpoints {
+				if src.Scope.AllowsEndpoint(e) {
+					both = append(both, e)
+				}
+			}
+			if len(both) == 0 { // an empty list would mean "every endpoint"
+				return auth.Caller{}, httpx.Errorf(http.StatusUnauthorized, "invalid_token", "The token's scope no longer overlaps its key's.")
+			}
+			k.Scope.Endpoints = both
+		}
 	}
 	return auth.Caller{Key: k, Principal: p, MFAAt: claims.MFAAt, PoP: claims.Cnf != nil}, nil
 }
 
 // authenticate maps every way a credential can fail to 401, and a store fault
 // to 503: never "allowed" by accident.
-func (h *Handler) authenticate(r *http.Request) (auth.Caller, error) {
+func (h *Handler) authenticate(r *http.Request) (_ auth.Caller, err error) {
 	scheme, cred := credential(r)
+	defer func() { err = tokenChallenge(err, scheme) }()
 	if cred == "" && r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
 		return h.authenticateCert(r)
 	}

@@ -1,6 +1,8 @@
 package token
 
 import (
+	"crypto/ed25519"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -34,7 +36,19 @@ func (d *DPoP) SetClock(now func() time.Time) { d.now = now }
 // ErrProof is returned for any bad proof; the message says why.
 var ErrProof = errors.New("dpop: invalid proof")
 
-var proofAlgs = []jose.SignatureAlgorithm{jose.EdDSA, jose.ES256, jose.ES384, jose.RS256, jose.PS256}
+// ProofAlgs are the JWS algorithms a DPoP proof may be signed with, as the
+// metadata (dpop_signing_alg_values_supported) and DPoP challenges (algs)
+// advertise them. "Ed25519" is RFC 9864's fully-specified name for what
+// "EdDSA" names with an Ed25519 key; both are accepted.
+var ProofAlgs = []string{AlgEd25519, string(jose.EdDSA), string(jose.ES256), string(jose.ES384), string(jose.ES512),
+	string(jose.PS256), string(jose.PS384), string(jose.PS512), string(jose.RS256), string(jose.RS384), string(jose.RS512)}
+
+// AlgEd25519 is RFC 9864's algorithm name for EdDSA with Ed25519. go-jose does
+// not know it, so such proofs are verified here (verifyEd25519).
+const AlgEd25519 = "Ed25519"
+
+var joseProofAlgs = []jose.SignatureAlgorithm{jose.EdDSA, jose.ES256, jose.ES384, jose.ES512,
+	jose.PS256, jose.PS384, jose.PS512, jose.RS256, jose.RS384, jose.RS512}
 
 type proofClaims struct {
 	JTI string `json:"jti"`
@@ -54,21 +68,12 @@ func (d *DPoP) Check(proof, method, rawURL, accessToken string) (string, error) 
 	if proof == "" || strings.Count(proof, ".") != 2 {
 		return fail("missing or not a compact JWS")
 	}
-	jws, err := jose.ParseSignedCompact(proof, proofAlgs)
-	if err != nil || len(jws.Signatures) != 1 {
-		return fail("not a signed JWT with an asymmetric algorithm")
-	}
-	h := jws.Signatures[0].Header
-	if typ, _ := h.ExtraHeaders[jose.HeaderType].(string); typ != "dpop+jwt" {
-		return fail("typ must be dpop+jwt")
-	}
-	jwk := h.JSONWebKey
-	if jwk == nil || !jwk.Valid() || !jwk.IsPublic() {
-		return fail("the header must carry the public key (jwk)")
-	}
-	payload, err := jws.Verify(jwk)
+	jwk, typ, payload, err := verifyProof(proof)
 	if err != nil {
-		return fail("signature does not verify with the header's key")
+		return fail("%v", err)
+	}
+	if typ != "dpop+jwt" {
+		return fail("typ must be dpop+jwt")
 	}
 	var c proofClaims
 	if err := json.Unmarshal(payload, &c); err != nil {
@@ -114,6 +119,76 @@ func (d *DPoP) Check(proof, method, rawURL, accessToken string) (string, error) 
 	}
 	d.seen[key] = iat.Add(2 * d.Window)
 	return jkt, nil
+}
+
+// verifyProof checks the proof's signature against the public key in its own
+// header and returns that key, the typ header and the payload.
+func verifyProof(proof string) (*jose.JSONWebKey, string, []byte, error) {
+	errAlg := errors.New("not a signed JWT with an asymmetric algorithm (" + strings.Join(ProofAlgs, ", ") + ")")
+	errKey := errors.New("the header must carry the public key (jwk)")
+	errSig := errors.New("signature does not verify with the header's key")
+	head, _, _ := strings.Cut(proof, ".")
+	hb, err := base64.RawURLEncoding.DecodeString(head)
+	if err != nil {
+		return nil, "", nil, errAlg
+	}
+	var peek struct {
+		Alg string `json:"alg"`
+	}
+	if json.Unmarshal(hb, &peek) != nil {
+		return nil, "", nil, errAlg
+	}
+	if peek.Alg == AlgEd25519 {
+		return verifyEd25519(proof, hb, errKey, errSig)
+	}
+	jws, err := jose.ParseSignedCompact(proof, joseProofAlgs)
+	if err != nil || len(jws.Signatures) != 1 {
+		return nil, "", nil, errAlg
+	}
+	h := jws.Signatures[0].Header
+	typ, _ := h.ExtraHeaders[jose.HeaderType].(string)
+	jwk := h.JSONWebKey
+	if jwk == nil || !jwk.Valid() || !jwk.IsPublic() {
+		return nil, "", nil, errKey
+	}
+	payload, err := jws.Verify(jwk)
+	if err != nil {
+		return nil, "", nil, errSig
+	}
+	return jwk, typ, payload, nil
+}
+
+// verifyEd25519 verifies a compact JWS with "alg": "Ed25519" (RFC 9864 §2.2):
+// the signature is Ed25519 over the ASCII of header "." payload, as for
+// "EdDSA" (RFC 8037 §3.1), and the key must be an OKP key on Ed25519.
+// Critical headers are refused: none is understood.
+func verifyEd25519(proof string, header []byte, errKey, errSig error) (*jose.JSONWebKey, string, []byte, error) {
+	var h struct {
+		Typ  string            `json:"typ"`
+		JWK  *jose.JSONWebKey  `json:"jwk"`
+		Crit []json.RawMessage `json:"crit"`
+	}
+	if err := json.Unmarshal(header, &h); err != nil {
+		return nil, "", nil, errKey
+	}
+	if h.Crit != nil {
+		return nil, "", nil, errors.New("critical header parameters are not supported")
+	}
+	if h.JWK == nil || !h.JWK.Valid() || !h.JWK.IsPublic() {
+		return nil, "", nil, errKey
+	}
+	pub, ok := h.JWK.Key.(ed25519.PublicKey)
+	if !ok {
+		return nil, "", nil, errors.New("alg Ed25519 needs an Ed25519 key (kty OKP, crv Ed25519)")
+	}
+	parts := strings.Split(proof, ".")
+	payload, err1 := base64.RawURLEncoding.DecodeString(parts[1])
+	sig, err2 := base64.RawURLEncoding.DecodeString(parts[2])
+	if err1 != nil || err2 != nil || len(sig) != ed25519.SignatureSize ||
+		!ed25519.Verify(pub, []byte(parts[0]+"."+parts[1]), sig) {
+		return nil, "", nil, errSig
+	}
+	return h.JWK, h.Typ, payload, nil
 }
 
 // sameURL compares htu with the request URL, without query and fragment, with

@@ -7,6 +7,9 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/gatehouse-gw/gatehouse/internal/auth"
@@ -37,7 +40,9 @@ type PrincipalStore interface {
 // Endpoint is the OAuth 2.0 token endpoint (POST /v1/auth/token): client
 // credentials with a virtual key as the client secret (form or HTTP Basic),
 // and RFC 8693 token exchange of a virtual key or of a workload OIDC token from
-// a trusted issuer. A DPoP header binds the issued token to the client's key.
+// a trusted issuer. A DPoP header binds the issued token to the client's key;
+// a scope parameter narrows the token to some endpoints. ServeMetadata
+// describes it (RFC 8414).
 type Endpoint struct {
 	Issuer     *Issuer
 	DPoP       *DPoP
@@ -66,6 +71,7 @@ func (e *Endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	resp, err := e.issue(r)
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Pragma", "no-cache") // RFC 6749 §5.1, for HTTP/1.0 caches
 	if err != nil {
 		var oe *oauthError
 		if !errors.As(err, &oe) {
@@ -89,10 +95,16 @@ type Request struct {
 	SubjectToken     string
 	SubjectTokenType string
 	TOTP             string // the owner's code, for keys marked mfa_required
+	Scope            string // RFC 6749 §3.3: endpoints to narrow the token to, space-delimited
 }
 
 // ParseRequest reads a token request: form-encoded as OAuth 2.0 requires,
-// client secret from the form or HTTP Basic (not both).
+// client secret from the form (client_secret_post) or HTTP Basic
+// (client_secret_basic, not both). With Basic, RFC 6749 §2.3.1 has the client
+// form-urlencode id and secret before Base64; clients such as oauth4webapi do
+// (every key's "_" arrives as %5F), others send them raw. Both decode to the
+// same key: a key's alphabet (base62 and "_") has no "%" or "+", so decoding a
+// raw key leaves it unchanged.
 func ParseRequest(r *http.Request) (Request, error) {
 	if r.Method != http.MethodPost {
 		return Request{}, oerr(http.StatusMethodNotAllowed, "invalid_request", "use POST")
@@ -112,12 +124,16 @@ func ParseRequest(r *http.Request) (Request, error) {
 		}
 	}
 	req := Request{GrantType: f.Get("grant_type"), ClientSecret: f.Get("client_secret"), SubjectToken: f.Get("subject_token"),
-		SubjectTokenType: f.Get("subject_token_type"), TOTP: f.Get("totp")}
+		SubjectTokenType: f.Get("subject_token_type"), TOTP: f.Get("totp"), Scope: f.Get("scope")}
 	if _, pw, ok := r.BasicAuth(); ok {
 		if req.ClientSecret != "" {
 			return Request{}, oerr(http.StatusBadRequest, "invalid_request", "give the client secret once: form or HTTP Basic")
 		}
-		req.ClientSecret = pw
+		secret, err := url.QueryUnescape(pw)
+		if err != nil {
+			return Request{}, oerr(http.StatusUnauthorized, "invalid_client", "the HTTP Basic password is not form-urlencoded (RFC 6749 §2.3.1)")
+		}
+		req.ClientSecret = secret
 	}
 	return req, nil
 }
@@ -157,6 +173,11 @@ func (e *Endpoint) issue(r *http.Request) (map[string]any, error) {
 	default:
 		return nil, oerr(http.StatusBadRequest, "unsupported_grant_type", "grant_type must be client_credentials or "+GrantTokenExchange)
 	}
+	if req.Scope != "" {
+		if err := narrow(&c.Scope, req.Scope); err != nil {
+			return nil, err
+		}
+	}
 	typ := "Bearer"
 	if proof := r.Header.Get("DPoP"); proof != "" {
 		jkt, err := e.DPoP.Check(proof, r.Method, e.URL(r), "")
@@ -170,7 +191,30 @@ func (e *Endpoint) issue(r *http.Request) (map[string]any, error) {
 		return nil, err
 	}
 	e.Log.Info("token issued", "principal", c.Subject, "key_id", c.KeyID, "amr", c.AMR, "bound", c.Cnf != nil, "source", c.Source)
-	return map[string]any{"access_token": raw, "token_type": typ, "expires_in": int(ttl.Seconds()), "issued_token_type": TypeAccessToken}, nil
+	return map[string]any{"access_token": raw, "token_type": typ, "expires_in": int(ttl.Seconds()), "issued_token_type": TypeAccessToken,
+		"scope": ScopeString(c.Scope)}, nil
+}
+
+// narrow limits s to the endpoints a client asked for (RFC 6749 §3.3): each
+// must be one the source allows; asking for more is invalid_scope.
+func narrow(s *vkey.Scope, requested string) error {
+	var want []string
+	for _, e := range strings.Fields(requested) {
+		if !slices.Contains(vkey.Endpoints, e) {
+			return oerr(http.StatusBadRequest, "invalid_scope", "unknown scope "+strconv.Quote(e)+"; scopes are endpoints: "+strings.Join(vkey.Endpoints, " "))
+		}
+		if !s.AllowsEndpoint(e) {
+			return oerr(http.StatusBadRequest, "invalid_scope", "scope "+strconv.Quote(e)+" is beyond what the credential allows ("+ScopeString(*s)+")")
+		}
+		if !slices.Contains(want, e) {
+			want = append(want, e)
+		}
+	}
+	if len(want) == 0 {
+		return oerr(http.StatusBadRequest, "invalid_scope", "scope names no endpoint")
+	}
+	s.Endpoints = want
+	return nil
 }
 
 func (e *Endpoint) fromKey(ctx context.Context, secret, totp string, c *Claims) error {
@@ -193,7 +237,7 @@ func (e *Endpoint) fromKey(ctx context.Context, secret, totp string, c *Claims) 
 	if team == "" && len(caller.Principal.Teams) > 0 {
 		team = caller.Principal.Teams[0]
 	}
-	c.Subject, c.Team, c.KeyID, c.Scope, c.AMR = caller.Principal.ID, team, caller.Key.ID, caller.Key.Scope, amr
+	c.Subject, c.ClientID, c.Team, c.KeyID, c.Scope, c.AMR = caller.Principal.ID, caller.Key.ID, team, caller.Key.ID, caller.Key.Scope, amr
 	return nil
 }
 
@@ -213,6 +257,6 @@ func (e *Endpoint) fromWorkload(ctx context.Context, raw string, c *Claims) erro
 	if len(p.Teams) > 0 {
 		team = p.Teams[0]
 	}
-	c.Subject, c.Team, c.AMR, c.Source = p.ID, team, []string{"wif"}, ti.Name
+	c.Subject, c.ClientID, c.Team, c.AMR, c.Source = p.ID, p.ID, team, []string{"wif"}, ti.Name
 	return nil
 }

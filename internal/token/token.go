@@ -1,10 +1,13 @@
 // Package token issues and verifies Gatehouse's short-lived access tokens: JWTs
-// signed with Ed25519 (go-jose), 15 minutes by default, carrying the
-// principal, team, the source key's id and scope, how the caller authenticated
-// (amr) and, when bound, the thumbprint of the caller's DPoP key (cnf.jkt,
-// RFC 9449). Public keys are published as a JWKS.
+// signed with Ed25519 (go-jose), 15 minutes by default, in the profile of RFC
+// 9068 (typ at+jwt; iss, aud, sub, client_id, iat, exp, jti; scope as the
+// space-delimited endpoints the token may call), carrying besides the team, the
+// source key's id, the structured scope (gatehouse_scope), how the caller
+// authenticated (amr) and, when bound, the thumbprint of the caller's DPoP key
+// (cnf.jkt, RFC 9449). Public keys are published as a JWKS; the token endpoint
+// describes itself in RFC 8414 metadata.
 //
-// Verification is local: signature, issuer, audience, lifetime and the
+// Verification is local: typ, signature, issuer, audience, lifetime and the
 // revocation list in memory; verified tokens are cached until they expire.
 package token
 
@@ -15,25 +18,69 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
+	josejson "github.com/go-jose/go-jose/v4/json"
 	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/gatehouse-gw/gatehouse/internal/vkey"
 )
 
-// Claims is what a token says.
+// Claims is what a token says. Issue fills the registered claims of RFC 9068
+// §2.2 but sub and client_id, which the caller sets.
 type Claims struct {
 	jwt.Claims
-	Team   string     `json:"team,omitempty"`
-	KeyID  string     `json:"gh_key,omitempty"` // the key the token was exchanged for (budgets and limits follow it)
-	Scope  vkey.Scope `json:"scope"`
-	AMR    []string   `json:"amr,omitempty"` // "key", "wif", "otp", …
-	Cnf    *Cnf       `json:"cnf,omitempty"`
-	Source string     `json:"gh_src,omitempty"` // workload issuer name, for federated tokens
-	MFAAt  int64      `json:"gh_mfa,omitempty"` // when the owner's second factor was checked (unix seconds)
+	ClientID string `json:"client_id,omitempty"` // RFC 9068: the key's id, or the service account's for workload tokens
+	// OAuthScope is RFC 9068's scope: the endpoints of Scope, space-delimited
+	// (every endpoint when Scope names none). Issue derives it from Scope;
+	// Gatehouse enforces Scope, never this string.
+	OAuthScope string     `json:"scope,omitempty"`
+	Team       string     `json:"team,omitempty"`
+	KeyID      string     `json:"gh_key,omitempty"` // the key the token was exchanged for (budgets and limits follow it)
+	Scope      vkey.Scope `json:"gatehouse_scope"`
+	AMR        []string   `json:"amr,omitempty"` // "key", "wif", "otp", …
+	Cnf        *Cnf       `json:"cnf,omitempty"`
+	Source     string     `json:"gh_src,omitempty"` // workload issuer name, for federated tokens
+	MFAAt      int64      `json:"gh_mfa,omitempty"` // when the owner's second factor was checked (unix seconds)
+}
+
+// UnmarshalJSON reads claims; tokens of earlier versions carried the
+// structured scope under "scope", and still verify until they expire. It
+// decodes with go-jose's JSON package, which matches names case-sensitively,
+// as go-jose does for every other claim.
+func (c *Claims) UnmarshalJSON(b []byte) error {
+	type plain Claims // without this method
+	var aux struct {
+		plain
+		RawScope josejson.RawMessage `json:"scope"` // shadows plain's "scope"
+	}
+	if err := josejson.Unmarshal(b, &aux); err != nil {
+		return err
+	}
+	*c = Claims(aux.plain)
+	raw := strings.TrimSpace(string(aux.RawScope))
+	switch {
+	case raw == "" || raw == "null":
+	case raw[0] == '"':
+		return josejson.Unmarshal(aux.RawScope, &c.OAuthScope)
+	case raw[0] == '{': // only earlier versions wrote an object here
+		return josejson.Unmarshal(aux.RawScope, &c.Scope)
+	default:
+		return errors.New("token: scope is neither a string nor a legacy scope object")
+	}
+	return nil
+}
+
+// ScopeString is the RFC 9068 scope of s: its endpoints, space-delimited, or
+// every endpoint when s names none.
+func ScopeString(s vkey.Scope) string {
+	if len(s.Endpoints) == 0 {
+		return strings.Join(vkey.Endpoints, " ")
+	}
+	return strings.Join(s.Endpoints, " ")
 }
 
 // Cnf binds a token to a key (RFC 7800, RFC 9449).
@@ -112,6 +159,9 @@ func (i *Issuer) SetKeys(seeds [][]byte) error {
 	return nil
 }
 
+// Name is the tokens' issuer (iss), also their audience (aud).
+func (i *Issuer) Name() string { return i.issuer }
+
 // SetClock replaces the clock (tests).
 func (i *Issuer) SetClock(now func() time.Time) { i.now = now }
 
@@ -129,6 +179,7 @@ func (i *Issuer) Issue(c Claims) (string, time.Duration, error) {
 	c.Issuer, c.Audience = i.issuer, jwt.Audience{i.audience}
 	c.IssuedAt, c.NotBefore, c.Expiry = jwt.NewNumericDate(now), jwt.NewNumericDate(now.Add(-5*time.Second)), jwt.NewNumericDate(now.Add(i.TTL))
 	c.ID = vkey.NewID("tok")
+	c.OAuthScope = ScopeString(c.Scope)
 	i.mu.RLock()
 	signer := i.signer
 	i.mu.RUnlock()
@@ -146,6 +197,10 @@ func (i *Issuer) Verify(raw string) (Claims, error) {
 		tok, err := jwt.ParseSigned(raw, []jose.SignatureAlgorithm{jose.EdDSA})
 		if err != nil {
 			return Claims{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+		}
+		// RFC 9068 §4: only a JWT typed as an access token is one.
+		if typ, _ := tok.Headers[0].ExtraHeaders[jose.HeaderType].(string); typ != "at+jwt" && typ != "application/at+jwt" {
+			return Claims{}, fmt.Errorf("%w: typ %q is not at+jwt", ErrInvalid, typ)
 		}
 		i.mu.RLock()
 		keys := i.keys

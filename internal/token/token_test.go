@@ -147,6 +147,7 @@ func TestDPoPCheck(t *testing.T) {
 func FuzzDPoPCheck(f *testing.F) {
 	_, priv, _ := ed25519.GenerateKey(rand.Reader)
 	f.Add(proof(f, priv, map[string]any{"jti": "a", "htm": "POST", "htu": "http://h/p", "iat": 1_800_000_000}, "dpop+jwt"))
+	f.Add(rfc9864Proof(f, priv, nil, map[string]any{"jti": "b", "htm": "POST", "htu": "http://h/p", "iat": 1_800_000_000}))
 	f.Add("a.b.c")
 	f.Add("")
 	d := NewDPoP()
@@ -163,6 +164,8 @@ func FuzzParseRequest(f *testing.F) {
 	f.Add("grant_type=client_credentials&client_secret=gk_x", "")
 	f.Add("grant_type=a&grant_type=b", "Basic Z2F0ZTpzZWNyZXQ=")
 	f.Add("%zz", "")
+	f.Add("grant_type=client_credentials", "Basic a2V5JTVGaWQ6Z2slNUZhYmM=")
+	f.Add("grant_type=client_credentials", "Basic YTpnayU=")
 	f.Fuzz(func(t *testing.T, body, authz string) {
 		r := httptest.NewRequest("POST", "/v1/auth/token", strings.NewReader(body))
 		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
@@ -175,6 +178,12 @@ func FuzzParseRequest(f *testing.F) {
 		}
 		if v, _ := url.ParseQuery(body); req.GrantType != v.Get("grant_type") {
 			t.Fatalf("grant_type %q from %q", req.GrantType, body)
+		}
+		// A Basic password reaches the endpoint form-decoded (RFC 6749 §2.3.1).
+		if _, pw, ok := r.BasicAuth(); ok {
+			if want, err := url.QueryUnescape(pw); err != nil || req.ClientSecret != want {
+				t.Fatalf("Basic password %q gave client secret %q", pw, req.ClientSecret)
+			}
 		}
 	})
 }
