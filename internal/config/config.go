@@ -18,6 +18,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/gatehouse-gw/gatehouse/internal/breaker"
+	"github.com/gatehouse-gw/gatehouse/internal/httpx"
 	"github.com/gatehouse-gw/gatehouse/internal/pricing"
 	"github.com/gatehouse-gw/gatehouse/internal/sso"
 	"github.com/gatehouse-gw/gatehouse/internal/token"
@@ -41,6 +42,10 @@ type Config struct {
 	ConfigPollInterval Duration `yaml:"config_poll_interval"`
 	ShutdownTimeout    Duration `yaml:"shutdown_timeout"`
 	TrustProxyHeaders  bool     `yaml:"trust_proxy_headers"`
+	// TrustedProxies lists the proxies in front of the gateway (CIDRs or
+	// addresses): with trust_proxy_headers, the caller's address is the
+	// rightmost X-Forwarded-For entry outside them (httpx.SourceAddr).
+	TrustedProxies []string `yaml:"trusted_proxies"`
 
 	InstanceTimeout        Duration `yaml:"instance_timeout"`          // a replica silent this long is presumed dead; its reservations are charged in full
 	DefaultMaxOutputTokens int64    `yaml:"default_max_output_tokens"` // budgets: output ceiling when neither call nor price table has one
@@ -260,6 +265,12 @@ func (c *Config) Validate() error {
 	}
 	if c.DataDir == "" && !c.Dev {
 		errs = append(errs, errors.New("data_dir is empty"))
+	}
+	if _, err := httpx.ParsePrefixes(c.TrustedProxies); err != nil {
+		errs = append(errs, fmt.Errorf("trusted_proxies: %w", err))
+	}
+	if len(c.TrustedProxies) > 0 && !c.TrustProxyHeaders {
+		errs = append(errs, errors.New("trusted_proxies is set but trust_proxy_headers is off: X-Forwarded-For would be ignored"))
 	}
 	if c.DefaultMaxOutputTokens <= 0 {
 		errs = append(errs, errors.New("default_max_output_tokens must be positive"))

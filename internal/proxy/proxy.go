@@ -101,6 +101,9 @@ type Options struct {
 	// ClientPrincipals maps verified client-certificate identities (URI SAN,
 	// DNS SAN or CN) to principal names or ids (mTLS).
 	ClientPrincipals map[string]string
+	// TrustedProxies are the proxies in front of the gateway: with
+	// TrustProxyHeaders, see httpx.SourceAddr.
+	TrustedProxies []netip.Prefix
 }
 
 // Handler serves the data plane.
@@ -352,21 +355,10 @@ func (h *Handler) authenticate(r *http.Request) (auth.Caller, error) {
 }
 
 // sourceAddr returns the caller's address: the connection's, or with
-// TrustProxyHeaders the first X-Forwarded-For entry.
+// TrustProxyHeaders the rightmost X-Forwarded-For entry that is not a trusted
+// proxy (httpx.SourceAddr).
 func (h *Handler) sourceAddr(r *http.Request) netip.Addr {
-	if h.opt.TrustProxyHeaders {
-		if xff := r.Header.Get("X-Forwarded-For"); xff != "" {
-			first, _, _ := strings.Cut(xff, ",")
-			if a, err := netip.ParseAddr(strings.TrimSpace(first)); err == nil {
-				return a
-			}
-		}
-	}
-	ap, err := netip.ParseAddrPort(r.RemoteAddr)
-	if err != nil {
-		return netip.Addr{}
-	}
-	return ap.Addr()
+	return httpx.SourceAddr(r.RemoteAddr, r.Header, h.opt.TrustProxyHeaders, h.opt.TrustedProxies)
 }
 
 func (h *Handler) checkScope(r *http.Request, c auth.Caller, endpoint string) error {
