@@ -38,7 +38,12 @@ func (h *Handler) call(ep provider.Endpoint) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		start := h.now()
 		rec := &usage.Record{ID: httpx.RequestID(r.Context()), Time: start.UTC(), Endpoint: ep.Name}
-		err := h.serveCall(w, r, ep, rec)
+		var err error
+		if ep == provider.CountTokens {
+			err = h.serveCountTokens(w, r, rec)
+		} else {
+			err = h.serveCall(w, r, ep, rec)
+		}
 		rec.LatencyMillis = h.now().Sub(start).Milliseconds()
 		if err != nil {
 			var he *httpx.Error

@@ -141,7 +141,7 @@ func New(d Deps, opt Options) *Handler {
 		opt.DefaultMaxOutput = 32768
 	}
 	h := &Handler{zone: time.UTC, snapshot: d.Snapshot, auth: d.Auth, rec: d.Usage, ledger: d.Ledger, tokens: d.Tokens, limiter: d.Limiter, budgets: d.Budgets, breaker: d.Breaker, log: d.Log, opt: opt, now: time.Now, mux: http.NewServeMux()}
-	for _, ep := range []provider.Endpoint{provider.Chat, provider.Completions, provider.Embeddings, provider.Responses, provider.Messages} {
+	for _, ep := range []provider.Endpoint{provider.Chat, provider.Completions, provider.Embeddings, provider.Responses, provider.Messages, provider.CountTokens} {
 		h.mux.HandleFunc("POST /v1"+strings.TrimPrefix(ep.Path, "/v1"), h.call(ep))
 	}
 	if z, err := time.LoadLocation(opt.PolicyZone); err == nil && opt.PolicyZone != "" {
