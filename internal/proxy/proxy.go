@@ -87,6 +87,8 @@ type Deps struct {
 	Budgets  Budgets
 	Breaker  Breaker
 	Log      *slog.Logger
+	// Denied traces refused credentials in the ledger (package denylog); may be nil.
+	Denied DeniedRecorder
 }
 
 // Options configures a Handler. Zero durations and sizes take the defaults.
@@ -121,6 +123,7 @@ type Handler struct {
 	now      func() time.Time
 	zone     *time.Location
 	mux      *http.ServeMux
+	denied   DeniedRecorder
 }
 
 // New returns the data-plane handler.
@@ -144,6 +147,7 @@ func New(d Deps, opt Options) *Handler {
 	for _, ep := range []provider.Endpoint{provider.Chat, provider.Completions, provider.Embeddings, provider.Responses, provider.Messages, provider.CountTokens} {
 		h.mux.HandleFunc("POST /v1"+strings.TrimPrefix(ep.Path, "/v1"), h.call(ep))
 	}
+	h.denied = d.Denied
 	if z, err := time.LoadLocation(opt.PolicyZone); err == nil && opt.PolicyZone != "" {
 		h.zone = z
 	}
@@ -309,9 +313,9 @@ func (h *Handler) authenticateToken(r *http.Request, scheme, raw string) (auth.C
 	return auth.Caller{Key: k, Principal: p, MFAAt: claims.MFAAt, PoP: claims.Cnf != nil}, nil
 }
 
-// authenticate maps every way a credential can fail to 401, and a store fault
-// to 503: never "allowed" by accident.
-func (h *Handler) authenticate(r *http.Request) (auth.Caller, error) {
+// authenticateCredential maps every way a credential can fail to 401, and a
+// store fault to 503: never "allowed" by accident.
+func (h *Handler) authenticateCredential(r *http.Request) (auth.Caller, error) {
 	scheme, cred := credential(r)
 	if cred == "" && r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
 		return h.authenticateCert(r)

@@ -32,6 +32,7 @@ import (
 	"github.com/gatehouse-gw/gatehouse/internal/breaker"
 	"github.com/gatehouse-gw/gatehouse/internal/budget"
 	"github.com/gatehouse-gw/gatehouse/internal/config"
+	"github.com/gatehouse-gw/gatehouse/internal/denylog"
 	"github.com/gatehouse-gw/gatehouse/internal/httpx"
 	"github.com/gatehouse-gw/gatehouse/internal/keyring"
 	"github.com/gatehouse-gw/gatehouse/internal/ledger"
@@ -77,6 +78,7 @@ type Server struct {
 	redis    *ratelimit.Redis
 	ledger   *ledger.Log
 	export   *ledger.Exporter
+	denied   *denylog.Recorder
 	tokens   *token.Issuer
 	dpop     *token.DPoP
 	webAuthn *webauthn.WebAuthn // nil: passkeys off
@@ -145,6 +147,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server, 
 	if s.ledger, err = s.openLedger(ctx); err != nil {
 		return nil, err
 	}
+	s.denied = denylog.New(s.ledger, log, denylog.Options{})
 	if s.tokens, err = s.openTokens(ctx); err != nil {
 		return nil, err
 	}
@@ -855,7 +858,7 @@ func (s *Server) buildHTTP() {
 			return scheme + "://" + r.Host + r.URL.Path
 		}}
 	px := proxy.New(proxy.Deps{Snapshot: s.Snapshot, Auth: s.auth, Usage: s.usage, Ledger: s.ledger, Limiter: s.limiter,
-		Tokens: &proxy.Tokens{Issuer: s.tokens, DPoP: s.dpop, Endpoint: endpoint}, Budgets: s.budgets, Breaker: s.breaker, Log: s.log}, proxy.Options{
+		Tokens: &proxy.Tokens{Issuer: s.tokens, DPoP: s.dpop, Endpoint: endpoint}, Budgets: s.budgets, Breaker: s.breaker, Log: s.log, Denied: s.denied}, proxy.Options{
 		MaxBodyBytes: s.cfg.MaxBodyBytes, UpstreamTimeout: s.cfg.UpstreamTimeout.D(),
 		StreamIdleTimeout: s.cfg.StreamIdleTimeout.D(), TrustProxyHeaders: s.cfg.TrustProxyHeaders, TrustedProxies: trustedProxies(s.cfg.TrustedProxies), DefaultMaxOutput: s.cfg.DefaultMaxOutputTokens,
 		PolicyZone: s.cfg.PolicyTimeZone, ClientPrincipals: s.cfg.TLS.ClientPrincipals,
@@ -919,6 +922,7 @@ func (s *Server) Run(ctx context.Context) error {
 	wg.Go(func() { s.budgets.Run(bg) })
 	wg.Go(func() { s.alerts.Run(bg) })
 	wg.Go(func() { s.warnExpiringKeys(bg) })
+	wg.Go(func() { s.denied.Run(bg) })
 	usageCtx, stopUsage := context.WithCancel(context.WithoutCancel(ctx))
 	usageDone := make(chan struct{})
 	go func() { s.usage.Run(usageCtx); close(usageDone) }()
@@ -948,7 +952,8 @@ func (s *Server) Run(ctx context.Context) error {
 	s.admin.Shutdown(sctx)
 	stopUsage() // after the data plane drained: every call's record is queued
 	<-usageDone
-	stopLedger() // after every end record: signs the final checkpoint
+	s.denied.Flush(sctx) // the last counts of refused credentials
+	stopLedger()         // after every end record: signs the final checkpoint
 	<-ledgerDone
 	stopExport()
 	<-exportDone

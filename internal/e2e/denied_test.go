@@ -1,0 +1,172 @@
+package e2e
+
+import (
+	"context"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gatehouse-gw/gatehouse/client"
+	"github.com/gatehouse-gw/gatehouse/internal/denylog"
+	"github.com/gatehouse-gw/gatehouse/internal/ledger"
+)
+
+// deniedRecords reads every refused-credential record from the gateway's log.
+func deniedRecords(t *testing.T, f *fixture, dsn string) []ledger.Record {
+	t.Helper()
+	db := sqlFor(t, f.srv.DataDir(), dsn)
+	rows, err := db.Query(`SELECT data FROM ledger_entries ORDER BY idx`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []ledger.Record
+	for rows.Next() {
+		var data []byte
+		if err := rows.Scan(&data); err != nil {
+			t.Fatal(err)
+		}
+		r, err := ledger.ParseRecord(data)
+		if err != nil {
+			t.Fatalf("a record that does not parse: %v", err)
+		}
+		if r.Kind == denylog.Kind {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func countOf(recs []ledger.Record, keyID, reason string) (calls int64, records int) {
+	for _, r := range recs {
+		if r.KeyID == keyID && r.ErrorCode == reason {
+			calls += r.Count
+			records++
+		}
+	}
+	return calls, records
+}
+
+func deniedCall(t *testing.T, url, key string) int {
+	t.Helper()
+	req, _ := http.NewRequest("POST", url+"/v1/chat/completions", strings.NewReader(`{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}`))
+	req.Header.Set("Authorization", "Bearer "+key)
+	req.Header.Set("User-Agent", "flood/1.0")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Error(err)
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// TestDeniedCredentialsLeaveATrace is the "denied credentials leave a trace"
+// proof of issue #10: a flood of 1,000 calls with a revoked key leaves a
+// handful of records whose counts add up to 1,000; expired and rotated-out
+// keys are recorded with key id, reason, source address and user agent;
+// unknown keys share one bucket however many there are.
+func TestDeniedCredentialsLeaveATrace(t *testing.T) {
+	for name, dsn := range backends(t) {
+		t.Run(name, func(t *testing.T) {
+			dsn := dsn(t)
+			f := newFixture(t, gwOptions{database: dsn})
+			ctx := context.Background()
+			if _, err := f.admin.RevokeKey(ctx, f.keyID, ""); err != nil {
+				t.Fatal(err)
+			}
+			start := time.Now()
+			var wg sync.WaitGroup
+			var mu sync.Mutex
+			statuses := map[int]int{}
+			for w := range 16 {
+				wg.Go(func() {
+					for i := w; i < 1000; i += 16 {
+						s := deniedCall(t, f.dataURL, f.key)
+						mu.Lock()
+						statuses[s]++
+						mu.Unlock()
+					}
+				})
+			}
+			// Unknown keys, each different: aggregated, never one record each.
+			for i := range 200 {
+				wg.Go(func() { deniedCall(t, f.dataURL, "gk_unknown_"+strings.Repeat("x", i%30)) })
+			}
+			wg.Wait()
+			elapsed := time.Since(start)
+			if statuses[401] != 1000 {
+				t.Fatalf("flood answers: %v", statuses)
+			}
+
+			// Expired and rotated-out keys.
+			exp := time.Now().Add(time.Second)
+			ek, err := f.admin.CreateKey(ctx, client.KeyInput{Principal: "agent", ExpiresAt: &exp})
+			if err != nil {
+				t.Fatal(err)
+			}
+			rk, err := f.admin.CreateKey(ctx, client.KeyInput{Principal: "agent"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := f.admin.RotateKey(ctx, rk.ID, "1s"); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(1100 * time.Millisecond)
+			if s := deniedCall(t, f.dataURL, ek.Secret); s != 401 {
+				t.Fatalf("expired key: %d", s)
+			}
+			if s := deniedCall(t, f.dataURL, rk.Secret); s != 401 {
+				t.Fatalf("rotated-out secret: %d", s)
+			}
+
+			// The flush timer writes the counts of the last second.
+			var recs []ledger.Record
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				recs = deniedRecords(t, f, dsn)
+				calls, _ := countOf(recs, f.keyID, "key_revoked")
+				unknown, _ := countOf(recs, "", "invalid_api_key")
+				if (calls == 1000 && unknown == 200) || time.Now().After(deadline) {
+					break
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			calls, records := countOf(recs, f.keyID, "key_revoked")
+			// At most one record per second of flood, plus the flush after it.
+			if calls != 1000 || records < 1 || records > int(elapsed/time.Second)+2 {
+				t.Fatalf("revoked key: %d records counting %d calls over %v; want at most %d counting 1000", records, calls, elapsed, int(elapsed/time.Second)+2)
+			}
+			unknown, unknownRecs := countOf(recs, "", "invalid_api_key")
+			t.Logf("flood of 1000 revoked-key calls over %v: %d records; 200 unknown keys: %d records", elapsed.Round(time.Millisecond), records, unknownRecs)
+			if unknown != 200 || unknownRecs > int(elapsed/time.Second)+2 {
+				t.Fatalf("unknown keys: %d records counting %d", unknownRecs, unknown)
+			}
+			for _, r := range recs {
+				if r.KeyID == f.keyID && (r.SourceIP != "127.0.0.1" || r.UserAgent != "flood/1.0" || r.PrincipalID != f.principal ||
+					r.Status != 401 || r.Endpoint != "chat" || r.Decision != "deny" || r.RequestID == "") {
+					t.Fatalf("revoked-key record: %+v", r)
+				}
+			}
+			for id, reason := range map[string]string{ek.ID: "key_expired", rk.ID: "key_rotated"} {
+				if n, _ := countOf(recs, id, reason); n != 1 {
+					t.Fatalf("%s: %d calls recorded for key %s in %+v", reason, n, id, recs)
+				}
+			}
+			if f.up.Calls.Load() != 0 {
+				t.Fatalf("refused calls reached the upstream: %d", f.up.Calls.Load())
+			}
+			if name == "sqlite" { // the log with these records verifies
+				_, vk, _ := runCLI(t, f.gateway, "audit", "key")
+				f.stop()
+				if code, out, errs := runCLI(t, f.gateway, "audit", "verify", "--data-dir", f.srv.DataDir(), "--key", strings.TrimSpace(vk),
+					"--state", filepath.Join(t.TempDir(), "state")); code != 0 {
+					t.Fatalf("audit verify: %d %s %s", code, out, errs)
+				}
+			}
+		})
+	}
+}
