@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-gw/gatehouse/client"
+	"github.com/gatehouse-gw/gatehouse/internal/config"
 	"github.com/gatehouse-gw/gatehouse/internal/denylog"
 	"github.com/gatehouse-gw/gatehouse/internal/ledger"
 )
@@ -168,5 +169,76 @@ func TestDeniedCredentialsLeaveATrace(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestSourceAddressBehindProxy: with trust_proxy_headers and trusted_proxies,
+// scopes, and the trace of a refused key, see the rightmost untrusted
+// X-Forwarded-For entry, never a spoofed leftmost one; a suspended key is
+// traced with that address.
+func TestSourceAddressBehindProxy(t *testing.T) {
+	f := newFixture(t, gwOptions{mutate: func(c *config.Config) {
+		c.TrustProxyHeaders, c.TrustedProxies = true, []string{"127.0.0.1/32", "10.0.0.0/8"}
+		c.KeyCacheTTL = config.Duration(50 * time.Millisecond)
+	}})
+	ctx := context.Background()
+	k, err := f.admin.CreateKey(ctx, client.KeyInput{Principal: "agent", Scope: client.Scope{CIDRs: []string{"203.0.113.0/24"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	call := func(key string, xff ...string) int {
+		req, _ := http.NewRequest("POST", f.dataURL+"/v1/chat/completions", strings.NewReader(`{"model":"gpt-4o","max_tokens":2,"messages":[{"role":"user","content":"hi"}]}`))
+		req.Header.Set("Authorization", "Bearer "+key)
+		for _, v := range xff {
+			req.Header.Add("X-Forwarded-For", v)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for _, c := range []struct {
+		xff  []string
+		want int
+	}{
+		{[]string{"203.0.113.5"}, 200},
+		{[]string{"198.51.100.1, 203.0.113.5, 10.1.2.3"}, 200},   // trusted hops skipped
+		{[]string{"203.0.113.5, 198.51.100.1"}, 403},             // spoofed leftmost
+		{[]string{"203.0.113.5", "198.51.100.1"}, 403},           // two header lines are one list
+		{[]string{"198.51.100.1", "203.0.113.5"}, 200},           //
+		{[]string{"203.0.113.5, not-an-address, 10.1.2.3"}, 403}, // invalid: the peer, 127.0.0.1
+		{nil, 403}, // no header: the peer
+	} {
+		if got := call(k.Secret, c.xff...); got != c.want {
+			t.Fatalf("X-Forwarded-For %q: %d, want %d", c.xff, got, c.want)
+		}
+	}
+
+	// A suspended key is traced with the caller's address.
+	db := sqlFor(t, f.srv.DataDir(), "")
+	if _, err := db.Exec(`UPDATE keys SET suspended_at = ?, suspend_reason = 'test' WHERE id = ?`, time.Now().UnixMicro(), f.keyID); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // the key cache
+	if got := call(f.key, "6.6.6.6, 203.0.113.7"); got != 403 {
+		t.Fatalf("suspended key: %d", got)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		recs := deniedRecords(t, f, "")
+		if n, _ := countOf(recs, f.keyID, "key_suspended"); n == 1 {
+			for _, r := range recs {
+				if r.KeyID == f.keyID && r.SourceIP != "203.0.113.7" {
+					t.Fatalf("suspended-key record source %q", r.SourceIP)
+				}
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no trace of the suspended key in %+v", recs)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
