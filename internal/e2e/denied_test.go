@@ -207,7 +207,7 @@ func TestSourceAddressBehindProxy(t *testing.T) {
 		{[]string{"198.51.100.1, 203.0.113.5, 10.1.2.3"}, 200},   // trusted hops skipped
 		{[]string{"203.0.113.5, 198.51.100.1"}, 403},             // spoofed leftmost
 		{[]string{"203.0.113.5", "198.51.100.1"}, 403},           // two header lines are one list
-		{[]string{"198.51.100.1", "203.0.113.5"}, 200},           //
+		{[]string{"198.51.100.1", "203.0.113.5"}, 200},           // the last line holds the rightmost
 		{[]string{"203.0.113.5, not-an-address, 10.1.2.3"}, 403}, // invalid: the peer, 127.0.0.1
 		{nil, 403}, // no header: the peer
 	} {
