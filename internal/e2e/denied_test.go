@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"net/http"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -238,6 +239,35 @@ func TestSourceAddressBehindProxy(t *testing.T) {
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("no trace of the suspended key in %+v", recs)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestDeniedTokenOfRevokedKey: a token used after its key was revoked is
+// traced under that key, not in the anonymous bucket.
+func TestDeniedTokenOfRevokedKey(t *testing.T) {
+	f := newFixture(t, gwOptions{})
+	_, tr := postToken(t, f.dataURL, url.Values{"grant_type": {"client_credentials"}, "client_secret": {f.key}}, nil)
+	if s, _ := chatWith(t, f.dataURL, "Bearer "+tr.AccessToken, ""); s != 200 {
+		t.Fatalf("token before revocation: %d", s)
+	}
+	if _, err := f.admin.RevokeKey(context.Background(), f.keyID, ""); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if s, c := chatWith(t, f.dataURL, "Bearer "+tr.AccessToken, ""); s != 401 || c != "key_revoked" {
+			t.Fatalf("token of a revoked key: %d %q", s, c)
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		recs := deniedRecords(t, f, "")
+		if n, _ := countOf(recs, f.keyID, "key_revoked"); n == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("token calls of a revoked key not traced under it: %+v", recs)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

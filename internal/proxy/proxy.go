@@ -303,7 +303,8 @@ func (h *Handler) authenticateToken(r *http.Request, scheme, raw string) (auth.C
 			return auth.Caller{}, httpx.Errorf(http.StatusUnauthorized, "invalid_token", "The key this token was exchanged for no longer exists.").WithCause(err)
 		}
 		if err := src.State(h.now()); err != nil {
-			return auth.Caller{}, httpx.Errorf(http.StatusUnauthorized, "key_revoked", "The key this token was exchanged for is revoked, expired or suspended.").WithCause(err)
+			return auth.Caller{}, httpx.Errorf(http.StatusUnauthorized, "key_revoked", "The key this token was exchanged for is revoked, expired or suspended.").
+				WithCause(&vkey.Denied{KeyID: src.ID, PrincipalID: src.PrincipalID, Err: err})
 		}
 		if src.MFARequired && claims.MFAAt == 0 {
 			return auth.Caller{}, httpx.Errorf(http.StatusForbidden, "mfa_required", "This key's tokens need its owner's TOTP code at exchange.")
