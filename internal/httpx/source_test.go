@@ -54,11 +54,11 @@ func TestSourceAddr(t *testing.T) {
 }
 
 func TestParsePrefixes(t *testing.T) {
-	ps, err := ParsePrefixes([]string{"10.0.0.7/8", " 192.0.2.1 ", "2001:db8::/32", "::1"})
+	ps, err := ParsePrefixes([]string{"10.0.0.7/8", " 192.0.2.1 ", "2001:db8::/32", "::1", "::ffff:172.16.0.0/108"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("192.0.2.1/32"), netip.MustParsePrefix("2001:db8::/32"), netip.MustParsePrefix("::1/128")}
+	want := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("192.0.2.1/32"), netip.MustParsePrefix("2001:db8::/32"), netip.MustParsePrefix("::1/128"), netip.MustParsePrefix("172.16.0.0/12")}
 	for i := range want {
 		if ps[i] != want[i] {
 			t.Fatalf("prefix %d: %s, want %s", i, ps[i], want[i])
