@@ -256,3 +256,17 @@ func FuzzObserve(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkObserveFlood: the cost of a refused call to the trace during a
+// flood (almost every call only counted), in parallel on one key.
+func BenchmarkObserveFlood(b *testing.B) {
+	m := &memLog{}
+	r := New(m, slog.New(slog.NewTextHandler(io.Discard, nil)), Options{})
+	ctx := context.Background()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			r.Observe(ctx, revoked(0))
+		}
+	})
+	b.ReportMetric(float64(len(m.records())), "records")
+}
