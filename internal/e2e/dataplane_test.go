@@ -6,6 +6,8 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -120,12 +122,36 @@ func TestRateLimitRetried(t *testing.T) {
 		t.Fatalf("rate-limited call: %d %v", resp.StatusCode, resp.Header)
 	}
 	go func() { time.Sleep(300 * time.Millisecond); close(gate) }() // frees the slot before the SDK's retry
-	oc, _, n := f.retryingClients(f.key)
+	oc, _, na := f.retryingClients(f.key)
 	if _, err := oc.Chat.Completions.New(ctx, chatParams("gpt-4o", 5)); err != nil {
 		t.Fatalf("the SDK did not get through after retrying: %v", err)
 	}
-	if got := n.n.Load(); got < 2 {
+	if got := na.n.Load(); got < 2 {
 		t.Fatalf("the SDK made %d attempts; the first was refused, so it must have retried", got)
+	}
+	if err := <-held; err != nil {
+		t.Fatal(err)
+	}
+
+	// The same with the Anthropic SDK.
+	gate = make(chan struct{})
+	f.up.SetFault(sim.Fault{Gate: gate})
+	base := f.up.Calls.Load()
+	go func() {
+		ac := f.anthropic(f.key)
+		_, err := ac.Messages.New(ctx, anthropicParams("claude-sonnet-4-5", 5))
+		held <- err
+	}()
+	for f.up.Calls.Load() == base {
+		time.Sleep(5 * time.Millisecond)
+	}
+	go func() { time.Sleep(300 * time.Millisecond); close(gate) }()
+	_, ac, n := f.retryingClients(f.key)
+	if _, err := ac.Messages.New(ctx, anthropicParams("claude-sonnet-4-5", 5)); err != nil {
+		t.Fatalf("the Anthropic SDK did not get through after retrying: %v", err)
+	}
+	if got := n.n.Load(); got < 2 {
+		t.Fatalf("the Anthropic SDK made %d attempts; the first was refused, so it must have retried", got)
 	}
 	if err := <-held; err != nil {
 		t.Fatal(err)
@@ -333,4 +359,47 @@ func TestProviderBaseURLValidated(t *testing.T) {
 func jsonString(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
+}
+
+// TestCountTokensPolicy: count_tokens is decided by policy as action
+// "messages" for its model; a refusal never reaches the upstream.
+func TestCountTokensPolicy(t *testing.T) {
+	f := newFixture(t, gwOptions{})
+	ctx := context.Background()
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "gatehouse.cedar"), []byte(`
+@id("callers")
+permit (principal, action in [Action::"chat", Action::"messages", Action::"models"], resource is Model);
+
+@id("admins-administer")
+permit (principal in Role::"admin", action, resource);
+
+@id("no-sonnet")
+forbid (principal, action == Action::"messages", resource is Model) when { context.model like "claude-sonnet*" };
+`), 0o644)
+	if code, out, errs := runCLI(t, f.gateway, "policy", "apply", dir, "--note", "no sonnet"); code != 0 {
+		t.Fatalf("policy apply: %d %s %s", code, out, errs)
+	}
+	ac := f.anthropic(f.key)
+	msgs := []anthropic.MessageParam{anthropic.NewUserMessage(anthropic.NewTextBlock("hi"))}
+	before := f.up.Calls.Load()
+	_, err := ac.Messages.CountTokens(ctx, anthropic.MessageCountTokensParams{Model: "claude-sonnet-4-5", Messages: msgs})
+	var ae *anthropic.Error
+	if !errors.As(err, &ae) || ae.StatusCode != 403 || !strings.Contains(ae.RawJSON(), "no-sonnet") {
+		t.Fatalf("forbidden model: %v", err)
+	}
+	if f.up.Calls.Load() != before {
+		t.Fatal("a refused count_tokens reached the upstream")
+	}
+	if _, err := ac.Messages.CountTokens(ctx, anthropic.MessageCountTokensParams{Model: "claude-haiku-4-5", Messages: msgs}); err != nil {
+		t.Fatalf("allowed model: %v", err)
+	}
+	recs := f.usageOf(t, f.keyID, 2)
+	var denied bool
+	for _, r := range recs {
+		denied = denied || (r.Endpoint == "count_tokens" && r.ErrorCode == "policy_denied" && r.Status == 403)
+	}
+	if !denied {
+		t.Fatalf("no record of the refused count: %+v", recs)
+	}
 }
