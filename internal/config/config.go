@@ -207,6 +207,7 @@ var Env = []struct{ Name, Help string }{
 	{"GATEHOUSE_ALERT_WEBHOOK_URL", "where budget and breaker alerts are posted"},
 	{"GATEHOUSE_REDIS_URL", "redis://host:port/db for rate limits shared by replicas"},
 	{"GATEHOUSE_ALERT_WEBHOOK_SECRET", "HMAC secret that signs alert webhooks"},
+	{"GATEHOUSE_TRUSTED_PROXIES", "comma-separated CIDRs of the proxies in front of the gateway (with trust_proxy_headers)"},
 }
 
 // LoadEnv overlays GATEHOUSE_* variables onto c.
@@ -225,6 +226,9 @@ func (c *Config) LoadEnv(getenv func(string) string) error {
 	set("GATEHOUSE_LOG_FORMAT", &c.LogFormat)
 	set("GATEHOUSE_ALERT_WEBHOOK_URL", &c.AlertWebhookURL)
 	set("GATEHOUSE_REDIS_URL", &c.RedisURL)
+	if v := getenv("GATEHOUSE_TRUSTED_PROXIES"); v != "" {
+		c.TrustedProxies = strings.Split(v, ",")
+	}
 	if v := getenv("GATEHOUSE_MAX_BODY_BYTES"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil {

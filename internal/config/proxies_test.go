@@ -22,3 +22,15 @@ func TestTrustedProxies(t *testing.T) {
 		t.Fatalf("list without trust_proxy_headers: %v", err)
 	}
 }
+
+func TestTrustedProxiesFromEnv(t *testing.T) {
+	c := Default()
+	c.TrustProxyHeaders = true
+	env := map[string]string{"GATEHOUSE_TRUSTED_PROXIES": "10.0.0.0/8, 192.0.2.1"}
+	if err := c.LoadEnv(func(k string) string { return env[k] }); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil || len(c.TrustedProxies) != 2 {
+		t.Fatalf("%v %q", err, c.TrustedProxies)
+	}
+}
