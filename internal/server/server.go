@@ -952,8 +952,9 @@ func (s *Server) Run(ctx context.Context) error {
 	s.admin.Shutdown(sctx)
 	stopUsage() // after the data plane drained: every call's record is queued
 	<-usageDone
-	s.denied.Flush(sctx) // the last counts of refused credentials
-	stopLedger()         // after every end record: signs the final checkpoint
+	// The last counts of refused credentials, while the ledger still runs.
+	s.denied.Flush(sctx)
+	stopLedger() // after every end record: signs the final checkpoint
 	<-ledgerDone
 	stopExport()
 	<-exportDone
