@@ -73,7 +73,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, credential string) (Ca
 		return Caller{}, err
 	}
 	if p.Disabled {
-		return Caller{}, ErrDisabled
+		return Caller{}, &vkey.Denied{KeyID: k.ID, PrincipalID: p.ID, Err: ErrDisabled}
 	}
 	return Caller{Key: k, Principal: p}, nil
 }

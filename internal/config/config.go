@@ -18,6 +18,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/gatehouse-gw/gatehouse/internal/breaker"
+	"github.com/gatehouse-gw/gatehouse/internal/httpx"
 	"github.com/gatehouse-gw/gatehouse/internal/pricing"
 	"github.com/gatehouse-gw/gatehouse/internal/sso"
 	"github.com/gatehouse-gw/gatehouse/internal/token"
@@ -42,6 +43,10 @@ type Config struct {
 	ConfigPollInterval Duration `yaml:"config_poll_interval"`
 	ShutdownTimeout    Duration `yaml:"shutdown_timeout"`
 	TrustProxyHeaders  bool     `yaml:"trust_proxy_headers"`
+	// TrustedProxies lists the proxies in front of the gateway (CIDRs or
+	// addresses): with trust_proxy_headers, the caller's address is the
+	// rightmost X-Forwarded-For entry outside them (httpx.SourceAddr).
+	TrustedProxies []string `yaml:"trusted_proxies"`
 
 	InstanceTimeout        Duration `yaml:"instance_timeout"`          // a replica silent this long is presumed dead; its reservations are charged in full
 	DefaultMaxOutputTokens int64    `yaml:"default_max_output_tokens"` // budgets: output ceiling when neither call nor price table has one
@@ -203,6 +208,7 @@ var Env = []struct{ Name, Help string }{
 	{"GATEHOUSE_ALERT_WEBHOOK_URL", "where budget and breaker alerts are posted"},
 	{"GATEHOUSE_REDIS_URL", "redis://host:port/db for rate limits shared by replicas"},
 	{"GATEHOUSE_ALERT_WEBHOOK_SECRET", "HMAC secret that signs alert webhooks"},
+	{"GATEHOUSE_TRUSTED_PROXIES", "comma-separated CIDRs of the proxies in front of the gateway (with trust_proxy_headers)"},
 }
 
 // LoadEnv overlays GATEHOUSE_* variables onto c.
@@ -221,6 +227,9 @@ func (c *Config) LoadEnv(getenv func(string) string) error {
 	set("GATEHOUSE_LOG_FORMAT", &c.LogFormat)
 	set("GATEHOUSE_ALERT_WEBHOOK_URL", &c.AlertWebhookURL)
 	set("GATEHOUSE_REDIS_URL", &c.RedisURL)
+	if v := getenv("GATEHOUSE_TRUSTED_PROXIES"); v != "" {
+		c.TrustedProxies = strings.Split(v, ",")
+	}
 	if v := getenv("GATEHOUSE_MAX_BODY_BYTES"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil {
@@ -261,6 +270,12 @@ func (c *Config) Validate() error {
 	}
 	if c.DataDir == "" && !c.Dev {
 		errs = append(errs, errors.New("data_dir is empty"))
+	}
+	if _, err := httpx.ParsePrefixes(c.TrustedProxies); err != nil {
+		errs = append(errs, fmt.Errorf("trusted_proxies: %w", err))
+	}
+	if len(c.TrustedProxies) > 0 && !c.TrustProxyHeaders {
+		errs = append(errs, errors.New("trusted_proxies is set but trust_proxy_headers is off: X-Forwarded-For would be ignored"))
 	}
 	if c.DefaultMaxOutputTokens <= 0 {
 		errs = append(errs, errors.New("default_max_output_tokens must be positive"))

@@ -76,6 +76,10 @@ type Record struct {
 	Action string `json:"action,omitempty"` // e.g. "POST /v1/keys"
 	Target string `json:"target,omitempty"` // the resource's id, when known
 	Detail string `json:"detail,omitempty"`
+
+	// Aggregated records (a refused credential's calls, package denylog):
+	// how many calls the record stands for.
+	Count int64 `json:"count,omitempty"`
 }
 
 // Marshal returns the canonical encoding of r.

@@ -42,8 +42,9 @@ type Upstream struct {
 }
 
 // NewUpstream returns an Upstream for p with opened keys.
+// The client is used with redirects off (NoRedirects).
 func NewUpstream(p Provider, keys []APIKey, client *http.Client) *Upstream {
-	return &Upstream{ID: p.ID, Name: p.Name, Type: p.Type, BaseURL: strings.TrimRight(p.BaseURL, "/"), Models: p.Models, keys: keys, Client: client}
+	return &Upstream{ID: p.ID, Name: p.Name, Type: p.Type, BaseURL: strings.TrimRight(p.BaseURL, "/"), Models: p.Models, keys: keys, Client: NoRedirects(client)}
 }
 
 // KeyCount returns how many keys the upstream holds.

@@ -22,6 +22,19 @@ func (e *UpstreamError) Error() string {
 // ParseError reads an upstream error body of either protocol. It always returns
 // an error value; fields it cannot read stay empty.
 func ParseError(status int, body []byte) *UpstreamError {
+	return parseError(status, body, scrub)
+}
+
+// ParseError reads an upstream error body as the package function does and
+// also removes from every field any of the upstream's own keys, in full or in
+// part (ScrubKeys): an upstream may echo the credential it was given.
+func (u *Upstream) ParseError(status int, body []byte) *UpstreamError {
+	return parseError(status, body, func(s string) string { return u.ScrubKeys(scrub(s)) })
+}
+
+func parseError(status int, body []byte, scrubFn func(string) string) *UpstreamError {
+	// Fields are cut before scrubbing (bounded work) and after (bounded size).
+	scrub := func(s string) string { return scrubFn(cutRunes(s, 4096)) }
 	e := &UpstreamError{Status: status}
 	var r struct {
 		Error json.RawMessage `json:"error"`
@@ -34,12 +47,12 @@ func ParseError(status int, body []byte) *UpstreamError {
 			Param   any    `json:"param"`
 		}
 		if json.Unmarshal(r.Error, &d) == nil {
-			e.Message, e.Type = scrub(d.Message), d.Type
+			e.Message, e.Type = scrub(d.Message), scrub(d.Type)
 			if s, ok := d.Code.(string); ok {
-				e.Code = s
+				e.Code = scrub(s)
 			}
 			if s, ok := d.Param.(string); ok {
-				e.Param = s
+				e.Param = scrub(s)
 			}
 		} else {
 			var s string
@@ -49,7 +62,7 @@ func ParseError(status int, body []byte) *UpstreamError {
 		}
 	}
 	if len(e.Message) > 1000 {
-		e.Message = e.Message[:1000] + "…"
+		e.Message = cutRunes(e.Message, 1000) + "…"
 	}
 	return e
 }

@@ -75,6 +75,9 @@ func (p Provider) Validate() error {
 	if u.User != nil {
 		return fmt.Errorf("provider base URL must not carry credentials; add keys instead")
 	}
+	if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.Contains(p.BaseURL, "#") {
+		return fmt.Errorf("provider base URL %q must not have a query or fragment: the endpoint path is appended to it", p.BaseURL)
+	}
 	if len(p.Models) == 0 {
 		return fmt.Errorf("provider %s routes no models: give at least one model name or glob", p.Name)
 	}

@@ -38,7 +38,12 @@ func (h *Handler) call(ep provider.Endpoint) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		start := h.now()
 		rec := &usage.Record{ID: httpx.RequestID(r.Context()), Time: start.UTC(), Endpoint: ep.Name}
-		err := h.serveCall(w, r, ep, rec)
+		var err error
+		if ep == provider.CountTokens {
+			err = h.serveCountTokens(w, r, rec)
+		} else {
+			err = h.serveCall(w, r, ep, rec)
+		}
 		rec.LatencyMillis = h.now().Sub(start).Milliseconds()
 		if err != nil {
 			var he *httpx.Error
@@ -50,6 +55,7 @@ func (h *Handler) call(ep provider.Endpoint) http.HandlerFunc {
 			} else {
 				rec.Status, rec.ErrorCode = http.StatusInternalServerError, "internal_error"
 			}
+			retryAdvice(err)
 			httpx.Render(w, r, h.log, flavor, err)
 		}
 		if rec.KeyID != "" { // authenticated calls only: nothing to attribute otherwise
@@ -159,7 +165,7 @@ func (h *Handler) serveCall(w http.ResponseWriter, r *http.Request, ep provider.
 
 	if resp.StatusCode >= 400 {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		return upstreamError(resp, b)
+		return upstreamError(up, ep, resp, b)
 	}
 
 	var tokens usage.Tokens
@@ -328,6 +334,9 @@ func (h *Handler) roundTrip(r *http.Request, up *provider.Upstream, ep provider.
 		status := 0
 		if err == nil {
 			status = resp.StatusCode
+			if err = redirected(resp); err != nil {
+				return nil, err
+			}
 		}
 		if i == attempts || !provider.Retryable(status, err) || r.Context().Err() != nil {
 			return resp, err
@@ -344,7 +353,10 @@ func (h *Handler) roundTrip(r *http.Request, up *provider.Upstream, ep provider.
 }
 
 func (h *Handler) upstreamFailure(r *http.Request, err error) error {
+	var he *httpx.Error
 	switch {
+	case errors.As(err, &he):
+		return he
 	case r.Context().Err() != nil && errors.Is(r.Context().Err(), context.Canceled):
 		return httpx.Errorf(statusClientClosed, "client_closed", "The client closed the request.").WithCause(err)
 	case errors.Is(err, context.DeadlineExceeded) || isTimeout(err):
@@ -356,35 +368,6 @@ func (h *Handler) upstreamFailure(r *http.Request, err error) error {
 func isTimeout(err error) bool {
 	var t interface{ Timeout() bool }
 	return errors.As(err, &t) && t.Timeout()
-}
-
-// upstreamError turns an upstream error response into the caller's error:
-// request problems pass through with the upstream's (scrubbed) message; a
-// rejected upstream credential is the operator's problem, not the caller's.
-func upstreamError(resp *http.Response, body []byte) error {
-	ue := provider.ParseError(resp.StatusCode, body)
-	msg := ue.Message
-	if msg == "" {
-		msg = http.StatusText(resp.StatusCode)
-	}
-	switch s := resp.StatusCode; {
-	case s == http.StatusUnauthorized || s == http.StatusForbidden:
-		return httpx.Errorf(http.StatusBadGateway, "upstream_auth_failed",
-			"The upstream provider rejected the gateway's credentials (status %d); an operator must check the provider's keys.", s).WithCause(ue)
-	case s == http.StatusTooManyRequests:
-		e := httpx.Errorf(http.StatusTooManyRequests, "upstream_rate_limited", "The upstream provider is rate limiting requests: %s", msg).WithCause(ue)
-		if ra := resp.Header.Get("Retry-After"); ra != "" {
-			e.Header = http.Header{"Retry-After": {ra}}
-		}
-		return e
-	case s >= 500:
-		return httpx.Errorf(http.StatusBadGateway, "upstream_error", "The upstream provider failed (status %d): %s", s, msg).WithCause(ue)
-	}
-	e := httpx.Errorf(resp.StatusCode, ue.Code, "%s", msg).WithParam(ue.Param)
-	if ue.Type != "" {
-		e.Type = ue.Type
-	}
-	return e.WithCause(ue)
 }
 
 func firstHeader(h http.Header, names ...string) string {

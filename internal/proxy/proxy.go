@@ -88,6 +88,8 @@ type Deps struct {
 	Budgets  Budgets
 	Breaker  Breaker
 	Log      *slog.Logger
+	// Denied traces refused credentials in the ledger (package denylog); may be nil.
+	Denied DeniedRecorder
 }
 
 // Options configures a Handler. Zero durations and sizes take the defaults.
@@ -102,6 +104,9 @@ type Options struct {
 	// ClientPrincipals maps verified client-certificate identities (URI SAN,
 	// DNS SAN or CN) to principal names or ids (mTLS).
 	ClientPrincipals map[string]string
+	// TrustedProxies are the proxies in front of the gateway: with
+	// TrustProxyHeaders, see httpx.SourceAddr.
+	TrustedProxies []netip.Prefix
 }
 
 // Handler serves the data plane.
@@ -119,6 +124,7 @@ type Handler struct {
 	now      func() time.Time
 	zone     *time.Location
 	mux      *http.ServeMux
+	denied   DeniedRecorder
 }
 
 // New returns the data-plane handler.
@@ -139,9 +145,10 @@ func New(d Deps, opt Options) *Handler {
 		opt.DefaultMaxOutput = 32768
 	}
 	h := &Handler{zone: time.UTC, snapshot: d.Snapshot, auth: d.Auth, rec: d.Usage, ledger: d.Ledger, tokens: d.Tokens, limiter: d.Limiter, budgets: d.Budgets, breaker: d.Breaker, log: d.Log, opt: opt, now: time.Now, mux: http.NewServeMux()}
-	for _, ep := range []provider.Endpoint{provider.Chat, provider.Completions, provider.Embeddings, provider.Responses, provider.Messages} {
+	for _, ep := range []provider.Endpoint{provider.Chat, provider.Completions, provider.Embeddings, provider.Responses, provider.Messages, provider.CountTokens} {
 		h.mux.HandleFunc("POST /v1"+strings.TrimPrefix(ep.Path, "/v1"), h.call(ep))
 	}
+	h.denied = d.Denied
 	if z, err := time.LoadLocation(opt.PolicyZone); err == nil && opt.PolicyZone != "" {
 		h.zone = z
 	}
@@ -301,7 +308,8 @@ func (h *Handler) authenticateToken(r *http.Request, scheme, raw string) (auth.C
 			return auth.Caller{}, httpx.Errorf(http.StatusUnauthorized, "invalid_token", "The key this token was exchanged for no longer exists.").WithCause(err)
 		}
 		if err := src.State(h.now()); err != nil {
-			return auth.Caller{}, httpx.Errorf(http.StatusUnauthorized, "key_revoked", "The key this token was exchanged for is revoked, expired or suspended.").WithCause(err)
+			return auth.Caller{}, httpx.Errorf(http.StatusUnauthorized, "key_revoked", "The key this token was exchanged for is revoked, expired or suspended.").
+				WithCause(&vkey.Denied{KeyID: src.ID, PrincipalID: src.PrincipalID, Err: err})
 		}
 		if src.MFARequired && claims.MFAAt == 0 {
 			return auth.Caller{}, httpx.Errorf(http.StatusForbidden, "mfa_required", "This key's tokens need its owner's TOTP code at exchange.")
@@ -325,9 +333,9 @@ func (h *Handler) authenticateToken(r *http.Request, scheme, raw string) (auth.C
 	return auth.Caller{Key: k, Principal: p, MFAAt: claims.MFAAt, PoP: claims.Cnf != nil}, nil
 }
 
-// authenticate maps every way a credential can fail to 401, and a store fault
-// to 503: never "allowed" by accident.
-func (h *Handler) authenticate(r *http.Request) (_ auth.Caller, err error) {
+// authenticateCredential maps every way a credential can fail to 401, and a
+// store fault to 503: never "allowed" by accident.
+func (h *Handler) authenticateCredential(r *http.Request) (_ auth.Caller, err error) {
 	scheme, cred := credential(r)
 	defer func() { err = tokenChallenge(err, scheme) }()
 	if cred == "" && r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
@@ -372,21 +380,10 @@ func (h *Handler) authenticate(r *http.Request) (_ auth.Caller, err error) {
 }
 
 // sourceAddr returns the caller's address: the connection's, or with
-// TrustProxyHeaders the first X-Forwarded-For entry.
+// TrustProxyHeaders the rightmost X-Forwarded-For entry that is not a trusted
+// proxy (httpx.SourceAddr).
 func (h *Handler) sourceAddr(r *http.Request) netip.Addr {
-	if h.opt.TrustProxyHeaders {
-		if xff := r.Header.Get("X-Forwarded-For"); xff != "" {
-			first, _, _ := strings.Cut(xff, ",")
-			if a, err := netip.ParseAddr(strings.TrimSpace(first)); err == nil {
-				return a
-			}
-		}
-	}
-	ap, err := netip.ParseAddrPort(r.RemoteAddr)
-	if err != nil {
-		return netip.Addr{}
-	}
-	return ap.Addr()
+	return httpx.SourceAddr(r.RemoteAddr, r.Header, h.opt.TrustProxyHeaders, h.opt.TrustedProxies)
 }
 
 func (h *Handler) checkScope(r *http.Request, c auth.Caller, endpoint string) error {

@@ -16,6 +16,7 @@ import (
 	"maps"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -31,6 +32,8 @@ import (
 	"github.com/gatehouse-gw/gatehouse/internal/breaker"
 	"github.com/gatehouse-gw/gatehouse/internal/budget"
 	"github.com/gatehouse-gw/gatehouse/internal/config"
+	"github.com/gatehouse-gw/gatehouse/internal/denylog"
+	"github.com/gatehouse-gw/gatehouse/internal/httpx"
 	"github.com/gatehouse-gw/gatehouse/internal/keyring"
 	"github.com/gatehouse-gw/gatehouse/internal/ledger"
 	"github.com/gatehouse-gw/gatehouse/internal/mfa"
@@ -75,6 +78,7 @@ type Server struct {
 	redis    *ratelimit.Redis
 	ledger   *ledger.Log
 	export   *ledger.Exporter
+	denied   *denylog.Recorder
 	tokens   *token.Issuer
 	dpop     *token.DPoP
 	webAuthn *webauthn.WebAuthn // nil: passkeys off
@@ -143,6 +147,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server, 
 	if s.ledger, err = s.openLedger(ctx); err != nil {
 		return nil, err
 	}
+	s.denied = denylog.New(s.ledger, log, denylog.Options{})
 	if s.tokens, err = s.openTokens(ctx); err != nil {
 		return nil, err
 	}
@@ -853,9 +858,9 @@ func (s *Server) buildHTTP() {
 			return scheme + "://" + r.Host + r.URL.Path
 		}}
 	px := proxy.New(proxy.Deps{Snapshot: s.Snapshot, Auth: s.auth, Usage: s.usage, Ledger: s.ledger, Limiter: s.limiter,
-		Tokens: &proxy.Tokens{Issuer: s.tokens, DPoP: s.dpop, Endpoint: endpoint, Metadata: http.HandlerFunc(endpoint.ServeMetadata)}, Budgets: s.budgets, Breaker: s.breaker, Log: s.log}, proxy.Options{
+		Tokens: &proxy.Tokens{Issuer: s.tokens, DPoP: s.dpop, Endpoint: endpoint, Metadata: http.HandlerFunc(endpoint.ServeMetadata)}, Budgets: s.budgets, Breaker: s.breaker, Log: s.log, Denied: s.denied}, proxy.Options{
 		MaxBodyBytes: s.cfg.MaxBodyBytes, UpstreamTimeout: s.cfg.UpstreamTimeout.D(),
-		StreamIdleTimeout: s.cfg.StreamIdleTimeout.D(), TrustProxyHeaders: s.cfg.TrustProxyHeaders, DefaultMaxOutput: s.cfg.DefaultMaxOutputTokens,
+		StreamIdleTimeout: s.cfg.StreamIdleTimeout.D(), TrustProxyHeaders: s.cfg.TrustProxyHeaders, TrustedProxies: trustedProxies(s.cfg.TrustedProxies), DefaultMaxOutput: s.cfg.DefaultMaxOutputTokens,
 		PolicyZone: s.cfg.PolicyTimeZone, ClientPrincipals: s.cfg.TLS.ClientPrincipals,
 	})
 	dataMux := http.NewServeMux()
@@ -917,6 +922,7 @@ func (s *Server) Run(ctx context.Context) error {
 	wg.Go(func() { s.budgets.Run(bg) })
 	wg.Go(func() { s.alerts.Run(bg) })
 	wg.Go(func() { s.warnExpiringKeys(bg) })
+	wg.Go(func() { s.denied.Run(bg) })
 	usageCtx, stopUsage := context.WithCancel(context.WithoutCancel(ctx))
 	usageDone := make(chan struct{})
 	go func() { s.usage.Run(usageCtx); close(usageDone) }()
@@ -946,6 +952,8 @@ func (s *Server) Run(ctx context.Context) error {
 	s.admin.Shutdown(sctx)
 	stopUsage() // after the data plane drained: every call's record is queued
 	<-usageDone
+	// The last counts of refused credentials, while the ledger still runs.
+	s.denied.Flush(sctx)
 	stopLedger() // after every end record: signs the final checkpoint
 	<-ledgerDone
 	stopExport()
@@ -1078,4 +1086,10 @@ func (s *Server) closeAll() {
 		os.RemoveAll(s.tmpDir)
 		s.tmpDir = ""
 	}
+}
+
+// trustedProxies parses the validated trusted_proxies list.
+func trustedProxies(ss []string) []netip.Prefix {
+	ps, _ := httpx.ParsePrefixes(ss) // config.Validate refused anything unparsable
+	return ps
 }

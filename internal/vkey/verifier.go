@@ -110,18 +110,18 @@ func (v *Verifier) lookup(ctx context.Context, hash string) (Key, error) {
 		return Key{}, e.err
 	}
 	if err := e.key.State(now); err != nil {
-		return Key{}, err
+		return Key{}, &Denied{KeyID: e.key.ID, PrincipalID: e.key.PrincipalID, Err: err}
 	}
 	maxAge := v.maxAge
 	if v.teamAge != nil {
 		maxAge = MinAge(maxAge, v.teamAge(e.key.TeamID))
 	}
 	if exp := e.key.Expiry(maxAge); exp != nil && !now.Before(*exp) {
-		return Key{}, ErrExpired
+		return Key{}, &Denied{KeyID: e.key.ID, PrincipalID: e.key.PrincipalID, Err: ErrExpired}
 	}
 	if e.key.Hash != hash { // the previous secret of a rotated key
 		if e.key.PrevValidUntil == nil || !now.Before(*e.key.PrevValidUntil) {
-			return Key{}, ErrRotated
+			return Key{}, &Denied{KeyID: e.key.ID, PrincipalID: e.key.PrincipalID, Err: ErrRotated}
 		}
 	}
 	v.mu.Lock()

@@ -270,3 +270,13 @@ func (h *Handler) messages(w http.ResponseWriter, req *request, s *stream) {
 		s.send("message_delta", delta) &&
 		s.send("message_stop", map[string]any{"type": "message_stop"})
 }
+
+// countTokens answers POST /v1/messages/count_tokens as Anthropic does: the
+// input tokens the same request would be billed for on /v1/messages.
+func (h *Handler) countTokens(w http.ResponseWriter, req *request) {
+	if len(req.Messages) == 0 {
+		writeAnthropicError(w, http.StatusBadRequest, "invalid_request_error", "messages: Field required")
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"input_tokens": req.inputTokens()})
+}

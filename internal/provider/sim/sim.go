@@ -37,6 +37,14 @@ type Fault struct {
 	CutAfter   int             // drop the connection after this many stream events (0: never)
 	NoUsage    bool            // report no usage in streams, even when asked
 	Gate       <-chan struct{} // hold every answer until this closes (tests: all calls in flight at once)
+	// RetryAfter and RetryAfterMs are sent with a Status error as the
+	// Retry-After and retry-after-ms headers.
+	RetryAfter, RetryAfterMs string
+	// EchoKey answers 400 with the credential it was given quoted in full in
+	// every field of the error (a careless or hostile upstream).
+	EchoKey bool
+	// Redirect answers every generation request with a 307 to this URL.
+	Redirect string
 }
 
 // Handler is the simulated provider.
@@ -78,7 +86,8 @@ func (h *Handler) currentFault() Fault {
 
 // ServeHTTP implements http.Handler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	anthropic := strings.HasSuffix(r.URL.Path, "/v1/messages")
+	countTokens := strings.HasSuffix(r.URL.Path, "/v1/messages/count_tokens")
+	anthropic := strings.HasSuffix(r.URL.Path, "/v1/messages") || countTokens
 	w.Header().Set("x-request-id", "sim-"+randomish(r.URL.Path, h.clock().String()))
 	if !h.authorized(r, anthropic) {
 		if anthropic {
@@ -113,7 +122,26 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if f.Redirect != "" {
+		http.Redirect(w, r, f.Redirect, http.StatusTemporaryRedirect)
+		return
+	}
+	if f.EchoKey {
+		k := bearer(r)
+		if anthropic {
+			k = r.Header.Get("x-api-key")
+		}
+		writeJSON(w, http.StatusBadRequest, map[string]any{"type": "error", "request_id": "echo",
+			"error": map[string]any{"type": "invalid_request_error " + k, "message": "you sent " + k, "code": k, "param": k}})
+		return
+	}
 	if f.Status != 0 {
+		if f.RetryAfter != "" {
+			w.Header().Set("Retry-After", f.RetryAfter)
+		}
+		if f.RetryAfterMs != "" {
+			w.Header().Set("retry-after-ms", f.RetryAfterMs)
+		}
 		if anthropic {
 			writeAnthropicError(w, f.Status, anthropicErrorType(f.Status), "simulated failure")
 		} else {
@@ -141,6 +169,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	s := &stream{w: w, r: r, fault: f}
 	switch {
+	case countTokens:
+		h.countTokens(w, &req)
 	case anthropic:
 		h.messages(w, &req, s)
 	case strings.HasSuffix(r.URL.Path, "/chat/completions"):
