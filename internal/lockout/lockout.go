@@ -98,7 +98,8 @@ type Store interface {
 	// ListLockouts returns subjects locked at now or with failures in a
 	// window begun after since.
 	ListLockouts(ctx context.Context, now, since time.Time) ([]State, error)
-	// ClearLockouts deletes every subject starting with prefix and returns how many.
+	// ClearLockouts deletes every subject starting with prefix when prefix
+	// ends in ':', else the one subject named, and returns how many.
 	ClearLockouts(ctx context.Context, prefix string) (int64, error)
 }
 
@@ -228,7 +229,8 @@ func (l *Limiter) List(ctx context.Context) ([]State, error) {
 	return l.Store.ListLockouts(ctx, now, now.Add(-w))
 }
 
-// Clear removes the counters of every subject starting with prefix.
+// Clear removes the counters of one subject, or of every subject under a
+// prefix ending in ':' (UserPrefix, NamePrefix).
 func (l *Limiter) Clear(ctx context.Context, prefix string) (int64, error) {
 	if prefix == "" {
 		return 0, errors.New("lockout: clear needs a subject prefix")
@@ -248,4 +250,25 @@ func ceilSecond(d time.Duration) time.Duration {
 		d += time.Second - r
 	}
 	return max(d, time.Second)
+}
+
+// Throttle limits requests per source address to unauthenticated routes
+// (logins, the token endpoint), whether they succeed or not: it bounds the
+// work a flood from one address can cause.
+type Throttle struct {
+	Take      func(ctx context.Context, key string, perMinute int64) (allowed bool, retryAfter time.Duration, err error)
+	PerMinute int64
+}
+
+// Allow takes one request of source; false with how long to wait when over.
+// A failing backend admits (the attempt limits behind it still hold).
+func (t *Throttle) Allow(ctx context.Context, source netip.Addr) (bool, time.Duration) {
+	if t == nil || t.Take == nil || t.PerMinute <= 0 {
+		return true, 0
+	}
+	ok, after, err := t.Take(ctx, "authsrc:"+SourceSubject(source), t.PerMinute)
+	if err != nil || ok {
+		return true, 0
+	}
+	return false, ceilSecond(after)
 }

@@ -87,9 +87,16 @@ func (s *DB) ListLockouts(ctx context.Context, now, since time.Time) ([]lockout.
 	return s.queryLockouts(ctx, `WHERE locked_until > ? OR (failures > 0 AND window_start > ?) ORDER BY subject`, micros(now), micros(since))
 }
 
-// ClearLockouts implements lockout.Store.
+// ClearLockouts implements lockout.Store: a prefix ending in ':' clears every
+// subject under it, anything else the one subject (source:10.0.0.1 must not
+// clear source:10.0.0.12).
 func (s *DB) ClearLockouts(ctx context.Context, prefix string) (int64, error) {
-	res, err := s.exec(ctx, s.db, `DELETE FROM auth_lockouts WHERE substr(subject, 1, CAST(? AS INTEGER)) = ?`, len(prefix), prefix)
+	q := `DELETE FROM auth_lockouts WHERE subject = ?`
+	args := []any{prefix}
+	if strings.HasSuffix(prefix, ":") {
+		q, args = `DELETE FROM auth_lockouts WHERE substr(subject, 1, CAST(? AS INTEGER)) = ?`, []any{len(prefix), prefix}
+	}
+	res, err := s.exec(ctx, s.db, q, args...)
 	if err != nil {
 		return 0, err
 	}
