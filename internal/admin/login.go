@@ -116,15 +116,17 @@ func (h *Handler) checkSecondFactor(r *http.Request, principalID, code, recovery
 // password counter; hash "" (no such user, no password) is checked against a
 // dummy so that it costs the same and fails.
 func (h *Handler) checkPassword(a *attempt, subject, hash, password string) error {
+	// The hashing slot first: a login shed by the bound (503) costs no store write.
+	done, err := h.passwords().Acquire(a.r.Context())
+	if err != nil {
+		return busy(err)
+	}
+	defer done()
 	place, err := a.reserve(subject)
 	if err != nil {
 		return err
 	}
-	ok, err := h.passwords().Check(a.r.Context(), hash, password)
-	if err != nil {
-		a.release(place) // nothing was checked
-		return busy(err)
-	}
+	ok := mfa.CheckHeld(hash, password)
 	if !ok {
 		a.fail("password", http.StatusUnauthorized)
 		return errWrongLogin

@@ -3,6 +3,7 @@ package mfa
 import (
 	"context"
 	"errors"
+	"runtime"
 	"time"
 )
 
@@ -25,9 +26,11 @@ type Gate struct {
 	wait  time.Duration
 }
 
-// NewGate returns a gate sized to memoryBytes (at least one slot).
+// NewGate returns a gate sized to memoryBytes and to the CPUs: at most one
+// slot per two CPUs (each run uses argonThreads lanes in parallel, and the
+// data plane must keep a core), at least one.
 func NewGate(memoryBytes int64, wait time.Duration) *Gate {
-	n := max(1, memoryBytes/HashMemory)
+	n := max(1, min(memoryBytes/HashMemory, int64(runtime.GOMAXPROCS(0)/argonThreads)))
 	return &Gate{slots: make(chan struct{}, n), wait: wait}
 }
 
@@ -57,15 +60,33 @@ func (g *Gate) release() { <-g.slots }
 // Check compares pw with hash under the bound; an empty hash is checked
 // against a dummy and never matches.
 func (g *Gate) Check(ctx context.Context, hash, pw string) (bool, error) {
-	if err := g.acquire(ctx); err != nil {
+	release, err := g.Acquire(ctx)
+	if err != nil {
 		return false, err
 	}
-	defer g.release()
+	defer release()
+	return CheckHeld(hash, pw), nil
+}
+
+// Acquire takes a hashing slot (waiting up to the gate's wait); call release
+// when done. Callers that must do work between taking the slot and hashing
+// (the attempt limits) use it, so that a flood shed by the gate costs nothing
+// else.
+func (g *Gate) Acquire(ctx context.Context) (release func(), err error) {
+	if err := g.acquire(ctx); err != nil {
+		return nil, err
+	}
+	return g.release, nil
+}
+
+// CheckHeld is CheckPassword for a caller holding a slot: an empty hash is
+// checked against the dummy and never matches.
+func CheckHeld(hash, pw string) bool {
 	if hash == "" {
 		CheckPassword(dummyHash, pw)
-		return false, nil
+		return false
 	}
-	return CheckPassword(hash, pw), nil
+	return CheckPassword(hash, pw)
 }
 
 // Hash hashes a new password under the bound.
