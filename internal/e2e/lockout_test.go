@@ -260,3 +260,31 @@ func TestSourceAddressLockout(t *testing.T) {
 		t.Fatalf("after unlock: %v", err)
 	}
 }
+
+// TestAuthThrottle: unauthenticated auth routes (logins, the token endpoint)
+// take from one per-address bucket, right or wrong; over it they answer 429
+// with Retry-After and do no work.
+func TestAuthThrottle(t *testing.T) {
+	g := startGateway(t, gwOptions{mutate: func(c *configT) { c.Login.SourceRequestsPerMinute = 3 }})
+	anon := client.New("http://"+g.srv.AdminAddr(), "")
+	ctx := context.Background()
+	for i := range 3 {
+		if _, _, err := anon.Login(ctx, "nobody", "a wrong password guess", ""); !isStatus(err, 401) {
+			t.Fatalf("login %d: %v", i+1, err)
+		}
+	}
+	var ce *client.Error
+	if _, _, err := anon.Login(ctx, "nobody", "a wrong password guess", ""); !asClientErr(err, &ce) || ce.Status != 429 || ce.Code != "rate_limited" {
+		t.Fatalf("fourth login in a minute: %v", err)
+	}
+	req, _ := http.NewRequest("POST", g.dataURL+"/v1/auth/token", strings.NewReader("grant_type=client_credentials&client_secret=gk_nothing"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if ra, _ := strconv.Atoi(resp.Header.Get("Retry-After")); resp.StatusCode != 429 || ra < 1 {
+		t.Fatalf("token endpoint from the same address: %d Retry-After %q", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+}
