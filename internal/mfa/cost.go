@@ -26,11 +26,11 @@ type Gate struct {
 	wait  time.Duration
 }
 
-// NewGate returns a gate sized to memoryBytes and to the CPUs: at most one
-// slot per two CPUs (each run uses argonThreads lanes in parallel, and the
-// data plane must keep a core), at least one.
+// NewGate returns a gate sized to memoryBytes and to the CPUs: each run uses
+// argonThreads lanes in parallel, and one CPU is left to the data plane, so
+// at most (CPUs-1)/argonThreads slots; at least one.
 func NewGate(memoryBytes int64, wait time.Duration) *Gate {
-	n := max(1, min(memoryBytes/HashMemory, int64(runtime.GOMAXPROCS(0)/argonThreads)))
+	n := max(1, min(memoryBytes/HashMemory, int64((runtime.GOMAXPROCS(0)-1)/argonThreads)))
 	return &Gate{slots: make(chan struct{}, n), wait: wait}
 }
 
