@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,14 +22,14 @@ import (
 // trust X-Forwarded-For in these tests), as a botnet would.
 type attacker struct {
 	t *testing.T
-	n int
+	n atomic.Int64
 }
 
 func (a *attacker) do(method, target, authz, contentType, body string) (int, http.Header, string) {
 	a.t.Helper()
-	a.n++
+	n := a.n.Add(1)
 	req, _ := http.NewRequest(method, target, strings.NewReader(body))
-	req.Header.Set("X-Forwarded-For", fmt.Sprintf("198.51.100.%d", a.n%250+1))
+	req.Header.Set("X-Forwarded-For", fmt.Sprintf("198.51.100.%d", n%250+1))
 	req.Header.Set("User-Agent", "brute/1.0")
 	req.Header.Set("Content-Type", contentType)
 	if authz != "" {
@@ -286,5 +288,37 @@ func TestAuthThrottle(t *testing.T) {
 	resp.Body.Close()
 	if ra, _ := strconv.Atoi(resp.Header.Get("Retry-After")); resp.StatusCode != 429 || ra < 1 {
 		t.Fatalf("token endpoint from the same address: %d Retry-After %q", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+}
+
+// TestConcurrentGuessesTwoReplicas: 40 wrong step-up codes sent at once, half
+// to each replica of one PostgreSQL, from 40 addresses: exactly five are
+// checked (401), the other 35 refused (429); no race lets a sixth through.
+func TestConcurrentGuessesTwoReplicas(t *testing.T) {
+	dsn := backends(t)["postgres"](t)
+	t.Setenv("GATEHOUSE_KEK", "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=")
+	trust := func(c *configT) { c.TrustProxyHeaders = true }
+	a := startGateway(t, gwOptions{database: dsn, mutate: trust})
+	b := startGateway(t, gwOptions{database: dsn, mutate: trust})
+	if _, err := a.admin.CreateTeam(context.Background(), "research"); err != nil {
+		t.Fatal(err)
+	}
+	session, secret, _ := enrolWithRecovery(t, a, "dave", []string{"member"})
+	atk := &attacker{t: t}
+	var mu sync.Mutex
+	got := map[int]int{}
+	var wg sync.WaitGroup
+	for i := range 40 {
+		g := []*gateway{a, b}[i%2]
+		wg.Go(func() {
+			s, _, _ := atk.json(g, "/v1/auth/step-up", session, map[string]string{"code": wrongCode(t, secret)})
+			mu.Lock()
+			got[s]++
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	if got[401] != 5 || got[429] != 35 {
+		t.Fatalf("40 concurrent wrong codes on two replicas: %v, want 5×401 and 35×429", got)
 	}
 }

@@ -3,6 +3,7 @@ package lockout_test
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -182,5 +183,47 @@ func TestFailCountsAfterTheFact(t *testing.T) {
 		if _, ok := lockedFor(l.Check(ctx, "user:x:password", sub)); !ok {
 			t.Fatal("check while locked")
 		}
+	})
+}
+
+// TestAtMostTenGuessesInAnyWindow is the promise as a property: an attacker
+// guessing at random moments over six simulated hours, with the real user's
+// right guesses interleaved, never lands more than 2×MaxFailures (10) wrong
+// guesses in any 15 minutes, and the user's right guesses free none of them.
+func TestAtMostTenGuessesInAnyWindow(t *testing.T) {
+	backends(t, func(t *testing.T, open func(t *testing.T) lockout.Store) {
+		ctx := context.Background()
+		start := time.Date(2026, 11, 30, 0, 0, 0, 0, time.UTC)
+		c := &clock{t: start}
+		l := newLimiter(open(t), c)
+		rng := rand.New(rand.NewPCG(10, 10))
+		var landed []time.Time
+		for c.Now().Sub(start) < 6*time.Hour {
+			c.Add(time.Duration(rng.Int64N(int64(90 * time.Second))))
+			p, err := l.Reserve(ctx, "user:prn_p:totp", "", "")
+			if _, locked := lockedFor(err); err != nil && !locked {
+				t.Fatal(err)
+			}
+			if err != nil {
+				continue
+			}
+			if rng.IntN(4) == 0 { // the real user's right code
+				p.Release(ctx)
+				continue
+			}
+			landed = append(landed, c.Now())
+		}
+		most := 0
+		for i := range landed {
+			n := 0
+			for j := i; j < len(landed) && landed[j].Sub(landed[i]) < 15*time.Minute; j++ {
+				n++
+			}
+			most = max(most, n)
+		}
+		if most > 10 || len(landed) == 0 {
+			t.Fatalf("%d wrong guesses landed in one 15-minute window (of %d in 6h), want at most 10", most, len(landed))
+		}
+		t.Logf("%d wrong guesses landed in 6 hours; at most %d in any 15 minutes", len(landed), most)
 	})
 }
