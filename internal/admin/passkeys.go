@@ -25,8 +25,8 @@ func (h *Handler) passkeyRoutes() {
 	m.HandleFunc("POST /v1/auth/passkeys/register", h.authed(h.beginPasskeyRegistration))
 	m.HandleFunc("POST /v1/auth/passkeys/register/{ceremony}", h.authed(h.finishPasskeyRegistration))
 	m.HandleFunc("DELETE /v1/auth/passkeys/{id}", h.authed(h.deletePasskey))
-	m.HandleFunc("POST /v1/auth/passkeys/login", h.open(h.beginPasskeyLogin))
-	m.HandleFunc("POST /v1/auth/passkeys/login/{ceremony}", h.open(h.finishPasskeyLogin))
+	m.HandleFunc("POST /v1/auth/passkeys/login", h.throttled(h.beginPasskeyLogin))
+	m.HandleFunc("POST /v1/auth/passkeys/login/{ceremony}", h.throttled(h.finishPasskeyLogin))
 }
 
 // passkeyUser adapts a user and its passkeys to go-webauthn.

@@ -322,3 +322,43 @@ func TestConcurrentGuessesTwoReplicas(t *testing.T) {
 		t.Fatalf("40 concurrent wrong codes on two replicas: %v, want 5×401 and 35×429", got)
 	}
 }
+
+// TestAdminResetFactors: an administrator resets a user's second factors (a
+// lost phone) with the CLI: the user's sessions end, its lockouts clear, the
+// password alone logs in again, and an alert goes out.
+func TestAdminResetFactors(t *testing.T) {
+	hook := newWebhook(t)
+	t.Setenv("GATEHOUSE_ALERT_WEBHOOK_SECRET", "whsec-test")
+	g := startGateway(t, gwOptions{mutate: func(c *configT) { c.AlertWebhookURL = hook.url }})
+	ctx := context.Background()
+	if _, err := g.admin.CreateTeam(ctx, "research"); err != nil {
+		t.Fatal(err)
+	}
+	session, secret, _ := enrolWithRecovery(t, g, "frank", []string{"member"})
+	anon := client.New("http://"+g.srv.AdminAddr(), "")
+	if _, _, err := anon.Login(ctx, "frank", "correct horse battery staple", ""); !isStatus(err, 401) {
+		t.Fatalf("password only while TOTP is on: %v", err)
+	}
+	for range 6 {
+		anon.Login(ctx, "frank", "a wrong password guess", wrongCode(t, secret))
+	}
+	if _, _, err := anon.Login(ctx, "frank", "correct horse battery staple", code(t, secret, time.Now().Add(30*time.Second))); !isStatus(err, 429) {
+		t.Fatalf("right password and code while locked: %v", err)
+	}
+	if code, out, errs := runCLI(t, g, "users", "reset-factors", "frank"); code != 0 || !strings.Contains(out, "removed") {
+		t.Fatalf("users reset-factors: %d %s %s", code, out, errs)
+	}
+	if _, err := client.New("http://"+g.srv.AdminAddr(), session).ListTeams(ctx); !isStatus(err, 401) {
+		t.Errorf("a session after reset-factors: %v", err)
+	}
+	if _, _, err := anon.Login(ctx, "frank", "correct horse battery staple", ""); err != nil {
+		t.Fatalf("password login after reset-factors: %v", err)
+	}
+	found := false
+	for _, a := range hook.wait(t, 1) {
+		found = found || (a["kind"] == "factor_changed" && strings.Contains(fmt.Sprint(a["message"]), "reset by an administrator"))
+	}
+	if !found {
+		t.Errorf("no factor_changed alert: %v", hook.all())
+	}
+}

@@ -51,7 +51,10 @@ func (s *Server) guardToken(e *token.Endpoint, al authLimits) http.Handler {
 	keys := e.Keys
 	e.Keys = guardedKeys{inner: keys, guard: al.guard}
 	e.MFA = func(ctx context.Context, principalID, code string) error {
-		r, _ := ctx.Value(requestKey{}).(*http.Request)
+		r, ok := ctx.Value(requestKey{}).(*http.Request)
+		if !ok { // not through guardToken's handler: refuse rather than check without limits
+			return errors.New("server: a TOTP check outside the guarded token endpoint")
+		}
 		return al.guard.CheckSecondFactor(r, mfa.Checker{Store: s.db, Opener: s.keyring, Now: time.Now}, principalID, code, "")
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
