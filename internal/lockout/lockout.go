@@ -26,7 +26,10 @@
 // end of one window, MaxFailures at the start of the next), then none for at
 // least Backoff.
 //
-// Errors of the store fail closed: no guess is checked without its counter.
+// Counters untouched for longer than the window and the longest lock are
+// swept (once every 1024 attempts), so random names and addresses do not
+// pile up. Errors of the store fail closed: no guess is checked without its
+// counter.
 package lockout
 
 import (
@@ -35,6 +38,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -98,6 +102,9 @@ type Store interface {
 	// ListLockouts returns subjects locked at now or with failures in a
 	// window begun after since.
 	ListLockouts(ctx context.Context, now, since time.Time) ([]State, error)
+	// SweepLockouts deletes subjects untouched since before and not locked
+	// at now (they are as good as absent) and returns how many.
+	SweepLockouts(ctx context.Context, now, before time.Time) (int64, error)
 	// ClearLockouts deletes every subject starting with prefix when prefix
 	// ends in ':', else the one subject named, and returns how many.
 	ClearLockouts(ctx context.Context, prefix string) (int64, error)
@@ -151,6 +158,31 @@ type Limiter struct {
 	// Source limits the failures of one source address over every factor.
 	Source Policy
 	Now    func() time.Time
+
+	attempts atomic.Int64
+}
+
+// sweepEvery is how many counted attempts pass between sweeps of stale
+// counters (random login names and addresses would otherwise pile up).
+const sweepEvery = 1024
+
+// maybeSweep deletes stale counters once every sweepEvery attempts: a row
+// untouched for longer than both the window and the longest lock holds no
+// failure and no lock that still counts, and would restart at the first
+// backoff, exactly as a missing row does.
+func (l *Limiter) maybeSweep(ctx context.Context, now time.Time) {
+	if l.attempts.Add(1)%sweepEvery != 0 {
+		return
+	}
+	stale := max(l.Credential.Window, l.Credential.MaxBackoff, l.Source.Window, l.Source.MaxBackoff)
+	l.Store.SweepLockouts(context.WithoutCancel(ctx), now, now.Add(-stale))
+}
+
+// Sweep deletes stale counters now (see maybeSweep); it returns how many.
+func (l *Limiter) Sweep(ctx context.Context) (int64, error) {
+	now := l.now()
+	stale := max(l.Credential.Window, l.Credential.MaxBackoff, l.Source.Window, l.Source.MaxBackoff)
+	return l.Store.SweepLockouts(ctx, now, now.Add(-stale))
 }
 
 // Place is a reserved attempt; Release it after a right guess.
@@ -167,6 +199,7 @@ type Place struct {
 // returned Place's Locked says so, for the ledger).
 func (l *Limiter) Reserve(ctx context.Context, subject, source, userAgent string) (*Place, error) {
 	now := l.now()
+	l.maybeSweep(ctx, now)
 	st, err := l.Store.TakeLockoutPlace(ctx, Attempt{Subject: subject, At: now, Source: source, UserAgent: userAgent}, l.Credential)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
@@ -212,6 +245,7 @@ func (l *Limiter) Check(ctx context.Context, subjects ...string) error {
 // state when this failure locked the subject (for the ledger), else nil.
 func (l *Limiter) Fail(ctx context.Context, subject, source, userAgent string) (*State, error) {
 	now := l.now()
+	l.maybeSweep(ctx, now)
 	st, err := l.Store.TakeLockoutPlace(context.WithoutCancel(ctx), Attempt{Subject: subject, At: now, Source: source, UserAgent: userAgent}, l.Source)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)

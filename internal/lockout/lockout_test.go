@@ -227,3 +227,40 @@ func TestAtMostTenGuessesInAnyWindow(t *testing.T) {
 		t.Logf("%d wrong guesses landed in 6 hours; at most %d in any 15 minutes", len(landed), most)
 	})
 }
+
+// TestSweep: counters untouched for longer than the window and the longest
+// lock (a day by default) go, a recent one stays, and a swept subject starts
+// again as if new.
+func TestSweep(t *testing.T) {
+	backends(t, func(t *testing.T, open func(t *testing.T) lockout.Store) {
+		ctx := context.Background()
+		c := &clock{t: time.Date(2026, 11, 30, 8, 0, 0, 0, time.UTC)}
+		l := newLimiter(open(t), c)
+		for range 6 {
+			l.Reserve(ctx, "user:locked:totp", "", "")
+		}
+		if _, err := l.Reserve(ctx, "name:random-1:password", "", ""); err != nil {
+			t.Fatal(err)
+		}
+		c.Add(23 * time.Hour)
+		if _, err := l.Reserve(ctx, "name:recent:password", "", ""); err != nil {
+			t.Fatal(err)
+		}
+		c.Add(2 * time.Hour)
+		if n, err := l.Sweep(ctx); err != nil || n != 2 {
+			t.Fatalf("sweep: %d %v, want 2", n, err)
+		}
+		sts, _ := l.Store.LockoutStates(ctx, []string{"user:locked:totp", "name:random-1:password", "name:recent:password"})
+		if len(sts) != 1 || sts[0].Subject != "name:recent:password" {
+			t.Fatalf("after sweep: %+v", sts)
+		}
+		for i := range 5 {
+			if _, err := l.Reserve(ctx, "user:locked:totp", "", ""); err != nil {
+				t.Fatalf("swept subject, attempt %d: %v", i+1, err)
+			}
+		}
+		if d, ok := lockedFor(func() error { _, err := l.Reserve(ctx, "user:locked:totp", "", ""); return err }()); !ok || d != 15*time.Minute {
+			t.Fatalf("swept subject locks at the first backoff: %v", d)
+		}
+	})
+}

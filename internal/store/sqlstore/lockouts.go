@@ -87,6 +87,15 @@ func (s *DB) ListLockouts(ctx context.Context, now, since time.Time) ([]lockout.
 	return s.queryLockouts(ctx, `WHERE locked_until > ? OR (failures > 0 AND window_start > ?) ORDER BY subject`, micros(now), micros(since))
 }
 
+// SweepLockouts implements lockout.Store.
+func (s *DB) SweepLockouts(ctx context.Context, now, before time.Time) (int64, error) {
+	res, err := s.exec(ctx, s.db, `DELETE FROM auth_lockouts WHERE updated_at < ? AND locked_until <= ?`, micros(before), micros(now))
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
 // ClearLockouts implements lockout.Store: a prefix ending in ':' clears every
 // subject under it, anything else the one subject (source:10.0.0.1 must not
 // clear source:10.0.0.12).
