@@ -22,10 +22,12 @@ import (
 
 	"github.com/go-webauthn/webauthn/webauthn"
 
+	"github.com/gatehouse-gw/gatehouse/internal/alert"
 	"github.com/gatehouse-gw/gatehouse/internal/budget"
 	"github.com/gatehouse-gw/gatehouse/internal/httpx"
 	"github.com/gatehouse-gw/gatehouse/internal/keyring"
 	"github.com/gatehouse-gw/gatehouse/internal/ledger"
+	"github.com/gatehouse-gw/gatehouse/internal/lockout"
 	"github.com/gatehouse-gw/gatehouse/internal/mfa"
 	"github.com/gatehouse-gw/gatehouse/internal/org"
 	"github.com/gatehouse-gw/gatehouse/internal/policy"
@@ -109,6 +111,14 @@ type Deps struct {
 	RotateLedgerKey func(ctx context.Context) (string, error)
 	// RotateTokenKey makes a new token signing key current.
 	RotateTokenKey func(ctx context.Context) (string, error)
+	// Guard limits guesses of passwords and codes and records failures
+	// (attempts.go); Passwords bounds argon2id's memory; Throttle limits
+	// unauthenticated auth requests per source address; Alerts receives
+	// factor-change alerts. Nil: no limits, default bound, no alerts.
+	Guard     *Guard
+	Passwords *mfa.Gate
+	Throttle  *lockout.Throttle
+	Alerts    interface{ Send(alert.Alert) }
 	// DevAdminKeyHash, in dev mode, is the hash of a free-form admin key.
 	DevAdminKeyHash string
 	Log             *slog.Logger

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/httpx"
 	"github.com/gatehouse-gw/gatehouse/internal/ledger"
+	"github.com/gatehouse-gw/gatehouse/internal/lockout"
 	"github.com/gatehouse-gw/gatehouse/internal/mfa"
 	"github.com/gatehouse-gw/gatehouse/internal/org"
 	"github.com/gatehouse-gw/gatehouse/internal/store"
@@ -21,7 +23,10 @@ const SessionPrefix = "gks_"
 
 type ctxKey int
 
-const mfaAgeKey ctxKey = 0
+const (
+	mfaAgeKey ctxKey = iota
+	sessionKey
+)
 
 // mfaAge returns how long ago the request's credential last passed a second
 // factor, in seconds; -1 for none (admin keys).
@@ -34,17 +39,33 @@ func mfaAge(ctx context.Context) int64 {
 
 func (h *Handler) loginRoutes() {
 	m := h.mux
-	m.HandleFunc("POST /v1/auth/login", h.open(h.login))
+	m.HandleFunc("POST /v1/auth/login", h.throttled(h.login))
 	m.HandleFunc("POST /v1/auth/logout", h.authed(h.logout))
 	h.passkeyRoutes()
 	m.HandleFunc("GET /v1/auth/oidc", h.open(h.oidcInfo))
-	m.HandleFunc("POST /v1/auth/oidc", h.open(h.oidcLogin))
+	m.HandleFunc("POST /v1/auth/oidc", h.throttled(h.oidcLogin))
 	m.HandleFunc("POST /v1/auth/step-up", h.authed(h.stepUp))
-	m.HandleFunc("POST /v1/auth/totp/enroll", h.authed(h.enrollTOTP))
-	m.HandleFunc("POST /v1/auth/totp/confirm", h.authed(h.confirmTOTP))
+	h.factorRoutes()
+	h.lockoutRoutes()
 	m.HandleFunc("PUT /v1/principals/{id}/password", h.authed(h.setPassword))
 	m.HandleFunc("DELETE /v1/principals/{id}/sessions", h.authed(h.endSessions))
 }
+
+// throttled is open with a per-source request limit: unauthenticated auth
+// routes cost work (argon2id, ceremonies, ID-token checks) whoever calls.
+func (h *Handler) throttled(fn func(w http.ResponseWriter, r *http.Request) error) http.HandlerFunc {
+	return h.open(func(w http.ResponseWriter, r *http.Request) error {
+		if ok, after := h.d.Throttle.Allow(r.Context(), SourceAddr(r, h.trustProxy())); !ok {
+			secs := int64(after / time.Second)
+			e := httpx.Errorf(http.StatusTooManyRequests, "rate_limited", "Too many authentication requests from this address; try again in %ds.", secs)
+			e.Header = http.Header{"Retry-After": {strconv.FormatInt(secs, 10)}}
+			return e
+		}
+		return fn(w, r)
+	})
+}
+
+func (h *Handler) trustProxy() bool { return h.d.Guard != nil && h.d.Guard.TrustProxy }
 
 // sessionCaller authenticates a session token.
 func (h *Handler) sessionCaller(r *http.Request, token string) (vkey.Key, *http.Request, error) {
@@ -67,13 +88,72 @@ func (h *Handler) sessionCaller(r *http.Request, token string) (vkey.Key, *http.
 	if se.MFAAt != nil {
 		age = int64(now.Sub(*se.MFAAt).Seconds())
 	}
-	r = r.WithContext(context.WithValue(r.Context(), mfaAgeKey, age))
+	ctx := context.WithValue(r.Context(), mfaAgeKey, age)
+	ctx = context.WithValue(ctx, sessionKey, se)
+	r = r.WithContext(ctx)
 	return vkey.Key{ID: "session:" + se.ID, Kind: vkey.KindAdmin, PrincipalID: se.PrincipalID}, r, nil
 }
 
-// checkSecondFactor verifies a TOTP code (or a recovery code) of a user.
-func (h *Handler) checkSecondFactor(ctx context.Context, c mfa.Credentials, code, recovery string) error {
-	return mfa.Checker{Store: h.d.Store, Opener: h.d.Keyring, Now: h.d.Now}.Check(ctx, c.PrincipalID, code, recovery)
+// currentSession returns the session that authenticated r, if any.
+func currentSession(r *http.Request) (mfa.Session, bool) {
+	se, ok := r.Context().Value(sessionKey).(mfa.Session)
+	return se, ok
+}
+
+// checker verifies TOTP and recovery codes against the store.
+func (h *Handler) checker() mfa.Checker {
+	return mfa.Checker{Store: h.d.Store, Opener: h.d.Keyring, Now: h.d.Now}
+}
+
+// checkSecondFactor verifies a TOTP code (or a recovery code) of a user under
+// the attempt limits.
+func (h *Handler) checkSecondFactor(r *http.Request, principalID, code, recovery string) error {
+	return h.d.Guard.CheckSecondFactor(r, h.checker(), principalID, code, recovery)
+}
+
+// checkPassword verifies a user's password under the attempt limits and the
+// hashing bound. subject is the user's (or, for an unknown name, the name's)
+// password counter; hash "" (no such user, no password) is checked against a
+// dummy so that it costs the same and fails.
+func (h *Handler) checkPassword(a *attempt, subject, hash, password string) error {
+	// The hashing slot first: a login shed by the bound (503) costs no store write.
+	done, err := h.passwords().Acquire(a.r.Context())
+	if err != nil {
+		return busy(err)
+	}
+	defer done()
+	place, err := a.reserve(subject)
+	if err != nil {
+		return err
+	}
+	ok := mfa.CheckHeld(hash, password)
+	if !ok {
+		a.fail("password", http.StatusUnauthorized)
+		return errWrongLogin
+	}
+	a.release(place)
+	return nil
+}
+
+var errWrongLogin = httpx.Errorf(http.StatusUnauthorized, "invalid_login", "Wrong user, password or code.")
+
+func (h *Handler) passwords() *mfa.Gate {
+	if h.d.Passwords != nil {
+		return h.d.Passwords
+	}
+	return defaultGate
+}
+
+var defaultGate = mfa.NewGate(4*mfa.HashMemory, 2*time.Second)
+
+// busy turns a full hashing gate into 503 with Retry-After.
+func busy(err error) error {
+	if errors.Is(err, mfa.ErrBusy) {
+		e := httpx.Errorf(http.StatusServiceUnavailable, "login_busy", "Too many logins at once; try again in a moment.").WithCause(err)
+		e.Header = http.Header{"Retry-After": {"1"}}
+		return e
+	}
+	return err
 }
 
 func totpAAD(principalID string) []byte { return mfa.TOTPAAD(principalID) }
@@ -88,15 +168,29 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(w, r, &in); err != nil {
 		return err
 	}
-	fail := httpx.Errorf(http.StatusUnauthorized, "invalid_login", "Wrong user, password or code.")
+	a := h.d.Guard.begin(r)
+	// Every path below costs one counter check, one place and one argon2id
+	// run, whether the user exists, has a password or not.
+	var c mfa.Credentials
+	subject := lockout.NameSubject(in.User)
 	p, err := h.d.Store.Principal(r.Context(), in.User)
-	if err != nil || p.Kind != org.KindUser || p.Disabled {
-		mfa.CheckPassword("$argon2id$v=19$m=65536,t=3,p=2$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g", in.Password) // same time either way
-		return fail
+	known := err == nil && p.Kind == org.KindUser && !p.Disabled
+	if known {
+		subject = lockout.UserSubject(p.ID, "password")
+		a.principalID = p.ID
+		c, err = h.d.Store.Credentials(r.Context(), p.ID)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return unavailable(err)
+		}
 	}
-	c, err := h.d.Store.Credentials(r.Context(), p.ID)
-	if err != nil || c.PasswordHash == "" || !mfa.CheckPassword(c.PasswordHash, in.Password) {
-		return fail
+	if err := a.check(subject); err != nil {
+		return err
+	}
+	if err := h.checkPassword(a, subject, c.PasswordHash, in.Password); err != nil {
+		return err
+	}
+	if !known { // unreachable: the dummy never matches; kept so a bug cannot log anyone in
+		return errWrongLogin
 	}
 	now := h.d.Now().UTC()
 	var mfaAt *time.Time
@@ -105,8 +199,8 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) error {
 		if in.Code == "" && in.RecoveryCode == "" {
 			return httpx.Errorf(http.StatusUnauthorized, "mfa_required", "This user has TOTP: give the current code (or a recovery code).")
 		}
-		if err := h.checkSecondFactor(r.Context(), c, in.Code, in.RecoveryCode); err != nil {
-			return fail
+		if err := a.secondFactor(h.checker(), p.ID, in.Code, in.RecoveryCode); err != nil {
+			return loginFactorError(err)
 		}
 		mfaAt = &now
 	case h.d.RequireMFA:
@@ -118,6 +212,15 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) error {
 		detail = "password+totp"
 	}
 	return h.startSession(w, r, p.ID, mfaAt, detail)
+}
+
+// loginFactorError keeps 429 and 503 and makes every wrong code the login's 401.
+func loginFactorError(err error) error {
+	var he *httpx.Error
+	if errors.As(err, &he) {
+		return err
+	}
+	return errWrongLogin
 }
 
 // startSession creates a login session for a principal, records the login in
@@ -178,7 +281,11 @@ func (h *Handler) stepUp(w http.ResponseWriter, r *http.Request, who vkey.Key) e
 	if err != nil || c.TOTPSealed == nil {
 		return badRequest("", "this user has no TOTP; enrol first (gatehouse mfa enroll)")
 	}
-	if err := h.checkSecondFactor(r.Context(), c, in.Code, in.RecoveryCode); err != nil {
+	if err := h.checkSecondFactor(r, who.PrincipalID, in.Code, in.RecoveryCode); err != nil {
+		var he *httpx.Error
+		if errors.As(err, &he) {
+			return err
+		}
 		return httpx.Errorf(http.StatusUnauthorized, "invalid_code", "Wrong or already used code.")
 	}
 	now := h.d.Now().UTC()
@@ -187,90 +294,6 @@ func (h *Handler) stepUp(w http.ResponseWriter, r *http.Request, who vkey.Key) e
 	}
 	h.recordLogin(r, who.PrincipalID, id, "step-up totp")
 	writeJSON(w, 200, map[string]any{"mfa_at": now})
-	return nil
-}
-
-func (h *Handler) enrollTOTP(w http.ResponseWriter, r *http.Request, who vkey.Key) error {
-	if _, ok := sessionID(who); !ok {
-		return badRequest("", "enrol TOTP from your own login session (gatehouse login)")
-	}
-	p, err := h.d.Store.Principal(r.Context(), who.PrincipalID)
-	if err != nil {
-		return err
-	}
-	secret, url, err := mfa.NewTOTP("Gatehouse", p.Name)
-	if err != nil {
-		return err
-	}
-	sealed, err := h.d.Keyring.Seal([]byte(secret), totpAAD(p.ID))
-	if err != nil {
-		return err
-	}
-	if err := h.d.Store.SetPendingTOTP(r.Context(), p.ID, sealed); err != nil {
-		return err
-	}
-	w.Header().Set("Cache-Control", "no-store")
-	writeJSON(w, 200, map[string]any{"secret": secret, "otpauth_url": url, "next": "confirm with the current code: POST /v1/auth/totp/confirm"})
-	return nil
-}
-
-func (h *Handler) confirmTOTP(w http.ResponseWriter, r *http.Request, who vkey.Key) error {
-	var in struct {
-		Code string `json:"code"`
-	}
-	if err := decode(w, r, &in); err != nil {
-		return err
-	}
-	c, err := h.d.Store.Credentials(r.Context(), who.PrincipalID)
-	if err != nil || c.PendingTOTP == nil {
-		return badRequest("", "nothing to confirm: enrol first")
-	}
-	secret, err := h.d.Keyring.Open(c.PendingTOTP, totpAAD(who.PrincipalID))
-	if err != nil {
-		return err
-	}
-	step, err := mfa.CheckTOTP(string(secret), in.Code, h.d.Now(), c.LastStep)
-	if err != nil {
-		return httpx.Errorf(http.StatusUnauthorized, "invalid_code", "Wrong code; check the authenticator's clock and try the current code.")
-	}
-	codes, hashes := mfa.RecoveryCodes(10)
-	if err := h.d.Store.ConfirmTOTP(r.Context(), who.PrincipalID, hashes, step); err != nil {
-		return err
-	}
-	if id, ok := sessionID(who); ok {
-		h.d.Store.SessionMFA(r.Context(), id, h.d.Now().UTC())
-	}
-	w.Header().Set("Cache-Control", "no-store")
-	writeJSON(w, 200, map[string]any{"enabled": true, "recovery_codes": codes})
-	return nil
-}
-
-func (h *Handler) setPassword(w http.ResponseWriter, r *http.Request, who vkey.Key) error {
-	var in struct {
-		Password string `json:"password"`
-	}
-	if err := decode(w, r, &in); err != nil {
-		return err
-	}
-	p, err := h.d.Store.Principal(r.Context(), r.PathValue("id"))
-	if err != nil {
-		return err
-	}
-	if p.Kind != org.KindUser {
-		return badRequest("id", "only users have passwords; service accounts use keys or workload identity")
-	}
-	hash, err := mfa.HashPassword(in.Password)
-	if err != nil {
-		return badRequest("password", "%s", err)
-	}
-	if err := h.d.Store.SetPassword(r.Context(), p.ID, hash); err != nil {
-		return err
-	}
-	if err := h.d.Store.RevokeSessions(r.Context(), p.ID, h.d.Now().UTC()); err != nil {
-		return err
-	}
-	h.d.Log.Warn("password set", "principal", p.ID, "by", who.ID)
-	writeJSON(w, 200, map[string]any{"password_set": true, "sessions_ended": true})
 	return nil
 }
 

@@ -25,8 +25,8 @@ func (h *Handler) passkeyRoutes() {
 	m.HandleFunc("POST /v1/auth/passkeys/register", h.authed(h.beginPasskeyRegistration))
 	m.HandleFunc("POST /v1/auth/passkeys/register/{ceremony}", h.authed(h.finishPasskeyRegistration))
 	m.HandleFunc("DELETE /v1/auth/passkeys/{id}", h.authed(h.deletePasskey))
-	m.HandleFunc("POST /v1/auth/passkeys/login", h.open(h.beginPasskeyLogin))
-	m.HandleFunc("POST /v1/auth/passkeys/login/{ceremony}", h.open(h.finishPasskeyLogin))
+	m.HandleFunc("POST /v1/auth/passkeys/login", h.throttled(h.beginPasskeyLogin))
+	m.HandleFunc("POST /v1/auth/passkeys/login/{ceremony}", h.throttled(h.finishPasskeyLogin))
 }
 
 // passkeyUser adapts a user and its passkeys to go-webauthn.
@@ -114,6 +114,13 @@ func (h *Handler) beginPasskeyRegistration(w http.ResponseWriter, r *http.Reques
 	if _, ok := sessionID(who); !ok {
 		return badRequest("", "add a passkey from your own login session (gatehouse login)")
 	}
+	var pr factorProof
+	if err := decodeOptional(w, r, &pr); err != nil {
+		return err
+	}
+	if err := h.proveFactorChange(r, who, pr, false); err != nil {
+		return err
+	}
 	u, err := h.passkeyUserOf(r, who.PrincipalID)
 	if err != nil {
 		return err
@@ -167,12 +174,27 @@ func (h *Handler) finishPasskeyRegistration(w http.ResponseWriter, r *http.Reque
 	if err := h.d.Store.AddPasskey(r.Context(), pk); err != nil {
 		return err
 	}
+	if err := h.factorChanged(r, u.p.ID, "passkey registered ("+name+")"); err != nil {
+		return err
+	}
 	writeJSON(w, http.StatusCreated, pk)
 	return nil
 }
 
+// deletePasskey removes one of the session user's passkeys, with a fresh
+// proof (a body of factorProof).
 func (h *Handler) deletePasskey(w http.ResponseWriter, r *http.Request, who vkey.Key) error {
+	var pr factorProof
+	if err := decodeOptional(w, r, &pr); err != nil {
+		return err
+	}
+	if err := h.proveFactorChange(r, who, pr, false); err != nil {
+		return err
+	}
 	if err := h.d.Store.DeletePasskey(r.Context(), who.PrincipalID, r.PathValue("id")); err != nil {
+		return err
+	}
+	if err := h.factorChanged(r, who.PrincipalID, "passkey removed"); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)

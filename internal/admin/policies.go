@@ -47,6 +47,10 @@ func adminAction(r *http.Request) (action, area string) {
 		return "policies.rollback", area
 	case area == "policies" && r.Method == http.MethodPut:
 		return "policies.apply", area
+	case area == "principals" && strings.HasSuffix(path, "/reset-factors"):
+		return "principals.reset_factors", area
+	case area == "principals" && strings.HasSuffix(path, "/lockouts"), area == "lockouts" && r.Method == http.MethodDelete:
+		return "principals.unlock", "principals"
 	case area == "principals" && (strings.HasSuffix(path, "/sessions") || strings.HasSuffix(path, "/password")):
 		return "principals.update", area
 	case r.Method == http.MethodDelete:

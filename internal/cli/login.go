@@ -204,7 +204,7 @@ func browserFlow(ctx context.Context, e *Env, conf oauth2.Config) (*oauth2.Token
 }
 
 func usersCmd() *command {
-	return &command{name: "users", short: "Passwords and second factors of users", sub: []*command{
+	return &command{name: "users", short: "Passwords, second factors and lockouts of users", sub: append([]*command{
 		{name: "password", args: "USER", short: "Set a user's password (ends the user's sessions)", admin: true,
 			flags: func(fs *flag.FlagSet, o *opts) {
 				o.bool(fs, "password-stdin", "read the password from the first line of stdin (required)")
@@ -239,12 +239,17 @@ func usersCmd() *command {
 				return nil
 			})},
 		{name: "totp-enroll", short: "Start TOTP enrolment for your own user (from a login session)", admin: true,
+			long: "Replacing TOTP needs the current code (--code) or a recovery code (--recovery-code); a user without a second factor enrols within minutes of logging in.",
+			flags: func(fs *flag.FlagSet, o *opts) {
+				o.str(fs, "code", "", "the current TOTP code (replacing TOTP)")
+				o.str(fs, "recovery-code", "", "a recovery code instead of --code")
+			},
 			run: func(ctx context.Context, e *Env, o *opts, args []string) error {
 				c, err := o.client(e)
 				if err != nil {
 					return err
 				}
-				secret, url, err := c.EnrollTOTP(ctx)
+				secret, url, err := c.EnrollTOTPWithProof(ctx, client.FactorProof{Code: o.S("code"), RecoveryCode: o.S("recovery-code")})
 				if err != nil {
 					return err
 				}
@@ -260,5 +265,5 @@ func usersCmd() *command {
 				fmt.Fprintf(e.Stdout, "TOTP is on. Recovery codes (each works once; shown once):\n\n    %s\n", strings.Join(codes, "\n    "))
 				return nil
 			})},
-	}}
+	}, lockoutCmds()...)}
 }

@@ -61,6 +61,7 @@ type Config struct {
 	Keys           Keys     `yaml:"keys"`
 	TLS            TLS      `yaml:"tls"`
 	SessionTTL     Duration `yaml:"session_ttl"` // admin API login sessions
+	Login          Login    `yaml:"login"`       // attempt limits and login cost (login.go)
 	// StepUpMaxAge, when set, makes sensitive admin actions need a second
 	// factor at most this old (a built-in policy, package policy).
 	StepUpMaxAge Duration `yaml:"step_up_max_age"`
@@ -162,6 +163,7 @@ func Default() Config {
 		PolicyTimeZone:         "UTC",
 		Tokens:                 Tokens{Issuer: "gatehouse", TTL: Duration(15 * time.Minute)},
 		SessionTTL:             Duration(12 * time.Hour),
+		Login:                  DefaultLogin(),
 		Keys:                   Keys{ExpiryWarning: Duration(7 * 24 * time.Hour), CheckInterval: Duration(time.Hour)},
 		Ledger:                 Ledger{Origin: "gatehouse.local/log", CheckpointInterval: Duration(time.Second)},
 		Breaker:                Breaker{Enabled: true, Window: Duration(5 * time.Minute), Ceiling: "5.00", BaselineMultiple: 10, MinSpend: "1.00"},
@@ -303,6 +305,9 @@ func (c *Config) Validate() error {
 	}
 	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") || (c.TLS.ClientCAFile != "" && c.TLS.CertFile == "") {
 		errs = append(errs, errors.New("tls: cert_file and key_file go together, and client_ca_file needs them"))
+	}
+	if err := c.Login.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.StepUpMaxAge < 0 || (c.StepUpMaxAge > 0 && c.StepUpMaxAge < Duration(time.Second)) {
 		errs = append(errs, errors.New("step_up_max_age: 0 (off) or at least 1s"))

@@ -212,8 +212,17 @@ func TestPasskeys(t *testing.T) {
 	if resp.StatusCode != 200 || json.Unmarshal(lb, &list) != nil || len(list.Data) != 1 || list.Data[0].Name != "laptop" || list.Data[0].LastUsedAt == nil {
 		t.Fatalf("list passkeys: %d %s", resp.StatusCode, lb)
 	}
-	if resp, b := adminDo(t, f.gateway, "DELETE", "/v1/auth/passkeys/"+list.Data[0].ID, session, "", nil); resp.StatusCode != http.StatusNoContent {
+	// A factor is changed only with a factor: the password session may not
+	// remove the passkey; the passkey session (a fresh passkey check) may, and
+	// that ends the user's other sessions.
+	if resp, b := adminDo(t, f.gateway, "DELETE", "/v1/auth/passkeys/"+list.Data[0].ID, session, "", nil); resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("delete passkey from a password session: %d %s", resp.StatusCode, b)
+	}
+	if resp, b := adminDo(t, f.gateway, "DELETE", "/v1/auth/passkeys/"+list.Data[0].ID, out.Session, "", nil); resp.StatusCode != http.StatusNoContent {
 		t.Fatalf("delete passkey: %d %s", resp.StatusCode, b)
+	}
+	if _, err := client.New("http://"+f.srv.AdminAddr(), session).ListTeams(ctx); !isStatus(err, 401) {
+		t.Errorf("the password session after a factor change: %v", err)
 	}
 	if s, _ := call("/v1/auth/passkeys/login", "", loginBody); s != 401 {
 		t.Errorf("passkey login without passkeys: %d", s)

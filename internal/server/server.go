@@ -36,7 +36,6 @@ import (
 	"github.com/gatehouse-gw/gatehouse/internal/httpx"
 	"github.com/gatehouse-gw/gatehouse/internal/keyring"
 	"github.com/gatehouse-gw/gatehouse/internal/ledger"
-	"github.com/gatehouse-gw/gatehouse/internal/mfa"
 	"github.com/gatehouse-gw/gatehouse/internal/org"
 	"github.com/gatehouse-gw/gatehouse/internal/policy"
 	"github.com/gatehouse-gw/gatehouse/internal/pricing"
@@ -845,11 +844,9 @@ func (s *Server) buildHTTP() {
 	if s.cfg.DevAdminKey != "" {
 		devHash = s.verifier.Hasher().Hash(vkey.Secret(s.cfg.DevAdminKey))
 	}
+	al := s.authLimits()
 	endpoint := &token.Endpoint{Issuer: s.tokens, DPoP: s.dpop, Federation: token.NewFederation(s.cfg.WorkloadIdentity, nil),
-		Keys: s.auth, Principals: s.db, Log: s.log,
-		MFA: func(ctx context.Context, principalID, code string) error {
-			return mfa.Checker{Store: s.db, Opener: s.keyring, Now: time.Now}.Check(ctx, principalID, code, "")
-		},
+		Keys: s.auth, Principals: s.db, Log: s.log, // MFA: guardToken
 		URL: func(r *http.Request) string {
 			scheme := "http"
 			if r.TLS != nil || (s.cfg.TrustProxyHeaders && r.Header.Get("X-Forwarded-Proto") == "https") {
@@ -858,7 +855,7 @@ func (s *Server) buildHTTP() {
 			return scheme + "://" + r.Host + r.URL.Path
 		}}
 	px := proxy.New(proxy.Deps{Snapshot: s.Snapshot, Auth: s.auth, Usage: s.usage, Ledger: s.ledger, Limiter: s.limiter,
-		Tokens: &proxy.Tokens{Issuer: s.tokens, DPoP: s.dpop, Endpoint: endpoint, Metadata: http.HandlerFunc(endpoint.ServeMetadata)}, Budgets: s.budgets, Breaker: s.breaker, Log: s.log, Denied: s.denied}, proxy.Options{
+		Tokens: &proxy.Tokens{Issuer: s.tokens, DPoP: s.dpop, Endpoint: s.guardToken(endpoint, al), Metadata: http.HandlerFunc(endpoint.ServeMetadata)}, Budgets: s.budgets, Breaker: s.breaker, Log: s.log, Denied: s.denied}, proxy.Options{
 		MaxBodyBytes: s.cfg.MaxBodyBytes, UpstreamTimeout: s.cfg.UpstreamTimeout.D(),
 		StreamIdleTimeout: s.cfg.StreamIdleTimeout.D(), TrustProxyHeaders: s.cfg.TrustProxyHeaders, TrustedProxies: trustedProxies(s.cfg.TrustedProxies), DefaultMaxOutput: s.cfg.DefaultMaxOutputTokens,
 		PolicyZone: s.cfg.PolicyTimeZone, ClientPrincipals: s.cfg.TLS.ClientPrincipals,
@@ -886,6 +883,7 @@ func (s *Server) buildHTTP() {
 		Snapshot: func() admin.Snapshot { return adminSnapshot{s.Snapshot()} }, DevAdminKeyHash: devHash, Log: s.log,
 		Spend: s.budgets.Statuses, ResetBreaker: s.breaker.Reset, Ledger: s.ledger, LogHandler: s.ledger.Handler(),
 		PolicyZone: zoneOf(s.cfg.PolicyTimeZone), TokenTTL: s.cfg.Tokens.TTL.D(),
+		Guard: al.guard, Passwords: al.passwords, Throttle: al.throttle, Alerts: s.alerts,
 		SessionTTL: s.cfg.SessionTTL.D(), RequireMFA: s.cfg.RequireMFA, RotateTokenKey: s.RotateTokenKey, RotateLedgerKey: s.RotateLedgerKey, KeyMaxAge: s.keyMaxAge, SSO: s.ssoVerifier(), WebAuthn: s.webAuthn, StepUpMaxAge: s.cfg.StepUpMaxAge.D(),
 	})
 	s.admin = &http.Server{Handler: adm, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute, ErrorLog: errLog}

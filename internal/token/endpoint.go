@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/gatehouse-gw/gatehouse/internal/auth"
+	"github.com/gatehouse-gw/gatehouse/internal/httpx"
 	"github.com/gatehouse-gw/gatehouse/internal/org"
 	"github.com/gatehouse-gw/gatehouse/internal/vkey"
 )
@@ -60,11 +61,28 @@ type oauthError struct {
 	status int
 	code   string
 	desc   string
+	header http.Header // Retry-After of attempt limits
+}
+
+// limitError passes through a refusal by the attempt limits (an *httpx.Error
+// of 429, or 503 when the limits cannot be checked), with its Retry-After.
+func limitError(err error) *oauthError {
+	var he *httpx.Error
+	if !errors.As(err, &he) || (he.Status != http.StatusTooManyRequests && he.Status != http.StatusServiceUnavailable) {
+		return nil
+	}
+	code := "too_many_attempts"
+	if he.Status == http.StatusServiceUnavailable {
+		code = "temporarily_unavailable"
+	}
+	return &oauthError{status: he.Status, code: code, desc: he.Message, header: he.Header}
 }
 
 func (e *oauthError) Error() string { return e.code + ": " + e.desc }
 
-func oerr(status int, code, desc string) *oauthError { return &oauthError{status, code, desc} }
+func oerr(status int, code, desc string) *oauthError {
+	return &oauthError{status: status, code: code, desc: desc}
+}
 
 // ServeHTTP implements http.Handler.
 func (e *Endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -77,6 +95,9 @@ func (e *Endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if !errors.As(err, &oe) {
 			e.Log.Error("token endpoint failed", "err", err)
 			oe = oerr(http.StatusInternalServerError, "server_error", "the token could not be issued")
+		}
+		for k, v := range oe.header {
+			w.Header()[k] = v
 		}
 		if oe.code == "invalid_client" {
 			w.Header().Set("WWW-Authenticate", `Basic realm="gatehouse"`)
@@ -151,6 +172,9 @@ func (e *Endpoint) issue(r *http.Request) (map[string]any, error) {
 			return nil, oerr(http.StatusUnauthorized, "invalid_client", "client_secret (a Gatehouse key) is required")
 		}
 		if err := e.fromKey(ctx, req.ClientSecret, req.TOTP, &c); err != nil {
+			if le := limitError(err); le != nil {
+				return nil, le
+			}
 			return nil, oerr(http.StatusUnauthorized, "invalid_client", err.Error())
 		}
 	case GrantTokenExchange:
@@ -159,6 +183,9 @@ func (e *Endpoint) issue(r *http.Request) (map[string]any, error) {
 			return nil, oerr(http.StatusBadRequest, "invalid_request", "subject_token is required")
 		case req.SubjectTokenType == TypeVirtualKey || (req.SubjectTokenType == TypeAccessToken && vkey.LooksLikeKey(req.SubjectToken)):
 			if err := e.fromKey(ctx, req.SubjectToken, req.TOTP, &c); err != nil {
+				if le := limitError(err); le != nil {
+					return nil, le
+				}
 				return nil, oerr(http.StatusBadRequest, "invalid_grant", err.Error())
 			}
 		case req.SubjectTokenType == TypeIDToken || req.SubjectTokenType == TypeJWT:
@@ -219,6 +246,9 @@ func narrow(s *vkey.Scope, requested string) error {
 
 func (e *Endpoint) fromKey(ctx context.Context, secret, totp string, c *Claims) error {
 	caller, err := e.Keys.Authenticate(ctx, strings.TrimSpace(secret))
+	if limitError(err) != nil {
+		return err
+	}
 	if err != nil {
 		return errors.New("the key is not valid (unknown, revoked, expired or suspended)")
 	}
@@ -227,7 +257,13 @@ func (e *Endpoint) fromKey(ctx context.Context, secret, totp string, c *Claims) 
 		if totp == "" {
 			return errors.New("this key requires its owner's TOTP code: add totp=<code>")
 		}
-		if e.MFA == nil || e.MFA(ctx, caller.Principal.ID, totp) != nil {
+		if e.MFA == nil {
+			return errors.New("wrong or already used TOTP code")
+		}
+		if err := e.MFA(ctx, caller.Principal.ID, totp); err != nil {
+			if limitError(err) != nil {
+				return err
+			}
 			return errors.New("wrong or already used TOTP code")
 		}
 		amr = append(amr, "otp")

@@ -1,0 +1,102 @@
+package mfa
+
+import (
+	"context"
+	"errors"
+	"runtime"
+	"time"
+)
+
+// HashMemory is the memory one argon2id hash or check takes (argonMemory KiB).
+const HashMemory = argonMemory * 1024
+
+// ErrBusy: every hashing slot stayed taken for the gate's whole wait.
+var ErrBusy = errors.New("mfa: password hashing is at capacity")
+
+// dummyHash has the parameters of real hashes, so checking against it costs
+// what a real check costs.
+const dummyHash = "$argon2id$v=19$m=65536,t=3,p=2$c2FsdHNhbHRzYWx0c2FsdA$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g"
+
+// Gate bounds the memory of password hashing: at most Slots argon2id runs at
+// once (each takes HashMemory); a caller waits up to Wait for a slot and then
+// gets ErrBusy. Checks against a missing hash run against a dummy, so unknown
+// users and users without a password take the time of real ones.
+type Gate struct {
+	slots chan struct{}
+	wait  time.Duration
+}
+
+// NewGate returns a gate sized to memoryBytes and to the CPUs: each run uses
+// argonThreads lanes in parallel, and one CPU is left to the data plane, so
+// at most (CPUs-1)/argonThreads slots; at least one.
+func NewGate(memoryBytes int64, wait time.Duration) *Gate {
+	n := max(1, min(memoryBytes/HashMemory, int64((runtime.GOMAXPROCS(0)-1)/argonThreads)))
+	return &Gate{slots: make(chan struct{}, n), wait: wait}
+}
+
+// Slots is how many hashes may run at once.
+func (g *Gate) Slots() int { return cap(g.slots) }
+
+func (g *Gate) acquire(ctx context.Context) error {
+	select {
+	case g.slots <- struct{}{}:
+		return nil
+	default:
+	}
+	t := time.NewTimer(g.wait)
+	defer t.Stop()
+	select {
+	case g.slots <- struct{}{}:
+		return nil
+	case <-t.C:
+		return ErrBusy
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (g *Gate) release() { <-g.slots }
+
+// Check compares pw with hash under the bound; an empty hash is checked
+// against a dummy and never matches.
+func (g *Gate) Check(ctx context.Context, hash, pw string) (bool, error) {
+	release, err := g.Acquire(ctx)
+	if err != nil {
+		return false, err
+	}
+	defer release()
+	return CheckHeld(hash, pw), nil
+}
+
+// Acquire takes a hashing slot (waiting up to the gate's wait); call release
+// when done. Callers that must do work between taking the slot and hashing
+// (the attempt limits) use it, so that a flood shed by the gate costs nothing
+// else.
+func (g *Gate) Acquire(ctx context.Context) (release func(), err error) {
+	if err := g.acquire(ctx); err != nil {
+		return nil, err
+	}
+	return g.release, nil
+}
+
+// CheckHeld is CheckPassword for a caller holding a slot: an empty hash is
+// checked against the dummy and never matches.
+func CheckHeld(hash, pw string) bool {
+	if hash == "" {
+		CheckPassword(dummyHash, pw)
+		return false
+	}
+	return CheckPassword(hash, pw)
+}
+
+// Hash hashes a new password under the bound.
+func (g *Gate) Hash(ctx context.Context, pw string) (string, error) {
+	if len(pw) < MinPasswordLength { // refuse before spending memory
+		return HashPassword(pw)
+	}
+	if err := g.acquire(ctx); err != nil {
+		return "", err
+	}
+	defer g.release()
+	return HashPassword(pw)
+}
