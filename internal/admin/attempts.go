@@ -24,20 +24,11 @@ const (
 )
 
 // SourceAddr returns the caller's address: the connection's, or with
-// trustProxy the first X-Forwarded-For entry.
-func SourceAddr(r *http.Request, trustProxy bool) netip.Addr {
-	if trustProxy {
-		if xff := r.Header.Get("X-Forwarded-For"); xff != "" {
-			first, _, _ := strings.Cut(xff, ",")
-			if a, err := netip.ParseAddr(strings.TrimSpace(first)); err == nil {
-				return a.Unmap()
-			}
-		}
-	}
-	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
-		return ap.Addr().Unmap()
-	}
-	return netip.Addr{}
+// trustProxy the rightmost X-Forwarded-For entry outside trusted (the same
+// rule as the data plane: httpx.SourceAddr). Never the leftmost entry, which
+// the caller writes itself.
+func SourceAddr(r *http.Request, trustProxy bool, trusted []netip.Prefix) netip.Addr {
+	return httpx.SourceAddr(r.RemoteAddr, r.Header, trustProxy, trusted)
 }
 
 // Guard applies attempt limits to one request's guesses and records every
@@ -47,8 +38,9 @@ type Guard struct {
 	Ledger  interface {
 		Append(ctx context.Context, e ledger.Entry) (int64, error)
 	}
-	TrustProxy bool
-	Log        interface {
+	TrustProxy     bool
+	TrustedProxies []netip.Prefix // with TrustProxy: the proxies whose X-Forwarded-For entries are skipped
+	Log            interface {
 		Error(msg string, args ...any)
 		Warn(msg string, args ...any)
 	}
@@ -65,9 +57,9 @@ type attempt struct {
 
 func (g *Guard) begin(r *http.Request) *attempt {
 	if g == nil {
-		return &attempt{r: r, src: SourceAddr(r, false)}
+		return &attempt{r: r, src: SourceAddr(r, false, nil)}
 	}
-	return &attempt{g: g, r: r, src: SourceAddr(r, g.TrustProxy)}
+	return &attempt{g: g, r: r, src: SourceAddr(r, g.TrustProxy, g.TrustedProxies)}
 }
 
 // lockedError is the 429 for a locked subject: the same for a right guess.

@@ -154,7 +154,7 @@ func (h *Handler) alertFactor(r *http.Request, principalID, change string) {
 		return
 	}
 	details := map[string]any{"principal_id": principalID, "change": change,
-		"source_ip": SourceAddr(r, h.trustProxy()).String(), "user_agent": truncateUA(r.UserAgent()), "request_id": httpx.RequestID(r.Context())}
+		"source_ip": SourceAddr(r, h.trustProxy(), h.trustedProxies()).String(), "user_agent": truncateUA(r.UserAgent()), "request_id": httpx.RequestID(r.Context())}
 	name := principalID
 	if p, err := h.d.Store.Principal(r.Context(), principalID); err == nil {
 		name = p.Name

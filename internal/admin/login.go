@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -55,7 +56,7 @@ func (h *Handler) loginRoutes() {
 // routes cost work (argon2id, ceremonies, ID-token checks) whoever calls.
 func (h *Handler) throttled(fn func(w http.ResponseWriter, r *http.Request) error) http.HandlerFunc {
 	return h.open(func(w http.ResponseWriter, r *http.Request) error {
-		if ok, after := h.d.Throttle.Allow(r.Context(), SourceAddr(r, h.trustProxy())); !ok {
+		if ok, after := h.d.Throttle.Allow(r.Context(), SourceAddr(r, h.trustProxy(), h.trustedProxies())); !ok {
 			secs := int64(after / time.Second)
 			e := httpx.Errorf(http.StatusTooManyRequests, "rate_limited", "Too many authentication requests from this address; try again in %ds.", secs)
 			e.Header = http.Header{"Retry-After": {strconv.FormatInt(secs, 10)}}
@@ -66,6 +67,13 @@ func (h *Handler) throttled(fn func(w http.ResponseWriter, r *http.Request) erro
 }
 
 func (h *Handler) trustProxy() bool { return h.d.Guard != nil && h.d.Guard.TrustProxy }
+
+func (h *Handler) trustedProxies() []netip.Prefix {
+	if h.d.Guard == nil {
+		return nil
+	}
+	return h.d.Guard.TrustedProxies
+}
 
 // sessionCaller authenticates a session token.
 func (h *Handler) sessionCaller(r *http.Request, token string) (vkey.Key, *http.Request, error) {

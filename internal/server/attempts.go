@@ -33,7 +33,7 @@ func (s *Server) authLimits() authLimits {
 	l := s.cfg.Login
 	return authLimits{
 		guard: &admin.Guard{Limiter: &lockout.Limiter{Store: s.db, Credential: l.Credential(), Source: l.Source()},
-			Ledger: s.ledger, TrustProxy: s.cfg.TrustProxyHeaders, Log: s.log},
+			Ledger: s.ledger, TrustProxy: s.cfg.TrustProxyHeaders, TrustedProxies: trustedProxies(s.cfg.TrustedProxies), Log: s.log},
 		throttle: &lockout.Throttle{PerMinute: l.SourceRequestsPerMinute, Take: func(ctx context.Context, key string, perMinute int64) (bool, time.Duration, error) {
 			res, err := rl.Take(ctx, key, perMinute, 1)
 			return res.Allowed, res.RetryAfter, err
@@ -58,7 +58,7 @@ func (s *Server) guardToken(e *token.Endpoint, al authLimits) http.Handler {
 		return al.guard.CheckSecondFactor(r, mfa.Checker{Store: s.db, Opener: s.keyring, Now: time.Now}, principalID, code, "")
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if ok, after := al.throttle.Allow(r.Context(), admin.SourceAddr(r, s.cfg.TrustProxyHeaders)); !ok {
+		if ok, after := al.throttle.Allow(r.Context(), admin.SourceAddr(r, s.cfg.TrustProxyHeaders, trustedProxies(s.cfg.TrustedProxies))); !ok {
 			w.Header().Set("Content-Type", "application/json")
 			w.Header().Set("Cache-Control", "no-store")
 			w.Header().Set("Retry-After", strconv.FormatInt(int64(after/time.Second), 10))
