@@ -105,7 +105,7 @@ func (h *Handler) serveCall(w http.ResponseWriter, r *http.Request, ep provider.
 
 	// Policy: both the key's scope (above) and a policy must allow.
 	out, _ := h.maxOutput(ep, call, price)
-	worstCost := price.Cost(usage.Tokens{Input: InputUpperBound(body), Output: out})
+	worstCost := worstOf(ep, call, body, price, out).cost
 	pd := h.decide(r, caller, snap, ep.Name, call.Model, up.Name, call, worstCost)
 	rec.Reasons = pd.Reasons
 	if !pd.Allow {

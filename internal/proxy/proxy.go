@@ -98,6 +98,10 @@ type Options struct {
 	TrustProxyHeaders bool          // take the source address from X-Forwarded-For
 	DefaultMaxOutput  int64         // output ceiling for budgets when neither call nor price table gives one; default 32768
 	PolicyZone        string        // time zone of the hour and weekday policies see; default UTC
+	// AllowUnboundedCost lets keys under a hard budget use request fields
+	// whose cost the gateway cannot bound (background, previous_response_id,
+	// server-side tools, files, audio…); see docs/budgets.md. Default off.
+	AllowUnboundedCost bool
 	// ClientPrincipals maps verified client-certificate identities (URI SAN,
 	// DNS SAN or CN) to principal names or ids (mTLS).
 	ClientPrincipals map[string]string
