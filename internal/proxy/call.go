@@ -321,7 +321,8 @@ func (o outcome) unmetered() bool { return o.sent && !o.refused && !o.metered }
 // cost when the upstream reported usage, even above the hold (over is then
 // true: a bound was wrong, and the excess is charged, never forgiven); the
 // whole hold when usage is missing, since the upstream may have billed up to
-// the worst case.
+// the worst case, and no more: a local count (one token per byte of output)
+// is a looser bound than the hold, whose output cap the upstream honours.
 func settlement(o outcome, metered, held int64, hasHold bool) (charged int64, over bool) {
 	switch {
 	case !o.sent || o.refused:
@@ -329,7 +330,7 @@ func settlement(o outcome, metered, held int64, hasHold bool) (charged int64, ov
 	case o.metered:
 		return metered, hasHold && metered > held
 	}
-	return max(held, metered), false
+	return held, false
 }
 
 // roundTrip sends the call upstream. A connection failure, a refused

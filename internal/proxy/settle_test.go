@@ -20,7 +20,7 @@ func TestSettlement(t *testing.T) {
 		{"metered, no budget", outcome{sent: true, metered: true}, 5000, false, 5000, false, false},
 		{"no usage (background, JSON or SSE)", outcome{sent: true}, 20, true, held, false, true},
 		{"hang-up before the answer", outcome{sent: true}, 0, true, held, false, true},
-		{"estimate above the hold", outcome{sent: true}, 4000, true, 4000, false, true},
+		{"local count above the hold", outcome{sent: true}, 4000, true, held, false, true},
 	}
 	for _, tt := range tests {
 		charged, over := settlement(tt.o, tt.metered, held, tt.hasHold)

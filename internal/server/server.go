@@ -856,7 +856,7 @@ func (s *Server) buildHTTP() {
 		Tokens: &proxy.Tokens{Issuer: s.tokens, DPoP: s.dpop, Endpoint: endpoint}, Budgets: s.budgets, Breaker: s.breaker, Log: s.log}, proxy.Options{
 		MaxBodyBytes: s.cfg.MaxBodyBytes, UpstreamTimeout: s.cfg.UpstreamTimeout.D(),
 		StreamIdleTimeout: s.cfg.StreamIdleTimeout.D(), TrustProxyHeaders: s.cfg.TrustProxyHeaders, DefaultMaxOutput: s.cfg.DefaultMaxOutputTokens,
-		PolicyZone: s.cfg.PolicyTimeZone, ClientPrincipals: s.cfg.TLS.ClientPrincipals,
+		PolicyZone: s.cfg.PolicyTimeZone, ClientPrincipals: s.cfg.TLS.ClientPrincipals, AllowUnboundedCost: s.cfg.AllowUnboundedCost,
 	})
 	dataMux := http.NewServeMux()
 	dataMux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {

@@ -1,0 +1,351 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gatehouse-gw/gatehouse/client"
+	"github.com/gatehouse-gw/gatehouse/internal/config"
+	"github.com/gatehouse-gw/gatehouse/internal/provider/sim"
+)
+
+// The hostile-budget suite of issue #9: a leaked key on a small hard budget,
+// an upstream that reads JSON as non-Go servers do (case-sensitive names, the
+// last duplicate wins) and bills like OpenAI (every generation to its cap,
+// n, best_of, batches, images, background in full), and every request shape
+// of the issue fired 50 times at once. Whatever the shape: spent ≤ limit,
+// what the upstream billed ≤ what the gateway charged, and every call that
+// reached the upstream is in the audit log with its start and end records.
+
+const (
+	hostileCalls  = 50
+	hostileLimit  = 50_000 // $0.05
+	hostileIn     = 2_500_000
+	hostileOut    = 10_000_000
+	anthropicIn   = 3_000_000
+	anthropicOut  = 15_000_000
+	hostileUser   = `"messages":[{"role":"user","content":"Write about budgets that hold."}]`
+	hostileModel  = "gpt-4o"
+	hostileClaude = "claude-sonnet-4-5"
+)
+
+type hostileShape struct {
+	name    string
+	path    string
+	body    string
+	fault   sim.Fault     // Hostile is always set
+	timeout time.Duration // the caller hangs up after this; 0: never
+	refused string        // every call is refused with this error code, before the upstream
+	clamp   bool          // the budget lowers the output cap to fit instead of refusing
+}
+
+func hostileShapes() []hostileShape {
+	img := `{"type":"image\u005furl","image\u005furl":{"url":"https://example.com/a.png"}}`
+	return []hostileShape{
+		{name: "Background", path: "/v1/responses", body: `{"model":"gpt-4o","input":"hi","background":true,"max_output_tokens":200}`, refused: "unbounded_cost"},
+		{name: "N128", path: "/v1/chat/completions", body: `{"model":"gpt-4o","n":128,"max_tokens":10,` + hostileUser + `}`},
+		{name: "BestOf", path: "/v1/completions", body: `{"model":"gpt-4o","prompt":"hi","n":1,"best_of":20,"max_tokens":50}`},
+		{name: "PromptBatch", path: "/v1/completions", body: `{"model":"gpt-4o","prompt":["a","b","c","d","e","f","g","h"],"n":3,"max_tokens":40}`},
+		{name: "HangUpBeforeAnswer", path: "/v1/chat/completions", body: `{"model":"gpt-4o","max_tokens":100,` + hostileUser + `}`,
+			fault: sim.Fault{Latency: 2 * time.Second}, timeout: 300 * time.Millisecond},
+		{name: "ModelDuplicate", path: "/v1/chat/completions", body: `{"model":"gpt-4o-mini","model":"gpt-4o","max_tokens":10,` + hostileUser + `}`, refused: "duplicate_field"},
+		{name: "ModelCaseVariant", path: "/v1/chat/completions", body: `{"model":"gpt-4o-mini","Model":"gpt-4o","max_tokens":10,` + hostileUser + `}`, refused: "ambiguous_field"},
+		{name: "StreamCaseVariant", path: "/v1/chat/completions", body: `{"model":"gpt-4o","stream":true,"Stream":false,"max_tokens":10,` + hostileUser + `}`, refused: "ambiguous_field"},
+		{name: "StreamFoldVariant", path: "/v1/chat/completions", body: `{"model":"gpt-4o","ſtream":true,"max_tokens":10,` + hostileUser + `}`, refused: "ambiguous_field"},
+		{name: "CapFieldConfusion", path: "/v1/responses", body: `{"model":"gpt-4o","input":"hi","max_completion_tokens":1,"max_output_tokens":50000}`, refused: "unsupported_parameter"},
+		{name: "ChatCapsDisagree", path: "/v1/chat/completions", body: `{"model":"gpt-4o","max_tokens":1,"max_completion_tokens":50000,` + hostileUser + `}`, refused: "conflicting_parameters"},
+		{name: "EscapedImageURL", path: "/v1/chat/completions", body: `{"model":"gpt-4o","max_tokens":10,"messages":[{"role":"user","content":[` + img + `,` + img + `]}]}`},
+		{name: "FileByID", path: "/v1/chat/completions", body: `{"model":"gpt-4o","max_tokens":10,"messages":[{"role":"user","content":[{"type":"file","file":{"file_id":"file-1"}}]}]}`, refused: "unbounded_cost"},
+		{name: "PDFByURL", path: "/v1/responses", body: `{"model":"gpt-4o","max_output_tokens":10,"input":[{"role":"user","content":[{"type":"input_file","file_url":"https://example.com/a.pdf"}]}]}`, refused: "unbounded_cost"},
+		{name: "DocumentByURL", path: "/v1/messages", body: `{"model":"claude-sonnet-4-5","max_tokens":10,"messages":[{"role":"user","content":[{"type":"document","source":{"type":"url","url":"https://example.com/a.pdf"}}]}]}`, refused: "unbounded_cost"},
+		{name: "ServerSideTool", path: "/v1/responses", body: `{"model":"gpt-4o","input":"hi","max_output_tokens":10,"tools":[{"type":"web_search"}]}`, refused: "unbounded_cost"},
+		{name: "PreviousResponseID", path: "/v1/responses", body: `{"model":"gpt-4o","input":"hi","max_output_tokens":10,"previous_response_id":"resp_1"}`, refused: "unbounded_cost"},
+		{name: "NoUsageJSON", path: "/v1/chat/completions", body: `{"model":"gpt-4o","max_tokens":300,` + hostileUser + `}`, fault: sim.Fault{NoUsage: true}},
+		{name: "NoUsageSSE", path: "/v1/chat/completions", body: `{"model":"gpt-4o","max_tokens":300,"stream":true,` + hostileUser + `}`, fault: sim.Fault{NoUsage: true}},
+		{name: "NoUsageMessages", path: "/v1/messages", body: `{"model":"claude-sonnet-4-5","max_tokens":300,` + hostileUser + `}`, fault: sim.Fault{NoUsage: true}},
+		{name: "UpstreamErrorMidStream", path: "/v1/chat/completions", body: `{"model":"gpt-4o","max_tokens":300,"stream":true,` + hostileUser + `}`, fault: sim.Fault{CutAfter: 3}},
+		{name: "NoCapGivenClamped", path: "/v1/chat/completions", body: `{"model":"gpt-4o",` + hostileUser + `}`, clamp: true},
+		{name: "CapAboveBudgetClamped", path: "/v1/completions", body: `{"model":"gpt-4o","prompt":["a","b"],"n":2,"max_tokens":100000}`, clamp: true},
+		{name: "ThinkingBudgetAboveCap", path: "/v1/messages", body: `{"model":"claude-sonnet-4-5","max_tokens":100,"thinking":{"type":"enabled","budget_tokens":400},` + hostileUser + `}`},
+	}
+}
+
+// hostileFixture is a gateway with prices set for the suite's models.
+func hostileFixture(t *testing.T, dsn string, mutate func(*config.Config)) *fixture {
+	f := newFixture(t, gwOptions{database: dsn, mutate: func(c *config.Config) {
+		c.Ledger.CheckpointInterval = config.Duration(100 * time.Millisecond)
+		if mutate != nil {
+			mutate(c)
+		}
+	}})
+	for _, p := range []client.Price{
+		{Model: hostileModel, Input: hostileIn, CachedInput: hostileIn / 2, Output: hostileOut},
+		{Model: "gpt-4o-mini", Input: hostileIn, CachedInput: hostileIn / 2, Output: hostileOut}, // priced like gpt-4o: billedCost
+		{Model: hostileClaude, Input: anthropicIn, CachedInput: anthropicIn / 10, CacheWrite: anthropicIn * 5 / 4, Output: anthropicOut},
+	} {
+		if _, err := f.admin.SetPrice(context.Background(), p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return f
+}
+
+// billedCost is what the upstream's bills come to at the suite's prices.
+func billedCost(bills []sim.Bill) int64 {
+	var sum int64
+	for _, b := range bills {
+		in, out := int64(hostileIn), int64(hostileOut)
+		if strings.HasPrefix(b.Model, "claude") {
+			in, out = anthropicIn, anthropicOut
+		}
+		sum += (b.Input*in + b.Output*out + 999_999) / 1_000_000
+	}
+	return sum
+}
+
+type fired struct {
+	status map[int]int
+	codes  map[string]int
+	sample string
+}
+
+// fireAll sends n copies of body at once with key.
+func fireAll(t *testing.T, url, key string, s hostileShape, n int) fired {
+	t.Helper()
+	tr := &http.Transport{MaxIdleConnsPerHost: n}
+	defer tr.CloseIdleConnections()
+	c := &http.Client{Transport: tr, Timeout: 60 * time.Second}
+	var mu sync.Mutex
+	res := fired{status: map[int]int{}, codes: map[string]int{}}
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for range n {
+		wg.Go(func() {
+			<-start
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			if s.timeout > 0 {
+				ctx, cancel = context.WithTimeout(ctx, s.timeout)
+				defer cancel()
+			}
+			req, _ := http.NewRequestWithContext(ctx, "POST", url+s.path, strings.NewReader(s.body))
+			req.Header.Set("Authorization", "Bearer "+key)
+			if s.path == "/v1/messages" {
+				req.Header.Set("anthropic-version", "2023-06-01")
+			}
+			status, code, body := 0, "", ""
+			if resp, err := c.Do(req); err == nil {
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				status, body = resp.StatusCode, string(b)
+				var e struct {
+					Error struct {
+						Code    string `json:"code"`
+						Message string `json:"message"`
+					} `json:"error"`
+				}
+				json.Unmarshal(b, &e)
+				code = e.Error.Code
+				if code == "" && status >= 400 {
+					code = e.Error.Message // Anthropic's shape has no code
+				}
+			}
+			mu.Lock()
+			res.status[status]++
+			res.codes[code]++
+			if status != 200 && res.sample == "" {
+				res.sample = body
+			}
+			mu.Unlock()
+		})
+	}
+	close(start)
+	wg.Wait()
+	return res
+}
+
+// runHostileShape fires one shape at a fresh key with a small hard budget and
+// checks the invariants.
+func runHostileShape(t *testing.T, f *fixture, s hostileShape) {
+	ctx := context.Background()
+	k, err := f.admin.CreateKey(ctx, client.KeyInput{Principal: "agent", Name: s.name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := setBudget(t, f.admin, k.ID, hostileLimit, s.clamp)
+	fault := s.fault
+	fault.Hostile = true
+	f.up.SetFault(fault)
+	defer f.up.SetFault(sim.Fault{})
+	bills0, calls0 := len(f.up.Bills()), f.up.Calls.Load()
+
+	res := fireAll(t, f.dataURL, k.Secret, s, hostileCalls)
+	after := waitSettled(t, f.admin, b.ID)
+	recs := f.usageOf(t, k.ID, hostileCalls)
+	bills := f.up.Bills()[bills0:]
+	billed := billedCost(bills)
+	t.Logf("%s: statuses %v codes %v; spent %d of %d micros, upstream billed %d for %d calls",
+		s.name, res.status, res.codes, after.Spent, hostileLimit, billed, len(bills))
+
+	if after.Reserved != 0 {
+		t.Errorf("%d micros still reserved after every call ended", after.Reserved)
+	}
+	if after.Spent > hostileLimit {
+		t.Errorf("OVERSHOOT: spent %d micros of a %d budget", after.Spent, hostileLimit)
+	}
+	if billed > after.Spent {
+		t.Errorf("UNDERCHARGED: the upstream billed %d micros, the gateway charged %d", billed, after.Spent)
+	}
+	if len(recs) != hostileCalls {
+		t.Errorf("%d usage records for %d authenticated calls", len(recs), hostileCalls)
+	}
+	var charged int64
+	for _, r := range recs {
+		charged += r.CostMicros
+		if r.OverReservation {
+			t.Errorf("call %s: the upstream reported more than was reserved", r.RequestID)
+		}
+	}
+	if charged != after.Spent {
+		t.Errorf("usage records charge %d micros, the budget spent %d", charged, after.Spent)
+	}
+	if s.refused != "" {
+		if res.status[400] != hostileCalls || (res.codes[s.refused] != hostileCalls && !strings.Contains(res.sample, s.refused)) {
+			t.Errorf("want every call refused with %s: %v %v %s", s.refused, res.status, res.codes, res.sample)
+		}
+		if got := f.up.Calls.Load() - calls0; got != 0 {
+			t.Errorf("the upstream saw %d refused calls", got)
+		}
+		return
+	}
+	if res.status[200] == 0 && s.timeout == 0 {
+		t.Errorf("no call admitted (%v %v %s): the shape was not exercised", res.status, res.codes, res.sample)
+	}
+	// Every call that reached the upstream is in the audit log: start and end.
+	started := 0
+	for _, r := range recs {
+		if r.Status == 400 || r.Status == 429 {
+			continue
+		}
+		if n, out := auditRecords(t, f, r.RequestID); n != 2 {
+			t.Errorf("audit show %s (status %d %s): %d records; %s", r.RequestID, r.Status, r.ErrorCode, n, out)
+		}
+		started++
+	}
+	if got := int(f.up.Calls.Load() - calls0); got > started {
+		t.Errorf("the upstream saw %d calls, the audit log has %d started", got, started)
+	}
+}
+
+// auditRecords counts the audit-log records of a request, waiting for the
+// checkpoint that covers them.
+func auditRecords(t *testing.T, f *fixture, id string) (int, string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		code, out, errs := runCLI(t, f.gateway, "audit", "show", id, "--json")
+		var shown []map[string]any
+		json.Unmarshal([]byte(out), &shown)
+		if code == 0 || time.Now().After(deadline) || !strings.Contains(errs, "checkpoint") {
+			return len(shown), out + errs
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestHostileBudget runs every hostile shape on every backend.
+func TestHostileBudget(t *testing.T) {
+	for name, dsn := range backends(t) {
+		t.Run(name, func(t *testing.T) {
+			f := hostileFixture(t, dsn(t), nil)
+			for _, s := range hostileShapes() {
+				t.Run(s.name, func(t *testing.T) { runHostileShape(t, f, s) })
+			}
+		})
+	}
+}
+
+// TestHostileBudgetAllowUnbounded: with allow_unbounded_cost an operator
+// lets background calls through; they are charged their whole hold (usage
+// null), which covers what the upstream bills for the run.
+func TestHostileBudgetAllowUnbounded(t *testing.T) {
+	f := hostileFixture(t, "", func(c *config.Config) { c.AllowUnboundedCost = true })
+	s := hostileShapes()[0]
+	s.refused = ""
+	runHostileShape(t, f, s)
+}
+
+// TestHostileDifferential: every governed-field variant the gateway admits
+// reaches the upstream reading as the gateway priced it (model, stream, cap,
+// generations); every variant it refuses never reaches it.
+func TestHostileDifferential(t *testing.T) {
+	f := hostileFixture(t, "", nil)
+	ctx := context.Background()
+	k, err := f.admin.CreateKey(ctx, client.KeyInput{Principal: "agent", Name: "differential"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	setBudget(t, f.admin, k.ID, 10_000_000, false)
+	f.up.SetFault(sim.Fault{Hostile: true})
+	keys := map[string][]string{
+		"model":                 {`"gpt-4o"`, `"gpt-4o-mini"`},
+		"stream":                {`true`, `false`},
+		"n":                     {`1`, `3`},
+		"max_tokens":            {`5`, `50`},
+		"max_completion_tokens": {`7`, `70`},
+		"max_output_tokens":     {`9`},
+	}
+	// Each governed field, alone, duplicated, and as a case variant, on chat.
+	type variant struct{ extra, want string }
+	var vs []variant
+	for key, vals := range keys {
+		up := strings.ToUpper(key[:1]) + key[1:]
+		vs = append(vs,
+			variant{fmt.Sprintf(`"%s":%s`, key, vals[0]), ""},
+			variant{fmt.Sprintf(`"%s":%s,"%s":%s`, key, vals[0], key, vals[len(vals)-1]), "duplicate_field"},
+			variant{fmt.Sprintf(`"%s":%s,"%s":%s`, key, vals[0], up, vals[len(vals)-1]), "ambiguous_field"},
+		)
+	}
+	calls := 0
+	for _, v := range vs {
+		calls++
+		body := `{` + v.extra + `,` + hostileUser + `}`
+		if !strings.Contains(v.extra, `"model"`) {
+			body = `{"model":"gpt-4o",` + v.extra + `,` + hostileUser + `}`
+		}
+		want := v.want
+		if want == "" && strings.Contains(v.extra, "max_output_tokens") {
+			want = "unsupported_parameter"
+		}
+		bills0 := len(f.up.Bills())
+		res := fireAll(t, f.dataURL, k.Secret, hostileShape{name: v.extra, path: "/v1/chat/completions", body: body}, 1)
+		bills := f.up.Bills()[bills0:]
+		if want != "" {
+			if res.status[400] != 1 || res.codes[want] != 1 || len(bills) != 0 {
+				t.Errorf("%s: %v %v, upstream billed %d calls; want 400 %s", body, res.status, res.codes, len(bills), want)
+			}
+			continue
+		}
+		if res.status[200] != 1 || len(bills) != 1 {
+			t.Fatalf("%s: %v %v %s", body, res.status, res.codes, res.sample)
+		}
+		recs := f.usageOf(t, k.ID, calls)
+		r, b := recs[0], bills[0]
+		if r.Model != b.Model || r.Stream != b.Stream {
+			t.Errorf("%s: gateway priced %s stream=%v, upstream served %s stream=%v", body, r.Model, r.Stream, b.Model, b.Stream)
+		}
+		if b.Cap < 0 {
+			t.Errorf("%s: the upstream saw no output cap under a hard budget", body)
+		}
+		if cost := billedCost([]sim.Bill{b}); cost > r.CostMicros {
+			t.Errorf("%s: upstream billed %d micros, gateway charged %d", body, cost, r.CostMicros)
+		}
+	}
+}
