@@ -146,3 +146,10 @@ func TestRewritesKeepOneReading(t *testing.T) {
 		t.Fatalf("rewritten body %s", up)
 	}
 }
+
+func TestDocumentContentIsBounded(t *testing.T) {
+	c, err := ParseCall(provider.Messages, []byte(`{"model":"m","max_tokens":5,"messages":[{"role":"user","content":[{"type":"document","source":{"type":"content","content":[{"type":"text","text":"a"},{"type":"image","source":{"type":"base64","data":"AA"}}]}}]}]}`))
+	if err != nil || len(c.Shape.Unbounded) != 0 || c.Shape.Images != 1 {
+		t.Fatalf("%v %+v", err, c.Shape)
+	}
+}

@@ -108,9 +108,6 @@ func analyze(ep provider.Endpoint, o object) (Shape, error) {
 		}
 		switch m.name {
 		case "messages", "input", "system":
-			if ep.Name == provider.Embeddings.Name {
-				continue // strings and token arrays
-			}
 			v, err := decodeAny(m.value)
 			if err != nil {
 				return s, err
@@ -187,58 +184,58 @@ var textTypes = map[string]bool{
 	"reasoning": true,
 }
 
-// walk accounts for one value of the conversation at path.
-func (s *Shape) walk(v any, path string) {
+// walk accounts for one value of the conversation at path. Images are
+// counted wherever they sit; types are judged (an unknown one has no bound)
+// where the APIs define content, not inside tool arguments or text parts.
+func (s *Shape) walk(v any, path string) { s.walkIn(v, path, true) }
+
+func (s *Shape) walkIn(v any, path string, judge bool) {
 	switch x := v.(type) {
 	case []any:
 		for i, e := range x {
-			s.walk(e, fmt.Sprintf("%s[%d]", path, i))
+			s.walkIn(e, fmt.Sprintf("%s[%d]", path, i), judge)
 		}
 	case map[string]any:
 		if cc, ok := x["cache_control"].(map[string]any); ok && cc["ttl"] == "1h" {
 			s.CacheTTL1h = true
 		}
 		t, typed := x["type"].(string)
-		if !typed {
+		switch {
+		case t == "image_url" || t == "input_image" || t == "image" || t == "computer_screenshot":
+			s.Images++
+			return
+		case !typed:
 			if _, ok := x["image_url"]; ok {
 				s.Images++
 				return
 			}
-			if a, ok := x["audio"]; ok && a != nil { // an assistant message's audio, by id: audio tokens
+			if a, ok := x["audio"]; ok && a != nil && judge { // an assistant message's audio, by id: audio tokens
 				s.unbounded(path + ".audio")
 			}
-			for _, k := range sortedKeys(x) {
-				if k != "cache_control" {
-					s.walk(x[k], path+"."+k)
-				}
-			}
-			return
-		}
-		switch {
-		case textTypes[t]:
-		case t == "image_url" || t == "input_image" || t == "image" || t == "computer_screenshot":
-			s.Images++
-		case t == "message":
-			s.walk(x["content"], path+".content")
-		case t == "function_call_output" || t == "custom_tool_call_output":
-			s.walk(x["output"], path+".output")
-		case t == "tool_result" || t == "search_result":
-			s.walk(x["content"], path+".content")
+		case !judge || textTypes[t]:
+			judge = false // below: arguments and text, where "type" is anyone's word
+		case t == "message" || t == "function_call_output" || t == "custom_tool_call_output" || t == "tool_result" || t == "search_result":
 		case t == "document":
 			src, _ := x["source"].(map[string]any)
 			switch src["type"] {
 			case "text":
 			case "content":
-				s.walk(src["content"], path+".source.content")
+				s.walkIn(src["content"], path+".source.content", judge)
 			default: // a PDF by base64, URL or file id: pages are not countable here
 				s.unbounded(path + " (document)")
 			}
+			return
 		case t == "file" || t == "input_file":
 			s.unbounded(path + " (file)")
 		case t == "input_audio" || t == "audio":
 			s.unbounded(path + " (audio)")
 		default:
 			s.unbounded(path + " (type " + t + ")")
+		}
+		for _, k := range sortedKeys(x) {
+			if k != "cache_control" && k != "type" {
+				s.walkIn(x[k], path+"."+k, judge)
+			}
 		}
 	}
 }

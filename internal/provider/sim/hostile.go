@@ -196,3 +196,16 @@ func endpointOf(path string) string {
 	}
 	return ""
 }
+
+// HostileBill is what the hostile upstream bills for body sent to path (an
+// endpoint path such as /chat/completions), as it reads the body.
+func HostileBill(path string, body []byte) (Bill, error) {
+	var req request
+	if err := decodeLastWins(body, &req); err != nil {
+		return Bill{}, err
+	}
+	req.endpoint, req.hostile = endpointOf(path), true
+	b := req.bill()
+	b.Background = req.Background && req.endpoint == "responses"
+	return b, nil
+}
