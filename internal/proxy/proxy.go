@@ -3,15 +3,24 @@
 //
 //  1. take the current snapshot (routes, prices);
 //  2. authenticate the caller (virtual key → key, principal);
-//  3. parse the body far enough to know the model, stream and output limit;
+//  3. read the body once, strictly (body.go): JSON v2 semantics, no duplicate
+//     name at any depth, valid UTF-8, no case or fold variant of a governed
+//     field, the output cap as the endpoint's API defines it; every later
+//     decision is made on this one reading, and what goes upstream is the
+//     checked bytes or a re-serialisation of them that reads the same;
 //  4. check the key's scope (endpoint, model, source address);
 //  5. route the model to an upstream;
-//  6. call the upstream, retrying on another key only before any byte reached
-//     the caller; stream SSE through, flushing per event, metering as it goes;
-//  7. record usage and cost, also when the caller disconnects midway.
-//
-// Policy, rate limits, budget reservation and the write-ahead ledger record slot
-// in between steps 5 and 6 (see the open issues).
+//  6. policy, rate limits, then the budget reservation of the worst case
+//     (worstcase.go: a structured walk of the body, every multiplier, every
+//     input kind; fields with no computable bound refused under a hard
+//     budget), then the write-ahead ledger record;
+//  7. call the upstream, retrying on another key only before any byte reached
+//     the caller and never once a request was written in full; stream SSE
+//     through, flushing per event, metering as it goes;
+//  8. settle: charged ≥ billed. Usage reported: its cost (above the hold:
+//     charged anyway and flagged over_reservation). Usage missing, or the
+//     call ended early after the request left: the whole hold. The breaker
+//     sees what was charged. Record usage, also when the caller disconnects.
 //
 // Errors are rendered in the API's own shape (OpenAI's, or Anthropic's on
 // /v1/messages) with the request id; causes are logged, never sent; no
