@@ -349,3 +349,51 @@ func TestHostileDifferential(t *testing.T) {
 		}
 	}
 }
+
+// TestHostileOverReservation: an upstream that reports more than any bound
+// allows is charged as reported (never forgiven), the usage record says
+// over_reservation, an alert goes out, and the breaker counts the charge.
+func TestHostileOverReservation(t *testing.T) {
+	for name, dsn := range backends(t) {
+		t.Run(name, func(t *testing.T) {
+			hook := newWebhook(t)
+			t.Setenv("GATEHOUSE_ALERT_WEBHOOK_SECRET", "whsec-test")
+			f := hostileFixture(t, dsn(t), func(c *config.Config) {
+				c.AlertWebhookURL = hook.url
+				c.Breaker.Ceiling = "0.50"
+			})
+			b := setBudget(t, f.admin, f.keyID, 5_000_000, false)
+			f.up.SetFault(sim.Fault{Hostile: true, OverReport: 100_000}) // $1 of output on a 10-token cap
+			bills0 := len(f.up.Bills())
+			s := hostileShape{name: "OverReport", path: "/v1/chat/completions", body: `{"model":"gpt-4o","max_tokens":10,` + hostileUser + `}`}
+			if res := fireAll(t, f.dataURL, f.key, s, 1); res.status[200] != 1 {
+				t.Fatalf("%v %s", res.status, res.sample)
+			}
+			after := waitSettled(t, f.admin, b.ID)
+			billed := billedCost(f.up.Bills()[bills0:])
+			recs := f.usageOf(t, f.keyID, 1)
+			if len(recs) != 1 || !recs[0].OverReservation || recs[0].CostMicros != billed || after.Spent != billed {
+				t.Fatalf("record %+v, spent %d, billed %d: want the report charged and flagged", recs, after.Spent, billed)
+			}
+			var kinds []any
+			for _, a := range hook.wait(t, 2) {
+				kinds = append(kinds, a["kind"])
+			}
+			if !containsAny(kinds, "over_reservation") || !containsAny(kinds, "breaker_tripped") {
+				t.Fatalf("alerts %v: want over_reservation and breaker_tripped", kinds)
+			}
+			if res := fireAll(t, f.dataURL, f.key, s, 1); res.status[403] != 1 || res.codes["key_suspended"] != 1 {
+				t.Fatalf("after a $1 over-report against a $0.50 breaker: %v %v", res.status, res.codes)
+			}
+		})
+	}
+}
+
+func containsAny(xs []any, x any) bool {
+	for _, e := range xs {
+		if e == x {
+			return true
+		}
+	}
+	return false
+}

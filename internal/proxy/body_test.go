@@ -47,6 +47,10 @@ func TestParseCallRefusesAmbiguousBodies(t *testing.T) {
 		{"n on responses", `{"model":"m","input":"x","n":4}`, provider.Responses, "unsupported_parameter", "n"},
 		{"best_of on chat", `{"model":"m","best_of":4}`, provider.Chat, "unsupported_parameter", "best_of"},
 		{"stream string", `{"model":"m","stream":"false"}`, provider.Chat, "invalid_type", "stream"},
+		{"zero cap", `{"model":"m","max_tokens":0}`, provider.Chat, "invalid_value", "max_tokens"},
+		{"content type variant", `{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"x","TYPE":"input_file"}]}]}`, provider.Chat, "ambiguous_field", "messages[0].content[0].TYPE"},
+		{"content image_url variant", `{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"x","Image_Url":{"url":"u"}}]}]}`, provider.Chat, "ambiguous_field", "messages[0].content[0].Image_Url"},
+		{"thinking budget variant", `{"model":"m","max_tokens":5,"thinking":{"type":"enabled","budget_tokens":1,"Budget_Tokens":90000}}`, provider.Messages, "ambiguous_field", "Budget_Tokens"},
 		{"trailing data", `{"model":"m"}{"model":"x"}`, provider.Chat, "invalid_json", ""},
 	}
 	for _, tt := range tests {

@@ -15,12 +15,14 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/gatehouse-gw/gatehouse/internal/alert"
 	"github.com/gatehouse-gw/gatehouse/internal/auth"
 	"github.com/gatehouse-gw/gatehouse/internal/budget"
 	"github.com/gatehouse-gw/gatehouse/internal/config"
 	"github.com/gatehouse-gw/gatehouse/internal/httpx"
 	"github.com/gatehouse-gw/gatehouse/internal/ledger"
 	"github.com/gatehouse-gw/gatehouse/internal/policy"
+	"github.com/gatehouse-gw/gatehouse/internal/pricing"
 	"github.com/gatehouse-gw/gatehouse/internal/provider"
 	"github.com/gatehouse-gw/gatehouse/internal/ratelimit"
 	"github.com/gatehouse-gw/gatehouse/internal/usage"
@@ -142,8 +144,7 @@ func (h *Handler) serveCall(w http.ResponseWriter, r *http.Request, ep provider.
 		rec.CostMicros, rec.OverReservation = settlement(out, rec.CostMicros, held, hold != nil)
 		rec.Estimated = rec.Estimated || out.unmetered()
 		if rec.OverReservation {
-			h.log.Error("upstream billed more than was reserved; charged as reported", "request_id", rec.ID, "key_id", rec.KeyID,
-				"model", rec.Model, "endpoint", rec.Endpoint, "reserved_micros", held, "charged_micros", rec.CostMicros)
+			h.overReservation(rec, held)
 		}
 		if hold != nil {
 			hold.Settle(r.Context(), rec.CostMicros)
@@ -279,9 +280,9 @@ func (h *Handler) admit(r *http.Request, id, keyID, principalID, teamID string, 
 	if h.limiter == nil {
 		return nil, nil
 	}
-	tokens := int64(len(body)+3) / 4 // as providers estimate for TPM: prompt size plus the output cap
+	tokens := int64(len(body)+3) / 4 // as providers estimate for TPM: prompt size plus the output cap of every generation
 	if c.MaxOutput != nil {
-		tokens += *c.MaxOutput
+		tokens = satAdd(tokens, satMul(*c.MaxOutput, satMul(max(c.Choices, 1), max(c.Prompts, 1))))
 	}
 	t, err := h.limiter.Admit(r.Context(), id, ratelimit.Call{KeyID: keyID, PrincipalID: principalID, TeamID: teamID}, tokens)
 	var ref *ratelimit.Refusal
@@ -299,6 +300,19 @@ func (h *Handler) admit(r *http.Request, id, keyID, principalID, teamID string, 
 		return nil, httpx.Errorf(http.StatusServiceUnavailable, "rate_limit_unavailable", "Rate limits cannot be checked right now; try again shortly.").WithCause(err)
 	}
 	return t, nil
+}
+
+// overReservation tells operators that an upstream reported more than the
+// gateway reserved for a call: a worst-case bound was wrong somewhere.
+func (h *Handler) overReservation(rec *usage.Record, held int64) {
+	h.log.Error("upstream reported more than was reserved; charged as reported", "request_id", rec.ID, "key_id", rec.KeyID,
+		"model", rec.Model, "endpoint", rec.Endpoint, "reserved_micros", held, "charged_micros", rec.CostMicros)
+	if h.alerts != nil {
+		h.alerts.Send(alert.Alert{Kind: "over_reservation",
+			Message: fmt.Sprintf("call %s on key %s cost %s, more than the %s reserved for it", rec.ID, rec.KeyID, pricing.FormatUSD(rec.CostMicros), pricing.FormatUSD(held)),
+			Details: map[string]any{"request_id": rec.ID, "key_id": rec.KeyID, "model": rec.Model, "endpoint": rec.Endpoint,
+				"reserved_micros": held, "charged_micros": rec.CostMicros}})
+	}
 }
 
 // outcome is what the settlement of a call depends on.

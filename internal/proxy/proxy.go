@@ -37,6 +37,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gatehouse-gw/gatehouse/internal/alert"
 	"github.com/gatehouse-gw/gatehouse/internal/auth"
 	"github.com/gatehouse-gw/gatehouse/internal/config"
 	"github.com/gatehouse-gw/gatehouse/internal/httpx"
@@ -85,8 +86,14 @@ type Ledger interface {
 	Append(ctx context.Context, e ledger.Entry) (int64, error)
 }
 
-// Deps are the Handler's collaborators; Limiter, Budgets, Breaker and Ledger may be nil.
+// Alerter tells operators (package alert).
+type Alerter interface {
+	Send(a alert.Alert)
+}
+
+// Deps are the Handler's collaborators; Limiter, Budgets, Breaker, Ledger and Alerts may be nil.
 type Deps struct {
+	Alerts   Alerter
 	Ledger   Ledger
 	Tokens   *Tokens
 	Limiter  Limiter
@@ -126,6 +133,7 @@ type Handler struct {
 	limiter  Limiter
 	budgets  Budgets
 	breaker  Breaker
+	alerts   Alerter
 	log      *slog.Logger
 	opt      Options
 	now      func() time.Time
@@ -150,7 +158,7 @@ func New(d Deps, opt Options) *Handler {
 	if opt.DefaultMaxOutput <= 0 {
 		opt.DefaultMaxOutput = 32768
 	}
-	h := &Handler{zone: time.UTC, snapshot: d.Snapshot, auth: d.Auth, rec: d.Usage, ledger: d.Ledger, tokens: d.Tokens, limiter: d.Limiter, budgets: d.Budgets, breaker: d.Breaker, log: d.Log, opt: opt, now: time.Now, mux: http.NewServeMux()}
+	h := &Handler{zone: time.UTC, snapshot: d.Snapshot, auth: d.Auth, rec: d.Usage, ledger: d.Ledger, tokens: d.Tokens, limiter: d.Limiter, budgets: d.Budgets, breaker: d.Breaker, alerts: d.Alerts, log: d.Log, opt: opt, now: time.Now, mux: http.NewServeMux()}
 	for _, ep := range []provider.Endpoint{provider.Chat, provider.Completions, provider.Embeddings, provider.Responses, provider.Messages} {
 		h.mux.HandleFunc("POST /v1"+strings.TrimPrefix(ep.Path, "/v1"), h.call(ep))
 	}

@@ -118,6 +118,10 @@ func ParseCall(ep provider.Endpoint, body []byte) (Call, error) {
 	if c.Shape, err = analyze(ep, o); err != nil {
 		return Call{}, err
 	}
+	if a := c.Shape.ambiguous; a != "" {
+		return Call{}, badRequest("ambiguous_field", a,
+			"The field %s could be read as '%s' by a case-insensitive parser; field names are case-sensitive.", quoteName(a), c.Shape.ambiguousAs)
+	}
 	return c, nil
 }
 
@@ -142,6 +146,9 @@ func (c *Call) readCaps(ep provider.Endpoint) error {
 		}
 		if !ok {
 			continue
+		}
+		if n < 1 { // an upstream might read 0 as "no cap"
+			return badRequest("invalid_value", f, "Invalid value for '%s': it must be at least 1.", f)
 		}
 		if c.MaxOutput != nil && *c.MaxOutput != n {
 			return badRequest("conflicting_parameters", f, "'%s' and '%s' disagree (%d and %d); give one.", own[0], f, *c.MaxOutput, n)

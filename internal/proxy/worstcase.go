@@ -31,6 +31,8 @@ type Shape struct {
 	Priority       bool     // service_tier "priority": billed at a premium (assumed at most 2×)
 	CacheTTL1h     bool     // Anthropic one-hour cache writes: 2× the input price
 	Unbounded      []string // fields whose cost the gateway cannot bound
+
+	ambiguous, ambiguousAs string // a content member named like a governed one, and which
 }
 
 // Per-item worst cases (tokens). They are generous on purpose: a reservation
@@ -148,6 +150,11 @@ func analyze(ep provider.Endpoint, o object) (Shape, error) {
 		case "prediction":
 			s.ExtraOutput = satAdd(s.ExtraOutput, int64(len(m.value)))
 		case "thinking":
+			if sub, err := readObject(m.value); err == nil {
+				if err := checkVariants(sub, []string{"type", "budget_tokens"}, " in 'thinking'"); err != nil {
+					return s, err
+				}
+			}
 			var t struct {
 				BudgetTokens int64 `json:"budget_tokens"`
 			}
@@ -174,6 +181,9 @@ func (s *Shape) unbounded(field string) {
 	}
 }
 
+// contentNames are the member names of content parts that decide their cost.
+var contentNames = []string{"type", "image_url", "source", "file", "input_audio", "cache_control"}
+
 // textTypes are content types whose cost is their text, bounded by its bytes.
 var textTypes = map[string]bool{
 	"text": true, "input_text": true, "output_text": true, "refusal": true, "summary_text": true,
@@ -198,6 +208,13 @@ func (s *Shape) walkIn(v any, path string, judge bool) {
 	case map[string]any:
 		if cc, ok := x["cache_control"].(map[string]any); ok && cc["ttl"] == "1h" {
 			s.CacheTTL1h = true
+		}
+		if judge && s.ambiguous == "" {
+			for k := range x {
+				if g := foldVariant(k, contentNames); g != "" {
+					s.ambiguous, s.ambiguousAs = path+"."+k, g
+				}
+			}
 		}
 		t, typed := x["type"].(string)
 		switch {

@@ -853,7 +853,7 @@ func (s *Server) buildHTTP() {
 			return scheme + "://" + r.Host + r.URL.Path
 		}}
 	px := proxy.New(proxy.Deps{Snapshot: s.Snapshot, Auth: s.auth, Usage: s.usage, Ledger: s.ledger, Limiter: s.limiter,
-		Tokens: &proxy.Tokens{Issuer: s.tokens, DPoP: s.dpop, Endpoint: endpoint}, Budgets: s.budgets, Breaker: s.breaker, Log: s.log}, proxy.Options{
+		Tokens: &proxy.Tokens{Issuer: s.tokens, DPoP: s.dpop, Endpoint: endpoint}, Budgets: s.budgets, Breaker: s.breaker, Alerts: s.alerts, Log: s.log}, proxy.Options{
 		MaxBodyBytes: s.cfg.MaxBodyBytes, UpstreamTimeout: s.cfg.UpstreamTimeout.D(),
 		StreamIdleTimeout: s.cfg.StreamIdleTimeout.D(), TrustProxyHeaders: s.cfg.TrustProxyHeaders, DefaultMaxOutput: s.cfg.DefaultMaxOutputTokens,
 		PolicyZone: s.cfg.PolicyTimeZone, ClientPrincipals: s.cfg.TLS.ClientPrincipals, AllowUnboundedCost: s.cfg.AllowUnboundedCost,

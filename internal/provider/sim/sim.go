@@ -39,6 +39,7 @@ type Fault struct {
 	CutAfter   int             // drop the connection after this many stream events (0: never)
 	NoUsage    bool            // report no usage (usage null in JSON, none in streams)
 	Hostile    bool            // read and bill like a non-Go upstream (hostile.go)
+	OverReport int64           // hostile mode: bill and report this many output tokens more than the cap allows
 	Gate       <-chan struct{} // hold every answer until this closes (tests: all calls in flight at once)
 }
 
@@ -173,6 +174,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// caller is still there for the answer.
 		b := req.bill()
 		b.Background = req.Background && req.endpoint == "responses"
+		b.Output += f.OverReport
 		req.billed = &b
 		h.addBill(b)
 	}
