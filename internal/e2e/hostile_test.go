@@ -88,6 +88,7 @@ func hostileFixture(t *testing.T, dsn string, mutate func(*config.Config)) *fixt
 	for _, p := range []client.Price{
 		{Model: hostileModel, Input: hostileIn, CachedInput: hostileIn / 2, Output: hostileOut},
 		{Model: "gpt-4o-mini", Input: hostileIn, CachedInput: hostileIn / 2, Output: hostileOut}, // priced like gpt-4o: billedCost
+		{Model: "claude-haiku-4-5", Input: anthropicIn, CachedInput: anthropicIn / 10, CacheWrite: anthropicIn * 5 / 4, Output: anthropicOut},
 		{Model: hostileClaude, Input: anthropicIn, CachedInput: anthropicIn / 10, CacheWrite: anthropicIn * 5 / 4, Output: anthropicOut},
 	} {
 		if _, err := f.admin.SetPrice(context.Background(), p); err != nil {
@@ -284,9 +285,11 @@ func TestHostileBudgetAllowUnbounded(t *testing.T) {
 
 // TestHostileDifferential: every governed-field variant the gateway admits
 // reaches the upstream reading as the gateway priced it (model, stream, cap,
-// generations); every variant it refuses never reaches it.
+// generations); every variant it refuses never reaches it. Each governed
+// field is sent alone, duplicated (the upstream keeps the last) and as a case
+// variant, on every endpoint that defines it.
 func TestHostileDifferential(t *testing.T) {
-	f := hostileFixture(t, "", nil)
+	f := hostileFixture(t, "", func(c *config.Config) { c.Breaker.Ceiling, c.Breaker.BaselineMultiple = "0", 0 }) // many full-cap calls
 	ctx := context.Background()
 	k, err := f.admin.CreateKey(ctx, client.KeyInput{Principal: "agent", Name: "differential"})
 	if err != nil {
@@ -294,58 +297,82 @@ func TestHostileDifferential(t *testing.T) {
 	}
 	setBudget(t, f.admin, k.ID, 10_000_000, false)
 	f.up.SetFault(sim.Fault{Hostile: true})
-	keys := map[string][]string{
-		"model":                 {`"gpt-4o"`, `"gpt-4o-mini"`},
-		"stream":                {`true`, `false`},
-		"n":                     {`1`, `3`},
-		"max_tokens":            {`5`, `50`},
-		"max_completion_tokens": {`7`, `70`},
-		"max_output_tokens":     {`9`},
+	type field struct {
+		key  string
+		vals []string
 	}
-	// Each governed field, alone, duplicated, and as a case variant, on chat.
-	type variant struct{ extra, want string }
-	var vs []variant
-	for key, vals := range keys {
-		up := strings.ToUpper(key[:1]) + key[1:]
-		vs = append(vs,
-			variant{fmt.Sprintf(`"%s":%s`, key, vals[0]), ""},
-			variant{fmt.Sprintf(`"%s":%s,"%s":%s`, key, vals[0], key, vals[len(vals)-1]), "duplicate_field"},
-			variant{fmt.Sprintf(`"%s":%s,"%s":%s`, key, vals[0], up, vals[len(vals)-1]), "ambiguous_field"},
-		)
+	endpoints := []struct {
+		path, base string // base: the rest of a valid body
+		fields     []field
+		refused    []string // cap fields the endpoint does not define
+	}{
+		{"/v1/chat/completions", hostileUser, []field{{"model", []string{`"gpt-4o"`, `"gpt-4o-mini"`}}, {"stream", []string{`true`, `false`}},
+			{"n", []string{`1`, `3`}}, {"max_tokens", []string{`5`, `50`}}, {"max_completion_tokens", []string{`7`, `70`}}}, []string{"max_output_tokens"}},
+		{"/v1/completions", `"prompt":"hi"`, []field{{"model", []string{`"gpt-4o"`, `"gpt-4o-mini"`}}, {"stream", []string{`true`, `false`}},
+			{"n", []string{`1`, `3`}}, {"best_of", []string{`2`, `6`}}, {"max_tokens", []string{`5`, `50`}}, {"prompt", []string{`["a","b"]`, `"c"`}}},
+			[]string{"max_completion_tokens", "max_output_tokens"}},
+		{"/v1/responses", `"input":"hi"`, []field{{"model", []string{`"gpt-4o"`, `"gpt-4o-mini"`}}, {"stream", []string{`true`, `false`}},
+			{"max_output_tokens", []string{`9`, `90`}}}, []string{"max_tokens", "max_completion_tokens"}},
+		{"/v1/messages", `"max_tokens":11,` + hostileUser, []field{{"model", []string{`"claude-sonnet-4-5"`, `"claude-haiku-4-5"`}},
+			{"stream", []string{`true`, `false`}}}, []string{"max_completion_tokens", "max_output_tokens"}},
 	}
 	calls := 0
-	for _, v := range vs {
-		calls++
-		body := `{` + v.extra + `,` + hostileUser + `}`
-		if !strings.Contains(v.extra, `"model"`) {
-			body = `{"model":"gpt-4o",` + v.extra + `,` + hostileUser + `}`
+	for _, ep := range endpoints {
+		type variant struct{ extra, want string }
+		var vs []variant
+		for _, fl := range ep.fields {
+			up := strings.ToUpper(fl.key[:1]) + fl.key[1:]
+			first, last := fl.vals[0], fl.vals[len(fl.vals)-1]
+			vs = append(vs,
+				variant{fmt.Sprintf(`"%s":%s`, fl.key, last), ""},
+				variant{fmt.Sprintf(`"%s":%s,"%s":%s`, fl.key, first, fl.key, last), "duplicate_field"},
+				variant{fmt.Sprintf(`"%s":%s,"%s":%s`, fl.key, first, up, last), "ambiguous_field"},
+			)
 		}
-		want := v.want
-		if want == "" && strings.Contains(v.extra, "max_output_tokens") {
-			want = "unsupported_parameter"
+		for _, c := range ep.refused {
+			vs = append(vs, variant{fmt.Sprintf(`"%s":5`, c), "unsupported_parameter"})
 		}
-		bills0 := len(f.up.Bills())
-		res := fireAll(t, f.dataURL, k.Secret, hostileShape{name: v.extra, path: "/v1/chat/completions", body: body}, 1)
-		bills := f.up.Bills()[bills0:]
-		if want != "" {
-			if res.status[400] != 1 || res.codes[want] != 1 || len(bills) != 0 {
-				t.Errorf("%s: %v %v, upstream billed %d calls; want 400 %s", body, res.status, res.codes, len(bills), want)
+		for _, v := range vs {
+			calls++
+			model := `"model":"gpt-4o",`
+			if strings.HasPrefix(ep.path, "/v1/messages") {
+				model = `"model":"claude-sonnet-4-5",`
 			}
-			continue
-		}
-		if res.status[200] != 1 || len(bills) != 1 {
-			t.Fatalf("%s: %v %v %s", body, res.status, res.codes, res.sample)
-		}
-		recs := f.usageOf(t, k.ID, calls)
-		r, b := recs[0], bills[0]
-		if r.Model != b.Model || r.Stream != b.Stream {
-			t.Errorf("%s: gateway priced %s stream=%v, upstream served %s stream=%v", body, r.Model, r.Stream, b.Model, b.Stream)
-		}
-		if b.Cap < 0 {
-			t.Errorf("%s: the upstream saw no output cap under a hard budget", body)
-		}
-		if cost := billedCost([]sim.Bill{b}); cost > r.CostMicros {
-			t.Errorf("%s: upstream billed %d micros, gateway charged %d", body, cost, r.CostMicros)
+			base := ep.base
+			if strings.Contains(v.extra, `"model"`) {
+				model = ""
+			}
+			if strings.Contains(v.extra, `"prompt"`) {
+				base = ""
+			}
+			body := `{` + model + v.extra
+			if base != "" {
+				body += `,` + base
+			}
+			body += `}`
+			bills0 := len(f.up.Bills())
+			res := fireAll(t, f.dataURL, k.Secret, hostileShape{name: v.extra, path: ep.path, body: body}, 1)
+			bills := f.up.Bills()[bills0:]
+			if v.want != "" {
+				if res.status[400] != 1 || len(bills) != 0 || (!strings.HasPrefix(ep.path, "/v1/messages") && res.codes[v.want] != 1) {
+					t.Errorf("%s %s: %v %v, upstream billed %d calls; want 400 %s", ep.path, body, res.status, res.codes, len(bills), v.want)
+				}
+				continue
+			}
+			if res.status[200] != 1 || len(bills) != 1 {
+				t.Fatalf("%s %s: %v %v %s", ep.path, body, res.status, res.codes, res.sample)
+			}
+			recs := f.usageOf(t, k.ID, calls)
+			r, b := recs[0], bills[0]
+			if r.Model != b.Model || r.Stream != b.Stream {
+				t.Errorf("%s %s: gateway priced %s stream=%v, upstream served %s stream=%v", ep.path, body, r.Model, r.Stream, b.Model, b.Stream)
+			}
+			if b.Cap < 0 {
+				t.Errorf("%s %s: the upstream saw no output cap under a hard budget", ep.path, body)
+			}
+			if cost := billedCost([]sim.Bill{b}); cost > r.CostMicros {
+				t.Errorf("%s %s: upstream billed %d micros (%+v), gateway charged %d", ep.path, body, cost, b, r.CostMicros)
+			}
 		}
 	}
 }
