@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/go-json-experiment/json/jsontext"
 
@@ -120,8 +121,11 @@ func (h *Handler) reserve(ctx context.Context, ep provider.Endpoint, c *Call, bo
 			return nil, wc, body, httpx.Errorf(http.StatusBadRequest, "invalid_json", "We could not parse the JSON body of your request.").WithCause(err)
 		}
 	}
+	// A caller that hangs up must not cut the reservation's transaction short.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
 	for attempt := 0; ; attempt++ {
-		hold, err := h.budgets.Reserve(ctx, id, bc, wc.cost)
+		hold, err := h.budgets.Reserve(rctx, id, bc, wc.cost)
 		var ref *budget.Refusal
 		if errors.As(err, &ref) && ref.Budget.Clamp && ep.Output && c.MaxOutput != nil && attempt < 3 {
 			cur := *c.MaxOutput
