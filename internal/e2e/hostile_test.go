@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -423,4 +425,44 @@ func containsAny(xs []any, x any) bool {
 		}
 	}
 	return false
+}
+
+// TestHostileLedgerHashesWhatWasSent: after both rewrites (the output cap a
+// hard budget sets, the usage chunk of a stream) the call's start record
+// commits to the exact bytes the upstream received.
+func TestHostileLedgerHashesWhatWasSent(t *testing.T) {
+	f := hostileFixture(t, "", nil)
+	setBudget(t, f.admin, f.keyID, 1_000_000, true)
+	f.up.SetFault(sim.Fault{Hostile: true})
+	s := hostileShape{name: "rewritten", path: "/v1/chat/completions", body: `{"model":"gpt-4o","stream":true,` + hostileUser + `}`}
+	if res := fireAll(t, f.dataURL, f.key, s, 1); res.status[200] != 1 {
+		t.Fatalf("%v %s", res.status, res.sample)
+	}
+	reqs := f.up.Requests()
+	sent := reqs[len(reqs)-1].Body
+	if !strings.Contains(string(sent), `"include_usage":true`) || !strings.Contains(string(sent), `"max_tokens"`) {
+		t.Fatalf("upstream got %s: want both rewrites", sent)
+	}
+	recs := f.usageOf(t, f.keyID, 1)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		code, out, _ := runCLI(t, f.gateway, "audit", "show", recs[0].RequestID, "--json")
+		var shown []struct {
+			Record struct {
+				BodySHA256 string `json:"body_sha256"`
+			} `json:"record"`
+		}
+		json.Unmarshal([]byte(out), &shown)
+		if code == 0 && len(shown) == 2 {
+			sum := sha256.Sum256(sent)
+			if shown[0].Record.BodySHA256 != hex.EncodeToString(sum[:]) {
+				t.Fatalf("start record hashes %s, the upstream got %x", shown[0].Record.BodySHA256, sum)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("audit show: %d %s", code, out)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }

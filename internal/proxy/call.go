@@ -158,7 +158,7 @@ func (h *Handler) serveCall(w http.ResponseWriter, r *http.Request, ep provider.
 
 	// Write-ahead: the start record is durable before anything goes upstream;
 	// if it cannot be written, the call fails closed.
-	if err := h.writeStart(r, rec, body); err != nil {
+	if err := h.writeStart(r, rec, upBody); err != nil { // the hash of the bytes the upstream gets
 		return err
 	}
 
