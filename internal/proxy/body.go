@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/go-json-experiment/json/jsontext"
@@ -174,10 +175,12 @@ var governed = []string{
 	"truncation", "echo", "logprobs", "top_logprobs", "context_management", "betas",
 }
 
-// foldKey is name as a case-folding, separator-ignoring parser might see it.
+// foldKey is name as a case-folding, separator-ignoring parser might see it:
+// without '_', '-', spaces, control and invisible format characters (a C
+// parser stops at "model\u0000"; a lax one trims "model ").
 func foldKey(name string) string {
 	return strings.Map(func(r rune) rune {
-		if r == '_' || r == '-' {
+		if r == '_' || r == '-' || unicode.IsSpace(r) || unicode.IsControl(r) || unicode.Is(unicode.Cf, r) {
 			return -1
 		}
 		return r

@@ -51,6 +51,9 @@ func TestParseCallRefusesAmbiguousBodies(t *testing.T) {
 		{"content type variant", `{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"x","TYPE":"input_file"}]}]}`, provider.Chat, "ambiguous_field", "messages[0].content[0].TYPE"},
 		{"content image_url variant", `{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"x","Image_Url":{"url":"u"}}]}]}`, provider.Chat, "ambiguous_field", "messages[0].content[0].Image_Url"},
 		{"thinking budget variant", `{"model":"m","max_tokens":5,"thinking":{"type":"enabled","budget_tokens":1,"Budget_Tokens":90000}}`, provider.Messages, "ambiguous_field", "Budget_Tokens"},
+		{"NUL-terminated name", `{"model":"gpt-4o-mini","model\u0000":"gpt-4o"}`, provider.Chat, "ambiguous_field", "model\x00"},
+		{"trailing space", `{"model":"gpt-4o-mini","model ":"gpt-4o"}`, provider.Chat, "ambiguous_field", "model "},
+		{"zero-width joiner", `{"model":"gpt-4o-mini","mo\u200ddel":"gpt-4o"}`, provider.Chat, "ambiguous_field", "mo\u200ddel"},
 		{"trailing data", `{"model":"m"}{"model":"x"}`, provider.Chat, "invalid_json", ""},
 	}
 	for _, tt := range tests {
