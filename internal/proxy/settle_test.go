@@ -81,6 +81,11 @@ func TestWorstOf(t *testing.T) {
 	}
 	plain := worst(provider.Messages, `{"model":"m","max_tokens":100,"messages":[{"role":"user","content":[{"type":"text","text":"x","cache_control":{"type":"ephemeral"}}]}]}`, 100)
 	hour := worst(provider.Messages, `{"model":"m","max_tokens":100,"messages":[{"role":"user","content":[{"type":"text","text":"x","cache_control":{"type":"ephemeral","ttl":"1h"}}]}]}`, 100)
+	tool := worst(provider.Messages, `{"model":"m","max_tokens":100,"messages":[],"tools":[{"name":"f","input_schema":{},"cache_control":{"type":"ephemeral","ttl":"1h"}}]}`, 100)
+	toolPlain := worst(provider.Messages, `{"model":"m","max_tokens":100,"messages":[],"tools":[{"name":"f","input_schema":{},"cache_control":{"type":"ephemeral","ttl":"5m"}}]}`, 100)
+	if tool.cost < toolPlain.cost+p.Cost(usage.Tokens{Input: toolPlain.input})-1 {
+		t.Errorf("one-hour cache write on a tool: %d, 5-minute %d", tool.cost, toolPlain.cost)
+	}
 	if hour.cost < plain.cost+p.Cost(usage.Tokens{Input: plain.input})-1 {
 		t.Errorf("one-hour cache write: %d, 5-minute %d", hour.cost, plain.cost)
 	}

@@ -278,6 +278,9 @@ func (s *Shape) tools(ep provider.Endpoint, v any) {
 	list, _ := v.([]any)
 	for i, e := range list {
 		tool, _ := e.(map[string]any)
+		if cc, ok := tool["cache_control"].(map[string]any); ok && cc["ttl"] == "1h" {
+			s.CacheTTL1h = true
+		}
 		t, _ := tool["type"].(string)
 		path := fmt.Sprintf("tools[%d]", i)
 		switch {
