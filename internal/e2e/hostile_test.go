@@ -10,11 +10,13 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/gatehouse-gw/gatehouse/client"
 	"github.com/gatehouse-gw/gatehouse/internal/config"
+	"github.com/gatehouse-gw/gatehouse/internal/provider/providertest"
 	"github.com/gatehouse-gw/gatehouse/internal/provider/sim"
 )
 
@@ -43,7 +45,7 @@ type hostileShape struct {
 	path    string
 	body    string
 	fault   sim.Fault     // Hostile is always set
-	timeout time.Duration // the caller hangs up after this; 0: never
+	hangUp  bool          // the callers hang up once every call is at the upstream (held there) or refused
 	refused string        // every call is refused with this error code, before the upstream
 	clamp   bool          // the budget lowers the output cap to fit instead of refusing
 }
@@ -56,7 +58,7 @@ func hostileShapes() []hostileShape {
 		{name: "BestOf", path: "/v1/completions", body: `{"model":"gpt-4o","prompt":"hi","n":1,"best_of":20,"max_tokens":50}`},
 		{name: "PromptBatch", path: "/v1/completions", body: `{"model":"gpt-4o","prompt":["a","b","c","d","e","f","g","h"],"n":3,"max_tokens":40}`},
 		{name: "HangUpBeforeAnswer", path: "/v1/chat/completions", body: `{"model":"gpt-4o","max_tokens":100,` + hostileUser + `}`,
-			fault: sim.Fault{Latency: 2 * time.Second}, timeout: 300 * time.Millisecond},
+			hangUp: true},
 		{name: "ModelDuplicate", path: "/v1/chat/completions", body: `{"model":"gpt-4o-mini","model":"gpt-4o","max_tokens":10,` + hostileUser + `}`, refused: "duplicate_field"},
 		{name: "ModelCaseVariant", path: "/v1/chat/completions", body: `{"model":"gpt-4o-mini","Model":"gpt-4o","max_tokens":10,` + hostileUser + `}`, refused: "ambiguous_field"},
 		{name: "StreamCaseVariant", path: "/v1/chat/completions", body: `{"model":"gpt-4o","stream":true,"Stream":false,"max_tokens":10,` + hostileUser + `}`, refused: "ambiguous_field"},
@@ -119,9 +121,30 @@ type fired struct {
 	sample string
 }
 
-// fireAll sends n copies of body at once with key.
-func fireAll(t *testing.T, url, key string, s hostileShape, n int) fired {
+// fireAll sends n copies of body at once with key. With s.hangUp the
+// upstream (up) holds every answer, and the callers hang up together once
+// each call has either reached it or been refused: no timing involved.
+func fireAll(t *testing.T, url, key string, s hostileShape, n int, up ...*providertest.Server) fired {
 	t.Helper()
+	parent, hangUp := context.WithCancel(context.Background())
+	defer hangUp()
+	var answered atomic.Int64
+	if s.hangUp {
+		gate := make(chan struct{})
+		fault := s.fault
+		fault.Hostile, fault.Gate = true, gate
+		up[0].SetFault(fault)
+		calls0 := up[0].Calls.Load()
+		go func() {
+			deadline := time.Now().Add(60 * time.Second)
+			for up[0].Calls.Load()-calls0+answered.Load() < int64(n) && time.Now().Before(deadline) {
+				time.Sleep(5 * time.Millisecond)
+			}
+			hangUp()
+			time.Sleep(100 * time.Millisecond)
+			close(gate)
+		}()
+	}
 	tr := &http.Transport{MaxIdleConnsPerHost: n}
 	defer tr.CloseIdleConnections()
 	c := &http.Client{Transport: tr, Timeout: 60 * time.Second}
@@ -132,12 +155,8 @@ func fireAll(t *testing.T, url, key string, s hostileShape, n int) fired {
 	for range n {
 		wg.Go(func() {
 			<-start
-			ctx, cancel := context.WithCancel(context.Background())
+			ctx, cancel := context.WithCancel(parent)
 			defer cancel()
-			if s.timeout > 0 {
-				ctx, cancel = context.WithTimeout(ctx, s.timeout)
-				defer cancel()
-			}
 			req, _ := http.NewRequestWithContext(ctx, "POST", url+s.path, strings.NewReader(s.body))
 			req.Header.Set("Authorization", "Bearer "+key)
 			if s.path == "/v1/messages" {
@@ -147,6 +166,7 @@ func fireAll(t *testing.T, url, key string, s hostileShape, n int) fired {
 			if resp, err := c.Do(req); err == nil {
 				b, _ := io.ReadAll(resp.Body)
 				resp.Body.Close()
+				answered.Add(1)
 				status, body = resp.StatusCode, string(b)
 				var e struct {
 					Error struct {
@@ -189,7 +209,7 @@ func runHostileShape(t *testing.T, f *fixture, s hostileShape) {
 	defer f.up.SetFault(sim.Fault{})
 	bills0, calls0 := len(f.up.Bills()), f.up.Calls.Load()
 
-	res := fireAll(t, f.dataURL, k.Secret, s, hostileCalls)
+	res := fireAll(t, f.dataURL, k.Secret, s, hostileCalls, f.up)
 	after := waitSettled(t, f.admin, b.ID)
 	recs := f.usageOf(t, k.ID, hostileCalls)
 	bills := f.up.Bills()[bills0:]
@@ -228,7 +248,10 @@ func runHostileShape(t *testing.T, f *fixture, s hostileShape) {
 		}
 		return
 	}
-	if res.status[200] == 0 && s.timeout == 0 {
+	if s.hangUp && len(bills) == 0 {
+		t.Errorf("no call reached the upstream before the callers hung up: the shape was not exercised")
+	}
+	if res.status[200] == 0 && !s.hangUp {
 		t.Errorf("no call admitted (%v %v %s): the shape was not exercised", res.status, res.codes, res.sample)
 	}
 	// Every call that reached the upstream is in the audit log: start and end.
