@@ -44,10 +44,10 @@ type hostileShape struct {
 	name    string
 	path    string
 	body    string
-	fault   sim.Fault     // Hostile is always set
-	hangUp  bool          // the callers hang up once every call is at the upstream (held there) or refused
-	refused string        // every call is refused with this error code, before the upstream
-	clamp   bool          // the budget lowers the output cap to fit instead of refusing
+	fault   sim.Fault // Hostile is always set
+	hangUp  bool      // the callers hang up once every call is at the upstream (held there) or refused
+	refused string    // every call is refused with this error code, before the upstream
+	clamp   bool      // the budget lowers the output cap to fit instead of refusing
 }
 
 func hostileShapes() []hostileShape {
