@@ -478,6 +478,7 @@ type UsageRecord struct {
 	CostMicros        int64     `json:"cost_micros"`
 	Priced            bool      `json:"priced"`
 	Estimated         bool      `json:"estimated"`
+	OverReservation   bool      `json:"over_reservation,omitempty"` // the upstream reported more than was reserved
 	LatencyMillis     int64     `json:"latency_ms"`
 	UpstreamRequestID string    `json:"upstream_request_id,omitempty"`
 	Reasons           []string  `json:"policy_reasons,omitempty"` // the policies that decided

@@ -107,6 +107,14 @@ func (l *Ledger) Reserve(ctx context.Context, id string, c Call, amount int64) (
 		}
 	}
 	if err != nil {
+		// The transaction may have committed before the error reached us (a
+		// cancelled context, a lost connection): release whatever it left,
+		// so no reservation outlives a call that never happened.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if _, rerr := l.store.Settle(rctx, id, 0); rerr != nil {
+			l.log.Error("budget: a failed reservation could not be released; recovery charges it in full", "request_id", id, "err", rerr)
+		}
 		return nil, fmt.Errorf("budget: reserve: %w", err)
 	}
 	return &Hold{l: l, id: id, amount: amount, applied: ap}, nil

@@ -52,6 +52,11 @@ type Config struct {
 	DefaultMaxOutputTokens int64    `yaml:"default_max_output_tokens"` // budgets: output ceiling when neither call nor price table has one
 	AlertWebhookURL        string   `yaml:"alert_webhook_url"`         // budget and breaker alerts; secret in GATEHOUSE_ALERT_WEBHOOK_SECRET
 
+	// AllowUnboundedCost lets keys under a hard budget use request fields whose
+	// cost has no bound (background, previous_response_id, server-side tools,
+	// files, audio…): such calls can overshoot the budget. Default off.
+	AllowUnboundedCost bool `yaml:"allow_unbounded_cost"`
+
 	Breaker        Breaker  `yaml:"breaker"`
 	Ledger         Ledger   `yaml:"ledger"`
 	RedisURL       string   `yaml:"redis_url"`        // shared rate-limit counters for several replicas; "" keeps them in memory

@@ -277,7 +277,7 @@ func TestWorkloadIdentity(t *testing.T) {
 			t.Errorf("%s: %d %+v", name, s, r)
 		}
 	}
-	recs, _ := f.admin.Usage(context.Background(), client.UsageQuery{Key: "wif:ci"})
+	recs := f.usageOf(t, "wif:ci", 1) // written after the answer: wait for it
 	if len(recs) != 1 {
 		t.Fatalf("federated call usage under key wif:ci: %d", len(recs))
 	}

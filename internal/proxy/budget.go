@@ -1,18 +1,20 @@
 package proxy
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
+	"time"
+
+	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/gatehouse-gw/gatehouse/internal/budget"
 	"github.com/gatehouse-gw/gatehouse/internal/httpx"
 	"github.com/gatehouse-gw/gatehouse/internal/pricing"
 	"github.com/gatehouse-gw/gatehouse/internal/provider"
-	"github.com/gatehouse-gw/gatehouse/internal/usage"
 )
 
 // Budgets reserves and settles money for calls (package budget).
@@ -27,26 +29,9 @@ type worstCase struct {
 	cost          int64 // micros
 }
 
-// imageTokens is what each image reference is assumed to cost: more than any
-// current model charges for one image (OpenAI's largest tiling is about 1,500
-// tokens; Anthropic's about 1,600).
-const imageTokens = 3000
-
-// InputUpperBound returns a count of input tokens never below the real one:
-// every token of a BPE tokenizer covers at least one byte of text, and the JSON
-// around the text (message framing included) is longer than the tokens a
-// provider adds for it. Images referenced by URL are the exception, so each
-// image part adds imageTokens.
-func InputUpperBound(body []byte) int64 {
-	n := int64(len(body)) + 16
-	for _, marker := range [][]byte{[]byte(`"image_url"`), []byte(`"input_image"`), []byte(`"type":"image"`), []byte(`"type": "image"`)} {
-		n += int64(bytes.Count(body, marker)) * imageTokens
-	}
-	return n
-}
-
-// maxOutput returns the output-token ceiling of a call: the request's own, or
-// the model's from the price table, or the configured default.
+// maxOutput returns the output-token ceiling of a call, per generation: the
+// request's own, or the model's from the price table, or the configured
+// default.
 func (h *Handler) maxOutput(ep provider.Endpoint, c Call, p pricing.Price) (n int64, fromRequest bool) {
 	switch {
 	case !ep.Output:
@@ -59,42 +44,52 @@ func (h *Handler) maxOutput(ep provider.Endpoint, c Call, p pricing.Price) (n in
 	return h.opt.DefaultMaxOutput, false
 }
 
-// outputField returns the body member that caps output for ep and model.
-func outputField(ep provider.Endpoint, model string, body []byte) string {
-	switch ep {
-	case provider.Responses:
-		return "max_output_tokens"
-	case provider.Chat:
-		if bytes.Contains(body, []byte(`"max_completion_tokens"`)) || strings.HasPrefix(model, "o") || strings.HasPrefix(model, "gpt-5") {
-			return "max_completion_tokens"
+// setMaxOutput rewrites the output cap of c's body to n: the cap fields the
+// endpoint defines that the body has (chat may carry both of its fields, equal),
+// or the endpoint's field when it has none. Every other member keeps the bytes
+// that were read, and the result is read again to prove the upstream sees the
+// call that was priced.
+func setMaxOutput(ep provider.Endpoint, c Call, n int64) (Call, []byte, error) {
+	fields := capFields(ep)
+	var present []string
+	for _, f := range fields {
+		if v, ok := c.body.get(f); ok && !isNull(v) {
+			present = append(present, f)
 		}
 	}
-	return "max_tokens"
-}
-
-// setMaxOutput rewrites the output cap of body to n.
-func setMaxOutput(ep provider.Endpoint, model string, body []byte, n int64) ([]byte, error) {
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(body, &m); err != nil {
-		return nil, err
-	}
-	field := outputField(ep, model, body)
-	for _, f := range []string{"max_tokens", "max_completion_tokens", "max_output_tokens"} {
-		if _, ok := m[f]; ok && f != field {
-			delete(m, f) // one cap only, so the upstream cannot pick a larger one
+	if len(present) == 0 && len(fields) > 0 {
+		f := fields[0]
+		if ep.Name == provider.Chat.Name && !strings.HasPrefix(c.Model, "o") && !strings.HasPrefix(c.Model, "gpt-5") {
+			f = "max_tokens" // what older models and OpenAI-compatible servers know
 		}
+		present = []string{f}
 	}
-	m[field], _ = json.Marshal(n)
-	return json.Marshal(m)
+	o := c.body
+	for _, f := range present {
+		o = o.set(f, jsontext.Value(strconv.FormatInt(n, 10)))
+	}
+	body := o.marshal()
+	again, err := ParseCall(ep, body)
+	if err != nil {
+		return c, nil, err
+	}
+	if again.MaxOutput == nil || *again.MaxOutput != n || again.Model != c.Model || again.Stream != c.Stream ||
+		again.Choices != c.Choices || again.Prompts != c.Prompts {
+		return c, nil, fmt.Errorf("proxy: output cap rewrite changed the call")
+	}
+	return again, body, nil
 }
 
 // reserve holds the worst-case cost of the call at every budget that applies.
 // It may lower the call's output cap (clamp budgets, or a hard budget on a call
-// that set none) and then returns the rewritten body. With no budget applying
-// it does nothing.
+// that set none) and then returns the rewritten body. Under a hard budget it
+// refuses a model without a price and a call whose cost has no bound (Shape.
+// Unbounded) unless the operator allows unbounded cost. With no budget
+// applying it does nothing.
 func (h *Handler) reserve(ctx context.Context, ep provider.Endpoint, c *Call, body []byte, bc budget.Call,
 	price pricing.Price, priced bool, id string) (*budget.Hold, worstCase, []byte, error) {
-	var wc worstCase
+	out, fromRequest := h.maxOutput(ep, *c, price)
+	wc := worstOf(ep, *c, body, price, out)
 	if h.budgets == nil {
 		return nil, wc, body, nil
 	}
@@ -106,27 +101,37 @@ func (h *Handler) reserve(ctx context.Context, ep provider.Endpoint, c *Call, bo
 		return nil, wc, body, httpx.Errorf(http.StatusForbidden, "model_unpriced",
 			"The model '%s' has no price, so a hard budget cannot bound it; an operator must set one (gatehouse prices set).", c.Model).WithParam("model")
 	}
-	out, fromRequest := h.maxOutput(ep, *c, price)
-	wc = worstCase{input: InputUpperBound(body), output: out}
+	if hard && len(c.Shape.Unbounded) > 0 && !h.opt.AllowUnboundedCost {
+		f := c.Shape.Unbounded[0]
+		return nil, wc, body, httpx.Errorf(http.StatusBadRequest, "unbounded_cost",
+			"The cost of '%s' has no bound the gateway can compute, so a key under a hard budget may not use it (an operator can allow it: allow_unbounded_cost).", f).WithParam(f)
+	}
+	rewrite := func(n int64) error {
+		c2, b, err := setMaxOutput(ep, *c, n)
+		if err != nil {
+			return err
+		}
+		*c, body = c2, b
+		wc = worstOf(ep, *c, body, price, n)
+		return nil
+	}
 	if hard && ep.Output && !fromRequest {
 		// Make the ceiling the reservation assumed binding upstream too.
-		b, err := setMaxOutput(ep, c.Model, body, out)
-		if err != nil {
+		if err := rewrite(out); err != nil {
 			return nil, wc, body, httpx.Errorf(http.StatusBadRequest, "invalid_json", "We could not parse the JSON body of your request.").WithCause(err)
 		}
-		body, c.MaxOutput = b, &out
 	}
+	// A caller that hangs up must not cut the reservation's transaction short.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
 	for attempt := 0; ; attempt++ {
-		wc.cost = price.Cost(usage.Tokens{Input: wc.input, Output: wc.output})
-		hold, err := h.budgets.Reserve(ctx, id, bc, wc.cost)
+		hold, err := h.budgets.Reserve(rctx, id, bc, wc.cost)
 		var ref *budget.Refusal
-		if errors.As(err, &ref) && ref.Budget.Clamp && ep.Output && attempt < 3 {
-			if n := affordableOutput(price, wc.input, ref.Remaining); n >= 1 && n < wc.output {
-				b, err := setMaxOutput(ep, c.Model, body, n)
-				if err == nil {
-					body, wc.output, c.MaxOutput = b, n, &n
-					continue
-				}
+		if errors.As(err, &ref) && ref.Budget.Clamp && ep.Output && c.MaxOutput != nil && attempt < 3 {
+			cur := *c.MaxOutput
+			n := affordableOutput(cur, ref.Remaining, func(n int64) int64 { return worstOf(ep, *c, body, price, n).cost })
+			if n >= 1 && n < cur && rewrite(n) == nil {
+				continue
 			}
 		}
 		switch {
@@ -140,20 +145,22 @@ func (h *Handler) reserve(ctx context.Context, ep provider.Endpoint, c *Call, bo
 	}
 }
 
-// affordableOutput is the largest output cap whose worst case fits remaining.
-func affordableOutput(p pricing.Price, input, remaining int64) int64 {
-	if p.Output <= 0 {
+// affordableOutput is the largest output cap up to hi whose worst case (cost)
+// fits remaining, or 0.
+func affordableOutput(hi, remaining int64, cost func(int64) int64) int64 {
+	lo := int64(0)
+	if cost(0) > remaining {
 		return 0
 	}
-	inCost := p.Cost(usage.Tokens{Input: input})
-	if inCost >= remaining {
-		return 0
+	for lo < hi { // invariant: cost(lo) ≤ remaining
+		mid := lo + (hi-lo+1)/2
+		if cost(mid) <= remaining {
+			lo = mid
+		} else {
+			hi = mid - 1
+		}
 	}
-	n := (remaining - inCost) * 1_000_000 / p.Output
-	for n > 0 && p.Cost(usage.Tokens{Input: input, Output: n}) > remaining {
-		n--
-	}
-	return n
+	return lo
 }
 
 func insufficient(r *budget.Refusal, needed int64) error {

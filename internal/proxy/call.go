@@ -9,17 +9,20 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptrace"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
 
+	"github.com/gatehouse-gw/gatehouse/internal/alert"
 	"github.com/gatehouse-gw/gatehouse/internal/auth"
 	"github.com/gatehouse-gw/gatehouse/internal/budget"
 	"github.com/gatehouse-gw/gatehouse/internal/config"
 	"github.com/gatehouse-gw/gatehouse/internal/httpx"
 	"github.com/gatehouse-gw/gatehouse/internal/ledger"
 	"github.com/gatehouse-gw/gatehouse/internal/policy"
+	"github.com/gatehouse-gw/gatehouse/internal/pricing"
 	"github.com/gatehouse-gw/gatehouse/internal/provider"
 	"github.com/gatehouse-gw/gatehouse/internal/ratelimit"
 	"github.com/gatehouse-gw/gatehouse/internal/usage"
@@ -70,7 +73,7 @@ func (h *Handler) call(ep provider.Endpoint) http.HandlerFunc {
 
 func (h *Handler) serveCall(w http.ResponseWriter, r *http.Request, ep provider.Endpoint, rec *usage.Record) (err error) {
 	snap := h.snapshot()
-	upstreamStarted := false
+	var out outcome
 
 	caller, err := h.authenticate(r)
 	if err != nil {
@@ -110,8 +113,8 @@ func (h *Handler) serveCall(w http.ResponseWriter, r *http.Request, ep provider.
 	rec.Priced = priced
 
 	// Policy: both the key's scope (above) and a policy must allow.
-	out, _ := h.maxOutput(ep, call, price)
-	worstCost := price.Cost(usage.Tokens{Input: InputUpperBound(body), Output: out})
+	capOut, _ := h.maxOutput(ep, call, price)
+	worstCost := worstOf(ep, call, body, price, capOut).cost
 	pd := h.decide(r, caller, snap, ep.Name, call.Model, up.Name, call, worstCost)
 	rec.Reasons = pd.Reasons
 	if !pd.Allow {
@@ -138,9 +141,21 @@ func (h *Handler) serveCall(w http.ResponseWriter, r *http.Request, ep provider.
 	if err != nil {
 		return err
 	}
-	if hold != nil {
-		defer func() { hold.Settle(r.Context(), settlement(rec, hold, upstreamStarted)) }()
-	}
+	defer func() {
+		// Charged ≥ billed: what the call is charged, held or not.
+		held := worst.cost
+		if hold != nil {
+			held = hold.Amount()
+		}
+		rec.CostMicros, rec.OverReservation = settlement(out, rec.CostMicros, held, hold != nil)
+		rec.Estimated = rec.Estimated || out.unmetered()
+		if rec.OverReservation {
+			h.overReservation(rec, held)
+		}
+		if hold != nil {
+			hold.Settle(r.Context(), rec.CostMicros)
+		}
+	}()
 
 	upBody, strip, err := requestUsage(ep, call, body)
 	if err != nil {
@@ -149,18 +164,18 @@ func (h *Handler) serveCall(w http.ResponseWriter, r *http.Request, ep provider.
 
 	// Write-ahead: the start record is durable before anything goes upstream;
 	// if it cannot be written, the call fails closed.
-	if err := h.writeStart(r, rec, body); err != nil {
+	if err := h.writeStart(r, rec, upBody); err != nil { // the hash of the bytes the upstream gets
 		return err
 	}
 
 	ctx, cancel := context.WithTimeout(r.Context(), h.opt.UpstreamTimeout)
 	defer cancel()
-	resp, err := h.roundTrip(r.WithContext(ctx), up, ep, upBody)
+	resp, err := h.roundTrip(r.WithContext(ctx), up, ep, upBody, &out.sent)
 	if err != nil {
 		return h.upstreamFailure(r, err)
 	}
 	defer resp.Body.Close()
-	upstreamStarted = resp.StatusCode < 400
+	out.refused = resp.StatusCode >= 400
 	rec.UpstreamRequestID = firstHeader(resp.Header, "x-request-id", "request-id")
 
 	if resp.StatusCode >= 400 {
@@ -175,11 +190,7 @@ func (h *Handler) serveCall(w http.ResponseWriter, r *http.Request, ep provider.
 	} else {
 		tokens, estimated, err = h.relayJSON(w, ep, resp, estimateInput(body), rec)
 	}
-	if estimated && hold != nil {
-		// Counted locally: bounded by what was reserved, since the upstream
-		// honours the output cap the reservation assumed.
-		tokens.Input, tokens.Output = min(tokens.Input, worst.input), min(tokens.Output, worst.output)
-	}
+	out.metered = !estimated
 	rec.Tokens, rec.Estimated = tokens, estimated
 	if priced {
 		rec.CostMicros = price.Cost(tokens)
@@ -275,9 +286,9 @@ func (h *Handler) admit(r *http.Request, id, keyID, principalID, teamID string, 
 	if h.limiter == nil {
 		return nil, nil
 	}
-	tokens := int64(len(body)+3) / 4 // as providers estimate for TPM: prompt size plus the output cap
+	tokens := int64(len(body)+3) / 4 // as providers estimate for TPM: prompt size plus the output cap of every generation
 	if c.MaxOutput != nil {
-		tokens += *c.MaxOutput
+		tokens = satAdd(tokens, satMul(*c.MaxOutput, satMul(max(c.Choices, 1), max(c.Prompts, 1))))
 	}
 	t, err := h.limiter.Admit(r.Context(), id, ratelimit.Call{KeyID: keyID, PrincipalID: principalID, TeamID: teamID}, tokens)
 	var ref *ratelimit.Refusal
@@ -297,24 +308,59 @@ func (h *Handler) admit(r *http.Request, id, keyID, principalID, teamID string, 
 	return t, nil
 }
 
-// settlement is what a finished call is charged: its cost; nothing when the
-// upstream never produced an answer; the whole hold when the caller went away
-// mid-answer, since the upstream may have generated (and billed) more than the
-// gateway saw before it could cancel.
-func settlement(rec *usage.Record, hold *budget.Hold, upstreamStarted bool) int64 {
-	switch {
-	case !upstreamStarted:
-		return 0
-	case rec.ErrorCode == "client_closed":
-		return max(hold.Amount(), rec.CostMicros)
+// overReservation tells operators that an upstream reported more than the
+// gateway reserved for a call: a worst-case bound was wrong somewhere.
+func (h *Handler) overReservation(rec *usage.Record, held int64) {
+	h.log.Error("upstream reported more than was reserved; charged as reported", "request_id", rec.ID, "key_id", rec.KeyID,
+		"model", rec.Model, "endpoint", rec.Endpoint, "reserved_micros", held, "charged_micros", rec.CostMicros)
+	if h.alerts != nil {
+		h.alerts.Send(alert.Alert{Kind: "over_reservation",
+			Message: fmt.Sprintf("call %s on key %s cost %s, more than the %s reserved for it", rec.ID, rec.KeyID, pricing.FormatUSD(rec.CostMicros), pricing.FormatUSD(held)),
+			Details: map[string]any{"request_id": rec.ID, "key_id": rec.KeyID, "model": rec.Model, "endpoint": rec.Endpoint,
+				"reserved_micros": held, "charged_micros": rec.CostMicros}})
 	}
-	return rec.CostMicros
+}
+
+// outcome is what the settlement of a call depends on.
+type outcome struct {
+	sent    bool // the request reached the upstream, which may bill it from then on
+	refused bool // the upstream answered with an error status: nothing billed
+	metered bool // the upstream reported the usage of the whole call
+}
+
+// unmetered reports whether the upstream may have billed a call whose usage
+// it did not report: no usage in the answer (background, a stripped or
+// missing usage object, JSON or SSE), or the call ended early after the
+// request left (the caller hung up at any point, the upstream failed
+// mid-answer, timed out or cut the connection).
+func (o outcome) unmetered() bool { return o.sent && !o.refused && !o.metered }
+
+// settlement is what a finished call is charged, given its metered cost and
+// what was held for it (the worst case, when no budget held anything):
+// nothing when the upstream never got the request or refused it; the metered
+// cost when the upstream reported usage, even above the hold (over is then
+// true: a bound was wrong, and the excess is charged, never forgiven); the
+// whole hold when usage is missing, since the upstream may have billed up to
+// the worst case, and no more: a local count (one token per byte of output)
+// is a looser bound than the hold, whose output cap the upstream honours.
+func settlement(o outcome, metered, held int64, hasHold bool) (charged int64, over bool) {
+	switch {
+	case !o.sent || o.refused:
+		return 0, false
+	case o.metered:
+		return metered, hasHold && metered > held
+	}
+	return held, false
 }
 
 // roundTrip sends the call upstream. A connection failure, a refused
 // credential, a 429 or a 5xx is retried on the provider's next key (up to
 // three attempts), which is safe because nothing has reached the caller yet.
-func (h *Handler) roundTrip(r *http.Request, up *provider.Upstream, ep provider.Endpoint, body []byte) (*http.Response, error) {
+//
+// sent becomes true once a request was written to the upstream in full: from
+// then on the upstream may bill it, so a connection failure after that is
+// not retried (a second attempt could be billed on top of the first).
+func (h *Handler) roundTrip(r *http.Request, up *provider.Upstream, ep provider.Endpoint, body []byte, sent *bool) (*http.Response, error) {
 	attempts := min(max(up.KeyCount(), 1), 3)
 	slot := up.NextSlot()
 	var lastErr error
@@ -330,6 +376,10 @@ func (h *Handler) roundTrip(r *http.Request, up *provider.Upstream, ep provider.
 		if err != nil {
 			return nil, err
 		}
+		var wrote atomic.Bool
+		req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
+			WroteRequest: func(info httptrace.WroteRequestInfo) { wrote.Store(info.Err == nil) },
+		}))
 		resp, err := up.Client.Do(req)
 		status := 0
 		if err == nil {
@@ -338,7 +388,10 @@ func (h *Handler) roundTrip(r *http.Request, up *provider.Upstream, ep provider.
 				return nil, err
 			}
 		}
-		if i == attempts || !provider.Retryable(status, err) || r.Context().Err() != nil {
+		if wrote.Load() && (err != nil || status < 400) {
+			*sent = true
+		}
+		if i == attempts || !provider.Retryable(status, err) || r.Context().Err() != nil || (err != nil && wrote.Load()) {
 			return resp, err
 		}
 		if err == nil {
@@ -391,10 +444,10 @@ func copyResponseHeaders(w http.ResponseWriter, resp *http.Response) {
 func (h *Handler) relayJSON(w http.ResponseWriter, ep provider.Endpoint, resp *http.Response, inputEstimate int64, rec *usage.Record) (usage.Tokens, bool, error) {
 	b, err := io.ReadAll(io.LimitReader(resp.Body, h.opt.MaxResponseBytes+1))
 	if err != nil {
-		return usage.Tokens{}, false, httpx.Errorf(http.StatusBadGateway, "upstream_error", "The upstream response could not be read.").WithCause(err)
+		return usage.Tokens{Input: inputEstimate}, true, httpx.Errorf(http.StatusBadGateway, "upstream_error", "The upstream response could not be read.").WithCause(err)
 	}
 	if int64(len(b)) > h.opt.MaxResponseBytes {
-		return usage.Tokens{}, false, httpx.Errorf(http.StatusBadGateway, "upstream_response_too_large", "The upstream response exceeded the gateway's limit.")
+		return usage.Tokens{Input: inputEstimate}, true, httpx.Errorf(http.StatusBadGateway, "upstream_response_too_large", "The upstream response exceeded the gateway's limit.")
 	}
 	tokens, _, ok := provider.ParseUsage(ep, b)
 	estimated := !ok

@@ -3,15 +3,24 @@
 //
 //  1. take the current snapshot (routes, prices);
 //  2. authenticate the caller (virtual key → key, principal);
-//  3. parse the body far enough to know the model, stream and output limit;
+//  3. read the body once, strictly (body.go): JSON v2 semantics, no duplicate
+//     name at any depth, valid UTF-8, no case or fold variant of a governed
+//     field, the output cap as the endpoint's API defines it; every later
+//     decision is made on this one reading, and what goes upstream is the
+//     checked bytes or a re-serialisation of them that reads the same;
 //  4. check the key's scope (endpoint, model, source address);
 //  5. route the model to an upstream;
-//  6. call the upstream, retrying on another key only before any byte reached
-//     the caller; stream SSE through, flushing per event, metering as it goes;
-//  7. record usage and cost, also when the caller disconnects midway.
-//
-// Policy, rate limits, budget reservation and the write-ahead ledger record slot
-// in between steps 5 and 6 (see the open issues).
+//  6. policy, rate limits, then the budget reservation of the worst case
+//     (worstcase.go: a structured walk of the body, every multiplier, every
+//     input kind; fields with no computable bound refused under a hard
+//     budget), then the write-ahead ledger record;
+//  7. call the upstream, retrying on another key only before any byte reached
+//     the caller and never once a request was written in full; stream SSE
+//     through, flushing per event, metering as it goes;
+//  8. settle: charged ≥ billed. Usage reported: its cost (above the hold:
+//     charged anyway and flagged over_reservation). Usage missing, or the
+//     call ended early after the request left: the whole hold. The breaker
+//     sees what was charged. Record usage, also when the caller disconnects.
 //
 // Errors are rendered in the API's own shape (OpenAI's, or Anthropic's on
 // /v1/messages) with the request id; causes are logged, never sent; no
@@ -28,6 +37,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gatehouse-gw/gatehouse/internal/alert"
 	"github.com/gatehouse-gw/gatehouse/internal/auth"
 	"github.com/gatehouse-gw/gatehouse/internal/config"
 	"github.com/gatehouse-gw/gatehouse/internal/httpx"
@@ -77,8 +87,14 @@ type Ledger interface {
 	Append(ctx context.Context, e ledger.Entry) (int64, error)
 }
 
-// Deps are the Handler's collaborators; Limiter, Budgets, Breaker and Ledger may be nil.
+// Alerter tells operators (package alert).
+type Alerter interface {
+	Send(a alert.Alert)
+}
+
+// Deps are the Handler's collaborators; Limiter, Budgets, Breaker, Ledger and Alerts may be nil.
 type Deps struct {
+	Alerts   Alerter
 	Ledger   Ledger
 	Tokens   *Tokens
 	Limiter  Limiter
@@ -101,6 +117,10 @@ type Options struct {
 	TrustProxyHeaders bool          // take the source address from X-Forwarded-For
 	DefaultMaxOutput  int64         // output ceiling for budgets when neither call nor price table gives one; default 32768
 	PolicyZone        string        // time zone of the hour and weekday policies see; default UTC
+	// AllowUnboundedCost lets keys under a hard budget use request fields
+	// whose cost the gateway cannot bound (background, previous_response_id,
+	// server-side tools, files, audio…); see docs/budgets.md. Default off.
+	AllowUnboundedCost bool
 	// ClientPrincipals maps verified client-certificate identities (URI SAN,
 	// DNS SAN or CN) to principal names or ids (mTLS).
 	ClientPrincipals map[string]string
@@ -119,6 +139,7 @@ type Handler struct {
 	limiter  Limiter
 	budgets  Budgets
 	breaker  Breaker
+	alerts   Alerter
 	log      *slog.Logger
 	opt      Options
 	now      func() time.Time
@@ -144,7 +165,7 @@ func New(d Deps, opt Options) *Handler {
 	if opt.DefaultMaxOutput <= 0 {
 		opt.DefaultMaxOutput = 32768
 	}
-	h := &Handler{zone: time.UTC, snapshot: d.Snapshot, auth: d.Auth, rec: d.Usage, ledger: d.Ledger, tokens: d.Tokens, limiter: d.Limiter, budgets: d.Budgets, breaker: d.Breaker, log: d.Log, opt: opt, now: time.Now, mux: http.NewServeMux()}
+	h := &Handler{zone: time.UTC, snapshot: d.Snapshot, auth: d.Auth, rec: d.Usage, ledger: d.Ledger, tokens: d.Tokens, limiter: d.Limiter, budgets: d.Budgets, breaker: d.Breaker, alerts: d.Alerts, log: d.Log, opt: opt, now: time.Now, mux: http.NewServeMux()}
 	for _, ep := range []provider.Endpoint{provider.Chat, provider.Completions, provider.Embeddings, provider.Responses, provider.Messages, provider.CountTokens} {
 		h.mux.HandleFunc("POST /v1"+strings.TrimPrefix(ep.Path, "/v1"), h.call(ep))
 	}

@@ -1,128 +1,245 @@
 package proxy
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
+	"slices"
+	"strings"
+
+	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/gatehouse-gw/gatehouse/internal/httpx"
 	"github.com/gatehouse-gw/gatehouse/internal/provider"
 )
 
-// Call is what the gateway needs to know of a request body.
+// Call is what the gateway needs to know of a request body, read once,
+// strictly (see body.go): every later decision and rewrite works on it.
 type Call struct {
 	Model        string
 	Stream       bool
 	IncludeUsage bool   // the caller asked for OpenAI's usage chunk
 	HasStreamOpt bool   // stream_options present in the body
-	MaxOutput    *int64 // max_tokens, max_completion_tokens or max_output_tokens
+	MaxOutput    *int64 // the endpoint's own output cap (capFields), per generation
+	Choices      int64  // generations billed per prompt: n, or best_of on completions; 1 elsewhere
+	Prompts      int64  // completions: prompts in the batch; 1 elsewhere
+	Shape        Shape  // what the input holds (worstcase.go)
+
+	body object // the body as read
+}
+
+// MaxModelBytes bounds the model name: longer ones are refused.
+const MaxModelBytes = 256
+
+// allCaps are the output-cap fields of the APIs the gateway serves.
+var allCaps = []string{"max_tokens", "max_completion_tokens", "max_output_tokens"}
+
+// capFields are the output-cap fields ep defines, as its API does: chat has
+// max_completion_tokens and the legacy max_tokens; completions and messages
+// max_tokens; responses max_output_tokens; embeddings none.
+func capFields(ep provider.Endpoint) []string {
+	switch ep.Name {
+	case provider.Chat.Name:
+		return []string{"max_completion_tokens", "max_tokens"}
+	case provider.Completions.Name, provider.Messages.Name:
+		return []string{"max_tokens"}
+	case provider.Responses.Name:
+		return []string{"max_output_tokens"}
+	}
+	return nil
+}
+
+func badRequest(code, param, format string, args ...any) *httpx.Error {
+	e := httpx.Errorf(http.StatusBadRequest, code, format, args...)
+	if param != "" {
+		e = e.WithParam(param)
+	}
+	return e
 }
 
 // ParseCall reads the fields the gateway needs from a request body of ep,
-// refusing what the upstream would refuse for shape alone.
+// refusing what the upstream would refuse for shape alone and what two
+// parsers could read differently: duplicate names at any depth, invalid
+// UTF-8, fold variants of governed names, output caps the endpoint does not
+// define or that disagree.
 func ParseCall(ep provider.Endpoint, body []byte) (Call, error) {
-	var raw struct {
-		Model               json.RawMessage `json:"model"`
-		Stream              *bool           `json:"stream"`
-		StreamOptions       json.RawMessage `json:"stream_options"`
-		MaxTokens           *int64          `json:"max_tokens"`
-		MaxCompletionTokens *int64          `json:"max_completion_tokens"`
-		MaxOutputTokens     *int64          `json:"max_output_tokens"`
+	o, err := readObject(body)
+	if err != nil {
+		return Call{}, err
 	}
-	trimmed := bytes.TrimSpace(body)
-	if len(trimmed) == 0 || trimmed[0] != '{' {
-		return Call{}, httpx.Errorf(http.StatusBadRequest, "invalid_json", "The request body must be a JSON object.")
+	if err := checkVariants(o, governed, ""); err != nil {
+		return Call{}, err
 	}
-	if err := json.Unmarshal(body, &raw); err != nil {
-		var typeErr *json.UnmarshalTypeError
-		if errors.As(err, &typeErr) && typeErr.Field != "" {
-			return Call{}, httpx.Errorf(http.StatusBadRequest, "invalid_type", "Invalid type for '%s': expected %s.", typeErr.Field, typeErr.Type.String()).WithParam(typeErr.Field)
-		}
-		return Call{}, httpx.Errorf(http.StatusBadRequest, "invalid_json", "We could not parse the JSON body of your request: %s.", jsonProblem(err))
+	c := Call{body: o, Choices: 1, Prompts: 1}
+	mv, ok := o.get("model")
+	if !ok || isNull(mv) {
+		return Call{}, badRequest("missing_model", "model", "You must provide a model parameter.")
 	}
-	var c Call
-	if len(raw.Model) == 0 || string(raw.Model) == "null" {
-		return Call{}, httpx.Errorf(http.StatusBadRequest, "missing_model", "You must provide a model parameter.").WithParam("model")
+	if mv.Kind() != '"' {
+		return Call{}, badRequest("invalid_model", "model", "The model parameter must be a non-empty string.")
 	}
-	if err := json.Unmarshal(raw.Model, &c.Model); err != nil || c.Model == "" {
-		return Call{}, httpx.Errorf(http.StatusBadRequest, "invalid_model", "The model parameter must be a non-empty string.").WithParam("model")
+	m, _ := jsontext.AppendUnquote(nil, mv)
+	c.Model = string(m)
+	switch {
+	case c.Model == "":
+		return Call{}, badRequest("invalid_model", "model", "The model parameter must be a non-empty string.")
+	case len(c.Model) > MaxModelBytes:
+		return Call{}, badRequest("invalid_model", "model", "The model name is longer than %d bytes.", MaxModelBytes)
 	}
-	if raw.Stream != nil {
-		c.Stream = *raw.Stream
+	if c.Stream, err = boolField(o, "stream"); err != nil {
+		return Call{}, err
 	}
 	if c.Stream && !ep.Streams {
-		return Call{}, httpx.Errorf(http.StatusBadRequest, "stream_unsupported", "The %s endpoint does not stream.", ep.Name).WithParam("stream")
+		return Call{}, badRequest("stream_unsupported", "stream", "The %s endpoint does not stream.", ep.Name)
 	}
-	if len(raw.StreamOptions) > 0 { // even null: the rewrite must not add a duplicate member
+	if so, ok := o.get("stream_options"); ok { // even null: the rewrite must not add a duplicate member
 		c.HasStreamOpt = true
-		var so struct {
-			IncludeUsage bool `json:"include_usage"`
-		}
-		if json.Unmarshal(raw.StreamOptions, &so) != nil {
-			return Call{}, httpx.Errorf(http.StatusBadRequest, "invalid_type", "Invalid type for 'stream_options': expected an object.").WithParam("stream_options")
-		}
-		c.IncludeUsage = so.IncludeUsage
-	}
-	for _, p := range []*int64{raw.MaxCompletionTokens, raw.MaxTokens, raw.MaxOutputTokens} {
-		if p != nil {
-			if *p < 0 {
-				return Call{}, httpx.Errorf(http.StatusBadRequest, "invalid_value", "The maximum output tokens must not be negative.")
+		if !isNull(so) {
+			sub, err := readObject(so)
+			if err != nil || so.Kind() != '{' {
+				return Call{}, badRequest("invalid_type", "stream_options", "Invalid type for 'stream_options': expected an object.")
 			}
-			c.MaxOutput = p
-			break
+			if err := checkVariants(sub, []string{"include_usage"}, " in 'stream_options'"); err != nil {
+				return Call{}, err
+			}
+			if c.IncludeUsage, err = boolField(sub, "include_usage"); err != nil {
+				return Call{}, badRequest("invalid_type", "stream_options.include_usage", "Invalid type for 'stream_options.include_usage': expected a boolean.")
+			}
 		}
+	}
+	if err := c.readCaps(ep); err != nil {
+		return Call{}, err
+	}
+	if err := c.readMultipliers(ep); err != nil {
+		return Call{}, err
+	}
+	if c.Shape, err = analyze(ep, o); err != nil {
+		return Call{}, err
+	}
+	if a := c.Shape.ambiguous; a != "" {
+		return Call{}, badRequest("ambiguous_field", a,
+			"The field %s could be read as '%s' by a case-insensitive parser; field names are case-sensitive.", quoteName(a), c.Shape.ambiguousAs)
 	}
 	return c, nil
 }
 
-func jsonProblem(err error) string {
-	var se *json.SyntaxError
-	if errors.As(err, &se) {
-		return fmt.Sprintf("syntax error at byte %d", se.Offset)
+// readCaps reads the output cap: one field per endpoint as its API defines;
+// any other cap field is refused rather than ignored (an upstream might honour
+// it), and chat's two fields must agree when both are given.
+func (c *Call) readCaps(ep provider.Endpoint) error {
+	own := capFields(ep)
+	for _, f := range allCaps {
+		v, ok := c.body.get(f)
+		if !ok || slices.Contains(own, f) {
+			continue
+		}
+		if ep.Output && !isNull(v) || !ep.Output {
+			return badRequest("unsupported_parameter", f, "The %s endpoint does not take '%s'; its output cap is %s.", ep.Name, f, capNames(own))
+		}
 	}
-	if errors.Is(err, io.ErrUnexpectedEOF) {
-		return "unexpected end of input"
+	for _, f := range own {
+		n, ok, err := intField(c.body, f)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			continue
+		}
+		if n < 1 { // an upstream might read 0 as "no cap"
+			return badRequest("invalid_value", f, "Invalid value for '%s': it must be at least 1.", f)
+		}
+		if c.MaxOutput != nil && *c.MaxOutput != n {
+			return badRequest("conflicting_parameters", f, "'%s' and '%s' disagree (%d and %d); give one.", own[0], f, *c.MaxOutput, n)
+		}
+		c.MaxOutput = &n
 	}
-	return "invalid JSON"
+	if ep.Name == provider.Messages.Name && c.MaxOutput == nil {
+		return badRequest("missing_max_tokens", "max_tokens", "max_tokens: Field required.")
+	}
+	return nil
+}
+
+func capNames(fs []string) string {
+	if len(fs) == 0 {
+		return "none"
+	}
+	return "'" + strings.Join(fs, "' or '") + "'"
+}
+
+// readMultipliers reads how many generations a call is billed for: n choices
+// (chat, completions), best_of candidates (completions bills best_of of them),
+// one per prompt of a completions batch.
+func (c *Call) readMultipliers(ep provider.Endpoint) error {
+	n, hasN, err := intField(c.body, "n")
+	if err != nil {
+		return err
+	}
+	bestOf, hasBestOf, err := intField(c.body, "best_of")
+	if err != nil {
+		return err
+	}
+	takesN := ep.Name == provider.Chat.Name || ep.Name == provider.Completions.Name
+	switch {
+	case hasN && !takesN:
+		return badRequest("unsupported_parameter", "n", "The %s endpoint does not take 'n'.", ep.Name)
+	case hasBestOf && ep.Name != provider.Completions.Name:
+		return badRequest("unsupported_parameter", "best_of", "The %s endpoint does not take 'best_of'.", ep.Name)
+	}
+	if hasN {
+		c.Choices = max(n, 1)
+	}
+	if hasBestOf {
+		c.Choices = max(c.Choices, bestOf)
+	}
+	if ep.Name == provider.Completions.Name {
+		c.Prompts = promptCount(c.body)
+	}
+	return nil
+}
+
+// promptCount is the number of prompts in a completions request: a string or
+// a token array is one, an array of strings or token arrays is a batch.
+func promptCount(o object) int64 {
+	v, ok := o.get("prompt")
+	if !ok || v.Kind() != '[' {
+		return 1
+	}
+	var items []jsontext.Value
+	if jsonv2.Unmarshal(v, &items) != nil || len(items) == 0 {
+		return 1
+	}
+	if items[0].Kind() == '0' { // one prompt as token ids
+		return 1
+	}
+	return int64(len(items))
 }
 
 // requestUsage returns the body to send upstream. For OpenAI chat and
 // completions streams it asks for the usage chunk (stream_options.include_usage)
 // and reports strip=true when the caller did not ask, so the gateway can meter
-// the stream and still give the caller exactly what it asked for.
+// the stream and still give the caller exactly what it asked for. The rewrite
+// keeps every other member's bytes as they were read.
 func requestUsage(ep provider.Endpoint, c Call, body []byte) (out []byte, strip bool, err error) {
 	if !c.Stream || c.IncludeUsage || (ep != provider.Chat && ep != provider.Completions) {
 		return body, false, nil
 	}
-	if !c.HasStreamOpt {
-		// Insert the member right after the opening brace: the body is a valid
-		// object (ParseCall), so this stays valid and avoids re-encoding it.
-		i := bytes.IndexByte(body, '{')
-		out = make([]byte, 0, len(body)+40)
-		out = append(out, body[:i+1]...)
-		out = append(out, `"stream_options":{"include_usage":true}`...)
-		rest := bytes.TrimLeft(body[i+1:], " \t\r\n")
-		if len(rest) > 0 && rest[0] != '}' {
-			out = append(out, ',')
+	o := c.body
+	if o == nil {
+		if o, err = readObject(body); err != nil {
+			return nil, false, err
 		}
-		return append(out, body[i+1:]...), true, nil
 	}
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(body, &m); err != nil {
-		return nil, false, err
+	so := object{{name: "include_usage", value: jsontext.Value("true")}}
+	if v, ok := o.get("stream_options"); ok && !isNull(v) {
+		sub, err := readObject(v)
+		if err != nil {
+			return nil, false, err
+		}
+		so = sub.set("include_usage", jsontext.Value("true"))
 	}
-	var so map[string]json.RawMessage
-	json.Unmarshal(m["stream_options"], &so)
-	if so == nil {
-		so = map[string]json.RawMessage{}
-	}
-	so["include_usage"] = json.RawMessage("true")
-	m["stream_options"], _ = json.Marshal(so)
-	out, err = json.Marshal(m)
-	return out, true, err
+	return o.set("stream_options", so.marshal()).marshal(), true, nil
 }
 
 // readBody reads at most max bytes of the request body; more is a 413.

@@ -19,7 +19,8 @@ func TestParseCall(t *testing.T) {
 		{`{"model":"gpt-4o"}`, provider.Chat, Call{Model: "gpt-4o"}, 0},
 		{`{"model":"gpt-4o","stream":true,"stream_options":{"include_usage":true}}`, provider.Chat, Call{Model: "gpt-4o", Stream: true, IncludeUsage: true, HasStreamOpt: true}, 0},
 		{` {"model":"m","max_tokens":5}`, provider.Messages, Call{Model: "m", MaxOutput: ptr(5)}, 0},
-		{`{"model":"m","max_completion_tokens":7,"max_tokens":5}`, provider.Chat, Call{Model: "m", MaxOutput: ptr(7)}, 0},
+		{`{"model":"m","max_completion_tokens":7,"max_tokens":7}`, provider.Chat, Call{Model: "m", MaxOutput: ptr(7)}, 0},
+		{`{"model":"m","max_completion_tokens":7,"max_tokens":5}`, provider.Chat, Call{}, 400},
 		{`{"model":"m","max_output_tokens":9}`, provider.Responses, Call{Model: "m", MaxOutput: ptr(9)}, 0},
 		{`{"model":""}`, provider.Chat, Call{}, 400},
 		{`{"model":null}`, provider.Chat, Call{}, 400},
@@ -61,7 +62,7 @@ func TestRequestUsage(t *testing.T) {
 		{`{"model":"m","stream":true,"stream_options":{"include_usage":false}}`, provider.Chat, true, true},
 		{`{"model":"m","stream":true,"stream_options":{"include_usage":true}}`, provider.Chat, false, true},
 		{`{"model":"m","stream":true,"stream_options":{"include_obfuscation":false}}`, provider.Completions, true, true},
-		{`{"model":"m","stream":true}`, provider.Messages, false, false},
+		{`{"model":"m","stream":true,"max_tokens":5}`, provider.Messages, false, false},
 		{`{"model":"m","stream":true}`, provider.Responses, false, false},
 	}
 	for _, tt := range tests {

@@ -32,24 +32,27 @@ func (t Tokens) Total() int64 { return t.Input + t.Output }
 
 // Record is one data-plane call. It never holds a secret: keys appear by id only.
 type Record struct {
-	ID                string    `json:"request_id"`
-	Time              time.Time `json:"time"`
-	KeyID             string    `json:"key_id"`
-	PrincipalID       string    `json:"principal_id"`
-	TeamID            string    `json:"team_id,omitempty"`
-	Endpoint          string    `json:"endpoint"`
-	Model             string    `json:"model"`
-	Provider          string    `json:"provider"`
-	Stream            bool      `json:"stream"`
-	Status            int       `json:"status"`
-	ErrorCode         string    `json:"error_code,omitempty"`
-	Tokens                      // embedded: its fields sit at the top level in JSON
-	CostMicros        int64     `json:"cost_micros"`
-	Priced            bool      `json:"priced"`    // false: no price known for the model, cost is 0
-	Estimated         bool      `json:"estimated"` // true: usage counted locally, upstream gave none
-	LatencyMillis     int64     `json:"latency_ms"`
-	UpstreamRequestID string    `json:"upstream_request_id,omitempty"`
-	Reasons           []string  `json:"policy_reasons,omitempty"` // ids of the policies that decided
+	ID          string    `json:"request_id"`
+	Time        time.Time `json:"time"`
+	KeyID       string    `json:"key_id"`
+	PrincipalID string    `json:"principal_id"`
+	TeamID      string    `json:"team_id,omitempty"`
+	Endpoint    string    `json:"endpoint"`
+	Model       string    `json:"model"`
+	Provider    string    `json:"provider"`
+	Stream      bool      `json:"stream"`
+	Status      int       `json:"status"`
+	ErrorCode   string    `json:"error_code,omitempty"`
+	Tokens                // embedded: its fields sit at the top level in JSON
+	CostMicros  int64     `json:"cost_micros"`
+	Priced      bool      `json:"priced"`    // false: no price known for the model, cost is 0
+	Estimated   bool      `json:"estimated"` // true: usage counted locally, upstream gave none; charged the whole hold
+	// OverReservation: the upstream reported more than the gateway reserved
+	// (charged as reported; a worst-case bound was wrong).
+	OverReservation   bool     `json:"over_reservation,omitempty"`
+	LatencyMillis     int64    `json:"latency_ms"`
+	UpstreamRequestID string   `json:"upstream_request_id,omitempty"`
+	Reasons           []string `json:"policy_reasons,omitempty"` // ids of the policies that decided
 
 	Started bool `json:"-"` // the call's start record is in the ledger
 }

@@ -67,7 +67,7 @@ func (h *Handler) chat(w http.ResponseWriter, req *request, s *stream) {
 	}
 	id := "chatcmpl-" + randomish(req.Model, fmt.Sprint(in), time.Now().String())
 	created := h.now()
-	out := int64(len(words))
+	out := req.outputTokens(words)
 	usage := map[string]any{"prompt_tokens": in, "completion_tokens": out, "total_tokens": in + out,
 		"prompt_tokens_details":     map[string]any{"cached_tokens": 0, "audio_tokens": 0},
 		"completion_tokens_details": map[string]any{"reasoning_tokens": 0, "audio_tokens": 0, "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}}
@@ -76,7 +76,7 @@ func (h *Handler) chat(w http.ResponseWriter, req *request, s *stream) {
 			"id": id, "object": "chat.completion", "created": created, "model": req.Model, "system_fingerprint": "fp_sim",
 			"choices": []any{map[string]any{"index": 0, "message": map[string]any{"role": "assistant", "content": strings.Join(words, ""), "refusal": nil},
 				"logprobs": nil, "finish_reason": finish}},
-			"usage": usage, "service_tier": "default",
+			"usage": req.usageOr(usage), "service_tier": "default",
 		})
 		return
 	}
@@ -126,11 +126,11 @@ func (h *Handler) completions(w http.ResponseWriter, req *request, s *stream) {
 		finish = "length"
 	}
 	id := "cmpl-" + randomish(req.Model, fmt.Sprint(in), time.Now().String())
-	out := int64(len(words))
+	out := req.outputTokens(words)
 	usage := map[string]any{"prompt_tokens": in, "completion_tokens": out, "total_tokens": in + out}
 	if !req.Stream {
 		writeJSON(w, http.StatusOK, map[string]any{"id": id, "object": "text_completion", "created": h.now(), "model": req.Model,
-			"choices": []any{map[string]any{"text": strings.Join(words, ""), "index": 0, "logprobs": nil, "finish_reason": finish}}, "usage": usage})
+			"choices": []any{map[string]any{"text": strings.Join(words, ""), "index": 0, "logprobs": nil, "finish_reason": finish}}, "usage": req.usageOr(usage)})
 		return
 	}
 	includeUsage := req.StreamOptions != nil && req.StreamOptions.IncludeUsage && !s.fault.NoUsage
@@ -166,7 +166,7 @@ func (h *Handler) responses(w http.ResponseWriter, req *request, s *stream) {
 	words, truncated := req.completion(in)
 	id := "resp_" + randomish(req.Model, fmt.Sprint(in), time.Now().String())
 	msgID := "msg_" + randomish(id)
-	out := int64(len(words))
+	out := req.outputTokens(words)
 	status := "completed"
 	var incomplete any
 	if truncated {
@@ -183,7 +183,7 @@ func (h *Handler) responses(w http.ResponseWriter, req *request, s *stream) {
 			"tools": []any{}, "text": map[string]any{"format": map[string]any{"type": "text"}}, "truncation": "disabled", "metadata": map[string]any{}}
 	}
 	if !req.Stream {
-		writeJSON(w, http.StatusOK, resp(status, []any{item}, usage))
+		writeJSON(w, http.StatusOK, resp(status, []any{item}, req.usageOr(usage)))
 		return
 	}
 	seq := 0
@@ -234,11 +234,11 @@ func (h *Handler) messages(w http.ResponseWriter, req *request, s *stream) {
 		stop = "max_tokens"
 	}
 	id := "msg_" + randomish(req.Model, fmt.Sprint(in), time.Now().String())
-	out := int64(len(words))
+	out := req.outputTokens(words)
 	if !req.Stream {
 		writeJSON(w, http.StatusOK, map[string]any{"id": id, "type": "message", "role": "assistant", "model": req.Model,
 			"content": []any{map[string]any{"type": "text", "text": strings.Join(words, "")}}, "stop_reason": stop, "stop_sequence": nil,
-			"usage": map[string]any{"input_tokens": in, "output_tokens": out, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}})
+			"usage": req.usageOr(map[string]any{"input_tokens": in, "output_tokens": out, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0})})
 		return
 	}
 	startUsage := map[string]any{"input_tokens": in, "output_tokens": 1, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}

@@ -10,12 +10,14 @@
 package sim
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math"
 	"net/http"
 	"strings"
@@ -35,7 +37,9 @@ type Fault struct {
 	Latency    time.Duration   // wait before answering
 	ChunkDelay time.Duration   // wait between stream events
 	CutAfter   int             // drop the connection after this many stream events (0: never)
-	NoUsage    bool            // report no usage in streams, even when asked
+	NoUsage    bool            // report no usage (usage null in JSON, none in streams)
+	Hostile    bool            // read and bill like a non-Go upstream (hostile.go)
+	OverReport int64           // hostile mode: bill and report this many output tokens more than the cap allows
 	Gate       <-chan struct{} // hold every answer until this closes (tests: all calls in flight at once)
 	// RetryAfter and RetryAfterMs are sent with a Status error as the
 	// Retry-After and retry-after-ms headers.
@@ -56,6 +60,7 @@ type Handler struct {
 	keys  []string // SetKeys: the accepted keys, replacing apiKey
 
 	Calls atomic.Int64 // requests received on generation endpoints
+	bills []Bill       // hostile mode: what each call was billed
 	clock func() time.Time
 }
 
@@ -68,6 +73,19 @@ func New(apiKey string) *Handler {
 func (h *Handler) SetKeys(keys ...string) {
 	h.mu.Lock()
 	h.keys = keys
+	h.mu.Unlock()
+}
+
+// Bills returns what the simulator billed in hostile mode, call by call.
+func (h *Handler) Bills() []Bill {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]Bill(nil), h.bills...)
+}
+
+func (h *Handler) addBill(b Bill) {
+	h.mu.Lock()
+	h.bills = append(h.bills, b)
 	h.mu.Unlock()
 }
 
@@ -108,19 +126,22 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	h.Calls.Add(1)
 	f := h.currentFault()
-	if f.Latency > 0 {
-		select {
-		case <-time.After(f.Latency):
-		case <-r.Context().Done():
-			return
+	wait := func() bool { // the fault's latency and gate; false: the caller left
+		if f.Latency > 0 {
+			select {
+			case <-time.After(f.Latency):
+			case <-r.Context().Done():
+				return false
+			}
 		}
-	}
-	if f.Gate != nil {
-		select {
-		case <-f.Gate:
-		case <-r.Context().Done():
-			return
+		if f.Gate != nil {
+			select {
+			case <-f.Gate:
+			case <-r.Context().Done():
+				return false
+			}
 		}
+		return true
 	}
 	if f.Redirect != "" {
 		http.Redirect(w, r, f.Redirect, http.StatusTemporaryRedirect)
@@ -136,6 +157,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if f.Status != 0 {
+		if !wait() {
+			return
+		}
 		if f.RetryAfter != "" {
 			w.Header().Set("Retry-After", f.RetryAfter)
 		}
@@ -150,8 +174,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req request
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 32<<20))
-	if err := dec.Decode(&req); err != nil {
+	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 32<<20))
+	if err == nil && f.Hostile {
+		err = decodeLastWins(raw, &req)
+	} else if err == nil {
+		err = json.NewDecoder(bytes.NewReader(raw)).Decode(&req)
+	}
+	req.endpoint, req.hostile, req.noUsage = endpointOf(r.URL.Path), f.Hostile, f.NoUsage
+	if err != nil {
 		if anthropic {
 			writeAnthropicError(w, http.StatusBadRequest, "invalid_request_error", "invalid JSON body")
 		} else {
@@ -167,7 +197,25 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
+	if f.Hostile && req.endpoint != "embeddings" && !countTokens {
+		// The upstream has the request: it bills it, whether or not the
+		// caller is still there for the answer.
+		b := req.bill()
+		b.Background = req.Background && req.endpoint == "responses"
+		b.Output += f.OverReport
+		req.billed = &b
+		h.addBill(b)
+	}
+	if !wait() {
+		return
+	}
 	s := &stream{w: w, r: r, fault: f}
+	if f.Hostile && req.Background && req.endpoint == "responses" {
+		// Like OpenAI: answer at once, bill the run later, in full.
+		writeJSON(w, http.StatusOK, map[string]any{"id": "resp_" + randomish(req.Model, h.clock().String()), "object": "response",
+			"created_at": h.now(), "status": "queued", "background": true, "model": req.Model, "output": []any{}, "usage": nil})
+		return
+	}
 	switch {
 	case countTokens:
 		h.countTokens(w, &req)
@@ -236,8 +284,15 @@ type request struct {
 		IncludeUsage bool `json:"include_usage"`
 	} `json:"stream_options"`
 	N              int    `json:"n"`
+	BestOf         *int64 `json:"best_of"`
+	Background     bool   `json:"background"`
 	Dimensions     int    `json:"dimensions"`
 	EncodingFormat string `json:"encoding_format"`
+
+	endpoint string // chat, completions, embeddings, responses, messages
+	hostile  bool   // Fault.Hostile
+	noUsage  bool   // Fault.NoUsage
+	billed   *Bill  // hostile mode: this call's bill, once generated
 }
 
 type message struct {
@@ -277,6 +332,22 @@ func text(raw json.RawMessage) string {
 	return b.String()
 }
 
+// outputTokens is the output usage to report for words generated.
+func (req *request) outputTokens(words []string) int64 {
+	if req.billed != nil {
+		return req.billed.Output
+	}
+	return int64(len(words))
+}
+
+// usageOr returns usage, or nil when the fault withholds it.
+func (req *request) usageOr(usage any) any {
+	if req.noUsage {
+		return nil
+	}
+	return usage
+}
+
 // countTokens approximates a tokenizer: one token per four bytes, rounded up.
 func countTokens(s string) int64 { return int64((len(s) + 3) / 4) }
 
@@ -286,11 +357,20 @@ func (req *request) inputTokens() int64 {
 	n := int64(3) + countTokens(text(req.System)) + countTokens(text(req.Prompt)) + countTokens(text(req.Input)) + countTokens(req.Instructions)
 	for _, m := range req.Messages {
 		n += 4 + countTokens(text(m.Content))
+		if req.hostile {
+			n += countImages(m.Content) * hostileImageTokens
+		}
+	}
+	if req.hostile {
+		n += countImages(req.Input) * hostileImageTokens
 	}
 	return n
 }
 
 func (req *request) maxOutput() (int64, bool) {
+	if req.hostile {
+		return req.hostileCap()
+	}
 	for _, p := range []*int64{req.MaxCompletionTokens, req.MaxTokens, req.MaxOutputTokens} {
 		if p != nil {
 			return max(*p, 0), true
@@ -307,6 +387,9 @@ func (req *request) completion(input int64) (words []string, truncated bool) {
 	want := min(12+input/4, 256)
 	if limit, ok := req.maxOutput(); ok && limit < want {
 		want, truncated = limit, true
+	}
+	if b := req.billed; b != nil { // every generation runs to its cap; a few words stand for it
+		want, truncated = min(max(b.Output/max(b.Choices*b.Prompts, 1), 0), 256), b.Cap >= 0
 	}
 	seed := sha256.Sum256([]byte(req.Model + text(req.Input) + fmt.Sprint(input)))
 	start := int(binary.BigEndian.Uint16(seed[:2])) % len(vocabulary)

@@ -9,13 +9,13 @@ import (
 )
 
 const usageCols = `id, at, key_id, principal_id, team_id, endpoint, model, provider, stream, status, error_code,
-	input_tokens, cached_input_tokens, cache_write_tokens, output_tokens, cost_micros, priced, estimated, latency_ms, upstream_request_id, reasons`
+	input_tokens, cached_input_tokens, cache_write_tokens, output_tokens, cost_micros, priced, estimated, latency_ms, upstream_request_id, reasons, over_reservation`
 
-const insertUsage = `INSERT INTO usage (` + usageCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+const insertUsage = `INSERT INTO usage (` + usageCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 
 func usageArgs(r usage.Record) []any {
 	return []any{r.ID, micros(r.Time), r.KeyID, r.PrincipalID, r.TeamID, r.Endpoint, r.Model, r.Provider, boolInt(r.Stream), r.Status, r.ErrorCode,
-		r.Input, r.CachedInput, r.CacheWrite, r.Output, r.CostMicros, boolInt(r.Priced), boolInt(r.Estimated), r.LatencyMillis, r.UpstreamRequestID, toJSON(nonNil(r.Reasons))}
+		r.Input, r.CachedInput, r.CacheWrite, r.Output, r.CostMicros, boolInt(r.Priced), boolInt(r.Estimated), r.LatencyMillis, r.UpstreamRequestID, toJSON(nonNil(r.Reasons)), boolInt(r.OverReservation)}
 }
 
 // InsertUsage implements usage.Store.
@@ -71,10 +71,10 @@ func (s *DB) ListUsage(ctx context.Context, q usage.Query) ([]usage.Record, erro
 	for rows.Next() {
 		var r usage.Record
 		var at int64
-		var stream, priced, estimated int
+		var stream, priced, estimated, over int
 		var reasons string
 		if err := rows.Scan(&r.ID, &at, &r.KeyID, &r.PrincipalID, &r.TeamID, &r.Endpoint, &r.Model, &r.Provider, &stream, &r.Status, &r.ErrorCode,
-			&r.Input, &r.CachedInput, &r.CacheWrite, &r.Output, &r.CostMicros, &priced, &estimated, &r.LatencyMillis, &r.UpstreamRequestID, &reasons); err != nil {
+			&r.Input, &r.CachedInput, &r.CacheWrite, &r.Output, &r.CostMicros, &priced, &estimated, &r.LatencyMillis, &r.UpstreamRequestID, &reasons, &over); err != nil {
 			return nil, err
 		}
 		if err := fromJSON(reasons, &r.Reasons); err != nil {
@@ -83,7 +83,7 @@ func (s *DB) ListUsage(ctx context.Context, q usage.Query) ([]usage.Record, erro
 		if len(r.Reasons) == 0 {
 			r.Reasons = nil
 		}
-		r.Time, r.Stream, r.Priced, r.Estimated = fromMicros(at), stream != 0, priced != 0, estimated != 0
+		r.Time, r.Stream, r.Priced, r.Estimated, r.OverReservation = fromMicros(at), stream != 0, priced != 0, estimated != 0, over != 0
 		out = append(out, r)
 	}
 	return out, rows.Err()

@@ -318,7 +318,7 @@ func testUsage(t *testing.T, b Backend) {
 		{ID: "req_1", Time: day1, KeyID: "key_a", PrincipalID: "prn_a", TeamID: "team_a", Endpoint: "chat", Model: "gpt-4o", Provider: "openai",
 			Status: 200, Tokens: usage.Tokens{Input: 100, CachedInput: 10, Output: 20}, CostMicros: 450, Priced: true, LatencyMillis: 12, UpstreamRequestID: "up_1"},
 		{ID: "req_2", Time: day2, KeyID: "key_a", PrincipalID: "prn_a", TeamID: "team_a", Endpoint: "chat", Model: "gpt-4o", Provider: "openai",
-			Stream: true, Status: 200, Tokens: usage.Tokens{Input: 50, Output: 5}, CostMicros: 175, Priced: true, Estimated: true},
+			Stream: true, Status: 200, Tokens: usage.Tokens{Input: 50, Output: 5}, CostMicros: 175, Priced: true, Estimated: true, OverReservation: true},
 		{ID: "req_3", Time: day2, KeyID: "key_b", PrincipalID: "prn_b", TeamID: "team_b", Endpoint: "messages", Model: "claude-haiku-4-5", Provider: "anthropic",
 			Status: 502, ErrorCode: "upstream_error"},
 	}

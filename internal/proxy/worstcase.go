@@ -1,0 +1,295 @@
+package proxy
+
+import (
+	"bytes"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
+
+	"github.com/gatehouse-gw/gatehouse/internal/httpx"
+	"github.com/gatehouse-gw/gatehouse/internal/pricing"
+	"github.com/gatehouse-gw/gatehouse/internal/provider"
+	"github.com/gatehouse-gw/gatehouse/internal/usage"
+)
+
+// Reservation ≥ anything the upstream can bill: the worst case of a call is
+// computed from a structured walk of the body as read (never from byte
+// patterns, which an escape such as "image\u005furl" defeats), multiplied by
+// every multiplier the API has. What has no computable bound is listed in
+// Shape.Unbounded, and a key under a hard budget is refused it unless the
+// operator allows unbounded cost (docs/budgets.md has the table).
+
+// Shape is what a request's input holds, as far as cost goes.
+type Shape struct {
+	Images         int64    // image parts: by URL, base64 or file id
+	ToolTokens     int64    // prompt tokens of provider-defined client tools (Anthropic bash, text editor, computer, memory)
+	ThinkingBudget int64    // Anthropic thinking.budget_tokens: may exceed max_tokens with interleaved thinking
+	ExtraOutput    int64    // output tokens beyond the cap per generation: a predicted output's rejected tokens
+	Priority       bool     // service_tier "priority": billed at a premium (assumed at most 2×)
+	CacheTTL1h     bool     // Anthropic one-hour cache writes: 2× the input price
+	Unbounded      []string // fields whose cost the gateway cannot bound
+
+	ambiguous, ambiguousAs string // a content member named like a governed one, and which
+}
+
+// Per-item worst cases (tokens). They are generous on purpose: a reservation
+// is settled to the actual cost, so a high bound only costs headroom.
+const (
+	// imageTokens bounds one image: OpenAI's largest patch or tile count
+	// times its model multipliers (gpt-4.1-nano: 1536 × 2.46 ≈ 3,800) and
+	// Anthropic's largest image (about 1,600) are below it.
+	imageTokens = 6_000
+	// miniImageTokens bounds one image on gpt-4o-mini, which prices images
+	// as 2,833 + 5,667 per 512-pixel tile, up to 8 tiles: 48,169.
+	miniImageTokens = 48_200
+	// clientToolTokens bounds the system prompt Anthropic adds for one of its
+	// defined client tools (computer use adds about 735 tokens).
+	clientToolTokens = 2_000
+	// maxTokens saturates token arithmetic.
+	maxTokens = int64(1) << 50
+)
+
+// imageTokensFor is the per-image worst case for model.
+func imageTokensFor(model string) int64 {
+	if strings.HasPrefix(model, "gpt-4o-mini") {
+		return miniImageTokens
+	}
+	return imageTokens
+}
+
+// InputUpperBound returns a count of text input tokens never below the real
+// one: every token of a BPE tokenizer covers at least one byte of text, and
+// the JSON around the text (message framing included) is longer than the
+// tokens a provider adds for it. Images and provider tools are counted
+// apart, from the structure of the body (Shape).
+func InputUpperBound(body []byte) int64 { return int64(len(body)) + 16 }
+
+func satMul(a, b int64) int64 {
+	if a <= 0 || b <= 0 {
+		return 0
+	}
+	if a > maxTokens/b {
+		return maxTokens
+	}
+	return a * b
+}
+
+func satAdd(a, b int64) int64 { return min(a+b, maxTokens) }
+
+// worstOf is the most call c can cost at price p with output cap out per
+// generation: every generation (n, best_of, every prompt of a batch) runs to
+// the cap (reasoning tokens count inside it), every input token is billed at
+// the dearest input rate (uncached, or as a cache write), a priority tier at
+// twice the price.
+func worstOf(ep provider.Endpoint, c Call, body []byte, p pricing.Price, out int64) worstCase {
+	in := satAdd(satAdd(InputUpperBound(body), satMul(c.Shape.Images, imageTokensFor(c.Model))), c.Shape.ToolTokens)
+	var o int64
+	if ep.Output {
+		gens := satMul(max(c.Choices, 1), max(c.Prompts, 1))
+		o = satAdd(satMul(max(out, c.Shape.ThinkingBudget), gens), satMul(c.Shape.ExtraOutput, gens))
+	}
+	cost := max(p.Cost(usage.Tokens{Input: in, Output: o}), p.Cost(usage.Tokens{Input: in, CacheWrite: in, Output: o}))
+	if c.Shape.CacheTTL1h {
+		cost = satAdd(cost, p.Cost(usage.Tokens{Input: in}))
+	}
+	if c.Shape.Priority {
+		cost = satMul(cost, 2)
+	}
+	return worstCase{input: in, output: o, cost: cost}
+}
+
+// analyze walks the members of a request body of ep that carry cost.
+func analyze(ep provider.Endpoint, o object) (Shape, error) {
+	var s Shape
+	for _, m := range o {
+		if isNull(m.value) {
+			continue
+		}
+		switch m.name {
+		case "messages", "input", "system":
+			v, err := decodeAny(m.value)
+			if err != nil {
+				return s, err
+			}
+			s.walk(v, m.name)
+		case "prompt":
+			if ep.Name == provider.Responses.Name { // a stored prompt template, by id
+				s.unbounded("prompt")
+			}
+		case "tools":
+			v, err := decodeAny(m.value)
+			if err != nil {
+				return s, err
+			}
+			s.tools(ep, v)
+		case "background":
+			if m.value.Kind() == 't' {
+				s.unbounded("background")
+			}
+		case "previous_response_id", "conversation", "web_search_options", "container", "audio":
+			s.unbounded(m.name)
+		case "mcp_servers":
+			if v, _ := decodeAny(m.value); v != nil {
+				if a, ok := v.([]any); !ok || len(a) > 0 {
+					s.unbounded(m.name)
+				}
+			}
+		case "modalities":
+			if bytes.Contains(m.value, []byte(`"audio"`)) {
+				s.unbounded("modalities")
+			}
+		case "service_tier":
+			if m.value.Kind() != '"' {
+				return s, badRequest("invalid_type", "service_tier", "Invalid type for 'service_tier': expected a string.")
+			}
+			t, _ := jsontext.AppendUnquote(nil, m.value)
+			s.Priority = string(t) == "priority"
+		case "prediction":
+			s.ExtraOutput = satAdd(s.ExtraOutput, int64(len(m.value)))
+		case "thinking":
+			if sub, err := readObject(m.value); err == nil {
+				if err := checkVariants(sub, []string{"type", "budget_tokens"}, " in 'thinking'"); err != nil {
+					return s, err
+				}
+			}
+			var t struct {
+				BudgetTokens int64 `json:"budget_tokens"`
+			}
+			if json.Unmarshal(m.value, &t) != nil || t.BudgetTokens < 0 {
+				return s, badRequest("invalid_type", "thinking", "Invalid value for 'thinking'.")
+			}
+			s.ThinkingBudget = t.BudgetTokens
+		}
+	}
+	return s, nil
+}
+
+func decodeAny(v jsontext.Value) (any, error) {
+	var x any
+	if err := json.Unmarshal(v, &x); err != nil {
+		return nil, httpx.Errorf(400, "invalid_json", "We could not parse the JSON body of your request.").WithCause(err)
+	}
+	return x, nil
+}
+
+func (s *Shape) unbounded(field string) {
+	if len(s.Unbounded) < 16 && !slices.Contains(s.Unbounded, field) {
+		s.Unbounded = append(s.Unbounded, clip(field))
+	}
+}
+
+// contentNames are the member names of content parts that decide their cost.
+var contentNames = []string{"type", "image_url", "source", "file", "input_audio", "cache_control"}
+
+// textTypes are content types whose cost is their text, bounded by its bytes.
+var textTypes = map[string]bool{
+	"text": true, "input_text": true, "output_text": true, "refusal": true, "summary_text": true,
+	"reasoning_text": true, "thinking": true, "redacted_thinking": true,
+	// Tool calls the model made, passed back: their arguments are text.
+	"function": true, "function_call": true, "custom_tool_call": true, "tool_use": true,
+	// Reasoning items passed back: encrypted content is longer than its tokens.
+	"reasoning": true,
+}
+
+// walk accounts for one value of the conversation at path. Images are
+// counted wherever they sit; types are judged (an unknown one has no bound)
+// where the APIs define content, not inside tool arguments or text parts.
+func (s *Shape) walk(v any, path string) { s.walkIn(v, path, true) }
+
+func (s *Shape) walkIn(v any, path string, judge bool) {
+	switch x := v.(type) {
+	case []any:
+		for i, e := range x {
+			s.walkIn(e, fmt.Sprintf("%s[%d]", path, i), judge)
+		}
+	case map[string]any:
+		if cc, ok := x["cache_control"].(map[string]any); ok && cc["ttl"] == "1h" {
+			s.CacheTTL1h = true
+		}
+		if judge && s.ambiguous == "" {
+			for k := range x {
+				if g := foldVariant(k, contentNames); g != "" {
+					s.ambiguous, s.ambiguousAs = path+"."+k, g
+				}
+			}
+		}
+		t, typed := x["type"].(string)
+		switch {
+		case t == "image_url" || t == "input_image" || t == "image" || t == "computer_screenshot":
+			s.Images++
+			return
+		case !typed:
+			if _, ok := x["image_url"]; ok {
+				s.Images++
+				return
+			}
+			if a, ok := x["audio"]; ok && a != nil && judge { // an assistant message's audio, by id: audio tokens
+				s.unbounded(path + ".audio")
+			}
+		case !judge || textTypes[t]:
+			judge = false // below: arguments and text, where "type" is anyone's word
+		case t == "message" || t == "function_call_output" || t == "custom_tool_call_output" || t == "tool_result" || t == "search_result":
+		case t == "document":
+			src, _ := x["source"].(map[string]any)
+			switch src["type"] {
+			case "text":
+			case "content":
+				s.walkIn(src["content"], path+".source.content", judge)
+			default: // a PDF by base64, URL or file id: pages are not countable here
+				s.unbounded(path + " (document)")
+			}
+			return
+		case t == "file" || t == "input_file":
+			s.unbounded(path + " (file)")
+		case t == "input_audio" || t == "audio":
+			s.unbounded(path + " (audio)")
+		default:
+			s.unbounded(path + " (type " + t + ")")
+		}
+		for _, k := range sortedKeys(x) {
+			if k != "cache_control" && k != "type" {
+				s.walkIn(x[k], path+"."+k, judge)
+			}
+		}
+	}
+}
+
+func sortedKeys(m map[string]any) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	slices.Sort(ks)
+	return ks
+}
+
+// anthropicClientTools are the prefixes of Anthropic-defined tools that the
+// caller runs: their cost is a fixed prompt, not a server-side loop.
+var anthropicClientTools = []string{"bash_", "text_editor_", "computer_", "memory_"}
+
+// tools accounts for tool definitions: functions and custom tools run at the
+// caller and cost their definition's text; server-side tools (web search,
+// file search, code interpreter, MCP, …) run loops the upstream bills and are
+// unbounded.
+func (s *Shape) tools(ep provider.Endpoint, v any) {
+	list, _ := v.([]any)
+	for i, e := range list {
+		tool, _ := e.(map[string]any)
+		if cc, ok := tool["cache_control"].(map[string]any); ok && cc["ttl"] == "1h" {
+			s.CacheTTL1h = true
+		}
+		t, _ := tool["type"].(string)
+		path := fmt.Sprintf("tools[%d]", i)
+		switch {
+		case t == "function" || t == "custom":
+		case ep.Protocol == provider.TypeAnthropic && t == "":
+		case ep.Protocol == provider.TypeAnthropic && slices.ContainsFunc(anthropicClientTools, func(p string) bool { return strings.HasPrefix(t, p) }):
+			s.ToolTokens = satAdd(s.ToolTokens, clientToolTokens)
+		default:
+			s.unbounded(path + " (type " + t + ")")
+		}
+	}
+}

@@ -1,0 +1,2 @@
+-- A call whose upstream reported more than the gateway reserved for it (issue 9).
+ALTER TABLE usage ADD COLUMN over_reservation BIGINT NOT NULL DEFAULT 0;
