@@ -181,14 +181,15 @@ func (h *Handler) serveCall(w http.ResponseWriter, r *http.Request, ep provider.
 	return err
 }
 
-// writeStart appends the call's start record.
+// writeStart appends the call's start record. Strings from the caller go in
+// as they came: Record.Marshal makes them valid UTF-8 and bounds them.
 func (h *Handler) writeStart(r *http.Request, rec *usage.Record, body []byte) error {
 	if h.ledger == nil {
 		return nil
 	}
 	sum := sha256.Sum256(body)
 	start := ledger.Record{Kind: ledger.KindCallStart, Time: rec.Time, RequestID: rec.ID, PrincipalID: rec.PrincipalID, KeyID: rec.KeyID,
-		TeamID: rec.TeamID, SourceIP: h.sourceAddr(r).String(), UserAgent: truncate(r.UserAgent(), 256), Endpoint: rec.Endpoint,
+		TeamID: rec.TeamID, SourceIP: h.sourceAddr(r).String(), UserAgent: r.UserAgent(), Endpoint: rec.Endpoint,
 		Model: rec.Model, Provider: rec.Provider, Stream: rec.Stream, Decision: "allow", Reasons: rec.Reasons, BodySHA256: hex.EncodeToString(sum[:])}
 	if _, err := h.ledger.Append(r.Context(), ledger.Entry{Data: start.Marshal(), RequestID: rec.ID, Opens: true}); err != nil {
 		return httpx.Errorf(http.StatusServiceUnavailable, "ledger_unavailable",
@@ -213,7 +214,7 @@ func (h *Handler) writeEnd(r *http.Request, rec *usage.Record) {
 		Reasons: rec.Reasons, Status: rec.Status, ErrorCode: rec.ErrorCode, InputTokens: rec.Input, CachedInputTokens: rec.CachedInput, OutputTokens: rec.Output,
 		CostMicros: rec.CostMicros, Estimated: rec.Estimated, LatencyMillis: rec.LatencyMillis, UpstreamRequestID: rec.UpstreamRequestID}
 	if !rec.Started {
-		end.SourceIP, end.UserAgent = h.sourceAddr(r).String(), truncate(r.UserAgent(), 256)
+		end.SourceIP, end.UserAgent = h.sourceAddr(r).String(), r.UserAgent()
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 10*time.Second)
 	defer cancel()
@@ -221,13 +222,6 @@ func (h *Handler) writeEnd(r *http.Request, rec *usage.Record) {
 		// The call is over; its start record stays open and recovery closes it.
 		h.log.Error("ledger: end record not written", "request_id", rec.ID, "err", err)
 	}
-}
-
-func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n]
-	}
-	return s
 }
 
 // decide asks the policies in force about a call. budget_remaining_micros is
