@@ -88,7 +88,7 @@ func TestHostileCallsLeaveVerifiableLog(t *testing.T) {
 			for _, c := range calls {
 				code, out, errs := runCLI(t, f.gateway, "audit", "show", c.id, "--json")
 				var shown []struct {
-					Verified bool           `json:"verified"`
+					Verified bool          `json:"verified"`
 					Record   ledger.Record `json:"record"`
 				}
 				json.Unmarshal([]byte(out), &shown)
