@@ -14,7 +14,7 @@ import (
 func TestLookupExactIDs(t *testing.T) {
 	tab := NewTable(Defaults(), nil)
 	tests := []struct {
-		model, entry string // entry "": unpriced
+		model, entry  string // entry "": unpriced
 		input, output float64
 	}{
 		{"o1", "o1", 15, 60},
@@ -62,12 +62,12 @@ func TestLookupExactIDs(t *testing.T) {
 
 func TestLookupOverrides(t *testing.T) {
 	tab := NewTable(Defaults(), []Price{
-		{Model: "gpt-4o", Input: 1, Output: 2},           // the canonical id: its snapshots follow
+		{Model: "gpt-4o", Input: 1, Output: 2},            // the canonical id: its snapshots follow
 		{Model: "o1-pro-2025-03-19", Input: 3, Output: 4}, // one snapshot only
-		{Model: "ft:gpt-4o*", Input: 5, Output: 6},       // operators may glob
-		{Model: "ft:gpt-4o-mini*", Input: 7, Output: 8},  // the most specific glob wins
-		{Model: "ft:gpt-4o-mini:acme", Input: 9},         // an exact entry beats any glob
-		{Model: "claude-*", Input: 10},                   // an operator glob beats the defaults
+		{Model: "ft:gpt-4o*", Input: 5, Output: 6},        // operators may glob
+		{Model: "ft:gpt-4o-mini*", Input: 7, Output: 8},   // the most specific glob wins
+		{Model: "ft:gpt-4o-mini:acme", Input: 9},          // an exact entry beats any glob
+		{Model: "claude-*", Input: 10},                    // an operator glob beats the defaults
 	})
 	tests := []struct {
 		model  string
