@@ -292,3 +292,23 @@ func TestParseRecordAcceptsLegacy(t *testing.T) {
 		t.Fatalf("legacy record: %v", err)
 	}
 }
+
+// BenchmarkRecordMarshal and BenchmarkParseRecord: the work bounding adds to
+// every record (Marshal), and the canonical check Append runs on each.
+func BenchmarkRecordMarshal(b *testing.B) {
+	r := hostileStart("req_0123456789abcdefghijklmn", "Mozilla/5.0 (X11; Linux x86_64) openai-python/2.1.0", "gpt-4o-mini")
+	b.ReportAllocs()
+	for b.Loop() {
+		r.Marshal()
+	}
+}
+
+func BenchmarkParseRecord(b *testing.B) {
+	data := hostileStart("req_0123456789abcdefghijklmn", "Mozilla/5.0 (X11; Linux x86_64) openai-python/2.1.0", "gpt-4o-mini").Marshal()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := ledger.ParseRecord(data); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -33,7 +33,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -111,8 +110,8 @@ type field struct {
 	p    *string
 }
 
-func (r *Record) strings() []field {
-	return []field{{"kind", &r.Kind}, {"request_id", &r.RequestID}, {"principal_id", &r.PrincipalID}, {"key_id", &r.KeyID},
+func (r *Record) strings() [17]field {
+	return [17]field{{"kind", &r.Kind}, {"request_id", &r.RequestID}, {"principal_id", &r.PrincipalID}, {"key_id", &r.KeyID},
 		{"team_id", &r.TeamID}, {"source_ip", &r.SourceIP}, {"user_agent", &r.UserAgent}, {"endpoint", &r.Endpoint},
 		{"model", &r.Model}, {"provider", &r.Provider}, {"decision", &r.Decision}, {"body_sha256", &r.BodySHA256},
 		{"error_code", &r.ErrorCode}, {"upstream_request_id", &r.UpstreamRequestID}, {"action", &r.Action},
@@ -120,7 +119,7 @@ func (r *Record) strings() []field {
 }
 
 // fieldOrder is the order of the names in Truncated: the fields' order.
-var fieldOrder = []string{"kind", "request_id", "principal_id", "key_id", "team_id", "source_ip", "user_agent",
+var fieldOrder = [...]string{"kind", "request_id", "principal_id", "key_id", "team_id", "source_ip", "user_agent",
 	"endpoint", "model", "provider", "decision", "reasons", "body_sha256", "error_code", "upstream_request_id",
 	"action", "target", "detail"}
 
@@ -150,34 +149,46 @@ func Bound(s string, n int) (string, bool) {
 	return b.String(), false
 }
 
+// fieldIndex is each name's position in fieldOrder.
+var fieldIndex = func() map[string]int {
+	m := make(map[string]int, len(fieldOrder))
+	for i, n := range &fieldOrder {
+		m[n] = i
+	}
+	return m
+}()
+
 // sanitize bounds every string of r and records in r.Truncated what was cut.
 func (r *Record) sanitize() {
-	cut := map[string]bool{}
+	var cut [len(fieldOrder)]bool // by fieldIndex; unknown names are dropped
 	for _, t := range r.Truncated {
-		cut[t] = true
+		if i, ok := fieldIndex[t]; ok {
+			cut[i] = true
+		}
 	}
 	for _, f := range r.strings() {
 		var c bool
 		if *f.p, c = Bound(*f.p, Bounds[f.name]); c {
-			cut[f.name] = true
+			cut[fieldIndex[f.name]] = true
 		}
 	}
 	if len(r.Reasons) > 0 {
 		reasons := make([]string, 0, min(len(r.Reasons), MaxReasons))
+		ri := fieldIndex["reasons"]
 		for i, s := range r.Reasons {
 			if i == MaxReasons {
-				cut["reasons"] = true
+				cut[ri] = true
 				break
 			}
 			s, c := Bound(s, Bounds["reasons"])
-			cut["reasons"] = cut["reasons"] || c
+			cut[ri] = cut[ri] || c
 			reasons = append(reasons, s)
 		}
 		r.Reasons = reasons
 	}
 	r.Truncated = nil
-	for _, name := range fieldOrder {
-		if cut[name] {
+	for i, name := range &fieldOrder {
+		if cut[i] {
 			r.Truncated = append(r.Truncated, name)
 		}
 	}
@@ -192,8 +203,7 @@ func (r *Record) sanitize() {
 func (r Record) Marshal() []byte {
 	r.V = SchemaVersion
 	r.Time = r.Time.UTC().Truncate(time.Microsecond)
-	r.Reasons = slices.Clone(r.Reasons)
-	r.sanitize()
+	r.sanitize() // copies Reasons: the caller's slice is not changed
 	return r.encode()
 }
 
