@@ -117,3 +117,29 @@ func mustCLI(t *testing.T, g *gateway, args ...string) string {
 	}
 	return out
 }
+
+// TestHostileModelKeepsUsageRecord: a model name with NUL or a lone surrogate
+// escape, allowed through to the upstream, still leaves its usage record on
+// PostgreSQL (whose text type refuses NUL; the record used to be lost).
+func TestHostileModelKeepsUsageRecord(t *testing.T) {
+	for name, dsn := range backends(t) {
+		t.Run(name, func(t *testing.T) {
+			f := newFixture(t, gwOptions{database: dsn(t)})
+			for _, model := range []string{`gpt-4o\u0000x`, `gpt-4o\ud800x`} {
+				status, out, _ := rawCall(t, f.dataURL+"/v1/chat/completions", f.key, `{"model":"`+model+`","max_tokens":3,"messages":[{"role":"user","content":"hi"}]}`, nil)
+				if status >= 500 {
+					t.Fatalf("model %s: %d %v", model, status, out)
+				}
+			}
+			recs := f.usageOf(t, f.keyID, 2)
+			if len(recs) != 2 {
+				t.Fatalf("%d usage records for 2 calls", len(recs))
+			}
+			for _, r := range recs {
+				if !utf8.ValidString(r.Model) || strings.Contains(r.Model, "\x00") {
+					t.Errorf("usage record model %q", r.Model)
+				}
+			}
+		})
+	}
+}

@@ -507,7 +507,7 @@ func (h *Handler) record(ctx context.Context, rec *usage.Record) {
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	if err := h.rec.Record(ctx, *rec); err != nil {
+	if err := h.rec.Record(ctx, forStore(*rec)); err != nil {
 		h.log.Error("recording usage failed", "request_id", rec.ID, "err", err)
 	}
 	h.log.LogAttrs(ctx, slog.LevelInfo, "call", slog.String("request_id", rec.ID), slog.String("key_id", rec.KeyID),
