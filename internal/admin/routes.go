@@ -825,6 +825,9 @@ func (h *Handler) setPrice(w http.ResponseWriter, r *http.Request, who vkey.Key)
 }
 
 func (h *Handler) deletePrice(w http.ResponseWriter, r *http.Request, who vkey.Key) error {
+	if pricing.ValidModel(r.PathValue("model")) != nil { // no override can have that name
+		return httpx.Errorf(http.StatusNotFound, "not_found", "No price override for that model.")
+	}
 	if err := h.d.Store.DeletePrice(r.Context(), r.PathValue("model")); err != nil {
 		return err
 	}

@@ -72,11 +72,11 @@ const MaxModelBytes = 256
 // MaxModelBytes), has no negative price, and that a long-context tier costs
 // at least the base prices (so that cost never falls as input grows).
 func (p Price) Validate() error {
-	if err := validModel(p.Model); err != nil {
+	if err := ValidModel(p.Model); err != nil {
 		return err
 	}
 	for _, a := range p.Aliases {
-		if err := validModel(a); err != nil {
+		if err := ValidModel(a); err != nil {
 			return fmt.Errorf("alias of %s: %w", p.Model, err)
 		}
 	}
@@ -91,7 +91,9 @@ func (p Price) Validate() error {
 	return nil
 }
 
-func validModel(m string) error {
+// ValidModel checks a model id as a price may name it: printable UTF-8
+// without spaces, at most MaxModelBytes.
+func ValidModel(m string) error {
 	switch {
 	case m == "":
 		return fmt.Errorf("price: model is empty")
