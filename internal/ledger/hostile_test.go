@@ -3,8 +3,11 @@ package ledger_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -310,5 +313,38 @@ func BenchmarkParseRecord(b *testing.B) {
 		if _, err := ledger.ParseRecord(data); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestFindHostileRequestID: /log/find with an id no record can hold answers
+// an empty list on every store (PostgreSQL refuses such bytes as a query
+// parameter; it used to answer 503).
+func TestFindHostileRequestID(t *testing.T) {
+	for name, open := range stores(t) {
+		t.Run(name, func(t *testing.T) {
+			db := open(t)
+			l := logOn(t, db)
+			appendAndVerify(t, l, db, hostileStart("req_ok", "ua", "gpt-4o"))
+			srv := httptest.NewServer(l.Handler())
+			defer srv.Close()
+			for _, id := range []string{"%FF%FE", "a%00b", strings.Repeat("r", 200), "req_ok"} {
+				resp, err := http.Get(srv.URL + "/log/find/" + id)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var out struct {
+					Indexes []int64 `json:"indexes"`
+				}
+				json.NewDecoder(resp.Body).Decode(&out)
+				resp.Body.Close()
+				want := 0
+				if id == "req_ok" {
+					want = 1
+				}
+				if resp.StatusCode != 200 || len(out.Indexes) != want {
+					t.Errorf("find %s: %d %v; want 200 and %d indexes", id, resp.StatusCode, out.Indexes, want)
+				}
+			}
+		})
 	}
 }
