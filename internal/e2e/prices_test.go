@@ -15,7 +15,13 @@ import (
 // before the upstream is called; `gatehouse prices show|list` say where each
 // price came from.
 func TestPricesByExactID(t *testing.T) {
-	f := newFixture(t, gwOptions{})
+	for name, dsn := range backends(t) {
+		t.Run(name, func(t *testing.T) { testPricesByExactID(t, dsn(t)) })
+	}
+}
+
+func testPricesByExactID(t *testing.T, dsn string) {
+	f := newFixture(t, gwOptions{database: dsn})
 	ctx := context.Background()
 	scope, period, hard, limit := "key", "day", true, int64(50_000)
 	if _, err := f.admin.CreateBudget(ctx, client.BudgetInput{Scope: &scope, ScopeID: &f.keyID, Period: &period, LimitMicros: &limit, Hard: &hard}); err != nil {
