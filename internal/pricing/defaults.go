@@ -111,8 +111,9 @@ func Defaults() []Price {
 		anthropic("claude-sonnet-4-5", 3, 6, 0.30, 15, 64000, "claude-sonnet-4-5-20250929").long(200000, 6, 12, 0.60, 22.50),
 		anthropic("claude-sonnet-4-0", 3, 6, 0.30, 15, 64000, "claude-sonnet-4-20250514").long(200000, 6, 12, 0.60, 22.50),
 		anthropic("claude-haiku-4-5", 1, 2, 0.10, 5, 64000, "claude-haiku-4-5-20251001"),
-		anthropic("claude-opus-4-6", 5, 10, 0.50, 25, 128000).from("https://platform.claude.com/docs/en/models/opus-4-6/overview"),
-		anthropic("claude-sonnet-4-6", 3, 6, 0.30, 15, 128000).from("https://platform.claude.com/docs/en/models/sonnet-4-6/overview"),
+		// The 4.6 models have had one price across their 1M window since 2026-03-13.
+		anthropic("claude-opus-4-6", 5, 10, 0.50, 25, 128000).from("https://platform.claude.com/docs/en/models/opus-4-6/overview").note("flat across the 1M window"),
+		anthropic("claude-sonnet-4-6", 3, 6, 0.30, 15, 128000).from("https://platform.claude.com/docs/en/models/sonnet-4-6/overview").note("flat across the 1M window"),
 		anthropic("claude-opus-4-7", 5, 10, 0.50, 25, 128000),
 		anthropic("claude-opus-4-8", 5, 10, 0.50, 25, 128000),
 		anthropic("claude-opus-5", 5, 10, 0.50, 25, 128000).from("https://platform.claude.com/docs/about-claude/models/whats-new-opus-5"),
