@@ -348,3 +348,23 @@ func TestFindHostileRequestID(t *testing.T) {
 		})
 	}
 }
+
+// TestAppendTakesRequestIDFromRecord: the stored request id is the record's,
+// whatever the entry says, so an id a store refuses cannot fail a batch of
+// other callers' records.
+func TestAppendTakesRequestIDFromRecord(t *testing.T) {
+	for name, open := range stores(t) {
+		t.Run(name, func(t *testing.T) {
+			db := open(t)
+			l := logOn(t, db)
+			ctx := context.Background()
+			data := hostileStart("req_mine", "ua", "gpt-4o").Marshal()
+			if _, err := l.Append(ctx, ledger.Entry{Data: data, RequestID: "\xff\x00 not this"}); err != nil {
+				t.Fatal(err)
+			}
+			if idx, err := db.LedgerFind(ctx, "req_mine"); err != nil || len(idx) != 1 {
+				t.Fatalf("find req_mine: %v %v", idx, err)
+			}
+		})
+	}
+}

@@ -15,7 +15,7 @@ import (
 // Entry is one record on its way into the log.
 type Entry struct {
 	Data      []byte
-	RequestID string
+	RequestID string // Append replaces it by the record's own request id
 	Opens     bool // a call's start: remember it until its end
 	Closes    bool // a call's end
 }
@@ -162,9 +162,13 @@ func (l *Log) Append(ctx context.Context, e Entry) (int64, error) {
 	if len(e.Data) > MaxEntrySize {
 		return 0, fmt.Errorf("%w: record of %d bytes", ErrUnavailable, len(e.Data))
 	}
-	if _, err := ParseRecord(e.Data); err != nil {
+	rec, err := ParseRecord(e.Data)
+	if err != nil {
 		return 0, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
+	// The stored request id is the record's (bounded, valid UTF-8), so no
+	// entry can carry bytes that make its store refuse a whole batch.
+	e.RequestID = rec.RequestID
 	l.mu.RLock()
 	if !l.running {
 		l.mu.RUnlock()
