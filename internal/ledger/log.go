@@ -16,8 +16,8 @@ import (
 type Entry struct {
 	Data      []byte
 	RequestID string // Append replaces it by the record's own request id
-	Opens     bool // a call's start: remember it until its end
-	Closes    bool // a call's end
+	Opens     bool   // a call's start: remember it until its end
+	Closes    bool   // a call's end
 }
 
 // OpenCall is a call whose start record has no end record.
