@@ -187,7 +187,7 @@ func (l *Log) serveFind(w http.ResponseWriter, r *http.Request) {
 	var err error
 	// An id no record can hold (not UTF-8, NUL, too long) finds nothing,
 	// without asking a store that may refuse the bytes.
-	if b, cut := Bound(id, Bounds["request_id"]); !cut && b == id && !strings.ContainsRune(id, 0) {
+	if b, cut := Bound(id, FieldBound("request_id")); !cut && b == id && !strings.ContainsRune(id, 0) {
 		idx, err = l.store.LedgerFind(r.Context(), id)
 	}
 	if err != nil {

@@ -15,7 +15,7 @@
 //
 // Whatever a caller puts in a Record, Marshal's output is canonical and fits
 // one entry: every string is made valid UTF-8 (invalid bytes become U+FFFD),
-// cut on a rune boundary to its field's bound (see Bounds), and the fields cut
+// cut on a rune boundary to its field's bound (see FieldBound), and the fields cut
 // are named in "truncated". Nothing a hostile request sends can produce a record
 // that ParseRecord refuses or that is too large to append
 // (FuzzRecordRoundTrip, TestRecordWorstCaseFits).
@@ -91,11 +91,13 @@ type Record struct {
 	Truncated []string `json:"truncated,omitempty"`
 }
 
-// Bounds are the largest sizes, in bytes of UTF-8, of a record's strings (by
-// JSON name), and MaxReasons the most policy reasons one record keeps. Even if
-// every string were at its bound and made of characters JSON escapes as six
-// bytes, a record fits MaxEntrySize (TestRecordWorstCaseFits).
-var Bounds = map[string]int{
+// FieldBound returns the largest size, in bytes of UTF-8, of a record's string
+// field (by JSON name; each reason for "reasons"), or 0 for a name that is not
+// one. Even if every string were at its bound and made of characters JSON
+// escapes as six bytes, a record fits MaxEntrySize (TestRecordWorstCaseFits).
+func FieldBound(name string) int { return bounds[name] }
+
+var bounds = map[string]int{
 	"kind": 32, "request_id": 128, "principal_id": 128, "key_id": 128, "team_id": 128, "source_ip": 64,
 	"user_agent": 256, "endpoint": 128, "model": 256, "provider": 128, "decision": 16, "reasons": 128,
 	"body_sha256": 64, "error_code": 64, "upstream_request_id": 256, "action": 512, "target": 256, "detail": 2048,
@@ -168,7 +170,7 @@ func (r *Record) sanitize() {
 	}
 	for _, f := range r.strings() {
 		var c bool
-		if *f.p, c = Bound(*f.p, Bounds[f.name]); c {
+		if *f.p, c = Bound(*f.p, bounds[f.name]); c {
 			cut[fieldIndex[f.name]] = true
 		}
 	}
@@ -180,7 +182,7 @@ func (r *Record) sanitize() {
 				cut[ri] = true
 				break
 			}
-			s, c := Bound(s, Bounds["reasons"])
+			s, c := Bound(s, bounds["reasons"])
 			cut[ri] = cut[ri] || c
 			reasons = append(reasons, s)
 		}
@@ -199,7 +201,7 @@ func (r *Record) sanitize() {
 }
 
 // Marshal returns the canonical encoding of r, with its strings bounded (see
-// Bounds): always a record ParseRecord accepts, never larger than MaxEntrySize.
+// FieldBound): always a record ParseRecord accepts, never larger than MaxEntrySize.
 func (r Record) Marshal() []byte {
 	r.V = SchemaVersion
 	r.Time = r.Time.UTC().Truncate(time.Microsecond)
@@ -224,7 +226,7 @@ var ErrBadRecord = errors.New("ledger: malformed record")
 // ParseRecord decodes a stored record, refusing unknown fields, other schema
 // versions and anything that is not canonical (re-encoding must give the same
 // bytes), so that two different byte strings never mean the same record.
-// Records written before Bounds existed stay valid: the check re-encodes
+// Records written before fields were bounded stay valid: the check re-encodes
 // without bounding.
 func ParseRecord(data []byte) (Record, error) {
 	var r Record

@@ -19,12 +19,12 @@ func forStore(rec usage.Record) usage.Record {
 	}{{&rec.ID, "request_id"}, {&rec.KeyID, "key_id"}, {&rec.PrincipalID, "principal_id"}, {&rec.TeamID, "team_id"},
 		{&rec.Endpoint, "endpoint"}, {&rec.Model, "model"}, {&rec.Provider, "provider"}, {&rec.ErrorCode, "error_code"},
 		{&rec.UpstreamRequestID, "upstream_request_id"}} {
-		*f.p = storeString(*f.p, ledger.Bounds[f.bound])
+		*f.p = storeString(*f.p, ledger.FieldBound(f.bound))
 	}
 	if len(rec.Reasons) > 0 {
 		reasons := make([]string, 0, min(len(rec.Reasons), ledger.MaxReasons))
 		for _, r := range rec.Reasons[:min(len(rec.Reasons), ledger.MaxReasons)] {
-			reasons = append(reasons, storeString(r, ledger.Bounds["reasons"]))
+			reasons = append(reasons, storeString(r, ledger.FieldBound("reasons")))
 		}
 		rec.Reasons = reasons
 	}
