@@ -39,7 +39,7 @@ func (p Price) note(n string) Price {
 }
 
 func (p Price) long(above int64, in, write1h, hit, out float64) Price {
-	p.LongContext = &Tier{Above: above, Input: usd(in), CacheWrite: usd(write1h), CachedInput: usd(hit), Output: usd(out)}
+	p.LongContext = Tier{Above: above, Input: usd(in), CacheWrite: usd(write1h), CachedInput: usd(hit), Output: usd(out)}
 	return p
 }
 

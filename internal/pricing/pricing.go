@@ -44,9 +44,9 @@ type Price struct {
 	CacheWrite  int64    `json:"cache_write_micros_per_mtok"`
 	Output      int64    `json:"output_micros_per_mtok"`
 	MaxOutput   int64    `json:"max_output_tokens,omitempty"` // the model's output ceiling; 0: unknown
-	// LongContext, when set, replaces the prices above for a whole request
-	// whose input tokens exceed its threshold.
-	LongContext *Tier `json:"long_context,omitempty"`
+	// LongContext, when its threshold is set, replaces the prices above for
+	// a whole request whose input tokens exceed the threshold.
+	LongContext Tier `json:"long_context,omitzero"`
 
 	Source    string    `json:"source"`               // "default" or "override"
 	SourceURL string    `json:"source_url,omitempty"` // where the list price was read (defaults)
@@ -83,7 +83,7 @@ func (p Price) Validate() error {
 	if p.Input < 0 || p.CachedInput < 0 || p.CacheWrite < 0 || p.Output < 0 || p.MaxOutput < 0 {
 		return fmt.Errorf("price: %s: negative price", p.Model)
 	}
-	if t := p.LongContext; t != nil {
+	if t := p.LongContext; t != (Tier{}) {
 		if t.Above <= 0 || t.Input < p.Input || t.CachedInput < p.CachedInput || t.CacheWrite < p.CacheWrite || t.Output < p.Output {
 			return fmt.Errorf("price: %s: a long-context tier needs a positive threshold and prices no lower than the base prices", p.Model)
 		}
@@ -107,7 +107,7 @@ func ValidModel(m string) error {
 
 // rates returns the prices that apply to a request with input tokens.
 func (p Price) rates(input int64) (in, cached, write, out int64) {
-	if t := p.LongContext; t != nil && input > t.Above {
+	if t := p.LongContext; t.Above > 0 && input > t.Above {
 		return t.Input, t.CachedInput, t.CacheWrite, t.Output
 	}
 	return p.Input, p.CachedInput, p.CacheWrite, p.Output
@@ -168,7 +168,7 @@ func NewTable(defaults, overrides []Price) *Table {
 	}
 	for _, p := range overrides {
 		p.Source, p.Aliases, p.SourceURL, p.Checked = "override", nil, "", ""
-		if strings.ContainsAny(p.Model, "*?[") {
+		if strings.ContainsAny(p.Model, "*?") {
 			t.globs = append(t.globs, p)
 		} else {
 			t.exact[p.Model] = p

@@ -142,14 +142,14 @@ func TestValidate(t *testing.T) {
 		{Model: strings.Repeat("m", MaxModelBytes+1)},
 		{Model: "m", Input: -1},
 		{Model: "m", Aliases: []string{"bad alias"}},
-		{Model: "m", Input: 10, Output: 10, LongContext: &Tier{Above: 0, Input: 20, Output: 20}},
-		{Model: "m", Input: 10, Output: 10, LongContext: &Tier{Above: 100, Input: 5, Output: 20}},
+		{Model: "m", Input: 10, Output: 10, LongContext: Tier{Above: 0, Input: 20, Output: 20}},
+		{Model: "m", Input: 10, Output: 10, LongContext: Tier{Above: 100, Input: 5, Output: 20}},
 	} {
 		if err := bad.Validate(); err == nil {
 			t.Errorf("Validate(%+v) accepted", bad)
 		}
 	}
-	ok := Price{Model: "ft:gpt-4o*", Input: 10, Output: 10, LongContext: &Tier{Above: 100, Input: 10, Output: 20}}
+	ok := Price{Model: "ft:gpt-4o*", Input: 10, Output: 10, LongContext: Tier{Above: 100, Input: 10, Output: 20}}
 	if err := ok.Validate(); err != nil {
 		t.Error(err)
 	}
