@@ -38,6 +38,8 @@ func (h *Handler) call(ep provider.Endpoint) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		start := h.now()
 		rec := &usage.Record{ID: httpx.RequestID(r.Context()), Time: start.UTC(), Endpoint: ep.Name}
+		ended := false
+		defer h.recordPanic(r, rec, start, &ended)
 		err := h.serveCall(w, r, ep, rec)
 		rec.LatencyMillis = h.now().Sub(start).Milliseconds()
 		if err != nil {
@@ -53,6 +55,7 @@ func (h *Handler) call(ep provider.Endpoint) http.HandlerFunc {
 			httpx.Render(w, r, h.log, flavor, err)
 		}
 		if rec.KeyID != "" { // authenticated calls only: nothing to attribute otherwise
+			ended = true
 			h.writeEnd(r, rec)
 			h.record(r.Context(), rec)
 			if h.breaker != nil && h.breaker.Observe(r.Context(), rec.KeyID, rec.CostMicros) {

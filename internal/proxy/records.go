@@ -1,7 +1,9 @@
 package proxy
 
 import (
+	"net/http"
 	"strings"
+	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/ledger"
 	"github.com/gatehouse-gw/gatehouse/internal/usage"
@@ -35,4 +37,24 @@ func storeString(s string, n int) string {
 	s, _ = ledger.Bound(s, n)
 	s, _ = ledger.Bound(strings.ReplaceAll(s, "\x00", "\uFFFD"), n)
 	return s
+}
+
+// recordPanic, deferred by a call's handler, closes an authenticated call's
+// records when it panics (a bug, or http.ErrAbortHandler) before its end
+// record was written, then lets the panic go on to the recovering middleware.
+// Without it the start record stays open: recovery closes open calls only of
+// a gateway that stopped, so on a live one it never would.
+func (h *Handler) recordPanic(r *http.Request, rec *usage.Record, start time.Time, ended *bool) {
+	v := recover()
+	if v == nil {
+		return
+	}
+	if rec.KeyID != "" && !*ended {
+		*ended = true
+		rec.LatencyMillis = h.now().Sub(start).Milliseconds()
+		rec.Status, rec.ErrorCode = http.StatusInternalServerError, "internal_error"
+		h.writeEnd(r, rec)
+		h.record(r.Context(), rec)
+	}
+	panic(v)
 }
