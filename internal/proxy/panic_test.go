@@ -28,8 +28,12 @@ func (oneCaller) Authenticate(context.Context, string) (auth.Caller, error) {
 	p := org.Principal{ID: "prn_1", Name: "agent", Roles: []string{"member"}}
 	return auth.Caller{Key: vkey.Key{ID: "key_1", Kind: vkey.KindVirtual, PrincipalID: p.ID, CreatedAt: time.Now()}, Principal: p}, nil
 }
-func (oneCaller) Principal(context.Context, string) (org.Principal, error) { return org.Principal{}, errors.New("none") }
-func (oneCaller) KeyByID(context.Context, string) (vkey.Key, error)        { return vkey.Key{}, errors.New("none") }
+func (oneCaller) Principal(context.Context, string) (org.Principal, error) {
+	return org.Principal{}, errors.New("none")
+}
+func (oneCaller) KeyByID(context.Context, string) (vkey.Key, error) {
+	return vkey.Key{}, errors.New("none")
+}
 
 type memLedger struct {
 	mu   sync.Mutex
