@@ -472,12 +472,13 @@ func (c *Client) SetPrice(ctx context.Context, p Price) (Price, error) {
 	model := p.Model
 	p.Model, p.Source = "", ""
 	_, err := c.do(ctx, "PUT", "/v1/prices/"+esc(model), nil, struct {
-		Input       int64 `json:"input_micros_per_mtok"`
-		CachedInput int64 `json:"cached_input_micros_per_mtok"`
-		CacheWrite  int64 `json:"cache_write_micros_per_mtok"`
-		Output      int64 `json:"output_micros_per_mtok"`
-		MaxOutput   int64 `json:"max_output_tokens"`
-	}{p.Input, p.CachedInput, p.CacheWrite, p.Output, p.MaxOutput}, &out)
+		Input       int64      `json:"input_micros_per_mtok"`
+		CachedInput int64      `json:"cached_input_micros_per_mtok"`
+		CacheWrite  int64      `json:"cache_write_micros_per_mtok"`
+		Output      int64      `json:"output_micros_per_mtok"`
+		MaxOutput   int64      `json:"max_output_tokens"`
+		LongContext *PriceTier `json:"long_context,omitempty"`
+	}{p.Input, p.CachedInput, p.CacheWrite, p.Output, p.MaxOutput, p.LongContext}, &out)
 	return out, err
 }
 

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 
 	"github.com/gatehouse-gw/gatehouse/client"
@@ -53,24 +54,38 @@ func pricesCmd() *command {
 				return nil
 			})},
 		{name: "set", args: "MODEL", short: "Override the price of a model id or glob", admin: true, json: true,
-			long: "Prices are US dollars per million tokens, e.g. --input 2.50 --output 10. MODEL is an exact id or, for operator entries only, a glob (ft:gpt-4o*); an override replaces a shipped entry and its dated snapshots, and has no long-context tier.",
+			long: "Prices are US dollars per million tokens, e.g. --input 2.50 --output 10. MODEL is an exact id or, for operator entries only, a glob (ft:gpt-4o*); an override replaces a shipped entry and its dated snapshots, long-context tier included: give --long-above and the --long-* prices to keep one (a request with more input tokens than --long-above pays them for all its tokens).",
 			flags: func(fs *flag.FlagSet, o *opts) {
 				o.str(fs, "input", "0", "input price, $ per million tokens")
 				o.str(fs, "cached-input", "0", "cached input price")
 				o.str(fs, "cache-write", "0", "cache write price")
 				o.str(fs, "output", "0", "output price")
+				o.str(fs, "long-above", "0", "long-context threshold in input tokens (0: no tier)")
+				o.str(fs, "long-input", "0", "long-context input price")
+				o.str(fs, "long-cached-input", "0", "long-context cached input price")
+				o.str(fs, "long-cache-write", "0", "long-context cache write price")
+				o.str(fs, "long-output", "0", "long-context output price")
 			},
 			run: func(ctx context.Context, e *Env, o *opts, args []string) error {
 				if err := nargs(args, 1, "a model name or glob"); err != nil {
 					return err
 				}
 				p := client.Price{Model: args[0]}
-				for flagName, dst := range map[string]*int64{"input": &p.Input, "cached-input": &p.CachedInput, "cache-write": &p.CacheWrite, "output": &p.Output} {
+				var t client.PriceTier
+				for flagName, dst := range map[string]*int64{"input": &p.Input, "cached-input": &p.CachedInput, "cache-write": &p.CacheWrite, "output": &p.Output,
+					"long-input": &t.Input, "long-cached-input": &t.CachedInput, "long-cache-write": &t.CacheWrite, "long-output": &t.Output} {
 					v, err := pricing.ParseUSD(o.S(flagName))
 					if err != nil {
 						return fmt.Errorf("--%s: %w", flagName, err)
 					}
 					*dst = v
+				}
+				above, err := strconv.ParseInt(o.S("long-above"), 10, 64)
+				if err != nil || above < 0 {
+					return fmt.Errorf("%w: --long-above: want a number of input tokens", ErrUsage)
+				}
+				if t.Above = above; t != (client.PriceTier{}) {
+					p.LongContext = &t
 				}
 				c, err := o.client(e)
 				if err != nil {

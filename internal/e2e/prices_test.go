@@ -69,6 +69,26 @@ func testPricesByExactID(t *testing.T, dsn string) {
 		t.Errorf("prices show under an operator glob: %d %s %s", code, out, errs)
 	}
 
+	// An override of an entry applies to its snapshots and may keep a
+	// long-context tier; a tier cheaper than the base is refused.
+	if code, _, errs := runCLI(t, f.gateway, "prices", "set", "claude-sonnet-4-5", "--input", "2", "--output", "10",
+		"--long-above", "200000", "--long-input", "4", "--long-output", "15"); code != 0 {
+		t.Fatalf("prices set with a tier: %s", errs)
+	}
+	_, out, _ = runCLI(t, f.gateway, "prices", "show", "claude-sonnet-4-5-20250929", "--json")
+	p = client.Price{}
+	if err := json.Unmarshal([]byte(out), &p); err != nil || p.Source != "override" || p.Input != 2_000_000 || p.LongContext == nil ||
+		p.LongContext.Above != 200_000 || p.LongContext.Input != 4_000_000 || p.LongContext.Output != 15_000_000 {
+		t.Fatalf("override with a tier: %s (%v)", out, err)
+	}
+	if code, _, errs := runCLI(t, f.gateway, "prices", "set", "claude-sonnet-4-0", "--input", "3", "--output", "15",
+		"--long-above", "200000", "--long-input", "1", "--long-output", "15"); code == 0 || !strings.Contains(errs, "long-context") {
+		t.Errorf("a tier cheaper than the base: exit %d, %s", code, errs)
+	}
+	if code, _, _ := runCLI(t, f.gateway, "prices", "delete", "claude-sonnet-4-5"); code != 0 {
+		t.Fatal("prices delete")
+	}
+
 	// prices list: every shipped entry is an exact id with its source.
 	_, out, _ = runCLI(t, f.gateway, "prices", "list", "--json")
 	var all []client.Price
