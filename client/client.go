@@ -404,13 +404,29 @@ func (c *Client) DeleteProviderKey(ctx context.Context, idOrName, keyID string) 
 
 // Price is a model's price in micro-dollars per million tokens.
 type Price struct {
-	Model       string `json:"model"`
-	Input       int64  `json:"input_micros_per_mtok"`
-	CachedInput int64  `json:"cached_input_micros_per_mtok"`
-	CacheWrite  int64  `json:"cache_write_micros_per_mtok"`
-	Output      int64  `json:"output_micros_per_mtok"`
-	MaxOutput   int64  `json:"max_output_tokens,omitempty"`
-	Source      string `json:"source,omitempty"`
+	Model       string     `json:"model"`
+	Aliases     []string   `json:"aliases,omitempty"`
+	Input       int64      `json:"input_micros_per_mtok"`
+	CachedInput int64      `json:"cached_input_micros_per_mtok"`
+	CacheWrite  int64      `json:"cache_write_micros_per_mtok"`
+	Output      int64      `json:"output_micros_per_mtok"`
+	MaxOutput   int64      `json:"max_output_tokens,omitempty"`
+	LongContext *PriceTier `json:"long_context,omitempty"`
+	Source      string     `json:"source,omitempty"`     // "default" or "override"
+	SourceURL   string     `json:"source_url,omitempty"` // where a default's list price was read
+	Checked     string     `json:"checked,omitempty"`    // the day it was read
+	Note        string     `json:"note,omitempty"`
+	UpdatedAt   time.Time  `json:"updated_at,omitzero"`
+}
+
+// PriceTier is a long-context tier: a request with more than Above input
+// tokens pays these prices for all its tokens.
+type PriceTier struct {
+	Above       int64 `json:"above_input_tokens"`
+	Input       int64 `json:"input_micros_per_mtok"`
+	CachedInput int64 `json:"cached_input_micros_per_mtok"`
+	CacheWrite  int64 `json:"cache_write_micros_per_mtok"`
+	Output      int64 `json:"output_micros_per_mtok"`
 }
 
 // Model is a routable model.
@@ -437,18 +453,32 @@ func (c *Client) Prices(ctx context.Context) ([]Price, error) {
 	return out.Data, err
 }
 
+// PriceOf returns the price that applies to a model id (exact id, alias or
+// operator glob), or a 404 error when the model is unpriced.
+func (c *Client) PriceOf(ctx context.Context, model string) (Price, error) {
+	var out listOf[Price]
+	if _, err := c.do(ctx, "GET", "/v1/prices?model="+url.QueryEscape(model), nil, nil, &out); err != nil {
+		return Price{}, err
+	}
+	if len(out.Data) != 1 {
+		return Price{}, fmt.Errorf("gatehouse: %d prices for one model", len(out.Data))
+	}
+	return out.Data[0], nil
+}
+
 // SetPrice overrides a model's price.
 func (c *Client) SetPrice(ctx context.Context, p Price) (Price, error) {
 	var out Price
 	model := p.Model
 	p.Model, p.Source = "", ""
 	_, err := c.do(ctx, "PUT", "/v1/prices/"+esc(model), nil, struct {
-		Input       int64 `json:"input_micros_per_mtok"`
-		CachedInput int64 `json:"cached_input_micros_per_mtok"`
-		CacheWrite  int64 `json:"cache_write_micros_per_mtok"`
-		Output      int64 `json:"output_micros_per_mtok"`
-		MaxOutput   int64 `json:"max_output_tokens"`
-	}{p.Input, p.CachedInput, p.CacheWrite, p.Output, p.MaxOutput}, &out)
+		Input       int64      `json:"input_micros_per_mtok"`
+		CachedInput int64      `json:"cached_input_micros_per_mtok"`
+		CacheWrite  int64      `json:"cache_write_micros_per_mtok"`
+		Output      int64      `json:"output_micros_per_mtok"`
+		MaxOutput   int64      `json:"max_output_tokens"`
+		LongContext *PriceTier `json:"long_context,omitempty"`
+	}{p.Input, p.CachedInput, p.CacheWrite, p.Output, p.MaxOutput, p.LongContext}, &out)
 	return out, err
 }
 

@@ -799,16 +799,18 @@ func (h *Handler) listPrices(w http.ResponseWriter, r *http.Request, _ vkey.Key)
 
 func (h *Handler) setPrice(w http.ResponseWriter, r *http.Request, who vkey.Key) error {
 	var in struct {
-		Input       int64 `json:"input_micros_per_mtok"`
-		CachedInput int64 `json:"cached_input_micros_per_mtok"`
-		CacheWrite  int64 `json:"cache_write_micros_per_mtok"`
-		Output      int64 `json:"output_micros_per_mtok"`
-		MaxOutput   int64 `json:"max_output_tokens"`
+		Input       int64        `json:"input_micros_per_mtok"`
+		CachedInput int64        `json:"cached_input_micros_per_mtok"`
+		CacheWrite  int64        `json:"cache_write_micros_per_mtok"`
+		Output      int64        `json:"output_micros_per_mtok"`
+		MaxOutput   int64        `json:"max_output_tokens"`
+		LongContext pricing.Tier `json:"long_context"`
 	}
 	if err := decode(w, r, &in); err != nil {
 		return err
 	}
-	p := pricing.Price{Model: r.PathValue("model"), Input: in.Input, CachedInput: in.CachedInput, CacheWrite: in.CacheWrite, Output: in.Output, MaxOutput: in.MaxOutput}
+	p := pricing.Price{Model: r.PathValue("model"), Input: in.Input, CachedInput: in.CachedInput, CacheWrite: in.CacheWrite, Output: in.Output, MaxOutput: in.MaxOutput,
+		LongContext: in.LongContext}
 	if err := p.Validate(); err != nil {
 		return badRequest("", "%s", err)
 	}
@@ -825,6 +827,9 @@ func (h *Handler) setPrice(w http.ResponseWriter, r *http.Request, who vkey.Key)
 }
 
 func (h *Handler) deletePrice(w http.ResponseWriter, r *http.Request, who vkey.Key) error {
+	if pricing.ValidModel(r.PathValue("model")) != nil { // no override can have that name
+		return httpx.Errorf(http.StatusNotFound, "not_found", "No price override for that model.")
+	}
 	if err := h.d.Store.DeletePrice(r.Context(), r.PathValue("model")); err != nil {
 		return err
 	}

@@ -182,7 +182,14 @@ func (l *Log) serveProof(w http.ResponseWriter, r *http.Request) {
 }
 
 func (l *Log) serveFind(w http.ResponseWriter, r *http.Request) {
-	idx, err := l.store.LedgerFind(r.Context(), r.PathValue("request"))
+	id := r.PathValue("request")
+	var idx []int64
+	var err error
+	// An id no record can hold (not UTF-8, NUL, too long) finds nothing,
+	// without asking a store that may refuse the bytes.
+	if b, cut := Bound(id, FieldBound("request_id")); !cut && b == id && !strings.ContainsRune(id, 0) {
+		idx, err = l.store.LedgerFind(r.Context(), id)
+	}
 	if err != nil {
 		http.Error(w, "log unavailable", http.StatusServiceUnavailable)
 		return
@@ -191,5 +198,5 @@ func (l *Log) serveFind(w http.ResponseWriter, r *http.Request) {
 		idx = []int64{}
 	}
 	w.Header().Set("Content-Type", "application/json")
-	json.NewEncoder(w).Encode(map[string]any{"request_id": r.PathValue("request"), "indexes": idx})
+	json.NewEncoder(w).Encode(map[string]any{"request_id": id, "indexes": idx})
 }

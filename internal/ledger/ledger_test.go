@@ -24,7 +24,7 @@ import (
 
 const origin = "gatehouse.test/log"
 
-func newLog(t *testing.T) (*ledger.Log, *sqlstore.DB, string) {
+func newLog(t testing.TB) (*ledger.Log, *sqlstore.DB, string) {
 	t.Helper()
 	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "gh.db"))
 	if err != nil {

@@ -41,6 +41,8 @@ func (h *Handler) call(ep provider.Endpoint) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		start := h.now()
 		rec := &usage.Record{ID: httpx.RequestID(r.Context()), Time: start.UTC(), Endpoint: ep.Name}
+		ended := false
+		defer h.recordPanic(r, rec, start, &ended)
 		var err error
 		if ep == provider.CountTokens {
 			err = h.serveCountTokens(w, r, rec)
@@ -62,6 +64,7 @@ func (h *Handler) call(ep provider.Endpoint) http.HandlerFunc {
 			httpx.Render(w, r, h.log, flavor, err)
 		}
 		if rec.KeyID != "" { // authenticated calls only: nothing to attribute otherwise
+			ended = true
 			h.writeEnd(r, rec)
 			h.record(r.Context(), rec)
 			if h.breaker != nil && h.breaker.Observe(r.Context(), rec.KeyID, rec.CostMicros) {
@@ -198,14 +201,15 @@ func (h *Handler) serveCall(w http.ResponseWriter, r *http.Request, ep provider.
 	return err
 }
 
-// writeStart appends the call's start record.
+// writeStart appends the call's start record. Strings from the caller go in
+// as they came: Record.Marshal makes them valid UTF-8 and bounds them.
 func (h *Handler) writeStart(r *http.Request, rec *usage.Record, body []byte) error {
 	if h.ledger == nil {
 		return nil
 	}
 	sum := sha256.Sum256(body)
 	start := ledger.Record{Kind: ledger.KindCallStart, Time: rec.Time, RequestID: rec.ID, PrincipalID: rec.PrincipalID, KeyID: rec.KeyID,
-		TeamID: rec.TeamID, SourceIP: h.sourceAddr(r).String(), UserAgent: truncate(r.UserAgent(), 256), Endpoint: rec.Endpoint,
+		TeamID: rec.TeamID, SourceIP: h.sourceAddr(r).String(), UserAgent: r.UserAgent(), Endpoint: rec.Endpoint,
 		Model: rec.Model, Provider: rec.Provider, Stream: rec.Stream, Decision: "allow", Reasons: rec.Reasons, BodySHA256: hex.EncodeToString(sum[:])}
 	if _, err := h.ledger.Append(r.Context(), ledger.Entry{Data: start.Marshal(), RequestID: rec.ID, Opens: true}); err != nil {
 		return httpx.Errorf(http.StatusServiceUnavailable, "ledger_unavailable",
@@ -230,7 +234,7 @@ func (h *Handler) writeEnd(r *http.Request, rec *usage.Record) {
 		Reasons: rec.Reasons, Status: rec.Status, ErrorCode: rec.ErrorCode, InputTokens: rec.Input, CachedInputTokens: rec.CachedInput, OutputTokens: rec.Output,
 		CostMicros: rec.CostMicros, Estimated: rec.Estimated, LatencyMillis: rec.LatencyMillis, UpstreamRequestID: rec.UpstreamRequestID}
 	if !rec.Started {
-		end.SourceIP, end.UserAgent = h.sourceAddr(r).String(), truncate(r.UserAgent(), 256)
+		end.SourceIP, end.UserAgent = h.sourceAddr(r).String(), r.UserAgent()
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 10*time.Second)
 	defer cancel()
@@ -238,13 +242,6 @@ func (h *Handler) writeEnd(r *http.Request, rec *usage.Record) {
 		// The call is over; its start record stays open and recovery closes it.
 		h.log.Error("ledger: end record not written", "request_id", rec.ID, "err", err)
 	}
-}
-
-func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n]
-	}
-	return s
 }
 
 // decide asks the policies in force about a call. budget_remaining_micros is
@@ -549,7 +546,7 @@ func (h *Handler) record(ctx context.Context, rec *usage.Record) {
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	if err := h.rec.Record(ctx, *rec); err != nil {
+	if err := h.rec.Record(ctx, forStore(*rec)); err != nil {
 		h.log.Error("recording usage failed", "request_id", rec.ID, "err", err)
 	}
 	h.log.LogAttrs(ctx, slog.LevelInfo, "call", slog.String("request_id", rec.ID), slog.String("key_id", rec.KeyID),

@@ -156,7 +156,8 @@ func (s *DB) DeleteProviderKey(ctx context.Context, providerID, keyID string) er
 
 // ListPrices implements pricing.Store: the operator's overrides.
 func (s *DB) ListPrices(ctx context.Context) ([]pricing.Price, error) {
-	rows, err := s.db.QueryContext(ctx, s.q(`SELECT model, input, cached_input, cache_write, output, max_output, updated_at FROM prices ORDER BY model`))
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT model, input, cached_input, cache_write, output, max_output, updated_at,
+		long_above, long_input, long_cached_input, long_cache_write, long_output FROM prices ORDER BY model`))
 	if err != nil {
 		return nil, err
 	}
@@ -165,7 +166,9 @@ func (s *DB) ListPrices(ctx context.Context) ([]pricing.Price, error) {
 	for rows.Next() {
 		var p pricing.Price
 		var updated int64
-		if err := rows.Scan(&p.Model, &p.Input, &p.CachedInput, &p.CacheWrite, &p.Output, &p.MaxOutput, &updated); err != nil {
+		t := &p.LongContext
+		if err := rows.Scan(&p.Model, &p.Input, &p.CachedInput, &p.CacheWrite, &p.Output, &p.MaxOutput, &updated,
+			&t.Above, &t.Input, &t.CachedInput, &t.CacheWrite, &t.Output); err != nil {
 			return nil, err
 		}
 		p.UpdatedAt, p.Source = fromMicros(updated), "override"
@@ -180,8 +183,11 @@ func (s *DB) SetPrice(ctx context.Context, p pricing.Price) error {
 		if _, err := s.exec(ctx, tx, `DELETE FROM prices WHERE model = ?`, p.Model); err != nil {
 			return err
 		}
-		if _, err := s.exec(ctx, tx, `INSERT INTO prices (model, input, cached_input, cache_write, output, max_output, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-			p.Model, p.Input, p.CachedInput, p.CacheWrite, p.Output, p.MaxOutput, micros(time.Now())); err != nil {
+		t := p.LongContext
+		if _, err := s.exec(ctx, tx, `INSERT INTO prices (model, input, cached_input, cache_write, output, max_output, updated_at,
+			long_above, long_input, long_cached_input, long_cache_write, long_output) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			p.Model, p.Input, p.CachedInput, p.CacheWrite, p.Output, p.MaxOutput, micros(time.Now()),
+			t.Above, t.Input, t.CachedInput, t.CacheWrite, t.Output); err != nil {
 			return err
 		}
 		return s.bumpConfig(ctx, tx)

@@ -303,10 +303,16 @@ func testPrices(t *testing.T, b Backend) {
 	if len(list) != 1 || list[0].Input != 5 || list[0].Output != 6 || list[0].CachedInput != 0 {
 		t.Fatalf("ListPrices = %+v", list)
 	}
+	// A long-context tier round-trips (migration 0012).
+	tier := pricing.Tier{Above: 200_000, Input: 7, CachedInput: 8, CacheWrite: 9, Output: 10}
+	must(t, b.SetPrice(ctx, pricing.Price{Model: "my-model", Input: 5, Output: 6, LongContext: tier}))
+	if list, _ := b.ListPrices(ctx); len(list) != 1 || list[0].LongContext != tier {
+		t.Fatalf("ListPrices with a tier = %+v", list)
+	}
 	wantErr(t, b.DeletePrice(ctx, "nope"), store.ErrNotFound)
 	must(t, b.DeletePrice(ctx, "my-model"))
-	if v1, _ := b.ConfigVersion(ctx); v1 < v0+3 {
-		t.Fatalf("config version %d → %d, want +3", v0, v1)
+	if v1, _ := b.ConfigVersion(ctx); v1 < v0+4 {
+		t.Fatalf("config version %d → %d, want +4", v0, v1)
 	}
 }
 
