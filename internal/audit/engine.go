@@ -320,7 +320,9 @@ func (e *Engine) List(ctx context.Context, f Filter) ([]Finding, error) {
 }
 
 // Get returns one finding.
-func (e *Engine) Get(ctx context.Context, id string) (Finding, error) { return e.d.Store.Finding(ctx, id) }
+func (e *Engine) Get(ctx context.Context, id string) (Finding, error) {
+	return e.d.Store.Finding(ctx, id)
+}
 
 // RunEvery evaluates the rules every interval until ctx ends (a component of
 // the server). Errors are logged; the next tick tries again.

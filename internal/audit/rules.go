@@ -206,7 +206,9 @@ func keyRules() []Rule {
 	}
 }
 
-func principalSubject(p org.Principal) Subject { return Subject{Kind: "principal", ID: p.ID, Name: p.Name} }
+func principalSubject(p org.Principal) Subject {
+	return Subject{Kind: "principal", ID: p.ID, Name: p.Name}
+}
 
 func principalRules() []Rule {
 	return []Rule{

@@ -192,7 +192,7 @@ func TestUsageRules(t *testing.T) {
 		{"usage.new_model", calls("key_good", 1, recent, time.Second, func(i int, c *Call) { c.Model = "o3" }), []string{"key_good"}},
 		{"usage.new_model", calls("key_good", 1, recent, time.Second, nil), nil},
 		{"usage.new_source", calls("key_good", 1, recent, time.Second, func(i int, c *Call) { c.SourceIP = "203.0.113.9" }), []string{"key_good"}},
-		{"usage.new_source", calls("key_good", 1, recent, time.Second, func(i int, c *Call) { c.SourceIP = "10.1.2.200" }), nil}, // same /24
+		{"usage.new_source", calls("key_good", 1, recent, time.Second, func(i int, c *Call) { c.SourceIP = "10.1.2.200" }), nil},                                // same /24
 		{"usage.unusual_hours", calls("key_good", 1, now.Add(-10*time.Second), time.Second, func(i int, c *Call) { c.Time = c.Time.Add(-9 * time.Hour) }), nil}, // outside the window
 		{"usage.denials", calls("key_good", 25, recent, time.Second, func(i int, c *Call) { c.Status = 403 }), []string{"key_good"}},
 		{"usage.denials", calls("key_good", 10, recent, time.Second, func(i int, c *Call) { c.Status = 401 }), nil},
