@@ -13,6 +13,7 @@ import (
 	"github.com/gatehouse-gw/gatehouse/internal/ledger"
 	"github.com/gatehouse-gw/gatehouse/internal/org"
 	"github.com/gatehouse-gw/gatehouse/internal/store"
+	"github.com/gatehouse-gw/gatehouse/internal/store/postgres/pgtest"
 	"github.com/gatehouse-gw/gatehouse/internal/store/sqlite"
 	"github.com/gatehouse-gw/gatehouse/internal/store/sqlstore"
 	"github.com/gatehouse-gw/gatehouse/internal/vkey"
@@ -53,7 +54,7 @@ type recAlerts struct {
 }
 
 func (a *recAlerts) Send(x alert.Alert) { a.mu.Lock(); a.as = append(a.as, x); a.mu.Unlock() }
-func (a *recAlerts) n() int           { a.mu.Lock(); defer a.mu.Unlock(); return len(a.as) }
+func (a *recAlerts) n() int             { a.mu.Lock(); defer a.mu.Unlock(); return len(a.as) }
 
 type clock struct {
 	mu sync.Mutex
@@ -65,6 +66,17 @@ func (c *clock) Add(d time.Duration) {
 	c.mu.Lock()
 	c.t = c.t.Add(d)
 	c.mu.Unlock()
+}
+
+// backends runs fn on SQLite and, when GATEHOUSE_TEST_POSTGRES_URL is set, PostgreSQL.
+func backends(t *testing.T, fn func(t *testing.T, db *sqlstore.DB)) {
+	t.Run("sqlite", func(t *testing.T) { fn(t, openStore(t)) })
+	t.Run("postgres", func(t *testing.T) {
+		if !pgtest.Available() {
+			t.Skip("GATEHOUSE_TEST_POSTGRES_URL not set")
+		}
+		fn(t, pgtest.Open(t))
+	})
 }
 
 func openStore(t *testing.T) *sqlstore.DB {
@@ -104,9 +116,10 @@ func byRule(fs []audit.Finding, rule string) *audit.Finding {
 	return nil
 }
 
-func TestEngineLifecycle(t *testing.T) {
+func TestEngineLifecycle(t *testing.T) { backends(t, testEngineLifecycle) }
+
+func testEngineLifecycle(t *testing.T, db *sqlstore.DB) {
 	ctx := context.Background()
-	db := openStore(t)
 	clk := &clock{t: time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)}
 	_, key := seed(t, db, clk.Now())
 	led, alerts := &recLedger{}, &recAlerts{}
@@ -244,9 +257,10 @@ func TestEngineLifecycle(t *testing.T) {
 
 // Replicas sharing a store that run at the same time store one finding per
 // rule and subject.
-func TestEngineConcurrentRunsDedup(t *testing.T) {
+func TestEngineConcurrentRunsDedup(t *testing.T) { backends(t, testEngineConcurrentRunsDedup) }
+
+func testEngineConcurrentRunsDedup(t *testing.T, db *sqlstore.DB) {
 	ctx := context.Background()
-	db := openStore(t)
 	clk := &clock{t: time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)}
 	seed(t, db, clk.Now())
 	var wg sync.WaitGroup
