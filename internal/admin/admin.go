@@ -22,6 +22,7 @@ import (
 
 	"github.com/go-webauthn/webauthn/webauthn"
 
+	"github.com/gatehouse-gw/gatehouse/internal/audit"
 	"github.com/gatehouse-gw/gatehouse/internal/budget"
 	"github.com/gatehouse-gw/gatehouse/internal/httpx"
 	"github.com/gatehouse-gw/gatehouse/internal/keyring"
@@ -109,6 +110,8 @@ type Deps struct {
 	RotateLedgerKey func(ctx context.Context) (string, error)
 	// RotateTokenKey makes a new token signing key current.
 	RotateTokenKey func(ctx context.Context) (string, error)
+	// Audit is the findings engine (findings, leaked keys, reports); nil: no audit routes.
+	Audit *audit.Engine
 	// DevAdminKeyHash, in dev mode, is the hash of a free-form admin key.
 	DevAdminKeyHash string
 	Log             *slog.Logger

@@ -44,6 +44,7 @@ type Store interface {
 	RevokeKey(ctx context.Context, id string, at time.Time, version int64) (vkey.Key, error)
 	ListPrincipals(ctx context.Context, teamID string) ([]org.Principal, error)
 	Principal(ctx context.Context, idOrName string) (org.Principal, error)
+	Team(ctx context.Context, idOrName string) (org.Team, error)
 	Credentials(ctx context.Context, principalID string) (mfa.Credentials, error)
 	Passkeys(ctx context.Context, principalID string) ([]mfa.Passkey, error)
 	ListBudgets(ctx context.Context) ([]budget.Budget, error)
@@ -73,10 +74,12 @@ type Deps struct {
 	Hasher *vkey.Hasher
 	// ForgetKey drops a key from the authentication caches after a revocation.
 	ForgetKey func(id string)
-	Settings  Settings
-	Config    Config
-	Log       *slog.Logger
-	Now       func() time.Time
+	// Checkpoint signs a checkpoint now (evidence bundles prove their own export).
+	Checkpoint func(ctx context.Context) error
+	Settings   Settings
+	Config     Config
+	Log        *slog.Logger
+	Now        func() time.Time
 }
 
 // Engine evaluates the rules and keeps the findings.
@@ -324,8 +327,9 @@ func (e *Engine) Get(ctx context.Context, id string) (Finding, error) {
 	return e.d.Store.Finding(ctx, id)
 }
 
-// RunEvery evaluates the rules every interval until ctx ends (a component of
-// the server). Errors are logged; the next tick tries again.
+// RunEvery evaluates the rules, and handles overdue review items, at every
+// tick until ctx ends (a component of the server). Errors are logged; the
+// next tick tries again.
 func (e *Engine) RunEvery(ctx context.Context, tick <-chan time.Time) error {
 	for {
 		select {
@@ -338,6 +342,13 @@ func (e *Engine) RunEvery(ctx context.Context, tick <-chan time.Time) error {
 				}
 			} else if len(res.Opened) > 0 {
 				e.d.Log.Info("audit: findings opened", "count", len(res.Opened), "open", res.Open)
+			}
+			if _, ok := e.d.Store.(ReviewStore); ok {
+				if n, err := e.SweepReviews(ctx); err != nil && ctx.Err() == nil {
+					e.d.Log.Warn("audit: overdue review items not handled", "err", err)
+				} else if n > 0 {
+					e.d.Log.Info("audit: overdue review items handled", "count", n)
+				}
 			}
 		}
 	}
