@@ -1,0 +1,300 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gatehouse-gw/gatehouse/client"
+	"github.com/gatehouse-gw/gatehouse/internal/audit"
+	"github.com/gatehouse-gw/gatehouse/internal/config"
+)
+
+// chat makes one chat completion with key and returns the status.
+func chat(t *testing.T, dataURL, key, model string) int {
+	t.Helper()
+	body := fmt.Sprintf(`{"model":%q,"messages":[{"role":"user","content":"hi"}],"max_tokens":16}`, model)
+	req, _ := http.NewRequest("POST", dataURL+"/v1/chat/completions", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+key)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// findingOf runs the rules until a finding of rule about subject is open
+// (ledger end records are written after responses), or fails.
+func findingOf(t *testing.T, c *client.Client, rule, subject string) client.Finding {
+	t.Helper()
+	ctx := context.Background()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := c.RunFindings(ctx); err != nil {
+			t.Fatal(err)
+		}
+		fs, err := c.ListFindings(ctx, client.FindingFilter{Rule: rule, Subject: subject, State: "open"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(fs) == 1 {
+			return fs[0]
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no open %s finding about %s (%d)", rule, subject, len(fs))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func partnerKey(t *testing.T) (*ecdsa.PrivateKey, string) {
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, _ := x509.MarshalPKIXPublicKey(&priv.PublicKey)
+	return priv, string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
+}
+
+func TestAuditEndToEnd(t *testing.T) {
+	for name, dsn := range backends(t) {
+		t.Run(name, func(t *testing.T) {
+			if name == "postgres" && os.Getenv("GATEHOUSE_TEST_POSTGRES_URL") == "" {
+				t.Skip("GATEHOUSE_TEST_POSTGRES_URL not set")
+			}
+			testAuditEndToEnd(t, dsn(t))
+		})
+	}
+}
+
+func testAuditEndToEnd(t *testing.T, dsn string) {
+	ctx := context.Background()
+	priv, pub := partnerKey(t)
+	f := newFixture(t, gwOptions{database: dsn, mutate: func(c *config.Config) {
+		c.Audit.Interval = -1 // on demand only: the test decides when rules run
+		c.Audit.AnomalyWindow = time.Second
+		c.Audit.MinBaseline, c.Audit.DenialSpike = 5, 5
+		c.Audit.SecretScanning.PublicKeys = []audit.PublicKey{{ID: "gh-1", PEM: pub}}
+	}})
+	admin := f.admin
+
+	// Configuration, key and principal rules on a fresh gateway.
+	uncapped := findingOf(t, admin, "keys.no_hard_budget", f.keyID)
+	if uncapped.Severity != "high" || uncapped.Subject.Kind != "key" {
+		t.Errorf("uncapped key finding %+v", uncapped)
+	}
+	findingOf(t, admin, "keys.unscoped", f.keyID)
+	findingOf(t, admin, "keys.no_expiry", f.keyID)
+	findingOf(t, admin, "config.step_up_off", "step_up_max_age")
+	adminP, _, err := admin.Principal(ctx, "admin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	findingOf(t, admin, "principals.admin_no_mfa", adminP.ID)
+
+	// Acknowledge through the CLI: who and why, in the history and the ledger.
+	code, out, errs := runCLI(t, f.gateway, "findings", "ack", uncapped.ID, "--reason", "budget coming", "--json")
+	if code != 0 {
+		t.Fatalf("findings ack: %d %s %s", code, out, errs)
+	}
+	acked, err := admin.Finding(ctx, uncapped.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := acked.History[len(acked.History)-1]
+	if acked.State != "acknowledged" || last.By != adminP.ID || last.Reason != "budget coming" || last.LedgerIndex < 0 {
+		t.Fatalf("acknowledged finding %+v", acked)
+	}
+	var rec struct {
+		Record string `json:"record"`
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		b, _ := getURL("http://" + f.srv.AdminAddr() + fmt.Sprintf("/log/proof/%d", last.LedgerIndex))
+		if json.Unmarshal(b, &rec) == nil && rec.Record != "" || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !strings.Contains(rec.Record, `"action":"finding.acknowledged"`) || !strings.Contains(rec.Record, "budget coming") || !strings.Contains(rec.Record, adminP.ID) {
+		t.Errorf("ledger record of the acknowledgement: %s", rec.Record)
+	}
+	if code, _, errs := runCLI(t, f.gateway, "findings", "resolve", uncapped.ID); code != 2 || !strings.Contains(errs, "--reason") {
+		t.Errorf("resolve without a reason: %d %s", code, errs)
+	}
+
+	// Usage anomalies against the key's own baseline: five calls to gpt-4o,
+	// then (once they are older than the one-second window) a model it never
+	// used; and a burst of refusals from a narrowly scoped key.
+	for range 5 {
+		if s := chat(t, f.dataURL, f.key, "gpt-4o"); s != 200 {
+			t.Fatalf("baseline call: %d", s)
+		}
+	}
+	time.Sleep(1100 * time.Millisecond) // let the baseline age out of the anomaly window (ordering only; nothing is timed)
+	if s := chat(t, f.dataURL, f.key, "gpt-4o-mini"); s != 200 {
+		t.Fatalf("new-model call: %d", s)
+	}
+	nm := findingOf(t, admin, "usage.new_model", f.keyID)
+	if !slices.Contains(nm.Evidence.Items, "gpt-4o-mini") || len(nm.Evidence.RequestIDs) != 1 || len(nm.Evidence.LedgerIndexes) != 1 {
+		t.Errorf("new model evidence %+v", nm.Evidence)
+	}
+	narrow, err := admin.CreateKey(ctx, client.KeyInput{Principal: "agent", Name: "narrow", Scope: client.Scope{Models: []string{"gpt-4o"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 6 {
+		if s := chat(t, f.dataURL, narrow.Secret, "o3-mini"); s != 403 {
+			t.Fatalf("out-of-scope call: %d", s)
+		}
+	}
+	den := findingOf(t, admin, "usage.denials", narrow.ID)
+	if den.Evidence.Values["count"] != 6 {
+		t.Errorf("denials evidence %+v", den.Evidence)
+	}
+
+	// Time-based rules, with the gateway's audit clock 100 days ahead.
+	idle, err := admin.CreateKey(ctx, client.KeyInput{Principal: "agent", Name: "idle"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.srv.SetClock(func() time.Time { return time.Now().Add(100 * 24 * time.Hour) })
+	findingOf(t, admin, "keys.unused", idle.ID)
+	findingOf(t, admin, "principals.inactive", adminP.ID)
+	lu := findingOf(t, admin, "config.log_unverified", "ledger")
+	if lu.Severity != "high" {
+		t.Errorf("log unverified: %+v", lu)
+	}
+	f.srv.SetClock(time.Now)
+	if _, err := f.srv.CheckLog(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.RunFindings(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := admin.Finding(ctx, lu.ID); got.State != "resolved" {
+		t.Errorf("log verified again, finding %s", got.State)
+	}
+
+	// The secret-scanning partner endpoint: a signed report of a live key
+	// revokes it at once; an unsigned one changes nothing.
+	leaked, err := admin.CreateKey(ctx, client.KeyInput{Principal: "agent", Name: "leaked"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := json.Marshal([]audit.PartnerMatch{{Token: leaked.Secret, Type: "gatehouse_key", URL: "https://github.com/acme/app/blob/1/a.py", Source: "content"}})
+	post := func(sig string) (int, string) {
+		req, _ := http.NewRequest("POST", f.dataURL+audit.PartnerPath, bytes.NewReader(body))
+		req.Header.Set(audit.HeaderKeyID, "gh-1")
+		req.Header.Set(audit.HeaderSignature, sig)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if s, _ := post(base64.StdEncoding.EncodeToString([]byte("forged"))); s != 401 {
+		t.Fatalf("forged signature: %d", s)
+	}
+	if s := chat(t, f.dataURL, leaked.Secret, "gpt-4o"); s != 200 {
+		t.Fatalf("the key before the report: %d", s)
+	}
+	sum := sha256.Sum256(body)
+	sig, _ := ecdsa.SignASN1(rand.Reader, priv, sum[:])
+	s, answer := post(base64.StdEncoding.EncodeToString(sig))
+	if s != 200 || !strings.Contains(answer, "true_positive") || strings.Contains(answer, leaked.Secret) {
+		t.Fatalf("signed report: %d %s", s, answer)
+	}
+	if s := chat(t, f.dataURL, leaked.Secret, "gpt-4o"); s != 401 {
+		t.Fatalf("the leaked key after the report: %d", s)
+	}
+	findingOf(t, admin, audit.LeakRule, leaked.ID)
+
+	// An access review: the admin revokes the idle key; it stops at once.
+	rev, err := admin.StartReview(ctx, client.ReviewInput{Scope: "team:research", Due: "7d"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var item client.ReviewItem
+	for _, it := range rev.Items {
+		if it.Kind == "key" && it.Subject == narrow.ID {
+			item = it
+		}
+	}
+	if item.ID == "" {
+		t.Fatalf("no review item for the narrow key in %+v", rev.Items)
+	}
+	code, out, errs = runCLI(t, f.gateway, "reviews", "decide", item.ID, "--revoke", "--reason", "probing from this key")
+	if code != 0 {
+		t.Fatalf("reviews decide: %d %s %s", code, out, errs)
+	}
+	if s := chat(t, f.dataURL, narrow.Secret, "gpt-4o"); s != 401 {
+		t.Errorf("a key revoked in review still works: %d", s)
+	}
+	if code, out, _ := runCLI(t, f.gateway, "reviews", "close", rev.Campaign.ID, "--json"); code != 0 || !strings.Contains(out, `"state": "closed"`) {
+		t.Errorf("reviews close: %d %s", code, out)
+	}
+
+	// The report, as one HTML file, and the evidence bundle, verified offline.
+	dir := t.TempDir()
+	html := filepath.Join(dir, "r.html")
+	if code, out, errs := runCLI(t, f.gateway, "audit", "report", "--since", "1d", "--format", "html", "-o", html); code != 0 {
+		t.Fatalf("audit report: %d %s %s", code, out, errs)
+	}
+	hb, _ := os.ReadFile(html)
+	if !strings.Contains(string(hb), "<svg") || !strings.Contains(string(hb), "keys.leaked") {
+		t.Errorf("the HTML report lacks its charts or the leak")
+	}
+	if code, out, _ := runCLI(t, f.gateway, "audit", "reports", "--json"); code != 0 || !strings.Contains(out, `"name": "on demand"`) {
+		t.Errorf("audit reports: %d %s", code, out)
+	}
+	zipPath := filepath.Join(dir, "evidence.zip")
+	if code, out, errs := runCLI(t, f.gateway, "audit", "evidence", "--since", "1d", "-o", zipPath); code != 0 {
+		t.Fatalf("audit evidence: %d %s %s", code, out, errs)
+	}
+	vk, err := getURL("http://" + f.srv.AdminAddr() + "/log/key")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.stop() // offline: the gateway is gone
+	code, out, errs = runCLI(t, f.gateway, "audit", "verify", "--bundle", zipPath, "--key", strings.TrimSpace(string(vk)), "--state", filepath.Join(dir, "st"))
+	if code != 0 || !strings.HasPrefix(out, "OK:") {
+		t.Fatalf("audit verify --bundle: %d %s %s", code, out, errs)
+	}
+	if strings.Contains(f.logs.String(), leaked.Secret) || strings.Contains(f.logs.String(), narrow.Secret) {
+		t.Fatal("a key reached the logs")
+	}
+}
+
+func getURL(u string) ([]byte, error) {
+	resp, err := http.Get(u)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return nil, fmt.Errorf("GET %s: %s", u, resp.Status)
+	}
+	return io.ReadAll(resp.Body)
+}
