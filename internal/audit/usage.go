@@ -201,24 +201,45 @@ func usageRules() []Rule {
 			Check: func(f *Facts, c Config) []Candidate {
 				var out []Candidate
 				trips := map[string][]Trip{}
+				var ids []string
 				for _, t := range f.Breaker {
+					if len(trips[t.KeyID]) == 0 {
+						ids = append(ids, t.KeyID)
+					}
 					trips[t.KeyID] = append(trips[t.KeyID], t)
 				}
+				keys := map[string]vkey.Key{}
 				for _, k := range f.Keys {
-					if k.SuspendedAt == nil && len(trips[k.ID]) == 0 {
-						continue
+					keys[k.ID] = k
+					if k.SuspendedAt != nil && len(trips[k.ID]) == 0 {
+						ids = append(ids, k.ID)
 					}
-					e := Evidence{Summary: "breaker tripped: " + k.SuspendReason}
-					for _, t := range trips[k.ID] {
+				}
+				// A trip in the window counts even when the key was revoked since:
+				// the episode stays on record until it ages out of the baseline.
+				for _, id := range ids {
+					k, ok := keys[id]
+					if !ok {
+						k = vkey.Key{ID: id}
+					}
+					e := Evidence{Summary: "breaker tripped"}
+					if k.SuspendReason != "" {
+						e.Summary += ": " + k.SuspendReason
+					}
+					for _, t := range trips[id] {
 						e.LedgerIndexes = append(e.LedgerIndexes, t.Index)
-						if e.Summary == "breaker tripped: " {
-							e.Summary += t.Detail
+						if k.SuspendReason == "" && t.Detail != "" {
+							e.Summary += ": " + t.Detail
 						}
 					}
 					if k.SuspendedAt != nil {
 						e.Items = append(e.Items, "suspended at "+k.SuspendedAt.UTC().Format(time.RFC3339))
 					}
-					out = append(out, Candidate{Subject: keySubject(k), Title: fmt.Sprintf("key %s was suspended by the spend-velocity breaker", k.Name), Evidence: e})
+					name := k.Name
+					if name == "" {
+						name = id
+					}
+					out = append(out, Candidate{Subject: keySubject(k), Title: fmt.Sprintf("key %s was suspended by the spend-velocity breaker", name), Evidence: e})
 				}
 				return out
 			}},
