@@ -97,6 +97,28 @@ func testAuditEndToEnd(t *testing.T, dsn string) {
 	}})
 	admin := f.admin
 
+	// Every audit route is in the OpenAPI document with an operationId (the console builds on them).
+	doc, err := getURL("http://" + f.srv.AdminAddr() + "/v1/openapi.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var api struct {
+		Paths map[string]map[string]struct {
+			OperationID string `json:"operationId"`
+		} `json:"paths"`
+	}
+	if err := json.Unmarshal(doc, &api); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []string{"GET /v1/findings", "POST /v1/findings/run", "GET /v1/findings/{id}", "POST /v1/findings/{id}/ack", "POST /v1/findings/{id}/resolve",
+		"POST /v1/findings/{id}/dismiss", "POST /v1/keys/leaked", "POST /v1/reports", "GET /v1/reports", "GET /v1/reports/{id}", "GET /v1/audit/evidence",
+		"POST /v1/reviews", "GET /v1/reviews", "GET /v1/reviews/{id}", "POST /v1/reviews/{id}/close", "POST /v1/reviews/items/{id}/decide"} {
+		method, path, _ := strings.Cut(r, " ")
+		if api.Paths[path][strings.ToLower(method)].OperationID == "" {
+			t.Errorf("OpenAPI: %s has no operationId", r)
+		}
+	}
+
 	// Configuration, key and principal rules on a fresh gateway.
 	uncapped := findingOf(t, admin, "keys.no_hard_budget", f.keyID)
 	if uncapped.Severity != "high" || uncapped.Subject.Kind != "key" {
