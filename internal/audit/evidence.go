@@ -228,8 +228,12 @@ type BundleReport struct {
 	ExportedAt int64  `json:"export_index"`
 }
 
-// maxBundleFile bounds each file read from a bundle.
-const maxBundleFile = 256 << 20
+// A bundle is untrusted input: these bound what checking one may read.
+const (
+	maxBundleFile  = 256 << 20
+	maxBundleTotal = 1 << 30
+	maxBundleFiles = 64
+)
 
 // VerifyBundle checks an evidence bundle offline with the pinned log key:
 // the checkpoint's signature, every record's inclusion proof, the export
@@ -241,7 +245,11 @@ func VerifyBundle(data []byte, vkeyText string) (BundleReport, error) {
 	if err != nil {
 		return rep, fmt.Errorf("not a zip: %w", err)
 	}
+	if len(zr.File) > maxBundleFiles {
+		return rep, fmt.Errorf("the bundle holds %d files; an evidence bundle has 9", len(zr.File))
+	}
 	files := map[string][]byte{}
+	total := 0
 	for _, f := range zr.File {
 		if _, dup := files[f.Name]; dup {
 			return rep, fmt.Errorf("the bundle holds %s twice", f.Name)
@@ -255,7 +263,8 @@ func VerifyBundle(data []byte, vkeyText string) (BundleReport, error) {
 		if err != nil {
 			return rep, err
 		}
-		if len(b) > maxBundleFile {
+		total += len(b)
+		if len(b) > maxBundleFile || total > maxBundleTotal {
 			return rep, fmt.Errorf("%s is too large", f.Name)
 		}
 		files[f.Name] = b

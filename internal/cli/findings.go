@@ -12,7 +12,7 @@ import (
 )
 
 func findingsCmd() *command {
-	transition := func(verb, state, short string) *command {
+	transition := func(verb, short string) *command {
 		return &command{name: verb, args: "FINDING_ID --reason TEXT", short: short, admin: true, json: true,
 			flags: func(fs *flag.FlagSet, o *opts) {
 				o.str(fs, "reason", "", "why (required; recorded in the finding's history and the ledger)")
@@ -105,9 +105,9 @@ recurs is the same finding, updated. docs/audits.md explains every rule.`,
 					showFinding(e.Stdout, f)
 					return nil
 				})},
-			transition("ack", "acknowledged", "Acknowledge a finding (someone is on it)"),
-			transition("resolve", "resolved", "Resolve a finding (it was fixed)"),
-			transition("dismiss", "dismissed", "Dismiss a finding as a false positive"),
+			transition("ack", "Acknowledge a finding (someone is on it)"),
+			transition("resolve", "Resolve a finding (it was fixed)"),
+			transition("dismiss", "Dismiss a finding as a false positive"),
 		}}
 }
 
