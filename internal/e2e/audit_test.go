@@ -27,12 +27,18 @@ import (
 )
 
 // chat makes one chat completion with key and returns the status.
-func chat(t *testing.T, dataURL, key, model string) int {
+func chat(t *testing.T, dataURL, key, model string) int { return chatFrom(t, dataURL, key, model, "") }
+
+// chatFrom is chat from source address xff (X-Forwarded-For; "" for none).
+func chatFrom(t *testing.T, dataURL, key, model, xff string) int {
 	t.Helper()
 	body := fmt.Sprintf(`{"model":%q,"messages":[{"role":"user","content":"hi"}],"max_tokens":16}`, model)
 	req, _ := http.NewRequest("POST", dataURL+"/v1/chat/completions", strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+key)
 	req.Header.Set("Content-Type", "application/json")
+	if xff != "" {
+		req.Header.Set("X-Forwarded-For", xff)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -92,7 +98,9 @@ func testAuditEndToEnd(t *testing.T, dsn string) {
 	f := newFixture(t, gwOptions{database: dsn, mutate: func(c *config.Config) {
 		c.Audit.Interval = -1 // on demand only: the test decides when rules run
 		c.Audit.AnomalyWindow = time.Second
-		c.Audit.MinBaseline, c.Audit.DenialSpike = 5, 5
+		c.Audit.MinBaseline, c.Audit.DenialSpike, c.Audit.RateLimitStorm = 5, 5, 5
+		c.Audit.MinSpikeRequests, c.Audit.MinSpikeMicros = 5, 1
+		c.TrustProxyHeaders = true // config.proxy_headers_untrusted; and it lets the test choose source addresses
 		c.Audit.SecretScanning.PublicKeys = []audit.PublicKey{{ID: "gh-1", PEM: pub}}
 	}})
 	admin := f.admin
@@ -132,6 +140,41 @@ func testAuditEndToEnd(t *testing.T, dsn string) {
 		t.Fatal(err)
 	}
 	findingOf(t, admin, "principals.admin_no_mfa", adminP.ID)
+	findingOf(t, admin, "keys.admin_owner_no_mfa", f.srv.Bootstrap.AdminKeyID)
+	findingOf(t, admin, "config.proxy_headers_untrusted", "trust_proxy_headers")
+	findingOf(t, admin, "principals.service_no_pop", f.principal)
+	bobName, userKind, bobTeams := "bob", "user", []string{"research"}
+	bob, err := admin.CreatePrincipal(ctx, client.PrincipalInput{Name: &bobName, Kind: &userKind, Teams: &bobTeams})
+	if err != nil {
+		t.Fatal(err)
+	}
+	findingOf(t, admin, "principals.user_no_mfa", bob.ID)
+	goneName := "gone"
+	gone, err := admin.CreatePrincipal(ctx, client.PrincipalInput{Name: &goneName, Teams: &bobTeams})
+	if err != nil {
+		t.Fatal(err)
+	}
+	goneKey, err := admin.CreateKey(ctx, client.KeyInput{Principal: "gone", Name: "gone key"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	disabled := true
+	if _, err := admin.UpdatePrincipal(ctx, gone.ID, client.PrincipalInput{Disabled: &disabled}, ""); err != nil {
+		t.Fatal(err)
+	}
+	findingOf(t, admin, "keys.owner_disabled", goneKey.ID)
+	pv, err := admin.Policies(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	applied, err := admin.ApplyPolicies(ctx, pv.Files, "audit e2e")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc := findingOf(t, admin, "config.policy_changed", fmt.Sprintf("v%d", applied.Version))
+	if pc.Evidence.Summary != "audit e2e" {
+		t.Errorf("policy change evidence %+v", pc.Evidence)
+	}
 
 	// Acknowledge through the CLI: who and why, in the history and the ledger.
 	code, out, errs := runCLI(t, f.gateway, "findings", "ack", uncapped.ID, "--reason", "budget coming", "--json")
@@ -164,22 +207,57 @@ func testAuditEndToEnd(t *testing.T, dsn string) {
 		t.Errorf("resolve without a reason: %d %s", code, errs)
 	}
 
-	// Usage anomalies against the key's own baseline: five calls to gpt-4o,
-	// then (once they are older than the one-second window) a model it never
-	// used; and a burst of refusals from a narrowly scoped key.
+	// Usage anomalies against the key's own baseline: five calls to gpt-4o
+	// from 10.0.0.1, then (once they are older than the one-second window) five
+	// to a model it never used, from a network it never used.
 	for range 5 {
-		if s := chat(t, f.dataURL, f.key, "gpt-4o"); s != 200 {
+		if s := chatFrom(t, f.dataURL, f.key, "gpt-4o", "10.0.0.1"); s != 200 {
 			t.Fatalf("baseline call: %d", s)
 		}
 	}
 	time.Sleep(1100 * time.Millisecond) // let the baseline age out of the anomaly window (ordering only; nothing is timed)
-	if s := chat(t, f.dataURL, f.key, "gpt-4o-mini"); s != 200 {
-		t.Fatalf("new-model call: %d", s)
+	for range 5 {
+		if s := chatFrom(t, f.dataURL, f.key, "gpt-4o-mini", "203.0.113.7"); s != 200 {
+			t.Fatalf("anomalous call: %d", s)
+		}
 	}
 	nm := findingOf(t, admin, "usage.new_model", f.keyID)
-	if !slices.Contains(nm.Evidence.Items, "gpt-4o-mini") || len(nm.Evidence.RequestIDs) != 1 || len(nm.Evidence.LedgerIndexes) != 1 {
+	if !slices.Contains(nm.Evidence.Items, "gpt-4o-mini") || len(nm.Evidence.RequestIDs) != 5 || len(nm.Evidence.LedgerIndexes) != 5 {
 		t.Errorf("new model evidence %+v", nm.Evidence)
 	}
+	if ns := findingOf(t, admin, "usage.new_source", f.keyID); !slices.Equal(ns.Evidence.Items, []string{"203.0.113.0/24"}) {
+		t.Errorf("new source evidence %+v", ns.Evidence)
+	}
+	findingOf(t, admin, "usage.rate_spike", f.keyID)
+	findingOf(t, admin, "usage.spend_spike", f.keyID)
+	// A soft budget on the key, past 90% after one call.
+	bs, bid, bp, lim, hard := "key", f.keyID, "month", int64(10), false
+	soft, err := admin.CreateBudget(ctx, client.BudgetInput{Scope: &bs, ScopeID: &bid, Period: &bp, LimitMicros: &lim, Hard: &hard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := chat(t, f.dataURL, f.key, "gpt-4o"); s != 200 {
+		t.Fatalf("call under a soft budget: %d", s)
+	}
+	findingOf(t, admin, "budgets.near_exhaustion", soft.ID)
+	// A rate-limit storm: one request a minute allowed, seven sent.
+	stormy, err := admin.CreateKey(ctx, client.KeyInput{Principal: "agent", Name: "stormy"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.SetLimit(ctx, client.Limit{Scope: "key", ScopeID: stormy.ID, RPM: 1}); err != nil {
+		t.Fatal(err)
+	}
+	limited := 0
+	for range 7 {
+		if chat(t, f.dataURL, stormy.Secret, "gpt-4o") == 429 {
+			limited++
+		}
+	}
+	if limited < 5 {
+		t.Fatalf("%d of 7 calls rate limited", limited)
+	}
+	findingOf(t, admin, "usage.rate_limited", stormy.ID)
 	narrow, err := admin.CreateKey(ctx, client.KeyInput{Principal: "agent", Name: "narrow", Scope: client.Scope{Models: []string{"gpt-4o"}}})
 	if err != nil {
 		t.Fatal(err)
@@ -200,8 +278,15 @@ func testAuditEndToEnd(t *testing.T, dsn string) {
 		t.Fatal(err)
 	}
 	f.srv.SetClock(func() time.Time { return time.Now().Add(100 * 24 * time.Hour) })
+	_, err = admin.RotateKey(ctx, idle.ID, "1h")
+	if err != nil {
+		t.Fatal(err)
+	}
 	findingOf(t, admin, "keys.unused", idle.ID)
 	findingOf(t, admin, "principals.inactive", adminP.ID)
+	findingOf(t, admin, "keys.grace_expired", idle.ID)
+	f.srv.SetClock(func() time.Time { return time.Now().Add(200 * 24 * time.Hour) })
+	findingOf(t, admin, "keys.too_old", f.keyID)
 	lu := findingOf(t, admin, "config.log_unverified", "ledger")
 	if lu.Severity != "high" {
 		t.Errorf("log unverified: %+v", lu)
