@@ -31,6 +31,9 @@ type Facts struct {
 	// rules saw only the newest part.
 	Truncated bool
 	LogCheck  *LogCheck
+
+	byKey    []keyUsage // usageByKey's result, computed once
+	byKeyCfg time.Duration
 }
 
 // Settings are the gateway settings the configuration rules read.

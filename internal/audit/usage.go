@@ -22,7 +22,16 @@ type keyUsage struct {
 // evidenceCap bounds the request ids and ledger indexes a finding carries.
 const evidenceCap = 20
 
+// usageByKey splits the calls by key, once per run (rules share the facts).
 func (f *Facts) usageByKey(c Config) []keyUsage {
+	if f.byKey != nil && f.byKeyCfg == c.AnomalyWindow+c.BaselineWindow {
+		return f.byKey
+	}
+	f.byKey, f.byKeyCfg = f.splitUsage(c), c.AnomalyWindow+c.BaselineWindow
+	return f.byKey
+}
+
+func (f *Facts) splitUsage(c Config) []keyUsage {
 	cut := f.Now.Add(-c.AnomalyWindow)
 	from := f.Now.Add(-c.BaselineWindow)
 	byID := map[string]*keyUsage{}

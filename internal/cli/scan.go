@@ -84,7 +84,10 @@ func runScan(ctx context.Context, e *Env, o *opts, args []string) error {
 			to := min(from+1000, len(secrets))
 			part, err := c.ReportLeaked(ctx, secrets[from:to], sources[from:to], o.B("revoke"))
 			if err != nil {
-				return err
+				for _, m := range found { // what was found is worth showing even when the gateway cannot say more
+					fmt.Fprintf(e.Stdout, "%s: %s key %s\n", m.Where(), m.Kind, m.Hint)
+				}
+				return fmt.Errorf("%d key(s) found; asking the gateway about them failed: %w", len(found), err)
 			}
 			res = append(res, part...)
 		}

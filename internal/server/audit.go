@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/audit"
@@ -47,53 +46,7 @@ func (s *Server) partnerHandler() http.Handler {
 	return s.audit.PartnerHandler(keys, s.log)
 }
 
-// runAudit runs the scheduled findings (and overdue reviews), the log's
-// self-verification and the scheduled reports until ctx ends.
+// runAudit runs the audit's scheduler until ctx ends.
 func (s *Server) runAudit(ctx context.Context) {
-	c := s.audit.Config()
-	var wg sync.WaitGroup
-	if c.LogVerifyInterval > 0 {
-		wg.Go(func() {
-			s.logCheck.Run(ctx, tickNow(ctx, c.LogVerifyInterval), func(err error) { s.log.Warn("audit: the log did not verify", "err", err) })
-		})
-	}
-	if c.Interval > 0 {
-		wg.Go(func() {
-			t := time.NewTicker(c.Interval)
-			defer t.Stop()
-			s.audit.RunEvery(ctx, t.C)
-		})
-	}
-	if len(c.Reports) > 0 {
-		wg.Go(func() {
-			t := time.NewTicker(time.Minute)
-			defer t.Stop()
-			if err := s.audit.RunReports(ctx, t.C); err != nil {
-				s.log.Error("audit: scheduled reports stopped", "err", err)
-			}
-		})
-	}
-	wg.Wait()
-}
-
-// tickNow ticks at once and then every d, until ctx ends.
-func tickNow(ctx context.Context, d time.Duration) <-chan time.Time {
-	ch := make(chan time.Time)
-	go func() {
-		t := time.NewTicker(d)
-		defer t.Stop()
-		for {
-			select {
-			case ch <- time.Now():
-			case <-ctx.Done():
-				return
-			}
-			select {
-			case <-t.C:
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
-	return ch
+	(&audit.Scheduler{Engine: s.audit, Log: s.logCheck, Logger: s.log}).Run(ctx)
 }
