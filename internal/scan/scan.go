@@ -53,23 +53,39 @@ func shortCommit(c string) string {
 	return c
 }
 
-var candidate = regexp.MustCompile(`gka?_[0-9A-Za-z]{38}`)
-
 func isWord(c byte) bool {
 	return c == '_' || ('0' <= c && c <= '9') || ('a' <= c && c <= 'z') || ('A' <= c && c <= 'Z')
 }
 
 func isAlnum(c byte) bool { return c != '_' && isWord(c) }
 
+var gk = []byte("gk")
+
 // Line returns the keys in one line of text (columns are 1-based bytes).
+// Candidates are found by hand (prefix, then 38 base62 characters), which is
+// several times faster than a regular expression on ordinary text.
 func Line(line []byte) []Match {
 	var out []Match
-	for _, loc := range candidate.FindAllIndex(line, -1) {
-		s, e := loc[0], loc[1]
-		if s > 0 && isWord(line[s-1]) {
+	for i := 0; ; {
+		j := bytes.Index(line[i:], gk)
+		if j < 0 {
+			return out
+		}
+		s := i + j
+		i = s + 2
+		p := s + 2
+		if p < len(line) && line[p] == 'a' {
+			p++
+		}
+		if p >= len(line) || line[p] != '_' {
 			continue
 		}
-		if e < len(line) && isAlnum(line[e]) {
+		p++
+		e := p
+		for e < len(line) && e-p < 38 && isAlnum(line[e]) {
+			e++
+		}
+		if e-p != 38 || (s > 0 && isWord(line[s-1])) || (e < len(line) && isAlnum(line[e])) {
 			continue
 		}
 		kind, secret, err := vkey.Parse(string(line[s:e]))
@@ -77,8 +93,8 @@ func Line(line []byte) []Match {
 			continue
 		}
 		out = append(out, Match{Column: s + 1, Kind: kind, Hint: secret.Hint(), Secret: secret})
+		i = e
 	}
-	return out
 }
 
 // maxLine is the longest piece of a line scanned at once; longer lines

@@ -177,3 +177,25 @@ func FuzzLine(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkReader scans text with a key every 1,000 lines.
+func BenchmarkReader(b *testing.B) {
+	var buf bytes.Buffer
+	k := vkey.Generate(vkey.KindVirtual).Reveal()
+	for i := 0; buf.Len() < 16<<20; i++ {
+		if i%1000 == 0 {
+			buf.WriteString("API_KEY=" + k + "\n")
+			continue
+		}
+		buf.WriteString("some ordinary source line with gk_ mentions and identifiers_like_this = 42\n")
+	}
+	data := buf.Bytes()
+	b.SetBytes(int64(len(data)))
+	b.ResetTimer()
+	for b.Loop() {
+		n := 0
+		if err := Reader("f", bytes.NewReader(data), func(Match) { n++ }); err != nil || n == 0 {
+			b.Fatal(err, n)
+		}
+	}
+}
