@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"reflect"
 	"slices"
 	"sync"
 	"time"
@@ -27,6 +28,12 @@ type FindingStore interface {
 	CreateFinding(ctx context.Context, f Finding) error
 	// UpdateFinding replaces a finding whose version is version (store.ErrConflict otherwise).
 	UpdateFinding(ctx context.Context, f Finding, version int64) (Finding, error)
+	// UpdateFindings replaces findings in one transaction, each only if its
+	// stored version is still f.Version; it returns the ids that had moved on.
+	UpdateFindings(ctx context.Context, fs []Finding) (conflicts []string, err error)
+	// TouchFindings records that findings were seen again, unchanged, at at:
+	// last seen and occurrences move, the version does not.
+	TouchFindings(ctx context.Context, ids []string, at time.Time) error
 	Finding(ctx context.Context, id string) (Finding, error)
 	FindingByFingerprint(ctx context.Context, fp string) (Finding, error)
 	ListFindings(ctx context.Context, f Filter) ([]Finding, error)
@@ -134,29 +141,87 @@ func (e *Engine) Run(ctx context.Context, by string) (RunResult, error) {
 
 func (e *Engine) evaluate(ctx context.Context, facts *Facts, rules []Rule, by string) (RunResult, error) {
 	res := RunResult{At: facts.Now, Rules: len(rules), Truncated: facts.Truncated}
+	all, err := e.d.Store.ListFindings(ctx, Filter{})
+	if err != nil {
+		return res, err
+	}
+	known := make(map[string]Finding, len(all))
+	for _, f := range all {
+		known[f.Fingerprint] = f
+	}
 	seen := map[string]bool{}
 	ruleNames := map[string]bool{}
+	// Findings seen again are updated in one batch (one transaction), so a
+	// run over thousands of keys costs one commit, not thousands.
+	var batch, reopened []Finding
+	var touched []string // unchanged: only last seen moves
 	for _, r := range rules {
 		ruleNames[r.Name] = true
 		for _, c := range r.Check(facts, e.d.Config) {
 			c.Rule, c.Severity = r.Name, r.Severity
-			f, opened, err := e.observe(ctx, c, facts.Now)
-			if err != nil {
-				return res, err
+			fp := Fingerprint(c.Rule, c.Subject)
+			if seen[fp] {
+				continue
 			}
-			seen[f.Fingerprint] = true
-			if opened {
-				res.Opened = append(res.Opened, f.ID)
-			} else {
-				res.Updated++
+			seen[fp] = true
+			f, ok := known[fp]
+			if !ok {
+				f, opened, err := e.observe(ctx, c, facts.Now)
+				if err != nil {
+					return res, err
+				}
+				if opened {
+					res.Opened = append(res.Opened, f.ID)
+				} else {
+					res.Updated++
+				}
+				continue
 			}
+			if f.State != Resolved && f.Severity == c.Severity && f.Title == c.Title && f.Subject == c.Subject && reflect.DeepEqual(f.Evidence, c.Evidence) {
+				touched = append(touched, f.ID)
+				continue
+			}
+			if e.update(ctx, &f, c, facts.Now) {
+				reopened = append(reopened, f)
+			}
+			batch = append(batch, f)
 		}
 	}
-	live, err := e.d.Store.ListFindings(ctx, Filter{})
+	if err := e.d.Store.TouchFindings(ctx, touched, facts.Now); err != nil {
+		return res, err
+	}
+	res.Updated += len(touched)
+	conflicts, err := e.d.Store.UpdateFindings(ctx, batch)
 	if err != nil {
 		return res, err
 	}
-	for _, f := range live {
+	for _, f := range batch {
+		if slices.Contains(conflicts, f.ID) {
+			continue
+		}
+		if slices.ContainsFunc(reopened, func(x Finding) bool { return x.ID == f.ID }) {
+			res.Opened = append(res.Opened, f.ID)
+			e.alertNew(f)
+		} else {
+			res.Updated++
+		}
+	}
+	for _, f := range batch { // changed under us (another replica, an admin): one at a time
+		if !slices.Contains(conflicts, f.ID) {
+			continue
+		}
+		c := Candidate{Rule: f.Rule, Severity: f.Severity, Subject: f.Subject, Title: f.Title, Evidence: f.Evidence}
+		up, opened, err := e.observe(ctx, c, facts.Now)
+		if err != nil {
+			return res, err
+		}
+		if opened {
+			res.Opened = append(res.Opened, up.ID)
+		} else {
+			res.Updated++
+		}
+	}
+	for _, f := range all {
 		if (f.State != Open && f.State != Acknowledged) || !ruleNames[f.Rule] {
 			continue
 		}
@@ -172,6 +237,21 @@ func (e *Engine) evaluate(ctx context.Context, facts *Facts, rules []Rule, by st
 	e.record(ctx, ledger.Record{Kind: LedgerKind, Time: facts.Now, RequestID: "audit-run-" + facts.Now.Format("20060102T150405.000000Z"), PrincipalID: actor(by),
 		Action: "findings.run", Detail: fmt.Sprintf("%d rules, %d opened, %d still there, %d resolved", len(rules), len(res.Opened), res.Updated, len(res.Resolved))})
 	return res, nil
+}
+
+// update applies a candidate seen again to its finding in memory: last seen,
+// evidence, occurrences; a resolved finding reopens (a ledger record). It
+// reports whether the finding reopened.
+func (e *Engine) update(ctx context.Context, f *Finding, c Candidate, now time.Time) bool {
+	f.Severity, f.Subject, f.Title, f.Evidence, f.LastSeen = c.Severity, c.Subject, c.Title, c.Evidence, now
+	f.Occurrences++
+	if f.State != Resolved {
+		return false
+	}
+	idx := e.record(ctx, e.findingRecord(*f, "finding.reopen", SystemActor, "observed again", now))
+	f.State, f.StateBy, f.StateReason, f.StateAt = Open, SystemActor, "observed again", now
+	f.History = append(f.History, Event{At: now, State: Open, By: SystemActor, Reason: "observed again", LedgerIndex: idx})
+	return true
 }
 
 func actor(by string) string {
@@ -206,14 +286,7 @@ func (e *Engine) observe(ctx context.Context, c Candidate, now time.Time) (Findi
 			return f, false, err
 		}
 		v := f.Version
-		f.Severity, f.Subject, f.Title, f.Evidence, f.LastSeen = c.Severity, c.Subject, c.Title, c.Evidence, now
-		f.Occurrences++
-		reopened := f.State == Resolved
-		if reopened {
-			idx := e.record(ctx, e.findingRecord(f, "finding.reopen", SystemActor, "observed again", now))
-			f.State, f.StateBy, f.StateReason, f.StateAt = Open, SystemActor, "observed again", now
-			f.History = append(f.History, Event{At: now, State: Open, By: SystemActor, Reason: "observed again", LedgerIndex: idx})
-		}
+		reopened := e.update(ctx, &f, c, now)
 		up, err := e.d.Store.UpdateFinding(ctx, f, v)
 		if errors.Is(err, store.ErrConflict) {
 			continue

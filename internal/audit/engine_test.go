@@ -79,7 +79,9 @@ func backends(t *testing.T, fn func(t *testing.T, db *sqlstore.DB)) {
 	})
 }
 
-func openStore(t *testing.T) *sqlstore.DB {
+func openStore(t *testing.T) *sqlstore.DB { return openStoreB(t) }
+
+func openStoreB(t testing.TB) *sqlstore.DB {
 	t.Helper()
 	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "g.db"))
 	if err != nil {
@@ -177,7 +179,7 @@ func testEngineLifecycle(t *testing.T, db *sqlstore.DB) {
 	if _, err := e.Transition(ctx, uncapped.ID, audit.Acknowledged, "prn_admin", "", store.AnyVersion); !errors.Is(err, audit.ErrNeedReason) {
 		t.Fatalf("ack without a reason: %v", err)
 	}
-	if _, err := e.Transition(ctx, uncapped.ID, audit.Acknowledged, "prn_admin", "budget coming", again.Version-1); !errors.Is(err, store.ErrConflict) {
+	if _, err := e.Transition(ctx, uncapped.ID, audit.Acknowledged, "prn_admin", "budget coming", again.Version+1); !errors.Is(err, store.ErrConflict) {
 		t.Fatalf("ack with a stale version: %v", err)
 	}
 	ack, err := e.Transition(ctx, uncapped.ID, audit.Acknowledged, "prn_admin", "budget coming", again.Version)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/audit"
 	"github.com/gatehouse-gw/gatehouse/internal/store"
@@ -12,8 +13,8 @@ import (
 // CreateFinding implements audit.FindingStore.
 func (s *DB) CreateFinding(ctx context.Context, f audit.Finding) error {
 	f.Version = 1
-	_, err := s.exec(ctx, s.db, `INSERT INTO findings (id, fingerprint, rule, severity, subject_id, state, last_seen, data, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1)`,
-		f.ID, f.Fingerprint, f.Rule, string(f.Severity), f.Subject.ID, string(f.State), micros(f.LastSeen), toJSON(f))
+	_, err := s.exec(ctx, s.db, `INSERT INTO findings (id, fingerprint, rule, severity, subject_id, state, last_seen, occurrences, data, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1)`,
+		f.ID, f.Fingerprint, f.Rule, string(f.Severity), f.Subject.ID, string(f.State), micros(f.LastSeen), f.Occurrences, toJSON(f))
 	return err
 }
 
@@ -27,8 +28,8 @@ func (s *DB) UpdateFinding(ctx context.Context, f audit.Finding, version int64) 
 		}
 		version, f.Version = cur.Version, cur.Version+1
 	}
-	res, err := s.exec(ctx, s.db, `UPDATE findings SET severity = ?, state = ?, last_seen = ?, data = ?, version = version + 1 WHERE id = ? AND version = ?`,
-		string(f.Severity), string(f.State), micros(f.LastSeen), toJSON(f), f.ID, version)
+	res, err := s.exec(ctx, s.db, `UPDATE findings SET severity = ?, state = ?, last_seen = ?, occurrences = ?, data = ?, version = version + 1 WHERE id = ? AND version = ?`,
+		string(f.Severity), string(f.State), micros(f.LastSeen), f.Occurrences, toJSON(f), f.ID, version)
 	if err != nil {
 		return audit.Finding{}, err
 	}
@@ -38,10 +39,65 @@ func (s *DB) UpdateFinding(ctx context.Context, f audit.Finding, version int64) 
 	return f, nil
 }
 
+// UpdateFindings implements audit.FindingStore.
+func (s *DB) UpdateFindings(ctx context.Context, fs []audit.Finding) ([]string, error) {
+	var conflicts []string
+	if len(fs) == 0 {
+		return nil, nil
+	}
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		conflicts = nil
+		st, err := tx.PrepareContext(ctx, s.q(`UPDATE findings SET severity = ?, state = ?, last_seen = ?, occurrences = ?, data = ?, version = version + 1 WHERE id = ? AND version = ?`))
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		for _, f := range fs {
+			v := f.Version
+			f.Version = v + 1
+			res, err := st.ExecContext(ctx, string(f.Severity), string(f.State), micros(f.LastSeen), f.Occurrences, toJSON(f), f.ID, v)
+			if err != nil {
+				return err
+			}
+			if n, err := res.RowsAffected(); err != nil {
+				return err
+			} else if n == 0 {
+				conflicts = append(conflicts, f.ID)
+			}
+		}
+		return nil
+	})
+	return conflicts, err
+}
+
+// TouchFindings implements audit.FindingStore: a finding seen again,
+// unchanged, moves its last-seen time and count without a new version (as
+// TouchKeys: being seen again is not an edit, and must not fail an If-Match).
+func (s *DB) TouchFindings(ctx context.Context, ids []string, at time.Time) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		st, err := tx.PrepareContext(ctx, s.q(`UPDATE findings SET last_seen = ?, occurrences = occurrences + 1 WHERE id = ?`))
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		for _, id := range ids {
+			if _, err := st.ExecContext(ctx, micros(at), id); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+const findingCols = `data, version, last_seen, occurrences`
+
 func scanFinding(row interface{ Scan(...any) error }) (audit.Finding, error) {
 	var data string
-	var version int64
-	if err := row.Scan(&data, &version); errors.Is(err, sql.ErrNoRows) {
+	var version, lastSeen, occurrences int64
+	if err := row.Scan(&data, &version, &lastSeen, &occurrences); errors.Is(err, sql.ErrNoRows) {
 		return audit.Finding{}, store.ErrNotFound
 	} else if err != nil {
 		return audit.Finding{}, err
@@ -50,18 +106,18 @@ func scanFinding(row interface{ Scan(...any) error }) (audit.Finding, error) {
 	if err := fromJSON(data, &f); err != nil {
 		return audit.Finding{}, err
 	}
-	f.Version = version
+	f.Version, f.LastSeen, f.Occurrences = version, fromMicros(lastSeen), occurrences
 	return f, nil
 }
 
 // Finding implements audit.FindingStore.
 func (s *DB) Finding(ctx context.Context, id string) (audit.Finding, error) {
-	return scanFinding(s.db.QueryRowContext(ctx, s.q(`SELECT data, version FROM findings WHERE id = ?`), id))
+	return scanFinding(s.db.QueryRowContext(ctx, s.q(`SELECT `+findingCols+` FROM findings WHERE id = ?`), id))
 }
 
 // FindingByFingerprint implements audit.FindingStore.
 func (s *DB) FindingByFingerprint(ctx context.Context, fp string) (audit.Finding, error) {
-	return scanFinding(s.db.QueryRowContext(ctx, s.q(`SELECT data, version FROM findings WHERE fingerprint = ?`), fp))
+	return scanFinding(s.db.QueryRowContext(ctx, s.q(`SELECT `+findingCols+` FROM findings WHERE fingerprint = ?`), fp))
 }
 
 // ListFindings implements audit.FindingStore.
@@ -70,7 +126,7 @@ func (s *DB) ListFindings(ctx context.Context, f audit.Filter) ([]audit.Finding,
 	if limit <= 0 {
 		limit = 100000
 	}
-	rows, err := s.db.QueryContext(ctx, s.q(`SELECT data, version FROM findings
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT `+findingCols+` FROM findings
 		WHERE (? = '' OR state = ?) AND (? = '' OR severity = ?) AND (? = '' OR rule = ?) AND (? = '' OR subject_id = ?) AND last_seen >= ?
 		ORDER BY last_seen DESC, id LIMIT ?`),
 		string(f.State), string(f.State), string(f.Severity), string(f.Severity), f.Rule, f.Rule, f.Subject, f.Subject, micros(f.Since), limit)
