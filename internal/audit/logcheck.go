@@ -3,9 +3,11 @@ package audit
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/ledger"
+	"github.com/gatehouse-gw/gatehouse/internal/store"
 )
 
 // LogVerifier verifies the gateway's own log on a schedule, as an outside
@@ -37,6 +39,9 @@ func (v *LogVerifier) Check(ctx context.Context) (LogCheck, error) {
 		c.LastGood = last.LastGood
 	}
 	rep, st, verr := ledger.Verify(ctx, v.Source, v.Key(), v.prev, nil)
+	if errors.Is(verr, store.ErrNotFound) {
+		return c, ErrNoCheckpoint // a new log: nothing signed to verify yet
+	}
 	if verr != nil {
 		c.Error = verr.Error()
 		c.Size = rep.Size
@@ -50,20 +55,31 @@ func (v *LogVerifier) Check(ctx context.Context) (LogCheck, error) {
 	return c, v.Store.SaveLogCheck(ctx, c)
 }
 
-// Run checks the log at every tick until ctx ends.
+// ErrNoCheckpoint: the log has no signed checkpoint yet (a new gateway).
+var ErrNoCheckpoint = errors.New("audit: the log has no checkpoint yet")
+
+// Run checks the log at every tick until ctx ends; a log without a
+// checkpoint yet is checked again a minute later.
 func (v *LogVerifier) Run(ctx context.Context, tick <-chan time.Time, onError func(error)) error {
+	var retry <-chan time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-tick:
-			c, err := v.Check(ctx)
-			if err == nil && !c.OK {
-				err = errString(c.Error)
-			}
-			if err != nil && ctx.Err() == nil && onError != nil {
-				onError(err)
-			}
+		case <-retry:
+		}
+		retry = nil
+		c, err := v.Check(ctx)
+		if errors.Is(err, ErrNoCheckpoint) {
+			retry = time.After(time.Minute)
+			continue
+		}
+		if err == nil && !c.OK {
+			err = errString(c.Error)
+		}
+		if err != nil && ctx.Err() == nil && onError != nil {
+			onError(err)
 		}
 	}
 }

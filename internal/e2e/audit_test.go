@@ -97,7 +97,6 @@ func testAuditEndToEnd(t *testing.T, dsn string) {
 	priv, pub := partnerKey(t)
 	f := newFixture(t, gwOptions{database: dsn, mutate: func(c *config.Config) {
 		c.Audit.Interval = -1 // on demand only: the test decides when rules run
-		c.Audit.AnomalyWindow = time.Second
 		c.Audit.MinBaseline, c.Audit.DenialSpike, c.Audit.RateLimitStorm = 5, 5, 5
 		c.Audit.MinSpikeRequests, c.Audit.MinSpikeMicros = 5, 1
 		c.TrustProxyHeaders = true // config.proxy_headers_untrusted; and it lets the test choose source addresses
@@ -208,14 +207,20 @@ func testAuditEndToEnd(t *testing.T, dsn string) {
 	}
 
 	// Usage anomalies against the key's own baseline: five calls to gpt-4o
-	// from 10.0.0.1, then (once they are older than the one-second window) five
-	// to a model it never used, from a network it never used.
+	// from 10.0.0.1; then, with the audit clock one anomaly window (1h) after
+	// them, five to a model it never used, from a network it never used.
 	for range 5 {
 		if s := chatFrom(t, f.dataURL, f.key, "gpt-4o", "10.0.0.1"); s != 200 {
 			t.Fatalf("baseline call: %d", s)
 		}
 	}
-	time.Sleep(1100 * time.Millisecond) // let the baseline age out of the anomaly window (ordering only; nothing is timed)
+	// Usage records are queued after the end records are durable: once all
+	// five are visible, every baseline end record is older than t1.
+	if n := len(f.usageOf(t, f.keyID, 5)); n != 5 {
+		t.Fatalf("%d baseline usage records", n)
+	}
+	t1 := time.Now()
+	f.srv.SetClock(func() time.Time { return t1.Add(time.Hour) })
 	for range 5 {
 		if s := chatFrom(t, f.dataURL, f.key, "gpt-4o-mini", "203.0.113.7"); s != 200 {
 			t.Fatalf("anomalous call: %d", s)
