@@ -1,6 +1,11 @@
-// Package audit is Gatehouse's findings engine: rules evaluated over the store
-// and the ledger, on demand and on a schedule, whose results are findings that
-// people acknowledge, resolve or dismiss.
+// Package audit is Gatehouse's regular audits: a findings engine (rules
+// evaluated over the store and the ledger, on demand and on a schedule, whose
+// results people acknowledge, resolve or dismiss), leaked-key handling (the
+// admin API's report and the secret-scanning partner endpoint), reports (md,
+// json, csv, self-contained HTML), access-review campaigns, evidence bundles
+// verifiable offline, the gateway's verification of its own log, and the
+// Scheduler that runs all of it in the server. docs/audits.md is the user's
+// view.
 //
 // # Contract
 //
@@ -22,7 +27,13 @@
 //
 // The engine is safe for concurrent use; replicas sharing a store may run it at
 // the same time: a fingerprint is unique in the store, so two replicas that see
-// the same new finding store one.
+// the same new finding store one, and updates carry versions. A finding seen
+// again unchanged is only touched (last seen, occurrences) without a new
+// version, so an admin's If-Match is not broken by the schedule.
+//
+// Every change of state, leaked-key revocation, review decision, report and
+// evidence export is a ledger record; the engine never holds a secret longer
+// than it takes to hash it.
 package audit
 
 import (

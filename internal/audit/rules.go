@@ -41,7 +41,6 @@ type Settings struct {
 	StepUpMaxAge      time.Duration
 	TrustProxyHeaders bool
 	TrustedProxies    []string
-	RequireMFA        bool
 }
 
 // Call is one data-plane call as the ledger tells it.

@@ -13,7 +13,7 @@ import (
 func (s *Server) openAudit() {
 	s.audit = audit.New(audit.Deps{Store: s.db, Ledger: s.ledger, Alerts: s.alerts, Spend: s.budgets.Statuses, KeyMaxAge: s.keyMaxAge,
 		Hasher: s.verifier.Hasher(), ForgetKey: func(id string) { s.verifier.Forget(id); s.auth.ForgetKey(id) },
-		Settings: audit.Settings{StepUpMaxAge: s.cfg.StepUpMaxAge.D(), TrustProxyHeaders: s.cfg.TrustProxyHeaders, RequireMFA: s.cfg.RequireMFA},
+		Settings: audit.Settings{StepUpMaxAge: s.cfg.StepUpMaxAge.D(), TrustProxyHeaders: s.cfg.TrustProxyHeaders},
 		Config:   s.cfg.Audit, Log: s.log, Now: s.now, Checkpoint: s.ledger.SignCheckpoint})
 	s.logCheck = &audit.LogVerifier{Source: ledger.StoreSource{Store: s.db}, Key: s.ledger.Key, Store: s.db, Now: s.now}
 }
