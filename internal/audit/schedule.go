@@ -6,12 +6,11 @@ import (
 )
 
 type schedule struct {
-	every      string
-	hour, min  int
-	zone       *time.Location
-	name       string
-	period     time.Duration
-	periodName string
+	every     string
+	hour, min int
+	zone      *time.Location
+	name      string
+	period    time.Duration
 }
 
 func (s Schedule) parse() (schedule, error) {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-gw/gatehouse/client"
+	"github.com/gatehouse-gw/gatehouse/internal/admin"
 )
 
 func reviewsCmd() *command {
@@ -110,11 +111,11 @@ campaign was started with --on-overdue revoke.`,
 					}
 					d.Models, d.Endpoints = o.L("models"), o.L("endpoints")
 					if s := o.S("expires-in"); s != "" {
-						t, err := parseSince(s, time.Now())
+						span, err := admin.ParseSpan(s)
 						if err != nil {
 							return fmt.Errorf("%w: --expires-in %v", ErrUsage, err)
 						}
-						exp := time.Now().Add(time.Now().Sub(t)).UTC()
+						exp := time.Now().Add(span).UTC()
 						d.ExpiresAt = &exp
 					}
 					it, err := c.DecideReview(ctx, id, d)

@@ -11,7 +11,7 @@ import (
 )
 
 // ErrLeaked makes scan exit with status 1 when it found keys, as linters do.
-var ErrLeaked = errors.New("Gatehouse keys found")
+var ErrLeaked = errors.New("keys found")
 
 type scanResult struct {
 	scan.Match
@@ -121,7 +121,7 @@ func runScan(ctx context.Context, e *Env, o *opts, args []string) error {
 		}
 	}
 	if len(out) > 0 {
-		return fmt.Errorf("%w: %d", ErrLeaked, len(out))
+		return fmt.Errorf("%d Gatehouse %w", len(out), ErrLeaked)
 	}
 	return nil
 }
