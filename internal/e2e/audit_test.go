@@ -226,6 +226,7 @@ func testAuditEndToEnd(t *testing.T, dsn string) {
 			t.Fatalf("anomalous call: %d", s)
 		}
 	}
+	f.usageOf(t, f.keyID, 10) // end records are durable before usage records are queued
 	nm := findingOf(t, admin, "usage.new_model", f.keyID)
 	if !slices.Contains(nm.Evidence.Items, "gpt-4o-mini") || len(nm.Evidence.RequestIDs) != 5 || len(nm.Evidence.LedgerIndexes) != 5 {
 		t.Errorf("new model evidence %+v", nm.Evidence)
@@ -272,6 +273,7 @@ func testAuditEndToEnd(t *testing.T, dsn string) {
 			t.Fatalf("out-of-scope call: %d", s)
 		}
 	}
+	f.usageOf(t, narrow.ID, 6)
 	den := findingOf(t, admin, "usage.denials", narrow.ID)
 	if den.Evidence.Values["count"] != 6 {
 		t.Errorf("denials evidence %+v", den.Evidence)
