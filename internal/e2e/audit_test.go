@@ -95,7 +95,10 @@ func TestAuditEndToEnd(t *testing.T) {
 func testAuditEndToEnd(t *testing.T, dsn string) {
 	ctx := context.Background()
 	priv, pub := partnerKey(t)
+	hook := newWebhook(t)
+	t.Setenv("GATEHOUSE_ALERT_WEBHOOK_SECRET", "whsec-test")
 	f := newFixture(t, gwOptions{database: dsn, mutate: func(c *config.Config) {
+		c.AlertWebhookURL = hook.url
 		c.Audit.Interval = -1 // on demand only: the test decides when rules run
 		c.Audit.MinBaseline, c.Audit.DenialSpike, c.Audit.RateLimitStorm = 5, 5, 5
 		c.Audit.MinSpikeRequests, c.Audit.MinSpikeMicros = 5, 1
@@ -387,6 +390,36 @@ func testAuditEndToEnd(t *testing.T, dsn string) {
 	if code, out, errs := runCLI(t, f.gateway, "audit", "evidence", "--since", "1d", "-o", zipPath); code != 0 {
 		t.Fatalf("audit evidence: %d %s %s", code, out, errs)
 	}
+	// New high findings reached the webhook, signed (newWebhook checks the
+	// signature); lower ones did not; no alert carries a key.
+	unscoped, err := admin.ListFindings(ctx, client.FindingFilter{Rule: "keys.unscoped", Subject: f.keyID})
+	if err != nil || len(unscoped) != 1 {
+		t.Fatalf("unscoped finding: %v %v", unscoped, err)
+	}
+	alerted := func(id string) bool {
+		for _, a := range hook.all() {
+			if d, _ := a["details"].(map[string]any); a["kind"] == "finding" && d["finding_id"] == id {
+				return true
+			}
+		}
+		return false
+	}
+	leakFinding, _ := admin.ListFindings(ctx, client.FindingFilter{Rule: audit.LeakRule, Subject: leaked.ID})
+	for deadline := time.Now().Add(10 * time.Second); !(alerted(uncapped.ID) && len(leakFinding) == 1 && alerted(leakFinding[0].ID)) && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !alerted(uncapped.ID) || len(leakFinding) != 1 || !alerted(leakFinding[0].ID) {
+		t.Errorf("high findings not alerted: %d alerts", len(hook.all()))
+	}
+	if alerted(unscoped[0].ID) {
+		t.Error("a medium finding was alerted")
+	}
+	for _, a := range hook.all() {
+		if b, _ := json.Marshal(a); strings.Contains(string(b), leaked.Secret) {
+			t.Fatal("an alert carries a key")
+		}
+	}
+
 	vk, err := getURL("http://" + f.srv.AdminAddr() + "/log/key")
 	if err != nil {
 		t.Fatal(err)
