@@ -26,6 +26,21 @@ func (h *Handler) auditRoutes() {
 	h.reportRoutes()
 }
 
+// auditAction names the policy action of a write to findings or reviews:
+// findings.run, findings.update (ack, resolve, dismiss), reviews.create,
+// reviews.decide, reviews.close.
+func auditAction(area string, parts []string) string {
+	switch last := parts[len(parts)-1]; {
+	case area == "findings" && last == "run":
+		return "findings.run"
+	case area == "findings":
+		return "findings.update"
+	case last == "decide" || last == "close":
+		return "reviews." + last
+	}
+	return area + ".create"
+}
+
 func auditError(err error) error {
 	switch {
 	case errors.Is(err, audit.ErrNeedReason):

@@ -11,6 +11,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -444,4 +445,92 @@ func getURL(u string) ([]byte, error) {
 		return nil, fmt.Errorf("GET %s: %s", u, resp.Status)
 	}
 	return io.ReadAll(resp.Body)
+}
+
+// The audit routes are policy actions of their own: an auditor reads findings,
+// reports and evidence but changes nothing; a team lead granted reviews.decide
+// decides review items and nothing else.
+func TestAuditPermissions(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, gwOptions{mutate: func(c *config.Config) { c.Audit.Interval = -1 }})
+	admin := f.admin
+	as := func(name string, roles []string) *client.Client {
+		t.Helper()
+		user, research := "user", []string{"research"}
+		if _, err := admin.CreatePrincipal(ctx, client.PrincipalInput{Name: &name, Kind: &user, Roles: &roles, Teams: &research}); err != nil {
+			t.Fatal(err)
+		}
+		k, err := admin.CreateKey(ctx, client.KeyInput{Principal: name, Kind: "admin"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return client.New("http://"+f.srv.AdminAddr(), k.Secret)
+	}
+	denied := func(what string, err error) {
+		t.Helper()
+		var e *client.Error
+		if !errors.As(err, &e) || e.Status != 403 {
+			t.Errorf("%s: %v, want 403", what, err)
+		}
+	}
+	pv, err := admin.Policies(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]string{}
+	for n, b := range pv.Files {
+		files[n] = b
+	}
+	files["leads.cedar"] = `@id("leads-review")
+permit (principal in Role::"teamlead", action in [Action::"reviews.read", Action::"reviews.decide"], resource);`
+	if _, err := admin.ApplyPolicies(ctx, files, "team leads review"); err != nil {
+		t.Fatal(err)
+	}
+	auditor, lead := as("aud", []string{"auditor"}), as("lead", []string{"teamlead"})
+	if _, err := admin.RunFindings(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	if fs, err := auditor.ListFindings(ctx, client.FindingFilter{}); err != nil || len(fs) == 0 {
+		t.Errorf("auditor lists findings: %d, %v", len(fs), err)
+	}
+	if b, err := auditor.Evidence(ctx, "1d"); err != nil || len(b) == 0 {
+		t.Errorf("auditor exports evidence: %v", err)
+	}
+	_, err = auditor.RunFindings(ctx)
+	denied("auditor runs findings", err)
+	fs, _ := admin.ListFindings(ctx, client.FindingFilter{})
+	_, err = auditor.SetFindingState(ctx, fs[0].ID, "dismiss", "not mine to judge")
+	denied("auditor dismisses a finding", err)
+	_, err = auditor.ReportLeaked(ctx, []string{f.key}, nil, true)
+	denied("auditor revokes a leaked key", err)
+
+	rev, err := admin.StartReview(ctx, client.ReviewInput{Scope: "team:research", Reviewer: "lead"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keyItem, own client.ReviewItem
+	for _, it := range rev.Items {
+		if it.Kind == "key" && it.Subject == f.keyID {
+			keyItem = it
+		}
+	}
+	leadP, _, _ := admin.Principal(ctx, "lead")
+	for _, it := range rev.Items {
+		if it.Principal == leadP.ID && it.Kind == "membership" {
+			own = it
+		}
+	}
+	if !slices.Equal(keyItem.Reviewers, []string{leadP.ID}) || own.ID == "" || slices.Contains(own.Reviewers, leadP.ID) {
+		t.Fatalf("reviewers: the key's %v, lead's own membership's %v", keyItem.Reviewers, own.Reviewers)
+	}
+	if _, err := lead.DecideReview(ctx, keyItem.ID, client.Decision{Decision: "keep", Reason: "the agent needs it"}); err != nil {
+		t.Errorf("lead decides an item: %v", err)
+	}
+	_, err = lead.DecideReview(ctx, own.ID, client.Decision{Decision: "keep", Reason: "I need it"})
+	denied("lead decides their own membership", err)
+	_, err = lead.CloseReview(ctx, rev.Campaign.ID)
+	denied("lead closes the campaign", err)
+	_, err = lead.ListFindings(ctx, client.FindingFilter{})
+	denied("lead lists findings", err)
 }
