@@ -23,6 +23,7 @@ import (
 	"github.com/go-webauthn/webauthn/webauthn"
 
 	"github.com/gatehouse-gw/gatehouse/internal/alert"
+	"github.com/gatehouse-gw/gatehouse/internal/audit"
 	"github.com/gatehouse-gw/gatehouse/internal/budget"
 	"github.com/gatehouse-gw/gatehouse/internal/httpx"
 	"github.com/gatehouse-gw/gatehouse/internal/keyring"
@@ -119,6 +120,8 @@ type Deps struct {
 	Passwords *mfa.Gate
 	Throttle  *lockout.Throttle
 	Alerts    interface{ Send(alert.Alert) }
+	// Audit is the findings engine (findings, leaked keys, reports); nil: no audit routes.
+	Audit *audit.Engine
 	// DevAdminKeyHash, in dev mode, is the hash of a free-form admin key.
 	DevAdminKeyHash string
 	Log             *slog.Logger

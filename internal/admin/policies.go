@@ -27,8 +27,10 @@ func adminAction(r *http.Request) (action, area string) {
 	switch {
 	case r.Method == http.MethodGet:
 		return area + ".read", area
-	case area == "keys" && strings.HasSuffix(path, "/revoke"):
+	case area == "keys" && strings.HasSuffix(path, "/revoke"), area == "keys" && path == "keys/leaked":
 		return "keys.revoke", area
+	case area == "findings" || area == "reviews":
+		return auditAction(area, parts), area
 	case area == "keys" && strings.HasSuffix(path, "/reinstate"):
 		return "keys.reinstate", area
 	case area == "keys" && strings.HasSuffix(path, "/rotate"):

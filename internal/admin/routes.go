@@ -103,6 +103,7 @@ func (h *Handler) routes() {
 	h.limitRoutes()
 	h.policyRoutes()
 	h.loginRoutes()
+	h.auditRoutes()
 	if h.d.LogHandler != nil {
 		m.Handle("GET /log/", h.d.LogHandler) // public to whoever reaches the admin listener: auditors verify without credentials
 	}

@@ -18,7 +18,7 @@ import (
 )
 
 func auditCmd() *command {
-	return &command{name: "audit", short: "Verify and read the tamper-evident log", sub: []*command{
+	return &command{name: "audit", short: "Verify and read the tamper-evident log; reports and evidence", sub: []*command{
 		{name: "verify", short: "Verify the log against its signed checkpoint", json: true,
 			long: `Verifies a Gatehouse log without trusting its operator: checks the checkpoint's
 signature with the verifier key, recomputes every record's leaf hash and the
@@ -38,8 +38,10 @@ Examples:
 				o.str(fs, "database", "", "verify a PostgreSQL store directly")
 				o.str(fs, "key", "", "checkpoint verifier key (note verifier-key text); default: the state file's")
 				o.str(fs, "state", "gatehouse-audit.state", "where the last verified checkpoint is kept")
+				o.str(fs, "bundle", "", "verify an evidence bundle (gatehouse audit evidence) offline instead")
 			},
 			run: runVerify},
+		auditReportCmd(), auditReportsCmd(), auditEvidenceCmd(),
 		{name: "key", short: "Print the checkpoint verifier key, to pin it", admin: true,
 			run: func(ctx context.Context, e *Env, o *opts, args []string) error {
 				b, err := httpGet(ctx, strings.TrimRight(o.addr, "/")+"/log/key")
@@ -101,6 +103,9 @@ func httpGet(ctx context.Context, url string) ([]byte, error) {
 func runVerify(ctx context.Context, e *Env, o *opts, args []string) error {
 	if err := nargs(args, 0, "no arguments"); err != nil {
 		return err
+	}
+	if o.set("bundle") {
+		return verifyBundle(e, o)
 	}
 	n := 0
 	for _, f := range []string{"url", "data-dir", "database"} {

@@ -17,6 +17,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/gatehouse-gw/gatehouse/internal/audit"
 	"github.com/gatehouse-gw/gatehouse/internal/breaker"
 	"github.com/gatehouse-gw/gatehouse/internal/httpx"
 	"github.com/gatehouse-gw/gatehouse/internal/pricing"
@@ -76,6 +77,8 @@ type Config struct {
 	WebAuthn WebAuthn `yaml:"webauthn"`
 	// OIDCLogin lets users log in through the organisation's identity provider.
 	OIDCLogin sso.Config `yaml:"oidc_login"`
+	// Audit configures findings, their schedule, reports and secret scanning (package audit).
+	Audit audit.Config `yaml:"audit"`
 
 	LogLevel  string `yaml:"log_level"`  // debug, info, warn, error
 	LogFormat string `yaml:"log_format"` // text or json
@@ -172,6 +175,7 @@ func Default() Config {
 		Keys:                   Keys{ExpiryWarning: Duration(7 * 24 * time.Hour), CheckInterval: Duration(time.Hour)},
 		Ledger:                 Ledger{Origin: "gatehouse.local/log", CheckpointInterval: Duration(time.Second)},
 		Breaker:                Breaker{Enabled: true, Window: Duration(5 * time.Minute), Ceiling: "5.00", BaselineMultiple: 10, MinSpend: "1.00"},
+		Audit:                  audit.DefaultConfig(),
 		LogLevel:               "info",
 		LogFormat:              "text",
 	}
@@ -264,6 +268,7 @@ func (c *Config) LoadEnv(getenv func(string) string) error {
 // Validate checks the whole configuration and fills derived defaults.
 func (c *Config) Validate() error {
 	var errs []error
+	errs = append(errs, c.Audit.Validate())
 	for name, addr := range map[string]string{"listen": c.Listen, "admin_listen": c.AdminListen} {
 		if _, _, err := net.SplitHostPort(addr); err != nil {
 			errs = append(errs, fmt.Errorf("%s %q: want host:port", name, addr))

@@ -28,6 +28,7 @@ import (
 
 	"github.com/gatehouse-gw/gatehouse/internal/admin"
 	"github.com/gatehouse-gw/gatehouse/internal/alert"
+	"github.com/gatehouse-gw/gatehouse/internal/audit"
 	"github.com/gatehouse-gw/gatehouse/internal/auth"
 	"github.com/gatehouse-gw/gatehouse/internal/breaker"
 	"github.com/gatehouse-gw/gatehouse/internal/budget"
@@ -81,6 +82,9 @@ type Server struct {
 	tokens   *token.Issuer
 	dpop     *token.DPoP
 	webAuthn *webauthn.WebAuthn // nil: passkeys off
+	audit    *audit.Engine
+	logCheck *audit.LogVerifier
+	clock    atomic.Pointer[func() time.Time]
 	snap     atomic.Pointer[config.Snapshot]
 	reloadMu sync.Mutex
 
@@ -155,6 +159,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server, 
 		return nil, err
 	}
 	s.breaker = breaker.New(cfg.Breaker.Config(), s.suspendKey, s.alerts, log)
+	s.openAudit()
 	var rl ratelimit.Backend = ratelimit.NewMemory(nil)
 	if cfg.RedisURL != "" {
 		if s.redis, err = ratelimit.OpenRedis(ctx, cfg.RedisURL, cfg.UpstreamTimeout.D()+time.Minute); err != nil {
@@ -874,6 +879,9 @@ func (s *Server) buildHTTP() {
 		}
 		w.Write([]byte(`{"status":"ready"}` + "\n"))
 	})
+	if ph := s.partnerHandler(); ph != nil {
+		dataMux.Handle("POST "+audit.PartnerPath, ph)
+	}
 	dataMux.Handle("/", px)
 	errLog := slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)
 	s.data = &http.Server{Handler: dataMux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 2 * time.Minute,
@@ -885,6 +893,7 @@ func (s *Server) buildHTTP() {
 		PolicyZone: zoneOf(s.cfg.PolicyTimeZone), TokenTTL: s.cfg.Tokens.TTL.D(),
 		Guard: al.guard, Passwords: al.passwords, Throttle: al.throttle, Alerts: s.alerts,
 		SessionTTL: s.cfg.SessionTTL.D(), RequireMFA: s.cfg.RequireMFA, RotateTokenKey: s.RotateTokenKey, RotateLedgerKey: s.RotateLedgerKey, KeyMaxAge: s.keyMaxAge, SSO: s.ssoVerifier(), WebAuthn: s.webAuthn, StepUpMaxAge: s.cfg.StepUpMaxAge.D(),
+		Audit: s.audit,
 	})
 	s.admin = &http.Server{Handler: adm, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute, ErrorLog: errLog}
 }
@@ -921,6 +930,7 @@ func (s *Server) Run(ctx context.Context) error {
 	wg.Go(func() { s.alerts.Run(bg) })
 	wg.Go(func() { s.warnExpiringKeys(bg) })
 	wg.Go(func() { s.denied.Run(bg) })
+	wg.Go(func() { s.runAudit(bg) })
 	usageCtx, stopUsage := context.WithCancel(context.WithoutCancel(ctx))
 	usageDone := make(chan struct{})
 	go func() { s.usage.Run(usageCtx); close(usageDone) }()

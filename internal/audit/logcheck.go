@@ -1,0 +1,89 @@
+package audit
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"time"
+
+	"github.com/gatehouse-gw/gatehouse/internal/ledger"
+	"github.com/gatehouse-gw/gatehouse/internal/store"
+)
+
+// LogVerifier verifies the gateway's own log on a schedule, as an outside
+// auditor would (every leaf, the root against the signed checkpoint, and that
+// the tree verified last time is still its prefix), and keeps the outcome for
+// the config.log_unverified rule and the report.
+type LogVerifier struct {
+	Source ledger.Source
+	// Key returns the checkpoint verifier key to check against.
+	Key   func() string
+	Store FindingStore
+	Now   func() time.Time
+
+	prev *ledger.State // the last verified tree: a later one must contain it
+}
+
+// Check verifies the log once and stores the outcome.
+func (v *LogVerifier) Check(ctx context.Context) (LogCheck, error) {
+	now := time.Now
+	if v.Now != nil {
+		now = v.Now
+	}
+	last, err := v.Store.LogCheck(ctx)
+	if err != nil {
+		return LogCheck{}, err
+	}
+	c := LogCheck{At: now().UTC()}
+	if last != nil {
+		c.LastGood = last.LastGood
+	}
+	rep, st, verr := ledger.Verify(ctx, v.Source, v.Key(), v.prev, nil)
+	if errors.Is(verr, store.ErrNotFound) {
+		return c, ErrNoCheckpoint // a new log: nothing signed to verify yet
+	}
+	if verr != nil {
+		c.Error = verr.Error()
+		c.Size = rep.Size
+		if ctx.Err() != nil {
+			return c, ctx.Err()
+		}
+	} else {
+		c.OK, c.Size, c.Root, c.LastGood = true, rep.Size, base64.StdEncoding.EncodeToString(rep.Root[:]), c.At
+		v.prev = st
+	}
+	return c, v.Store.SaveLogCheck(ctx, c)
+}
+
+// ErrNoCheckpoint: the log has no signed checkpoint yet (a new gateway).
+var ErrNoCheckpoint = errors.New("audit: the log has no checkpoint yet")
+
+// Run checks the log at every tick until ctx ends; a log without a
+// checkpoint yet is checked again a minute later.
+func (v *LogVerifier) Run(ctx context.Context, tick <-chan time.Time, onError func(error)) error {
+	var retry <-chan time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick:
+		case <-retry:
+		}
+		retry = nil
+		c, err := v.Check(ctx)
+		if errors.Is(err, ErrNoCheckpoint) {
+			retry = time.After(time.Minute)
+			continue
+		}
+		if err == nil && !c.OK {
+			err = errString(c.Error)
+		}
+		if err != nil && ctx.Err() == nil && onError != nil {
+			onError(err)
+		}
+	}
+}
+
+type errString string
+
+func (e errString) Error() string { return string(e) }
