@@ -31,6 +31,7 @@ import (
 	"github.com/gatehouse-gw/gatehouse/internal/breaker"
 	"github.com/gatehouse-gw/gatehouse/internal/budget"
 	"github.com/gatehouse-gw/gatehouse/internal/config"
+	"github.com/gatehouse-gw/gatehouse/internal/instance"
 	"github.com/gatehouse-gw/gatehouse/internal/keyring"
 	"github.com/gatehouse-gw/gatehouse/internal/ledger"
 	"github.com/gatehouse-gw/gatehouse/internal/mfa"
@@ -69,7 +70,7 @@ type Server struct {
 	usage    *usage.Writer
 	budgets  *budget.Ledger
 	alerts   *alert.Sink
-	instance string
+	inst     *instance.Instance
 	breaker  *breaker.Breaker
 	limiter  *ratelimit.Limiter
 	redis    *ratelimit.Redis
@@ -137,9 +138,12 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server, 
 	s.auth = auth.New(s.verifier, s.db, cfg.KeyCacheTTL.D())
 	s.usage = usage.NewWriter(s.db, log)
 	s.alerts = alert.New(cfg.AlertWebhookURL, []byte(os.Getenv(EnvAlertSecret)), log)
-	s.instance = vkey.NewID("gw")
-	s.budgets = budget.NewLedger(s.db, s.instance, s.budgetList, s.alerts, log)
+	s.inst = instance.New(s.db, vkey.NewID("gw"), log)
+	s.inst.Stale, s.inst.Heartbeat = cfg.InstanceTimeout.D(), cfg.InstanceTimeout.D()/4
+	s.budgets = budget.NewLedger(s.db, s.inst.ID(), s.budgetList, s.alerts, log)
 	s.budgets.Stale, s.budgets.Heartbeat = cfg.InstanceTimeout.D(), cfg.InstanceTimeout.D()/4
+	s.budgets.SetInstance(s.inst.ID)
+	s.budgets.Gate = s.inst.Live
 	if s.ledger, err = s.openLedger(ctx); err != nil {
 		return nil, err
 	}
@@ -181,6 +185,11 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server, 
 	// Reservations left open by a previous run are charged in full. The
 	// embedded store has one gateway, so all of them are abandoned now; on
 	// PostgreSQL the heartbeat sweep in Run finds them.
+	// Liveness first: nothing is admitted before this instance's heartbeat
+	// is in the store.
+	if err := s.inst.Beat(ctx); err != nil {
+		return nil, err
+	}
 	if cfg.Database == "" {
 		if _, err := s.budgets.Recover(ctx, true); err != nil {
 			return nil, err
@@ -452,10 +461,12 @@ func (s *Server) openLedger(ctx context.Context) (*ledger.Log, error) {
 	if err != nil {
 		return nil, err
 	}
-	l, err := ledger.New(s.db, s.instance, skeys[0], s.log)
+	l, err := ledger.New(s.db, s.inst.ID(), skeys[0], s.log)
 	if err != nil {
 		return nil, err
 	}
+	l.SetInstance(s.inst.ID)
+	l.Gate = s.inst.Live
 	if err := l.SetKeys(skeys); err != nil {
 		return nil, err
 	}
@@ -914,9 +925,12 @@ func (s *Server) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { s.verifier.Run(bg, 10*time.Second) })
 	wg.Go(func() { s.pollConfig(bg) })
-	wg.Go(func() { s.budgets.Run(bg) })
+	wg.Go(func() { s.inst.Run(bg) })
 	wg.Go(func() { s.alerts.Run(bg) })
 	wg.Go(func() { s.warnExpiringKeys(bg) })
+	budgetCtx, stopBudgets := context.WithCancel(context.WithoutCancel(ctx))
+	budgetDone := make(chan struct{})
+	go func() { s.budgets.Run(budgetCtx, s.cfg.Database != ""); close(budgetDone) }()
 	usageCtx, stopUsage := context.WithCancel(context.WithoutCancel(ctx))
 	usageDone := make(chan struct{})
 	go func() { s.usage.Run(usageCtx); close(usageDone) }()
@@ -944,6 +958,8 @@ func (s *Server) Run(ctx context.Context) error {
 		s.data.Close()
 	}
 	s.admin.Shutdown(sctx)
+	stopBudgets() // after the data plane drained: tries deferred settlements once more
+	<-budgetDone
 	stopUsage() // after the data plane drained: every call's record is queued
 	<-usageDone
 	stopLedger() // after every end record: signs the final checkpoint
