@@ -396,7 +396,7 @@ func (l *Log) Run(ctx context.Context) error {
 			}
 			l.retryCount.Store(int64(len(l.retry)))
 		case <-t.C:
-			if err := l.SignCheckpoint(ctx); err != nil && ctx.Err() == nil {
+			if err := l.signBounded(ctx); err != nil && ctx.Err() == nil {
 				l.log.Warn("ledger: signing a checkpoint failed", "err", err)
 			}
 		case <-ctx.Done():
@@ -419,12 +419,19 @@ func (l *Log) Run(ctx context.Context) error {
 				}
 				break
 			}
-			if err := l.SignCheckpoint(final); err != nil {
+			if err := l.signBounded(final); err != nil {
 				l.log.Error("ledger: final checkpoint failed", "err", err)
 			}
 			return nil
 		}
 	}
+}
+
+// Running reports whether Run is sequencing appends.
+func (l *Log) Running() bool {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.running
 }
 
 // Ready reports whether the sequencer is healthy: no commit stuck for longer
@@ -441,6 +448,14 @@ func (l *Log) Ready() error {
 
 // Deferred returns how many end records wait for the store.
 func (l *Log) Deferred() int { return int(l.retryCount.Load()) }
+
+// signBounded signs a checkpoint within CommitTimeout: the sequencer must
+// not hang on a stuck store between batches.
+func (l *Log) signBounded(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, l.CommitTimeout)
+	defer cancel()
+	return l.SignCheckpoint(ctx)
+}
 
 // SignCheckpoint signs and stores a checkpoint of the current tree, if it grew
 // since the last one.
