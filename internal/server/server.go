@@ -112,12 +112,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server, 
 		cfg.DataDir, cfg.Database, cfg.KEKFile = s.tmpDir, "", filepath.Join(s.tmpDir, "kek.key")
 		s.cfg = cfg
 	}
-	if cfg.Database != "" {
-		s.db, err = postgres.Open(ctx, cfg.Database)
-	} else {
-		s.db, err = sqlite.Open(ctx, filepath.Join(cfg.DataDir, sqlite.FileName))
-	}
-	if err != nil {
+	if s.db, err = openDB(ctx, cfg); err != nil {
 		return nil, err
 	}
 	keks, created, err := keyring.LoadKEKs(cfg.KEKFile, envOrDev(cfg.Dev))
@@ -137,12 +132,14 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server, 
 	s.verifier = vkey.NewVerifier(s.db, hasher, vkey.VerifierOptions{TTL: cfg.KeyCacheTTL.D(), Logger: log, MaxAge: cfg.Keys.MaxAge.D(), TeamMaxAge: s.teamKeyAge})
 	s.auth = auth.New(s.verifier, s.db, cfg.KeyCacheTTL.D())
 	s.usage = usage.NewWriter(s.db, log)
+	s.usage.Timeout = cfg.Store.Timeout.D()
 	s.alerts = alert.New(cfg.AlertWebhookURL, []byte(os.Getenv(EnvAlertSecret)), log)
 	s.inst = instance.New(s.db, vkey.NewID("gw"), log)
-	s.inst.Stale, s.inst.Heartbeat = cfg.InstanceTimeout.D(), cfg.InstanceTimeout.D()/4
+	s.inst.Stale, s.inst.Heartbeat, s.inst.Timeout = cfg.InstanceTimeout.D(), cfg.InstanceTimeout.D()/4, cfg.Store.Timeout.D()
 	s.budgets = budget.NewLedger(s.db, s.inst.ID(), s.budgetList, s.alerts, log)
 	s.budgets.Stale, s.budgets.Heartbeat = cfg.InstanceTimeout.D(), cfg.InstanceTimeout.D()/4
 	s.budgets.SetInstance(s.inst.ID)
+	s.budgets.Timeout = cfg.Store.Timeout.D()
 	s.budgets.Gate = s.inst.Live
 	if s.ledger, err = s.openLedger(ctx); err != nil {
 		return nil, err
@@ -467,6 +464,7 @@ func (s *Server) openLedger(ctx context.Context) (*ledger.Log, error) {
 	}
 	l.SetInstance(s.inst.ID)
 	l.Gate = s.inst.Live
+	l.CommitTimeout = s.cfg.Store.Timeout.D()
 	if err := l.SetKeys(skeys); err != nil {
 		return nil, err
 	}
@@ -697,7 +695,9 @@ func OpenStore(ctx context.Context, cfg config.Config) (*sqlstore.DB, func() err
 	var db *sqlstore.DB
 	var err error
 	if cfg.Database != "" {
-		db, err = postgres.Open(ctx, cfg.Database)
+		// Offline tools (verify a large log, re-wrap every secret in one
+		// transaction) may run long statements.
+		db, err = postgres.OpenWith(ctx, cfg.Database, postgres.Options{MaxOpenConns: 4, StatementTimeout: time.Hour})
 	} else {
 		path := filepath.Join(cfg.DataDir, sqlite.FileName)
 		if _, serr := os.Stat(path); serr != nil {
@@ -775,12 +775,7 @@ func RecoverAdminKey(ctx context.Context, cfg config.Config, log *slog.Logger) (
 	s := &Server{cfg: cfg, log: log}
 	defer s.closeAll()
 	var err error
-	if cfg.Database != "" {
-		s.db, err = postgres.Open(ctx, cfg.Database)
-	} else {
-		s.db, err = sqlite.Open(ctx, filepath.Join(cfg.DataDir, sqlite.FileName))
-	}
-	if err != nil {
+	if s.db, err = openDB(ctx, cfg); err != nil {
 		return "", err
 	}
 	keks, _, err := keyring.LoadKEKs(cfg.KEKFile, os.Getenv)
@@ -874,15 +869,8 @@ func (s *Server) buildHTTP() {
 		w.Header().Set("Content-Type", "application/json")
 		w.Write([]byte(`{"status":"ok"}` + "\n"))
 	})
-	dataMux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		if err := s.db.Ping(r.Context()); err != nil {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			w.Write([]byte(`{"status":"store unavailable"}` + "\n"))
-			return
-		}
-		w.Write([]byte(`{"status":"ready"}` + "\n"))
-	})
+	dataMux.HandleFunc("GET /readyz", s.readyz)
+	dataMux.HandleFunc("GET /livez", s.livez)
 	dataMux.Handle("/", px)
 	errLog := slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)
 	s.data = &http.Server{Handler: dataMux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 2 * time.Minute,
