@@ -64,8 +64,16 @@ func faultConfig(c *config.Config) {
 	c.ShutdownTimeout = config.Duration(3 * time.Second)
 }
 
-func startCluster(t *testing.T, n int) *cluster {
+func startCluster(t *testing.T, n int) *cluster { return startClusterWith(t, n, nil) }
+
+func startClusterWith(t *testing.T, n int, extra func(*config.Config)) *cluster {
 	t.Helper()
+	mutate := func(c *config.Config) {
+		faultConfig(c)
+		if extra != nil {
+			extra(c)
+		}
+	}
 	dsn := backends(t)["postgres"](t)
 	t.Setenv("GATEHOUSE_KEK", "BQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQU=")
 	c := &cluster{}
@@ -73,11 +81,11 @@ func startCluster(t *testing.T, n int) *cluster {
 		p, via := viaProxy(t, dsn)
 		c.proxies = append(c.proxies, p)
 		if i == 0 {
-			c.fx = newFixture(t, gwOptions{database: via, mutate: faultConfig})
+			c.fx = newFixture(t, gwOptions{database: via, mutate: mutate})
 			c.gws = append(c.gws, c.fx.gateway)
 			continue
 		}
-		c.gws = append(c.gws, startGateway(t, gwOptions{database: via, mutate: faultConfig}))
+		c.gws = append(c.gws, startGateway(t, gwOptions{database: via, mutate: mutate}))
 	}
 	db, err := postgres.OpenWith(context.Background(), dsn, postgres.Options{MaxOpenConns: 2})
 	if err != nil {

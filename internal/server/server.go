@@ -930,6 +930,7 @@ func (s *Server) Run(ctx context.Context) error {
 	go func() { s.export.Run(exportCtx); close(exportDone) }()
 	if s.cfg.Database != "" {
 		wg.Go(func() { s.recoverLedger(bg) })
+		wg.Go(func() { s.listenChanges(bg) })
 	}
 	s.log.Info("gatehouse serving", "data_plane", s.DataURL(), "admin_api", "http://"+s.AdminAddr(), "store", s.storeName())
 

@@ -11,7 +11,9 @@ CREATE TABLE breaker_spend (key_id TEXT NOT NULL, bucket BIGINT NOT NULL, spent 
 -- the channel gatehouse_<schema> (the schema in use: tests share one database).
 CREATE FUNCTION gatehouse_notify() RETURNS trigger AS $$
 BEGIN
-  IF TG_TABLE_NAME = 'keys' THEN
+  IF TG_OP = 'DELETE' THEN
+    PERFORM pg_notify('gatehouse_' || current_schema(), 'principal:' || OLD.id);
+  ELSIF TG_TABLE_NAME = 'keys' THEN
     PERFORM pg_notify('gatehouse_' || current_schema(), 'key:' || NEW.id);
   ELSIF TG_TABLE_NAME = 'principals' THEN
     PERFORM pg_notify('gatehouse_' || current_schema(), 'principal:' || NEW.id);
@@ -21,6 +23,10 @@ BEGIN
   RETURN NULL;
 END;
 $$ LANGUAGE plpgsql;
-CREATE TRIGGER gatehouse_notify_keys AFTER UPDATE ON keys FOR EACH ROW EXECUTE FUNCTION gatehouse_notify();
-CREATE TRIGGER gatehouse_notify_principals AFTER UPDATE ON principals FOR EACH ROW EXECUTE FUNCTION gatehouse_notify();
+-- Every write that matters bumps a row's version; last-used times do not.
+CREATE TRIGGER gatehouse_notify_keys AFTER UPDATE ON keys FOR EACH ROW
+  WHEN (OLD.version IS DISTINCT FROM NEW.version) EXECUTE FUNCTION gatehouse_notify();
+CREATE TRIGGER gatehouse_notify_principals AFTER UPDATE ON principals FOR EACH ROW
+  WHEN (OLD.version IS DISTINCT FROM NEW.version) EXECUTE FUNCTION gatehouse_notify();
+CREATE TRIGGER gatehouse_notify_principals_delete AFTER DELETE ON principals FOR EACH ROW EXECUTE FUNCTION gatehouse_notify();
 CREATE TRIGGER gatehouse_notify_meta AFTER UPDATE ON meta FOR EACH ROW EXECUTE FUNCTION gatehouse_notify();
