@@ -104,3 +104,65 @@ func TestPropagationAcrossReplicas(t *testing.T) {
 	}
 	t.Logf("propagation across replicas, worst of 10: %s", strings.Join(parts, ", "))
 }
+
+// TestBreakerAcrossReplicas: three replicas share the breaker's window: a
+// key whose spend passes the ceiling only summed over the replicas is
+// suspended, on every replica at once, with one suspension record.
+func TestBreakerAcrossReplicas(t *testing.T) {
+	c := startClusterWith(t, 3, func(c *config.Config) {
+		c.Breaker.Ceiling = "0.002" // about ten small calls
+		c.KeyCacheTTL, c.ConfigPollInterval = config.Duration(30*time.Second), config.Duration(30*time.Second)
+	})
+	urls := []string{c.gws[0].dataURL, c.gws[1].dataURL, c.gws[2].dataURL}
+	ok, after, tripAt := 0, 0, -1
+	for i := 0; i < 200; i++ {
+		s := fire(urls[i%3:i%3+1], c.fx.key, 1)[0].status
+		switch {
+		case s == 200 && tripAt < 0:
+			ok++
+			// The trip is judged after the response; look for the suspension.
+			if c.count(t, `SELECT COUNT(*) FROM keys WHERE id = $1 AND suspended_at IS NOT NULL`, c.fx.keyID) == 1 {
+				tripAt = i
+			}
+		case s == 200:
+			after++
+		case s == http.StatusForbidden:
+			if tripAt < 0 {
+				tripAt = i
+			}
+		default:
+			t.Fatalf("call %d: %d", i, s)
+		}
+		if tripAt >= 0 && i >= tripAt+9 {
+			break
+		}
+	}
+	if tripAt < 0 {
+		t.Fatalf("%d calls across 3 replicas passed the ceiling and the breaker never tripped", ok)
+	}
+	t.Logf("breaker across 3 replicas: tripped after %d calls; %d calls admitted after the suspension", ok, after)
+	if after > 0 {
+		t.Fatalf("%d calls were admitted on other replicas after the key was suspended", after)
+	}
+	// N replicas do not multiply the ceiling: the spend admitted is at most
+	// the ceiling plus the call that passed it and (the trip is judged after
+	// the response) the one call that may start before the suspension is
+	// stored. Without shared windows each replica would admit up to the
+	// ceiling: three times as much.
+	var recs []client.UsageRecord
+	waitFor(5*time.Second, func() bool {
+		recs, _ = c.admin(1).Usage(context.Background(), client.UsageQuery{Key: c.fx.keyID, Limit: 1000})
+		return len(recs) >= ok
+	})
+	var spent, biggest int64
+	for _, r := range recs {
+		spent += r.CostMicros
+		biggest = max(biggest, r.CostMicros)
+	}
+	if spent > 2000+2*biggest {
+		t.Fatalf("spent %d micros across replicas before the trip; the ceiling is 2000", spent)
+	}
+	if n := c.count(t, `SELECT COUNT(*) FROM ledger_entries WHERE data LIKE '%"kind":"breaker"%'`); n != 1 {
+		t.Fatalf("%d suspension records, want 1 (one trip, one alert)", n)
+	}
+}

@@ -45,6 +45,7 @@ func (s *Server) listenChanges(ctx context.Context) {
 				id := strings.TrimPrefix(payload, "key:")
 				s.verifier.Forget(id)
 				s.auth.ForgetKey(id)
+				s.breaker.Rearm(id)
 			case strings.HasPrefix(payload, "principal:"):
 				s.auth.Forget(strings.TrimPrefix(payload, "principal:"))
 			}

@@ -160,6 +160,13 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server, 
 		rl = s.redis
 	}
 	s.limiter = ratelimit.New(rl, func() []ratelimit.Limit { return s.snap.Load().Limits })
+	switch { // the breaker's windows are shared by replicas: Redis when configured, else PostgreSQL
+	case s.redis != nil:
+		s.redis.SpendTTL = 2 * cfg.Breaker.Window.D()
+		s.breaker.Shared = s.redis
+	case cfg.Database != "":
+		s.breaker.Shared = s.db
+	}
 	s.client = &http.Client{Transport: &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
 		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
@@ -426,17 +433,21 @@ func (s *Server) budgetList() []budget.Budget { return s.snap.Load().Budgets }
 
 // suspendKey stores a breaker's suspension and drops the key from the cache,
 // so the very next request is refused.
-func (s *Server) suspendKey(ctx context.Context, keyID, reason string) error {
-	if err := s.db.SuspendKey(ctx, keyID, reason, time.Now().UTC()); err != nil {
-		return err
+func (s *Server) suspendKey(ctx context.Context, keyID, reason string) (bool, error) {
+	first, err := s.db.SuspendKeyFirst(ctx, keyID, reason, time.Now().UTC())
+	if err != nil {
+		return false, err
+	}
+	s.verifier.Forget(keyID)
+	if !first { // another replica tripped it first and recorded it
+		return false, nil
 	}
 	rec := ledger.Record{Kind: ledger.KindBreaker, Time: time.Now(), RequestID: "breaker-" + keyID, KeyID: keyID, Action: "suspend", Target: keyID, Detail: reason}
 	if _, err := s.ledger.Append(ctx, ledger.Entry{Data: rec.Marshal(), RequestID: rec.RequestID}); err != nil {
 		s.log.Error("ledger: a key suspension was not recorded", "key_id", keyID, "err", err)
 	}
-	s.verifier.Forget(keyID)
 	s.log.Warn("key suspended by the spend-velocity breaker", "key_id", keyID, "reason", reason)
-	return nil
+	return true, nil
 }
 
 // openLedger loads the log's signing key (sealed under the KEK; created on
