@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -16,6 +17,7 @@ import (
 	"github.com/gatehouse-gw/gatehouse/internal/faultnet"
 	"github.com/gatehouse-gw/gatehouse/internal/provider/sim"
 	"github.com/gatehouse-gw/gatehouse/internal/store/postgres"
+	"github.com/gatehouse-gw/gatehouse/internal/store/sqlite"
 	"github.com/gatehouse-gw/gatehouse/internal/store/sqlstore"
 )
 
@@ -421,5 +423,69 @@ func TestFaultKillReplicaUnderLoad(t *testing.T) {
 	})
 	if open != 0 {
 		t.Fatalf("%d open starts left after the sweep", open)
+	}
+}
+
+// TestFaultDiskFull: the embedded store's disk fills while calls are in
+// flight and frees again. The calls' settlements, end records and usage
+// records wait in memory and are written once there is room, without a
+// restart: nothing stays held or open.
+func TestFaultDiskFull(t *testing.T) {
+	var disk faultnet.Disk
+	f := newFixture(t, gwOptions{mutate: func(c *config.Config) {
+		faultConfig(c)
+		c.WrapSQLite = disk.Connector
+	}})
+	ctx := context.Background()
+	bud := setBudget(t, f.admin, f.keyID, 1_000_000_000, false)
+	f.srv.Reload(ctx)
+	db, err := sqlite.Open(ctx, filepath.Join(f.srv.DataDir(), sqlite.FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	count := func(q string) int {
+		var n int
+		if err := db.SQL().QueryRow(q).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	f.up.SetFault(sim.Fault{Latency: time.Second})
+	var results []callResult
+	done := make(chan struct{})
+	go func() { results = fire([]string{f.dataURL}, f.key, 6); close(done) }()
+	if !waitFor(10*time.Second, func() bool { return count(`SELECT COUNT(*) FROM ledger_open`) == 6 }) {
+		t.Fatal("calls not in flight")
+	}
+	disk.Fill()
+	<-done
+	if s := statuses(results); s[200] != 6 {
+		t.Fatalf("in-flight calls: %v", s)
+	}
+	if n := count(`SELECT COUNT(*) FROM reservations`); n != 6 {
+		t.Fatalf("%d reservations while the disk is full, want the 6 held ones", n)
+	}
+	disk.Free()
+	if !waitFor(10*time.Second, func() bool {
+		return count(`SELECT COUNT(*) FROM reservations`) == 0 && count(`SELECT COUNT(*) FROM ledger_open`) == 0
+	}) {
+		t.Fatalf("10 s after the disk was freed: %d reservations, %d open starts", count(`SELECT COUNT(*) FROM reservations`), count(`SELECT COUNT(*) FROM ledger_open`))
+	}
+	var recs []client.UsageRecord
+	waitFor(10*time.Second, func() bool {
+		recs, _ = f.admin.Usage(ctx, client.UsageQuery{Key: f.keyID, Limit: 100})
+		return len(recs) >= 6
+	})
+	var sum int64
+	for _, r := range recs {
+		sum += r.CostMicros
+	}
+	after, err := f.admin.Budget(ctx, bud.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 6 || after.Spent != sum || after.Reserved != 0 {
+		t.Fatalf("%d usage records adding up to %d; budget spent %d reserved %d", len(recs), sum, after.Spent, after.Reserved)
 	}
 }
