@@ -134,6 +134,11 @@ func (l *Ledger) Reserve(ctx context.Context, id string, c Call, amount int64) (
 		}
 	}
 	if err != nil {
+		// The reservation may have committed with its answer lost (a
+		// timeout, a broken connection): release it, at no charge since the
+		// call goes nowhere, until the store confirms. Settling a reservation
+		// that does not exist is a no-op.
+		l.deferSettle(id, retrySettle{actual: 0, applied: ap})
 		return nil, fmt.Errorf("budget: reserve: %w", err)
 	}
 	return &Hold{l: l, id: id, amount: amount, applied: ap}, nil
