@@ -40,6 +40,9 @@ type Ledger struct {
 type retrySettle struct {
 	actual  int64
 	applied []applied
+	// until: a release of a reservation whose answer was lost is repeated
+	// until then, in case its transaction commits late on the server.
+	until time.Time
 }
 
 // NewLedger returns a Ledger. budgets returns the budgets in force (from the
@@ -138,7 +141,7 @@ func (l *Ledger) Reserve(ctx context.Context, id string, c Call, amount int64) (
 		// timeout, a broken connection): release it, at no charge since the
 		// call goes nowhere, until the store confirms. Settling a reservation
 		// that does not exist is a no-op.
-		l.deferSettle(id, retrySettle{actual: 0, applied: ap})
+		l.deferSettle(id, retrySettle{actual: 0, applied: ap, until: time.Now().Add(2 * l.Timeout)})
 		return nil, fmt.Errorf("budget: reserve: %w", err)
 	}
 	return &Hold{l: l, id: id, amount: amount, applied: ap}, nil
@@ -191,6 +194,7 @@ func (l *Ledger) retrySettles(ctx context.Context) bool {
 		ids = append(ids, id)
 	}
 	l.mu.Unlock()
+	written := 0
 	for _, id := range ids {
 		l.mu.Lock()
 		r := l.retry[id]
@@ -204,12 +208,16 @@ func (l *Ledger) retrySettles(ctx context.Context) bool {
 		if err != nil {
 			return true
 		}
+		if time.Now().Before(r.until) {
+			continue
+		}
 		l.mu.Lock()
 		delete(l.retry, id)
 		l.mu.Unlock()
+		written++
 	}
-	if len(ids) > 0 {
-		l.log.Info("budget: deferred settlements written", "settlements", len(ids))
+	if written > 0 {
+		l.log.Info("budget: deferred settlements written", "settlements", written)
 	}
 	return l.Deferred() > 0
 }

@@ -55,6 +55,7 @@ func TestReserveWithALostAnswerIsReleased(t *testing.T) {
 	st := &lostAnswer{DB: db}
 	st.failSettle.Store(true)
 	l := budget.NewLedger(st, "gw.1", func() []budget.Budget { return []budget.Budget{b} }, nil, slog.New(slog.DiscardHandler))
+	l.Timeout = time.Second
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { l.Run(runCtx, false); close(done) }()
