@@ -140,7 +140,11 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server, 
 	s.budgets.Stale, s.budgets.Heartbeat = cfg.InstanceTimeout.D(), cfg.InstanceTimeout.D()/4
 	s.budgets.SetInstance(s.inst.ID)
 	s.budgets.Timeout = cfg.Store.Timeout.D()
-	s.budgets.Gate = s.inst.Live
+	if cfg.Database != "" {
+		// Fencing matters where another replica may sweep this one; the
+		// embedded store has one gateway, which nobody sweeps while it runs.
+		s.budgets.Gate = s.inst.Live
+	}
 	if s.ledger, err = s.openLedger(ctx); err != nil {
 		return nil, err
 	}
@@ -474,7 +478,9 @@ func (s *Server) openLedger(ctx context.Context) (*ledger.Log, error) {
 		return nil, err
 	}
 	l.SetInstance(s.inst.ID)
-	l.Gate = s.inst.Live
+	if s.cfg.Database != "" {
+		l.Gate = s.inst.Live
+	}
 	l.CommitTimeout = s.cfg.Store.Timeout.D()
 	if err := l.SetKeys(skeys); err != nil {
 		return nil, err
