@@ -8,7 +8,8 @@
 // each other under a row lock), and only then closes its leftovers; a claimed
 // instance can never beat again. So:
 //
-//   - Live returns an error, and the gateway admits nothing (503), when the
+//   - Live returns an error, and a gateway on a shared store admits nothing
+//     (503), when the
 //     last successful heartbeat is older than Stale/2 (the store is away), or
 //     after the instance learnt it was claimed; it is live again only after a
 //     fresh heartbeat succeeds.
