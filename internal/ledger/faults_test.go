@@ -57,7 +57,7 @@ func TestEndRecordsSurviveAFullDisk(t *testing.T) {
 	if l.Ready() == nil || l.Deferred() != 2 {
 		t.Fatalf("Ready = %v with %d deferred; want not ready with 2", l.Ready(), l.Deferred())
 	}
-	// A start while end records wait fails at once, without a commit.
+	// A start while end records wait for a full disk fails closed.
 	if _, err := l.Append(ctx, rec(ledger.KindCallStart, "req_4")); !errors.Is(err, ledger.ErrUnavailable) {
 		t.Fatalf("start while end records wait: want ErrUnavailable, got %v", err)
 	}

@@ -100,8 +100,9 @@ type Log struct {
 type pending struct {
 	e        Entry
 	idx      int64
-	done     chan error // buffered, one answer
-	answered bool       // only the goroutine committing p touches it
+	done     chan error  // buffered, one answer
+	answered bool        // only the goroutine committing p touches it
+	gone     atomic.Bool // a start whose caller stopped waiting: skip it if not yet committing
 }
 
 // MaxBatch is the most records one transaction appends.
@@ -200,7 +201,9 @@ func (l *Log) Append(ctx context.Context, e Entry) (int64, error) {
 	if !l.running {
 		l.mu.RUnlock()
 		p := &pending{e: e, done: make(chan error, 1)}
-		l.commit(ctx, []*pending{p})
+		for _, f := range l.commit(ctx, []*pending{p}) { // no Run to retry it
+			f.reply(-1, fmt.Errorf("%w: the store did not take the record", ErrUnavailable))
+		}
 		return p.idx, <-p.done
 	}
 	// Waiting is bounded by CommitTimeout, whatever the caller's context: a
@@ -223,14 +226,17 @@ func (l *Log) Append(ctx context.Context, e Entry) (int64, error) {
 	case err := <-p.done:
 		return p.idx, err
 	case <-timer.C:
+		p.gone.Store(!e.Closes)
 		return 0, fmt.Errorf("%w: no commit within %v", ErrUnavailable, l.CommitTimeout)
 	case <-ctx.Done():
+		p.gone.Store(!e.Closes)
 		return 0, fmt.Errorf("%w: %v", ErrUnavailable, ctx.Err())
 	}
 }
 
 // commit appends a batch under CommitTimeout and answers every pending
-// (index and error). It returns the closing entries that failed, to retry.
+// (index and error), except the closing entries that failed: it returns
+// those, for the caller to keep (or fail) and answer.
 func (l *Log) commit(ctx context.Context, batch []*pending) (failed []*pending) {
 	ctx, cancel := context.WithTimeout(ctx, l.CommitTimeout)
 	defer cancel()
@@ -288,8 +294,7 @@ func (l *Log) commit(ctx context.Context, batch []*pending) (failed []*pending) 
 		// fail closed); end records are kept and retried.
 		for _, p := range batch {
 			if p.e.Closes {
-				failed = append(failed, p)
-				p.reply(-1, ErrDeferred)
+				failed = append(failed, p) // answered by the caller of commit
 			} else {
 				p.reply(-1, fmt.Errorf("%w: %v", ErrUnavailable, err))
 			}
@@ -355,33 +360,38 @@ func (l *Log) Run(ctx context.Context) error {
 			backoff = min(2*backoff, time.Second)
 		}
 		l.retryCount.Store(int64(len(l.retry)))
+		for _, p := range failed { // after the count: a caller sees itself counted
+			p.reply(-1, ErrDeferred)
+		}
 	}
 	for {
 		select {
 		case p := <-l.queue:
 			if len(l.retry) > 0 {
 				// The store was unreachable at the last try: end records
-				// queue behind the older ones; anything else fails at once
-				// (a start fails closed) rather than wait for the next try.
-				if p.e.Closes {
+				// queue behind the older ones. Anything else (a start) tries
+				// the store now, behind the waiting end records, with
+				// whatever else is queued; a start whose caller gave up is
+				// skipped.
+				switch {
+				case p.e.Closes:
 					l.retry = append(l.retry, p)
-					p.reply(-1, ErrDeferred)
 					l.retryCount.Store(int64(len(l.retry)))
-				} else {
+					p.reply(-1, ErrDeferred)
+				case p.gone.Load():
+				case len(l.retry) >= MaxBatch:
 					p.reply(-1, fmt.Errorf("%w: the store is unreachable", ErrUnavailable))
+				default:
+					batch = append(append(batch[:0], l.retry...), p)
+					batch = l.fill(batch)
+					run(batch)
 				}
 				continue
 			}
-			batch = append(batch[:0], p)
-		fill:
-			for len(batch) < MaxBatch {
-				select {
-				case p := <-l.queue:
-					batch = append(batch, p)
-				default:
-					break fill
-				}
+			if p.gone.Load() {
+				continue
 			}
+			batch = l.fill(append(batch[:0], p))
 			run(batch)
 		case <-retryT.C:
 			n := min(len(l.retry), MaxBatch)
@@ -408,12 +418,16 @@ func (l *Log) Run(ctx context.Context) error {
 				if failed := l.commit(final, l.retry); len(failed) > 0 {
 					l.log.Error("ledger: end records could not be written before stopping; recovery closes their calls", "records", len(failed))
 				}
+				l.retryCount.Store(0)
 				l.retry = nil
 			}
 			for {
 				select {
 				case p := <-l.queue:
-					l.commit(final, []*pending{p})
+					for _, f := range l.commit(final, []*pending{p}) {
+						l.log.Error("ledger: an end record could not be written before stopping; recovery closes its call", "request_id", f.e.RequestID)
+						f.reply(-1, fmt.Errorf("%w: the store did not take the record", ErrUnavailable))
+					}
 					continue
 				default:
 				}
@@ -425,6 +439,22 @@ func (l *Log) Run(ctx context.Context) error {
 			return nil
 		}
 	}
+}
+
+// fill adds queued entries to batch, up to MaxBatch; starts whose caller
+// already gave up are skipped (their calls failed closed).
+func (l *Log) fill(batch []*pending) []*pending {
+	for len(batch) < MaxBatch {
+		select {
+		case p := <-l.queue:
+			if !p.gone.Load() {
+				batch = append(batch, p)
+			}
+		default:
+			return batch
+		}
+	}
+	return batch
 }
 
 // Running reports whether Run is sequencing appends.
