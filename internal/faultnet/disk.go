@@ -78,7 +78,8 @@ func (c *conn) BeginTx(ctx context.Context, o driver.TxOptions) (driver.Tx, erro
 	if bt, ok := c.c.(driver.ConnBeginTx); ok {
 		tx, err = bt.BeginTx(ctx, o)
 	} else {
-		tx, err = c.c.Begin() //nolint:staticcheck // the fallback database/sql uses too
+		//lint:ignore SA1019 the fallback database/sql uses too
+		tx, err = c.c.Begin()
 	}
 	if err != nil {
 		return nil, err
@@ -135,14 +136,16 @@ func (s *stmt) Exec(args []driver.Value) (driver.Result, error) {
 	if s.write && s.d.Full() {
 		return nil, ErrDiskFull
 	}
-	return s.st.Exec(args) //nolint:staticcheck // forwarding the legacy method
+	//lint:ignore SA1019 forwarding the legacy method
+	return s.st.Exec(args)
 }
 
 func (s *stmt) Query(args []driver.Value) (driver.Rows, error) {
 	if s.write && s.d.Full() {
 		return nil, ErrDiskFull
 	}
-	return s.st.Query(args) //nolint:staticcheck // forwarding the legacy method
+	//lint:ignore SA1019 forwarding the legacy method
+	return s.st.Query(args)
 }
 
 func (s *stmt) ExecContext(ctx context.Context, args []driver.NamedValue) (driver.Result, error) {
@@ -152,7 +155,8 @@ func (s *stmt) ExecContext(ctx context.Context, args []driver.NamedValue) (drive
 	if e, ok := s.st.(driver.StmtExecContext); ok {
 		return e.ExecContext(ctx, args)
 	}
-	return s.st.Exec(values(args)) //nolint:staticcheck // drivers without the context method
+	//lint:ignore SA1019 drivers without the context method
+	return s.st.Exec(values(args))
 }
 
 func (s *stmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driver.Rows, error) {
@@ -162,7 +166,8 @@ func (s *stmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driv
 	if q, ok := s.st.(driver.StmtQueryContext); ok {
 		return q.QueryContext(ctx, args)
 	}
-	return s.st.Query(values(args)) //nolint:staticcheck // drivers without the context method
+	//lint:ignore SA1019 drivers without the context method
+	return s.st.Query(values(args))
 }
 
 func values(nv []driver.NamedValue) []driver.Value {
