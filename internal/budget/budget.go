@@ -216,6 +216,8 @@ type Store interface {
 	// since staleBefore, then returns the ids of the reservations of claimed
 	// or unknown instances other than self.
 	Abandoned(ctx context.Context, self string, staleBefore time.Time) ([]string, error)
+	// Owned returns the ids of instance's reservations made before before.
+	Owned(ctx context.Context, instance string, before time.Time) ([]string, error)
 	// MarkAlert records that an alert fired; false if it had fired already.
 	MarkAlert(ctx context.Context, budgetID string, periodStart int64, threshold int) (bool, error)
 }

@@ -34,6 +34,7 @@ type Ledger struct {
 
 	mu    sync.Mutex
 	retry map[string]retrySettle // settlements that failed, retried by Run
+	live  map[string]struct{}    // reservations of calls in this process, from Reserve to their settlement
 	kick  chan struct{}
 }
 
@@ -50,7 +51,7 @@ type retrySettle struct {
 func NewLedger(st Store, instance string, budgets func() []Budget, alerts Alerter, log *slog.Logger) *Ledger {
 	return &Ledger{store: st, instance: func() string { return instance }, budgets: budgets, alerts: alerts, log: log, now: time.Now,
 		Heartbeat: 5 * time.Second, Stale: 20 * time.Second, Timeout: 5 * time.Second,
-		retry: map[string]retrySettle{}, kick: make(chan struct{}, 1)}
+		retry: map[string]retrySettle{}, live: map[string]struct{}{}, kick: make(chan struct{}, 1)}
 }
 
 // SetInstance makes id name the instance that owns the reservations made
@@ -125,9 +126,17 @@ func (l *Ledger) Reserve(ctx context.Context, id string, c Call, amount int64) (
 	for _, a := range ap {
 		r.Charges = append(r.Charges, a.charge)
 	}
+	l.mu.Lock()
+	l.live[id] = struct{}{}
+	l.mu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, l.Timeout)
 	defer cancel()
 	err := l.store.Reserve(ctx, r)
+	if err != nil {
+		l.mu.Lock()
+		delete(l.live, id)
+		l.mu.Unlock()
+	}
 	var ie *InsufficientError
 	if errors.As(err, &ie) {
 		for _, a := range ap {
@@ -164,6 +173,9 @@ func (h *Hold) Settle(ctx context.Context, actual int64) error {
 		h.l.log.Warn("budget: settle failed; kept in memory and retried until the store takes it", "request_id", h.id, "err", err)
 		return fmt.Errorf("budget: settle: %w", err)
 	}
+	h.l.mu.Lock()
+	delete(h.l.live, h.id)
+	h.l.mu.Unlock()
 	h.l.checkThresholds(ctx, h.applied, spends)
 	return nil
 }
@@ -213,6 +225,7 @@ func (l *Ledger) retrySettles(ctx context.Context) bool {
 		}
 		l.mu.Lock()
 		delete(l.retry, id)
+		delete(l.live, id)
 		l.mu.Unlock()
 		written++
 	}
@@ -279,6 +292,36 @@ func (l *Ledger) Recover(ctx context.Context, exclusive bool) (int, error) {
 	return n, nil
 }
 
+// RecoverOwn settles, at their full amount, this instance's reservations
+// that no call of this process holds or retries any more: the leftovers of a
+// lost answer whose late commit even the repeated release missed. It looks
+// only at reservations older than twice Timeout, so that one still being
+// committed is not taken for a leftover.
+func (l *Ledger) RecoverOwn(ctx context.Context) (int, error) {
+	ids, err := l.store.Owned(ctx, l.instance(), l.now().Add(-2*l.Timeout))
+	if err != nil {
+		return 0, fmt.Errorf("budget: recover own: %w", err)
+	}
+	n := 0
+	for _, id := range ids {
+		l.mu.Lock()
+		_, live := l.live[id]
+		_, waiting := l.retry[id]
+		l.mu.Unlock()
+		if live || waiting {
+			continue
+		}
+		if err := l.settleInFull(ctx, id); err != nil {
+			return n, err
+		}
+		n++
+	}
+	if n > 0 {
+		l.log.Warn("budget: settled this instance's leftover reservations at their full amount", "reservations", n)
+	}
+	return n, nil
+}
+
 func (l *Ledger) settleInFull(ctx context.Context, id string) error {
 	// The full amount is the reservation's own; Settle reads it under lock.
 	_, err := l.store.Settle(ctx, id, fullAmount)
@@ -319,6 +362,9 @@ func (l *Ledger) Run(ctx context.Context, sweep bool) error {
 				if _, err := l.Recover(ctx, false); err != nil && ctx.Err() == nil {
 					l.log.Warn("budget: sweep failed", "err", err)
 				}
+			}
+			if _, err := l.RecoverOwn(ctx); err != nil && ctx.Err() == nil {
+				l.log.Warn("budget: sweep of this instance's leftovers failed", "err", err)
 			}
 		}
 	}

@@ -85,3 +85,52 @@ func TestReserveWithALostAnswerIsReleased(t *testing.T) {
 		t.Fatalf("after the release: spent %d reserved %d, want 0 and 0", s.Spent, s.Reserved)
 	}
 }
+
+// TestRecoverOwnLeftovers: a reservation of this instance that no call of the
+// process holds any more is charged in full by the instance itself, while
+// its running store is up; a hold of a running call is never touched.
+func TestRecoverOwnLeftovers(t *testing.T) {
+	ctx := context.Background()
+	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "g.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	b := budget.Budget{ID: "bud_1", Scope: budget.ScopeOrg, Period: budget.Lifetime, LimitMicros: 10_000, Hard: true}
+	if err := b.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.CreateBudget(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	l := budget.NewLedger(db, "gw.1", func() []budget.Budget { return []budget.Budget{b} }, nil, slog.New(slog.DiscardHandler))
+	l.Timeout = time.Second
+	hold, err := l.Reserve(ctx, "req_live", budget.Call{KeyID: "k"}, 300)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A leftover: this instance's reservation that no call holds.
+	start, _ := b.Window(time.Now())
+	c := budget.Charge{BudgetID: b.ID, PeriodStart: start.UnixMicro(), Limit: b.LimitMicros, Hard: true}
+	if err := db.Reserve(ctx, budget.Reservation{ID: "req_lost", Instance: "gw.1", Amount: 500, Charges: []budget.Charge{c}, CreatedAt: time.Now().Add(-time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2500 * time.Millisecond) // the live hold is older than 2 × Timeout too
+	n, err := l.RecoverOwn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := l.Statuses(ctx, []budget.Budget{b})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 1 || s[0].Spent != 500 || s[0].Reserved != 300 {
+		t.Fatalf("recovered %d; spent %d reserved %d; want the leftover charged in full (500) and the live hold (300) kept", n, s[0].Spent, s[0].Reserved)
+	}
+	if err := hold.Settle(ctx, 120); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := l.RecoverOwn(ctx); n != 0 {
+		t.Fatalf("recovered %d after the live call settled, want 0", n)
+	}
+}

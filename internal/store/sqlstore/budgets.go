@@ -267,6 +267,24 @@ func (s *DB) Abandoned(ctx context.Context, self string, staleBefore time.Time) 
 	return ids, rows.Err()
 }
 
+// Owned implements budget.Store.
+func (s *DB) Owned(ctx context.Context, instance string, before time.Time) ([]string, error) {
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT id FROM reservations WHERE instance = ? AND created_at < ? ORDER BY created_at`), instance, micros(before))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
+}
+
 // MarkAlert implements budget.Store.
 func (s *DB) MarkAlert(ctx context.Context, budgetID string, periodStart int64, threshold int) (bool, error) {
 	res, err := s.exec(ctx, s.db, `INSERT INTO budget_alerts (budget_id, period_start, threshold, fired_at) VALUES (?, ?, ?, ?)
