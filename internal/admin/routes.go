@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"context"
 	_ "embed"
 	"net/http"
 	"slices"
@@ -29,7 +30,9 @@ func (h *Handler) routes() {
 		return nil
 	}))
 	m.HandleFunc("GET /readyz", h.open(func(w http.ResponseWriter, r *http.Request) error {
-		if err := h.d.Store.Ping(r.Context()); err != nil {
+		ctx, cancel := context.WithTimeout(r.Context(), 800*time.Millisecond) // answers within a second
+		defer cancel()
+		if err := h.d.Store.Ping(ctx); err != nil {
 			return httpx.Errorf(http.StatusServiceUnavailable, "store_unavailable", "The store is not reachable.").WithCause(err)
 		}
 		writeJSON(w, 200, map[string]string{"status": "ready"})

@@ -115,7 +115,7 @@ func BenchmarkLedgerVerify(b *testing.B) {
 		for i := from; i < to; i++ {
 			entries = append(entries, ledger.Entry{Data: sampleRecord(i), RequestID: "r"})
 		}
-		_, err := db.LedgerAppend(ctx, "bench", entries, func(size int64, _ tlog.HashReader) ([][]tlog.Hash, error) {
+		_, err := db.LedgerAppend(ctx, "bench", entries, func(size int64, entries []ledger.Entry, _ tlog.HashReader) ([][]tlog.Hash, error) {
 			all := make([][]tlog.Hash, len(entries))
 			for i, e := range entries {
 				hs, err := tlog.StoredHashes(size+int64(i), e.Data, reader)

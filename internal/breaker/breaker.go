@@ -5,10 +5,16 @@
 // it; the suspension is stored, so it survives restarts and holds on every
 // replica.
 //
-// Windows are kept in memory per gateway process. With N replicas behind a load
-// balancer a key can spend up to N times the ceiling before one of them trips
-// (each sees its share); the hard budgets (package budget) are the bound that
-// holds across replicas.
+// Windows are shared by every replica when a Shared backend is set (Redis
+// when configured, else PostgreSQL): each replica adds its calls' cost to the
+// key's buckets and judges the sum, so N replicas do not multiply the
+// ceiling. Without one (a single embedded gateway) they are kept in memory.
+// The cost observed is what the call was charged (a cut stream's whole hold
+// included), not only what was metered. A trip is stored as the key's
+// suspension, which every replica sees at once (change notifications), and
+// alerts once: only the replica whose suspension changed the key alerts.
+// The baseline (a key's usual spend) is an EWMA kept per replica from the
+// shared buckets it saw.
 package breaker
 
 import (
@@ -34,8 +40,19 @@ type Config struct {
 // Default is on, $5 in 5 minutes, or 10× the key's usual 5 minutes once that is above $1.
 var Default = Config{Enabled: true, Window: 5 * time.Minute, CeilingMicros: 5_000_000, BaselineMultiple: 10, MinSpendMicros: 1_000_000}
 
-// Suspender stores a suspension.
-type Suspender func(ctx context.Context, keyID, reason string) error
+// Suspender stores a suspension; first reports whether this call suspended
+// the key (false: it was suspended already).
+type Suspender func(ctx context.Context, keyID, reason string) (first bool, err error)
+
+// Shared keeps windows that every replica adds to. Buckets are numbered
+// from the Unix epoch in units of the bucket width.
+type Shared interface {
+	// AddBreakerSpend adds cost to the key's bucket and returns the sums of
+	// the n buckets ending at bucket, oldest first.
+	AddBreakerSpend(ctx context.Context, keyID string, bucket, cost int64, n int) ([]int64, error)
+	// ResetBreakerSpend empties the key's n buckets ending at bucket.
+	ResetBreakerSpend(ctx context.Context, keyID string, bucket int64, n int) error
+}
 
 // Alerter receives alerts.
 type Alerter interface{ Send(alert.Alert) }
@@ -49,6 +66,9 @@ type Breaker struct {
 	alerts  Alerter
 	log     *slog.Logger
 	now     func() time.Time
+
+	// Shared, when set, holds the windows every replica adds to.
+	Shared Shared
 
 	mu   sync.Mutex
 	keys map[string]*window
@@ -102,6 +122,18 @@ func (b *Breaker) Observe(ctx context.Context, keyID string, cost int64) bool {
 	}
 	width := b.cfg.Window / buckets
 	now := b.now()
+	var shared []int64
+	if b.Shared != nil {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		var err error
+		shared, err = b.Shared.AddBreakerSpend(sctx, keyID, now.UnixNano()/int64(width), cost, buckets)
+		cancel()
+		if err != nil || len(shared) != buckets {
+			// Judge this replica's share alone rather than nothing.
+			b.log.Warn("breaker: the shared window is unavailable; judging this replica's calls alone", "key_id", keyID, "err", err)
+			shared = nil
+		}
+	}
 	b.mu.Lock()
 	w := b.keys[keyID]
 	if w == nil {
@@ -112,7 +144,11 @@ func (b *Breaker) Observe(ctx context.Context, keyID string, cost int64) bool {
 		b.keys[keyID] = w
 	}
 	w.advance(now, width)
-	w.sums[buckets-1] += cost
+	if shared != nil {
+		copy(w.sums[:], shared)
+	} else {
+		w.sums[buckets-1] += cost
+	}
 	var sum int64
 	for _, s := range w.sums {
 		sum += s
@@ -132,12 +168,16 @@ func (b *Breaker) Observe(ctx context.Context, keyID string, cost int64) bool {
 	if reason == "" {
 		return false
 	}
-	if err := b.suspend(context.WithoutCancel(ctx), keyID, reason); err != nil {
+	first, err := b.suspend(context.WithoutCancel(ctx), keyID, reason)
+	if err != nil {
 		b.log.Error("breaker: suspending the key failed", "key_id", keyID, "err", err)
 		b.mu.Lock()
 		w.tripped = false // try again on the next call
 		b.mu.Unlock()
 		return false
+	}
+	if !first {
+		return false // another replica tripped it and alerted
 	}
 	if b.alerts != nil {
 		b.alerts.Send(alert.Alert{Kind: "breaker_tripped", Message: "key " + keyID + " suspended: " + reason,
@@ -146,9 +186,28 @@ func (b *Breaker) Observe(ctx context.Context, keyID string, cost int64) bool {
 	return true
 }
 
-// Reset forgets a key's window (after an admin reinstates it).
+// Reset forgets a key's window, shared ones included (after an admin
+// reinstates it).
 func (b *Breaker) Reset(keyID string) {
 	b.mu.Lock()
 	delete(b.keys, keyID)
+	b.mu.Unlock()
+	if b.Shared != nil {
+		width := b.cfg.Window / buckets
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if err := b.Shared.ResetBreakerSpend(ctx, keyID, b.now().UnixNano()/int64(width), buckets); err != nil {
+			b.log.Warn("breaker: resetting the shared window failed", "key_id", keyID, "err", err)
+		}
+	}
+}
+
+// Rearm lets a key trip again on this replica (its suspension or
+// reinstatement changed elsewhere); the window and baseline stay.
+func (b *Breaker) Rearm(keyID string) {
+	b.mu.Lock()
+	if w := b.keys[keyID]; w != nil {
+		w.tripped = false
+	}
 	b.mu.Unlock()
 }

@@ -18,7 +18,13 @@ func (r *recorder) Send(a alert.Alert) { r.alerts = append(r.alerts, a) }
 
 func setup(cfg Config) (*Breaker, *recorder, *time.Time) {
 	r := &recorder{suspended: map[string]string{}}
-	b := New(cfg, func(_ context.Context, id, reason string) error { r.suspended[id] = reason; return nil }, r, slog.New(slog.DiscardHandler))
+	b := New(cfg, func(_ context.Context, id, reason string) (bool, error) {
+		first := r.suspended[id] == ""
+		if first {
+			r.suspended[id] = reason
+		}
+		return first, nil
+	}, r, slog.New(slog.DiscardHandler))
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	b.SetClock(func() time.Time { return now })
 	return b, r, &now

@@ -11,10 +11,13 @@
 // on one replica or many (the check and the increment are one conditional UPDATE
 // in the shared store).
 //
-// Reservations are rows, owned by the gateway instance that made them. If an
-// instance dies, its open reservations are settled at their full amount by the
-// next instance that notices (at start for the embedded store, after a missed
-// heartbeat on PostgreSQL): spend is never under-counted.
+// Reservations are rows, owned by the gateway instance (and epoch) that made
+// them. A settlement the store cannot take is kept in memory and retried until
+// it can (settling is idempotent). If an instance dies, its open reservations
+// are settled at their full amount by the next instance that notices (at start
+// for the embedded store, after a missed heartbeat on PostgreSQL), which first
+// claims (fences) the dead instance so that it can never beat again: spend is
+// never under-counted, and a live instance's calls are never swept.
 //
 // Money is integer micro-dollars everywhere.
 package budget
@@ -209,11 +212,12 @@ type Store interface {
 	Settle(ctx context.Context, id string, actual int64) ([]Spend, error)
 	// Spend returns the counters of the given budget-periods (zero if unused).
 	Spend(ctx context.Context, keys []Charge) ([]Spend, error)
-	// Heartbeat records that instance is alive.
-	Heartbeat(ctx context.Context, instance string, at time.Time) error
-	// Abandoned returns the ids of reservations whose instance is not live: not
-	// self, and without a heartbeat since staleBefore.
+	// Abandoned claims (fences) every instance but self without a heartbeat
+	// since staleBefore, then returns the ids of the reservations of claimed
+	// or unknown instances other than self.
 	Abandoned(ctx context.Context, self string, staleBefore time.Time) ([]string, error)
+	// Owned returns the ids of instance's reservations made before before.
+	Owned(ctx context.Context, instance string, before time.Time) ([]string, error)
 	// MarkAlert records that an alert fired; false if it had fired already.
 	MarkAlert(ctx context.Context, budgetID string, periodStart int64, threshold int) (bool, error)
 }

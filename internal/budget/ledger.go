@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/alert"
@@ -16,23 +17,46 @@ type Alerter interface{ Send(alert.Alert) }
 // Ledger reserves and settles money for calls against the budgets in force.
 type Ledger struct {
 	store    Store
-	instance string
+	instance func() string
 	budgets  func() []Budget
 	alerts   Alerter
 	log      *slog.Logger
 	now      func() time.Time
 
-	// Heartbeat is how often this instance says it is alive; an instance
-	// silent for Stale is presumed dead and its reservations are settled in full.
+	// Heartbeat is how often Run retries and sweeps; an instance silent for
+	// Stale is presumed dead and its reservations are settled in full.
 	Heartbeat, Stale time.Duration
+	// Timeout bounds each store call of Reserve and Settle (default 5 s).
+	Timeout time.Duration
+	// Gate, when set, must return nil for a reservation to be made: a fenced
+	// instance (package instance) admits nothing.
+	Gate func() error
+
+	mu    sync.Mutex
+	retry map[string]retrySettle // settlements that failed, retried by Run
+	live  map[string]struct{}    // reservations of calls in this process, from Reserve to their settlement
+	kick  chan struct{}
+}
+
+type retrySettle struct {
+	actual  int64
+	applied []applied
+	// until: a release of a reservation whose answer was lost is repeated
+	// until then, in case its transaction commits late on the server.
+	until time.Time
 }
 
 // NewLedger returns a Ledger. budgets returns the budgets in force (from the
 // snapshot); instance names this gateway process uniquely.
 func NewLedger(st Store, instance string, budgets func() []Budget, alerts Alerter, log *slog.Logger) *Ledger {
-	return &Ledger{store: st, instance: instance, budgets: budgets, alerts: alerts, log: log, now: time.Now,
-		Heartbeat: 5 * time.Second, Stale: 20 * time.Second}
+	return &Ledger{store: st, instance: func() string { return instance }, budgets: budgets, alerts: alerts, log: log, now: time.Now,
+		Heartbeat: 5 * time.Second, Stale: 20 * time.Second, Timeout: 5 * time.Second,
+		retry: map[string]retrySettle{}, live: map[string]struct{}{}, kick: make(chan struct{}, 1)}
 }
+
+// SetInstance makes id name the instance that owns the reservations made
+// from now on (its epoch changes when it was fenced).
+func (l *Ledger) SetInstance(id func() string) { l.instance = id }
 
 type applied struct {
 	budget Budget
@@ -93,11 +117,26 @@ func (l *Ledger) Reserve(ctx context.Context, id string, c Call, amount int64) (
 	if len(ap) == 0 {
 		return nil, nil
 	}
-	r := Reservation{ID: id, Instance: l.instance, Amount: amount, CreatedAt: now}
+	if l.Gate != nil {
+		if err := l.Gate(); err != nil {
+			return nil, fmt.Errorf("budget: reserve: %w", err)
+		}
+	}
+	r := Reservation{ID: id, Instance: l.instance(), Amount: amount, CreatedAt: now}
 	for _, a := range ap {
 		r.Charges = append(r.Charges, a.charge)
 	}
+	l.mu.Lock()
+	l.live[id] = struct{}{}
+	l.mu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, l.Timeout)
+	defer cancel()
 	err := l.store.Reserve(ctx, r)
+	if err != nil {
+		l.mu.Lock()
+		delete(l.live, id)
+		l.mu.Unlock()
+	}
 	var ie *InsufficientError
 	if errors.As(err, &ie) {
 		for _, a := range ap {
@@ -107,14 +146,11 @@ func (l *Ledger) Reserve(ctx context.Context, id string, c Call, amount int64) (
 		}
 	}
 	if err != nil {
-		// The transaction may have committed before the error reached us (a
-		// cancelled context, a lost connection): release whatever it left,
-		// so no reservation outlives a call that never happened.
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		defer cancel()
-		if _, rerr := l.store.Settle(rctx, id, 0); rerr != nil {
-			l.log.Error("budget: a failed reservation could not be released; recovery charges it in full", "request_id", id, "err", rerr)
-		}
+		// The reservation may have committed with its answer lost (a
+		// timeout, a broken connection): release it, at no charge since the
+		// call goes nowhere, until the store confirms. Settling a reservation
+		// that does not exist is a no-op.
+		l.deferSettle(id, retrySettle{actual: 0, applied: ap, until: time.Now().Add(2 * l.Timeout)})
 		return nil, fmt.Errorf("budget: reserve: %w", err)
 	}
 	return &Hold{l: l, id: id, amount: amount, applied: ap}, nil
@@ -122,20 +158,81 @@ func (l *Ledger) Reserve(ctx context.Context, id string, c Call, amount int64) (
 
 // Settle charges actual and releases the rest of the hold. It must be called
 // once the call is over, whatever happened to it; it outlives the caller's
-// context.
+// context. If the store cannot take it now, the settlement is kept in memory
+// and retried by Run until it can (settling twice is a no-op, so a commit
+// whose answer was lost is harmless); the error says so.
 func (h *Hold) Settle(ctx context.Context, actual int64) error {
 	if h == nil {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.l.Timeout)
 	defer cancel()
 	spends, err := h.l.store.Settle(ctx, h.id, max(actual, 0))
 	if err != nil {
-		h.l.log.Error("budget: settle failed; the reservation stays held and is settled in full by recovery", "request_id", h.id, "err", err)
+		h.l.deferSettle(h.id, retrySettle{actual: max(actual, 0), applied: h.applied})
+		h.l.log.Warn("budget: settle failed; kept in memory and retried until the store takes it", "request_id", h.id, "err", err)
 		return fmt.Errorf("budget: settle: %w", err)
 	}
+	h.l.mu.Lock()
+	delete(h.l.live, h.id)
+	h.l.mu.Unlock()
 	h.l.checkThresholds(ctx, h.applied, spends)
 	return nil
+}
+
+func (l *Ledger) deferSettle(id string, r retrySettle) {
+	l.mu.Lock()
+	l.retry[id] = r
+	l.mu.Unlock()
+	select {
+	case l.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Deferred returns how many settlements wait for the store.
+func (l *Ledger) Deferred() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.retry)
+}
+
+// retrySettles retries the deferred settlements; it stops at the first
+// failure (the store is still away) and reports whether any are left.
+func (l *Ledger) retrySettles(ctx context.Context) bool {
+	l.mu.Lock()
+	ids := make([]string, 0, len(l.retry))
+	for id := range l.retry {
+		ids = append(ids, id)
+	}
+	l.mu.Unlock()
+	written := 0
+	for _, id := range ids {
+		l.mu.Lock()
+		r := l.retry[id]
+		l.mu.Unlock()
+		sctx, cancel := context.WithTimeout(ctx, l.Timeout)
+		spends, err := l.store.Settle(sctx, id, r.actual)
+		if err == nil {
+			l.checkThresholds(sctx, r.applied, spends)
+		}
+		cancel()
+		if err != nil {
+			return true
+		}
+		if time.Now().Before(r.until) {
+			continue
+		}
+		l.mu.Lock()
+		delete(l.retry, id)
+		delete(l.live, id)
+		l.mu.Unlock()
+		written++
+	}
+	if written > 0 {
+		l.log.Info("budget: deferred settlements written", "settlements", written)
+	}
+	return l.Deferred() > 0
 }
 
 // checkThresholds fires each threshold alert of a budget once per period.
@@ -178,7 +275,7 @@ func (l *Ledger) Recover(ctx context.Context, exclusive bool) (int, error) {
 	if exclusive {
 		stale = l.now().Add(time.Hour * 24 * 365 * 100)
 	}
-	ids, err := l.store.Abandoned(ctx, l.instance, stale)
+	ids, err := l.store.Abandoned(ctx, l.instance(), stale)
 	if err != nil {
 		return 0, fmt.Errorf("budget: recover: %w", err)
 	}
@@ -195,6 +292,36 @@ func (l *Ledger) Recover(ctx context.Context, exclusive bool) (int, error) {
 	return n, nil
 }
 
+// RecoverOwn settles, at their full amount, this instance's reservations
+// that no call of this process holds or retries any more: the leftovers of a
+// lost answer whose late commit even the repeated release missed. It looks
+// only at reservations older than twice Timeout, so that one still being
+// committed is not taken for a leftover.
+func (l *Ledger) RecoverOwn(ctx context.Context) (int, error) {
+	ids, err := l.store.Owned(ctx, l.instance(), l.now().Add(-2*l.Timeout))
+	if err != nil {
+		return 0, fmt.Errorf("budget: recover own: %w", err)
+	}
+	n := 0
+	for _, id := range ids {
+		l.mu.Lock()
+		_, live := l.live[id]
+		_, waiting := l.retry[id]
+		l.mu.Unlock()
+		if live || waiting {
+			continue
+		}
+		if err := l.settleInFull(ctx, id); err != nil {
+			return n, err
+		}
+		n++
+	}
+	if n > 0 {
+		l.log.Warn("budget: settled this instance's leftover reservations at their full amount", "reservations", n)
+	}
+	return n, nil
+}
+
 func (l *Ledger) settleInFull(ctx context.Context, id string) error {
 	// The full amount is the reservation's own; Settle reads it under lock.
 	_, err := l.store.Settle(ctx, id, fullAmount)
@@ -204,22 +331,41 @@ func (l *Ledger) settleInFull(ctx context.Context, id string) error {
 // fullAmount asks Settle to charge a reservation at its reserved amount.
 const fullAmount = -1
 
-// Run keeps this instance's heartbeat and sweeps abandoned reservations until
-// ctx ends.
-func (l *Ledger) Run(ctx context.Context) error {
+// Run retries deferred settlements (with backoff, at most a second apart)
+// and, when sweep is set, settles the reservations of instances that are gone,
+// every Heartbeat, until ctx ends; then it tries the deferred ones once more.
+// The heartbeat itself belongs to package instance.
+func (l *Ledger) Run(ctx context.Context, sweep bool) error {
 	t := time.NewTicker(l.Heartbeat)
 	defer t.Stop()
+	retryT := time.NewTimer(time.Hour)
+	retryT.Stop()
+	backoff := 50 * time.Millisecond
 	for {
-		if err := l.store.Heartbeat(ctx, l.instance, l.now()); err != nil && ctx.Err() == nil {
-			l.log.Warn("budget: heartbeat failed", "err", err)
-		}
-		if _, err := l.Recover(ctx, false); err != nil && ctx.Err() == nil {
-			l.log.Warn("budget: sweep failed", "err", err)
-		}
 		select {
 		case <-ctx.Done():
+			if l.retrySettles(context.WithoutCancel(ctx)) {
+				l.log.Error("budget: settlements could not be written before stopping; recovery charges their reservations in full", "settlements", l.Deferred())
+			}
 			return nil
+		case <-l.kick:
+			retryT.Reset(backoff)
+		case <-retryT.C:
+			if l.retrySettles(ctx) {
+				backoff = min(2*backoff, time.Second)
+				retryT.Reset(backoff)
+			} else {
+				backoff = 50 * time.Millisecond
+			}
 		case <-t.C:
+			if sweep {
+				if _, err := l.Recover(ctx, false); err != nil && ctx.Err() == nil {
+					l.log.Warn("budget: sweep failed", "err", err)
+				}
+			}
+			if _, err := l.RecoverOwn(ctx); err != nil && ctx.Err() == nil {
+				l.log.Warn("budget: sweep of this instance's leftovers failed", "err", err)
+			}
 		}
 	}
 }

@@ -5,6 +5,7 @@ package config
 
 import (
 	"bytes"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"io"
@@ -36,6 +37,9 @@ type Config struct {
 
 	Dev         bool   `yaml:"-"` // in-memory dev mode (flag only)
 	DevAdminKey string `yaml:"-"`
+	// WrapSQLite wraps the embedded store's driver connector: fault
+	// injection in tests (package faultnet); never set from a file.
+	WrapSQLite func(driver.Connector) driver.Connector `yaml:"-"`
 
 	MaxBodyBytes       int64    `yaml:"max_body_bytes"`
 	UpstreamTimeout    Duration `yaml:"upstream_timeout"`
@@ -58,6 +62,7 @@ type Config struct {
 	// files, audio…): such calls can overshoot the budget. Default off.
 	AllowUnboundedCost bool `yaml:"allow_unbounded_cost"`
 
+	Store          Store    `yaml:"store"` // pool size and deadlines (store.go)
 	Breaker        Breaker  `yaml:"breaker"`
 	Ledger         Ledger   `yaml:"ledger"`
 	RedisURL       string   `yaml:"redis_url"`        // shared rate-limit counters for several replicas; "" keeps them in memory
@@ -174,6 +179,7 @@ func Default() Config {
 		Login:                  DefaultLogin(),
 		Keys:                   Keys{ExpiryWarning: Duration(7 * 24 * time.Hour), CheckInterval: Duration(time.Hour)},
 		Ledger:                 Ledger{Origin: "gatehouse.local/log", CheckpointInterval: Duration(time.Second)},
+		Store:                  DefaultStore,
 		Breaker:                Breaker{Enabled: true, Window: Duration(5 * time.Minute), Ceiling: "5.00", BaselineMultiple: 10, MinSpend: "1.00"},
 		Audit:                  audit.DefaultConfig(),
 		LogLevel:               "info",
@@ -279,6 +285,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Database != "" && !strings.HasPrefix(c.Database, "postgres://") && !strings.HasPrefix(c.Database, "postgresql://") {
 		errs = append(errs, errors.New("database: want empty (SQLite in the data directory) or a postgres:// URL"))
+	}
+	if err := c.Store.validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.devDatabase(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.DataDir == "" && !c.Dev {
 		errs = append(errs, errors.New("data_dir is empty"))

@@ -68,3 +68,29 @@ func FuzzParse(f *testing.F) {
 		_ = c.Validate() // must not panic on anything that parsed
 	})
 }
+
+func TestDevWithDatabaseRefused(t *testing.T) {
+	c := Default()
+	c.Dev, c.Database = true, "postgres://u@127.0.0.1/db"
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "--dev") {
+		t.Fatalf("--dev with a database: want a refusal, got %v", err)
+	}
+}
+
+func TestStoreSection(t *testing.T) {
+	c := Default()
+	if err := c.Parse([]byte("store:\n  max_open_conns: 6\n  max_idle_conns: 3\n  statement_timeout: 2s\n  timeout: 3s\n  statement_cache: -1\n")); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if c.Store.MaxOpenConns != 6 || c.Store.StatementTimeout.D() != 2*time.Second || c.Store.Timeout.D() != 3*time.Second || c.Store.StatementCache != -1 {
+		t.Fatalf("store = %+v", c.Store)
+	}
+	bad := Default()
+	bad.Store.MaxIdleConns, bad.Store.MaxOpenConns = 5, 2
+	if err := bad.Validate(); err == nil {
+		t.Fatal("max_idle_conns > max_open_conns accepted")
+	}
+}

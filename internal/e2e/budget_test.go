@@ -145,7 +145,7 @@ func TestBudgetHoldsUnderAttack(t *testing.T) {
 				{"stream-no-usage-and-disconnects", streamBody, sim.Fault{NoUsage: true, ChunkDelay: time.Millisecond}, 3},
 			} {
 				t.Run(mode.name, func(t *testing.T) {
-					f := newFixture(t, gwOptions{database: dsn(t)})
+					f := newFixture(t, gwOptions{database: dsn(t), mutate: patient})
 					worst := worstCase(mode.body)
 					limit := worst*callsAffected + worst/2 // room for ten and a half worst cases
 					b := setBudget(t, f.admin, f.keyID, limit, false)
@@ -199,8 +199,8 @@ func TestBudgetHoldsUnderAttack(t *testing.T) {
 func TestBudgetTwoReplicas(t *testing.T) {
 	dsn := backends(t)["postgres"](t)
 	t.Setenv("GATEHOUSE_KEK", "AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=")
-	a := newFixture(t, gwOptions{database: dsn})
-	b := startGateway(t, gwOptions{database: dsn})
+	a := newFixture(t, gwOptions{database: dsn, mutate: patient})
+	b := startGateway(t, gwOptions{database: dsn, mutate: patient})
 	worst := worstCase(attackBody)
 	limit := worst*callsAffected + worst/2
 	bud := setBudget(t, a.admin, a.keyID, limit, false)

@@ -129,6 +129,11 @@ func Render(w http.ResponseWriter, r *http.Request, log *slog.Logger, flavor Fla
 	for k, v := range e.Header {
 		w.Header()[k] = v
 	}
+	if e.Status == http.StatusServiceUnavailable && w.Header().Get("Retry-After") == "" {
+		// A store or log that is unavailable: clients (and the official SDKs)
+		// back off and retry.
+		w.Header().Set("Retry-After", "2")
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(e.Status)
 	msg := e.Message

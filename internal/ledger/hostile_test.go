@@ -293,21 +293,37 @@ type memStore struct {
 	hashes  []tlog.Hash
 	size    int64
 	signed  []byte
+	closed  map[string]bool
 }
 
-func (m *memStore) LedgerAppend(_ context.Context, _ string, entries []ledger.Entry, hashes func(int64, tlog.HashReader) ([][]tlog.Hash, error)) (int64, error) {
+func (m *memStore) LedgerAppend(_ context.Context, _ string, entries []ledger.Entry, hashes func(int64, []ledger.Entry, tlog.HashReader) ([][]tlog.Hash, error)) ([]int64, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	hs, err := hashes(int64(len(m.entries)), tlog.HashReaderFunc(m.read))
-	if err != nil {
-		return 0, err
+	if m.closed == nil {
+		m.closed = map[string]bool{}
 	}
-	start := int64(len(m.entries))
+	idx := make([]int64, len(entries))
+	var kept []ledger.Entry
 	for i, e := range entries {
+		if e.Closes && m.closed[e.RequestID] { // one end record per request
+			idx[i] = -1
+			continue
+		}
+		if e.Closes {
+			m.closed[e.RequestID] = true
+		}
+		idx[i] = int64(len(m.entries) + len(kept))
+		kept = append(kept, e)
+	}
+	hs, err := hashes(int64(len(m.entries)), kept, tlog.HashReaderFunc(m.read))
+	if err != nil {
+		return nil, err
+	}
+	for i, e := range kept {
 		m.entries = append(m.entries, e.Data)
 		m.hashes = append(m.hashes, hs[i]...)
 	}
-	return start, nil
+	return idx, nil
 }
 
 func (m *memStore) read(idx []int64) ([]tlog.Hash, error) {

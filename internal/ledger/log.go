@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/mod/sumdb/note"
@@ -29,10 +30,12 @@ type OpenCall struct {
 // Store is what the ledger needs from storage.
 type Store interface {
 	// LedgerAppend appends entries at the end of the log in one transaction,
-	// holding the log's lock; hashes computes, for the tree size found, the
-	// stored hashes each entry adds (tlog.StoredHashes), reading older ones
-	// through r. It returns the index of the first entry.
-	LedgerAppend(ctx context.Context, instance string, entries []Entry, hashes func(size int64, r tlog.HashReader) ([][]tlog.Hash, error)) (int64, error)
+	// holding the log's lock. An entry that Closes a request already closed is
+	// dropped (at most one end record per request, enforced by the store).
+	// hashes computes, for the tree size found, the stored hashes each
+	// appended entry adds (tlog.StoredHashes), reading older ones through r.
+	// It returns each entry's index, -1 for a dropped one.
+	LedgerAppend(ctx context.Context, instance string, entries []Entry, hashes func(size int64, appended []Entry, r tlog.HashReader) ([][]tlog.Hash, error)) ([]int64, error)
 	LedgerSize(ctx context.Context) (int64, error)
 	LedgerHashes(ctx context.Context, idx []int64) ([]tlog.Hash, error)
 	LedgerEntries(ctx context.Context, from, to int64) ([][]byte, error)
@@ -46,12 +49,22 @@ type Store interface {
 // fail closed.
 var ErrUnavailable = errors.New("ledger: unavailable")
 
+// ErrDeferred (wrapping ErrUnavailable) is returned for a closing entry that
+// could not be written now: the sequencer keeps it in memory and retries it,
+// in order, until the store takes it.
+var ErrDeferred = fmt.Errorf("%w: the store is unreachable; the end record is kept and retried", ErrUnavailable)
+
+// ErrAlreadyClosed is returned for a closing entry whose request already has
+// an end record (written by recovery, or by an earlier attempt that committed
+// without its caller learning so): the log keeps exactly one.
+var ErrAlreadyClosed = errors.New("ledger: the call already has an end record")
+
 // Log is the sequencer: one per gateway process. Appends from concurrent
 // callers are gathered into one transaction (group commit); each caller returns
 // once its record is durable.
 type Log struct {
 	store    Store
-	instance string
+	instance func() string
 	origin   string
 	mu2      sync.RWMutex
 	signers  []note.Signer // current first; every one signs each checkpoint
@@ -61,6 +74,18 @@ type Log struct {
 
 	// Interval is how often a new checkpoint is signed while the log grows.
 	Interval time.Duration
+	// CommitTimeout bounds one batch's transaction (default 5 s): a stuck
+	// store fails the batch instead of holding every caller.
+	CommitTimeout time.Duration
+	// Gate, when set, must return nil for a call's start to be appended: a
+	// fenced instance (package instance) admits nothing.
+	Gate func() error
+
+	// retry holds closing entries whose commit failed, oldest first; only
+	// Run touches it. health is what Ready reports.
+	retry      []*pending
+	retryCount atomic.Int64
+	inFlight   atomic.Int64 // unix nanoseconds a commit started; 0 when idle
 
 	queue chan *pending
 
@@ -73,9 +98,11 @@ type Log struct {
 }
 
 type pending struct {
-	e    Entry
-	idx  int64
-	done chan error
+	e        Entry
+	idx      int64
+	done     chan error  // buffered, one answer
+	answered bool        // only the goroutine committing p touches it
+	gone     atomic.Bool // a start whose caller stopped waiting: skip it if not yet committing
 }
 
 // MaxBatch is the most records one transaction appends.
@@ -88,8 +115,8 @@ func New(st Store, instance, skey string, log *slog.Logger) (*Log, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ledger: signing key: %w", err)
 	}
-	l := &Log{store: st, instance: instance, origin: s.Name(), log: log, now: time.Now,
-		Interval: time.Second, queue: make(chan *pending, 4*MaxBatch), cache: hashCache{m: map[int64]tlog.Hash{}}}
+	l := &Log{store: st, instance: func() string { return instance }, origin: s.Name(), log: log, now: time.Now,
+		Interval: time.Second, CommitTimeout: 5 * time.Second, queue: make(chan *pending, 4*MaxBatch), cache: hashCache{m: map[int64]tlog.Hash{}}}
 	if err := l.SetKeys([]string{skey}); err != nil {
 		return nil, err
 	}
@@ -154,10 +181,16 @@ func (l *Log) Keys() []string {
 	return append([]string(nil), l.vkeys...)
 }
 
+// SetInstance makes id name the instance that owns the calls this log
+// opens from now on (its epoch changes when it was fenced).
+func (l *Log) SetInstance(id func() string) { l.instance = id }
+
 // Append makes r durable in the log and returns its index. It refuses data
 // that is not a canonical record (build records with Record.Marshal, which
 // always gives one), so that the log never holds a record its verifier would
-// refuse.
+// refuse. A closing entry
+// that cannot be written now returns ErrDeferred and is retried by Run; one
+// whose request is already closed returns ErrAlreadyClosed.
 func (l *Log) Append(ctx context.Context, e Entry) (int64, error) {
 	if len(e.Data) > MaxEntrySize {
 		return 0, fmt.Errorf("%w: record of %d bytes", ErrUnavailable, len(e.Data))
@@ -169,32 +202,64 @@ func (l *Log) Append(ctx context.Context, e Entry) (int64, error) {
 	// The stored request id is the record's (bounded, valid UTF-8), so no
 	// entry can carry bytes that make its store refuse a whole batch.
 	e.RequestID = rec.RequestID
+	if e.Opens && l.Gate != nil {
+		if err := l.Gate(); err != nil {
+			return 0, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		}
+	}
 	l.mu.RLock()
 	if !l.running {
 		l.mu.RUnlock()
-		idx, err := l.commit(ctx, []*pending{{e: e}})
-		return idx, err
+		p := &pending{e: e, done: make(chan error, 1)}
+		for _, f := range l.commit(ctx, []*pending{p}) { // no Run to retry it
+			f.reply(-1, fmt.Errorf("%w: the store did not take the record", ErrUnavailable))
+		}
+		return p.idx, <-p.done
 	}
+	// Waiting is bounded by CommitTimeout, whatever the caller's context: a
+	// stuck store fails the call instead of holding it. A start abandoned so
+	// may still commit later; the call's end record (Closes) closes it.
 	p := &pending{e: e, done: make(chan error, 1)}
-	l.queue <- p
-	l.mu.RUnlock()
+	timer := time.NewTimer(l.CommitTimeout)
+	defer timer.Stop()
+	select {
+	case l.queue <- p:
+		l.mu.RUnlock()
+	case <-timer.C:
+		l.mu.RUnlock()
+		return 0, fmt.Errorf("%w: the sequencer's queue is full", ErrUnavailable)
+	case <-ctx.Done():
+		l.mu.RUnlock()
+		return 0, fmt.Errorf("%w: %v", ErrUnavailable, ctx.Err())
+	}
 	select {
 	case err := <-p.done:
 		return p.idx, err
+	case <-timer.C:
+		p.gone.Store(!e.Closes)
+		return 0, fmt.Errorf("%w: no commit within %v", ErrUnavailable, l.CommitTimeout)
 	case <-ctx.Done():
+		p.gone.Store(!e.Closes)
 		return 0, fmt.Errorf("%w: %v", ErrUnavailable, ctx.Err())
 	}
 }
 
-// commit appends a batch; it fills each pending's index.
-func (l *Log) commit(ctx context.Context, batch []*pending) (int64, error) {
+// commit appends a batch under CommitTimeout and answers every pending
+// (index and error), except the closing entries that failed: it returns
+// those, for the caller to keep (or fail) and answer.
+func (l *Log) commit(ctx context.Context, batch []*pending) (failed []*pending) {
+	ctx, cancel := context.WithTimeout(ctx, l.CommitTimeout)
+	defer cancel()
+	l.inFlight.Store(time.Now().UnixNano())
+	defer l.inFlight.Store(0)
 	entries := make([]Entry, len(batch))
 	for i, p := range batch {
 		entries[i] = p.e
 	}
 	var computed map[int64]tlog.Hash
-	start, err := l.store.LedgerAppend(ctx, l.instance, entries, func(size int64, r tlog.HashReader) ([][]tlog.Hash, error) {
-		computed = map[int64]tlog.Hash{}
+	var appended []Entry
+	idx, err := l.store.LedgerAppend(ctx, l.instance(), entries, func(size int64, kept []Entry, r tlog.HashReader) ([][]tlog.Hash, error) {
+		computed, appended = map[int64]tlog.Hash{}, kept
 		reader := tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) {
 			out := make([]tlog.Hash, len(idx))
 			var missing []int64
@@ -219,8 +284,8 @@ func (l *Log) commit(ctx context.Context, batch []*pending) (int64, error) {
 			}
 			return out, nil
 		})
-		all := make([][]tlog.Hash, len(entries))
-		for i, e := range entries {
+		all := make([][]tlog.Hash, len(kept))
+		for i, e := range kept {
 			n := size + int64(i)
 			hs, err := tlog.StoredHashes(n, e.Data, reader)
 			if err != nil {
@@ -235,50 +300,123 @@ func (l *Log) commit(ctx context.Context, batch []*pending) (int64, error) {
 		return all, nil
 	})
 	if err != nil {
-		return 0, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		// Nothing was appended. Starts and admin records fail (their callers
+		// fail closed); end records are kept and retried.
+		for _, p := range batch {
+			if p.e.Closes {
+				failed = append(failed, p) // answered by the caller of commit
+			} else {
+				p.reply(-1, fmt.Errorf("%w: %v", ErrUnavailable, err))
+			}
+		}
+		return failed
 	}
 	for x, h := range computed {
 		l.cache.put(x, h)
 	}
 	for i, p := range batch {
-		p.idx = start + int64(i)
+		if idx[i] < 0 {
+			p.reply(-1, ErrAlreadyClosed)
+		} else {
+			p.reply(idx[i], nil)
+		}
 	}
 	if l.Sink != nil {
-		for _, e := range entries {
+		for _, e := range appended {
 			l.Sink(e.Data)
 		}
 	}
-	return start, nil
+	return nil
+}
+
+// reply answers p's caller once; later answers (a retried entry whose caller
+// got ErrDeferred) are dropped.
+func (p *pending) reply(idx int64, err error) {
+	if p.answered {
+		return
+	}
+	p.idx, p.answered = idx, true
+	p.done <- err
 }
 
 // Run sequences appends and signs checkpoints until ctx ends; then it drains
-// the queue and signs a final checkpoint.
+// the queue and signs a final checkpoint. End records whose commit failed are
+// retried with backoff (at most a second apart), before any newer entry and in
+// their original order, so a call's end is never written before an older one.
 func (l *Log) Run(ctx context.Context) error {
 	l.mu.Lock()
 	l.running = true
 	l.mu.Unlock()
 	t := time.NewTicker(l.Interval)
 	defer t.Stop()
+	retryT := time.NewTimer(time.Hour)
+	retryT.Stop()
+	backoff := 50 * time.Millisecond
 	batch := make([]*pending, 0, MaxBatch)
+	run := func(batch []*pending) {
+		failed := l.commit(context.WithoutCancel(ctx), batch)
+		if len(failed) == 0 {
+			if len(l.retry) > 0 {
+				l.log.Info("ledger: the store is back; deferred end records written")
+			}
+			l.retry = l.retry[:0]
+			backoff = 50 * time.Millisecond
+		} else {
+			if len(l.retry) == 0 {
+				l.log.Warn("ledger: the store is unreachable; keeping end records in memory and retrying", "records", len(failed))
+			}
+			l.retry = failed
+			retryT.Reset(backoff)
+			backoff = min(2*backoff, time.Second)
+		}
+		l.retryCount.Store(int64(len(l.retry)))
+		for _, p := range failed { // after the count: a caller sees itself counted
+			p.reply(-1, ErrDeferred)
+		}
+	}
 	for {
 		select {
 		case p := <-l.queue:
-			batch = append(batch[:0], p)
-		fill:
-			for len(batch) < MaxBatch {
-				select {
-				case p := <-l.queue:
-					batch = append(batch, p)
+			if len(l.retry) > 0 {
+				// The store was unreachable at the last try: end records
+				// queue behind the older ones. Anything else (a start) tries
+				// the store now, behind the waiting end records, with
+				// whatever else is queued; a start whose caller gave up is
+				// skipped.
+				switch {
+				case p.e.Closes:
+					l.retry = append(l.retry, p)
+					l.retryCount.Store(int64(len(l.retry)))
+					p.reply(-1, ErrDeferred)
+				case p.gone.Load():
+				case len(l.retry) >= MaxBatch:
+					p.reply(-1, fmt.Errorf("%w: the store is unreachable", ErrUnavailable))
 				default:
-					break fill
+					batch = append(append(batch[:0], l.retry...), p)
+					batch = l.fill(batch)
+					run(batch)
 				}
+				continue
 			}
-			_, err := l.commit(context.WithoutCancel(ctx), batch)
-			for _, p := range batch {
-				p.done <- err
+			if p.gone.Load() {
+				continue
 			}
+			batch = l.fill(append(batch[:0], p))
+			run(batch)
+		case <-retryT.C:
+			n := min(len(l.retry), MaxBatch)
+			batch = append(batch[:0], l.retry[:n]...)
+			rest := append([]*pending(nil), l.retry[n:]...)
+			run(batch)
+			if len(l.retry) == 0 && len(rest) > 0 {
+				l.retry = rest
+				retryT.Reset(0)
+			} else if len(rest) > 0 {
+				l.retry = append(l.retry, rest...)
+			}
+			l.retryCount.Store(int64(len(l.retry)))
 		case <-t.C:
-			if err := l.SignCheckpoint(ctx); err != nil && ctx.Err() == nil {
+			if err := l.signBounded(ctx); err != nil && ctx.Err() == nil {
 				l.log.Warn("ledger: signing a checkpoint failed", "err", err)
 			}
 		case <-ctx.Done():
@@ -286,22 +424,77 @@ func (l *Log) Run(ctx context.Context) error {
 			l.running = false
 			l.mu.Unlock()
 			final := context.WithoutCancel(ctx)
+			if len(l.retry) > 0 {
+				if failed := l.commit(final, l.retry); len(failed) > 0 {
+					l.log.Error("ledger: end records could not be written before stopping; recovery closes their calls", "records", len(failed))
+				}
+				l.retryCount.Store(0)
+				l.retry = nil
+			}
 			for {
 				select {
 				case p := <-l.queue:
-					_, err := l.commit(final, []*pending{p})
-					p.done <- err
+					for _, f := range l.commit(final, []*pending{p}) {
+						l.log.Error("ledger: an end record could not be written before stopping; recovery closes its call", "request_id", f.e.RequestID)
+						f.reply(-1, fmt.Errorf("%w: the store did not take the record", ErrUnavailable))
+					}
 					continue
 				default:
 				}
 				break
 			}
-			if err := l.SignCheckpoint(final); err != nil {
+			if err := l.signBounded(final); err != nil {
 				l.log.Error("ledger: final checkpoint failed", "err", err)
 			}
 			return nil
 		}
 	}
+}
+
+// fill adds queued entries to batch, up to MaxBatch; starts whose caller
+// already gave up are skipped (their calls failed closed).
+func (l *Log) fill(batch []*pending) []*pending {
+	for len(batch) < MaxBatch {
+		select {
+		case p := <-l.queue:
+			if !p.gone.Load() {
+				batch = append(batch, p)
+			}
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
+// Running reports whether Run is sequencing appends.
+func (l *Log) Running() bool {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.running
+}
+
+// Ready reports whether the sequencer is healthy: no commit stuck for longer
+// than a second and no end record waiting for the store.
+func (l *Log) Ready() error {
+	if t := l.inFlight.Load(); t != 0 && time.Since(time.Unix(0, t)) > time.Second {
+		return fmt.Errorf("ledger: a commit has been waiting on the store for %v", time.Since(time.Unix(0, t)).Round(time.Millisecond))
+	}
+	if n := l.retryCount.Load(); n > 0 {
+		return fmt.Errorf("ledger: %d end records wait for the store", n)
+	}
+	return nil
+}
+
+// Deferred returns how many end records wait for the store.
+func (l *Log) Deferred() int { return int(l.retryCount.Load()) }
+
+// signBounded signs a checkpoint within CommitTimeout: the sequencer must
+// not hang on a stuck store between batches.
+func (l *Log) signBounded(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, l.CommitTimeout)
+	defer cancel()
+	return l.SignCheckpoint(ctx)
 }
 
 // SignCheckpoint signs and stores a checkpoint of the current tree, if it grew
@@ -342,7 +535,7 @@ func (l *Log) Recover(ctx context.Context, exclusive bool, staleBefore time.Time
 	if exclusive {
 		staleBefore = l.now().Add(100 * 365 * 24 * time.Hour)
 	}
-	open, err := l.store.LedgerAbandoned(ctx, l.instance, staleBefore)
+	open, err := l.store.LedgerAbandoned(ctx, l.instance(), staleBefore)
 	if err != nil {
 		return 0, err
 	}
@@ -357,7 +550,7 @@ func (l *Log) Recover(ctx context.Context, exclusive bool, staleBefore time.Time
 		end := Record{Kind: KindCallEnd, Time: l.now(), RequestID: oc.RequestID, PrincipalID: start.PrincipalID, KeyID: start.KeyID,
 			TeamID: start.TeamID, Endpoint: start.Endpoint, Model: start.Model, Provider: start.Provider, Stream: start.Stream,
 			Decision: start.Decision, ErrorCode: "incomplete", Detail: "the gateway stopped before the call ended; closed on recovery"}
-		if _, err := l.Append(ctx, Entry{Data: end.Marshal(), RequestID: oc.RequestID, Closes: true}); err != nil {
+		if _, err := l.Append(ctx, Entry{Data: end.Marshal(), RequestID: oc.RequestID, Closes: true}); err != nil && !errors.Is(err, ErrAlreadyClosed) {
 			return 0, err
 		}
 	}

@@ -238,7 +238,10 @@ func (h *Handler) writeEnd(r *http.Request, rec *usage.Record) {
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 10*time.Second)
 	defer cancel()
-	if _, err := h.ledger.Append(ctx, ledger.Entry{Data: end.Marshal(), RequestID: rec.ID, Closes: rec.Started}); err != nil {
+	// Every end record closes its request (the log keeps one per request), also
+	// when the start failed: a start that committed after its caller gave up
+	// is closed here instead of staying open.
+	if _, err := h.ledger.Append(ctx, ledger.Entry{Data: end.Marshal(), RequestID: rec.ID, Closes: true}); err != nil {
 		// The call is over; its start record stays open and recovery closes it.
 		h.log.Error("ledger: end record not written", "request_id", rec.ID, "err", err)
 	}

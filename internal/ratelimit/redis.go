@@ -15,7 +15,9 @@ type Redis struct {
 	limiter *redis_rate.Limiter
 	// SlotTTL bounds how long a concurrency slot of a crashed replica lingers.
 	SlotTTL time.Duration
-	prefix  string
+	// SpendTTL is how long the breaker's buckets live (twice its window).
+	SpendTTL time.Duration
+	prefix   string
 }
 
 // OpenRedis connects to url (redis://host:port/db) and checks it answers.

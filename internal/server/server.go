@@ -35,6 +35,7 @@ import (
 	"github.com/gatehouse-gw/gatehouse/internal/config"
 	"github.com/gatehouse-gw/gatehouse/internal/denylog"
 	"github.com/gatehouse-gw/gatehouse/internal/httpx"
+	"github.com/gatehouse-gw/gatehouse/internal/instance"
 	"github.com/gatehouse-gw/gatehouse/internal/keyring"
 	"github.com/gatehouse-gw/gatehouse/internal/ledger"
 	"github.com/gatehouse-gw/gatehouse/internal/org"
@@ -72,7 +73,7 @@ type Server struct {
 	usage    *usage.Writer
 	budgets  *budget.Ledger
 	alerts   *alert.Sink
-	instance string
+	inst     *instance.Instance
 	breaker  *breaker.Breaker
 	limiter  *ratelimit.Limiter
 	redis    *ratelimit.Redis
@@ -118,12 +119,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server, 
 		cfg.DataDir, cfg.Database, cfg.KEKFile = s.tmpDir, "", filepath.Join(s.tmpDir, "kek.key")
 		s.cfg = cfg
 	}
-	if cfg.Database != "" {
-		s.db, err = postgres.Open(ctx, cfg.Database)
-	} else {
-		s.db, err = sqlite.Open(ctx, filepath.Join(cfg.DataDir, sqlite.FileName))
-	}
-	if err != nil {
+	if s.db, err = openDB(ctx, cfg); err != nil {
 		return nil, err
 	}
 	keks, created, err := keyring.LoadKEKs(cfg.KEKFile, envOrDev(cfg.Dev))
@@ -143,10 +139,19 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server, 
 	s.verifier = vkey.NewVerifier(s.db, hasher, vkey.VerifierOptions{TTL: cfg.KeyCacheTTL.D(), Logger: log, MaxAge: cfg.Keys.MaxAge.D(), TeamMaxAge: s.teamKeyAge})
 	s.auth = auth.New(s.verifier, s.db, cfg.KeyCacheTTL.D())
 	s.usage = usage.NewWriter(s.db, log)
+	s.usage.Timeout = cfg.Store.Timeout.D()
 	s.alerts = alert.New(cfg.AlertWebhookURL, []byte(os.Getenv(EnvAlertSecret)), log)
-	s.instance = vkey.NewID("gw")
-	s.budgets = budget.NewLedger(s.db, s.instance, s.budgetList, s.alerts, log)
+	s.inst = instance.New(s.db, vkey.NewID("gw"), log)
+	s.inst.Stale, s.inst.Heartbeat, s.inst.Timeout = cfg.InstanceTimeout.D(), cfg.InstanceTimeout.D()/4, cfg.Store.Timeout.D()
+	s.budgets = budget.NewLedger(s.db, s.inst.ID(), s.budgetList, s.alerts, log)
 	s.budgets.Stale, s.budgets.Heartbeat = cfg.InstanceTimeout.D(), cfg.InstanceTimeout.D()/4
+	s.budgets.SetInstance(s.inst.ID)
+	s.budgets.Timeout = cfg.Store.Timeout.D()
+	if cfg.Database != "" {
+		// Fencing matters where another replica may sweep this one; the
+		// embedded store has one gateway, which nobody sweeps while it runs.
+		s.budgets.Gate = s.inst.Live
+	}
 	if s.ledger, err = s.openLedger(ctx); err != nil {
 		return nil, err
 	}
@@ -168,6 +173,13 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server, 
 		rl = s.redis
 	}
 	s.limiter = ratelimit.New(rl, func() []ratelimit.Limit { return s.snap.Load().Limits })
+	switch { // the breaker's windows are shared by replicas: Redis when configured, else PostgreSQL
+	case s.redis != nil:
+		s.redis.SpendTTL = 2 * cfg.Breaker.Window.D()
+		s.breaker.Shared = s.redis
+	case cfg.Database != "":
+		s.breaker.Shared = s.db
+	}
 	s.client = &http.Client{Transport: &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
 		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
@@ -190,6 +202,11 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server, 
 	// Reservations left open by a previous run are charged in full. The
 	// embedded store has one gateway, so all of them are abandoned now; on
 	// PostgreSQL the heartbeat sweep in Run finds them.
+	// Liveness first: nothing is admitted before this instance's heartbeat
+	// is in the store.
+	if err := s.inst.Beat(ctx); err != nil {
+		return nil, err
+	}
 	if cfg.Database == "" {
 		if _, err := s.budgets.Recover(ctx, true); err != nil {
 			return nil, err
@@ -429,17 +446,21 @@ func (s *Server) budgetList() []budget.Budget { return s.snap.Load().Budgets }
 
 // suspendKey stores a breaker's suspension and drops the key from the cache,
 // so the very next request is refused.
-func (s *Server) suspendKey(ctx context.Context, keyID, reason string) error {
-	if err := s.db.SuspendKey(ctx, keyID, reason, time.Now().UTC()); err != nil {
-		return err
+func (s *Server) suspendKey(ctx context.Context, keyID, reason string) (bool, error) {
+	first, err := s.db.SuspendKeyFirst(ctx, keyID, reason, time.Now().UTC())
+	if err != nil {
+		return false, err
+	}
+	s.verifier.Forget(keyID)
+	if !first { // another replica tripped it first and recorded it
+		return false, nil
 	}
 	rec := ledger.Record{Kind: ledger.KindBreaker, Time: time.Now(), RequestID: "breaker-" + keyID, KeyID: keyID, Action: "suspend", Target: keyID, Detail: reason}
 	if _, err := s.ledger.Append(ctx, ledger.Entry{Data: rec.Marshal(), RequestID: rec.RequestID}); err != nil {
 		s.log.Error("ledger: a key suspension was not recorded", "key_id", keyID, "err", err)
 	}
-	s.verifier.Forget(keyID)
 	s.log.Warn("key suspended by the spend-velocity breaker", "key_id", keyID, "reason", reason)
-	return nil
+	return true, nil
 }
 
 // openLedger loads the log's signing key (sealed under the KEK; created on
@@ -461,10 +482,15 @@ func (s *Server) openLedger(ctx context.Context) (*ledger.Log, error) {
 	if err != nil {
 		return nil, err
 	}
-	l, err := ledger.New(s.db, s.instance, skeys[0], s.log)
+	l, err := ledger.New(s.db, s.inst.ID(), skeys[0], s.log)
 	if err != nil {
 		return nil, err
 	}
+	l.SetInstance(s.inst.ID)
+	if s.cfg.Database != "" {
+		l.Gate = s.inst.Live
+	}
+	l.CommitTimeout = s.cfg.Store.Timeout.D()
 	if err := l.SetKeys(skeys); err != nil {
 		return nil, err
 	}
@@ -695,7 +721,9 @@ func OpenStore(ctx context.Context, cfg config.Config) (*sqlstore.DB, func() err
 	var db *sqlstore.DB
 	var err error
 	if cfg.Database != "" {
-		db, err = postgres.Open(ctx, cfg.Database)
+		// Offline tools (verify a large log, re-wrap every secret in one
+		// transaction) may run long statements.
+		db, err = postgres.OpenWith(ctx, cfg.Database, postgres.Options{MaxOpenConns: 4, StatementTimeout: time.Hour})
 	} else {
 		path := filepath.Join(cfg.DataDir, sqlite.FileName)
 		if _, serr := os.Stat(path); serr != nil {
@@ -773,12 +801,7 @@ func RecoverAdminKey(ctx context.Context, cfg config.Config, log *slog.Logger) (
 	s := &Server{cfg: cfg, log: log}
 	defer s.closeAll()
 	var err error
-	if cfg.Database != "" {
-		s.db, err = postgres.Open(ctx, cfg.Database)
-	} else {
-		s.db, err = sqlite.Open(ctx, filepath.Join(cfg.DataDir, sqlite.FileName))
-	}
-	if err != nil {
+	if s.db, err = openDB(ctx, cfg); err != nil {
 		return "", err
 	}
 	keks, _, err := keyring.LoadKEKs(cfg.KEKFile, os.Getenv)
@@ -859,7 +882,7 @@ func (s *Server) buildHTTP() {
 			}
 			return scheme + "://" + r.Host + r.URL.Path
 		}}
-	px := proxy.New(proxy.Deps{Snapshot: s.Snapshot, Auth: s.auth, Usage: s.usage, Ledger: s.ledger, Limiter: s.limiter,
+	px := proxy.New(proxy.Deps{Snapshot: s.Snapshot, Auth: boundedAuth{s.auth, s.cfg.Store.Timeout.D()}, Usage: s.usage, Ledger: s.ledger, Limiter: s.limiter,
 		Tokens: &proxy.Tokens{Issuer: s.tokens, DPoP: s.dpop, Endpoint: s.guardToken(endpoint, al), Metadata: http.HandlerFunc(endpoint.ServeMetadata)}, Budgets: s.budgets, Breaker: s.breaker, Alerts: s.alerts, Log: s.log, Denied: s.denied}, proxy.Options{
 		MaxBodyBytes: s.cfg.MaxBodyBytes, UpstreamTimeout: s.cfg.UpstreamTimeout.D(),
 		StreamIdleTimeout: s.cfg.StreamIdleTimeout.D(), TrustProxyHeaders: s.cfg.TrustProxyHeaders, TrustedProxies: trustedProxies(s.cfg.TrustedProxies), DefaultMaxOutput: s.cfg.DefaultMaxOutputTokens,
@@ -870,15 +893,8 @@ func (s *Server) buildHTTP() {
 		w.Header().Set("Content-Type", "application/json")
 		w.Write([]byte(`{"status":"ok"}` + "\n"))
 	})
-	dataMux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		if err := s.db.Ping(r.Context()); err != nil {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			w.Write([]byte(`{"status":"store unavailable"}` + "\n"))
-			return
-		}
-		w.Write([]byte(`{"status":"ready"}` + "\n"))
-	})
+	dataMux.HandleFunc("GET /readyz", s.readyz)
+	dataMux.HandleFunc("GET /livez", s.livez)
 	if ph := s.partnerHandler(); ph != nil {
 		dataMux.Handle("POST "+audit.PartnerPath, ph)
 	}
@@ -926,11 +942,14 @@ func (s *Server) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { s.verifier.Run(bg, 10*time.Second) })
 	wg.Go(func() { s.pollConfig(bg) })
-	wg.Go(func() { s.budgets.Run(bg) })
+	wg.Go(func() { s.inst.Run(bg) })
 	wg.Go(func() { s.alerts.Run(bg) })
 	wg.Go(func() { s.warnExpiringKeys(bg) })
 	wg.Go(func() { s.denied.Run(bg) })
 	wg.Go(func() { s.runAudit(bg) })
+	budgetCtx, stopBudgets := context.WithCancel(context.WithoutCancel(ctx))
+	budgetDone := make(chan struct{})
+	go func() { s.budgets.Run(budgetCtx, s.cfg.Database != ""); close(budgetDone) }()
 	usageCtx, stopUsage := context.WithCancel(context.WithoutCancel(ctx))
 	usageDone := make(chan struct{})
 	go func() { s.usage.Run(usageCtx); close(usageDone) }()
@@ -942,6 +961,7 @@ func (s *Server) Run(ctx context.Context) error {
 	go func() { s.export.Run(exportCtx); close(exportDone) }()
 	if s.cfg.Database != "" {
 		wg.Go(func() { s.recoverLedger(bg) })
+		wg.Go(func() { s.listenChanges(bg) })
 	}
 	s.log.Info("gatehouse serving", "data_plane", s.DataURL(), "admin_api", "http://"+s.AdminAddr(), "store", s.storeName())
 
@@ -958,6 +978,8 @@ func (s *Server) Run(ctx context.Context) error {
 		s.data.Close()
 	}
 	s.admin.Shutdown(sctx)
+	stopBudgets() // after the data plane drained: tries deferred settlements once more
+	<-budgetDone
 	stopUsage() // after the data plane drained: every call's record is queued
 	<-usageDone
 	// The last counts of refused credentials, while the ledger still runs.

@@ -22,6 +22,10 @@ var (
 	ErrExists = errors.New("store: already exists")
 	// ErrInUse: the row is referenced by others and cannot be removed.
 	ErrInUse = errors.New("store: in use")
+	// ErrFenced: another replica declared this gateway instance gone and took
+	// over its leftovers; the instance must start a new epoch before it admits
+	// calls again.
+	ErrFenced = errors.New("store: instance fenced")
 )
 
 // AnyVersion, passed as an expected version, skips the concurrency check.

@@ -5,6 +5,9 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"time"
+
+	"github.com/gatehouse-gw/gatehouse/internal/store"
 )
 
 // BatchStore stores many records in one transaction.
@@ -16,10 +19,21 @@ type BatchStore interface {
 // one transaction, so throughput does not depend on one commit per request,
 // and each caller still returns only once its record is durable. The proxy
 // calls it after the response has reached the client.
+//
+// A record the store cannot take (it is unreachable, its disk is full) is
+// never dropped: it is kept in memory and retried with backoff until it is
+// stored, or, at shutdown, reported in the log with the count lost. A
+// duplicate (a retry of a commit whose answer was lost) counts as stored.
 type Writer struct {
 	store BatchStore
 	log   *slog.Logger
 	queue chan pending
+
+	// Timeout bounds one batch's transaction (default 5 s).
+	Timeout time.Duration
+
+	retryMu sync.Mutex
+	retry   []Record
 
 	mu      sync.RWMutex
 	running bool
@@ -30,12 +44,16 @@ type pending struct {
 	done chan error
 }
 
+// MaxKept is the most records kept in memory while the store is away; past
+// it the oldest is dropped, with an error in the log naming it.
+const MaxKept = 100_000
+
 // MaxBatch is the most records one transaction holds.
 const MaxBatch = 256
 
 // NewWriter returns a Writer; call Run to start it.
 func NewWriter(st BatchStore, log *slog.Logger) *Writer {
-	return &Writer{store: st, log: log, queue: make(chan pending, 4*MaxBatch)}
+	return &Writer{store: st, log: log, queue: make(chan pending, 4*MaxBatch), Timeout: 5 * time.Second}
 }
 
 // ErrStopped is returned by Record when the writer is not running.
@@ -47,7 +65,7 @@ func (w *Writer) Record(ctx context.Context, r Record) error {
 	if !w.running {
 		w.mu.RUnlock()
 		// Not running (starting or stopped): write it alone rather than lose it.
-		return w.store.InsertUsageBatch(ctx, []Record{r})
+		return w.keep(r, w.insert(ctx, []Record{r}))
 	}
 	p := pending{rec: r, done: make(chan error, 1)}
 	w.queue <- p
@@ -66,8 +84,12 @@ func (w *Writer) Run(ctx context.Context) error {
 	w.running = true
 	w.mu.Unlock()
 	batch := make([]pending, 0, MaxBatch)
+	retryT := time.NewTicker(time.Second)
+	defer retryT.Stop()
 	for {
 		select {
+		case <-retryT.C:
+			w.retryFailed(ctx)
 		case p := <-w.queue:
 			batch = append(batch[:0], p)
 		fill:
@@ -88,10 +110,15 @@ func (w *Writer) Run(ctx context.Context) error {
 				select {
 				case p := <-w.queue:
 					w.commit(context.WithoutCancel(ctx), []pending{p})
+					continue
 				default:
-					return nil
 				}
+				break
 			}
+			if n := w.retryFailed(context.WithoutCancel(ctx)); n > 0 {
+				w.log.Error("usage: records could not be stored before stopping", "records", n)
+			}
+			return nil
 		}
 	}
 }
@@ -101,16 +128,72 @@ func (w *Writer) commit(ctx context.Context, batch []pending) {
 	for i, p := range batch {
 		recs[i] = p.rec
 	}
-	err := w.store.InsertUsageBatch(ctx, recs)
+	err := w.insert(ctx, recs)
 	if err != nil && len(batch) > 1 {
 		// One bad record (a duplicate id, say) must not take the others with it.
 		w.log.Warn("usage: batch insert failed; retrying one by one", "records", len(batch), "err", err)
 		for _, p := range batch {
-			p.done <- w.store.InsertUsageBatch(ctx, []Record{p.rec})
+			p.done <- w.keep(p.rec, w.insert(ctx, []Record{p.rec}))
 		}
 		return
 	}
 	for _, p := range batch {
-		p.done <- err
+		p.done <- w.keep(p.rec, err)
 	}
+}
+
+func (w *Writer) insert(ctx context.Context, recs []Record) error {
+	ctx, cancel := context.WithTimeout(ctx, w.Timeout)
+	defer cancel()
+	err := w.store.InsertUsageBatch(ctx, recs)
+	if errors.Is(err, store.ErrExists) && len(recs) == 1 {
+		return nil // stored by an earlier attempt
+	}
+	return err
+}
+
+// keep remembers a record whose insert failed, for retryFailed.
+func (w *Writer) keep(r Record, err error) error {
+	if err != nil {
+		w.retryMu.Lock()
+		if len(w.retry) == 0 {
+			w.log.Warn("usage: the store did not take a record; keeping records in memory and retrying", "err", err)
+		}
+		if len(w.retry) >= MaxKept {
+			w.log.Error("usage: too many records wait for the store; dropping the oldest", "dropped_request_id", w.retry[0].ID)
+			w.retry = w.retry[1:]
+		}
+		w.retry = append(w.retry, r)
+		w.retryMu.Unlock()
+	}
+	return err
+}
+
+// Pending returns how many records wait for the store.
+func (w *Writer) Pending() int {
+	w.retryMu.Lock()
+	defer w.retryMu.Unlock()
+	return len(w.retry)
+}
+
+// retryFailed tries the kept records again, one by one until the first
+// failure, and returns how many are still kept.
+func (w *Writer) retryFailed(ctx context.Context) int {
+	w.retryMu.Lock()
+	recs := w.retry
+	w.retry = nil
+	w.retryMu.Unlock()
+	for i, r := range recs {
+		if err := w.insert(ctx, []Record{r}); err != nil {
+			w.retryMu.Lock()
+			w.retry = append(recs[i:len(recs):len(recs)], w.retry...)
+			n := len(w.retry)
+			w.retryMu.Unlock()
+			return n
+		}
+	}
+	if len(recs) > 0 {
+		w.log.Info("usage: kept records stored", "records", len(recs))
+	}
+	return w.Pending()
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sync"
 	"testing"
 )
@@ -69,5 +70,54 @@ func TestWriterGroupCommit(t *testing.T) {
 	// After Run stops, Record still stores, alone.
 	if err := w.Record(context.Background(), Record{ID: "late"}); err != nil || !st.stored["late"] {
 		t.Fatalf("record after stop: %v", err)
+	}
+}
+
+// flakyStore fails every insert while down.
+type flakyStore struct {
+	batchStore
+	down bool
+}
+
+func (f *flakyStore) InsertUsageBatch(ctx context.Context, rs []Record) error {
+	f.mu.Lock()
+	down := f.down
+	f.mu.Unlock()
+	if down {
+		return errors.New("connection refused")
+	}
+	return f.batchStore.InsertUsageBatch(ctx, rs)
+}
+
+// TestWriterKeepsRecordsWhileTheStoreIsAway: records that fail are kept and
+// stored once the store is back; none is lost, none stored twice.
+func TestWriterKeepsRecordsWhileTheStoreIsAway(t *testing.T) {
+	st := &flakyStore{batchStore: batchStore{stored: map[string]bool{}}, down: true}
+	w := NewWriter(st, slog.New(slog.DiscardHandler))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { w.Run(ctx); close(done) }()
+	for !func() bool { w.mu.RLock(); defer w.mu.RUnlock(); return w.running }() {
+	}
+	for i := range 20 {
+		if err := w.Record(context.Background(), Record{ID: fmt.Sprint("req_", i)}); err == nil {
+			t.Fatal("a record was reported stored while the store was down")
+		}
+	}
+	if w.Pending() != 20 {
+		t.Fatalf("%d records kept, want 20", w.Pending())
+	}
+	st.mu.Lock()
+	st.down = false
+	st.mu.Unlock()
+	for w.Pending() > 0 {
+		runtime.Gosched()
+	}
+	cancel()
+	<-done
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if len(st.stored) != 20 {
+		t.Fatalf("%d records stored, want 20", len(st.stored))
 	}
 }

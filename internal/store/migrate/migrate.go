@@ -71,8 +71,9 @@ func apply(ctx context.Context, db *sql.DB, v int64, name, body string, lock Loc
 		return nil
 	}
 	// Statements end at ';'. Comments are removed first, so they may hold any
-	// text; statements themselves must not contain ';' in string literals.
-	for _, stmt := range strings.Split(stripComments(body), ";") {
+	// text; statements themselves must not contain ';' in string literals,
+	// except inside a $$-quoted function body.
+	for _, stmt := range splitStatements(stripComments(body)) {
 		if strings.TrimSpace(stmt) == "" {
 			continue
 		}
@@ -95,4 +96,21 @@ func stripComments(s string) string {
 		}
 	}
 	return b.String()
+}
+
+// splitStatements splits at ';', but not inside $$ … $$.
+func splitStatements(s string) []string {
+	var out []string
+	quoted, from := false, 0
+	for i := 0; i < len(s); i++ {
+		switch {
+		case strings.HasPrefix(s[i:], "$$"):
+			quoted = !quoted
+			i++
+		case s[i] == ';' && !quoted:
+			out = append(out, s[from:i])
+			from = i + 1
+		}
+	}
+	return append(out, s[from:])
 }

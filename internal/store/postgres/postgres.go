@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
 
@@ -26,17 +27,48 @@ var migrations embed.FS
 // migrationLock is an arbitrary advisory-lock id owned by Gatehouse.
 const migrationLock = 0x6761746568 // "gateh"
 
-// Open connects to the database at dsn (postgres://…) and migrates it.
+// Open connects to the database at dsn (postgres://…) with the default
+// Options and migrates it.
 func Open(ctx context.Context, dsn string) (*sqlstore.DB, error) {
-	db, err := sql.Open("pgx", dsn)
+	return OpenWith(ctx, dsn, Options{})
+}
+
+// OpenWith is Open with options. Migrations run first on a connection of
+// their own, without the statement timeout (a migration may take long); the
+// store's pool then has every deadline of o.
+func OpenWith(ctx context.Context, dsn string, o Options) (*sqlstore.DB, error) {
+	o = o.withDefaults()
+	cfg, err := connConfig(dsn, o)
 	if err != nil {
-		return nil, fmt.Errorf("postgres: %w", err)
+		return nil, err
 	}
-	db.SetMaxOpenConns(32)
-	db.SetMaxIdleConns(16)
-	if err := db.PingContext(ctx); err != nil {
+	if err := migrateDSN(ctx, dsn, o); err != nil {
+		return nil, err
+	}
+	db := stdlib.OpenDB(*cfg)
+	db.SetMaxOpenConns(o.MaxOpenConns)
+	db.SetMaxIdleConns(o.MaxIdleConns)
+	db.SetConnMaxLifetime(o.ConnMaxLifetime)
+	pctx, cancel := context.WithTimeout(ctx, o.ConnectTimeout+o.IOTimeout)
+	defer cancel()
+	if err := db.PingContext(pctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("postgres: connect: %w", redactDSNError(err, dsn))
+	}
+	return sqlstore.New(db, Dialect), nil
+}
+
+func migrateDSN(ctx context.Context, dsn string, o Options) error {
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return fmt.Errorf("postgres: %w", redactDSNError(err, dsn))
+	}
+	cfg.ConnectTimeout = o.ConnectTimeout
+	db := stdlib.OpenDB(*cfg)
+	defer db.Close()
+	db.SetMaxOpenConns(1)
+	if err := db.PingContext(ctx); err != nil {
+		return fmt.Errorf("postgres: connect: %w", redactDSNError(err, dsn))
 	}
 	sub, _ := fs.Sub(migrations, "migrations")
 	lock := func(ctx context.Context, tx *sql.Tx) error {
@@ -44,10 +76,9 @@ func Open(ctx context.Context, dsn string) (*sqlstore.DB, error) {
 		return err
 	}
 	if err := migrate.Up(ctx, db, sub, lock, rebind); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("postgres: %w", err)
+		return fmt.Errorf("postgres: %w", err)
 	}
-	return sqlstore.New(db, Dialect), nil
+	return nil
 }
 
 var _ = stdlib.GetDefaultDriver // registers the "pgx" driver

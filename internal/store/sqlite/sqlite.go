@@ -5,12 +5,14 @@
 //
 // Writers are serialised by SQLite; transactions begin IMMEDIATE so that a
 // read-then-write transaction never fails half-way with SQLITE_BUSY, and a busy
-// timeout makes concurrent writers wait instead of failing.
+// timeout (5 s by default) makes concurrent writers wait instead of failing,
+// and bounds that wait.
 package sqlite
 
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"embed"
 	"errors"
 	"fmt"
@@ -18,6 +20,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"time"
 
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
@@ -32,22 +35,50 @@ var migrations embed.FS
 // FileName is the database file inside the data directory.
 const FileName = "gatehouse.db"
 
+// Options tune the embedded store. Zero values take the defaults.
+type Options struct {
+	// BusyTimeout bounds how long a writer waits for SQLite's write lock
+	// (default 5 s); past it the statement fails and the caller fails closed.
+	BusyTimeout time.Duration
+	// MaxOpenConns is the connection pool's size (default 8).
+	MaxOpenConns int
+	// Wrap, when set, wraps the driver's connector (fault injection in tests).
+	Wrap func(driver.Connector) driver.Connector
+}
+
 // Open opens (creating if needed) the database at path and migrates it.
 func Open(ctx context.Context, path string) (*sqlstore.DB, error) {
+	return OpenWith(ctx, path, Options{})
+}
+
+// OpenWith is Open with options.
+func OpenWith(ctx context.Context, path string, o Options) (*sqlstore.DB, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("sqlite: %w", err)
 	}
+	if o.BusyTimeout <= 0 {
+		o.BusyTimeout = 5 * time.Second
+	}
+	if o.MaxOpenConns <= 0 {
+		o.MaxOpenConns = 8
+	}
 	q := url.Values{}
-	q.Add("_pragma", "busy_timeout(10000)")
+	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", o.BusyTimeout.Milliseconds()))
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "foreign_keys(1)")
 	q.Add("_pragma", "synchronous(NORMAL)")
 	q.Set("_txlock", "immediate")
-	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	dsn := "file:" + path + "?" + q.Encode()
+	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: %w", err)
 	}
-	db.SetMaxOpenConns(8)
+	if o.Wrap != nil {
+		drv := db.Driver()
+		db.Close()
+		db = sql.OpenDB(o.Wrap(dsnConnector{dsn, drv}))
+	}
+	db.SetMaxOpenConns(o.MaxOpenConns)
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
@@ -61,6 +92,15 @@ func Open(ctx context.Context, path string) (*sqlstore.DB, error) {
 	}
 	return sqlstore.New(db, Dialect), nil
 }
+
+// dsnConnector is the connector database/sql builds for a plain driver.
+type dsnConnector struct {
+	dsn string
+	drv driver.Driver
+}
+
+func (c dsnConnector) Connect(context.Context) (driver.Conn, error) { return c.drv.Open(c.dsn) }
+func (c dsnConnector) Driver() driver.Driver                        { return c.drv }
 
 // Dialect is SQLite's flavour of SQL for sqlstore.
 var Dialect = sqlstore.Dialect{

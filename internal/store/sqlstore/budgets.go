@@ -218,17 +218,58 @@ func (s *DB) Spend(ctx context.Context, keys []budget.Charge) ([]budget.Spend, e
 	return out, nil
 }
 
-// Heartbeat implements budget.Store.
+// Heartbeat records that instance is alive, or fails with store.ErrFenced
+// once a sweep claimed it: a claimed instance never beats again, and the row
+// lock makes a sweep's claim and a late heartbeat exclude each other.
 func (s *DB) Heartbeat(ctx context.Context, instance string, at time.Time) error {
-	_, err := s.exec(ctx, s.db, `INSERT INTO instances (id, heartbeat_at) VALUES (?, ?)
-		ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at`, instance, micros(at))
+	res, err := s.exec(ctx, s.db, `INSERT INTO instances (id, heartbeat_at, claimed) VALUES (?, ?, 0)
+		ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at WHERE instances.claimed = 0`, instance, micros(at))
+	if err != nil {
+		return err
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return err
+	} else if n == 0 {
+		return store.ErrFenced
+	}
+	return nil
+}
+
+// claimStale fences every instance but self whose heartbeat is older than
+// staleBefore: from now on it cannot beat, so its leftovers are safe to close.
+func (s *DB) claimStale(ctx context.Context, self string, staleBefore time.Time) error {
+	_, err := s.exec(ctx, s.db, `UPDATE instances SET claimed = 1 WHERE claimed = 0 AND heartbeat_at < ? AND id <> ?`, micros(staleBefore), self)
 	return err
 }
 
-// Abandoned implements budget.Store.
+// Abandoned implements budget.Store: it first claims (fences) the instances
+// silent since staleBefore, then returns the reservations of every instance
+// that is claimed or unknown. An instance alive in a newer epoch has a new,
+// unclaimed row, so its calls are never returned.
 func (s *DB) Abandoned(ctx context.Context, self string, staleBefore time.Time) ([]string, error) {
+	if err := s.claimStale(ctx, self, staleBefore); err != nil {
+		return nil, err
+	}
 	rows, err := s.db.QueryContext(ctx, s.q(`SELECT id FROM reservations WHERE instance <> ?
-		AND instance NOT IN (SELECT id FROM instances WHERE heartbeat_at >= ?) ORDER BY created_at`), self, micros(staleBefore))
+		AND instance NOT IN (SELECT id FROM instances WHERE claimed = 0) ORDER BY created_at`), self)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
+}
+
+// Owned implements budget.Store.
+func (s *DB) Owned(ctx context.Context, instance string, before time.Time) ([]string, error) {
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT id FROM reservations WHERE instance = ? AND created_at < ? ORDER BY created_at`), instance, micros(before))
 	if err != nil {
 		return nil, err
 	}

@@ -17,21 +17,45 @@ import (
 // LedgerAppend implements ledger.Store. The tree size row is locked for the
 // transaction (FOR UPDATE on PostgreSQL; SQLite's writer lock), so appends from
 // several replicas are serialised and each sees the hashes of the ones before.
-func (s *DB) LedgerAppend(ctx context.Context, instance string, entries []ledger.Entry, hashes func(size int64, r tlog.HashReader) ([][]tlog.Hash, error)) (int64, error) {
-	var start int64
+// A closing entry first claims its request in ledger_closed (primary key): a
+// request already closed keeps its one end record and the entry is dropped.
+func (s *DB) LedgerAppend(ctx context.Context, instance string, entries []ledger.Entry, hashes func(size int64, appended []ledger.Entry, r tlog.HashReader) ([][]tlog.Hash, error)) ([]int64, error) {
+	var out []int64
 	err := s.tx(ctx, func(tx *sql.Tx) error {
+		var start int64
 		if err := tx.QueryRowContext(ctx, s.q(`SELECT size FROM ledger_state WHERE id = 1`+s.d.ForUpdate)).Scan(&start); err != nil {
 			return err
 		}
+		out = make([]int64, len(entries))
+		kept := make([]ledger.Entry, 0, len(entries))
+		for i, e := range entries {
+			if e.Closes {
+				res, err := s.exec(ctx, tx, `INSERT INTO ledger_closed (request_id) VALUES (?) ON CONFLICT (request_id) DO NOTHING`, e.RequestID)
+				if err != nil {
+					return err
+				}
+				if n, err := res.RowsAffected(); err != nil {
+					return err
+				} else if n == 0 {
+					out[i] = -1
+					continue
+				}
+			}
+			out[i] = start + int64(len(kept))
+			kept = append(kept, e)
+		}
+		if len(kept) == 0 {
+			return nil
+		}
 		reader := tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) { return s.ledgerHashes(ctx, tx, idx) })
-		hs, err := hashes(start, reader)
+		hs, err := hashes(start, kept, reader)
 		if err != nil {
 			return err
 		}
 		// Multi-row INSERTs: a batch costs a few round trips, not a few per record.
 		var eRows, hRows [][]any
 		hidx := tlog.StoredHashCount(start)
-		for i, e := range entries {
+		for i, e := range kept {
 			n := start + int64(i)
 			eRows = append(eRows, []any{n, e.RequestID, e.Data})
 			for _, h := range hs[i] {
@@ -55,10 +79,10 @@ func (s *DB) LedgerAppend(ctx context.Context, instance string, entries []ledger
 		if err := s.insertRows(ctx, tx, `INSERT INTO ledger_hashes (idx, hash) VALUES `, 2, hRows); err != nil {
 			return err
 		}
-		_, err = s.exec(ctx, tx, `UPDATE ledger_state SET size = ? WHERE id = 1`, start+int64(len(entries)))
+		_, err = s.exec(ctx, tx, `UPDATE ledger_state SET size = ? WHERE id = 1`, start+int64(len(kept)))
 		return err
 	})
-	return start, err
+	return out, err
 }
 
 // insertRows inserts rows of width columns with multi-row INSERT statements of
@@ -208,10 +232,14 @@ func (s *DB) LedgerCheckpoint(ctx context.Context) (int64, []byte, error) {
 }
 
 // LedgerAbandoned implements ledger.Store: open calls of instances that are
-// gone (not self, no heartbeat since staleBefore).
+// gone. Like Abandoned it first claims the instances silent since
+// staleBefore, then returns the open calls of claimed or unknown ones.
 func (s *DB) LedgerAbandoned(ctx context.Context, self string, staleBefore time.Time) ([]ledger.OpenCall, error) {
+	if err := s.claimStale(ctx, self, staleBefore); err != nil {
+		return nil, err
+	}
 	rows, err := s.db.QueryContext(ctx, s.q(`SELECT o.request_id, e.data FROM ledger_open o JOIN ledger_entries e ON e.idx = o.idx
-		WHERE o.instance <> ? AND o.instance NOT IN (SELECT id FROM instances WHERE heartbeat_at >= ?) ORDER BY o.idx`), self, micros(staleBefore))
+		WHERE o.instance <> ? AND o.instance NOT IN (SELECT id FROM instances WHERE claimed = 0) ORDER BY o.idx`), self)
 	if err != nil {
 		return nil, err
 	}

@@ -70,7 +70,7 @@ func testBudgets(t *testing.T, b Backend) {
 	if len(ids) != 1 || ids[0] != "req_3" {
 		t.Fatalf("Abandoned = %v, want [req_3]", ids)
 	}
-	if ids, _ := b.Abandoned(ctx, "i1", now.Add(30*time.Second)); len(ids) != 0 {
+	if ids, _ := b.Abandoned(ctx, "i1", now.Add(-30*time.Second)); len(ids) != 0 {
 		t.Fatalf("an instance's own reservations reported abandoned: %v", ids)
 	}
 

@@ -12,6 +12,8 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/gatehouse-gw/gatehouse/internal/budget"
+	"github.com/gatehouse-gw/gatehouse/internal/instance"
+	"github.com/gatehouse-gw/gatehouse/internal/ledger"
 	"github.com/gatehouse-gw/gatehouse/internal/mfa"
 	"github.com/gatehouse-gw/gatehouse/internal/org"
 	"github.com/gatehouse-gw/gatehouse/internal/policy"
@@ -26,6 +28,8 @@ import (
 // Backend is everything a storage backend provides.
 type Backend interface {
 	budget.Store
+	instance.Store
+	ledger.Store
 	policy.Store
 	ratelimit.Store
 	org.Store
@@ -59,6 +63,9 @@ func Run(t *testing.T, open func(t *testing.T) Backend) {
 		{"Limits", testLimits},
 		{"Policies", testPolicies},
 		{"Passkeys", testPasskeys},
+		{"Fencing", testFencing},
+		{"FencingRace", testFencingRace},
+		{"OneEndPerRequest", testOneEndPerRequest},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open(t)) })

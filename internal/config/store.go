@@ -1,0 +1,64 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Store tunes the connection pool and the deadlines of every store call
+// (docs/operations.md: the arithmetic for N replicas).
+type Store struct {
+	// MaxOpenConns is the pool size per replica: default 10 on PostgreSQL
+	// (N replicas use N × this of the server's max_connections), 8 on SQLite.
+	MaxOpenConns int `yaml:"max_open_conns"`
+	// MaxIdleConns is how many stay open while idle; default half the pool.
+	MaxIdleConns int `yaml:"max_idle_conns"`
+	// ConnMaxLifetime recycles connections (default 30m).
+	ConnMaxLifetime Duration `yaml:"conn_max_lifetime"`
+	// ConnectTimeout bounds opening a connection (default 5s).
+	ConnectTimeout Duration `yaml:"connect_timeout"`
+	// StatementTimeout bounds one statement on the server (PostgreSQL's
+	// statement_timeout and idle_in_transaction_session_timeout; SQLite's
+	// busy timeout); default 5s.
+	StatementTimeout Duration `yaml:"statement_timeout"`
+	// Timeout is the longest a request waits on the store (reserve, the
+	// start record, commits) before it fails closed with 503; default 5s.
+	Timeout Duration `yaml:"timeout"`
+	// StatementCache is PostgreSQL's per-connection prepared statement cache
+	// size (default 512); -1 turns it off (PgBouncer in transaction mode).
+	StatementCache int `yaml:"statement_cache"`
+}
+
+// DefaultStore is the store section's defaults (pool size depends on the backend).
+var DefaultStore = Store{ConnMaxLifetime: Duration(30 * time.Minute), ConnectTimeout: Duration(5 * time.Second),
+	StatementTimeout: Duration(5 * time.Second), Timeout: Duration(5 * time.Second)}
+
+func (s Store) validate() error {
+	var errs []error
+	if s.MaxOpenConns < 0 || s.MaxIdleConns < 0 {
+		errs = append(errs, errors.New("store: max_open_conns and max_idle_conns must not be negative"))
+	}
+	if s.MaxOpenConns > 0 && s.MaxIdleConns > s.MaxOpenConns {
+		errs = append(errs, errors.New("store: max_idle_conns must not exceed max_open_conns"))
+	}
+	for name, d := range map[string]Duration{"conn_max_lifetime": s.ConnMaxLifetime, "connect_timeout": s.ConnectTimeout,
+		"statement_timeout": s.StatementTimeout, "timeout": s.Timeout} {
+		if d <= 0 {
+			errs = append(errs, fmt.Errorf("store.%s must be positive", name))
+		}
+	}
+	if s.StatementCache < -1 {
+		errs = append(errs, errors.New("store.statement_cache: -1 (off), 0 (default) or a size"))
+	}
+	return errors.Join(errs...)
+}
+
+// devDatabase refuses --dev with a database: dev mode runs on a temporary
+// embedded store, and silently ignoring the database would mislead.
+func (c *Config) devDatabase() error {
+	if c.Dev && c.Database != "" {
+		return errors.New("--dev runs on a temporary embedded store and cannot use database (--database or GATEHOUSE_DATABASE): drop one of them")
+	}
+	return nil
+}

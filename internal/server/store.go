@@ -1,0 +1,54 @@
+package server
+
+import (
+	"context"
+	"path/filepath"
+	"time"
+
+	"github.com/gatehouse-gw/gatehouse/internal/auth"
+	"github.com/gatehouse-gw/gatehouse/internal/org"
+	"github.com/gatehouse-gw/gatehouse/internal/vkey"
+
+	"github.com/gatehouse-gw/gatehouse/internal/config"
+	"github.com/gatehouse-gw/gatehouse/internal/store/postgres"
+	"github.com/gatehouse-gw/gatehouse/internal/store/sqlite"
+	"github.com/gatehouse-gw/gatehouse/internal/store/sqlstore"
+)
+
+// openDB opens the store cfg names with its pool and deadlines.
+func openDB(ctx context.Context, cfg config.Config) (*sqlstore.DB, error) {
+	st := cfg.Store
+	if cfg.Database != "" {
+		return postgres.OpenWith(ctx, cfg.Database, postgres.Options{MaxOpenConns: st.MaxOpenConns, MaxIdleConns: st.MaxIdleConns,
+			ConnMaxLifetime: st.ConnMaxLifetime.D(), ConnectTimeout: st.ConnectTimeout.D(), StatementTimeout: st.StatementTimeout.D(),
+			StatementCache: st.StatementCache})
+	}
+	return sqlite.OpenWith(ctx, filepath.Join(cfg.DataDir, sqlite.FileName), sqlite.Options{BusyTimeout: st.StatementTimeout.D(),
+		MaxOpenConns: st.MaxOpenConns, Wrap: cfg.WrapSQLite})
+}
+
+// boundedAuth gives every store lookup of authentication a deadline: a
+// request never waits on a stuck store longer than store.timeout to learn who
+// its caller is (it fails closed with 503).
+type boundedAuth struct {
+	a       *auth.Authenticator
+	timeout time.Duration
+}
+
+func (b boundedAuth) Authenticate(ctx context.Context, credential string) (auth.Caller, error) {
+	ctx, cancel := context.WithTimeout(ctx, b.timeout)
+	defer cancel()
+	return b.a.Authenticate(ctx, credential)
+}
+
+func (b boundedAuth) Principal(ctx context.Context, id string) (org.Principal, error) {
+	ctx, cancel := context.WithTimeout(ctx, b.timeout)
+	defer cancel()
+	return b.a.Principal(ctx, id)
+}
+
+func (b boundedAuth) KeyByID(ctx context.Context, id string) (vkey.Key, error) {
+	ctx, cancel := context.WithTimeout(ctx, b.timeout)
+	defer cancel()
+	return b.a.KeyByID(ctx, id)
+}

@@ -1,0 +1,67 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"math/rand/v2"
+	"time"
+)
+
+// AddBreakerSpend implements breaker.Shared: it adds cost to a key's bucket
+// and returns the sums of the n buckets ending at bucket, oldest first.
+// Buckets older than the window are deleted now and then.
+func (s *DB) AddBreakerSpend(ctx context.Context, keyID string, bucket, cost int64, n int) ([]int64, error) {
+	if _, err := s.exec(ctx, s.db, `INSERT INTO breaker_spend (key_id, bucket, spent) VALUES (?, ?, ?)
+		ON CONFLICT (key_id, bucket) DO UPDATE SET spent = breaker_spend.spent + excluded.spent`, keyID, bucket, cost); err != nil {
+		return nil, err
+	}
+	first := bucket - int64(n) + 1
+	if rand.IntN(64) == 0 {
+		if _, err := s.exec(ctx, s.db, `DELETE FROM breaker_spend WHERE key_id = ? AND bucket < ?`, keyID, first); err != nil {
+			return nil, err
+		}
+	}
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT bucket, spent FROM breaker_spend WHERE key_id = ? AND bucket >= ? AND bucket <= ?`), keyID, first, bucket)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := make([]int64, n)
+	for rows.Next() {
+		var b int64
+		var v sql.NullInt64
+		if err := rows.Scan(&b, &v); err != nil {
+			return nil, err
+		}
+		out[b-first] = v.Int64
+	}
+	return out, rows.Err()
+}
+
+// ResetBreakerSpend implements breaker.Shared: the key's windows start empty
+// (after an admin reinstated it).
+func (s *DB) ResetBreakerSpend(ctx context.Context, keyID string, _ int64, _ int) error {
+	_, err := s.exec(ctx, s.db, `DELETE FROM breaker_spend WHERE key_id = ?`, keyID)
+	return err
+}
+
+// SuspendKeyFirst suspends a key and reports whether this call did (false:
+// it was suspended already, by another replica perhaps), so that a trip
+// seen by several replicas alerts once.
+func (s *DB) SuspendKeyFirst(ctx context.Context, id, reason string, at time.Time) (bool, error) {
+	res, err := s.exec(ctx, s.db, `UPDATE keys SET suspended_at = ?, suspend_reason = ?, version = version + 1
+		WHERE id = ? AND suspended_at IS NULL`, micros(at), reason, id)
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, err
+	}
+	if n == 0 {
+		if _, err := s.Key(ctx, id); err != nil {
+			return false, err
+		}
+	}
+	return n == 1, nil
+}
