@@ -70,6 +70,8 @@ type Log struct {
 
 	// Sink, when set, receives every committed record (exports).
 	Sink func(data []byte)
+
+	stats stats
 }
 
 type pending struct {
@@ -155,7 +157,9 @@ func (l *Log) Keys() []string {
 }
 
 // Append makes r durable in the log and returns its index.
-func (l *Log) Append(ctx context.Context, e Entry) (int64, error) {
+func (l *Log) Append(ctx context.Context, e Entry) (idx int64, err error) {
+	start := l.now()
+	defer func() { l.observeAppend(start, err) }()
 	if len(e.Data) > MaxEntrySize {
 		return 0, fmt.Errorf("%w: record of %d bytes", ErrUnavailable, len(e.Data))
 	}
@@ -322,7 +326,11 @@ func (l *Log) signCheckpoint(ctx context.Context, force bool) error {
 	if err != nil {
 		return err
 	}
-	return l.store.LedgerSaveCheckpoint(ctx, size, signed)
+	if err := l.store.LedgerSaveCheckpoint(ctx, size, signed); err != nil {
+		return err
+	}
+	l.markSigned()
+	return nil
 }
 
 // Recover closes calls whose start record has no end: all of other instances'

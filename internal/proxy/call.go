@@ -37,6 +37,7 @@ func (h *Handler) call(ep provider.Endpoint) http.HandlerFunc {
 	}
 	return func(w http.ResponseWriter, r *http.Request) {
 		start := h.now()
+		r, ob := h.observe(r, ep.Name, start)
 		rec := &usage.Record{ID: httpx.RequestID(r.Context()), Time: start.UTC(), Endpoint: ep.Name}
 		err := h.serveCall(w, r, ep, rec)
 		rec.LatencyMillis = h.now().Sub(start).Milliseconds()
@@ -52,13 +53,16 @@ func (h *Handler) call(ep provider.Endpoint) http.HandlerFunc {
 			}
 			httpx.Render(w, r, h.log, flavor, err)
 		}
+		tripped := false
 		if rec.KeyID != "" { // authenticated calls only: nothing to attribute otherwise
 			h.writeEnd(r, rec)
 			h.record(r.Context(), rec)
 			if h.breaker != nil && h.breaker.Observe(r.Context(), rec.KeyID, rec.CostMicros) {
+				tripped = true
 				h.log.Warn("spend-velocity breaker tripped; key suspended", "key_id", rec.KeyID, "request_id", rec.ID)
 			}
 		}
+		ob.end(r.Context(), rec, tripped)
 	}
 }
 
@@ -106,8 +110,11 @@ func (h *Handler) serveCall(w http.ResponseWriter, r *http.Request, ep provider.
 	// Policy: both the key's scope (above) and a policy must allow.
 	out, _ := h.maxOutput(ep, call, price)
 	worstCost := price.Cost(usage.Tokens{Input: InputUpperBound(body), Output: out})
+	ob := observationOf(r.Context())
+	_, endPolicy := ob.phase(r.Context(), PhasePolicy)
 	pd := h.decide(r, caller, snap, ep.Name, call.Model, up.Name, call, worstCost)
 	rec.Reasons = pd.Reasons
+	endPolicy(nil)
 	if !pd.Allow {
 		return policyDenied(pd)
 	}
@@ -127,12 +134,15 @@ func (h *Handler) serveCall(w http.ResponseWriter, r *http.Request, ep provider.
 	}
 
 	// Budgets: hold the worst case before anything goes upstream; settle after.
+	_, endReserve := ob.phase(r.Context(), PhaseReserve)
 	hold, worst, body, err := h.reserve(r.Context(), ep, &call, body,
 		budget.Call{KeyID: caller.Key.ID, PrincipalID: caller.Principal.ID, TeamID: rec.TeamID, Model: call.Model}, price, priced, rec.ID)
+	endReserve(err)
 	if err != nil {
 		return err
 	}
 	if hold != nil {
+		ob.hold(hold.Amount())
 		defer func() { hold.Settle(r.Context(), settlement(rec, hold, upstreamStarted)) }()
 	}
 
@@ -143,12 +153,17 @@ func (h *Handler) serveCall(w http.ResponseWriter, r *http.Request, ep provider.
 
 	// Write-ahead: the start record is durable before anything goes upstream;
 	// if it cannot be written, the call fails closed.
-	if err := h.writeStart(r, rec, body); err != nil {
+	_, endLedger := ob.phase(r.Context(), PhaseLedger)
+	err = h.writeStart(r, rec, body)
+	endLedger(err)
+	if err != nil {
 		return err
 	}
 
 	ctx, cancel := context.WithTimeout(r.Context(), h.opt.UpstreamTimeout)
 	defer cancel()
+	ctx, endUpstream := ob.phase(ctx, PhaseUpstream)
+	defer func() { endUpstream(err) }()
 	resp, err := h.roundTrip(r.WithContext(ctx), up, ep, upBody)
 	if err != nil {
 		return h.upstreamFailure(r, err)
@@ -324,6 +339,7 @@ func (h *Handler) roundTrip(r *http.Request, up *provider.Upstream, ep provider.
 		if err != nil {
 			return nil, err
 		}
+		observationOf(r.Context()).inject(r.Context(), req.Header)
 		resp, err := up.Client.Do(req)
 		status := 0
 		if err == nil {
@@ -480,6 +496,7 @@ func (h *Handler) relayStream(w http.ResponseWriter, r *http.Request, ctx contex
 		if !meter.Observe(ev) {
 			continue
 		}
+		observationOf(r.Context()).firstEvent()
 		if _, err := w.Write(ev.Raw); err != nil {
 			rec.Status, rec.ErrorCode = statusClientClosed, "client_closed"
 			cancel()

@@ -87,6 +87,7 @@ type Deps struct {
 	Budgets  Budgets
 	Breaker  Breaker
 	Log      *slog.Logger
+	Observer Observer // metrics and traces (observe.go); nil: none
 }
 
 // Options configures a Handler. Zero durations and sizes take the defaults.
@@ -113,6 +114,7 @@ type Handler struct {
 	limiter  Limiter
 	budgets  Budgets
 	breaker  Breaker
+	observer Observer
 	log      *slog.Logger
 	opt      Options
 	now      func() time.Time
@@ -137,7 +139,7 @@ func New(d Deps, opt Options) *Handler {
 	if opt.DefaultMaxOutput <= 0 {
 		opt.DefaultMaxOutput = 32768
 	}
-	h := &Handler{zone: time.UTC, snapshot: d.Snapshot, auth: d.Auth, rec: d.Usage, ledger: d.Ledger, tokens: d.Tokens, limiter: d.Limiter, budgets: d.Budgets, breaker: d.Breaker, log: d.Log, opt: opt, now: time.Now, mux: http.NewServeMux()}
+	h := &Handler{zone: time.UTC, snapshot: d.Snapshot, auth: d.Auth, rec: d.Usage, ledger: d.Ledger, tokens: d.Tokens, limiter: d.Limiter, budgets: d.Budgets, breaker: d.Breaker, observer: d.Observer, log: d.Log, opt: opt, now: time.Now, mux: http.NewServeMux()}
 	for _, ep := range []provider.Endpoint{provider.Chat, provider.Completions, provider.Embeddings, provider.Responses, provider.Messages} {
 		h.mux.HandleFunc("POST /v1"+strings.TrimPrefix(ep.Path, "/v1"), h.call(ep))
 	}

@@ -33,6 +33,7 @@ import (
 	"github.com/gatehouse-gw/gatehouse/internal/config"
 	"github.com/gatehouse-gw/gatehouse/internal/keyring"
 	"github.com/gatehouse-gw/gatehouse/internal/ledger"
+	"github.com/gatehouse-gw/gatehouse/internal/metrics"
 	"github.com/gatehouse-gw/gatehouse/internal/mfa"
 	"github.com/gatehouse-gw/gatehouse/internal/org"
 	"github.com/gatehouse-gw/gatehouse/internal/policy"
@@ -46,6 +47,7 @@ import (
 	"github.com/gatehouse-gw/gatehouse/internal/store/postgres"
 	"github.com/gatehouse-gw/gatehouse/internal/store/sqlite"
 	"github.com/gatehouse-gw/gatehouse/internal/store/sqlstore"
+	"github.com/gatehouse-gw/gatehouse/internal/telemetry"
 	"github.com/gatehouse-gw/gatehouse/internal/token"
 	"github.com/gatehouse-gw/gatehouse/internal/usage"
 	"github.com/gatehouse-gw/gatehouse/internal/vkey"
@@ -78,6 +80,8 @@ type Server struct {
 	tokens   *token.Issuer
 	dpop     *token.DPoP
 	webAuthn *webauthn.WebAuthn // nil: passkeys off
+	metrics  *metrics.Metrics
+	tracer   *telemetry.Tracer // nil: traces off
 	snap     atomic.Pointer[config.Snapshot]
 	reloadMu sync.Mutex
 
@@ -151,6 +155,9 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server, 
 		return nil, err
 	}
 	s.breaker = breaker.New(cfg.Breaker.Config(), s.suspendKey, s.alerts, log)
+	if err := s.openObservability(ctx); err != nil {
+		return nil, err
+	}
 	var rl ratelimit.Backend = ratelimit.NewMemory(nil)
 	if cfg.RedisURL != "" {
 		if s.redis, err = ratelimit.OpenRedis(ctx, cfg.RedisURL, cfg.UpstreamTimeout.D()+time.Minute); err != nil {
@@ -853,7 +860,7 @@ func (s *Server) buildHTTP() {
 			return scheme + "://" + r.Host + r.URL.Path
 		}}
 	px := proxy.New(proxy.Deps{Snapshot: s.Snapshot, Auth: s.auth, Usage: s.usage, Ledger: s.ledger, Limiter: s.limiter,
-		Tokens: &proxy.Tokens{Issuer: s.tokens, DPoP: s.dpop, Endpoint: endpoint}, Budgets: s.budgets, Breaker: s.breaker, Log: s.log}, proxy.Options{
+		Tokens: &proxy.Tokens{Issuer: s.tokens, DPoP: s.dpop, Endpoint: endpoint}, Budgets: s.budgets, Breaker: s.breaker, Log: s.log, Observer: s.observer()}, proxy.Options{
 		MaxBodyBytes: s.cfg.MaxBodyBytes, UpstreamTimeout: s.cfg.UpstreamTimeout.D(),
 		StreamIdleTimeout: s.cfg.StreamIdleTimeout.D(), TrustProxyHeaders: s.cfg.TrustProxyHeaders, DefaultMaxOutput: s.cfg.DefaultMaxOutputTokens,
 		PolicyZone: s.cfg.PolicyTimeZone, ClientPrincipals: s.cfg.TLS.ClientPrincipals,
@@ -883,7 +890,7 @@ func (s *Server) buildHTTP() {
 		PolicyZone: zoneOf(s.cfg.PolicyTimeZone), TokenTTL: s.cfg.Tokens.TTL.D(),
 		SessionTTL: s.cfg.SessionTTL.D(), RequireMFA: s.cfg.RequireMFA, RotateTokenKey: s.RotateTokenKey, RotateLedgerKey: s.RotateLedgerKey, KeyMaxAge: s.keyMaxAge, SSO: s.ssoVerifier(), WebAuthn: s.webAuthn, StepUpMaxAge: s.cfg.StepUpMaxAge.D(),
 	})
-	s.admin = &http.Server{Handler: adm, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute, ErrorLog: errLog}
+	s.admin = &http.Server{Handler: s.adminHandler(adm), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute, ErrorLog: errLog}
 }
 
 // DataAddr returns the data plane's bound address.
@@ -917,6 +924,7 @@ func (s *Server) Run(ctx context.Context) error {
 	wg.Go(func() { s.budgets.Run(bg) })
 	wg.Go(func() { s.alerts.Run(bg) })
 	wg.Go(func() { s.warnExpiringKeys(bg) })
+	wg.Go(func() { s.runSelfVerify(bg) })
 	usageCtx, stopUsage := context.WithCancel(context.WithoutCancel(ctx))
 	usageDone := make(chan struct{})
 	go func() { s.usage.Run(usageCtx); close(usageDone) }()
@@ -1066,6 +1074,7 @@ func (s *Server) closeAll() {
 	if s.simSrv != nil {
 		s.simSrv.Close()
 	}
+	s.shutdownTracer()
 	if s.redis != nil {
 		s.redis.Close()
 		s.redis = nil
