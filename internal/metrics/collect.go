@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -12,11 +13,13 @@ import (
 // scrapeCollector reads budgets and the ledger at scrape time, each with a
 // short deadline, so a slow store delays a scrape but never hangs it. A
 // source that fails is left out of that scrape and counted in
-// gatehouse_store_errors_total{component="metrics"}.
+// gatehouse_scrape_source_errors_total{source}.
 type scrapeCollector struct {
-	src         Sources
-	log         *slog.Logger
-	storeErrors *prometheus.CounterVec
+	src Sources
+	log *slog.Logger
+
+	mu     sync.Mutex
+	errors map[string]int64
 }
 
 var (
@@ -31,10 +34,11 @@ var (
 	ledgerCPAge      = prometheus.NewDesc("gatehouse_ledger_checkpoint_age_seconds", "Seconds since this process last signed a checkpoint (absent until it has).", nil, nil)
 	ledgerVerified   = prometheus.NewDesc("gatehouse_ledger_last_verification_timestamp_seconds", "When the log last passed self-verification against its signed checkpoint (Unix time; absent until it has).", nil, nil)
 	ledgerVerifyFail = prometheus.NewDesc("gatehouse_ledger_verification_failures_total", "Self-verifications of the log that failed: the stored log does not match its checkpoint.", nil, nil)
+	sourceErrors     = prometheus.NewDesc("gatehouse_scrape_source_errors_total", "Scrapes that could not read a source (budgets, ledger) from the store; its metrics were left out.", []string{"source"}, nil)
 )
 
 func (c *scrapeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{budgetSpent, budgetReserved, budgetLimit, budgetPeriod, ledgerEntries, ledgerCPEntries, ledgerCPAge, ledgerVerified, ledgerVerifyFail} {
+	for _, d := range []*prometheus.Desc{budgetSpent, budgetReserved, budgetLimit, budgetPeriod, ledgerEntries, ledgerCPEntries, ledgerCPAge, ledgerVerified, ledgerVerifyFail, sourceErrors} {
 		ch <- d
 	}
 }
@@ -42,6 +46,7 @@ func (c *scrapeCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c *scrapeCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	defer c.collectErrors(ch)
 	if c.src.Budgets != nil {
 		sts, err := c.src.Budgets(ctx)
 		if err != nil {
@@ -75,8 +80,18 @@ func (c *scrapeCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
+func (c *scrapeCollector) collectErrors(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, s := range []string{"budgets", "ledger"} {
+		ch <- prometheus.MustNewConstMetric(sourceErrors, prometheus.CounterValue, float64(c.errors[s]), s)
+	}
+}
+
 func (c *scrapeCollector) failed(what string, err error) {
-	c.storeErrors.WithLabelValues("metrics").Inc()
+	c.mu.Lock()
+	c.errors[what]++
+	c.mu.Unlock()
 	if c.log != nil {
 		c.log.Warn("metrics: reading "+what+" failed; left out of this scrape", "err", err)
 	}

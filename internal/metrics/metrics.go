@@ -136,7 +136,7 @@ func New(opt Options, src Sources, log *slog.Logger) *Metrics {
 		m.reg.MustRegister(collectors.NewDBStatsCollector(src.DB, "gatehouse"))
 	}
 	if src.Budgets != nil || src.Ledger != nil {
-		m.reg.MustRegister(&scrapeCollector{src: src, log: log, storeErrors: m.storeErrors})
+		m.reg.MustRegister(&scrapeCollector{src: src, log: log, errors: map[string]int64{}})
 	}
 	return m
 }

@@ -254,7 +254,8 @@ func TestScrapeSurvivesFailingSources(t *testing.T) {
 	if f["gatehouse_ledger_entries"] != nil || f["gatehouse_budget_spent_usd"] != nil {
 		t.Fatal("metrics from a failing source were exported")
 	}
-	mustValue(t, f, "gatehouse_store_errors_total", map[string]string{"component": "metrics"}, 2)
+	mustValue(t, f, "gatehouse_scrape_source_errors_total", map[string]string{"source": "budgets"}, 1)
+	mustValue(t, f, "gatehouse_scrape_source_errors_total", map[string]string{"source": "ledger"}, 1)
 	// Never seen yet: absent rather than a misleading zero.
 	if f["gatehouse_ledger_checkpoint_age_seconds"] != nil {
 		t.Fatal("checkpoint age exported without a checkpoint")
