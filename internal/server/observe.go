@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/budget"
+	"github.com/gatehouse-gw/gatehouse/internal/console"
 	"github.com/gatehouse-gw/gatehouse/internal/metrics"
 	"github.com/gatehouse-gw/gatehouse/internal/proxy"
 	"github.com/gatehouse-gw/gatehouse/internal/telemetry"
@@ -34,10 +35,14 @@ func (s *Server) observer() proxy.Observer {
 	return proxy.MultiObserver(s.metrics, s.tracer.Observer())
 }
 
-// adminHandler adds GET /metrics to the admin API's handler.
+// adminHandler adds GET /metrics and the web console (/console/) to the
+// admin API's handler. The console calls the admin API in process.
 func (s *Server) adminHandler(adm http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", s.metrics.Handler())
+	con := console.New(console.Deps{API: adm, Log: s.log, Passkeys: s.webAuthn != nil, AbsoluteTimeout: s.cfg.SessionTTL.D()})
+	mux.Handle("/console/", con)
+	mux.Handle("GET /console", con)
 	mux.Handle("/", adm)
 	return mux
 }
