@@ -68,7 +68,9 @@ var funcs = template.FuncMap{
 func (h *Handler) routes() {
 	m := h.mux
 	m.HandleFunc("GET /console/{$}", h.authed(h.overview))
-	m.HandleFunc("GET /console", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/console/", http.StatusMovedPermanently) })
+	m.HandleFunc("GET /console", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/console/", http.StatusMovedPermanently)
+	})
 	m.HandleFunc("GET /console/login", h.loginPage)
 	m.HandleFunc("POST /console/login", h.login)
 	m.HandleFunc("POST /console/login/passkey/begin", h.passkeyLoginBegin)

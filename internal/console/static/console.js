@@ -65,7 +65,7 @@
       err.hidden = true;
       try {
         const begin = await post("/console/login/passkey/begin", { user: document.getElementById("user").value });
-        const pk = begin.options.publicKey;
+        const pk = begin.options.publicKey || begin.options;
         pk.challenge = b64u.dec(pk.challenge);
         (pk.allowCredentials || []).forEach((c) => (c.id = b64u.dec(c.id)));
         const cred = await navigator.credentials.get({ publicKey: pk });
@@ -84,7 +84,7 @@
       const status = document.getElementById("passkey-status");
       try {
         const begin = await post("/console/passkeys/register/begin");
-        const pk = begin.options.publicKey;
+        const pk = begin.options.publicKey || begin.options;
         pk.challenge = b64u.dec(pk.challenge);
         pk.user.id = b64u.dec(pk.user.id);
         (pk.excludeCredentials || []).forEach((c) => (c.id = b64u.dec(c.id)));
