@@ -25,6 +25,9 @@ type obj = map[string]any
 var funcs = template.FuncMap{
 	"usd": func(v any) string {
 		m, _ := v.(float64)
+		if m > 0 && m < 10_000 { // under a cent: show the micro-dollars
+			return fmt.Sprintf("$%.6f", m/1e6)
+		}
 		return fmt.Sprintf("$%.2f", m/1e6)
 	},
 	"pct": func(a, b any) int {
@@ -649,7 +652,8 @@ func (h *Handler) stepUpOr(w http.ResponseWriter, r *http.Request, s *session, e
 		}
 	}
 	sort.Slice(fields, func(i, j int) bool { return fields[i]["Name"].(string) < fields[j]["Name"].(string) })
-	h.render(w, http.StatusForbidden, "stepup.html", h.page(s, "", "Confirm it is you", obj{"Then": r.URL.Path, "Fields": fields, "Reason": ae.Message}))
+	h.render(w, http.StatusForbidden, "stepup.html", h.page(s, "", "Confirm it is you", obj{"Then": r.URL.Path, "Fields": fields,
+		"Reason": "This is a sensitive action: the policies ask for a second factor from the last few minutes."}))
 	return nil
 }
 

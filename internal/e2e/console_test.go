@@ -73,7 +73,7 @@ func artifacts(t *testing.T) string {
 
 func shot(t *testing.T, ctx context.Context, dir, name string) {
 	t.Helper()
-	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(90))
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100)) // 100: PNG
 	if err != nil {
 		t.Fatalf("screenshot %s: %v", name, err)
 	}
@@ -173,6 +173,10 @@ func TestConsoleInBrowser(t *testing.T) {
 		c.WebAuthn = config.WebAuthn{RPID: "localhost", Origins: []string{origin}}
 	}})
 	secret := enrolConsoleUser(t, f, "alice")
+	scope, team, period, limit, hard := "team", "research", "month", int64(5_000_000), true
+	if _, err := f.admin.CreateBudget(context.Background(), client.BudgetInput{Scope: &scope, ScopeID: &team, Period: &period, LimitMicros: &limit, Hard: &hard}); err != nil {
+		t.Fatal(err)
+	}
 	// Sensitive admin actions need a second factor at most 1s old (the
 	// built-in step_up_max_age policy, applied after the fixture's set-up).
 	cur, err := f.admin.Policies(context.Background())
@@ -345,6 +349,11 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Fatalf("after step-up: %q", shown)
 	}
 	shot(t, ctx, dir, "10-admin-key-after-step-up")
+	for range 3 {
+		chatRequestID(t, f.dataURL, f.key)
+	}
+	run(t, ctx, "overview after calls", chromedp.Navigate(origin+"/console/"), chromedp.WaitVisible(css(".bars")))
+	shot(t, ctx, dir, "11-overview") // docs/img/console.png
 
 	// Signing out ends the console session: pages ask to sign in again.
 	run(t, ctx, "sign out", chromedp.Navigate(origin+"/console/"), chromedp.WaitVisible(css(".who button")), chromedp.Click(css(".who button")),
