@@ -219,7 +219,7 @@ func (e *apiError) Error() string { return e.Message }
 // call performs an admin API request in process with the session's token and
 // decodes a JSON answer into out (when not nil).
 func (h *Handler) call(ctx context.Context, r *http.Request, s *session, method, path string, in, out any) error {
-	var body io.Reader
+	var body io.Reader = http.NoBody // a handler may read the body of any request
 	if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"path"
 	"slices"
 	"sort"
 	"strconv"
@@ -109,12 +110,15 @@ func (h *Handler) loginPage(w http.ResponseWriter, r *http.Request) {
 	h.render(w, 200, "login.html", page{Title: "Sign in", Passkeys: h.d.Passkeys, Data: obj{"Next": safeNext(r.URL.Query().Get("next"))}})
 }
 
-// safeNext keeps a post-sign-in redirect inside the console.
+// safeNext keeps a post-sign-in redirect inside the console: a path on this
+// site under /console/, never another host (//evil, /\\evil, https://…).
 func safeNext(n string) string {
-	if strings.HasPrefix(n, "/console/") && !strings.HasPrefix(n, "//") && !strings.Contains(n, "\\") {
-		return n
+	u, err := url.Parse(n)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || strings.ContainsAny(n, "\\\r\n") ||
+		!strings.HasPrefix(path.Clean(u.Path)+"/", "/console/") {
+		return "/console/"
 	}
-	return "/console/"
+	return u.RequestURI()
 }
 
 func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
