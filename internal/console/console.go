@@ -65,6 +65,9 @@ type Deps struct {
 	AbsoluteTimeout time.Duration
 	// Passkeys shows passkey sign-in and registration (webauthn configured).
 	Passkeys bool
+	// TrustProxyHeaders takes X-Forwarded-Proto: https from a TLS-terminating
+	// proxy in front of the admin listener as TLS (Secure cookies).
+	TrustProxyHeaders bool
 }
 
 // Handler serves the console under /console/.
@@ -128,8 +131,13 @@ func randomToken() string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-func cookieName(r *http.Request) string {
-	if r.TLS != nil {
+// secure reports whether the browser reached the console over TLS.
+func (h *Handler) secure(r *http.Request) bool {
+	return r.TLS != nil || (h.d.TrustProxyHeaders && r.Header.Get("X-Forwarded-Proto") == "https")
+}
+
+func (h *Handler) cookieName(r *http.Request) string {
+	if h.secure(r) {
 		return "__Host-gatehouse-console"
 	}
 	return "gatehouse-console"
@@ -141,15 +149,20 @@ func (h *Handler) startSession(w http.ResponseWriter, r *http.Request, token, us
 	id := randomToken()
 	now := h.d.Now()
 	h.mu.Lock()
+	for k, s := range h.sessions { // forget sessions that ended without a goodbye
+		if now.Sub(s.seen) >= h.d.IdleTimeout || now.Sub(s.created) >= h.d.AbsoluteTimeout {
+			delete(h.sessions, k)
+		}
+	}
 	h.sessions[id] = &session{token: token, csrf: randomToken(), user: user, principal: principal, created: now, seen: now}
 	h.mu.Unlock()
-	http.SetCookie(w, &http.Cookie{Name: cookieName(r), Value: id, Path: "/", HttpOnly: true, Secure: r.TLS != nil,
+	http.SetCookie(w, &http.Cookie{Name: h.cookieName(r), Value: id, Path: "/", HttpOnly: true, Secure: h.secure(r),
 		SameSite: http.SameSiteStrictMode, MaxAge: int(h.d.AbsoluteTimeout.Seconds())})
 }
 
 // current returns the request's live session, or nil; it ends expired ones.
 func (h *Handler) current(r *http.Request) *session {
-	c, err := r.Cookie(cookieName(r))
+	c, err := r.Cookie(h.cookieName(r))
 	if err != nil || c.Value == "" {
 		return nil
 	}
@@ -169,12 +182,12 @@ func (h *Handler) current(r *http.Request) *session {
 }
 
 func (h *Handler) endSession(w http.ResponseWriter, r *http.Request) {
-	if c, err := r.Cookie(cookieName(r)); err == nil {
+	if c, err := r.Cookie(h.cookieName(r)); err == nil {
 		h.mu.Lock()
 		delete(h.sessions, c.Value)
 		h.mu.Unlock()
 	}
-	http.SetCookie(w, &http.Cookie{Name: cookieName(r), Value: "", Path: "/", HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode, MaxAge: -1})
+	http.SetCookie(w, &http.Cookie{Name: h.cookieName(r), Value: "", Path: "/", HttpOnly: true, Secure: h.secure(r), SameSite: http.SameSiteStrictMode, MaxAge: -1})
 }
 
 // sameOrigin refuses cross-site state changes: the browser's Sec-Fetch-Site

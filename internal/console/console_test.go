@@ -298,6 +298,17 @@ func TestSecureCookieOverTLS(t *testing.T) {
 	}
 }
 
+func TestSecureCookieBehindTLSProxy(t *testing.T) {
+	for _, trust := range []bool{false, true} {
+		e := newEnv()
+		e.h.d.TrustProxyHeaders = trust
+		w := e.do("POST", "/console/login", url.Values{"user": {"a"}, "password": {"pw"}, "code": {"1"}}, nil, map[string]string{"X-Forwarded-Proto": "https"})
+		if c := w.Result().Cookies(); len(c) != 1 || c[0].Secure != trust {
+			t.Fatalf("trust %v: cookie %+v", trust, c)
+		}
+	}
+}
+
 func TestStepUpReplaysTheAction(t *testing.T) {
 	e := newEnv()
 	e.api.stepUp = true

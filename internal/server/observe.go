@@ -40,7 +40,8 @@ func (s *Server) observer() proxy.Observer {
 func (s *Server) adminHandler(adm http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", s.metrics.Handler())
-	con := console.New(console.Deps{API: adm, Log: s.log, Passkeys: s.webAuthn != nil, AbsoluteTimeout: s.cfg.SessionTTL.D()})
+	con := console.New(console.Deps{API: adm, Log: s.log, Passkeys: s.webAuthn != nil,
+		AbsoluteTimeout: min(s.cfg.SessionTTL.D(), 12*time.Hour), TrustProxyHeaders: s.cfg.TrustProxyHeaders})
 	mux.Handle("/console/", con)
 	mux.Handle("GET /console", con)
 	mux.Handle("/", adm)
