@@ -449,7 +449,7 @@ func (h *Handler) policies(w http.ResponseWriter, r *http.Request, s *session) e
 
 func (h *Handler) policyAction(w http.ResponseWriter, r *http.Request, s *session) error {
 	switch r.PathValue("action") {
-	case "validate", "apply":
+	case "validate", "apply", "whatif":
 		name := strings.TrimSpace(r.PostFormValue("file"))
 		if name == "" {
 			name = "policies.cedar"
@@ -464,6 +464,14 @@ func (h *Handler) policyAction(w http.ResponseWriter, r *http.Request, s *sessio
 			cur.Files = map[string]string{}
 		}
 		cur.Files[name] = r.PostFormValue("text")
+		if r.PathValue("action") == "whatif" {
+			var res obj
+			if err := h.call(r.Context(), r, s, "POST", "/v1/policies/whatif", obj{"files": cur.Files}, &res); err != nil {
+				return err
+			}
+			h.render(w, 200, "whatif.html", h.page(s, "policies", "What if", obj{"Result": res, "File": name, "Text": r.PostFormValue("text"), "Note": r.PostFormValue("note")}))
+			return nil
+		}
 		path := "/v1/policies/validate"
 		method := "POST"
 		if r.PathValue("action") == "apply" {

@@ -306,6 +306,19 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 	shot(t, ctx, dir, "06-log-proof")
 
+	// What-if: a candidate policy that forbids everything, replayed against
+	// the recorded calls, would deny them; nothing is applied.
+	run(t, ctx, "what if", chromedp.Navigate(origin+"/console/policies"), chromedp.WaitVisible(css("#policy-form")),
+		chromedp.SetValue(css("#p-file"), "what-if.cedar"), chromedp.SetValue(css("#p-text"), `@id("deny-everything") forbid (principal, action, resource);`),
+		chromedp.Click(css("#whatif")), chromedp.WaitVisible(css("#whatif-changes")))
+	if row := get(t, ctx, "what-if row", chromedp.Text(css("#whatif-changes tbody tr"))); !strings.Contains(row, "deny") || !strings.Contains(row, "deny-everything") {
+		t.Fatalf("what-if: %q", row)
+	}
+	shot(t, ctx, dir, "07-whatif")
+	if s, _ := chatWith(t, f.dataURL, "Bearer "+f.key, ""); s != 200 {
+		t.Fatalf("what-if applied the policy: %d", s)
+	}
+
 	for _, p := range []string{"people", "budgets", "usage", "policies", "findings", "providers"} {
 		run(t, ctx, p, chromedp.Navigate(origin+"/console/"+p), chromedp.WaitVisible(css("h1")))
 		if e := get(t, ctx, p+" errors", chromedp.Evaluate[int](`document.querySelectorAll(".error").length`)); e != 0 {
