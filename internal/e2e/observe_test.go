@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/openai/openai-go/v3/option"
 	dto "github.com/prometheus/client_model/go"
@@ -93,8 +94,7 @@ func TestMetricsEndpoint(t *testing.T) {
 	if _, _, status := scrape(t, f.gateway, "wrong-token-0123456789"); status != http.StatusUnauthorized {
 		t.Fatalf("scrape with a wrong token: %d", status)
 	}
-	fams, text, _ := scrape(t, f.gateway, token)
-	for _, c := range []struct {
+	checks := []struct {
 		name   string
 		labels map[string]string
 		check  func(float64) bool
@@ -113,10 +113,27 @@ func TestMetricsEndpoint(t *testing.T) {
 		{"gatehouse_ledger_entries", nil, func(v float64) bool { return v >= 4 }},
 		{"gatehouse_ledger_append_duration_seconds", map[string]string{"result": "ok"}, func(v float64) bool { return v >= 4 }},
 		{"go_sql_max_open_connections", map[string]string{"db_name": "gatehouse"}, func(v float64) bool { return v > 0 }},
-	} {
+	}
+	// A call is counted when its handler ends, just after the caller has the
+	// whole answer (the end record is written first), and a scrape may fall
+	// between two of its metrics: scrape until every check holds, or 5s.
+	var fams map[string]*dto.MetricFamily
+	var text string
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		fams, text, _ = scrape(t, f.gateway, token)
+		all := true
+		for _, c := range checks {
+			v, ok := series(fams, c.name, c.labels)
+			all = all && ok && c.check(v)
+		}
+		if all || time.Now().After(deadline) {
+			break
+		}
+	}
+	for _, c := range checks {
 		v, ok := series(fams, c.name, c.labels)
 		if !ok || !c.check(v) {
-			t.Errorf("%s%v = %v (present %v)", c.name, c.labels, v, ok)
+			t.Errorf("%s%v = %v (present %v)\n%s", c.name, c.labels, v, ok, grepLines(text, "gatehouse_requests_total", "first_token", "gatehouse_upstream_duration_seconds_count"))
 		}
 	}
 	for _, secret := range []string{upstreamKey, f.key, "budgets that hold"} {
@@ -174,4 +191,17 @@ func TestTracesEndToEnd(t *testing.T) {
 			}
 		}
 	}
+}
+
+func grepLines(text string, subs ...string) string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		for _, s := range subs {
+			if strings.Contains(l, s) && !strings.HasPrefix(l, "#") {
+				out = append(out, l)
+				break
+			}
+		}
+	}
+	return strings.Join(out, "\n")
 }
