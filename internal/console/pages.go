@@ -443,7 +443,12 @@ func (h *Handler) policies(w http.ResponseWriter, r *http.Request, s *session) e
 	for _, n := range names {
 		files = append(files, obj{"Name": n, "Text": cur.Files[n]})
 	}
-	h.render(w, 200, "policies.html", h.page(s, "policies", "Policies", obj{"Version": cur.Version, "Note": cur.Note, "Files": files, "History": history}))
+	edit := r.URL.Query().Get("file") // the file the form edits: ?file=, else the first
+	if _, ok := cur.Files[edit]; !ok && len(names) > 0 {
+		edit = names[0]
+	}
+	h.render(w, 200, "policies.html", h.page(s, "policies", "Policies", obj{"Version": cur.Version, "Note": cur.Note, "Files": files, "History": history,
+		"EditName": edit, "EditText": cur.Files[edit]}))
 	return nil
 }
 
