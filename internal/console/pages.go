@@ -281,11 +281,7 @@ func (h *Handler) keys(w http.ResponseWriter, r *http.Request, s *session) error
 }
 
 func splitList(s string) []string {
-	var out []string
-	for _, f := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' || r == '\n' }) {
-		out = append(out, f)
-	}
-	return out
+	return strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' || r == '\n' || r == '\r' })
 }
 
 func (h *Handler) createKey(w http.ResponseWriter, r *http.Request, s *session) error {
