@@ -365,3 +365,23 @@ func TestCSVSafe(t *testing.T) {
 		}
 	}
 }
+
+// FuzzSafeNext: whatever a sign-in link carries, the redirect after sign-in
+// stays on this site, under /console/.
+func FuzzSafeNext(f *testing.F) {
+	for _, s := range []string{"/console/keys?x=1", "//evil.test", "/console/../v1", "https://e/console/", "/\\e", "/console/%2e%2e/x", "/console/\t/x"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, next string) {
+		got := safeNext(next)
+		u, err := url.Parse(got)
+		if err != nil || u.Scheme != "" || u.Host != "" || !strings.HasPrefix(got, "/console/") || strings.HasPrefix(got, "//") || strings.ContainsAny(got, "\\\r\n") {
+			t.Fatalf("safeNext(%q) = %q", next, got)
+		}
+		// What a browser does with it: resolve against the console's origin.
+		base, _ := url.Parse("https://gatehouse.test/console/login")
+		if r := base.ResolveReference(u); r.Host != "gatehouse.test" || !strings.HasPrefix(r.Path, "/console/") {
+			t.Fatalf("safeNext(%q) = %q resolves to %s", next, got, r)
+		}
+	})
+}

@@ -115,7 +115,7 @@ func (h *Handler) loginPage(w http.ResponseWriter, r *http.Request) {
 func safeNext(n string) string {
 	u, err := url.Parse(n)
 	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || strings.ContainsAny(n, "\\\r\n") ||
-		!strings.HasPrefix(path.Clean(u.Path)+"/", "/console/") {
+		!strings.HasPrefix(u.Path, "/console/") || !strings.HasPrefix(path.Clean(u.Path)+"/", "/console/") {
 		return "/console/"
 	}
 	return u.RequestURI()
