@@ -385,3 +385,57 @@ func FuzzSafeNext(f *testing.F) {
 		}
 	})
 }
+
+// TestUpstreamKeyNeverShown: adding a provider key, with or without the
+// step-up it needs, never puts the key into a page.
+func TestUpstreamKeyNeverShown(t *testing.T) {
+	e := newEnv()
+	api := &providerAPI{fakeAPI: e.api}
+	e.h.d.API = api
+	c, csrf := e.signIn(t)
+	const upstream = "sk-upstream-NEVER-SHOWN-0123456789"
+	for _, tc := range []struct {
+		code   string
+		status int
+	}{{"", http.StatusForbidden}, {"999999", http.StatusUnauthorized}, {"123456", http.StatusSeeOther}} {
+		w := e.do("POST", "/console/providers/prv_1/keys", url.Values{"csrf": {csrf}, "upstream_key": {upstream}, "code": {tc.code}}, c, nil)
+		if w.Code != tc.status || strings.Contains(w.Body.String(), upstream) {
+			t.Fatalf("code %q: %d (key in the page: %v)", tc.code, w.Code, strings.Contains(w.Body.String(), upstream))
+		}
+	}
+	if api.added != upstream {
+		t.Fatalf("the admin API got %q", api.added)
+	}
+	if w := e.do("GET", "/console/providers", nil, c, nil); w.Code != 200 || strings.Contains(w.Body.String(), upstream) || !strings.Contains(w.Body.String(), "upk_1") {
+		t.Fatalf("providers page: %d", w.Code)
+	}
+}
+
+// providerAPI adds providers to fakeAPI: adding a key needs a step-up.
+type providerAPI struct {
+	*fakeAPI
+	added string
+}
+
+func (p *providerAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch r.Method + " " + r.URL.Path {
+	case "GET /v1/providers":
+		w.Write([]byte(`{"data":[{"id":"prv_1","name":"openai","type":"openai","base_url":"https://api.openai.com/v1","models":["gpt-*"],"keys":[{"id":"upk_1","created_at":"2026-11-30T09:00:00Z"}]}]}`))
+	case "POST /v1/providers/prv_1/keys":
+		p.mu.Lock()
+		ok := p.steppedUp
+		p.mu.Unlock()
+		if !ok {
+			w.WriteHeader(403)
+			w.Write([]byte(`{"error":{"code":"step_up_required","message":"providers.update needs a second factor"}}`))
+			return
+		}
+		var in map[string]string
+		json.NewDecoder(r.Body).Decode(&in)
+		p.added = in["key"]
+		w.WriteHeader(201)
+		w.Write([]byte(`{"id":"upk_2"}`))
+	default:
+		p.fakeAPI.ServeHTTP(w, r)
+	}
+}

@@ -91,6 +91,8 @@ func (h *Handler) routes() {
 	m.HandleFunc("GET /console/log", h.authed(h.logPage))
 	m.HandleFunc("GET /console/findings", h.authed(h.findings))
 	m.HandleFunc("GET /console/providers", h.authed(h.providers))
+	m.HandleFunc("POST /console/providers/{id}/keys", h.authed(h.addUpstreamKey))
+	m.HandleFunc("POST /console/providers/{id}/keys/{key}/delete", h.authed(h.deleteUpstreamKey))
 	m.HandleFunc("GET /console/account", h.authed(h.account))
 	m.HandleFunc("POST /console/passkeys/register/begin", h.authed(h.passkeyRegisterBegin))
 	m.HandleFunc("POST /console/passkeys/register/finish/{ceremony}", h.authed(h.passkeyRegisterFinish))
@@ -593,21 +595,58 @@ func (h *Handler) findings(w http.ResponseWriter, r *http.Request, s *session) e
 }
 
 func (h *Handler) providers(w http.ResponseWriter, r *http.Request, s *session) error {
+	return h.providersWith(w, r, s, 200, "")
+}
+
+func (h *Handler) providersWith(w http.ResponseWriter, r *http.Request, s *session, status int, problem string) error {
 	ps, err := h.list(r, s, "/v1/providers")
 	if err != nil {
 		return err
 	}
-	for _, p := range ps { // never display keys: only how many, and their ids
+	for _, p := range ps { // never display keys: their ids and ages only (the API sends no more)
 		keys, _ := p["keys"].([]any)
-		var ids []string
+		var view []obj
 		for _, k := range keys {
 			if m, ok := k.(obj); ok {
-				ids = append(ids, fmt.Sprint(m["id"]))
+				view = append(view, obj{"id": m["id"], "created_at": m["created_at"]})
 			}
 		}
-		p["keys"], p["key_ids"] = len(keys), strings.Join(ids, ", ")
+		p["keys"] = view
 	}
-	h.render(w, 200, "providers.html", h.page(s, "providers", "Providers", obj{"Providers": ps}))
+	pg := h.page(s, "providers", "Providers", obj{"Providers": ps})
+	pg.Error = problem
+	h.render(w, status, "providers.html", pg)
+	return nil
+}
+
+// addUpstreamKey adds a provider key. The key is never rendered back, not
+// even into a step-up prompt: a code given with the form steps up first, and
+// without one a refused request asks for the key and the code again.
+func (h *Handler) addUpstreamKey(w http.ResponseWriter, r *http.Request, s *session) error {
+	id := url.PathEscape(r.PathValue("id"))
+	if code := strings.TrimSpace(r.PostFormValue("code")); code != "" {
+		if err := h.call(r.Context(), r, s, "POST", "/v1/auth/step-up", obj{"code": code}, nil); err != nil {
+			return h.providersWith(w, r, s, http.StatusUnauthorized, "The authenticator code was wrong or already used; the key was not added.")
+		}
+	}
+	err := h.call(r.Context(), r, s, "POST", "/v1/providers/"+id+"/keys", obj{"key": r.PostFormValue("upstream_key")}, nil)
+	var ae *apiError
+	switch {
+	case errors.As(err, &ae) && ae.Code == "step_up_required":
+		return h.providersWith(w, r, s, http.StatusForbidden, "Adding an upstream key needs a recent second factor: enter the key again with your authenticator code.")
+	case err != nil:
+		return err
+	}
+	http.Redirect(w, r, "/console/providers", http.StatusSeeOther)
+	return nil
+}
+
+func (h *Handler) deleteUpstreamKey(w http.ResponseWriter, r *http.Request, s *session) error {
+	path := "/v1/providers/" + url.PathEscape(r.PathValue("id")) + "/keys/" + url.PathEscape(r.PathValue("key"))
+	if err := h.call(r.Context(), r, s, "DELETE", path, nil, nil); err != nil {
+		return h.stepUpOr(w, r, s, err)
+	}
+	http.Redirect(w, r, "/console/providers", http.StatusSeeOther)
 	return nil
 }
 
