@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/gatehouse-gw/gatehouse/client"
+	"github.com/gatehouse-gw/gatehouse/internal/provider/sim"
 	"github.com/gatehouse-gw/gatehouse/internal/telemetry/otlptest"
 )
 
@@ -204,4 +205,83 @@ func grepLines(text string, subs ...string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// TestMetricsAtEveryEnd: calls that end badly are observed too: an upstream
+// failure (502, with its upstream time), a stream cut by the upstream (502
+// after its first token), a caller that hangs up mid-stream (499), and a
+// budget refusal (429), each exactly once.
+func TestMetricsAtEveryEnd(t *testing.T) {
+	f := newFixture(t, gwOptions{})
+	ctx := context.Background()
+	oc := f.openai(f.key)
+
+	f.up.SetFault(sim.Fault{Status: 503})
+	oc.Chat.Completions.New(ctx, chatParams("gpt-4o", 5))
+	f.up.SetFault(sim.Fault{CutAfter: 2})
+	st := oc.Chat.Completions.NewStreaming(ctx, chatParams("gpt-4o", 50))
+	for st.Next() {
+	}
+	f.up.SetFault(sim.Fault{ChunkDelay: 100 * time.Millisecond})
+	cctx, cancel := context.WithCancel(ctx)
+	st = oc.Chat.Completions.NewStreaming(cctx, chatParams("gpt-4o", 200))
+	st.Next()
+	st.Next()
+	cancel()
+	for st.Next() {
+	}
+	f.up.SetFault(sim.Fault{})
+	scope, period, limit, hard := "key", "month", int64(1), true
+	if _, err := f.admin.CreateBudget(ctx, client.BudgetInput{Scope: &scope, ScopeID: &f.keyID, Period: &period, LimitMicros: &limit, Hard: &hard}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := oc.Chat.Completions.New(ctx, chatParams("gpt-4o", 5)); err == nil {
+		t.Fatal("a call over a hard budget of one micro-dollar went through")
+	}
+
+	checks := map[string]func(map[string]*dto.MetricFamily) bool{
+		"one 502 per upstream failure and cut stream": func(m map[string]*dto.MetricFamily) bool {
+			v, _ := series(m, "gatehouse_requests_total", map[string]string{"status": "502"})
+			return v == 2
+		},
+		"one 499 for the caller that hung up": func(m map[string]*dto.MetricFamily) bool {
+			v, _ := series(m, "gatehouse_requests_total", map[string]string{"status": "499"})
+			return v == 1
+		},
+		"one budget refusal": func(m map[string]*dto.MetricFamily) bool {
+			v, _ := series(m, "gatehouse_budget_denials_total", map[string]string{"endpoint": "chat"})
+			return v == 1
+		},
+		"upstream time for the three that went upstream": func(m map[string]*dto.MetricFamily) bool {
+			v, _ := series(m, "gatehouse_upstream_duration_seconds", map[string]string{"provider": "fake-openai"})
+			return v == 3
+		},
+		"first token for the two streams": func(m map[string]*dto.MetricFamily) bool {
+			v, _ := series(m, "gatehouse_time_to_first_token_seconds", map[string]string{"model": "gpt-4o"})
+			return v == 2
+		},
+		"every call timed once": func(m map[string]*dto.MetricFamily) bool {
+			var n float64
+			for _, s := range m["gatehouse_request_duration_seconds"].GetMetric() {
+				n += float64(s.GetHistogram().GetSampleCount())
+			}
+			return n == 4
+		},
+	}
+	var fams map[string]*dto.MetricFamily
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		fams, _, _ = scrape(t, f.gateway, "")
+		all := true
+		for _, ok := range checks {
+			all = all && ok(fams)
+		}
+		if all || time.Now().After(deadline) {
+			break
+		}
+	}
+	for name, ok := range checks {
+		if !ok(fams) {
+			t.Errorf("%s: no", name)
+		}
+	}
 }
