@@ -257,6 +257,12 @@ type Key struct {
 	RotatedAt      *time.Time `json:"rotated_at,omitempty"`
 	MFARequired    bool       `json:"mfa_required,omitempty"`
 	Version        int64      `json:"version"`
+	// State is what the data plane enforces now: active, expired, revoked or
+	// suspended (an expired maximum key age included).
+	State string `json:"state,omitempty"`
+	// EffectiveExpiresAt is when the key stops working, the maximum key age
+	// of its organisation and team included; nil: never.
+	EffectiveExpiresAt *time.Time `json:"effective_expires_at,omitempty"`
 }
 
 // CreatedKey is a new key with its secret, which is shown this once.

@@ -131,7 +131,7 @@ type Deps struct {
 // Handler serves the admin API.
 type Handler struct {
 	d   Deps
-	mux *http.ServeMux
+	mux *routeMux
 }
 
 // New returns the admin API handler.
@@ -145,7 +145,7 @@ func New(d Deps) *Handler {
 	if d.ForgetKey == nil {
 		d.ForgetKey = func(string) {}
 	}
-	h := &Handler{d: d, mux: http.NewServeMux()}
+	h := &Handler{d: d, mux: newRouteMux()}
 	h.routes()
 	return h
 }

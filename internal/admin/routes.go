@@ -396,13 +396,13 @@ func (h *Handler) listKeys(w http.ResponseWriter, r *http.Request, _ vkey.Key) e
 	if err != nil {
 		return err
 	}
-	writeJSON(w, 200, list(ks))
+	writeJSON(w, 200, list(h.views(ks)))
 	return nil
 }
 
 // CreatedKey is a key with its secret, returned once.
 type CreatedKey struct {
-	vkey.Key
+	KeyView
 	Secret string `json:"key"`
 }
 
@@ -490,7 +490,7 @@ func (h *Handler) createKey(w http.ResponseWriter, r *http.Request, who vkey.Key
 		return err
 	}
 	w.Header().Set("Cache-Control", "no-store")
-	writeVersioned(w, http.StatusCreated, k.Version, CreatedKey{Key: k, Secret: secret.Reveal()})
+	writeVersioned(w, http.StatusCreated, k.Version, CreatedKey{KeyView: h.view(k), Secret: secret.Reveal()})
 	return nil
 }
 
@@ -499,7 +499,7 @@ func (h *Handler) getKey(w http.ResponseWriter, r *http.Request, _ vkey.Key) err
 	if err != nil {
 		return err
 	}
-	writeVersioned(w, 200, k.Version, k)
+	writeVersioned(w, 200, k.Version, h.view(k))
 	return nil
 }
 
@@ -516,7 +516,7 @@ func (h *Handler) revokeKey(w http.ResponseWriter, r *http.Request, who vkey.Key
 	h.d.Verifier.Forget(id)
 	h.d.ForgetKey(id)
 	h.d.Log.Info("key revoked", "key_id", id, "by", who.ID)
-	writeVersioned(w, 200, k.Version, k)
+	writeVersioned(w, 200, k.Version, h.view(k))
 	return nil
 }
 
@@ -556,7 +556,7 @@ func (h *Handler) rotateKey(w http.ResponseWriter, r *http.Request, who vkey.Key
 	h.d.Verifier.Forget(k.ID)
 	h.d.Log.Warn("key rotated", "key_id", k.ID, "grace", grace.String(), "by", who.ID)
 	w.Header().Set("Cache-Control", "no-store")
-	writeVersioned(w, http.StatusOK, k.Version, CreatedKey{Key: k, Secret: secret.Reveal()})
+	writeVersioned(w, http.StatusOK, k.Version, CreatedKey{KeyView: h.view(k), Secret: secret.Reveal()})
 	return nil
 }
 
@@ -617,7 +617,7 @@ func (h *Handler) reinstateKey(w http.ResponseWriter, r *http.Request, who vkey.
 		h.d.ResetBreaker(id)
 	}
 	h.d.Log.Warn("key reinstated", "key_id", id, "by", who.ID)
-	writeVersioned(w, 200, k.Version, k)
+	writeVersioned(w, 200, k.Version, h.view(k))
 	return nil
 }
 

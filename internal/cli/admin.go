@@ -19,7 +19,19 @@ func fmtTime(t *time.Time) string {
 	return t.Local().Format("2006-01-02 15:04")
 }
 
+// effectiveExpiry is when k stops working as the server computes it (the
+// maximum key age included), or its own expiry from an older server.
+func effectiveExpiry(k client.Key) *time.Time {
+	if k.EffectiveExpiresAt != nil {
+		return k.EffectiveExpiresAt
+	}
+	return k.ExpiresAt
+}
+
 func keyState(k client.Key) string {
+	if k.State != "" { // the server's effective state: the maximum key age included
+		return k.State
+	}
 	now := time.Now()
 	switch {
 	case k.RevokedAt != nil && !now.Before(*k.RevokedAt):
@@ -99,7 +111,7 @@ Example:
 				}
 				rows := [][]string{}
 				for _, k := range ks {
-					rows = append(rows, []string{k.ID, k.Kind, orDash(k.Name), k.Hint, k.PrincipalID, keyState(k), fmtTime(k.ExpiresAt), fmtTime(k.LastUsedAt)})
+					rows = append(rows, []string{k.ID, k.Kind, orDash(k.Name), k.Hint, k.PrincipalID, keyState(k), fmtTime(effectiveExpiry(k)), fmtTime(k.LastUsedAt)})
 				}
 				table(e.Stdout, []string{"ID", "KIND", "NAME", "HINT", "PRINCIPAL", "STATE", "EXPIRES", "LAST USED"}, rows)
 				return nil
@@ -175,7 +187,7 @@ func showKey(w io.Writer, k client.Key) {
 		k.ID, k.Kind, orDash(k.Name), k.Hint, k.PrincipalID, orDash(k.TeamID), keyState(k))
 	fmt.Fprintf(w, "Models:      %s\nEndpoints:   %s\nSource:      %s\n", all(k.Scope.Models), all(k.Scope.Endpoints), all(k.Scope.CIDRs))
 	fmt.Fprintf(w, "Created:     %s\nExpires:     %s\nRevoked:     %s\nLast used:   %s\n",
-		fmtTime(&k.CreatedAt), fmtTime(k.ExpiresAt), fmtTime(k.RevokedAt), fmtTime(k.LastUsedAt))
+		fmtTime(&k.CreatedAt), fmtTime(effectiveExpiry(k)), fmtTime(k.RevokedAt), fmtTime(k.LastUsedAt))
 	if k.SuspendedAt != nil {
 		fmt.Fprintf(w, "Suspended:   %s (%s)\n", fmtTime(k.SuspendedAt), k.SuspendReason)
 	}

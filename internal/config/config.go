@@ -85,6 +85,10 @@ type Config struct {
 	// Audit configures findings, their schedule, reports and secret scanning (package audit).
 	Audit audit.Config `yaml:"audit"`
 
+	// Metrics and Telemetry configure /metrics and traces (observability.go).
+	Metrics   Metrics   `yaml:"metrics"`
+	Telemetry Telemetry `yaml:"telemetry"`
+
 	LogLevel  string `yaml:"log_level"`  // debug, info, warn, error
 	LogFormat string `yaml:"log_format"` // text or json
 }
@@ -125,6 +129,7 @@ type Ledger struct {
 	CheckpointInterval Duration `yaml:"checkpoint_interval"` // how often a growing log is signed
 	ExportFile         string   `yaml:"export_file"`         // append every record as a JSON line here (SIEM)
 	ExportWebhook      string   `yaml:"export_webhook"`      // POST records (JSON lines, signed like alerts) here
+	VerifyInterval     Duration `yaml:"verify_interval"`     // how often the gateway verifies its own log against the checkpoint; 0: never
 }
 
 // Breaker configures the spend-velocity breaker (package breaker).
@@ -178,7 +183,7 @@ func Default() Config {
 		SessionTTL:             Duration(12 * time.Hour),
 		Login:                  DefaultLogin(),
 		Keys:                   Keys{ExpiryWarning: Duration(7 * 24 * time.Hour), CheckInterval: Duration(time.Hour)},
-		Ledger:                 Ledger{Origin: "gatehouse.local/log", CheckpointInterval: Duration(time.Second)},
+		Ledger:                 Ledger{Origin: "gatehouse.local/log", CheckpointInterval: Duration(time.Second), VerifyInterval: Duration(time.Hour)},
 		Store:                  DefaultStore,
 		Breaker:                Breaker{Enabled: true, Window: Duration(5 * time.Minute), Ceiling: "5.00", BaselineMultiple: 10, MinSpend: "1.00"},
 		Audit:                  audit.DefaultConfig(),
@@ -226,6 +231,7 @@ var Env = []struct{ Name, Help string }{
 	{"GATEHOUSE_REDIS_URL", "redis://host:port/db for rate limits shared by replicas"},
 	{"GATEHOUSE_ALERT_WEBHOOK_SECRET", "HMAC secret that signs alert webhooks"},
 	{"GATEHOUSE_TRUSTED_PROXIES", "comma-separated CIDRs of the proxies in front of the gateway (with trust_proxy_headers)"},
+	{"GATEHOUSE_METRICS_TOKEN", "bearer token a /metrics scrape must present (wins over metrics.token_file)"},
 }
 
 // LoadEnv overlays GATEHOUSE_* variables onto c.
@@ -318,6 +324,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Ledger.Origin == "" || strings.ContainsAny(c.Ledger.Origin, " +\n\t") {
 		errs = append(errs, fmt.Errorf("ledger.origin %q: want a name without spaces or '+', e.g. gatehouse.example.com/log", c.Ledger.Origin))
+	}
+	if c.Ledger.VerifyInterval < 0 {
+		errs = append(errs, errors.New("ledger.verify_interval must not be negative (0: off)"))
 	}
 	if c.Ledger.CheckpointInterval <= 0 {
 		errs = append(errs, errors.New("ledger.checkpoint_interval must be positive"))

@@ -26,6 +26,21 @@ const TileHeight = 8
 //	/log/find/<request id>        the indexes of a request's records (JSON)
 func (l *Log) Handler() http.Handler {
 	mux := http.NewServeMux()
+	l.routes(mux.HandleFunc)
+	return mux
+}
+
+// Routes returns the patterns Handler serves (for the OpenAPI document's test).
+func Routes() []string {
+	var out []string
+	(&Log{}).routes(func(p string, _ func(http.ResponseWriter, *http.Request)) { out = append(out, p) })
+	return out
+}
+
+func (l *Log) routes(handle func(string, func(http.ResponseWriter, *http.Request))) {
+	mux := struct {
+		HandleFunc func(string, func(http.ResponseWriter, *http.Request))
+	}{handle}
 	mux.HandleFunc("GET /log/checkpoint", l.serveCheckpoint)
 	mux.HandleFunc("GET /log/key", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -43,7 +58,6 @@ func (l *Log) Handler() http.Handler {
 	})
 	mux.HandleFunc("GET /log/proof/{index}", l.serveProof)
 	mux.HandleFunc("GET /log/find/{request}", l.serveFind)
-	return mux
 }
 
 func (l *Log) serveCheckpoint(w http.ResponseWriter, r *http.Request) {

@@ -95,6 +95,8 @@ type Log struct {
 
 	// Sink, when set, receives every committed record (exports).
 	Sink func(data []byte)
+
+	stats stats
 }
 
 type pending struct {
@@ -191,7 +193,9 @@ func (l *Log) SetInstance(id func() string) { l.instance = id }
 // refuse. A closing entry
 // that cannot be written now returns ErrDeferred and is retried by Run; one
 // whose request is already closed returns ErrAlreadyClosed.
-func (l *Log) Append(ctx context.Context, e Entry) (int64, error) {
+func (l *Log) Append(ctx context.Context, e Entry) (idx int64, err error) {
+	start := l.now()
+	defer func() { l.observeAppend(start, err) }()
 	if len(e.Data) > MaxEntrySize {
 		return 0, fmt.Errorf("%w: record of %d bytes", ErrUnavailable, len(e.Data))
 	}
@@ -525,7 +529,11 @@ func (l *Log) signCheckpoint(ctx context.Context, force bool) error {
 	if err != nil {
 		return err
 	}
-	return l.store.LedgerSaveCheckpoint(ctx, size, signed)
+	if err := l.store.LedgerSaveCheckpoint(ctx, size, signed); err != nil {
+		return err
+	}
+	l.markSigned()
+	return nil
 }
 
 // Recover closes calls whose start record has no end: all of other instances'

@@ -40,6 +40,7 @@ func (h *Handler) call(ep provider.Endpoint) http.HandlerFunc {
 	}
 	return func(w http.ResponseWriter, r *http.Request) {
 		start := h.now()
+		r, ob := h.observe(r, ep.Name, start)
 		rec := &usage.Record{ID: httpx.RequestID(r.Context()), Time: start.UTC(), Endpoint: ep.Name}
 		ended := false
 		defer h.recordPanic(r, rec, start, &ended)
@@ -63,14 +64,17 @@ func (h *Handler) call(ep provider.Endpoint) http.HandlerFunc {
 			retryAdvice(err)
 			httpx.Render(w, r, h.log, flavor, err)
 		}
+		tripped := false
 		if rec.KeyID != "" { // authenticated calls only: nothing to attribute otherwise
 			ended = true
 			h.writeEnd(r, rec)
 			h.record(r.Context(), rec)
 			if h.breaker != nil && h.breaker.Observe(r.Context(), rec.KeyID, rec.CostMicros) {
+				tripped = true
 				h.log.Warn("spend-velocity breaker tripped; key suspended", "key_id", rec.KeyID, "request_id", rec.ID)
 			}
 		}
+		ob.end(r.Context(), rec, tripped)
 	}
 }
 
@@ -118,8 +122,11 @@ func (h *Handler) serveCall(w http.ResponseWriter, r *http.Request, ep provider.
 	// Policy: both the key's scope (above) and a policy must allow.
 	capOut, _ := h.maxOutput(ep, call, price)
 	worstCost := worstOf(ep, call, body, price, capOut).cost
+	ob := observationOf(r.Context())
+	_, endPolicy := ob.phase(r.Context(), PhasePolicy)
 	pd := h.decide(r, caller, snap, ep.Name, call.Model, up.Name, call, worstCost)
 	rec.Reasons = pd.Reasons
+	endPolicy(nil)
 	if !pd.Allow {
 		return policyDenied(pd)
 	}
@@ -139,10 +146,15 @@ func (h *Handler) serveCall(w http.ResponseWriter, r *http.Request, ep provider.
 	}
 
 	// Budgets: hold the worst case before anything goes upstream; settle after.
+	_, endReserve := ob.phase(r.Context(), PhaseReserve)
 	hold, worst, body, err := h.reserve(r.Context(), ep, &call, body,
 		budget.Call{KeyID: caller.Key.ID, PrincipalID: caller.Principal.ID, TeamID: rec.TeamID, Model: call.Model}, price, priced, rec.ID)
+	endReserve(err)
 	if err != nil {
 		return err
+	}
+	if hold != nil {
+		ob.hold(hold.Amount())
 	}
 	defer func() {
 		// Charged ≥ billed: what the call is charged, held or not.
@@ -167,12 +179,17 @@ func (h *Handler) serveCall(w http.ResponseWriter, r *http.Request, ep provider.
 
 	// Write-ahead: the start record is durable before anything goes upstream;
 	// if it cannot be written, the call fails closed.
-	if err := h.writeStart(r, rec, upBody); err != nil { // the hash of the bytes the upstream gets
+	_, endLedger := ob.phase(r.Context(), PhaseLedger)
+	err = h.writeStart(r, rec, upBody) // the hash of the bytes the upstream gets
+	endLedger(err)
+	if err != nil {
 		return err
 	}
 
 	ctx, cancel := context.WithTimeout(r.Context(), h.opt.UpstreamTimeout)
 	defer cancel()
+	ctx, endUpstream := ob.phase(ctx, PhaseUpstream)
+	defer func() { endUpstream(err) }()
 	resp, err := h.roundTrip(r.WithContext(ctx), up, ep, upBody, &out.sent)
 	if err != nil {
 		return h.upstreamFailure(r, err)
@@ -376,6 +393,7 @@ func (h *Handler) roundTrip(r *http.Request, up *provider.Upstream, ep provider.
 		if err != nil {
 			return nil, err
 		}
+		observationOf(r.Context()).inject(r.Context(), req.Header)
 		var wrote atomic.Bool
 		req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
 			WroteRequest: func(info httptrace.WroteRequestInfo) { wrote.Store(info.Err == nil) },
@@ -516,6 +534,7 @@ func (h *Handler) relayStream(w http.ResponseWriter, r *http.Request, ctx contex
 		if !meter.Observe(ev) {
 			continue
 		}
+		observationOf(r.Context()).firstEvent()
 		if _, err := w.Write(ev.Raw); err != nil {
 			rec.Status, rec.ErrorCode = statusClientClosed, "client_closed"
 			cancel()

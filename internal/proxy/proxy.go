@@ -106,6 +106,7 @@ type Deps struct {
 	Log      *slog.Logger
 	// Denied traces refused credentials in the ledger (package denylog); may be nil.
 	Denied DeniedRecorder
+	Observer Observer // metrics and traces (observe.go); nil: none
 }
 
 // Options configures a Handler. Zero durations and sizes take the defaults.
@@ -140,6 +141,7 @@ type Handler struct {
 	budgets  Budgets
 	breaker  Breaker
 	alerts   Alerter
+	observer Observer
 	log      *slog.Logger
 	opt      Options
 	now      func() time.Time
@@ -165,7 +167,7 @@ func New(d Deps, opt Options) *Handler {
 	if opt.DefaultMaxOutput <= 0 {
 		opt.DefaultMaxOutput = 32768
 	}
-	h := &Handler{zone: time.UTC, snapshot: d.Snapshot, auth: d.Auth, rec: d.Usage, ledger: d.Ledger, tokens: d.Tokens, limiter: d.Limiter, budgets: d.Budgets, breaker: d.Breaker, alerts: d.Alerts, log: d.Log, opt: opt, now: time.Now, mux: http.NewServeMux()}
+	h := &Handler{zone: time.UTC, snapshot: d.Snapshot, auth: d.Auth, rec: d.Usage, ledger: d.Ledger, tokens: d.Tokens, limiter: d.Limiter, budgets: d.Budgets, breaker: d.Breaker, alerts: d.Alerts, observer: d.Observer, log: d.Log, opt: opt, now: time.Now, mux: http.NewServeMux()}
 	for _, ep := range []provider.Endpoint{provider.Chat, provider.Completions, provider.Embeddings, provider.Responses, provider.Messages, provider.CountTokens} {
 		h.mux.HandleFunc("POST /v1"+strings.TrimPrefix(ep.Path, "/v1"), h.call(ep))
 	}

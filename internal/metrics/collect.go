@@ -1,0 +1,98 @@
+package metrics
+
+import (
+	"context"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// scrapeCollector reads budgets and the ledger at scrape time, each with a
+// short deadline, so a slow store delays a scrape but never hangs it. A
+// source that fails is left out of that scrape and counted in
+// gatehouse_scrape_source_errors_total{source}.
+type scrapeCollector struct {
+	src Sources
+	log *slog.Logger
+
+	mu     sync.Mutex
+	errors map[string]int64
+}
+
+var (
+	budgetLabels   = []string{"budget", "scope", "scope_id", "period", "hard"}
+	budgetSpent    = prometheus.NewDesc("gatehouse_budget_spent_usd", "Spend charged to a budget in its current period, in US dollars.", budgetLabels, nil)
+	budgetReserved = prometheus.NewDesc("gatehouse_budget_reserved_usd", "Holds on a budget for calls in flight, in US dollars.", budgetLabels, nil)
+	budgetLimit    = prometheus.NewDesc("gatehouse_budget_limit_usd", "A budget's limit per period, in US dollars.", budgetLabels, nil)
+	budgetPeriod   = prometheus.NewDesc("gatehouse_budget_period_end_timestamp_seconds", "When a budget's current period ends (Unix time).", budgetLabels, nil)
+
+	ledgerEntries    = prometheus.NewDesc("gatehouse_ledger_entries", "Records in the tamper-evident log.", nil, nil)
+	ledgerCPEntries  = prometheus.NewDesc("gatehouse_ledger_checkpoint_entries", "Records covered by the latest signed checkpoint.", nil, nil)
+	ledgerCPAge      = prometheus.NewDesc("gatehouse_ledger_checkpoint_age_seconds", "Seconds since this process last signed a checkpoint (absent until it has).", nil, nil)
+	ledgerVerified   = prometheus.NewDesc("gatehouse_ledger_last_verification_timestamp_seconds", "When the log last passed self-verification against its signed checkpoint (Unix time; absent until it has).", nil, nil)
+	ledgerVerifyFail = prometheus.NewDesc("gatehouse_ledger_verification_failures_total", "Self-verifications of the log that failed: the stored log does not match its checkpoint.", nil, nil)
+	sourceErrors     = prometheus.NewDesc("gatehouse_scrape_source_errors_total", "Scrapes that could not read a source (budgets, ledger) from the store; its metrics were left out.", []string{"source"}, nil)
+)
+
+func (c *scrapeCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{budgetSpent, budgetReserved, budgetLimit, budgetPeriod, ledgerEntries, ledgerCPEntries, ledgerCPAge, ledgerVerified, ledgerVerifyFail, sourceErrors} {
+		ch <- d
+	}
+}
+
+func (c *scrapeCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	defer c.collectErrors(ch)
+	if c.src.Budgets != nil {
+		sts, err := c.src.Budgets(ctx)
+		if err != nil {
+			c.failed("budgets", err)
+		}
+		for _, s := range sts {
+			lv := []string{s.ID, string(s.Scope), s.ScopeID, string(s.Period), strconv.FormatBool(s.Hard)}
+			ch <- prometheus.MustNewConstMetric(budgetSpent, prometheus.GaugeValue, float64(s.Spent)/usd, lv...)
+			ch <- prometheus.MustNewConstMetric(budgetReserved, prometheus.GaugeValue, float64(s.Reserved)/usd, lv...)
+			ch <- prometheus.MustNewConstMetric(budgetLimit, prometheus.GaugeValue, float64(s.LimitMicros)/usd, lv...)
+			if !s.PeriodEnd.IsZero() {
+				ch <- prometheus.MustNewConstMetric(budgetPeriod, prometheus.GaugeValue, float64(s.PeriodEnd.Unix()), lv...)
+			}
+		}
+	}
+	if c.src.Ledger != nil {
+		st, err := c.src.Ledger.Stats(ctx)
+		if err != nil {
+			c.failed("ledger", err)
+			return
+		}
+		ch <- prometheus.MustNewConstMetric(ledgerEntries, prometheus.GaugeValue, float64(st.Size))
+		ch <- prometheus.MustNewConstMetric(ledgerCPEntries, prometheus.GaugeValue, float64(st.CheckpointSize))
+		if !st.CheckpointSigned.IsZero() {
+			ch <- prometheus.MustNewConstMetric(ledgerCPAge, prometheus.GaugeValue, max(c.src.Now().Sub(st.CheckpointSigned).Seconds(), 0))
+		}
+		if !st.Verified.IsZero() {
+			ch <- prometheus.MustNewConstMetric(ledgerVerified, prometheus.GaugeValue, float64(st.Verified.UnixMilli())/1e3)
+		}
+		ch <- prometheus.MustNewConstMetric(ledgerVerifyFail, prometheus.CounterValue, float64(st.VerifyFailures))
+	}
+}
+
+func (c *scrapeCollector) collectErrors(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, s := range []string{"budgets", "ledger"} {
+		ch <- prometheus.MustNewConstMetric(sourceErrors, prometheus.CounterValue, float64(c.errors[s]), s)
+	}
+}
+
+func (c *scrapeCollector) failed(what string, err error) {
+	c.mu.Lock()
+	c.errors[what]++
+	c.mu.Unlock()
+	if c.log != nil {
+		c.log.Warn("metrics: reading "+what+" failed; left out of this scrape", "err", err)
+	}
+}
