@@ -105,7 +105,7 @@ type Deps struct {
 	Breaker  Breaker
 	Log      *slog.Logger
 	// Denied traces refused credentials in the ledger (package denylog); may be nil.
-	Denied DeniedRecorder
+	Denied   DeniedRecorder
 	Observer Observer // metrics and traces (observe.go); nil: none
 }
 
