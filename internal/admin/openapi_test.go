@@ -2,6 +2,7 @@ package admin
 
 import (
 	"encoding/json"
+	"github.com/gatehouse-gw/gatehouse/internal/audit"
 	"log/slog"
 	"net/http"
 	"regexp"
@@ -34,7 +35,8 @@ var noClientError = []string{"health", "ready", "getOpenAPI", "getLogKey", "getL
 // servedRoutes returns every method and path the admin listener serves:
 // the admin mux's patterns, with the log's own patterns for /log/.
 func servedRoutes(t *testing.T) []string {
-	h := New(Deps{LogHandler: http.NotFoundHandler(), Log: slog.New(slog.DiscardHandler)})
+	// A non-nil engine registers the audit routes (they are served only with one).
+	h := New(Deps{LogHandler: http.NotFoundHandler(), Log: slog.New(slog.DiscardHandler), Audit: &audit.Engine{}})
 	var out []string
 	for _, p := range h.Routes() {
 		switch p {
