@@ -2,7 +2,6 @@ package admin
 
 import (
 	"encoding/json"
-	"github.com/gatehouse-gw/gatehouse/internal/audit"
 	"log/slog"
 	"net/http"
 	"regexp"
@@ -10,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gatehouse-gw/gatehouse/internal/audit"
 	"github.com/gatehouse-gw/gatehouse/internal/ledger"
 )
 
