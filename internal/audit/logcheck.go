@@ -72,7 +72,7 @@ func (v *LogVerifier) Run(ctx context.Context, tick <-chan time.Time, onError fu
 		retry = nil
 		c, err := v.Check(ctx)
 		if errors.Is(err, ErrNoCheckpoint) {
-			retry = time.After(time.Minute)
+			retry = time.After(5 * time.Second) // a new log signs its first checkpoint within a second or so
 			continue
 		}
 		if err == nil && !c.OK {

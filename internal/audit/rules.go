@@ -98,6 +98,14 @@ func Rules() []Rule {
 
 func keySubject(k vkey.Key) Subject { return Subject{Kind: "key", ID: k.ID, Name: k.Name} }
 
+// keyLabel names a key in a finding's title: its name, or its id when it has none.
+func keyLabel(k vkey.Key) string {
+	if k.Name != "" {
+		return k.Name
+	}
+	return k.ID
+}
+
 func days(d time.Duration) int64 { return int64(d / (24 * time.Hour)) }
 
 func keyRules() []Rule {
@@ -115,7 +123,7 @@ func keyRules() []Rule {
 						if k.LastUsedAt != nil {
 							what = "last used " + k.LastUsedAt.UTC().Format(time.RFC3339)
 						}
-						out = append(out, Candidate{Subject: keySubject(k), Title: fmt.Sprintf("key %s unused for %d days", k.Name, days(idle)),
+						out = append(out, Candidate{Subject: keySubject(k), Title: fmt.Sprintf("key %s unused for %d days", keyLabel(k), days(idle)),
 							Evidence: Evidence{Summary: what, Values: map[string]int64{"idle_days": days(idle), "threshold_days": days(c.UnusedKeyAfter)}}})
 					}
 				}
@@ -126,7 +134,7 @@ func keyRules() []Rule {
 				var out []Candidate
 				for _, k := range f.Keys {
 					if k.Expiry(f.maxAge(k.TeamID)) == nil {
-						out = append(out, Candidate{Subject: keySubject(k), Title: fmt.Sprintf("key %s never expires", k.Name),
+						out = append(out, Candidate{Subject: keySubject(k), Title: fmt.Sprintf("key %s never expires", keyLabel(k)),
 							Evidence: Evidence{Summary: "no expiry and no maximum key age applies"}})
 					}
 				}
@@ -141,7 +149,7 @@ func keyRules() []Rule {
 						born = *k.RotatedAt
 					}
 					if age := f.Now.Sub(born); age >= c.KeyMaxAge {
-						out = append(out, Candidate{Subject: keySubject(k), Title: fmt.Sprintf("key %s is %d days old", k.Name, days(age)),
+						out = append(out, Candidate{Subject: keySubject(k), Title: fmt.Sprintf("key %s is %d days old", keyLabel(k), days(age)),
 							Evidence: Evidence{Summary: "created or last rotated " + born.UTC().Format(time.RFC3339), Values: map[string]int64{"age_days": days(age), "max_days": days(c.KeyMaxAge)}}})
 					}
 				}
@@ -155,7 +163,7 @@ func keyRules() []Rule {
 						continue
 					}
 					if b := f.hardBudgetFor(k); b == "" {
-						out = append(out, Candidate{Subject: keySubject(k), Title: fmt.Sprintf("key %s has no hard budget (uncapped spend)", k.Name),
+						out = append(out, Candidate{Subject: keySubject(k), Title: fmt.Sprintf("key %s has no hard budget (uncapped spend)", keyLabel(k)),
 							Evidence: Evidence{Summary: "no hard budget on the key, its principal, its team or the organisation"}})
 					}
 				}
@@ -166,7 +174,7 @@ func keyRules() []Rule {
 				var out []Candidate
 				for _, k := range f.Keys {
 					if k.Kind == vkey.KindVirtual && len(k.Scope.Models) == 0 && len(k.Scope.Endpoints) == 0 {
-						out = append(out, Candidate{Subject: keySubject(k), Title: fmt.Sprintf("key %s is unscoped (all models, all endpoints)", k.Name),
+						out = append(out, Candidate{Subject: keySubject(k), Title: fmt.Sprintf("key %s is unscoped (all models, all endpoints)", keyLabel(k)),
 							Evidence: Evidence{Summary: "scope names no model and no endpoint"}})
 					}
 				}
@@ -177,7 +185,7 @@ func keyRules() []Rule {
 				var out []Candidate
 				for _, k := range f.Keys {
 					if p, ok := f.Principals[k.PrincipalID]; ok && p.Disabled && k.State(f.Now) == nil {
-						out = append(out, Candidate{Subject: keySubject(k), Title: fmt.Sprintf("key %s is active although its principal %s is disabled", k.Name, p.Name),
+						out = append(out, Candidate{Subject: keySubject(k), Title: fmt.Sprintf("key %s is active although its principal %s is disabled", keyLabel(k), p.Name),
 							Evidence: Evidence{Summary: "principal " + p.ID + " is disabled"}})
 					}
 				}
@@ -188,7 +196,7 @@ func keyRules() []Rule {
 				var out []Candidate
 				for _, k := range f.Keys {
 					if k.Kind == vkey.KindAdmin && !f.MFA[k.PrincipalID] {
-						out = append(out, Candidate{Subject: keySubject(k), Title: fmt.Sprintf("admin key %s belongs to %s, who has no second factor", k.Name, f.name(k.PrincipalID)),
+						out = append(out, Candidate{Subject: keySubject(k), Title: fmt.Sprintf("admin key %s belongs to %s, who has no second factor", keyLabel(k), f.name(k.PrincipalID)),
 							Evidence: Evidence{Summary: "no confirmed TOTP and no passkey"}})
 					}
 				}
@@ -199,7 +207,7 @@ func keyRules() []Rule {
 				var out []Candidate
 				for _, k := range f.Keys {
 					if k.PrevHash != "" && k.PrevValidUntil != nil && f.Now.After(*k.PrevValidUntil) {
-						out = append(out, Candidate{Subject: keySubject(k), Title: fmt.Sprintf("key %s keeps a previous secret past its grace period", k.Name),
+						out = append(out, Candidate{Subject: keySubject(k), Title: fmt.Sprintf("key %s keeps a previous secret past its grace period", keyLabel(k)),
 							Evidence: Evidence{Summary: "grace period ended " + k.PrevValidUntil.UTC().Format(time.RFC3339)}})
 					}
 				}
