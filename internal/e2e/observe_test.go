@@ -216,7 +216,7 @@ func TestMetricsAtEveryEnd(t *testing.T) {
 	ctx := context.Background()
 	oc := f.openai(f.key)
 
-	f.up.SetFault(sim.Fault{Status: 503})
+	f.up.SetFault(sim.Fault{Status: 500}) // answered 502 (an upstream 503 stays 503)
 	oc.Chat.Completions.New(ctx, chatParams("gpt-4o", 5))
 	f.up.SetFault(sim.Fault{CutAfter: 2})
 	st := oc.Chat.Completions.NewStreaming(ctx, chatParams("gpt-4o", 50))
