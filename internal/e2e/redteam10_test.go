@@ -1,0 +1,131 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/gatehouse-gw/gatehouse/client"
+)
+
+// Red-team tests of issue #10's identity defences (rt10): each is an attack
+// that either failed before its fix or stays as a regression test because
+// the defence held.
+
+// postFrom posts JSON to the admin listener as if from src (the gateway
+// trusts X-Forwarded-For in these tests) and returns status, Retry-After and
+// the error code of the body.
+func postFrom(t *testing.T, g *gateway, path, src string, in any) (int, string, string) {
+	t.Helper()
+	b, _ := json.Marshal(in)
+	req, _ := http.NewRequest("POST", "http://"+g.srv.AdminAddr()+path, strings.NewReader(string(b)))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "rt10/1.0")
+	if src != "" {
+		req.Header.Set("X-Forwarded-For", src)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	var e struct {
+		Error struct {
+			Code string `json:"code"`
+		} `json:"error"`
+	}
+	json.Unmarshal(body, &e)
+	code := e.Error.Code
+	if code == "" {
+		code = string(body)
+	}
+	return resp.StatusCode, resp.Header.Get("Retry-After"), code
+}
+
+// TestIPv6RotationWithinA64IsOneSource: an attacker with one IPv6 /64 (what
+// one host or customer is routinely given) sends every guess from a fresh
+// address of it. The per-address failure limit and the per-address request
+// throttle must count the /64 as one source; another /64 stays unaffected.
+func TestIPv6RotationWithinA64IsOneSource(t *testing.T) {
+	g := startGateway(t, gwOptions{mutate: func(c *configT) {
+		c.TrustProxyHeaders = true
+		c.Login.SourceMaxFailures = 4
+	}})
+	for i := range 5 { // four failures, and the fifth that locks
+		st, _, code := postFrom(t, g, "/v1/auth/login", fmt.Sprintf("2001:db8:1:2::%x", i+1), map[string]string{"user": fmt.Sprintf("nobody-%d", i), "password": "wrong password guess"})
+		if st != 401 {
+			t.Fatalf("guess %d: %d %s", i+1, st, code)
+		}
+	}
+	st, ra, code := postFrom(t, g, "/v1/auth/login", "2001:db8:1:2:dead:beef:1:1", map[string]string{"user": "nobody-x", "password": "wrong password guess"})
+	if st != 429 || code != "too_many_attempts" || ra == "" {
+		t.Fatalf("a sixth address of the same /64 after the lock: %d %q %s", st, ra, code)
+	}
+	if st, _, code := postFrom(t, g, "/v1/auth/login", "2001:db8:1:3::1", map[string]string{"user": "nobody-y", "password": "wrong password guess"}); st != 401 {
+		t.Fatalf("another /64: %d %s", st, code)
+	}
+	if code, out, errs := runCLI(t, g, "users", "unlock", "--subject", "source:2001:db8:1:2::/64"); code != 0 || !strings.Contains(out, "1 counters cleared") {
+		t.Fatalf("unlock --subject of the /64: %d %s %s", code, out, errs)
+	}
+	if st, _, code := postFrom(t, g, "/v1/auth/login", "2001:db8:1:2::99", map[string]string{"user": "nobody-z", "password": "wrong password guess"}); st != 401 {
+		t.Fatalf("after unlock: %d %s", st, code)
+	}
+
+	// The request throttle counts the /64 too.
+	th := startGateway(t, gwOptions{mutate: func(c *configT) {
+		c.TrustProxyHeaders = true
+		c.Login.SourceRequestsPerMinute = 3
+	}})
+	for i := range 3 {
+		if st, _, code := postFrom(t, th, "/v1/auth/login", fmt.Sprintf("2001:db8:9:9::%x", i+1), map[string]string{"user": "nobody", "password": "wrong password guess"}); st != 401 {
+			t.Fatalf("throttled login %d: %d %s", i+1, st, code)
+		}
+	}
+	if st, ra, code := postFrom(t, th, "/v1/auth/login", "2001:db8:9:9:ffff::1", map[string]string{"user": "nobody", "password": "wrong password guess"}); st != 429 || code != "rate_limited" || ra == "" {
+		t.Fatalf("a fourth request from a new address of the same /64: %d %q %s", st, ra, code)
+	}
+}
+
+// TestLockoutDoesNotRevealWhichNamesExist: an attacker locks a login name
+// with five wrong passwords, then tries another spelling of it (upper case).
+// The answer must not depend on whether the name belongs to a user: before
+// the fix, unknown names shared one counter across spellings (lower-cased)
+// while real users' counters did not, so "locked under another spelling"
+// meant "no such user".
+func TestLockoutDoesNotRevealWhichNamesExist(t *testing.T) {
+	g := startGateway(t, gwOptions{mutate: func(c *configT) { c.TrustProxyHeaders = true }})
+	ctx := context.Background()
+	if _, err := g.admin.CreateTeam(ctx, "research"); err != nil {
+		t.Fatal(err)
+	}
+	name, kind, teams := "erin", "user", []string{"research"}
+	if _, err := g.admin.CreatePrincipal(ctx, client.PrincipalInput{Name: &name, Kind: &kind, Teams: &teams}); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.admin.SetPassword(ctx, name, "correct horse battery staple"); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	src := func() string { n++; return fmt.Sprintf("198.51.100.%d", n) }
+	answers := map[string]string{}
+	for _, user := range []string{"erin", "frank"} { // a user and a name that matches nobody
+		for i := range 5 {
+			if st, _, code := postFrom(t, g, "/v1/auth/login", src(), map[string]string{"user": user, "password": "wrong password guess"}); st != 401 {
+				t.Fatalf("%s guess %d: %d %s", user, i+1, st, code)
+			}
+		}
+		if st, _, code := postFrom(t, g, "/v1/auth/login", src(), map[string]string{"user": user, "password": "wrong password guess"}); st != 429 {
+			t.Fatalf("%s after five: %d %s", user, st, code)
+		}
+		st, _, code := postFrom(t, g, "/v1/auth/login", src(), map[string]string{"user": strings.ToUpper(user), "password": "wrong password guess"})
+		answers[user] = fmt.Sprintf("%d %s", st, code)
+	}
+	if answers["erin"] != answers["frank"] {
+		t.Fatalf("another spelling of a locked name answers %q for a user and %q for no user: existence leaks", answers["erin"], answers["frank"])
+	}
+}
