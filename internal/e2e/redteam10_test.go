@@ -129,3 +129,103 @@ func TestLockoutDoesNotRevealWhichNamesExist(t *testing.T) {
 		t.Fatalf("another spelling of a locked name answers %q for a user and %q for no user: existence leaks", answers["erin"], answers["frank"])
 	}
 }
+
+// TestPasskeyLoginDoesNotRevealUsers: an attacker asks to begin a passkey
+// login for a user with a passkey, a user without one, a disabled user and a
+// name that matches nobody. Every answer must look alike (200, a ceremony, one
+// allowed credential, the same for the same name every time), and finishing
+// with an authenticator the attacker holds fails alike (before the fix, names
+// without passkeys were answered 401 at once, and the finish told go-webauthn's
+// reason).
+func TestPasskeyLoginDoesNotRevealUsers(t *testing.T) {
+	const origin = "https://gatehouse.example.com"
+	f := newFixture(t, gwOptions{mutate: func(c *configT) {
+		c.WebAuthn.RPID, c.WebAuthn.Origins = "gatehouse.example.com", []string{origin}
+	}})
+	ctx := context.Background()
+	kind, teams := "user", []string{"research"}
+	var aliceID string
+	for _, name := range []string{"alice", "bob", "dora"} {
+		p, err := f.admin.CreatePrincipal(ctx, client.PrincipalInput{Name: &name, Kind: &kind, Teams: &teams})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if name == "alice" {
+			aliceID = p.ID
+		}
+		if err := f.admin.SetPassword(ctx, name, "correct horse battery staple"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	session, _, err := client.New("http://"+f.srv.AdminAddr(), "").Login(ctx, "alice", "correct horse battery staple", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := newAuthenticator(t, "gatehouse.example.com", origin)
+	call := func(path, key string, body []byte) (int, []byte) {
+		t.Helper()
+		resp, b := adminDo(t, f.gateway, "POST", path, key, string(body), nil)
+		return resp.StatusCode, b
+	}
+	s, b := call("/v1/auth/passkeys/register", session, []byte(`{}`))
+	var reg ceremony
+	if s != 200 || json.Unmarshal(b, &reg) != nil {
+		t.Fatalf("begin registration: %d %s", s, b)
+	}
+	if s, b := call("/v1/auth/passkeys/register/"+reg.ID, session, a.create(t, reg.Options)); s != 201 {
+		t.Fatalf("finish registration: %d %s", s, b)
+	}
+	disabled := true
+	if _, err := f.admin.UpdatePrincipal(ctx, "dora", client.PrincipalInput{Disabled: &disabled}, ""); err != nil {
+		t.Fatal(err)
+	}
+
+	type opts struct {
+		Challenge        string `json:"challenge"`
+		RPID             string `json:"rpId"`
+		UserVerification string `json:"userVerification"`
+		AllowCredentials []struct {
+			Type string `json:"type"`
+			ID   string `json:"id"`
+		} `json:"allowCredentials"`
+	}
+	begin := func(user string) (ceremony, opts) {
+		t.Helper()
+		s, b := call("/v1/auth/passkeys/login", "", []byte(`{"user":"`+user+`"}`))
+		var c ceremony
+		var o opts
+		if s != 200 || json.Unmarshal(b, &c) != nil || json.Unmarshal(c.Options, &o) != nil || c.ID == "" {
+			t.Fatalf("begin passkey login for %s: %d %s", user, s, b)
+		}
+		if len(o.AllowCredentials) != 1 || o.AllowCredentials[0].Type != "public-key" || o.AllowCredentials[0].ID == "" || o.RPID != "gatehouse.example.com" || o.UserVerification != "required" {
+			t.Fatalf("begin passkey login for %s: options %s", user, c.Options)
+		}
+		return c, o
+	}
+	stranger := newAuthenticator(t, "gatehouse.example.com", origin)
+	var refusals []string
+	for _, user := range []string{"alice", "bob", "dora", "nobody"} {
+		c1, o1 := begin(user)
+		_, o2 := begin(user)
+		if o1.AllowCredentials[0].ID != o2.AllowCredentials[0].ID {
+			t.Errorf("%s: the allowed credential changes between begins (%s, %s): a decoy shows", user, o1.AllowCredentials[0].ID, o2.AllowCredentials[0].ID)
+		}
+		s, b := call("/v1/auth/passkeys/login/"+c1.ID, "", stranger.get(t, c1.Options, "prn_x"))
+		var e struct {
+			Error struct{ Code, Message string } `json:"error"`
+		}
+		json.Unmarshal(b, &e)
+		msg, _, _ := strings.Cut(e.Error.Message, " (request id")
+		refusals = append(refusals, fmt.Sprintf("%d %s %s", s, e.Error.Code, msg))
+	}
+	for _, r := range refusals {
+		if !strings.HasPrefix(r, "401 invalid_login ") || r != refusals[0] {
+			t.Fatalf("finishing with a stranger's authenticator answers differently per user: %q", refusals)
+		}
+	}
+	// The real user still logs in with the real passkey.
+	c, _ := begin("alice")
+	if s, b := call("/v1/auth/passkeys/login/"+c.ID, "", a.get(t, c.Options, aliceID)); s != 200 {
+		t.Fatalf("the real passkey: %d %s", s, b)
+	}
+}
