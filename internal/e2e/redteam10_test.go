@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
+	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gatehouse-gw/gatehouse/client"
 )
@@ -227,5 +230,53 @@ func TestPasskeyLoginDoesNotRevealUsers(t *testing.T) {
 	c, _ := begin("alice")
 	if s, b := call("/v1/auth/passkeys/login/"+c.ID, "", a.get(t, c.Options, aliceID)); s != 200 {
 		t.Fatalf("the real passkey: %d %s", s, b)
+	}
+}
+
+// TestDPoPReplayToAnotherReplica: an attacker captures one DPoP-bound call
+// (token and proof) and replays it at once to the other replica behind the
+// same name (the Host header the client used). With Redis the replicas share
+// the replay set and the replay is refused; before, each replica kept its
+// own and the replay was served.
+func TestDPoPReplayToAnotherReplica(t *testing.T) {
+	redisURL := os.Getenv("GATEHOUSE_TEST_REDIS_URL")
+	if redisURL == "" {
+		t.Skip("GATEHOUSE_TEST_REDIS_URL not set; skipping the shared replay test")
+	}
+	dsn := backends(t)["postgres"](t)
+	t.Setenv("GATEHOUSE_KEK", "BgYGBgYGBgYGBgYGBgYGBgYGBgYGBgYGBgYGBgYGBgY=")
+	withRedis := func(c *configT) { c.RedisURL = redisURL }
+	a := newFixture(t, gwOptions{database: dsn, mutate: withRedis})
+	b := startGateway(t, gwOptions{database: dsn, mutate: withRedis})
+	if err := b.srv.Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	k := newDPoPKey(t)
+	now := time.Now()
+	status, tr := postToken(t, a.dataURL, url.Values{"grant_type": {"client_credentials"}, "client_secret": {a.key}},
+		map[string]string{"DPoP": k.proof(t, "POST", a.dataURL+"/v1/auth/token", "", "rt10-token-"+now.Format(time.RFC3339Nano), now)})
+	if status != 200 || tr.TokenType != "DPoP" {
+		t.Fatalf("DPoP token: %d %+v", status, tr)
+	}
+	host := strings.TrimPrefix(a.dataURL, "http://")
+	proof := k.proof(t, "POST", a.dataURL+"/v1/chat/completions", tr.AccessToken, "rt10-"+now.Format(time.RFC3339Nano), now)
+	send := func(base string) (int, string) {
+		req, _ := http.NewRequest("POST", base+"/v1/chat/completions", strings.NewReader(`{"model":"gpt-4o","max_tokens":3,"messages":[{"role":"user","content":"hi"}]}`))
+		req.Host = host // the name the client used, as a load balancer keeps it
+		req.Header.Set("Authorization", "DPoP "+tr.AccessToken)
+		req.Header.Set("DPoP", proof)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	if s, body := send(a.dataURL); s != 200 {
+		t.Fatalf("the honest call on replica A: %d %s", s, body)
+	}
+	if s, body := send(b.dataURL); s != 401 || !strings.Contains(body, "invalid_dpop_proof") || !strings.Contains(body, "replay") {
+		t.Fatalf("the same proof replayed to replica B: %d %s, want 401 invalid_dpop_proof (replay)", s, body)
 	}
 }
