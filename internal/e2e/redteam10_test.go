@@ -280,3 +280,88 @@ func TestDPoPReplayToAnotherReplica(t *testing.T) {
 		t.Fatalf("the same proof replayed to replica B: %d %s, want 401 invalid_dpop_proof (replay)", s, body)
 	}
 }
+
+// TestTOTPGuessesAcrossRoutesShareOneCounter: an attacker holding the
+// password, a stolen session and a leaked mfa_required key spreads wrong TOTP
+// codes over every route that checks one (login, step-up, the token
+// endpoint, the proofs of enrolment and of new recovery codes), each from a
+// new address. They all count on the one TOTP counter: after five, the right
+// code on yet another route (the proof of a password change) is refused.
+func TestTOTPGuessesAcrossRoutesShareOneCounter(t *testing.T) {
+	t.Setenv("GATEHOUSE_KEK", "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=")
+	f := newFixture(t, gwOptions{mutate: func(c *configT) { c.TrustProxyHeaders = true }})
+	g := f.gateway
+	ctx := context.Background()
+	session, secret, _ := enrolWithRecovery(t, g, "gina", []string{"member"})
+	mk, err := f.admin.CreateKey(ctx, client.KeyInput{Principal: "gina", MFARequired: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	atk := &attacker{t: t}
+	pw := "correct horse battery staple"
+	wrong := func() string { return wrongCode(t, secret) }
+	guesses := []struct {
+		route string
+		try   func() (int, http.Header, string)
+	}{
+		{"login", func() (int, http.Header, string) {
+			return atk.json(g, "/v1/auth/login", "", map[string]string{"user": "gina", "password": pw, "code": wrong()})
+		}},
+		{"step-up", func() (int, http.Header, string) {
+			return atk.json(g, "/v1/auth/step-up", session, map[string]string{"code": wrong()})
+		}},
+		{"token endpoint", func() (int, http.Header, string) {
+			form := url.Values{"grant_type": {"client_credentials"}, "client_secret": {mk.Secret}, "totp": {wrong()}}
+			return atk.do("POST", g.dataURL+"/v1/auth/token", "", "application/x-www-form-urlencoded", form.Encode())
+		}},
+		{"enrolment proof", func() (int, http.Header, string) {
+			return atk.json(g, "/v1/auth/totp/enroll", session, map[string]string{"code": wrong()})
+		}},
+		{"recovery codes proof", func() (int, http.Header, string) {
+			return atk.json(g, "/v1/auth/recovery-codes", session, map[string]string{"code": wrong()})
+		}},
+	}
+	for _, gu := range guesses {
+		if s, _, body := gu.try(); s != 401 {
+			t.Fatalf("a wrong code at %s: %d %s", gu.route, s, body)
+		}
+	}
+	s, h, body := atk.json(g, "/v1/auth/password", session, map[string]string{"new_password": "another long password", "code": code(t, secret, time.Now().Add(30*time.Second))})
+	refusedLocked(t, "the right code at the password change after five wrong ones elsewhere", s, h, body)
+}
+
+// TestPasswordGuessesByNameAndIDShareOneCounter: guesses of a user's
+// password by its name and by its principal id are guesses of one password:
+// three by name and two by id, then the right password by name is refused.
+// Other spellings (upper case, a trailing space, a full-width letter) match
+// no user, so they cannot guess its password at all: the right password
+// under them is a 401 like any wrong one.
+func TestPasswordGuessesByNameAndIDShareOneCounter(t *testing.T) {
+	g := startGateway(t, gwOptions{mutate: func(c *configT) { c.TrustProxyHeaders = true }})
+	ctx := context.Background()
+	if _, err := g.admin.CreateTeam(ctx, "research"); err != nil {
+		t.Fatal(err)
+	}
+	name, kind, teams := "hank", "user", []string{"research"}
+	p, err := g.admin.CreatePrincipal(ctx, client.PrincipalInput{Name: &name, Kind: &kind, Teams: &teams})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pw := "correct horse battery staple"
+	if err := g.admin.SetPassword(ctx, name, pw); err != nil {
+		t.Fatal(err)
+	}
+	atk := &attacker{t: t}
+	for _, spelling := range []string{"HANK", "hank ", "ｈank"} {
+		if s, _, body := atk.json(g, "/v1/auth/login", "", map[string]string{"user": spelling, "password": pw}); s != 401 {
+			t.Fatalf("the right password under %q: %d %s", spelling, s, body)
+		}
+	}
+	for i, user := range []string{"hank", p.ID, "hank", p.ID, "hank"} {
+		if s, _, body := atk.json(g, "/v1/auth/login", "", map[string]string{"user": user, "password": "wrong password guess"}); s != 401 {
+			t.Fatalf("wrong guess %d as %s: %d %s", i+1, user, s, body)
+		}
+	}
+	s, h, body := atk.json(g, "/v1/auth/login", "", map[string]string{"user": "hank", "password": pw})
+	refusedLocked(t, "the right password after five wrong by name and id", s, h, body)
+}
