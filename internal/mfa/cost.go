@@ -27,8 +27,8 @@ type Gate struct {
 }
 
 // NewGate returns a gate sized to memoryBytes and to the CPUs: each run uses
-// argonThreads lanes in parallel, and one CPU is left to the data plane, so
-// at most (CPUs-1)/argonThreads slots; at least one.
+// argonThreads lanes (one CPU each), and one CPU is left to the data plane,
+// so at most (CPUs-1)/argonThreads slots; at least one.
 func NewGate(memoryBytes int64, wait time.Duration) *Gate {
 	n := max(1, min(memoryBytes/HashMemory, int64((runtime.GOMAXPROCS(0)-1)/argonThreads)))
 	return &Gate{slots: make(chan struct{}, n), wait: wait}
