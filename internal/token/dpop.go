@@ -78,6 +78,17 @@ type proofClaims struct {
 // token it must be bound to ("" at the token endpoint). It returns the
 // thumbprint of the proof's key.
 func (d *DPoP) Check(proof, method, rawURL, accessToken string) (string, error) {
+	return d.CheckFor(proof, method, rawURL, accessToken, "")
+}
+
+// ErrOtherKey: the proof is signed by another key than the token is bound to.
+var ErrOtherKey = errors.New("dpop: the proof is signed by another key than the token is bound to")
+
+// CheckFor is Check for a token bound to the key with thumbprint jkt (""
+// for none): a proof by another key is refused with ErrOtherKey before its
+// jti is recorded, so that a holder of a stolen token cannot fill the replay
+// set with proofs of its own key.
+func (d *DPoP) CheckFor(proof, method, rawURL, accessToken, want string) (string, error) {
 	fail := func(format string, args ...any) (string, error) {
 		return "", fmt.Errorf("%w: %s", ErrProof, fmt.Sprintf(format, args...))
 	}
@@ -118,6 +129,9 @@ func (d *DPoP) Check(proof, method, rawURL, accessToken string) (string, error) 
 	jkt, err := Thumbprint(jwk)
 	if err != nil {
 		return fail("key thumbprint: %v", err)
+	}
+	if want != "" && jkt != want {
+		return "", ErrOtherKey
 	}
 	// Replay: a jti is accepted once while its iat is within the window:
 	// by this replica, and with Shared by every replica.

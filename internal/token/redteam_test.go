@@ -146,3 +146,38 @@ func TestDPoPHTUNormalisation(t *testing.T) {
 		}
 	}
 }
+
+// TestDPoPOtherKeyIsNotRecorded: the holder of a stolen bound token signs
+// proofs with its own key. CheckFor refuses them before recording their jti
+// (the replay set does not grow, locally or shared), and the rightful key's
+// proof with the same jti still works.
+func TestDPoPOtherKeyIsNotRecorded(t *testing.T) {
+	clk := &clock{t: time.Unix(1_800_000_000, 0)}
+	shared := &memOnce{seen: map[string]bool{}}
+	d := NewDPoP()
+	d.SetClock(clk.now)
+	d.Shared = shared
+	_, owner, _ := ed25519.GenerateKey(rand.Reader)
+	_, thief, _ := ed25519.GenerateKey(rand.Reader)
+	u := "https://gw.example/v1/chat/completions"
+	claims := func(jti string) map[string]any {
+		return map[string]any{"jti": jti, "htm": "POST", "htu": u, "iat": clk.t.Unix(), "ath": AccessTokenHash("tok")}
+	}
+	probe := NewDPoP()
+	probe.SetClock(clk.now)
+	want, err := probe.Check(proof(t, owner, claims("probe"), "dpop+jwt"), "POST", u, "tok")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 100 {
+		if _, err := d.CheckFor(proof(t, thief, claims(string(rune('a'+i%26))+string(rune('a'+i/26))), "dpop+jwt"), "POST", u, "tok", want); !errors.Is(err, ErrOtherKey) {
+			t.Fatalf("a thief's proof %d: %v", i, err)
+		}
+	}
+	if len(d.seen) != 0 || len(shared.seen) != 0 {
+		t.Fatalf("the thief's proofs were recorded: %d local, %d shared", len(d.seen), len(shared.seen))
+	}
+	if got, err := d.CheckFor(proof(t, owner, claims("aa"), "dpop+jwt"), "POST", u, "tok", want); err != nil || got != want {
+		t.Fatalf("the owner's proof: %q %v", got, err)
+	}
+}
