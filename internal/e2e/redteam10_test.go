@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -13,6 +14,8 @@ import (
 	"time"
 
 	"github.com/gatehouse-gw/gatehouse/client"
+	"github.com/gatehouse-gw/gatehouse/internal/cli"
+	"github.com/gatehouse-gw/gatehouse/internal/config"
 )
 
 // Red-team tests of issue #10's identity defences (rt10): each is an attack
@@ -364,4 +367,46 @@ func TestPasswordGuessesByNameAndIDShareOneCounter(t *testing.T) {
 	}
 	s, h, body := atk.json(g, "/v1/auth/login", "", map[string]string{"user": "hank", "password": pw})
 	refusedLocked(t, "the right password after five wrong by name and id", s, h, body)
+}
+
+// TestStolenSessionWithoutSecondFactorNeedsThePassword: the session of a
+// user without a second factor, older than the step-up window (stolen from a
+// browser), cannot enrol TOTP (the attacker would own the user's second
+// factor); the owner can, from the same session, with the password
+// (`gatehouse users totp-enroll --password-stdin`).
+func TestStolenSessionWithoutSecondFactorNeedsThePassword(t *testing.T) {
+	t.Setenv("GATEHOUSE_KEK", "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=")
+	g := startGateway(t, gwOptions{mutate: func(c *configT) { c.StepUpMaxAge = config.Duration(time.Second) }})
+	ctx := context.Background()
+	if _, err := g.admin.CreateTeam(ctx, "research"); err != nil {
+		t.Fatal(err)
+	}
+	name, kind, teams := "ivan", "user", []string{"research"}
+	if _, err := g.admin.CreatePrincipal(ctx, client.PrincipalInput{Name: &name, Kind: &kind, Teams: &teams}); err != nil {
+		t.Fatal(err)
+	}
+	pw := "correct horse battery staple"
+	if err := g.admin.SetPassword(ctx, name, pw); err != nil {
+		t.Fatal(err)
+	}
+	session, _, err := client.New("http://"+g.srv.AdminAddr(), "").Login(ctx, name, pw, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second) // the session outlives the 1s window (no time is asserted)
+	enrol := func(stdin string, args ...string) (int, string, string) {
+		var out, errb bytes.Buffer
+		env := map[string]string{"GATEHOUSE_ADDR": "http://" + g.srv.AdminAddr(), "GATEHOUSE_ADMIN_KEY": session}
+		code := cli.Run(ctx, append([]string{"users", "totp-enroll"}, args...), &cli.Env{Stdin: strings.NewReader(stdin), Stdout: &out, Stderr: &errb, Getenv: func(k string) string { return env[k] }})
+		return code, out.String(), errb.String()
+	}
+	if code, out, errs := enrol(""); code == 0 || !strings.Contains(errs, "factor_proof_required") {
+		t.Fatalf("enrolment from an old session without a proof: %d %s %s", code, out, errs)
+	}
+	if code, out, errs := enrol("a wrong password guess\n", "--password-stdin"); code == 0 || !strings.Contains(errs, "invalid_password") {
+		t.Fatalf("enrolment with a wrong password: %d %s %s", code, out, errs)
+	}
+	if code, out, errs := enrol(pw+"\n", "--password-stdin"); code != 0 || !strings.Contains(out, "otpauth://") {
+		t.Fatalf("enrolment with the password: %d %s %s", code, out, errs)
+	}
 }
