@@ -200,6 +200,7 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) error {
 	if !known { // unreachable: the dummy never matches; kept so a bug cannot log anyone in
 		return errWrongLogin
 	}
+	h.rehash(r, p.ID, c.PasswordHash, in.Password)
 	now := h.d.Now().UTC()
 	var mfaAt *time.Time
 	switch {
@@ -220,6 +221,22 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) error {
 		detail = "password+totp"
 	}
 	return h.startSession(w, r, p.ID, mfaAt, detail)
+}
+
+// rehash replaces a password hash made with older parameters (mfa.NeedsRehash)
+// after a right password: best effort, under the hashing bound; a busy gate
+// or a failing store leaves the old hash, which still verifies.
+func (h *Handler) rehash(r *http.Request, principalID, hash, password string) {
+	if !mfa.NeedsRehash(hash) {
+		return
+	}
+	nh, err := h.passwords().Hash(r.Context(), password)
+	if err == nil {
+		err = h.d.Store.SetPassword(context.WithoutCancel(r.Context()), principalID, nh)
+	}
+	if err != nil {
+		h.d.Log.Warn("a password hash was not upgraded", "principal", principalID, "err", err)
+	}
 }
 
 // loginFactorError keeps 429 and 503 and makes every wrong code the login's 401.

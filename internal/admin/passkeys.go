@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -212,10 +213,13 @@ func (h *Handler) beginPasskeyLogin(w http.ResponseWriter, r *http.Request) erro
 	if err := decode(w, r, &in); err != nil {
 		return err
 	}
-	fail := httpx.Errorf(http.StatusUnauthorized, "invalid_login", "No passkey login for this user.")
 	u, err := h.passkeyUserOf(r, in.User)
+	principalID := u.p.ID
 	if errors.Is(err, store.ErrNotFound) || (err == nil && (u.p.Kind != org.KindUser || u.p.Disabled || len(u.creds) == 0)) {
-		return fail
+		// No passkey login for this name: answer as for a user with one (a
+		// decoy), so that the answer does not tell which names are users
+		// with passkeys. The ceremony names no principal; its finish fails.
+		u, principalID, err = h.decoyPasskeyUser(in.User), "", nil
 	}
 	if err != nil {
 		return err
@@ -224,7 +228,16 @@ func (h *Handler) beginPasskeyLogin(w http.ResponseWriter, r *http.Request) erro
 	if err != nil {
 		return err
 	}
-	return h.startCeremony(w, r, u.p.ID, "login", sd, assertion.Response)
+	return h.startCeremony(w, r, principalID, "login", sd, assertion.Response)
+}
+
+// decoyPasskeyUser is a made-up user with one made-up passkey whose id is a
+// keyed hash of the name: the same name gets the same id on every replica
+// and after restarts (as a real passkey's id would), and nobody can tell it
+// from a real id or produce an assertion for it.
+func (h *Handler) decoyPasskeyUser(name string) passkeyUser {
+	id, _ := hex.DecodeString(h.d.Verifier.Hasher().Hash(vkey.Secret("gatehouse passkey decoy\x00" + name)))
+	return passkeyUser{p: org.Principal{ID: "prn_decoy", Name: name, Kind: org.KindUser}, creds: []webauthn.Credential{{ID: id}}}
 }
 
 // finishPasskeyLogin checks the assertion and starts a session. A passkey
@@ -242,6 +255,9 @@ func (h *Handler) finishPasskeyLogin(w http.ResponseWriter, r *http.Request) err
 	if err != nil {
 		return badRequest("", "not a WebAuthn assertion: %s", protocolDetail(err))
 	}
+	if c.PrincipalID == "" { // a decoy ceremony (beginPasskeyLogin): no assertion can match it
+		return errPasskeyRefused
+	}
 	u, err := h.passkeyUserOf(r, c.PrincipalID)
 	if err != nil {
 		return err
@@ -251,7 +267,10 @@ func (h *Handler) finishPasskeyLogin(w http.ResponseWriter, r *http.Request) err
 	}
 	cred, err := h.d.WebAuthn.ValidateLogin(u, sd, parsed)
 	if err != nil {
-		return httpx.Errorf(http.StatusUnauthorized, "invalid_login", "The passkey was refused: %s.", protocolDetail(err))
+		// The detail stays in the log: told to an unauthenticated caller,
+		// it would tell a real user's passkey from a decoy.
+		h.d.Log.Info("passkey login refused", "principal", u.p.ID, "detail", protocolDetail(err))
+		return errPasskeyRefused
 	}
 	if cred.Authenticator.CloneWarning {
 		return httpx.Errorf(http.StatusUnauthorized, "invalid_login", "The passkey's signature counter went backwards: it may have been cloned. Remove it and register a new one.")
@@ -266,6 +285,10 @@ func (h *Handler) finishPasskeyLogin(w http.ResponseWriter, r *http.Request) err
 	}
 	return h.startSession(w, r, u.p.ID, &now, "passkey")
 }
+
+// errPasskeyRefused is every refused passkey login assertion, real user or
+// decoy alike.
+var errPasskeyRefused = httpx.Errorf(http.StatusUnauthorized, "invalid_login", "The passkey was refused.")
 
 // protocolDetail gives the useful part of a go-webauthn error.
 func protocolDetail(err error) string {

@@ -239,17 +239,24 @@ func usersCmd() *command {
 				return nil
 			})},
 		{name: "totp-enroll", short: "Start TOTP enrolment for your own user (from a login session)", admin: true,
-			long: "Replacing TOTP needs the current code (--code) or a recovery code (--recovery-code); a user without a second factor enrols within minutes of logging in.",
+			long: "Replacing TOTP needs the current code (--code) or a recovery code (--recovery-code); a user without a second factor enrols within minutes of logging in, or later with the password (--password-stdin).",
 			flags: func(fs *flag.FlagSet, o *opts) {
 				o.str(fs, "code", "", "the current TOTP code (replacing TOTP)")
 				o.str(fs, "recovery-code", "", "a recovery code instead of --code")
+				o.bool(fs, "password-stdin", "read your password from the first line of stdin (a user without a second factor, session older than the step-up window)")
 			},
 			run: func(ctx context.Context, e *Env, o *opts, args []string) error {
 				c, err := o.client(e)
 				if err != nil {
 					return err
 				}
-				secret, url, err := c.EnrollTOTPWithProof(ctx, client.FactorProof{Code: o.S("code"), RecoveryCode: o.S("recovery-code")})
+				proof := client.FactorProof{Code: o.S("code"), RecoveryCode: o.S("recovery-code")}
+				if o.B("password-stdin") {
+					if proof.Password, err = readSecret(e); err != nil {
+						return err
+					}
+				}
+				secret, url, err := c.EnrollTOTPWithProof(ctx, proof)
 				if err != nil {
 					return err
 				}

@@ -24,8 +24,8 @@ type Login struct {
 	// the token endpoint) from one address, right or wrong; 0: off.
 	SourceRequestsPerMinute int64 `yaml:"source_requests_per_minute"`
 	// PasswordHashMemoryMiB is the memory argon2id may use at once: 64 MiB
-	// per password check, so 256 allows 4 at a time (and at most one per two
-	// CPUs beyond the first, package mfa). Others wait up to
+	// per password check, so 256 allows 4 at a time (and at most one per CPU
+	// beyond the first, package mfa). Others wait up to
 	// PasswordHashWait, then get 503 with Retry-After.
 	PasswordHashMemoryMiB int64    `yaml:"password_hash_memory_mib"`
 	PasswordHashWait      Duration `yaml:"password_hash_wait"`

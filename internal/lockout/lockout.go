@@ -34,10 +34,11 @@ package lockout
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/netip"
-	"strings"
 	"sync/atomic"
 	"time"
 )
@@ -136,18 +137,43 @@ func UserSubject(principalID, factor string) string { return "user:" + principal
 func UserPrefix(principalID string) string { return "user:" + principalID + ":" }
 
 // NameSubject names the password of a login name that matches no user, so
-// unknown names are limited (and answer) exactly as real ones.
-func NameSubject(name string) string { return "name:" + strings.ToLower(name) + ":password" }
+// unknown names are limited (and answer) exactly as real ones. The name is
+// taken exactly as written, as the store matches names: folding spellings
+// together (case) for unknown names only would let an attacker tell them
+// from real users, whose other spellings match nobody and count apart.
+// Names longer than maxSubjectName are named by their SHA-256, so a caller
+// cannot store a megabyte per counter.
+func NameSubject(name string) string { return "name:" + subjectName(name) + ":password" }
 
 // NamePrefix covers the subjects of a login name.
-func NamePrefix(name string) string { return "name:" + strings.ToLower(name) + ":" }
+func NamePrefix(name string) string { return "name:" + subjectName(name) + ":" }
 
-// SourceSubject names a source address.
+// maxSubjectName is the longest login name kept as written in a subject.
+const maxSubjectName = 128
+
+func subjectName(name string) string {
+	if len(name) <= maxSubjectName {
+		return name
+	}
+	sum := sha256.Sum256([]byte(name))
+	return "sha256-" + hex.EncodeToString(sum[:])
+}
+
+// SourceSubject names a source address. An IPv6 source counts as its /64:
+// one host, customer or container is routinely given a whole /64 and can
+// rotate through 2^64 addresses, so a per-address counter would limit
+// nothing ("source:2001:db8:1:2::/64"). IPv4 (and IPv4-mapped IPv6) counts
+// per address.
 func SourceSubject(a netip.Addr) string {
 	if !a.IsValid() {
 		return "source:unknown"
 	}
-	return "source:" + a.Unmap().String()
+	a = a.Unmap()
+	if a.Is6() {
+		p, _ := a.WithZone("").Prefix(64)
+		return "source:" + p.String()
+	}
+	return "source:" + a.String()
 }
 
 // Limiter applies policies to subjects.

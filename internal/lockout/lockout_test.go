@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"net/netip"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -263,4 +265,41 @@ func TestSweep(t *testing.T) {
 			t.Fatalf("swept subject locks at the first backoff: %v", d)
 		}
 	})
+}
+
+// TestSourceSubjectCountsIPv6Per64: every address of one IPv6 /64 is one
+// source (an attacker rotating through its /64 is one attacker); IPv4 and
+// IPv4-mapped IPv6 count per address; zones are dropped.
+func TestSourceSubjectCountsIPv6Per64(t *testing.T) {
+	for _, c := range []struct{ addr, want string }{
+		{"203.0.113.9", "source:203.0.113.9"},
+		{"::ffff:203.0.113.9", "source:203.0.113.9"},
+		{"2001:db8:1:2::1", "source:2001:db8:1:2::/64"},
+		{"2001:db8:1:2:dead:beef:1:1", "source:2001:db8:1:2::/64"},
+		{"fe80::1%eth0", "source:fe80::/64"},
+		{"2001:db8:1:3::1", "source:2001:db8:1:3::/64"},
+	} {
+		if got := lockout.SourceSubject(netip.MustParseAddr(c.addr)); got != c.want {
+			t.Errorf("SourceSubject(%s) = %s, want %s", c.addr, got, c.want)
+		}
+	}
+	if got := lockout.SourceSubject(netip.Addr{}); got != "source:unknown" {
+		t.Errorf("no address: %s", got)
+	}
+}
+
+// TestNameSubjectIsExact: unknown login names count exactly as written (as
+// the store matches them), so spellings of an unknown name count apart as
+// spellings of a real user's name do; very long names are hashed.
+func TestNameSubjectIsExact(t *testing.T) {
+	if lockout.NameSubject("frank") == lockout.NameSubject("FRANK") {
+		t.Fatal("spellings of an unknown name share a counter")
+	}
+	long := strings.Repeat("x", 1<<20)
+	if s := lockout.NameSubject(long); len(s) > 100 || s != lockout.NameSubject(long) || !strings.HasPrefix(s, lockout.NamePrefix(long)) {
+		t.Fatalf("a megabyte name: %d bytes %.80q", len(s), s)
+	}
+	if lockout.NameSubject(long) == lockout.NameSubject(long+"y") {
+		t.Fatal("two long names share a counter")
+	}
 }

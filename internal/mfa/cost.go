@@ -15,7 +15,7 @@ var ErrBusy = errors.New("mfa: password hashing is at capacity")
 
 // dummyHash has the parameters of real hashes, so checking against it costs
 // what a real check costs.
-const dummyHash = "$argon2id$v=19$m=65536,t=3,p=2$c2FsdHNhbHRzYWx0c2FsdA$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g"
+const dummyHash = "$argon2id$v=19$m=65536,t=3,p=1$c2FsdHNhbHRzYWx0c2FsdA$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g"
 
 // Gate bounds the memory of password hashing: at most Slots argon2id runs at
 // once (each takes HashMemory); a caller waits up to Wait for a slot and then
@@ -27,8 +27,8 @@ type Gate struct {
 }
 
 // NewGate returns a gate sized to memoryBytes and to the CPUs: each run uses
-// argonThreads lanes in parallel, and one CPU is left to the data plane, so
-// at most (CPUs-1)/argonThreads slots; at least one.
+// argonThreads lanes (one CPU each), and one CPU is left to the data plane,
+// so at most (CPUs-1)/argonThreads slots; at least one.
 func NewGate(memoryBytes int64, wait time.Duration) *Gate {
 	n := max(1, min(memoryBytes/HashMemory, int64((runtime.GOMAXPROCS(0)-1)/argonThreads)))
 	return &Gate{slots: make(chan struct{}, n), wait: wait}

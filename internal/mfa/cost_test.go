@@ -28,7 +28,7 @@ func TestDummyHashCostsARealCheck(t *testing.T) {
 // TestGate: the gate is sized to memory, checks a missing hash against the
 // dummy (never a match), and refuses with ErrBusy when no slot frees in time.
 func TestGate(t *testing.T) {
-	if n, want := NewGate(256<<20, time.Second).Slots(), max(1, min(4, (runtime.GOMAXPROCS(0)-1)/2)); n != want {
+	if n, want := NewGate(256<<20, time.Second).Slots(), max(1, min(4, (runtime.GOMAXPROCS(0)-1)/argonThreads)); n != want {
 		t.Fatalf("256 MiB on %d CPUs: %d slots, want %d", runtime.GOMAXPROCS(0), n, want)
 	}
 	if n := NewGate(1, time.Second).Slots(); n != 1 {

@@ -23,13 +23,25 @@ import (
 	"golang.org/x/crypto/argon2"
 )
 
-// argon2id parameters (RFC 9106's second recommended option: 64 MiB, 3 passes).
+// argon2id parameters: 64 MiB, 3 passes (RFC 9106's second recommended
+// option) in one lane. One lane keeps a hash on one CPU: with two lanes,
+// golang.org/x/crypto/argon2 fills them in parallel, and on a 2-CPU gateway
+// one login took both CPUs from the data plane (its p99 rose 3-8x during a
+// login flood). The memory and passes, which set an attacker's cost per
+// guess, are unchanged; a login takes about twice as long. Hashes made with
+// other parameters still verify, and a login rehashes them (NeedsRehash).
 const (
 	argonTime    = 3
 	argonMemory  = 64 * 1024
-	argonThreads = 2
+	argonThreads = 1
 	argonKeyLen  = 32
 )
+
+// NeedsRehash reports whether hash was made with other parameters than
+// HashPassword uses now (so a successful login should replace it).
+func NeedsRehash(hash string) bool {
+	return !strings.HasPrefix(hash, fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$", argon2.Version, argonMemory, argonTime, argonThreads))
+}
 
 // MinPasswordLength is the shortest password accepted.
 const MinPasswordLength = 12

@@ -1,11 +1,13 @@
 package mfa
 
 import (
+	"encoding/base64"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/pquerna/otp/totp"
+	"golang.org/x/crypto/argon2"
 )
 
 func TestPassword(t *testing.T) {
@@ -13,7 +15,7 @@ func TestPassword(t *testing.T) {
 		t.Fatal("a short password was accepted")
 	}
 	h, err := HashPassword("correct horse battery staple")
-	if err != nil || !strings.HasPrefix(h, "$argon2id$v=19$m=65536,t=3,p=2$") {
+	if err != nil || !strings.HasPrefix(h, "$argon2id$v=19$m=65536,t=3,p=1$") {
 		t.Fatalf("hash %q, %v", h, err)
 	}
 	if !CheckPassword(h, "correct horse battery staple") || CheckPassword(h, "correct horse battery stapLe") || CheckPassword("garbage", "x") {
@@ -22,6 +24,19 @@ func TestPassword(t *testing.T) {
 	h2, _ := HashPassword("correct horse battery staple")
 	if h == h2 {
 		t.Fatal("no salt")
+	}
+	if NeedsRehash(h) {
+		t.Fatal("a fresh hash needs rehashing")
+	}
+	// A two-lane hash of an earlier version still verifies, and needs rehashing.
+	salt := []byte("0123456789abcdef")
+	old := "$argon2id$v=19$m=65536,t=3,p=2$" + base64.RawStdEncoding.EncodeToString(salt) + "$" +
+		base64.RawStdEncoding.EncodeToString(argon2.IDKey([]byte("correct horse battery staple"), salt, 3, 64*1024, 2, 32))
+	if !CheckPassword(old, "correct horse battery staple") {
+		t.Fatal("a two-lane hash no longer verifies")
+	}
+	if !NeedsRehash(old) || !NeedsRehash("") || !NeedsRehash("$argon2id$v=19$m=65536,t=3,p=1") {
+		t.Fatal("NeedsRehash misses other parameters")
 	}
 }
 

@@ -304,11 +304,11 @@ func (h *Handler) authenticateToken(r *http.Request, scheme, raw string) (auth.C
 		if scheme != "DPoP" {
 			return auth.Caller{}, tokenChallenge(httpx.Errorf(http.StatusUnauthorized, "invalid_token", "This token is bound to a key: send it as Authorization: DPoP with a DPoP proof."), "DPoP")
 		}
-		jkt, err := h.tokens.DPoP.Check(r.Header.Get("DPoP"), r.Method, h.requestURL(r), raw)
-		if err != nil {
+		jkt, err := h.tokens.DPoP.CheckFor(r.Header.Get("DPoP"), r.Method, h.requestURL(r), raw, claims.Cnf.JKT)
+		if err != nil && !errors.Is(err, token.ErrOtherKey) {
 			return auth.Caller{}, httpx.Errorf(http.StatusUnauthorized, "invalid_dpop_proof", "The DPoP proof is not valid: %s.", strings.TrimPrefix(err.Error(), "dpop: invalid proof: "))
 		}
-		if jkt != claims.Cnf.JKT {
+		if err != nil || jkt != claims.Cnf.JKT {
 			return auth.Caller{}, httpx.Errorf(http.StatusUnauthorized, "invalid_dpop_proof", "The DPoP proof is signed by another key than the token is bound to.")
 		}
 	} else if scheme == "DPoP" {

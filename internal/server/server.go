@@ -178,6 +178,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server, 
 			return nil, err
 		}
 		rl = s.redis
+		s.dpop.Shared = s.redis // DPoP proofs are good once across replicas
 	}
 	s.limiter = ratelimit.New(rl, func() []ratelimit.Limit { return s.snap.Load().Limits })
 	switch { // the breaker's windows are shared by replicas: Redis when configured, else PostgreSQL

@@ -1,12 +1,15 @@
 package token
 
 import (
+	"context"
 	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -19,11 +22,24 @@ import (
 // (jti), and for resource requests bound to the access token (ath).
 type DPoP struct {
 	Window time.Duration // accepted clock difference either way; default 60s
+	// Shared, when set, is a replay set shared by every replica (Redis):
+	// a proof replayed to another replica is refused too. Its errors fail
+	// closed (the proof is refused).
+	Shared OnceStore
 	now    func() time.Time
 
 	mu   sync.Mutex
 	seen map[string]time.Time // jti → expiry of the replay record
 }
+
+// OnceStore records keys for a time: Once reports true the first time a key
+// is seen within ttl, false after.
+type OnceStore interface {
+	Once(ctx context.Context, key string, ttl time.Duration) (bool, error)
+}
+
+// sharedTimeout bounds a shared replay check.
+const sharedTimeout = 2 * time.Second
 
 // NewDPoP returns a checker.
 func NewDPoP() *DPoP {
@@ -62,6 +78,17 @@ type proofClaims struct {
 // token it must be bound to ("" at the token endpoint). It returns the
 // thumbprint of the proof's key.
 func (d *DPoP) Check(proof, method, rawURL, accessToken string) (string, error) {
+	return d.CheckFor(proof, method, rawURL, accessToken, "")
+}
+
+// ErrOtherKey: the proof is signed by another key than the token is bound to.
+var ErrOtherKey = errors.New("dpop: the proof is signed by another key than the token is bound to")
+
+// CheckFor is Check for a token bound to the key with thumbprint jkt (""
+// for none): a proof by another key is refused with ErrOtherKey before its
+// jti is recorded, so that a holder of a stolen token cannot fill the replay
+// set with proofs of its own key.
+func (d *DPoP) CheckFor(proof, method, rawURL, accessToken, want string) (string, error) {
 	fail := func(format string, args ...any) (string, error) {
 		return "", fmt.Errorf("%w: %s", ErrProof, fmt.Sprintf(format, args...))
 	}
@@ -103,7 +130,32 @@ func (d *DPoP) Check(proof, method, rawURL, accessToken string) (string, error) 
 	if err != nil {
 		return fail("key thumbprint: %v", err)
 	}
-	// Replay: a jti is accepted once while its iat is within the window.
+	if want != "" && jkt != want {
+		return "", ErrOtherKey
+	}
+	// Replay: a jti is accepted once while its iat is within the window:
+	// by this replica, and with Shared by every replica.
+	key := jkt + ":" + c.JTI
+	if !d.once(key, now, iat.Add(2*d.Window)) {
+		return fail("jti already used (replay)")
+	}
+	if d.Shared != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), sharedTimeout)
+		defer cancel()
+		fresh, err := d.Shared.Once(ctx, "dpop:"+key, iat.Add(2*d.Window).Sub(now))
+		switch {
+		case err != nil:
+			return fail("the replay check is unavailable; retry")
+		case !fresh:
+			return fail("jti already used (replay)")
+		}
+	}
+	return jkt, nil
+}
+
+// once records key in this replica's replay set until exp; false when it is
+// there already.
+func (d *DPoP) once(key string, now, exp time.Time) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if len(d.seen) > 200_000 {
@@ -113,12 +165,11 @@ func (d *DPoP) Check(proof, method, rawURL, accessToken string) (string, error) 
 			}
 		}
 	}
-	key := jkt + ":" + c.JTI
-	if exp, ok := d.seen[key]; ok && exp.After(now) {
-		return fail("jti already used (replay)")
+	if e, ok := d.seen[key]; ok && e.After(now) {
+		return false
 	}
-	d.seen[key] = iat.Add(2 * d.Window)
-	return jkt, nil
+	d.seen[key] = exp
+	return true
 }
 
 // verifyProof checks the proof's signature against the public key in its own
@@ -191,13 +242,91 @@ func verifyEd25519(proof string, header []byte, errKey, errSig error) (*jose.JSO
 	return h.JWK, h.Typ, payload, nil
 }
 
-// sameURL compares htu with the request URL, without query and fragment, with
-// scheme and host case-insensitive (RFC 9449 §4.3).
+// sameURL compares htu with the request URL without query and fragment,
+// after RFC 3986's syntax-based and scheme-based normalisation, as RFC 9449
+// §4.3 asks: scheme and host case-insensitive, the default port (80 for
+// http, 443 for https) the same as none, an empty path as "/", percent-
+// encodings of unreserved characters as the characters and other ones in
+// upper case, and dot segments removed. A trailing slash, path case and
+// userinfo still make a difference (the path is another resource; userinfo
+// has no place in an htu).
 func sameURL(htu, req string) bool {
-	a, err1 := url.Parse(htu)
-	b, err2 := url.Parse(req)
-	if err1 != nil || err2 != nil {
-		return false
+	a, ok1 := normalURL(htu)
+	b, ok2 := normalURL(req)
+	return ok1 && ok2 && a == b
+}
+
+func normalURL(raw string) (string, bool) {
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme == "" || u.Host == "" || u.User != nil || u.Opaque != "" {
+		return "", false
 	}
-	return strings.EqualFold(a.Scheme, b.Scheme) && strings.EqualFold(a.Host, b.Host) && a.EscapedPath() == b.EscapedPath()
+	scheme, host := strings.ToLower(u.Scheme), strings.ToLower(u.Host)
+	if h, port, err := net.SplitHostPort(host); err == nil && (port == "" || (scheme == "https" && port == "443") || (scheme == "http" && port == "80")) {
+		host = h
+		if strings.Contains(h, ":") {
+			host = "[" + h + "]"
+		}
+	}
+	p, ok := normalEscapes(u.EscapedPath())
+	if !ok {
+		return "", false
+	}
+	p = removeDotSegments(p)
+	if p == "" {
+		p = "/"
+	}
+	return scheme + "://" + host + p, true
+}
+
+// normalEscapes decodes percent-encoded unreserved characters and upper-cases
+// the hex digits of the others (RFC 3986 §6.2.2.1 and §6.2.2.2).
+func normalEscapes(p string) (string, bool) {
+	var b strings.Builder
+	for i := 0; i < len(p); i++ {
+		if p[i] != '%' {
+			b.WriteByte(p[i])
+			continue
+		}
+		if i+2 >= len(p) {
+			return "", false
+		}
+		v, err := strconv.ParseUint(p[i+1:i+3], 16, 8)
+		if err != nil {
+			return "", false
+		}
+		c := byte(v)
+		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '.' || c == '_' || c == '~' {
+			b.WriteByte(c)
+		} else {
+			fmt.Fprintf(&b, "%%%02X", c)
+		}
+		i += 2
+	}
+	return b.String(), true
+}
+
+// removeDotSegments is RFC 3986 §5.2.4 for an absolute path.
+func removeDotSegments(p string) string {
+	var out []string
+	segs := strings.Split(p, "/")
+	for i, s := range segs {
+		last := i == len(segs)-1
+		switch s {
+		case ".":
+			if last {
+				out = append(out, "")
+			}
+		case "..":
+			if len(out) > 1 {
+				out = out[:len(out)-1]
+			}
+			if last {
+				out = append(out, "")
+			}
+		default:
+			out = append(out, s)
+		}
+	}
+	return strings.Join(out, "/")
 }
