@@ -87,7 +87,7 @@ func TestHostileBodyDeepAndWide(t *testing.T) {
 		maxBytes  int64   // allocated per run
 		maxAllocs float64 // per run
 	}{
-		{"deep", deep, 200 * int64(len(deep)), 20 * depth}, // a path string per level: about depth²×5 bytes
+		{"deep", deep, 200 * int64(len(deep)), 20 * depth},  // a path string per level: about depth²×5 bytes
 		{"wide", wide, 100 * int64(len(wide)), 1.5 * width}, // a path string per value: 2 allocations per value
 	} {
 		if _, err := ParseCall(provider.Chat, tt.body); err != nil {
