@@ -187,6 +187,26 @@ func foldKey(name string) string {
 	}, name)
 }
 
+// foldedNames caches foldKey of the names the gateway checks variants of,
+// which are fixed: folding them again for every member of every body was most
+// of the strict reading's allocations.
+var foldedNames = func() map[string]string {
+	m := map[string]string{}
+	for _, names := range [][]string{governed, contentNames, {"include_usage", "type", "budget_tokens"}} {
+		for _, g := range names {
+			m[g] = foldKey(g)
+		}
+	}
+	return m
+}()
+
+func foldedName(g string) string {
+	if k, ok := foldedNames[g]; ok {
+		return k
+	}
+	return foldKey(g)
+}
+
 // foldVariant returns the governed field name is a variant of, or "".
 func foldVariant(name string, names []string) string {
 	for _, g := range names {
@@ -196,7 +216,7 @@ func foldVariant(name string, names []string) string {
 	}
 	k := foldKey(name)
 	for _, g := range names {
-		if strings.EqualFold(k, foldKey(g)) {
+		if strings.EqualFold(k, foldedName(g)) {
 			return g
 		}
 	}

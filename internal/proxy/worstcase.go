@@ -235,7 +235,11 @@ func (p path) String() string {
 // walk accounts for one value of the conversation at member name. Images are
 // counted wherever they sit; types are judged (an unknown one has no bound)
 // where the APIs define content, not inside tool arguments or text parts.
-func (s *Shape) walk(v any, name string) { s.walkIn(v, path{{name: name}}, true) }
+func (s *Shape) walk(v any, name string) {
+	p := make(path, 1, 32) // room to go deep without growing at every level
+	p[0] = seg{name: name}
+	s.walkIn(v, p, true)
+}
 
 func (s *Shape) walkIn(v any, p path, judge bool) {
 	switch x := v.(type) {
