@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode"
 	"unicode/utf8"
 
@@ -33,9 +34,19 @@ type object []member
 // maxNameInMessage bounds a member name quoted in an error message.
 const maxNameInMessage = 64
 
-// readObject reads body as one JSON object, strictly.
+// decoders are reused: a jsontext.Decoder is large, and every call reads a
+// body (and its stream_options, thinking) with one.
+var decoders = sync.Pool{New: func() any { return jsontext.NewDecoder(bytes.NewReader(nil)) }}
+
+// readObject reads body as one JSON object, strictly. Member values are
+// slices of body, not copies.
 func readObject(body []byte) (object, error) {
-	dec := jsontext.NewDecoder(bytes.NewReader(body))
+	dec := decoders.Get().(*jsontext.Decoder)
+	dec.Reset(bytes.NewReader(body))
+	defer func() {
+		dec.Reset(bytes.NewReader(nil)) // drop the body
+		decoders.Put(dec)
+	}()
 	tok, err := dec.ReadToken()
 	if err != nil {
 		return nil, bodyError(err)
@@ -54,7 +65,13 @@ func readObject(body []byte) (object, error) {
 		if err != nil {
 			return nil, bodyError(err)
 		}
-		o = append(o, member{name: name, value: v.Clone()})
+		end := dec.InputOffset()
+		if start := end - int64(len(v)); start >= 0 && bytes.Equal(body[start:end], v) {
+			v = jsontext.Value(body[start:end:end]) // the bytes as sent, without a copy
+		} else {
+			v = v.Clone()
+		}
+		o = append(o, member{name: name, value: v})
 	}
 	if _, err := dec.ReadToken(); err != nil {
 		return nil, bodyError(err)

@@ -291,7 +291,8 @@ func (s *Shape) walkIn(v any, p path, judge bool) {
 		default:
 			s.unbounded(p.String() + " (type " + t + ")")
 		}
-		for _, k := range sortedKeys(x) {
+		var buf [8]string
+		for _, k := range appendSortedKeys(buf[:0], x) {
 			if k != "cache_control" && k != "type" {
 				s.walkIn(x[k], append(p, seg{name: k}), judge)
 			}
@@ -299,8 +300,9 @@ func (s *Shape) walkIn(v any, p path, judge bool) {
 	}
 }
 
-func sortedKeys(m map[string]any) []string {
-	ks := make([]string, 0, len(m))
+// appendSortedKeys appends m's keys to ks in order (a walk that reports the
+// first unbounded field must not depend on map order).
+func appendSortedKeys(ks []string, m map[string]any) []string {
 	for k := range m {
 		ks = append(ks, k)
 	}
