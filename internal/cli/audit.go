@@ -234,7 +234,7 @@ func runShow(ctx context.Context, e *Env, o *opts, args []string) error {
 		json.Unmarshal([]byte(p.Record), &rec)
 		out = append(out, map[string]any{"index": p.Index, "record": rec, "tree_size": c.Size, "root": c.Hash.String(), "proof": p.Proof, "verified": true})
 		if !o.json {
-			fmt.Fprintf(e.Stdout, "record %d (included in the signed tree of %d records, root %s: proof verified)\n%s\n\n", p.Index, c.Size, c.Hash, p.Record)
+			fmt.Fprintf(e.Stdout, "record %d (included in the signed tree of %d records, root %s: proof verified)\n%s\n\n", p.Index, c.Size, c.Hash, termSafe(p.Record))
 		}
 	}
 	if o.json {
@@ -278,7 +278,7 @@ func runTail(ctx context.Context, e *Env, o *opts, args []string) error {
 				return err
 			}
 			for i := next - from; i < int64(len(entries)); i++ {
-				fmt.Fprintf(e.Stdout, "%d %s\n", from+i, entries[i])
+				fmt.Fprintf(e.Stdout, "%d %s\n", from+i, termSafe(string(entries[i])))
 			}
 			next = to
 		}

@@ -74,6 +74,16 @@ func hostileShapes() []hostileShape {
 		{name: "NoUsageJSON", path: "/v1/chat/completions", body: `{"model":"gpt-4o","max_tokens":300,` + hostileUser + `}`, fault: sim.Fault{NoUsage: true}},
 		{name: "NoUsageSSE", path: "/v1/chat/completions", body: `{"model":"gpt-4o","max_tokens":300,"stream":true,` + hostileUser + `}`, fault: sim.Fault{NoUsage: true}},
 		{name: "NoUsageMessages", path: "/v1/messages", body: `{"model":"claude-sonnet-4-5","max_tokens":300,` + hostileUser + `}`, fault: sim.Fault{NoUsage: true}},
+		// rt9: usage reports that would meter less than was billed: negative
+		// counts (JSON), a smaller second report after the real one (SSE).
+		{name: "UnderReportJSON", path: "/v1/chat/completions", body: `{"model":"gpt-4o","max_tokens":300,` + hostileUser + `}`, fault: sim.Fault{UnderReport: true}},
+		{name: "UnderReportSSE", path: "/v1/chat/completions", body: `{"model":"gpt-4o","max_tokens":300,"stream":true,` + hostileUser + `}`, fault: sim.Fault{UnderReport: true}},
+		{name: "UnderReportMessages", path: "/v1/messages", body: `{"model":"claude-sonnet-4-5","max_tokens":300,` + hostileUser + `}`, fault: sim.Fault{UnderReport: true}},
+		{name: "UnderReportMessagesSSE", path: "/v1/messages", body: `{"model":"claude-sonnet-4-5","max_tokens":300,"stream":true,` + hostileUser + `}`, fault: sim.Fault{UnderReport: true}},
+		{name: "ResponsesNoCapGivenClamped", path: "/v1/responses", body: `{"model":"gpt-4o","input":"hi"}`, clamp: true},
+		{name: "NOnResponses", path: "/v1/responses", body: `{"model":"gpt-4o","input":"hi","n":64,"max_output_tokens":100}`, refused: "unsupported_parameter"},
+		{name: "ToolTypeCaseVariant", path: "/v1/chat/completions", body: `{"model":"gpt-4o","max_tokens":10,` + hostileUser + `,"tools":[{"type":"function","Type":"web_search","function":{"name":"f"}}]}`, refused: "ambiguous_field"},
+		{name: "EscapedAudioModality", path: "/v1/chat/completions", body: `{"model":"gpt-4o","max_tokens":10,"modalities":["text","\u0061udio"],` + hostileUser + `}`, refused: "unbounded_cost"},
 		{name: "UpstreamErrorMidStream", path: "/v1/chat/completions", body: `{"model":"gpt-4o","max_tokens":300,"stream":true,` + hostileUser + `}`, fault: sim.Fault{CutAfter: 3}},
 		{name: "NoCapGivenClamped", path: "/v1/chat/completions", body: `{"model":"gpt-4o",` + hostileUser + `}`, clamp: true},
 		{name: "CapAboveBudgetClamped", path: "/v1/completions", body: `{"model":"gpt-4o","prompt":["a","b"],"n":2,"max_tokens":100000}`, clamp: true},

@@ -22,15 +22,42 @@ type openAIUsage struct {
 	} `json:"input_tokens_details"`
 }
 
-func (u openAIUsage) tokens() usage.Tokens {
-	t := usage.Tokens{Input: u.PromptTokens + u.InputTokens, Output: u.CompletionTokens + u.OutputTokens}
+// tokens returns the usage u reports; ok is false when the report cannot be
+// a real one (a negative count, or no input at all: every call the upstream
+// bills has input), so that it is treated as missing and the hold charged.
+func (u openAIUsage) tokens() (t usage.Tokens, ok bool) {
+	var cached []int64
 	if u.PromptTokensDetails != nil {
-		t.CachedInput += u.PromptTokensDetails.CachedTokens
+		cached = append(cached, u.PromptTokensDetails.CachedTokens)
 	}
 	if u.InputTokensDetails != nil {
-		t.CachedInput += u.InputTokensDetails.CachedTokens
+		cached = append(cached, u.InputTokensDetails.CachedTokens)
 	}
-	return t
+	t = usage.Tokens{Input: satSum(u.PromptTokens, u.InputTokens), Output: satSum(u.CompletionTokens, u.OutputTokens), CachedInput: satSum(cached...)}
+	return t, t.Input > 0 && t.Output >= 0 && t.CachedInput >= 0
+}
+
+// maxCount saturates token sums: a report near the int64 limit must not wrap
+// to a negative count, which would be clamped to nothing.
+const maxCount = int64(1) << 50
+
+// satSum adds counts, saturating at maxCount; it is negative if any count is.
+func satSum(ns ...int64) int64 {
+	var s int64
+	for _, n := range ns {
+		if n < 0 {
+			return -1
+		}
+		s = min(s+min(n, maxCount), maxCount)
+	}
+	return s
+}
+
+// maxOf is, field by field, the larger of two reports of one call's usage:
+// an upstream that reports twice is charged for the larger, never the later.
+func maxOf(a, b usage.Tokens) usage.Tokens {
+	return usage.Tokens{Input: max(a.Input, b.Input), CachedInput: max(a.CachedInput, b.CachedInput),
+		CacheWrite: max(a.CacheWrite, b.CacheWrite), Output: max(a.Output, b.Output)}
 }
 
 type anthropicUsage struct {
@@ -40,17 +67,21 @@ type anthropicUsage struct {
 	CacheReadInputTokens     int64 `json:"cache_read_input_tokens"`
 }
 
-func (u anthropicUsage) tokens() usage.Tokens {
-	return usage.Tokens{
-		Input:       u.InputTokens + u.CacheCreationInputTokens + u.CacheReadInputTokens,
-		CachedInput: u.CacheReadInputTokens,
-		CacheWrite:  u.CacheCreationInputTokens,
-		Output:      u.OutputTokens,
+// tokens returns the usage u reports; ok is false when a count is negative.
+// (Input may be zero: message_delta restates only what it has.)
+func (u anthropicUsage) tokens() (t usage.Tokens, ok bool) {
+	t = usage.Tokens{
+		Input:       satSum(u.InputTokens, u.CacheCreationInputTokens, u.CacheReadInputTokens),
+		CachedInput: satSum(u.CacheReadInputTokens),
+		CacheWrite:  satSum(u.CacheCreationInputTokens),
+		Output:      satSum(u.OutputTokens),
 	}
+	return t, t.Input >= 0 && t.Output >= 0
 }
 
 // ParseUsage reads the usage and the response id out of a complete JSON
-// response of ep. ok is false when the body reports no usage.
+// response of ep. ok is false when the body reports no usage, or a usage no
+// real call has (a negative count, no input tokens): it is then missing.
 func ParseUsage(ep Endpoint, body []byte) (t usage.Tokens, id string, ok bool) {
 	if ep.Protocol == TypeAnthropic {
 		var r struct {
@@ -60,7 +91,11 @@ func ParseUsage(ep Endpoint, body []byte) (t usage.Tokens, id string, ok bool) {
 		if json.Unmarshal(body, &r) != nil || r.Usage == nil {
 			return usage.Tokens{}, r.ID, false
 		}
-		return r.Usage.tokens().Clamp(), r.ID, true
+		t, ok = r.Usage.tokens()
+		if !ok || t.Input == 0 {
+			return usage.Tokens{}, r.ID, false
+		}
+		return t.Clamp(), r.ID, true
 	}
 	var r struct {
 		ID    string       `json:"id"`
@@ -69,7 +104,11 @@ func ParseUsage(ep Endpoint, body []byte) (t usage.Tokens, id string, ok bool) {
 	if json.Unmarshal(body, &r) != nil || r.Usage == nil {
 		return usage.Tokens{}, r.ID, false
 	}
-	return r.Usage.tokens().Clamp(), r.ID, true
+	t, ok = r.Usage.tokens()
+	if !ok {
+		return usage.Tokens{}, r.ID, false
+	}
+	return t.Clamp(), r.ID, true
 }
 
 // Meter follows a stream of ep, event by event: it picks up the usage the
@@ -87,6 +126,7 @@ type Meter struct {
 	outChars int64
 	id       string
 	done     bool // a terminal event was seen
+	bogus    bool // a usage report no real call has: the usage is missing
 }
 
 // NewMeter returns a Meter for a stream of ep.
@@ -146,7 +186,9 @@ func (m *Meter) openAI(ev Event) bool {
 		}
 	}
 	if c.Usage != nil {
-		m.tokens = c.Usage.tokens()
+		t, ok := c.Usage.tokens()
+		m.bogus = m.bogus || !ok
+		m.tokens = maxOf(m.tokens, t)
 		m.haveIn, m.haveOut = true, true
 		if m.StripUsage && len(c.Choices) == 0 {
 			return false
@@ -176,7 +218,9 @@ func (m *Meter) responses(ev Event) bool {
 			m.id = e.Response.ID
 		}
 		if e.Response.Usage != nil {
-			m.tokens = e.Response.Usage.tokens()
+			t, ok := e.Response.Usage.tokens()
+			m.bogus = m.bogus || !ok
+			m.tokens = maxOf(m.tokens, t)
 			m.haveIn, m.haveOut = true, true
 		}
 	}
@@ -212,8 +256,10 @@ func (m *Meter) anthropic(ev Event) bool {
 		if e.Message != nil {
 			m.id = e.Message.ID
 			if e.Message.Usage != nil {
-				in := e.Message.Usage.tokens()
-				m.tokens.Input, m.tokens.CachedInput, m.tokens.CacheWrite = in.Input, in.CachedInput, in.CacheWrite
+				in, ok := e.Message.Usage.tokens()
+				m.bogus = m.bogus || !ok || in.Input == 0
+				in.Output = 0 // message_start's output count is a placeholder
+				m.tokens = maxOf(m.tokens, in)
 				m.haveIn = true
 			}
 		}
@@ -224,11 +270,13 @@ func (m *Meter) anthropic(ev Event) bool {
 	case "message_delta":
 		if e.Usage != nil {
 			// output_tokens in message_delta is cumulative; input fields may be
-			// restated (newer API versions): take them when present.
-			m.tokens.Output = e.Usage.OutputTokens
+			// restated (newer API versions). Every count is the largest reported,
+			// so a later, smaller report cannot lower what is charged.
+			t, ok := e.Usage.tokens()
+			m.bogus = m.bogus || !ok
+			m.tokens = maxOf(m.tokens, t)
 			m.haveOut = true
-			if in := e.Usage.tokens(); in.Input > 0 {
-				m.tokens.Input, m.tokens.CachedInput, m.tokens.CacheWrite = in.Input, in.CachedInput, in.CacheWrite
+			if t.Input > 0 {
 				m.haveIn = true
 			}
 		}
@@ -247,9 +295,17 @@ func (m *Meter) Done() bool { return m.done }
 // Usage returns the usage of the stream so far. When the upstream reported
 // none, it counts locally and estimated is true: one token per byte of output
 // text (every token covers at least one byte, so this never under-counts) and
-// inputEstimate for input.
+// inputEstimate for input. A report no real call has (a negative count) is
+// no report; an Anthropic stream without message_stop is estimated too, as
+// message_delta's count is only the output so far.
 func (m *Meter) Usage(inputEstimate int64) (t usage.Tokens, estimated bool) {
 	t = m.tokens
+	if m.bogus {
+		return usage.Tokens{Input: inputEstimate, Output: m.outChars}.Clamp(), true
+	}
+	if m.ep == Messages && !m.done {
+		estimated = true
+	}
 	if !m.haveIn {
 		t.Input, estimated = inputEstimate, true
 	}

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode"
 	"unicode/utf8"
 
@@ -33,9 +34,19 @@ type object []member
 // maxNameInMessage bounds a member name quoted in an error message.
 const maxNameInMessage = 64
 
-// readObject reads body as one JSON object, strictly.
+// decoders are reused: a jsontext.Decoder is large, and every call reads a
+// body (and its stream_options, thinking) with one.
+var decoders = sync.Pool{New: func() any { return jsontext.NewDecoder(bytes.NewReader(nil)) }}
+
+// readObject reads body as one JSON object, strictly. Member values are
+// slices of body, not copies.
 func readObject(body []byte) (object, error) {
-	dec := jsontext.NewDecoder(bytes.NewReader(body))
+	dec := decoders.Get().(*jsontext.Decoder)
+	dec.Reset(bytes.NewReader(body))
+	defer func() {
+		dec.Reset(bytes.NewReader(nil)) // drop the body
+		decoders.Put(dec)
+	}()
 	tok, err := dec.ReadToken()
 	if err != nil {
 		return nil, bodyError(err)
@@ -54,7 +65,13 @@ func readObject(body []byte) (object, error) {
 		if err != nil {
 			return nil, bodyError(err)
 		}
-		o = append(o, member{name: name, value: v.Clone()})
+		end := dec.InputOffset()
+		if start := end - int64(len(v)); start >= 0 && bytes.Equal(body[start:end], v) {
+			v = jsontext.Value(body[start:end:end]) // the bytes as sent, without a copy
+		} else {
+			v = v.Clone()
+		}
+		o = append(o, member{name: name, value: v})
 	}
 	if _, err := dec.ReadToken(); err != nil {
 		return nil, bodyError(err)
@@ -187,6 +204,26 @@ func foldKey(name string) string {
 	}, name)
 }
 
+// foldedNames caches foldKey of the names the gateway checks variants of,
+// which are fixed: folding them again for every member of every body was most
+// of the strict reading's allocations.
+var foldedNames = func() map[string]string {
+	m := map[string]string{}
+	for _, names := range [][]string{governed, contentNames, {"include_usage", "type", "budget_tokens"}} {
+		for _, g := range names {
+			m[g] = foldKey(g)
+		}
+	}
+	return m
+}()
+
+func foldedName(g string) string {
+	if k, ok := foldedNames[g]; ok {
+		return k
+	}
+	return foldKey(g)
+}
+
 // foldVariant returns the governed field name is a variant of, or "".
 func foldVariant(name string, names []string) string {
 	for _, g := range names {
@@ -196,7 +233,7 @@ func foldVariant(name string, names []string) string {
 	}
 	k := foldKey(name)
 	for _, g := range names {
-		if strings.EqualFold(k, foldKey(g)) {
+		if strings.EqualFold(k, foldedName(g)) {
 			return g
 		}
 	}

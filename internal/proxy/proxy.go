@@ -424,7 +424,7 @@ func (h *Handler) models(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := h.checkScope(r, c, vkey.EndpointModels); err != nil {
+	if err := h.checkModelsScope(r, c); err != nil {
 		return err
 	}
 	var ids []string
@@ -443,7 +443,7 @@ func (h *Handler) model(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := h.checkScope(r, c, vkey.EndpointModels); err != nil {
+	if err := h.checkModelsScope(r, c); err != nil {
 		return err
 	}
 	id := r.PathValue("model")

@@ -2,8 +2,8 @@ package proxy
 
 import (
 	"bytes"
-	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/go-json-experiment/json"
@@ -48,6 +48,8 @@ const (
 	// clientToolTokens bounds the system prompt Anthropic adds for one of its
 	// defined client tools (computer use adds about 735 tokens).
 	clientToolTokens = 2_000
+	// maxUnbounded bounds the fields Shape.Unbounded lists.
+	maxUnbounded = 16
 	// maxTokens saturates token arithmetic.
 	maxTokens = int64(1) << 50
 )
@@ -110,6 +112,11 @@ func analyze(ep provider.Endpoint, o object) (Shape, error) {
 		}
 		switch m.name {
 		case "messages", "input", "system":
+			if bytes.IndexByte(m.value, '{') < 0 {
+				// No object inside (a string, token ids): nothing but its
+				// bytes to count, and no tree worth building for it.
+				continue
+			}
 			v, err := decodeAny(m.value)
 			if err != nil {
 				return s, err
@@ -138,7 +145,9 @@ func analyze(ep provider.Endpoint, o object) (Shape, error) {
 				}
 			}
 		case "modalities":
-			if bytes.Contains(m.value, []byte(`"audio"`)) {
+			// Read as JSON, not as bytes: "\u0061udio" is "audio" too.
+			var mods []string
+			if json.Unmarshal(m.value, &mods) != nil || slices.Contains(mods, "audio") {
 				s.unbounded("modalities")
 			}
 		case "service_tier":
@@ -176,7 +185,7 @@ func decodeAny(v jsontext.Value) (any, error) {
 }
 
 func (s *Shape) unbounded(field string) {
-	if len(s.Unbounded) < 16 && !slices.Contains(s.Unbounded, field) {
+	if len(s.Unbounded) < maxUnbounded && !slices.Contains(s.Unbounded, field) {
 		s.Unbounded = append(s.Unbounded, clip(field))
 	}
 }
@@ -194,16 +203,49 @@ var textTypes = map[string]bool{
 	"reasoning": true,
 }
 
-// walk accounts for one value of the conversation at path. Images are
+// path is where a value sits in the body, kept as segments and formatted
+// only when it is reported: a body of millions of parts must not cost a
+// string per part (nor a string per level of a deep nest).
+type path []seg
+
+// seg is one step of a path: a member name, or an array index when name is "".
+type seg struct {
+	name  string
+	index int
+}
+
+func (p path) String() string {
+	var b strings.Builder
+	for i, sg := range p {
+		switch {
+		case sg.name == "":
+			b.WriteByte('[')
+			b.WriteString(strconv.Itoa(sg.index))
+			b.WriteByte(']')
+		case i > 0:
+			b.WriteByte('.')
+			fallthrough
+		default:
+			b.WriteString(sg.name)
+		}
+	}
+	return b.String()
+}
+
+// walk accounts for one value of the conversation at member name. Images are
 // counted wherever they sit; types are judged (an unknown one has no bound)
 // where the APIs define content, not inside tool arguments or text parts.
-func (s *Shape) walk(v any, path string) { s.walkIn(v, path, true) }
+func (s *Shape) walk(v any, name string) {
+	p := make(path, 1, 32) // room to go deep without growing at every level
+	p[0] = seg{name: name}
+	s.walkIn(v, p, true)
+}
 
-func (s *Shape) walkIn(v any, path string, judge bool) {
+func (s *Shape) walkIn(v any, p path, judge bool) {
 	switch x := v.(type) {
 	case []any:
 		for i, e := range x {
-			s.walkIn(e, fmt.Sprintf("%s[%d]", path, i), judge)
+			s.walkIn(e, append(p, seg{index: i}), judge)
 		}
 	case map[string]any:
 		if cc, ok := x["cache_control"].(map[string]any); ok && cc["ttl"] == "1h" {
@@ -212,7 +254,7 @@ func (s *Shape) walkIn(v any, path string, judge bool) {
 		if judge && s.ambiguous == "" {
 			for k := range x {
 				if g := foldVariant(k, contentNames); g != "" {
-					s.ambiguous, s.ambiguousAs = path+"."+k, g
+					s.ambiguous, s.ambiguousAs = append(p, seg{name: k}).String(), g
 				}
 			}
 		}
@@ -227,7 +269,7 @@ func (s *Shape) walkIn(v any, path string, judge bool) {
 				return
 			}
 			if a, ok := x["audio"]; ok && a != nil && judge { // an assistant message's audio, by id: audio tokens
-				s.unbounded(path + ".audio")
+				s.unbounded(append(p, seg{name: "audio"}).String())
 			}
 		case !judge || textTypes[t]:
 			judge = false // below: arguments and text, where "type" is anyone's word
@@ -237,28 +279,30 @@ func (s *Shape) walkIn(v any, path string, judge bool) {
 			switch src["type"] {
 			case "text":
 			case "content":
-				s.walkIn(src["content"], path+".source.content", judge)
+				s.walkIn(src["content"], append(p, seg{name: "source"}, seg{name: "content"}), judge)
 			default: // a PDF by base64, URL or file id: pages are not countable here
-				s.unbounded(path + " (document)")
+				s.unbounded(p.String() + " (document)")
 			}
 			return
 		case t == "file" || t == "input_file":
-			s.unbounded(path + " (file)")
+			s.unbounded(p.String() + " (file)")
 		case t == "input_audio" || t == "audio":
-			s.unbounded(path + " (audio)")
+			s.unbounded(p.String() + " (audio)")
 		default:
-			s.unbounded(path + " (type " + t + ")")
+			s.unbounded(p.String() + " (type " + t + ")")
 		}
-		for _, k := range sortedKeys(x) {
+		var buf [8]string
+		for _, k := range appendSortedKeys(buf[:0], x) {
 			if k != "cache_control" && k != "type" {
-				s.walkIn(x[k], path+"."+k, judge)
+				s.walkIn(x[k], append(p, seg{name: k}), judge)
 			}
 		}
 	}
 }
 
-func sortedKeys(m map[string]any) []string {
-	ks := make([]string, 0, len(m))
+// appendSortedKeys appends m's keys to ks in order (a walk that reports the
+// first unbounded field must not depend on map order).
+func appendSortedKeys(ks []string, m map[string]any) []string {
 	for k := range m {
 		ks = append(ks, k)
 	}
@@ -281,15 +325,21 @@ func (s *Shape) tools(ep provider.Endpoint, v any) {
 		if cc, ok := tool["cache_control"].(map[string]any); ok && cc["ttl"] == "1h" {
 			s.CacheTTL1h = true
 		}
+		if s.ambiguous == "" {
+			for k := range tool {
+				if g := foldVariant(k, contentNames); g != "" {
+					s.ambiguous, s.ambiguousAs = path{{name: "tools"}, {index: i}, {name: k}}.String(), g
+				}
+			}
+		}
 		t, _ := tool["type"].(string)
-		path := fmt.Sprintf("tools[%d]", i)
 		switch {
 		case t == "function" || t == "custom":
 		case ep.Protocol == provider.TypeAnthropic && t == "":
 		case ep.Protocol == provider.TypeAnthropic && slices.ContainsFunc(anthropicClientTools, func(p string) bool { return strings.HasPrefix(t, p) }):
 			s.ToolTokens = satAdd(s.ToolTokens, clientToolTokens)
-		default:
-			s.unbounded(path + " (type " + t + ")")
+		case len(s.Unbounded) < maxUnbounded:
+			s.unbounded(path{{name: "tools"}, {index: i}}.String() + " (type " + t + ")")
 		}
 	}
 }

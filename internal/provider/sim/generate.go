@@ -106,6 +106,10 @@ func (h *Handler) chat(w http.ResponseWriter, req *request, s *stream) {
 			"system_fingerprint": "fp_sim", "choices": []any{}, "usage": usage}) {
 			return
 		}
+		if req.underReport && !s.send("", map[string]any{"id": id, "object": "chat.completion.chunk", "created": created, "model": req.Model,
+			"system_fingerprint": "fp_sim", "choices": []any{}, "usage": map[string]any{"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}) {
+			return
+		}
 	}
 	s.send("", "[DONE]")
 }
@@ -266,9 +270,14 @@ func (h *Handler) messages(w http.ResponseWriter, req *request, s *stream) {
 	if endUsage != nil {
 		delta["usage"] = endUsage
 	}
-	_ = s.send("content_block_stop", map[string]any{"type": "content_block_stop", "index": 0}) &&
-		s.send("message_delta", delta) &&
-		s.send("message_stop", map[string]any{"type": "message_stop"})
+	if !s.send("content_block_stop", map[string]any{"type": "content_block_stop", "index": 0}) || !s.send("message_delta", delta) {
+		return
+	}
+	if req.underReport && !s.send("message_delta", map[string]any{"type": "message_delta", "delta": map[string]any{"stop_reason": stop, "stop_sequence": nil},
+		"usage": map[string]any{"input_tokens": 1, "output_tokens": 1}}) {
+		return
+	}
+	s.send("message_stop", map[string]any{"type": "message_stop"})
 }
 
 // countTokens answers POST /v1/messages/count_tokens as Anthropic does: the

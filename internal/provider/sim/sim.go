@@ -33,14 +33,19 @@ var Models = []string{"sim-small", "sim-large", "gpt-4o", "gpt-4o-mini", "text-e
 
 // Fault makes the simulator misbehave on purpose.
 type Fault struct {
-	Status     int             // answer every request with this error status (0: no error)
-	Latency    time.Duration   // wait before answering
-	ChunkDelay time.Duration   // wait between stream events
-	CutAfter   int             // drop the connection after this many stream events (0: never)
-	NoUsage    bool            // report no usage (usage null in JSON, none in streams)
-	Hostile    bool            // read and bill like a non-Go upstream (hostile.go)
-	OverReport int64           // hostile mode: bill and report this many output tokens more than the cap allows
-	Gate       <-chan struct{} // hold every answer until this closes (tests: all calls in flight at once)
+	Status     int           // answer every request with this error status (0: no error)
+	Latency    time.Duration // wait before answering
+	ChunkDelay time.Duration // wait between stream events
+	CutAfter   int           // drop the connection after this many stream events (0: never)
+	NoUsage    bool          // report no usage (usage null in JSON, none in streams)
+	// UnderReport reports usage so that a gateway taking it at its word
+	// meters less than was billed: negative counts in JSON; in streams the
+	// real report followed by a smaller one (a second OpenAI usage chunk, a
+	// second Anthropic message_delta).
+	UnderReport bool
+	Hostile     bool            // read and bill like a non-Go upstream (hostile.go)
+	OverReport  int64           // hostile mode: bill and report this many output tokens more than the cap allows
+	Gate        <-chan struct{} // hold every answer until this closes (tests: all calls in flight at once)
 	// RetryAfter and RetryAfterMs are sent with a Status error as the
 	// Retry-After and retry-after-ms headers.
 	RetryAfter, RetryAfterMs string
@@ -180,7 +185,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	} else if err == nil {
 		err = json.NewDecoder(bytes.NewReader(raw)).Decode(&req)
 	}
-	req.endpoint, req.hostile, req.noUsage = endpointOf(r.URL.Path), f.Hostile, f.NoUsage
+	req.endpoint, req.hostile, req.noUsage, req.underReport = endpointOf(r.URL.Path), f.Hostile, f.NoUsage, f.UnderReport
 	if err != nil {
 		if anthropic {
 			writeAnthropicError(w, http.StatusBadRequest, "invalid_request_error", "invalid JSON body")
@@ -289,10 +294,11 @@ type request struct {
 	Dimensions     int    `json:"dimensions"`
 	EncodingFormat string `json:"encoding_format"`
 
-	endpoint string // chat, completions, embeddings, responses, messages
-	hostile  bool   // Fault.Hostile
-	noUsage  bool   // Fault.NoUsage
-	billed   *Bill  // hostile mode: this call's bill, once generated
+	endpoint    string // chat, completions, embeddings, responses, messages
+	hostile     bool   // Fault.Hostile
+	noUsage     bool   // Fault.NoUsage
+	underReport bool   // Fault.UnderReport
+	billed      *Bill  // hostile mode: this call's bill, once generated
 }
 
 type message struct {
@@ -345,7 +351,27 @@ func (req *request) usageOr(usage any) any {
 	if req.noUsage {
 		return nil
 	}
+	if req.underReport {
+		return negated(usage)
+	}
 	return usage
+}
+
+// negated is usage with every count negative.
+func negated(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		m := make(map[string]any, len(x))
+		for k, e := range x {
+			m[k] = negated(e)
+		}
+		return m
+	case int:
+		return -x - 1
+	case int64:
+		return -x - 1
+	}
+	return v
 }
 
 // countTokens approximates a tokenizer: one token per four bytes, rounded up.
