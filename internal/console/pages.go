@@ -661,14 +661,34 @@ func (h *Handler) account(w http.ResponseWriter, r *http.Request, s *session) er
 }
 
 func (h *Handler) passkeyRegisterBegin(w http.ResponseWriter, r *http.Request, s *session) error {
+	var in struct {
+		Proof string `json:"proof"`
+	}
+	json.NewDecoder(io.LimitReader(r.Body, 4<<10)).Decode(&in)
 	var out json.RawMessage
-	if err := h.call(r.Context(), r, s, "POST", "/v1/auth/passkeys/register", nil, &out); err != nil {
+	if err := h.call(r.Context(), r, s, "POST", "/v1/auth/passkeys/register", factorProof(in.Proof), &out); err != nil {
 		jsonError(w, err)
 		return nil
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Write(out)
 	return nil
+}
+
+// factorProof is the admin API's proof for a factor change from what the
+// user typed: six digits are a TOTP code, a dashed hex pair a recovery code,
+// anything else the password (users without a second factor).
+func factorProof(typed string) obj {
+	typed = strings.TrimSpace(typed)
+	switch {
+	case typed == "":
+		return obj{}
+	case len(typed) == 6 && strings.Trim(typed, "0123456789") == "":
+		return obj{"code": typed}
+	case len(typed) == 17 && typed[8] == '-':
+		return obj{"recovery_code": typed}
+	}
+	return obj{"password": typed}
 }
 
 func (h *Handler) passkeyRegisterFinish(w http.ResponseWriter, r *http.Request, s *session) error {

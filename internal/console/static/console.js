@@ -83,7 +83,7 @@
     regBtn.addEventListener("click", async () => {
       const status = document.getElementById("passkey-status");
       try {
-        const begin = await post("/console/passkeys/register/begin");
+        const begin = await post("/console/passkeys/register/begin", { proof: document.getElementById("passkey-proof").value });
         const pk = begin.options.publicKey || begin.options;
         pk.challenge = b64u.dec(pk.challenge);
         pk.user.id = b64u.dec(pk.user.id);
