@@ -252,6 +252,9 @@ func (h *Handler) call(ctx context.Context, r *http.Request, s *session, method,
 	if s != nil {
 		req.Header.Set("Authorization", "Bearer "+s.token)
 	}
+	if v, ok := ctx.Value(ifMatchKey{}).(string); ok {
+		req.Header.Set("If-Match", v)
+	}
 	rec := newRecorder()
 	h.d.API.ServeHTTP(rec, req)
 	if rec.status >= 400 {

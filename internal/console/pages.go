@@ -89,7 +89,7 @@ func (h *Handler) routes() {
 	m.HandleFunc("GET /console/policies", h.authed(h.policies))
 	m.HandleFunc("POST /console/policies/{action}", h.authed(h.policyAction))
 	m.HandleFunc("GET /console/log", h.authed(h.logPage))
-	m.HandleFunc("GET /console/findings", h.authed(h.findings))
+	h.auditRoutes()
 	m.HandleFunc("GET /console/providers", h.authed(h.providers))
 	m.HandleFunc("POST /console/providers/{id}/keys", h.authed(h.addUpstreamKey))
 	m.HandleFunc("POST /console/providers/{id}/keys/{key}/delete", h.authed(h.deleteUpstreamKey))
@@ -573,25 +573,6 @@ func (h *Handler) proveRecord(r *http.Request, i int64, key string) logRecord {
 	}
 	out.Verified = true
 	return out
-}
-
-func (h *Handler) findings(w http.ResponseWriter, r *http.Request, s *session) error {
-	var probe []byte
-	err := h.call(r.Context(), r, s, "GET", "/v1/findings", nil, &probe)
-	var ae *apiError
-	if errors.As(err, &ae) && ae.Status == http.StatusNotFound {
-		h.render(w, 200, "findings.html", h.page(s, "findings", "Findings and reviews", obj{"Available": false}))
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	var list struct {
-		Data []obj `json:"data"`
-	}
-	json.Unmarshal(probe, &list)
-	h.render(w, 200, "findings.html", h.page(s, "findings", "Findings and reviews", obj{"Available": true, "Findings": list.Data}))
-	return nil
 }
 
 func (h *Handler) providers(w http.ResponseWriter, r *http.Request, s *session) error {
