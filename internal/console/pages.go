@@ -77,6 +77,10 @@ func (h *Handler) routes() {
 	})
 	m.HandleFunc("GET /console/login", h.loginPage)
 	m.HandleFunc("POST /console/login", h.login)
+	if h.oidc != nil {
+		m.HandleFunc("GET /console/login/oidc", h.oidcStart)
+		m.HandleFunc("GET /console/login/oidc/callback", h.oidcCallback)
+	}
 	m.HandleFunc("POST /console/login/passkey/begin", h.passkeyLoginBegin)
 	m.HandleFunc("POST /console/login/passkey/finish/{ceremony}", h.passkeyLoginFinish)
 	m.HandleFunc("POST /console/logout", h.authed(h.logout))
