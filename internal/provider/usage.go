@@ -52,24 +52,33 @@ func (u anthropicUsage) tokens() usage.Tokens {
 // ParseUsage reads the usage and the response id out of a complete JSON
 // response of ep. ok is false when the body reports no usage.
 func ParseUsage(ep Endpoint, body []byte) (t usage.Tokens, id string, ok bool) {
+	t, id, _, ok = ParseUsageModel(ep, body)
+	return t, id, ok
+}
+
+// ParseUsageModel is ParseUsage that also returns the model the response
+// names (the model that answered; "" when it names none).
+func ParseUsageModel(ep Endpoint, body []byte) (t usage.Tokens, id, model string, ok bool) {
 	if ep.Protocol == TypeAnthropic {
 		var r struct {
 			ID    string          `json:"id"`
+			Model string          `json:"model"`
 			Usage *anthropicUsage `json:"usage"`
 		}
 		if json.Unmarshal(body, &r) != nil || r.Usage == nil {
-			return usage.Tokens{}, r.ID, false
+			return usage.Tokens{}, r.ID, r.Model, false
 		}
-		return r.Usage.tokens().Clamp(), r.ID, true
+		return r.Usage.tokens().Clamp(), r.ID, r.Model, true
 	}
 	var r struct {
 		ID    string       `json:"id"`
+		Model string       `json:"model"`
 		Usage *openAIUsage `json:"usage"`
 	}
 	if json.Unmarshal(body, &r) != nil || r.Usage == nil {
-		return usage.Tokens{}, r.ID, false
+		return usage.Tokens{}, r.ID, r.Model, false
 	}
-	return r.Usage.tokens().Clamp(), r.ID, true
+	return r.Usage.tokens().Clamp(), r.ID, r.Model, true
 }
 
 // Meter follows a stream of ep, event by event: it picks up the usage the
@@ -86,7 +95,8 @@ type Meter struct {
 	haveOut  bool
 	outChars int64
 	id       string
-	done     bool // a terminal event was seen
+	model    string // the first model an event names
+	done     bool   // a terminal event was seen
 }
 
 // NewMeter returns a Meter for a stream of ep.
@@ -119,6 +129,7 @@ func (m *Meter) Observe(ev Event) bool {
 func (m *Meter) openAI(ev Event) bool {
 	var c struct {
 		ID      string       `json:"id"`
+		Model   string       `json:"model"`
 		Usage   *openAIUsage `json:"usage"`
 		Choices []struct {
 			Text  string `json:"text"`
@@ -138,6 +149,9 @@ func (m *Meter) openAI(ev Event) bool {
 	}
 	if m.id == "" {
 		m.id = c.ID
+	}
+	if m.model == "" {
+		m.model = c.Model
 	}
 	for _, ch := range c.Choices {
 		m.outChars += int64(len(ch.Text) + len(ch.Delta.Content) + len(ch.Delta.Reasoning))
@@ -161,6 +175,7 @@ func (m *Meter) responses(ev Event) bool {
 		Delta    string `json:"delta"`
 		Response *struct {
 			ID    string       `json:"id"`
+			Model string       `json:"model"`
 			Usage *openAIUsage `json:"usage"`
 		} `json:"response"`
 	}
@@ -174,6 +189,9 @@ func (m *Meter) responses(ev Event) bool {
 	if e.Response != nil {
 		if m.id == "" {
 			m.id = e.Response.ID
+		}
+		if m.model == "" {
+			m.model = e.Response.Model
 		}
 		if e.Response.Usage != nil {
 			m.tokens = e.Response.Usage.tokens()
@@ -195,6 +213,7 @@ func (m *Meter) anthropic(ev Event) bool {
 		Type    string `json:"type"`
 		Message *struct {
 			ID    string          `json:"id"`
+			Model string          `json:"model"`
 			Usage *anthropicUsage `json:"usage"`
 		} `json:"message"`
 		Delta *struct {
@@ -210,7 +229,7 @@ func (m *Meter) anthropic(ev Event) bool {
 	switch e.Type {
 	case "message_start":
 		if e.Message != nil {
-			m.id = e.Message.ID
+			m.id, m.model = e.Message.ID, e.Message.Model
 			if e.Message.Usage != nil {
 				in := e.Message.Usage.tokens()
 				m.tokens.Input, m.tokens.CachedInput, m.tokens.CacheWrite = in.Input, in.CachedInput, in.CacheWrite
@@ -240,6 +259,9 @@ func (m *Meter) anthropic(ev Event) bool {
 
 // ResponseID returns the upstream's id of the response, once seen.
 func (m *Meter) ResponseID() string { return m.id }
+
+// ResponseModel returns the model the stream names ("" when none).
+func (m *Meter) ResponseModel() string { return m.model }
 
 // Done reports whether the stream reached its terminal event.
 func (m *Meter) Done() bool { return m.done }
