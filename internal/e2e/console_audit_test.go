@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +12,8 @@ import (
 
 	"github.com/gatehouse-gw/gatehouse/client"
 	"github.com/gatehouse-gw/gatehouse/internal/config"
+	"github.com/gatehouse-gw/gatehouse/internal/sso"
+	"github.com/gatehouse-gw/gatehouse/internal/sso/ssotest"
 )
 
 // TestConsoleFindingsInBrowser drives the findings and access-review pages in
@@ -112,4 +115,39 @@ func TestConsoleFindingsInBrowser(t *testing.T) {
 		t.Fatalf("a key revoked in a review: %d %q", s, c)
 	}
 	shot(t, ctx, dir, "25-review-decided")
+}
+
+// TestConsoleOIDCInBrowser signs in to the console in chromium through the
+// organisation's identity provider (authorization code + PKCE): the provider
+// (on another site) redirects back to the console, which continues into the
+// page asked for, signed in as the provider's user with the teams and roles
+// its groups map to.
+func TestConsoleOIDCInBrowser(t *testing.T) {
+	ctx := browser(t)
+	idp := ssotest.New(t)
+	port := freePort(t)
+	origin := "http://localhost:" + port
+	f := newFixture(t, gwOptions{mutate: func(c *config.Config) {
+		c.AdminListen = "127.0.0.1:" + port
+		c.OIDCLogin = sso.Config{Issuer: idp.URL, ClientID: idp.ClientID, Groups: []sso.Group{{Group: "platform", Teams: []string{"research"}, Roles: []string{"admin"}}}}
+	}})
+	idp.SetUser(map[string]any{"sub": "u-ada", "email": "ada@example.com", "groups": []string{"platform"}, "amr": []string{"pwd", "hwk"}})
+	dir := artifacts(t)
+
+	run(t, ctx, "sign-in page", chromedp.Navigate(origin+"/console/budgets"), chromedp.WaitVisible(css("#oidc-login")))
+	shot(t, ctx, dir, "30-login-with-sso")
+	run(t, ctx, "single sign-on", chromedp.Click(css("#oidc-login")), chromedp.WaitVisible(css(`nav[aria-label="Console"]`)))
+	if title := get(t, ctx, "title", chromedp.Text(css("h1"))); title != "Budgets" {
+		t.Fatalf("after single sign-on the page is %q, want the budgets page asked for", title)
+	}
+	if who := get(t, ctx, "who", chromedp.Text(css(".who a"))); who != "ada@example.com" {
+		t.Fatalf("signed in as %q", who)
+	}
+	shot(t, ctx, dir, "31-signed-in-with-sso")
+	p, _, err := f.admin.Principal(context.Background(), "ada@example.com")
+	if err != nil || !slices.Contains(p.Roles, "admin") {
+		t.Fatalf("the principal single sign-on created: %+v (%v)", p, err)
+	}
+	// The session is the admin API's: an admin action works from the page.
+	run(t, ctx, "keys", chromedp.Navigate(origin+"/console/keys"), chromedp.WaitVisible(css("#create-key")))
 }
