@@ -646,8 +646,20 @@ func (h *Handler) account(w http.ResponseWriter, r *http.Request, s *session) er
 }
 
 func (h *Handler) passkeyRegisterBegin(w http.ResponseWriter, r *http.Request, s *session) error {
+	// Adding a factor needs a fresh proof with one the user has: the current
+	// authenticator code or a recovery code, passed on to the admin API.
+	var in struct {
+		Code string `json:"code"`
+	}
+	json.NewDecoder(io.LimitReader(r.Body, 4096)).Decode(&in)
+	proof := obj{}
+	if c := strings.TrimSpace(in.Code); c != "" && strings.Trim(c, "0123456789") == "" {
+		proof["code"] = c
+	} else if c != "" {
+		proof["recovery_code"] = c
+	}
 	var out json.RawMessage
-	if err := h.call(r.Context(), r, s, "POST", "/v1/auth/passkeys/register", nil, &out); err != nil {
+	if err := h.call(r.Context(), r, s, "POST", "/v1/auth/passkeys/register", proof, &out); err != nil {
 		jsonError(w, err)
 		return nil
 	}

@@ -91,7 +91,8 @@
     regBtn.addEventListener("click", async () => {
       const status = document.getElementById("passkey-status");
       try {
-        const begin = await post("/console/passkeys/register/begin");
+        const code = document.getElementById("passkey-code");
+        const begin = await post("/console/passkeys/register/begin", { code: code ? code.value.trim() : "" });
         const pk = begin.options.publicKey || begin.options;
         pk.challenge = b64u.dec(pk.challenge);
         pk.user.id = b64u.dec(pk.user.id);
