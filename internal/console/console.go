@@ -41,6 +41,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/gatehouse-gw/gatehouse/internal/sso"
 )
 
 //go:embed templates/*.html
@@ -65,6 +67,11 @@ type Deps struct {
 	AbsoluteTimeout time.Duration
 	// Passkeys shows passkey sign-in and registration (webauthn configured).
 	Passkeys bool
+	// OIDC offers single sign-on through the organisation's identity
+	// provider when enabled (oidc_login); OIDCClient reaches the provider
+	// (nil: a client with a 10 s timeout).
+	OIDC       sso.Config
+	OIDCClient *http.Client
 	// TrustProxyHeaders takes X-Forwarded-Proto: https from a TLS-terminating
 	// proxy in front of the admin listener as TLS (Secure cookies).
 	TrustProxyHeaders bool
@@ -75,6 +82,7 @@ type Handler struct {
 	d    Deps
 	mux  *http.ServeMux
 	tmpl *template.Template
+	oidc *oidcFlow // nil without oidc_login
 
 	mu       sync.Mutex
 	sessions map[string]*session
@@ -104,6 +112,9 @@ func New(d Deps) *Handler {
 		d.Log = slog.New(slog.DiscardHandler)
 	}
 	h := &Handler{d: d, mux: http.NewServeMux(), sessions: map[string]*session{}}
+	if d.OIDC.Enabled() {
+		h.oidc = newOIDCFlow(d.OIDC, d.OIDCClient)
+	}
 	h.tmpl = template.Must(template.New("").Funcs(funcs).ParseFS(templateFS, "templates/*.html"))
 	static, _ := fs.Sub(staticFS, "static")
 	h.mux.Handle("GET /console/static/", http.StripPrefix("/console/static/", http.FileServerFS(static)))
@@ -252,6 +263,9 @@ func (h *Handler) call(ctx context.Context, r *http.Request, s *session, method,
 	if s != nil {
 		req.Header.Set("Authorization", "Bearer "+s.token)
 	}
+	if v, ok := ctx.Value(ifMatchKey{}).(string); ok {
+		req.Header.Set("If-Match", v)
+	}
 	rec := newRecorder()
 	h.d.API.ServeHTTP(rec, req)
 	if rec.status >= 400 {
@@ -309,12 +323,14 @@ type page struct {
 	User     string
 	CSRF     string
 	Passkeys bool
+	OIDC     bool
 	Flash    string
 	Error    string
 	Data     map[string]any
 }
 
 func (h *Handler) render(w http.ResponseWriter, status int, name string, p page) {
+	p.OIDC = h.oidc != nil
 	var buf bytes.Buffer
 	if err := h.tmpl.ExecuteTemplate(&buf, name, p); err != nil {
 		h.d.Log.Error("console: rendering failed", "template", name, "err", err)

@@ -439,24 +439,3 @@ func (p *providerAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.fakeAPI.ServeHTTP(w, r)
 	}
 }
-
-// What a user types to prove a factor change goes to the admin API as the
-// field it is: a TOTP code, a recovery code, or (for users without a second
-// factor) the password.
-func TestFactorProof(t *testing.T) {
-	for typed, want := range map[string]string{
-		"123456":            "code",
-		" 654321 ":          "code",
-		"0a1b2c3d-4e5f6a7b": "recovery_code",
-		"correct horse":     "password",
-		"1234567":           "password",
-	} {
-		got := factorProof(typed)
-		if len(got) != 1 || got[want] == nil {
-			t.Errorf("factorProof(%q) = %v, want one %q", typed, got, want)
-		}
-	}
-	if got := factorProof("  "); len(got) != 0 {
-		t.Errorf("factorProof(blank) = %v, want no proof", got)
-	}
-}

@@ -77,6 +77,10 @@ func (h *Handler) routes() {
 	})
 	m.HandleFunc("GET /console/login", h.loginPage)
 	m.HandleFunc("POST /console/login", h.login)
+	if h.oidc != nil {
+		m.HandleFunc("GET /console/login/oidc", h.oidcStart)
+		m.HandleFunc("GET /console/login/oidc/callback", h.oidcCallback)
+	}
 	m.HandleFunc("POST /console/login/passkey/begin", h.passkeyLoginBegin)
 	m.HandleFunc("POST /console/login/passkey/finish/{ceremony}", h.passkeyLoginFinish)
 	m.HandleFunc("POST /console/logout", h.authed(h.logout))
@@ -89,7 +93,7 @@ func (h *Handler) routes() {
 	m.HandleFunc("GET /console/policies", h.authed(h.policies))
 	m.HandleFunc("POST /console/policies/{action}", h.authed(h.policyAction))
 	m.HandleFunc("GET /console/log", h.authed(h.logPage))
-	m.HandleFunc("GET /console/findings", h.authed(h.findings))
+	h.auditRoutes()
 	m.HandleFunc("GET /console/providers", h.authed(h.providers))
 	m.HandleFunc("POST /console/providers/{id}/keys", h.authed(h.addUpstreamKey))
 	m.HandleFunc("POST /console/providers/{id}/keys/{key}/delete", h.authed(h.deleteUpstreamKey))
@@ -575,25 +579,6 @@ func (h *Handler) proveRecord(r *http.Request, i int64, key string) logRecord {
 	return out
 }
 
-func (h *Handler) findings(w http.ResponseWriter, r *http.Request, s *session) error {
-	var probe []byte
-	err := h.call(r.Context(), r, s, "GET", "/v1/findings", nil, &probe)
-	var ae *apiError
-	if errors.As(err, &ae) && ae.Status == http.StatusNotFound {
-		h.render(w, 200, "findings.html", h.page(s, "findings", "Findings and reviews", obj{"Available": false}))
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	var list struct {
-		Data []obj `json:"data"`
-	}
-	json.Unmarshal(probe, &list)
-	h.render(w, 200, "findings.html", h.page(s, "findings", "Findings and reviews", obj{"Available": true, "Findings": list.Data}))
-	return nil
-}
-
 func (h *Handler) providers(w http.ResponseWriter, r *http.Request, s *session) error {
 	return h.providersWith(w, r, s, 200, "")
 }
@@ -661,34 +646,26 @@ func (h *Handler) account(w http.ResponseWriter, r *http.Request, s *session) er
 }
 
 func (h *Handler) passkeyRegisterBegin(w http.ResponseWriter, r *http.Request, s *session) error {
+	// Adding a factor needs a fresh proof with one the user has: the current
+	// authenticator code or a recovery code, passed on to the admin API.
 	var in struct {
-		Proof string `json:"proof"`
+		Code string `json:"code"`
 	}
-	json.NewDecoder(io.LimitReader(r.Body, 4<<10)).Decode(&in)
+	json.NewDecoder(io.LimitReader(r.Body, 4096)).Decode(&in)
+	proof := obj{}
+	if c := strings.TrimSpace(in.Code); c != "" && strings.Trim(c, "0123456789") == "" {
+		proof["code"] = c
+	} else if c != "" {
+		proof["recovery_code"] = c
+	}
 	var out json.RawMessage
-	if err := h.call(r.Context(), r, s, "POST", "/v1/auth/passkeys/register", factorProof(in.Proof), &out); err != nil {
+	if err := h.call(r.Context(), r, s, "POST", "/v1/auth/passkeys/register", proof, &out); err != nil {
 		jsonError(w, err)
 		return nil
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Write(out)
 	return nil
-}
-
-// factorProof is the admin API's proof for a factor change from what the
-// user typed: six digits are a TOTP code, a dashed hex pair a recovery code,
-// anything else the password (users without a second factor).
-func factorProof(typed string) obj {
-	typed = strings.TrimSpace(typed)
-	switch {
-	case typed == "":
-		return obj{}
-	case len(typed) == 6 && strings.Trim(typed, "0123456789") == "":
-		return obj{"code": typed}
-	case len(typed) == 17 && typed[8] == '-':
-		return obj{"recovery_code": typed}
-	}
-	return obj{"password": typed}
 }
 
 func (h *Handler) passkeyRegisterFinish(w http.ResponseWriter, r *http.Request, s *session) error {

@@ -119,7 +119,14 @@ func freePort(t *testing.T) string {
 // enrolConsoleUser makes an admin user with a password and TOTP whose
 // confirming code is the previous step's, so the current step is left for
 // the browser's sign-in and the next for its step-up.
-func enrolConsoleUser(t *testing.T, f *fixture, name string) (secret string, recovery []string) {
+func enrolConsoleUser(t *testing.T, f *fixture, name string) string {
+	secret, _ := enrolConsoleUserRecovery(t, f, name)
+	return secret
+}
+
+// enrolConsoleUserRecovery is enrolConsoleUser that also returns the user's
+// recovery codes.
+func enrolConsoleUserRecovery(t *testing.T, f *fixture, name string) (string, []string) {
 	t.Helper()
 	ctx := context.Background()
 	kind, teams, roles := "user", []string{"research"}, []string{"admin"}
@@ -134,11 +141,11 @@ func enrolConsoleUser(t *testing.T, f *fixture, name string) (secret string, rec
 		t.Fatal(err)
 	}
 	sc := client.New("http://"+f.srv.AdminAddr(), session)
-	secret, _, err = sc.EnrollTOTP(ctx)
+	secret, _, err := sc.EnrollTOTP(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	recovery, err = sc.ConfirmTOTP(ctx, code(t, secret, time.Now().Add(-30*time.Second)))
+	recovery, err := sc.ConfirmTOTP(ctx, code(t, secret, time.Now().Add(-30*time.Second)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,7 +180,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		c.AdminListen = "127.0.0.1:" + port
 		c.WebAuthn = config.WebAuthn{RPID: "localhost", Origins: []string{origin}}
 	}})
-	secret, recovery := enrolConsoleUser(t, f, "alice")
+	secret, recovery := enrolConsoleUserRecovery(t, f, "alice")
 	scope, team, period, limit, hard := "team", "research", "month", int64(5_000_000), true
 	if _, err := f.admin.CreateBudget(context.Background(), client.BudgetInput{Scope: &scope, ScopeID: &team, Period: &period, LimitMicros: &limit, Hard: &hard}); err != nil {
 		t.Fatal(err)
@@ -339,10 +346,11 @@ func TestConsoleInBrowser(t *testing.T) {
 			HasUserVerification: true, IsUserVerified: true, AutomaticPresenceSimulation: true}})
 		return err
 	}))
-	// Adding a factor needs a proof with the one the user has; the TOTP
-	// codes of this minute are spent, so a recovery code proves it.
+	// Adding a factor needs a fresh proof with one the user has: the
+	// sign-in used this TOTP step and the step-up below needs the next, so a
+	// recovery code.
 	run(t, ctx, "register a passkey", chromedp.Navigate(origin+"/console/account"), chromedp.WaitVisible(css("#passkey-register")),
-		chromedp.SendKeys(css("#passkey-proof"), recovery[0]), chromedp.Click(css("#passkey-register")))
+		chromedp.SendKeys(css("#passkey-code"), recovery[0]), chromedp.Click(css("#passkey-register")))
 	get(t, ctx, "registration", chromedp.Poll[bool](`document.getElementById("passkey-status").textContent.length > 0`, chromedp.WithPollingTimeout(20*time.Second)))
 	if st := get(t, ctx, "status", chromedp.Text(css("#passkey-status"))); st != "Passkey added." {
 		t.Fatalf("passkey registration: %q", st)

@@ -83,32 +83,41 @@ func (u anthropicUsage) tokens() (t usage.Tokens, ok bool) {
 // response of ep. ok is false when the body reports no usage, or a usage no
 // real call has (a negative count, no input tokens): it is then missing.
 func ParseUsage(ep Endpoint, body []byte) (t usage.Tokens, id string, ok bool) {
+	t, id, _, ok = ParseUsageModel(ep, body)
+	return t, id, ok
+}
+
+// ParseUsageModel is ParseUsage that also returns the model the response
+// names (the model that answered; "" when it names none).
+func ParseUsageModel(ep Endpoint, body []byte) (t usage.Tokens, id, model string, ok bool) {
 	if ep.Protocol == TypeAnthropic {
 		var r struct {
 			ID    string          `json:"id"`
+			Model string          `json:"model"`
 			Usage *anthropicUsage `json:"usage"`
 		}
 		if json.Unmarshal(body, &r) != nil || r.Usage == nil {
-			return usage.Tokens{}, r.ID, false
+			return usage.Tokens{}, r.ID, r.Model, false
 		}
 		t, ok = r.Usage.tokens()
 		if !ok || t.Input == 0 {
-			return usage.Tokens{}, r.ID, false
+			return usage.Tokens{}, r.ID, r.Model, false
 		}
-		return t.Clamp(), r.ID, true
+		return t.Clamp(), r.ID, r.Model, true
 	}
 	var r struct {
 		ID    string       `json:"id"`
+		Model string       `json:"model"`
 		Usage *openAIUsage `json:"usage"`
 	}
 	if json.Unmarshal(body, &r) != nil || r.Usage == nil {
-		return usage.Tokens{}, r.ID, false
+		return usage.Tokens{}, r.ID, r.Model, false
 	}
 	t, ok = r.Usage.tokens()
 	if !ok {
-		return usage.Tokens{}, r.ID, false
+		return usage.Tokens{}, r.ID, r.Model, false
 	}
-	return t.Clamp(), r.ID, true
+	return t.Clamp(), r.ID, r.Model, true
 }
 
 // Meter follows a stream of ep, event by event: it picks up the usage the
@@ -125,8 +134,9 @@ type Meter struct {
 	haveOut  bool
 	outChars int64
 	id       string
-	done     bool // a terminal event was seen
-	bogus    bool // a usage report no real call has: the usage is missing
+	model    string // the first model an event names
+	done     bool   // a terminal event was seen
+	bogus    bool   // a usage report no real call has: the usage is missing
 }
 
 // NewMeter returns a Meter for a stream of ep.
@@ -159,6 +169,7 @@ func (m *Meter) Observe(ev Event) bool {
 func (m *Meter) openAI(ev Event) bool {
 	var c struct {
 		ID      string       `json:"id"`
+		Model   string       `json:"model"`
 		Usage   *openAIUsage `json:"usage"`
 		Choices []struct {
 			Text  string `json:"text"`
@@ -178,6 +189,9 @@ func (m *Meter) openAI(ev Event) bool {
 	}
 	if m.id == "" {
 		m.id = c.ID
+	}
+	if m.model == "" {
+		m.model = c.Model
 	}
 	for _, ch := range c.Choices {
 		m.outChars += int64(len(ch.Text) + len(ch.Delta.Content) + len(ch.Delta.Reasoning))
@@ -203,6 +217,7 @@ func (m *Meter) responses(ev Event) bool {
 		Delta    string `json:"delta"`
 		Response *struct {
 			ID    string       `json:"id"`
+			Model string       `json:"model"`
 			Usage *openAIUsage `json:"usage"`
 		} `json:"response"`
 	}
@@ -216,6 +231,9 @@ func (m *Meter) responses(ev Event) bool {
 	if e.Response != nil {
 		if m.id == "" {
 			m.id = e.Response.ID
+		}
+		if m.model == "" {
+			m.model = e.Response.Model
 		}
 		if e.Response.Usage != nil {
 			t, ok := e.Response.Usage.tokens()
@@ -239,6 +257,7 @@ func (m *Meter) anthropic(ev Event) bool {
 		Type    string `json:"type"`
 		Message *struct {
 			ID    string          `json:"id"`
+			Model string          `json:"model"`
 			Usage *anthropicUsage `json:"usage"`
 		} `json:"message"`
 		Delta *struct {
@@ -254,7 +273,7 @@ func (m *Meter) anthropic(ev Event) bool {
 	switch e.Type {
 	case "message_start":
 		if e.Message != nil {
-			m.id = e.Message.ID
+			m.id, m.model = e.Message.ID, e.Message.Model
 			if e.Message.Usage != nil {
 				in, ok := e.Message.Usage.tokens()
 				m.bogus = m.bogus || !ok || in.Input == 0
@@ -288,6 +307,9 @@ func (m *Meter) anthropic(ev Event) bool {
 
 // ResponseID returns the upstream's id of the response, once seen.
 func (m *Meter) ResponseID() string { return m.id }
+
+// ResponseModel returns the model the stream names ("" when none).
+func (m *Meter) ResponseModel() string { return m.model }
 
 // Done reports whether the stream reached its terminal event.
 func (m *Meter) Done() bool { return m.done }

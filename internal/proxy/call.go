@@ -208,7 +208,7 @@ func (h *Handler) serveCall(w http.ResponseWriter, r *http.Request, ep provider.
 	if call.Stream && strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
 		tokens, estimated, err = h.relayStream(w, r, ctx, cancel, ep, resp, strip, estimateInput(body), rec)
 	} else {
-		tokens, estimated, err = h.relayJSON(w, ep, resp, estimateInput(body), rec)
+		tokens, estimated, err = h.relayJSON(w, r, ep, resp, estimateInput(body), rec)
 	}
 	out.metered = !estimated
 	rec.Tokens, rec.Estimated = tokens, estimated
@@ -459,7 +459,7 @@ func copyResponseHeaders(w http.ResponseWriter, resp *http.Response) {
 	}
 }
 
-func (h *Handler) relayJSON(w http.ResponseWriter, ep provider.Endpoint, resp *http.Response, inputEstimate int64, rec *usage.Record) (usage.Tokens, bool, error) {
+func (h *Handler) relayJSON(w http.ResponseWriter, r *http.Request, ep provider.Endpoint, resp *http.Response, inputEstimate int64, rec *usage.Record) (usage.Tokens, bool, error) {
 	b, err := io.ReadAll(io.LimitReader(resp.Body, h.opt.MaxResponseBytes+1))
 	if err != nil {
 		return usage.Tokens{Input: inputEstimate}, true, httpx.Errorf(http.StatusBadGateway, "upstream_error", "The upstream response could not be read.").WithCause(err)
@@ -467,7 +467,8 @@ func (h *Handler) relayJSON(w http.ResponseWriter, ep provider.Endpoint, resp *h
 	if int64(len(b)) > h.opt.MaxResponseBytes {
 		return usage.Tokens{Input: inputEstimate}, true, httpx.Errorf(http.StatusBadGateway, "upstream_response_too_large", "The upstream response exceeded the gateway's limit.")
 	}
-	tokens, _, ok := provider.ParseUsage(ep, b)
+	tokens, _, model, ok := provider.ParseUsageModel(ep, b)
+	observationOf(r.Context()).responseModel(model)
 	estimated := !ok
 	if !ok {
 		tokens = usage.Tokens{Input: inputEstimate}
@@ -546,6 +547,7 @@ func (h *Handler) relayStream(w http.ResponseWriter, r *http.Request, ctx contex
 			break
 		}
 	}
+	observationOf(r.Context()).responseModel(meter.ResponseModel())
 	t, est := meter.Usage(inputEstimate)
 	return t, est, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gatehouse-gw/gatehouse/internal/usage"
 )
@@ -50,7 +51,15 @@ type Outcome struct {
 	FirstToken time.Duration // streams: from the call's start to the first event relayed; 0: none
 	HeldMicros int64         // the budget hold taken before the upstream call (0: none)
 	Tripped    bool          // the spend-velocity breaker suspended the key after this call
+	// ResponseModel is the model the upstream's answer names (the model that
+	// answered, which may differ from the one asked for); "" when it names
+	// none, or a name longer than maxResponseModel bytes.
+	ResponseModel string
 }
+
+// maxResponseModel bounds a model name an upstream reports: a hostile
+// upstream cannot put megabytes into a span attribute.
+const maxResponseModel = 256
 
 // Gateway returns the time the gateway itself spent: the whole call minus the
 // upstream's part.
@@ -122,6 +131,7 @@ type observation struct {
 	upEnd      time.Time
 	firstToken time.Time
 	held       int64
+	model      string
 	now        func() time.Time
 }
 
@@ -172,6 +182,13 @@ func (o *observation) firstEvent() {
 	}
 }
 
+// responseModel notes the model the upstream's answer names.
+func (o *observation) responseModel(m string) {
+	if o != nil && len(m) <= maxResponseModel && utf8.ValidString(m) {
+		o.model = m
+	}
+}
+
 func (o *observation) hold(micros int64) {
 	if o != nil {
 		o.held = micros
@@ -183,7 +200,7 @@ func (o *observation) end(ctx context.Context, rec *usage.Record, tripped bool) 
 		return
 	}
 	now := o.now()
-	out := Outcome{Duration: now.Sub(o.start), HeldMicros: o.held, Tripped: tripped}
+	out := Outcome{Duration: now.Sub(o.start), HeldMicros: o.held, Tripped: tripped, ResponseModel: o.model}
 	if !o.upStart.IsZero() {
 		upEnd := o.upEnd
 		if upEnd.IsZero() {

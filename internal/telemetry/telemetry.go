@@ -7,8 +7,8 @@
 //
 // Each call is one SERVER span following the OpenTelemetry GenAI semantic
 // conventions (gen_ai.operation.name, gen_ai.provider.name,
-// gen_ai.request.model, gen_ai.usage.input_tokens, gen_ai.usage.output_tokens)
-// plus gatehouse.* attributes (request id, decision, deciding policy ids,
+// gen_ai.request.model, gen_ai.response.model (the model the upstream's
+// answer names), gen_ai.usage.input_tokens, gen_ai.usage.output_tokens) plus gatehouse.* attributes (request id, decision, deciding policy ids,
 // budget hold, cost, key/principal/team ids), with child spans for policy,
 // budget reservation, the ledger append and the upstream call (CLIENT). A W3C
 // traceparent from the caller is continued and the upstream request carries
@@ -237,6 +237,9 @@ func (c *call) End(_ context.Context, rec *usage.Record, o proxy.Outcome) {
 	if rec.Model != "" {
 		attrs = append(attrs, attribute.String("gen_ai.request.model", rec.Model))
 		c.span.SetName(operation(rec.Endpoint) + " " + rec.Model)
+	}
+	if o.ResponseModel != "" {
+		attrs = append(attrs, attribute.String("gen_ai.response.model", o.ResponseModel))
 	}
 	if rec.Provider != "" {
 		attrs = append(attrs, attribute.String("gatehouse.provider", rec.Provider))

@@ -80,7 +80,7 @@ func runCall(t *testing.T, tr *Tracer, traceparent string) http.Header {
 	end(httpx.Errorf(502, "upstream_error", "The upstream failed: it said TOP SECRET").WithCause(errors.New("sk-upstream-SECRET")))
 	c.End(ctx, &usage.Record{ID: "req_1", Endpoint: "chat", Model: "gpt-4o", Provider: "openai-main", Status: 502, ErrorCode: "upstream_error",
 		KeyID: "key_1", PrincipalID: "prn_1", TeamID: "team_1", Started: true, Reasons: []string{"allow-research"},
-		Tokens: usage.Tokens{Input: 12, Output: 34}, CostMicros: 56}, proxy.Outcome{Duration: time.Second, Upstream: time.Second / 2, HeldMicros: 789})
+		Tokens: usage.Tokens{Input: 12, Output: 34}, CostMicros: 56}, proxy.Outcome{Duration: time.Second, Upstream: time.Second / 2, HeldMicros: 789, ResponseModel: "gpt-4o-2024-08-06"})
 	if err := tr.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +98,7 @@ func checkCall(t *testing.T, rcv *otlptest.Receiver, up http.Header, wantTrace s
 	}
 	for k, v := range map[string]any{
 		"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-4o",
-		"gen_ai.usage.input_tokens": int64(12), "gen_ai.usage.output_tokens": int64(34),
+		"gen_ai.response.model": "gpt-4o-2024-08-06", "gen_ai.usage.input_tokens": int64(12), "gen_ai.usage.output_tokens": int64(34),
 		"gatehouse.request_id": "", "gatehouse.decision": "allow", "gatehouse.budget.hold_micros": int64(789), "gatehouse.cost_micros": int64(56),
 		"gatehouse.key_id": "key_1", "gatehouse.provider": "openai-main", "http.response.status_code": int64(502), "error.type": "upstream_error",
 	} {

@@ -6,6 +6,14 @@
 (function () {
   const csrf = () => document.querySelector("main").dataset.csrf || "";
 
+  // After single sign-on: continue into the console with a same-site
+  // navigation (the identity provider's redirect was cross-site, so the
+  // SameSite=Strict session cookie would not go with a redirect).
+  const cont = document.querySelector("a#continue[data-auto]");
+  if (cont && cont.getAttribute("href").startsWith("/console/")) {
+    window.location.assign(cont.getAttribute("href"));
+  }
+
   // Copy a shown-once secret.
   document.querySelectorAll("[data-copy]").forEach((btn) => {
     btn.addEventListener("click", async () => {
@@ -83,7 +91,8 @@
     regBtn.addEventListener("click", async () => {
       const status = document.getElementById("passkey-status");
       try {
-        const begin = await post("/console/passkeys/register/begin", { proof: document.getElementById("passkey-proof").value });
+        const code = document.getElementById("passkey-code");
+        const begin = await post("/console/passkeys/register/begin", { code: code ? code.value.trim() : "" });
         const pk = begin.options.publicKey || begin.options;
         pk.challenge = b64u.dec(pk.challenge);
         pk.user.id = b64u.dec(pk.user.id);
