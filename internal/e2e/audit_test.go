@@ -18,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -240,6 +241,17 @@ func testAuditEndToEnd(t *testing.T, dsn string) {
 	}
 	findingOf(t, admin, "usage.rate_spike", f.keyID)
 	findingOf(t, admin, "usage.spend_spike", f.keyID)
+	// The data plane stamps calls with the server's clock (SetClock): the five
+	// calls happened at t1+1h, an hour of the day the key never worked before.
+	uh := findingOf(t, admin, "usage.unusual_hours", f.keyID)
+	if want := strconv.Itoa(t1.Add(time.Hour).UTC().Hour()) + "h UTC"; !slices.Equal(uh.Evidence.Items, []string{want}) || len(uh.Evidence.LedgerIndexes) != 5 {
+		t.Errorf("unusual hours evidence %+v, want the hour %s of five calls", uh.Evidence, want)
+	}
+	for _, u := range f.usageOf(t, f.keyID, 10) {
+		if d := u.Time.Sub(t1.Add(time.Hour)); u.Model == "gpt-4o-mini" && (d > time.Second || d < -time.Second) {
+			t.Errorf("usage record of a call under the moved clock stamped %s, want %s", u.Time, t1.Add(time.Hour).UTC())
+		}
+	}
 	// A soft budget on the key, past 90% after one call.
 	bs, bid, bp, lim, hard := "key", f.keyID, "month", int64(10), false
 	soft, err := admin.CreateBudget(ctx, client.BudgetInput{Scope: &bs, ScopeID: &bid, Period: &bp, LimitMicros: &lim, Hard: &hard})
