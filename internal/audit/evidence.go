@@ -235,12 +235,19 @@ const (
 	maxBundleFiles = 64
 )
 
+// MaxBundleBytes bounds the size of a bundle file itself (the zip), so that a
+// verifier refuses a huge file before reading it into memory.
+const MaxBundleBytes = maxBundleTotal + 16<<20
+
 // VerifyBundle checks an evidence bundle offline with the pinned log key:
 // the checkpoint's signature, every record's inclusion proof, the export
 // record naming the manifest's hash, every file against the manifest, and
 // that every ledger index the findings cite is proven.
 func VerifyBundle(data []byte, vkeyText string) (BundleReport, error) {
 	var rep BundleReport
+	if len(data) > MaxBundleBytes {
+		return rep, fmt.Errorf("the bundle is larger than %d bytes", MaxBundleBytes)
+	}
 	zr, err := zip.NewReader(bytes.NewReader(data), int64(len(data)))
 	if err != nil {
 		return rep, fmt.Errorf("not a zip: %w", err)
