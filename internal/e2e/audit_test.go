@@ -516,6 +516,32 @@ permit (principal in Role::"teamlead", action in [Action::"reviews.read", Action
 	denied("auditor dismisses a finding", err)
 	_, err = auditor.ReportLeaked(ctx, []string{f.key}, nil, true)
 	denied("auditor revokes a leaked key", err)
+	// Asking without revoking is the same action: whoever may not revoke keys
+	// does not learn which key a secret is or whether it is live, and the
+	// refusal says nothing about the secret.
+	res, err := auditor.ReportLeaked(ctx, []string{f.key}, nil, false)
+	denied("auditor asks whether a key is live", err)
+	var ce *client.Error
+	if errors.As(err, &ce) && (strings.Contains(ce.Message, f.keyID) || strings.Contains(ce.Message, f.key) || len(res) != 0) {
+		t.Errorf("the refusal tells about the key: %+v %v", ce, res)
+	}
+	member := as("mem", []string{"member"})
+	_, err = member.ReportLeaked(ctx, []string{f.key}, nil, false)
+	denied("member asks whether a key is live", err)
+	// Bounded input, for those who may call it.
+	many := make([]string, 1001)
+	for i := range many {
+		many[i] = "gk_x"
+	}
+	if _, err := admin.ReportLeaked(ctx, many, nil, false); !errors.As(err, &ce) || ce.Status != 400 {
+		t.Errorf("1001 secrets: %v, want 400", err)
+	}
+	if _, err := admin.ReportLeaked(ctx, []string{strings.Repeat("a", 2<<20)}, nil, false); !errors.As(err, &ce) || ce.Status != 400 || strings.Contains(ce.Message, "aaaa") {
+		t.Errorf("a 2 MiB body: %v, want 400 without echo", err)
+	}
+	if k, err := admin.Key(ctx, f.keyID); err != nil || k.RevokedAt != nil {
+		t.Fatalf("refused reports touched the key: %+v %v", k, err)
+	}
 
 	rev, err := admin.StartReview(ctx, client.ReviewInput{Scope: "team:research", Reviewer: "lead"})
 	if err != nil {
