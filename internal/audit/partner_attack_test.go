@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"context"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/asn1"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"math/big"
 	"net/http"
 	"net/http/httptest"
@@ -155,3 +158,27 @@ func asn1Sig(r, s *big.Int) ([]byte, error) {
 }
 
 var asn1Marshal = func(v any) ([]byte, error) { return asn1.Marshal(v) }
+
+// TestPartnerKeysP256Only: the partner format is ECDSA P-256 with SHA-256; a
+// configured key on another curve, or of another algorithm, is a configuration
+// error, not a key that verifies something else.
+func TestPartnerKeysP256Only(t *testing.T) {
+	pemOf := func(pub any) string {
+		der, err := x509.MarshalPKIXPublicKey(pub)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
+	}
+	p256, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	p384, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	edPub, _, _ := ed25519.GenerateKey(rand.Reader)
+	if keys, err := (audit.SecretScanning{PublicKeys: []audit.PublicKey{{ID: "a", PEM: pemOf(&p256.PublicKey)}}}).Keys(); err != nil || len(keys) != 1 {
+		t.Fatalf("P-256: %v", err)
+	}
+	for name, pub := range map[string]any{"P-384": &p384.PublicKey, "Ed25519": edPub} {
+		if _, err := (audit.SecretScanning{PublicKeys: []audit.PublicKey{{ID: "a", PEM: pemOf(pub)}}}).Keys(); err == nil {
+			t.Errorf("%s key accepted", name)
+		}
+	}
+}
