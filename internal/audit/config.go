@@ -2,6 +2,7 @@ package audit
 
 import (
 	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
@@ -155,6 +156,9 @@ func (s SecretScanning) Keys() (map[string]*ecdsa.PublicKey, error) {
 		ek, ok := pub.(*ecdsa.PublicKey)
 		if !ok {
 			return nil, fmt.Errorf("audit: secret_scanning key %s: not an ECDSA key", k.ID)
+		}
+		if ek.Curve != elliptic.P256() { // the partner format is ECDSA P-256 with SHA-256; nothing else is accepted
+			return nil, fmt.Errorf("audit: secret_scanning key %s: not a P-256 key", k.ID)
 		}
 		out[k.ID] = ek
 	}

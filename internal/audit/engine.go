@@ -270,14 +270,19 @@ func (e *Engine) observe(ctx context.Context, c Candidate, now time.Time) (Findi
 		if errors.Is(err, store.ErrNotFound) {
 			f = Finding{ID: vkey.NewID("fnd"), Fingerprint: fp, Rule: c.Rule, Severity: c.Severity, Subject: c.Subject, Title: c.Title,
 				Evidence: c.Evidence, State: Open, StateBy: SystemActor, StateAt: now, FirstSeen: now, LastSeen: now, Occurrences: 1, Version: 1}
-			idx := e.record(ctx, e.findingRecord(f, "finding.open", SystemActor, c.Title, now))
-			f.History = []Event{{At: now, State: Open, By: SystemActor, Reason: c.Evidence.Summary, LedgerIndex: idx}}
+			// Stored first, recorded second: a replica that loses the race to
+			// store it (ErrExists) leaves no finding.open record of a finding
+			// that does not exist; the winner then notes the record's index.
+			f.History = []Event{{At: now, State: Open, By: SystemActor, Reason: c.Evidence.Summary, LedgerIndex: -1}}
 			err := e.d.Store.CreateFinding(ctx, f)
 			if errors.Is(err, store.ErrExists) {
 				continue // another replica stored it first: update theirs
 			}
 			if err != nil {
 				return f, false, err
+			}
+			if idx := e.record(ctx, e.findingRecord(f, "finding.open", SystemActor, c.Title, now)); idx >= 0 {
+				f = e.noteOpenRecord(ctx, f, idx)
 			}
 			e.alertNew(f)
 			return f, true, nil
@@ -300,6 +305,30 @@ func (e *Engine) observe(ctx context.Context, c Candidate, now time.Time) (Findi
 		return up, reopened, nil
 	}
 	return Finding{}, false, fmt.Errorf("audit: finding %s keeps changing under us", fp)
+}
+
+// noteOpenRecord sets the ledger index of a new finding's first history
+// entry, re-reading it when another replica changed it meanwhile.
+func (e *Engine) noteOpenRecord(ctx context.Context, f Finding, idx int64) Finding {
+	for range 5 {
+		if len(f.History) > 0 && f.History[0].State == Open && f.History[0].LedgerIndex < 0 {
+			f.History[0].LedgerIndex = idx
+		}
+		up, err := e.d.Store.UpdateFinding(ctx, f, f.Version)
+		if err == nil {
+			return up
+		}
+		if !errors.Is(err, store.ErrConflict) {
+			break
+		}
+		cur, err := e.d.Store.Finding(ctx, f.ID)
+		if err != nil {
+			break
+		}
+		f = cur
+	}
+	e.d.Log.Warn("finding stored without the index of its ledger record", "finding", f.ID, "ledger_index", idx)
+	return f
 }
 
 func (e *Engine) alertNew(f Finding) {

@@ -235,12 +235,19 @@ const (
 	maxBundleFiles = 64
 )
 
+// MaxBundleBytes bounds the size of a bundle file itself (the zip), so that a
+// verifier refuses a huge file before reading it into memory.
+const MaxBundleBytes = maxBundleTotal + 16<<20
+
 // VerifyBundle checks an evidence bundle offline with the pinned log key:
 // the checkpoint's signature, every record's inclusion proof, the export
 // record naming the manifest's hash, every file against the manifest, and
 // that every ledger index the findings cite is proven.
 func VerifyBundle(data []byte, vkeyText string) (BundleReport, error) {
 	var rep BundleReport
+	if len(data) > MaxBundleBytes {
+		return rep, fmt.Errorf("the bundle is larger than %d bytes", MaxBundleBytes)
+	}
 	zr, err := zip.NewReader(bytes.NewReader(data), int64(len(data)))
 	if err != nil {
 		return rep, fmt.Errorf("not a zip: %w", err)
@@ -248,11 +255,21 @@ func VerifyBundle(data []byte, vkeyText string) (BundleReport, error) {
 	if len(zr.File) > maxBundleFiles {
 		return rep, fmt.Errorf("the bundle holds %d files; an evidence bundle has 9", len(zr.File))
 	}
+	// Sizes as the zip declares them, before anything is inflated: a zip bomb
+	// is refused without decompressing it (and archive/zip refuses to inflate
+	// an entry past its declared size).
+	var declared uint64
+	for _, f := range zr.File {
+		declared += f.UncompressedSize64
+		if f.UncompressedSize64 > maxBundleFile || declared > maxBundleTotal {
+			return rep, fmt.Errorf("%q is too large", f.Name)
+		}
+	}
 	files := map[string][]byte{}
 	total := 0
 	for _, f := range zr.File {
 		if _, dup := files[f.Name]; dup {
-			return rep, fmt.Errorf("the bundle holds %s twice", f.Name)
+			return rep, fmt.Errorf("the bundle holds %q twice", f.Name)
 		}
 		rc, err := f.Open()
 		if err != nil {
@@ -265,7 +282,7 @@ func VerifyBundle(data []byte, vkeyText string) (BundleReport, error) {
 		}
 		total += len(b)
 		if len(b) > maxBundleFile || total > maxBundleTotal {
-			return rep, fmt.Errorf("%s is too large", f.Name)
+			return rep, fmt.Errorf("%q is too large", f.Name)
 		}
 		files[f.Name] = b
 	}
@@ -311,17 +328,17 @@ func VerifyBundle(data []byte, vkeyText string) (BundleReport, error) {
 		}
 		b, present := files[name]
 		if !present {
-			return rep, fmt.Errorf("%s is MISSING", name)
+			return rep, fmt.Errorf("%q is MISSING", name)
 		}
 		s := sha256.Sum256(b)
 		if hex.EncodeToString(s[:]) != h {
-			return rep, fmt.Errorf("%s CHANGED since the export", name)
+			return rep, fmt.Errorf("%q CHANGED since the export", name)
 		}
 		listed[name] = true
 	}
 	for name := range files {
 		if !listed[name] {
-			return rep, fmt.Errorf("%s is not in the manifest", name)
+			return rep, fmt.Errorf("%q is not in the manifest", name)
 		}
 	}
 	rep.Files = len(files)

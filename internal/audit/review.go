@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/alert"
+	"github.com/gatehouse-gw/gatehouse/internal/glob"
 	"github.com/gatehouse-gw/gatehouse/internal/ledger"
 	"github.com/gatehouse-gw/gatehouse/internal/org"
 	"github.com/gatehouse-gw/gatehouse/internal/store"
@@ -250,14 +252,16 @@ func (e *Engine) Decide(ctx context.Context, itemID, decision, reason, by string
 	return e.apply(ctx, rs, it, decision, reason, by, red)
 }
 
+// apply checks a decision, claims the item for it (a versioned write: of
+// two decisions racing on one item exactly one wins, and only the winner's
+// effect happens), then applies its effect and records it in the ledger. An
+// effect that fails gives the item back undecided.
 func (e *Engine) apply(ctx context.Context, rs ReviewStore, it Item, decision, reason, by string, red *Reduction) (Item, error) {
 	now := e.d.Now().UTC()
+	var narrowed vkey.Scope
+	var narrowedExp *time.Time
 	switch decision {
-	case "keep":
-	case "revoke":
-		if err := e.revokeAccess(ctx, rs, it, now); err != nil {
-			return Item{}, err
-		}
+	case "keep", "revoke":
 	case "reduce":
 		if it.Kind != "key" || red == nil || (len(red.Models) == 0 && len(red.Endpoints) == 0 && red.ExpiresAt == nil) {
 			return Item{}, fmt.Errorf("%w: reduce applies to keys and names models, endpoints or an expiry", ErrBadDecision)
@@ -266,37 +270,89 @@ func (e *Engine) apply(ctx context.Context, rs ReviewStore, it Item, decision, r
 		if err != nil {
 			return Item{}, err
 		}
-		sc := k.Scope
-		if len(red.Models) > 0 {
-			sc.Models = red.Models
-		}
-		if len(red.Endpoints) > 0 {
-			sc.Endpoints = red.Endpoints
-		}
-		if err := sc.Validate(); err != nil {
-			return Item{}, fmt.Errorf("%w: %v", ErrBadDecision, err)
+		sc, err := narrow(k.Scope, red)
+		if err != nil {
+			return Item{}, err
 		}
 		exp := k.ExpiresAt
 		if red.ExpiresAt != nil && (exp == nil || red.ExpiresAt.Before(*exp)) {
 			exp = red.ExpiresAt
 		}
-		if _, err := rs.NarrowKey(ctx, k.ID, sc, exp); err != nil {
-			return Item{}, err
-		}
-		e.d.ForgetKey(k.ID)
+		narrowed, narrowedExp = sc, exp
 		it.Reductions = red
 	default:
 		return Item{}, fmt.Errorf("%w: want keep, revoke or reduce", ErrBadDecision)
 	}
-	v := it.Version
+	undecided := it
 	it.Decision, it.Reason, it.DecidedBy, it.DecidedAt = decision, reason, by, &now
-	it.Ledger = e.record(ctx, ledger.Record{Kind: LedgerKind, Time: now, RequestID: "review-" + it.CampaignID, PrincipalID: actor(by), Action: "review." + decision,
+	claimed, err := rs.UpdateReviewItem(ctx, it, it.Version)
+	if errors.Is(err, store.ErrConflict) {
+		return Item{}, ErrDecided
+	}
+	if err != nil {
+		return Item{}, err
+	}
+	var effect error
+	switch decision {
+	case "revoke":
+		effect = e.revokeAccess(ctx, rs, it, now)
+	case "reduce":
+		if _, effect = rs.NarrowKey(ctx, it.Subject, narrowed, narrowedExp); effect == nil {
+			e.d.ForgetKey(it.Subject)
+		}
+	}
+	if effect != nil {
+		undecided.Version = claimed.Version
+		if _, err := rs.UpdateReviewItem(ctx, undecided, claimed.Version); err != nil {
+			e.d.Log.Error("review item left decided although its effect failed", "item", it.ID, "err", err)
+		}
+		return Item{}, effect
+	}
+	claimed.Ledger = e.record(ctx, ledger.Record{Kind: LedgerKind, Time: now, RequestID: "review-" + it.CampaignID, PrincipalID: actor(by), Action: "review." + decision,
 		Target: it.ID, KeyID: keyIfKey(it), Detail: it.Title + ": " + reason, Status: http.StatusOK})
-	up, err := rs.UpdateReviewItem(ctx, it, v)
+	up, err := rs.UpdateReviewItem(ctx, claimed, claimed.Version)
 	if err != nil {
 		return Item{}, err
 	}
 	return up, e.recount(ctx, rs, it.CampaignID)
+}
+
+// narrow returns scope with a reviewer's reduction applied, refusing any
+// reduction that would let the key do something it could not before: every
+// model pattern must lie within the key's patterns, every endpoint among its
+// endpoints (an unrestricted key can be narrowed to anything).
+func narrow(scope vkey.Scope, red *Reduction) (vkey.Scope, error) {
+	sc := scope
+	if len(red.Models) > 0 {
+		for _, m := range red.Models {
+			if len(scope.Models) > 0 && !slices.ContainsFunc(scope.Models, func(p string) bool { return within(m, p) }) {
+				return vkey.Scope{}, fmt.Errorf("%w: reduce would widen the key: model %q is outside its scope %v", ErrBadDecision, m, scope.Models)
+			}
+		}
+		sc.Models = red.Models
+	}
+	if len(red.Endpoints) > 0 {
+		for _, ep := range red.Endpoints {
+			if !scope.AllowsEndpoint(ep) {
+				return vkey.Scope{}, fmt.Errorf("%w: reduce would widen the key: endpoint %q is outside its scope %v", ErrBadDecision, ep, scope.Endpoints)
+			}
+		}
+		sc.Endpoints = red.Endpoints
+	}
+	if err := sc.Validate(); err != nil {
+		return vkey.Scope{}, fmt.Errorf("%w: %v", ErrBadDecision, err)
+	}
+	return sc, nil
+}
+
+// within reports (conservatively) whether every name pattern m matches is
+// matched by pattern p: p matches m read as a literal string, and a '*' in m
+// is not taken up by a '?' of p (which stands for one character only).
+func within(m, p string) bool {
+	if strings.Contains(m, "*") && strings.Contains(p, "?") {
+		return m == p
+	}
+	return glob.Match(p, m)
 }
 
 func keyIfKey(it Item) string {
@@ -395,7 +451,9 @@ func (e *Engine) SweepReviews(ctx context.Context) (int, error) {
 				continue
 			}
 			if c.OnOverdue == "revoke" {
-				if _, err := e.apply(ctx, rs, it, "revoke", "not reviewed by the due date", SystemActor, nil); err != nil {
+				if _, err := e.apply(ctx, rs, it, "revoke", "not reviewed by the due date", SystemActor, nil); errors.Is(err, ErrDecided) {
+					continue // a reviewer decided it meanwhile
+				} else if err != nil {
 					return n, err
 				}
 				n++

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/gatehouse-gw/gatehouse/internal/audit"
@@ -155,7 +156,12 @@ func verifyBundle(e *Env, o *opts) error {
 	if key == "" {
 		return fmt.Errorf("%w: --bundle needs the pinned log key: --key (or a state file from an earlier verify)", ErrUsage)
 	}
-	data, err := os.ReadFile(o.S("bundle"))
+	f, err := os.Open(o.S("bundle"))
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, audit.MaxBundleBytes+1)) // VerifyBundle refuses anything longer
 	if err != nil {
 		return err
 	}

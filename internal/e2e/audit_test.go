@@ -18,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -240,6 +241,17 @@ func testAuditEndToEnd(t *testing.T, dsn string) {
 	}
 	findingOf(t, admin, "usage.rate_spike", f.keyID)
 	findingOf(t, admin, "usage.spend_spike", f.keyID)
+	// The data plane stamps calls with the server's clock (SetClock): the five
+	// calls happened at t1+1h, an hour of the day the key never worked before.
+	uh := findingOf(t, admin, "usage.unusual_hours", f.keyID)
+	if want := strconv.Itoa(t1.Add(time.Hour).UTC().Hour()) + "h UTC"; !slices.Equal(uh.Evidence.Items, []string{want}) || len(uh.Evidence.LedgerIndexes) != 5 {
+		t.Errorf("unusual hours evidence %+v, want the hour %s of five calls", uh.Evidence, want)
+	}
+	for _, u := range f.usageOf(t, f.keyID, 10) {
+		if d := u.Time.Sub(t1.Add(time.Hour)); u.Model == "gpt-4o-mini" && (d > time.Second || d < -time.Second) {
+			t.Errorf("usage record of a call under the moved clock stamped %s, want %s", u.Time, t1.Add(time.Hour).UTC())
+		}
+	}
 	// A soft budget on the key, past 90% after one call.
 	bs, bid, bp, lim, hard := "key", f.keyID, "month", int64(10), false
 	soft, err := admin.CreateBudget(ctx, client.BudgetInput{Scope: &bs, ScopeID: &bid, Period: &bp, LimitMicros: &lim, Hard: &hard})
@@ -504,6 +516,32 @@ permit (principal in Role::"teamlead", action in [Action::"reviews.read", Action
 	denied("auditor dismisses a finding", err)
 	_, err = auditor.ReportLeaked(ctx, []string{f.key}, nil, true)
 	denied("auditor revokes a leaked key", err)
+	// Asking without revoking is the same action: whoever may not revoke keys
+	// does not learn which key a secret is or whether it is live, and the
+	// refusal says nothing about the secret.
+	res, err := auditor.ReportLeaked(ctx, []string{f.key}, nil, false)
+	denied("auditor asks whether a key is live", err)
+	var ce *client.Error
+	if errors.As(err, &ce) && (strings.Contains(ce.Message, f.keyID) || strings.Contains(ce.Message, f.key) || len(res) != 0) {
+		t.Errorf("the refusal tells about the key: %+v %v", ce, res)
+	}
+	member := as("mem", []string{"member"})
+	_, err = member.ReportLeaked(ctx, []string{f.key}, nil, false)
+	denied("member asks whether a key is live", err)
+	// Bounded input, for those who may call it.
+	many := make([]string, 1001)
+	for i := range many {
+		many[i] = "gk_x"
+	}
+	if _, err := admin.ReportLeaked(ctx, many, nil, false); !errors.As(err, &ce) || ce.Status != 400 {
+		t.Errorf("1001 secrets: %v, want 400", err)
+	}
+	if _, err := admin.ReportLeaked(ctx, []string{strings.Repeat("a", 2<<20)}, nil, false); !errors.As(err, &ce) || ce.Status != 400 || strings.Contains(ce.Message, "aaaa") {
+		t.Errorf("a 2 MiB body: %v, want 400 without echo", err)
+	}
+	if k, err := admin.Key(ctx, f.keyID); err != nil || k.RevokedAt != nil {
+		t.Fatalf("refused reports touched the key: %+v %v", k, err)
+	}
 
 	rev, err := admin.StartReview(ctx, client.ReviewInput{Scope: "team:research", Reviewer: "lead"})
 	if err != nil {

@@ -107,6 +107,10 @@ type Deps struct {
 	// Denied traces refused credentials in the ledger (package denylog); may be nil.
 	Denied   DeniedRecorder
 	Observer Observer // metrics and traces (observe.go); nil: none
+	// Clock stamps calls (usage and ledger times, latency, key and MFA age,
+	// the time policies see); nil is time.Now. The server passes its own
+	// clock so end-to-end tests of time-based audit rules can drive it.
+	Clock func() time.Time
 }
 
 // Options configures a Handler. Zero durations and sizes take the defaults.
@@ -172,6 +176,9 @@ func New(d Deps, opt Options) *Handler {
 		h.mux.HandleFunc("POST /v1"+strings.TrimPrefix(ep.Path, "/v1"), h.call(ep))
 	}
 	h.denied = d.Denied
+	if d.Clock != nil {
+		h.now = d.Clock
+	}
 	if z, err := time.LoadLocation(opt.PolicyZone); err == nil && opt.PolicyZone != "" {
 		h.zone = z
 	}

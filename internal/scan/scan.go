@@ -13,6 +13,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -36,6 +37,9 @@ type Match struct {
 	Kind   vkey.Kind   `json:"kind"`
 	Hint   string      `json:"hint"`
 	Secret vkey.Secret `json:"-"`
+	// Encoding is "base64" when the key was found by decoding the text at
+	// Column; "" when it stands in the text as it is.
+	Encoding string `json:"encoding,omitempty"`
 }
 
 // Where is file:line (commit:file:line for git history).
@@ -85,7 +89,7 @@ func Line(line []byte) []Match {
 		for e < len(line) && e-p < 38 && isAlnum(line[e]) {
 			e++
 		}
-		if e-p != 38 || (s > 0 && isWord(line[s-1])) || (e < len(line) && isAlnum(line[e])) {
+		if e-p != 38 || (s > 0 && isWord(line[s-1]) && !escaped(line[:s])) || (e < len(line) && isAlnum(line[e])) {
 			continue
 		}
 		kind, secret, err := vkey.Parse(string(line[s:e]))
@@ -95,6 +99,92 @@ func Line(line []byte) []Match {
 		out = append(out, Match{Column: s + 1, Kind: kind, Hint: secret.Hint(), Secret: secret})
 		i = e
 	}
+}
+
+// escaped reports whether pre ends in an escape sequence, so that a key right
+// after it stands alone in the decoded text: a backslash escape (\n, \t, \"
+// in JSON or shell strings), \uXXXX, or URL percent-encoding (%3D, %22).
+// Without it "a=1\ngk_…" in a JSON string or "key%3Dgk_…" in a URL was
+// taken for a longer word and missed.
+func escaped(pre []byte) bool {
+	n := len(pre)
+	switch {
+	case n >= 2 && pre[n-2] == '\\':
+		return true
+	case n >= 3 && pre[n-3] == '%' && isHex(pre[n-2]) && isHex(pre[n-1]):
+		return true
+	case n >= 6 && pre[n-6] == '\\' && pre[n-5] == 'u' && isHex(pre[n-4]) && isHex(pre[n-3]) && isHex(pre[n-2]) && isHex(pre[n-1]):
+		return true
+	}
+	return false
+}
+
+func isHex(c byte) bool {
+	return ('0' <= c && c <= '9') || ('a' <= c && c <= 'f') || ('A' <= c && c <= 'F')
+}
+
+// minEncoded is the shortest base64 run that can hold a key (41 bytes → 55
+// characters without padding).
+const minEncoded = 55
+
+// maxDepth bounds base64 inside base64 (a Kubernetes secret of a Docker
+// config holds base64 twice).
+const maxDepth = 2
+
+// lineAll is Line plus keys hidden in base64 (standard or URL alphabet, with
+// or without padding): each run of at least minEncoded base64 characters is
+// decoded from its start and scanned again, to maxDepth. Matches inside a run
+// report the run's column and Encoding "base64".
+func lineAll(line []byte, depth int) []Match {
+	out := Line(line)
+	if depth >= maxDepth {
+		return out
+	}
+	for i := 0; i < len(line); {
+		if !b64Table[line[i]] {
+			i++
+			continue
+		}
+		j := i + 1
+		for j < len(line) && b64Table[line[j]] {
+			j++
+		}
+		if j-i >= minEncoded {
+			if dec := decodeB64(line[i:j]); dec != nil {
+				for _, m := range lineAll(dec, depth+1) {
+					m.Column, m.Encoding = i+1, "base64"
+					out = append(out, m)
+				}
+			}
+		}
+		i = j
+	}
+	return out
+}
+
+// isB64 is the base64 alphabets without padding: "=" ends a run, so that
+// KEY=<base64> decodes from the value's start.
+func isB64(c byte) bool { return b64Table[c] }
+
+var b64Table = func() (t [256]bool) {
+	for c := range 256 {
+		t[c] = isWord(byte(c)) || c == '+' || c == '/' || c == '-'
+	}
+	return t
+}()
+
+// decodeB64 decodes run (no padding) in whichever alphabet fits; nil when it
+// is not base64. A dangling last character (a length of 4n+1) is dropped.
+func decodeB64(run []byte) []byte {
+	if len(run)%4 == 1 {
+		run = run[:len(run)-1]
+	}
+	for _, enc := range []*base64.Encoding{base64.RawStdEncoding, base64.RawURLEncoding} {
+		if b, err := enc.DecodeString(string(run)); err == nil {
+			return b
+		}
+	}
+	return nil
 }
 
 // maxLine is the longest piece of a line scanned at once; longer lines
@@ -111,7 +201,7 @@ func Reader(name string, r io.Reader, fn func(Match)) error {
 	n, skip := 0, 0
 	var buf []byte
 	emit := func(line int) {
-		for _, m := range Line(buf) {
+		for _, m := range lineAll(buf, 0) {
 			if m.Column-1+len(m.Secret) <= skip {
 				continue // found whole in the previous piece
 			}
@@ -180,10 +270,13 @@ func Paths(paths []string, stdin io.Reader, fn func(Match)) error {
 	return nil
 }
 
-// Git scans every commit of the repository at dir (all refs): each line a
-// commit added, reported with the commit, the file and its line there.
+// Git scans every commit of the repository at dir (all refs, and commits
+// only the reflog still reaches): each line a commit added, reported with the
+// commit, the file and its line there. Binary files are diffed as text
+// (--text): without it git prints "Binary files differ" and a key committed in
+// one was never seen.
 func Git(ctx context.Context, dir string, fn func(Match)) error {
-	cmd := exec.CommandContext(ctx, "git", "-C", dir, "log", "--all", "-p", "--no-color", "--no-ext-diff", "--no-textconv", "--unified=0", "--format=commit %H")
+	cmd := exec.CommandContext(ctx, "git", "-C", dir, "log", "--all", "--reflog", "-p", "--text", "--no-color", "--no-ext-diff", "--no-textconv", "--unified=0", "--format=commit %H")
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return err
@@ -220,7 +313,7 @@ func parseGitLog(r io.Reader, fn func(Match)) error {
 				line, _ = strconv.Atoi(string(m[1]))
 			}
 		case len(b) > 0 && b[0] == '+' && file != "":
-			for _, m := range Line(b[1:]) {
+			for _, m := range lineAll(b[1:], 0) {
 				m.File, m.Line, m.Commit = file, line, commit
 				fn(m)
 			}

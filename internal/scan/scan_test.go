@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"fmt"
 	"os"
 	"os/exec"
@@ -197,5 +198,89 @@ func BenchmarkReader(b *testing.B) {
 		if err := Reader("f", bytes.NewReader(data), func(Match) { n++ }); err != nil || n == 0 {
 			b.Fatal(err, n)
 		}
+	}
+}
+
+// Keys in the forms they leak in: escaped in JSON or shell strings,
+// percent-encoded in URLs, base64 (Kubernetes secrets, Basic auth, base64 of
+// base64), inside binary files. A random gk_ string with a bad checksum stays
+// unreported in every form.
+func TestEncodedForms(t *testing.T) {
+	k := vkey.Generate(vkey.KindVirtual).Reveal()
+	b64 := base64.StdEncoding.EncodeToString
+	fake := "gk_" + strings.Repeat("Ab1", 13)[:38]
+	tests := []struct {
+		name     string
+		text     string
+		n        int
+		encoding string
+	}{
+		{"JSON newline escape", `{"env":"A=1\n` + k + `\nB=2"}`, 1, ""},
+		{"JSON unicode escape", `{"v":"\u0022` + k + `\u0022"}`, 1, ""},
+		{"URL percent-encoded", "https://x.example/cb?q=token%3D" + k + "%26a%3Db", 1, ""},
+		{"kubernetes secret", "data:\n  token: " + b64([]byte(k)) + "\n", 1, "base64"},
+		{"base64 with trailing newline", "v: " + b64([]byte(k+"\n")) + "\n", 1, "base64"},
+		{"env value base64", "TOKEN=" + b64([]byte(k)), 1, "base64"},
+		{"basic auth", "Authorization: Basic " + b64([]byte("user:"+k)), 1, "base64"},
+		{"URL-safe base64 unpadded", "t=" + base64.RawURLEncoding.EncodeToString([]byte("[\""+k+"\"]?>")), 1, "base64"},
+		{"base64 of base64", `{"auths":"` + b64([]byte(`{"auth":"`+b64([]byte("u:"+k))+`"}`)) + `"}`, 1, "base64"},
+		{"binary", "\x00\x01\xff\xfe" + k + "\x00\x00\x89PNG", 1, ""},
+		{"bad checksum, plain", fake, 0, ""},
+		{"bad checksum, escaped", `"\n` + fake + `"`, 0, ""},
+		{"bad checksum, base64", "token: " + b64([]byte(fake)), 0, ""},
+		{"still not inside a word", "x" + k, 0, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ms := collect(t, tt.text)
+			if len(ms) != tt.n {
+				t.Fatalf("%d matches, want %d", len(ms), tt.n)
+			}
+			for _, m := range ms {
+				if m.Secret.Reveal() != k || m.Encoding != tt.encoding {
+					t.Errorf("match %+v (encoding %q), want the key with encoding %q", m, m.Encoding, tt.encoding)
+				}
+			}
+		})
+	}
+}
+
+// Git history hides keys in files deleted since, on branches never merged,
+// and in binary files (which git diffs only with --text).
+func TestGitHistoryHidingPlaces(t *testing.T) {
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Skip("no git")
+	}
+	dir := t.TempDir()
+	git := func(args ...string) {
+		cmd := exec.Command("git", append([]string{"-C", dir, "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"}, args...)...)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+	}
+	git("init", "-q", "-b", "main")
+	deleted, branch, binary := vkey.Generate(vkey.KindVirtual).Reveal(), vkey.Generate(vkey.KindVirtual).Reveal(), vkey.Generate(vkey.KindAdmin).Reveal()
+	os.WriteFile(filepath.Join(dir, "old.env"), []byte("KEY="+deleted+"\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "blob.bin"), append([]byte("\x00\x01\x02\xff"), []byte(binary+"\x00\x00")...), 0o644)
+	git("add", ".")
+	git("commit", "-qm", "one")
+	git("rm", "-q", "old.env", "blob.bin")
+	git("commit", "-qm", "delete")
+	git("checkout", "-q", "-b", "feature")
+	os.WriteFile(filepath.Join(dir, "f.py"), []byte("x = 1\nk = '"+branch+"'\n"), 0o644)
+	git("add", ".")
+	git("commit", "-qm", "feature")
+	git("checkout", "-q", "main")
+	got := map[string]Match{}
+	if err := Git(context.Background(), dir, func(m Match) { got[m.Secret.Reveal()] = m }); err != nil {
+		t.Fatal(err)
+	}
+	for k, file := range map[string]string{deleted: "old.env", branch: "f.py", binary: "blob.bin"} {
+		if m, ok := got[k]; !ok || m.File != file {
+			t.Errorf("key in %s: %+v, %v", file, m, ok)
+		}
+	}
+	if len(got) != 3 {
+		t.Errorf("%d keys, want 3", len(got))
 	}
 }

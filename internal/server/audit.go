@@ -26,8 +26,10 @@ func (s *Server) now() time.Time {
 	return time.Now()
 }
 
-// SetClock replaces the clock the audit engine, its schedule and the log's
-// self-verification read (end-to-end tests of time-based rules).
+// SetClock replaces the clock the audit engine, its schedule, the log's
+// self-verification and the data plane (the time of calls in usage and ledger
+// records, key and MFA age, the hour policies see) read: end-to-end tests of
+// time-based rules.
 func (s *Server) SetClock(now func() time.Time) { s.clock.Store(&now) }
 
 // Audit returns the findings engine.
