@@ -281,9 +281,32 @@ func (h *Handler) keys(w http.ResponseWriter, r *http.Request, s *session) error
 	}
 	principals, _ := h.list(r, s, "/v1/principals")
 	teams, _ := h.list(r, s, "/v1/teams")
+	// Each key's own budgets and rate limits, shown beside it (a reader
+	// without budgets.read or limits.read simply sees none).
+	budgets, _ := h.list(r, s, "/v1/budgets")
+	limits, _ := h.list(r, s, "/v1/limits")
+	for _, k := range keys {
+		id := str(k["id"])
+		for _, b := range budgets {
+			if str(b["scope"]) == "key" && str(b["scope_id"]) == id {
+				k["budgets"] = append(asList(k["budgets"]), b)
+			}
+		}
+		for _, l := range limits {
+			if str(l["scope"]) == "key" && str(l["scope_id"]) == id {
+				k["limits"] = l
+			}
+		}
+	}
 	h.render(w, 200, "keys.html", h.page(s, "keys", "Keys", obj{"Keys": keys, "Principals": principals, "Teams": teams,
 		"Filter": obj{"team": r.URL.Query().Get("team"), "principal": r.URL.Query().Get("principal"), "state": r.URL.Query().Get("state")}}))
 	return nil
+}
+
+// asList is v as a list of objects (nil for none).
+func asList(v any) []obj {
+	l, _ := v.([]obj)
+	return l
 }
 
 func splitList(s string) []string {

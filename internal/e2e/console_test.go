@@ -256,9 +256,17 @@ func TestConsoleInBrowser(t *testing.T) {
 	if newID == "" {
 		t.Fatal("the key created in the browser is not in the admin API")
 	}
+	// The key's own rate limit is shown beside it (budgets are a sensitive
+	// action under this fixture's step-up policy; the cell shows there is none).
+	if _, err := f.admin.SetLimit(context.Background(), client.Limit{Scope: "key", ScopeID: newID, RPM: 60}); err != nil {
+		t.Fatal(err)
+	}
 	run(t, ctx, "keys again", chromedp.Navigate(origin+"/console/keys"), chromedp.WaitVisible(css("#keys")))
 	if page := get(t, ctx, "keys page", chromedp.OuterHTML(css("html"))); strings.Contains(page, shown) || !strings.Contains(page, newID) {
 		t.Fatal("the key list shows the secret again, or not the key")
+	}
+	if cell := get(t, ctx, "key's budget and limits", chromedp.Text(css(fmt.Sprintf(`tr[data-key=%q] .key-limits`, newID)))); !strings.Contains(cell, "no budget of its own") || !strings.Contains(cell, "60 rpm") {
+		t.Fatalf("the key's budget and limits cell: %q", cell)
 	}
 	status, reqID := chatRequestID(t, f.dataURL, shown)
 	if status != 200 {
