@@ -439,3 +439,51 @@ func (p *providerAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.fakeAPI.ServeHTTP(w, r)
 	}
 }
+
+// TestKeysPageShowsBudgetsAndLimits: each key's own budgets (spent of limit,
+// hard or not) and rate limits are shown beside it; other scopes' are not.
+func TestKeysPageShowsBudgetsAndLimits(t *testing.T) {
+	e := newEnv()
+	e.h.d.API = keysAPI{e.api}
+	c, _ := e.signIn(t)
+	w := e.do("GET", "/console/keys", nil, c, nil)
+	if w.Code != 200 {
+		t.Fatalf("keys page: %d", w.Code)
+	}
+	page := w.Body.String()
+	row := page[strings.Index(page, `data-key="key_1"`):]
+	row = row[:strings.Index(row, "</tr>")]
+	for _, want := range []string{"$0.50 of $2.00 a day", "hard", "60 rpm", "4 at once"} {
+		if !strings.Contains(row, want) {
+			t.Errorf("key_1's row lacks %q:\n%s", want, row)
+		}
+	}
+	if strings.Contains(row, "$9.00") {
+		t.Error("key_1's row shows the team's budget")
+	}
+	other := page[strings.Index(page, `data-key="key_2"`):]
+	if other = other[:strings.Index(other, "</tr>")]; !strings.Contains(other, "no budget of its own") || !strings.Contains(other, "no rate limit of its own") {
+		t.Errorf("key_2's row:\n%s", other)
+	}
+}
+
+// keysAPI adds two keys, their budgets and limits to fakeAPI.
+type keysAPI struct{ *fakeAPI }
+
+func (k keysAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Header.Get("Authorization") == "Bearer "+token && r.Method == "GET" {
+		switch r.URL.Path {
+		case "/v1/keys":
+			w.Write([]byte(`{"data":[{"id":"key_1","name":"a","state":"active","scope":{}},{"id":"key_2","name":"b","state":"active","scope":{}}]}`))
+			return
+		case "/v1/budgets":
+			w.Write([]byte(`{"data":[{"id":"bud_1","scope":"key","scope_id":"key_1","period":"day","hard":true,"limit_micros":2000000,"spent_micros":500000},` +
+				`{"id":"bud_2","scope":"team","scope_id":"key_1","period":"month","limit_micros":9000000,"spent_micros":0}]}`))
+			return
+		case "/v1/limits":
+			w.Write([]byte(`{"data":[{"id":"lim_1","scope":"key","scope_id":"key_1","rpm":60,"concurrent":4}]}`))
+			return
+		}
+	}
+	k.fakeAPI.ServeHTTP(w, r)
+}
