@@ -487,3 +487,44 @@ func (k keysAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	k.fakeAPI.ServeHTTP(w, r)
 }
+
+// TestOverviewCountsDenialsAndFindings: the overview shows the calls refused
+// after authentication in the last 24 hours and the open findings.
+func TestOverviewCountsDenialsAndFindings(t *testing.T) {
+	e := newEnv()
+	e.h.d.API = overviewAPI{e.api}
+	c, _ := e.signIn(t)
+	w := e.do("GET", "/console/", nil, c, nil)
+	if w.Code != 200 {
+		t.Fatalf("overview: %d %s", w.Code, w.Body)
+	}
+	page := w.Body.String()
+	for _, want := range []string{`<span class="n">2</span><span>calls refused`, `<a href="/console/findings">3</a></span><span>open findings`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("overview lacks %q", want)
+		}
+	}
+}
+
+type overviewAPI struct{ *fakeAPI }
+
+func (o overviewAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Header.Get("Authorization") == "Bearer "+token && r.Method == "GET" {
+		switch r.URL.Path {
+		case "/v1/usage/summary":
+			w.Write([]byte(`{"data":[{"group":"gpt-4o","requests":5,"cost_micros":100}]}`))
+			return
+		case "/v1/usage":
+			w.Write([]byte(`{"data":[{"status":200},{"status":403},{"status":429},{"status":401},{"status":502}]}`))
+			return
+		case "/v1/findings":
+			if r.URL.Query().Get("state") != "open" { // only open findings count
+				w.Write([]byte(`{"data":[]}`))
+				return
+			}
+			w.Write([]byte(`{"data":[{"id":"f1"},{"id":"f2"},{"id":"f3"}]}`))
+			return
+		}
+	}
+	o.fakeAPI.ServeHTTP(w, r)
+}

@@ -228,6 +228,9 @@ func (h *Handler) list(r *http.Request, s *session, path string) ([]obj, error) 
 	return out.Data, err
 }
 
+// denialScan bounds the records the overview reads to count denials.
+const denialScan = 5000
+
 func (h *Handler) overview(w http.ResponseWriter, r *http.Request, s *session) error {
 	spend, err := h.list(r, s, "/v1/spend")
 	if err != nil {
@@ -254,6 +257,21 @@ func (h *Handler) overview(w http.ResponseWriter, r *http.Request, s *session) e
 	for _, k := range keys {
 		states[fmt.Sprint(k["state"])]++
 	}
+	// Denials: calls refused after authentication (policy, scope, budget,
+	// rate limit), counted from the last 24 hours' records, at most denialScan.
+	denials, capped := 0, false
+	if recs, err := h.list(r, s, "/v1/usage?limit="+strconv.Itoa(denialScan)+"&since="+url.QueryEscape(since)); err == nil {
+		for _, rec := range recs {
+			if st, _ := rec["status"].(float64); st == http.StatusForbidden || st == http.StatusTooManyRequests {
+				denials++
+			}
+		}
+		capped = len(recs) >= denialScan
+	}
+	openFindings := -1 // -1: audits are not on this gateway, or not readable
+	if fs, err := h.list(r, s, "/v1/findings?state=open"); err == nil {
+		openFindings = len(fs)
+	}
 	var cp []byte
 	logStatus := "no checkpoint signed yet"
 	if err := h.call(r.Context(), r, nil, "GET", "/log/checkpoint", nil, &cp); err == nil {
@@ -261,7 +279,8 @@ func (h *Handler) overview(w http.ResponseWriter, r *http.Request, s *session) e
 			logStatus = fmt.Sprintf("%d records, signed checkpoint of %s", c.Size, c.Origin)
 		}
 	}
-	h.render(w, 200, "overview.html", h.page(s, "overview", "Overview", obj{"Spend": spend, "Calls": calls, "Cost": cost, "ByModel": sum.Data, "States": states, "Log": logStatus}))
+	h.render(w, 200, "overview.html", h.page(s, "overview", "Overview", obj{"Spend": spend, "Calls": calls, "Cost": cost, "ByModel": sum.Data, "States": states, "Log": logStatus,
+		"Denials": denials, "DenialsCapped": capped, "OpenFindings": openFindings}))
 	return nil
 }
 
