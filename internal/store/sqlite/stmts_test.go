@@ -5,10 +5,13 @@ import (
 	"fmt"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"golang.org/x/mod/sumdb/tlog"
 
+	"github.com/gatehouse-gw/gatehouse/internal/budget"
 	"github.com/gatehouse-gw/gatehouse/internal/ledger"
+	"github.com/gatehouse-gw/gatehouse/internal/usage"
 )
 
 // memHashes is a tlog hash store in memory, the reference the database is
@@ -118,4 +121,47 @@ func TestHotStatementsStayFewAndLedgerBatchesStayExact(t *testing.T) {
 		t.Fatalf("%d statements prepared after %d batch sizes: the cache grows with the load", n, len(sizes))
 	}
 	t.Logf("%d statements prepared", db.Statements())
+}
+
+// TestHotPathOnOneConnection runs every hot transaction, cold and then warm,
+// on a pool of one connection. Preparing a statement inside a transaction
+// would wait for a second connection that never comes (with every pooled
+// connection held by a transaction, nothing proceeds): each step must finish
+// well within its deadline instead.
+func TestHotPathOnOneConnection(t *testing.T) {
+	db, err := OpenWith(context.Background(), filepath.Join(t.TempDir(), FileName), Options{MaxOpenConns: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	now := time.Now()
+	for round := range 2 {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		id := fmt.Sprint("res_", round)
+		c := budget.Charge{BudgetID: "bud_1", PeriodStart: 1, Limit: 1_000_000, Hard: true}
+		if err := db.Reserve(ctx, budget.Reservation{ID: id, Instance: "i", Amount: 100, Charges: []budget.Charge{c}, CreatedAt: now}); err != nil {
+			t.Fatalf("round %d: reserve: %v", round, err)
+		}
+		if _, err := db.Settle(ctx, id, 40); err != nil {
+			t.Fatalf("round %d: settle: %v", round, err)
+		}
+		if err := db.InsertUsageBatch(ctx, []usage.Record{{ID: fmt.Sprint("req_", round), Time: now}}); err != nil {
+			t.Fatalf("round %d: usage: %v", round, err)
+		}
+		if _, err := db.LedgerAppend(ctx, "i", []ledger.Entry{{Data: []byte("x"), RequestID: id, Opens: true}},
+			func(start int64, kept []ledger.Entry, r tlog.HashReader) ([][]tlog.Hash, error) {
+				hs, err := tlog.StoredHashes(start, kept[0].Data, r)
+				return [][]tlog.Hash{hs}, err
+			}); err != nil {
+			t.Fatalf("round %d: ledger: %v", round, err)
+		}
+		cancel()
+	}
+	sp, err := db.Spend(context.Background(), []budget.Charge{{BudgetID: "bud_1", PeriodStart: 1}})
+	if err != nil || sp[0].Spent != 80 || sp[0].Reserved != 0 {
+		t.Fatalf("spend %+v, %v; want 80 spent, 0 reserved", sp, err)
+	}
+	if db.Statements() == 0 {
+		t.Fatal("no statement was prepared after the transactions: the cache is not in use")
+	}
 }

@@ -109,8 +109,10 @@ func (s *DB) stmt(ctx context.Context, tx *sql.Tx, query string) (*sql.Stmt, fun
 }
 
 // prepareWanted prepares the queries that transactions ran as text because
-// they were not prepared yet. The caller holds no connection. A failure is
-// left for the next use to report.
+// they were not prepared yet. The caller holds no connection; its context
+// bounds the wait. A query that fails to prepare (the context ended, the
+// store is away) stays unprepared: the next transaction that runs it runs
+// its text again and wants it again.
 func (s *DB) prepareWanted(ctx context.Context) {
 	s.mu.Lock()
 	if len(s.wanted) == 0 {
@@ -124,7 +126,7 @@ func (s *DB) prepareWanted(ctx context.Context) {
 	clear(s.wanted)
 	s.mu.Unlock()
 	for _, q := range qs {
-		if _, err := s.prepared(context.WithoutCancel(ctx), q); err != nil {
+		if _, err := s.prepared(ctx, q); err != nil {
 			return
 		}
 	}
