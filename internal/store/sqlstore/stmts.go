@@ -47,7 +47,19 @@ func (s *DB) hotExec(ctx context.Context, tx *sql.Tx, query string, args ...any)
 }
 
 // hotQueryRow is QueryRowContext through the statement cache.
+//
+// Inside a transaction it runs the text: with a cached SQLite statement that
+// returns rows (DELETE/UPDATE … RETURNING, SELECT) inside a transaction,
+// TestBudgetHoldsUnderAttack (internal/e2e) saw calls fail with
+// budget_unavailable after the store's busy timeout when callers disconnect:
+// a connection kept SQLite's write lock. The cause is not pinned down yet
+// (suspected: a statement left in progress when the transaction is rolled
+// back on cancellation, which makes the ROLLBACK fail); until it is, only
+// statements that return no rows are cached inside transactions.
 func (s *DB) hotQueryRow(ctx context.Context, tx *sql.Tx, query string, args ...any) rowScanner {
+	if tx != nil {
+		return tx.QueryRowContext(ctx, s.q(query), args...)
+	}
 	st, done, err := s.stmt(ctx, tx, query)
 	if err != nil {
 		return errRow{err}
@@ -62,7 +74,11 @@ func (s *DB) hotQueryRow(ctx context.Context, tx *sql.Tx, query string, args ...
 }
 
 // hotQuery is QueryContext through the statement cache; the caller closes the rows.
+// Inside a transaction it runs the text (see hotQueryRow).
 func (s *DB) hotQuery(ctx context.Context, tx *sql.Tx, query string, args ...any) (*sql.Rows, error) {
+	if tx != nil {
+		return tx.QueryContext(ctx, s.q(query), args...)
+	}
 	st, _, err := s.stmt(ctx, tx, query)
 	if err != nil {
 		return nil, err
@@ -73,9 +89,7 @@ func (s *DB) hotQuery(ctx context.Context, tx *sql.Tx, query string, args ...any
 		}
 		return s.db.QueryContext(ctx, s.q(query), args...)
 	}
-	// A transaction's statement must outlive the rows read through it; it is
-	// closed with the transaction (database/sql closes a Tx's statements at
-	// Commit or Rollback), and the pool's statement lives as long as the DB.
+	// The pool's statement lives as long as the DB.
 	return st.QueryContext(ctx, args...)
 }
 
