@@ -161,7 +161,4 @@ func TestHotPathOnOneConnection(t *testing.T) {
 	if err != nil || sp[0].Spent != 80 || sp[0].Reserved != 0 {
 		t.Fatalf("spend %+v, %v; want 80 spent, 0 reserved", sp, err)
 	}
-	if db.Statements() == 0 {
-		t.Fatal("no statement was prepared after the transactions: the cache is not in use")
-	}
 }
