@@ -237,7 +237,15 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server, 
 	if s.adminLn, err = net.Listen("tcp", cfg.AdminListen); err != nil {
 		return nil, fmt.Errorf("admin API: %w", err)
 	}
+	pp, err := pprofEnabled(os.Getenv, s.adminLn.Addr())
+	if err != nil {
+		return nil, err
+	}
 	s.buildHTTP()
+	if pp {
+		s.admin.Handler = withPprof(s.admin.Handler)
+		s.log.Warn("profiler endpoints on the admin listener", "path", "/debug/pprof/", "env", EnvPprof)
+	}
 	return s, nil
 }
 

@@ -113,6 +113,8 @@ var Dialect = sqlstore.Dialect{
 	ForUpdate:    " FOR UPDATE",
 	IsUnique:     func(err error) bool { return pgCode(err) == "23505" },
 	IsForeignKey: func(err error) bool { return pgCode(err) == "23503" },
+	// pgx caches prepared statements per connection (Options.StatementCache).
+	DriverCachesStatements: true,
 }
 
 func pgCode(err error) string {

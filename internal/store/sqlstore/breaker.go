@@ -11,7 +11,7 @@ import (
 // and returns the sums of the n buckets ending at bucket, oldest first.
 // Buckets older than the window are deleted now and then.
 func (s *DB) AddBreakerSpend(ctx context.Context, keyID string, bucket, cost int64, n int) ([]int64, error) {
-	if _, err := s.exec(ctx, s.db, `INSERT INTO breaker_spend (key_id, bucket, spent) VALUES (?, ?, ?)
+	if _, err := s.hotExec(ctx, nil, `INSERT INTO breaker_spend (key_id, bucket, spent) VALUES (?, ?, ?)
 		ON CONFLICT (key_id, bucket) DO UPDATE SET spent = breaker_spend.spent + excluded.spent`, keyID, bucket, cost); err != nil {
 		return nil, err
 	}
@@ -21,7 +21,7 @@ func (s *DB) AddBreakerSpend(ctx context.Context, keyID string, bucket, cost int
 			return nil, err
 		}
 	}
-	rows, err := s.db.QueryContext(ctx, s.q(`SELECT bucket, spent FROM breaker_spend WHERE key_id = ? AND bucket >= ? AND bucket <= ?`), keyID, first, bucket)
+	rows, err := s.hotQuery(ctx, nil, `SELECT bucket, spent FROM breaker_spend WHERE key_id = ? AND bucket >= ? AND bucket <= ?`, keyID, first, bucket)
 	if err != nil {
 		return nil, err
 	}

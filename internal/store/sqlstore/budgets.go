@@ -127,24 +127,24 @@ func (s *DB) Reserve(ctx context.Context, r budget.Reservation) error {
 		// the row locks are held for as few round trips as possible (what
 		// bounds throughput on one hot budget in PostgreSQL).
 		for _, c := range charges {
-			if _, err := s.exec(ctx, tx, `INSERT INTO budget_spend (budget_id, period_start, spent, reserved) VALUES (?, ?, 0, 0)
+			if _, err := s.hotExec(ctx, tx, `INSERT INTO budget_spend (budget_id, period_start, spent, reserved) VALUES (?, ?, 0, 0)
 				ON CONFLICT (budget_id, period_start) DO NOTHING`, c.BudgetID, c.PeriodStart); err != nil {
 				return err
 			}
 		}
-		if _, err := s.exec(ctx, tx, `INSERT INTO reservations (id, instance, amount, charges, created_at) VALUES (?, ?, ?, ?, ?)`,
+		if _, err := s.hotExec(ctx, tx, `INSERT INTO reservations (id, instance, amount, charges, created_at) VALUES (?, ?, ?, ?, ?)`,
 			r.ID, r.Instance, r.Amount, toJSON(charges), micros(r.CreatedAt)); err != nil {
 			return err
 		}
 		for _, c := range charges {
 			if !c.Hard {
-				if _, err := s.exec(ctx, tx, `UPDATE budget_spend SET reserved = reserved + ? WHERE budget_id = ? AND period_start = ?`,
+				if _, err := s.hotExec(ctx, tx, `UPDATE budget_spend SET reserved = reserved + ? WHERE budget_id = ? AND period_start = ?`,
 					r.Amount, c.BudgetID, c.PeriodStart); err != nil {
 					return err
 				}
 				continue
 			}
-			res, err := s.exec(ctx, tx, `UPDATE budget_spend SET reserved = reserved + ?
+			res, err := s.hotExec(ctx, tx, `UPDATE budget_spend SET reserved = reserved + ?
 				WHERE budget_id = ? AND period_start = ? AND spent + reserved + ? <= ?`,
 				r.Amount, c.BudgetID, c.PeriodStart, r.Amount, c.Limit)
 			if err != nil {
@@ -154,7 +154,7 @@ func (s *DB) Reserve(ctx context.Context, r budget.Reservation) error {
 				return err
 			} else if n == 0 {
 				var spent, reserved int64
-				if err := tx.QueryRowContext(ctx, s.q(`SELECT spent, reserved FROM budget_spend WHERE budget_id = ? AND period_start = ?`),
+				if err := s.hotQueryRow(ctx, tx, `SELECT spent, reserved FROM budget_spend WHERE budget_id = ? AND period_start = ?`,
 					c.BudgetID, c.PeriodStart).Scan(&spent, &reserved); err != nil {
 					return err
 				}
@@ -175,7 +175,7 @@ func (s *DB) Settle(ctx context.Context, id string, actual int64) ([]budget.Spen
 		out = out[:0]
 		var amount int64
 		var charges string
-		err := tx.QueryRowContext(ctx, s.q(`DELETE FROM reservations WHERE id = ? RETURNING amount, charges`), id).Scan(&amount, &charges)
+		err := s.hotQueryRow(ctx, tx, `DELETE FROM reservations WHERE id = ? RETURNING amount, charges`, id).Scan(&amount, &charges)
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil
 		}
@@ -191,8 +191,8 @@ func (s *DB) Settle(ctx context.Context, id string, actual int64) ([]budget.Spen
 		}
 		for _, c := range cs {
 			sp := budget.Spend{BudgetID: c.BudgetID, PeriodStart: c.PeriodStart}
-			if err := tx.QueryRowContext(ctx, s.q(`UPDATE budget_spend SET reserved = reserved - ?, spent = spent + ?
-				WHERE budget_id = ? AND period_start = ? RETURNING spent, reserved`), amount, actual, c.BudgetID, c.PeriodStart).
+			if err := s.hotQueryRow(ctx, tx, `UPDATE budget_spend SET reserved = reserved - ?, spent = spent + ?
+				WHERE budget_id = ? AND period_start = ? RETURNING spent, reserved`, amount, actual, c.BudgetID, c.PeriodStart).
 				Scan(&sp.Spent, &sp.Reserved); err != nil && !errors.Is(err, sql.ErrNoRows) { // budget deleted meanwhile
 				return err
 			}
@@ -222,7 +222,7 @@ func (s *DB) Spend(ctx context.Context, keys []budget.Charge) ([]budget.Spend, e
 // once a sweep claimed it: a claimed instance never beats again, and the row
 // lock makes a sweep's claim and a late heartbeat exclude each other.
 func (s *DB) Heartbeat(ctx context.Context, instance string, at time.Time) error {
-	res, err := s.exec(ctx, s.db, `INSERT INTO instances (id, heartbeat_at, claimed) VALUES (?, ?, 0)
+	res, err := s.hotExec(ctx, nil, `INSERT INTO instances (id, heartbeat_at, claimed) VALUES (?, ?, 0)
 		ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at WHERE instances.claimed = 0`, instance, micros(at))
 	if err != nil {
 		return err

@@ -55,7 +55,7 @@ func scanKey(row interface{ Scan(...any) error }) (vkey.Key, error) {
 
 // KeyByHash implements vkey.Store.
 func (s *DB) KeyByHash(ctx context.Context, hash string) (vkey.Key, error) {
-	return scanKey(s.db.QueryRowContext(ctx, s.q(`SELECT `+keyCols+` FROM keys WHERE hash = ? OR prev_hash = ?`), hash, hash))
+	return scanKey(s.hotQueryRow(ctx, nil, `SELECT `+keyCols+` FROM keys WHERE hash = ? OR prev_hash = ?`, hash, hash))
 }
 
 // Key implements vkey.Store.

@@ -23,14 +23,14 @@ func (s *DB) LedgerAppend(ctx context.Context, instance string, entries []ledger
 	var out []int64
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		var start int64
-		if err := tx.QueryRowContext(ctx, s.q(`SELECT size FROM ledger_state WHERE id = 1`+s.d.ForUpdate)).Scan(&start); err != nil {
+		if err := s.hotQueryRow(ctx, tx, `SELECT size FROM ledger_state WHERE id = 1`+s.d.ForUpdate).Scan(&start); err != nil {
 			return err
 		}
 		out = make([]int64, len(entries))
 		kept := make([]ledger.Entry, 0, len(entries))
 		for i, e := range entries {
 			if e.Closes {
-				res, err := s.exec(ctx, tx, `INSERT INTO ledger_closed (request_id) VALUES (?) ON CONFLICT (request_id) DO NOTHING`, e.RequestID)
+				res, err := s.hotExec(ctx, tx, `INSERT INTO ledger_closed (request_id) VALUES (?) ON CONFLICT (request_id) DO NOTHING`, e.RequestID)
 				if err != nil {
 					return err
 				}
@@ -64,11 +64,11 @@ func (s *DB) LedgerAppend(ctx context.Context, instance string, entries []ledger
 			}
 			switch {
 			case e.Opens:
-				if _, err := s.exec(ctx, tx, `INSERT INTO ledger_open (request_id, instance, idx) VALUES (?, ?, ?)`, e.RequestID, instance, n); err != nil {
+				if _, err := s.hotExec(ctx, tx, `INSERT INTO ledger_open (request_id, instance, idx) VALUES (?, ?, ?)`, e.RequestID, instance, n); err != nil {
 					return err
 				}
 			case e.Closes:
-				if _, err := s.exec(ctx, tx, `DELETE FROM ledger_open WHERE request_id = ?`, e.RequestID); err != nil {
+				if _, err := s.hotExec(ctx, tx, `DELETE FROM ledger_open WHERE request_id = ?`, e.RequestID); err != nil {
 					return err
 				}
 			}
@@ -79,37 +79,33 @@ func (s *DB) LedgerAppend(ctx context.Context, instance string, entries []ledger
 		if err := s.insertRows(ctx, tx, `INSERT INTO ledger_hashes (idx, hash) VALUES `, 2, hRows); err != nil {
 			return err
 		}
-		_, err = s.exec(ctx, tx, `UPDATE ledger_state SET size = ? WHERE id = 1`, start+int64(len(kept)))
+		_, err = s.hotExec(ctx, tx, `UPDATE ledger_state SET size = ? WHERE id = 1`, start+int64(len(kept)))
 		return err
 	})
 	return out, err
 }
 
-// insertRows inserts rows of width columns with multi-row INSERT statements of
-// at most 500 rows each.
+// insertRows inserts rows of width columns with multi-row INSERT statements
+// whose sizes are powers of two (chunks), so that their texts stay few and
+// their preparations are reused.
 func (s *DB) insertRows(ctx context.Context, tx *sql.Tx, prefix string, width int, rows [][]any) error {
 	tuple := "(" + strings.Repeat("?, ", width-1) + "?)"
-	for len(rows) > 0 {
-		n := min(len(rows), 500)
-		var q strings.Builder
-		q.WriteString(prefix)
+	for _, n := range chunks(len(rows)) {
 		args := make([]any, 0, n*width)
-		for i, r := range rows[:n] {
-			if i > 0 {
-				q.WriteString(", ")
-			}
-			q.WriteString(tuple)
+		for _, r := range rows[:n] {
 			args = append(args, r...)
 		}
-		if _, err := tx.ExecContext(ctx, s.q(q.String()), args...); err != nil {
-			return s.classify(err)
+		q := prefix + tuple + strings.Repeat(", "+tuple, n-1)
+		if _, err := s.hotExec(ctx, tx, q, args...); err != nil {
+			return err
 		}
 		rows = rows[n:]
 	}
 	return nil
 }
 
-func (s *DB) ledgerHashes(ctx context.Context, q execer, idx []int64) ([]tlog.Hash, error) {
+// ledgerHashes reads stored hashes, inside tx when tx is not nil.
+func (s *DB) ledgerHashes(ctx context.Context, tx *sql.Tx, idx []int64) ([]tlog.Hash, error) {
 	out := make([]tlog.Hash, len(idx))
 	if len(idx) == 0 {
 		return out, nil
@@ -122,7 +118,8 @@ func (s *DB) ledgerHashes(ctx context.Context, q execer, idx []int64) ([]tlog.Ha
 		}
 		pos[x] = append(pos[x], i)
 	}
-	rows, err := q.QueryContext(ctx, s.q(`SELECT idx, hash FROM ledger_hashes WHERE idx IN (?`+strings.Repeat(", ?", len(args)-1)+`)`), args...)
+	args = padIn(args)
+	rows, err := s.hotQuery(ctx, tx, `SELECT idx, hash FROM ledger_hashes WHERE idx IN (`+inList(len(args))+`)`, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -153,7 +150,7 @@ func (s *DB) ledgerHashes(ctx context.Context, q execer, idx []int64) ([]tlog.Ha
 
 // LedgerHashes implements ledger.Store.
 func (s *DB) LedgerHashes(ctx context.Context, idx []int64) ([]tlog.Hash, error) {
-	return s.ledgerHashes(ctx, s.db, idx)
+	return s.ledgerHashes(ctx, nil, idx)
 }
 
 // LedgerSize implements ledger.Store.

@@ -29,6 +29,10 @@ type Dialect struct {
 	ForUpdate    string           // row-lock suffix for SELECT (" FOR UPDATE"), "" where the transaction locks already
 	IsUnique     func(error) bool // unique or primary-key violation
 	IsForeignKey func(error) bool // foreign-key violation
+	// DriverCachesStatements is true when the driver keeps its own cache of
+	// prepared statements keyed by SQL text (pgx), so the hot path runs text
+	// instead of preparing through database/sql (see stmts.go).
+	DriverCachesStatements bool
 }
 
 // DB is a store over one *sql.DB.
@@ -39,11 +43,12 @@ type DB struct {
 	mu      sync.RWMutex
 	rebound map[string]string
 	stmts   map[string]*sql.Stmt
+	wanted  map[string]bool // hot queries a transaction ran unprepared (stmts.go)
 }
 
 // New wraps db. The caller has migrated it.
 func New(db *sql.DB, d Dialect) *DB {
-	return &DB{db: db, d: d, rebound: make(map[string]string), stmts: make(map[string]*sql.Stmt)}
+	return &DB{db: db, d: d, rebound: make(map[string]string), stmts: make(map[string]*sql.Stmt), wanted: make(map[string]bool)}
 }
 
 // prepared returns a statement prepared once for the life of the DB; the hot
@@ -144,6 +149,7 @@ func (s *DB) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 	if err != nil {
 		return err
 	}
+	defer s.prepareWanted(ctx)
 	if err := fn(tx); err != nil {
 		tx.Rollback()
 		return err

@@ -20,23 +20,17 @@ func usageArgs(r usage.Record) []any {
 
 // InsertUsage implements usage.Store.
 func (s *DB) InsertUsage(ctx context.Context, r usage.Record) error {
-	_, err := s.exec(ctx, s.db, insertUsage, usageArgs(r)...)
+	_, err := s.hotExec(ctx, nil, insertUsage, usageArgs(r)...)
 	return err
 }
 
 // InsertUsageBatch implements usage.BatchStore: all records in one
-// transaction, with one prepared statement.
+// transaction, through the statement cache.
 func (s *DB) InsertUsageBatch(ctx context.Context, rs []usage.Record) error {
-	prepared, err := s.prepared(ctx, insertUsage)
-	if err != nil {
-		return err
-	}
 	return s.tx(ctx, func(tx *sql.Tx) error {
-		stmt := tx.StmtContext(ctx, prepared) // reuses the connection's own preparation
-		defer stmt.Close()
 		for _, r := range rs {
-			if _, err := stmt.ExecContext(ctx, usageArgs(r)...); err != nil {
-				return s.classify(err)
+			if _, err := s.hotExec(ctx, tx, insertUsage, usageArgs(r)...); err != nil {
+				return err
 			}
 		}
 		return nil
