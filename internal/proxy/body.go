@@ -143,17 +143,6 @@ func (o object) set(name string, v jsontext.Value) object {
 	return append(append(object(nil), o...), member{name, v})
 }
 
-// del removes the member called name.
-func (o object) del(name string) object {
-	var out object
-	for _, m := range o {
-		if m.name != name {
-			out = append(out, m)
-		}
-	}
-	return out
-}
-
 // marshal writes o back out: every value exactly as it was read, member
 // names quoted canonically, so the upstream reads what was checked.
 func (o object) marshal() []byte {

@@ -162,10 +162,8 @@ func lineAll(line []byte, depth int) []Match {
 	return out
 }
 
-// isB64 is the base64 alphabets without padding: "=" ends a run, so that
+// b64Table is the base64 alphabets without padding: "=" ends a run, so that
 // KEY=<base64> decodes from the value's start.
-func isB64(c byte) bool { return b64Table[c] }
-
 var b64Table = func() (t [256]bool) {
 	for c := range 256 {
 		t[c] = isWord(byte(c)) || c == '+' || c == '/' || c == '-'
