@@ -108,15 +108,11 @@ func TestRateLimitRetried(t *testing.T) {
 	}
 	gate := make(chan struct{})
 	f.up.SetFault(sim.Fault{Gate: gate})
-	held := make(chan error, 1)
-	go func() {
+	held := holdTheSlot(t, f, func() error {
 		oc := f.openai(f.key)
 		_, err := oc.Chat.Completions.New(ctx, chatParams("gpt-4o", 5))
-		held <- err
-	}()
-	for f.up.Calls.Load() == 0 { // the first call holds the only slot
-		time.Sleep(5 * time.Millisecond)
-	}
+		return err
+	})
 	resp := postChat(t, f.dataURL, f.key)
 	if resp.StatusCode != 429 || resp.Header.Get("Retry-After") == "" || resp.Header.Get("x-should-retry") == "false" {
 		t.Fatalf("rate-limited call: %d %v", resp.StatusCode, resp.Header)
@@ -136,15 +132,11 @@ func TestRateLimitRetried(t *testing.T) {
 	// The same with the Anthropic SDK.
 	gate = make(chan struct{})
 	f.up.SetFault(sim.Fault{Gate: gate})
-	base := f.up.Calls.Load()
-	go func() {
+	held = holdTheSlot(t, f, func() error {
 		ac := f.anthropic(f.key)
 		_, err := ac.Messages.New(ctx, anthropicParams("claude-sonnet-4-5", 5))
-		held <- err
-	}()
-	for f.up.Calls.Load() == base {
-		time.Sleep(5 * time.Millisecond)
-	}
+		return err
+	})
 	go func() { time.Sleep(300 * time.Millisecond); close(gate) }()
 	_, ac, n := f.retryingClients(f.key)
 	if _, err := ac.Messages.New(ctx, anthropicParams("claude-sonnet-4-5", 5)); err != nil {
@@ -156,6 +148,45 @@ func TestRateLimitRetried(t *testing.T) {
 	if err := <-held; err != nil {
 		t.Fatal(err)
 	}
+}
+
+// holdTheSlot starts call in the background and returns once it has reached
+// the upstream (which holds it at the fixture's gate), so it occupies the
+// key's only concurrency slot. The previous call's slot is released just
+// after its response reached the client, so a start refused with 429 in that
+// window is tried again; anything else, or no progress within 15 s, fails the
+// test instead of waiting for ever.
+func holdTheSlot(t *testing.T, f *fixture, call func() error) chan error {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		base := f.up.Calls.Load()
+		held := make(chan error, 1)
+		go func() { held <- call() }()
+		if reachedUpstream(f, base, held, deadline, t) {
+			return held
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatal("the call meant to hold the slot never reached the upstream")
+	return nil
+}
+
+// reachedUpstream waits until the upstream has seen more than base calls
+// (true) or the call was refused with 429 (false); any other end fails t.
+func reachedUpstream(f *fixture, base int64, held chan error, deadline time.Time, t *testing.T) bool {
+	t.Helper()
+	for f.up.Calls.Load() == base && time.Now().Before(deadline) {
+		select {
+		case err := <-held:
+			if err == nil || !strings.Contains(err.Error(), "429") {
+				t.Fatalf("the call meant to hold the slot ended before reaching the upstream: %v", err)
+			}
+			return false
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	return f.up.Calls.Load() != base
 }
 
 // TestUpstreamErrorsKeepMeaning: 529 stays 529 on Anthropic routes, 503 stays
