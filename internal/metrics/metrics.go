@@ -57,6 +57,12 @@ type Sources struct {
 	Ledger  interface {
 		Stats(ctx context.Context) (ledger.Stats, error)
 	}
+	// Verification is the log's self-verification (audit.LogVerifier): when
+	// the stored log last passed it, and how many checks in this process
+	// found it did not.
+	Verification interface {
+		Verified(ctx context.Context) (lastGood time.Time, failures int64, err error)
+	}
 	DB  *sql.DB // connection pool statistics (go_sql_* metrics)
 	Now func() time.Time
 }
@@ -135,7 +141,7 @@ func New(opt Options, src Sources, log *slog.Logger) *Metrics {
 	if src.DB != nil {
 		m.reg.MustRegister(collectors.NewDBStatsCollector(src.DB, "gatehouse"))
 	}
-	if src.Budgets != nil || src.Ledger != nil {
+	if src.Budgets != nil || src.Ledger != nil || src.Verification != nil {
 		m.reg.MustRegister(&scrapeCollector{src: src, log: log, errors: map[string]int64{}})
 	}
 	return m
