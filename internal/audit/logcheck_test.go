@@ -9,11 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/mod/sumdb/note"
-	"golang.org/x/mod/sumdb/tlog"
-
 	"github.com/gatehouse-gw/gatehouse/internal/audit"
 	"github.com/gatehouse-gw/gatehouse/internal/ledger"
+	"github.com/gatehouse-gw/gatehouse/internal/ledger/ledgertest"
 	"github.com/gatehouse-gw/gatehouse/internal/store/sqlstore"
 )
 
@@ -113,8 +111,8 @@ func TestLogVerifierCatchesRewrittenAndResignedLog(t *testing.T) {
 	}
 
 	mustExec(t, db, `UPDATE ledger_entries SET data = replace(data, '"cost_micros":7', '"cost_micros":8') WHERE idx = 7`)
-	rebuildStoredTree(t, db)
-	resignTree(t, db, skey, "check.example/log", 20)
+	ledgertest.RebuildTree(t, db)
+	ledgertest.Resign(t, db, skey, "check.example/log", 20)
 	if rep, _, err := ledger.Verify(ctx, ledger.StoreSource{Store: db}, v.Key(), nil, nil); err != nil || rep.Size != 20 {
 		t.Fatalf("the forgery should verify on its own (else this test proves nothing): %v", err)
 	}
@@ -162,46 +160,4 @@ func mustExec(t *testing.T, db *sqlstore.DB, q string, args ...any) {
 	if _, err := db.SQL().Exec(q, args...); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// rebuildStoredTree recomputes the stored tree from the (tampered) records,
-// as an operator covering their tracks would.
-func rebuildStoredTree(t *testing.T, db *sqlstore.DB) {
-	t.Helper()
-	ctx := context.Background()
-	size, _ := db.LedgerSize(ctx)
-	entries, err := db.LedgerEntries(ctx, 0, size)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var hashes []tlog.Hash
-	r := tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) {
-		out := make([]tlog.Hash, len(idx))
-		for i, x := range idx {
-			out[i] = hashes[x]
-		}
-		return out, nil
-	})
-	for i, e := range entries {
-		hs, _ := tlog.StoredHashes(int64(i), e, r)
-		hashes = append(hashes, hs...)
-	}
-	mustExec(t, db, `DELETE FROM ledger_hashes`)
-	for i, h := range hashes {
-		mustExec(t, db, `INSERT INTO ledger_hashes (idx, hash) VALUES (?, ?)`, i, h[:])
-	}
-}
-
-// resignTree signs the stored tree of the given size with the log's key.
-func resignTree(t *testing.T, db *sqlstore.DB, skey, origin string, size int64) {
-	t.Helper()
-	ctx := context.Background()
-	root, err := tlog.TreeHash(size, tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) { return db.LedgerHashes(ctx, idx) }))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, _ := note.NewSigner(skey)
-	signed, _ := ledger.Sign(ledger.Checkpoint{Origin: origin, Size: size, Hash: root}, s)
-	mustExec(t, db, `UPDATE ledger_checkpoints SET signed = ?, size = ?`, signed, size)
-	mustExec(t, db, `UPDATE ledger_state SET size = ?`, size)
 }
