@@ -2,8 +2,8 @@
 // listener (GET /metrics, text exposition format).
 //
 // The data plane reports to it through proxy.Observer, once per finished call;
-// budgets, the ledger and the store's connection pool are read at scrape
-// time. Every metric is named gatehouse_* in base units (seconds, USD, tokens)
+// budgets, the ledger, the audit's stored verification of the log and the
+// store's connection pool are read at scrape time. Every metric is named gatehouse_* in base units (seconds, USD, tokens)
 // with Prometheus's conventions (_total counters, _seconds histograms).
 //
 // Label cardinality is bounded: endpoints, providers, statuses and reasons
