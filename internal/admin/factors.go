@@ -62,11 +62,31 @@ func (h *Handler) factorRoutes() {
 	m.HandleFunc("POST /v1/principals/{id}/reset-factors", h.authed(h.resetFactors))
 }
 
-// factorProof is the fresh proof a factor change carries.
-type factorProof struct {
-	Code         string `json:"code"`
-	RecoveryCode string `json:"recovery_code"`
-	Password     string `json:"password"`
+// FactorProof is the fresh proof a factor change carries: the JSON body of
+// the factor routes (code, recovery_code, password). The console builds one
+// with ProofOfCode and sends it as it is.
+type FactorProof struct {
+	Code         string `json:"code,omitempty"`
+	RecoveryCode string `json:"recovery_code,omitempty"`
+	Password     string `json:"password,omitempty"`
+}
+
+type factorProof = FactorProof
+
+// ProofOfCode reads the one code a user typed where either second factor
+// fits (the console's single field): digits only are a TOTP code, anything
+// else a recovery code (RecoveryCodes issues hex with a dash), each checked
+// under its own attempt counter. Surrounding white space is dropped; an empty
+// code is no proof.
+func ProofOfCode(s string) FactorProof {
+	c := strings.TrimSpace(s)
+	switch {
+	case c == "":
+		return FactorProof{}
+	case strings.Trim(c, "0123456789") == "":
+		return FactorProof{Code: c}
+	}
+	return FactorProof{RecoveryCode: c}
 }
 
 var errOwnSession = badRequest("", "change your own factors from your own login session (gatehouse login); an administrator resets another user's with 'gatehouse users reset-factors'")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"sync/atomic"
 	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/ledger"
@@ -13,7 +14,8 @@ import (
 // LogVerifier verifies the gateway's own log on a schedule, as an outside
 // auditor would (every leaf, the root against the signed checkpoint, and that
 // the tree verified last time is still its prefix), and keeps the outcome for
-// the config.log_unverified rule and the report.
+// the config.log_unverified rule, the report and the metrics (Verified). It is
+// the gateway's one self-verification of its log (audit.log_verify_interval).
 type LogVerifier struct {
 	Source ledger.Source
 	// Key returns the checkpoint verifier key to check against.
@@ -21,7 +23,8 @@ type LogVerifier struct {
 	Store FindingStore
 	Now   func() time.Time
 
-	prev *ledger.State // the last verified tree: a later one must contain it
+	prev     *ledger.State // the last verified tree: a later one must contain it
+	failures atomic.Int64  // checks in this process that found the log did not verify
 }
 
 // Check verifies the log once and stores the outcome.
@@ -48,11 +51,26 @@ func (v *LogVerifier) Check(ctx context.Context) (LogCheck, error) {
 		if ctx.Err() != nil {
 			return c, ctx.Err()
 		}
+		v.failures.Add(1)
 	} else {
 		c.OK, c.Size, c.Root, c.LastGood = true, rep.Size, base64.StdEncoding.EncodeToString(rep.Root[:]), c.At
 		v.prev = st
 	}
 	return c, v.Store.SaveLogCheck(ctx, c)
+}
+
+// Verified reports when the stored log last passed verification (zero: never
+// yet; with several replicas, by any of them) and how many checks in this
+// process found that it did not verify.
+func (v *LogVerifier) Verified(ctx context.Context) (lastGood time.Time, failures int64, err error) {
+	c, err := v.Store.LogCheck(ctx)
+	if err != nil {
+		return time.Time{}, 0, err
+	}
+	if c != nil {
+		lastGood = c.LastGood
+	}
+	return lastGood, v.failures.Load(), nil
 }
 
 // ErrNoCheckpoint: the log has no signed checkpoint yet (a new gateway).

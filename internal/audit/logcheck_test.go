@@ -3,6 +3,7 @@ package audit_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
@@ -10,6 +11,8 @@ import (
 
 	"github.com/gatehouse-gw/gatehouse/internal/audit"
 	"github.com/gatehouse-gw/gatehouse/internal/ledger"
+	"github.com/gatehouse-gw/gatehouse/internal/ledger/ledgertest"
+	"github.com/gatehouse-gw/gatehouse/internal/store/sqlstore"
 )
 
 // The gateway verifies its own log as an auditor would: a new log has nothing
@@ -60,5 +63,101 @@ func TestLogVerifier(t *testing.T) {
 	fs, _ := e.List(ctx, audit.Filter{Rule: "config.log_unverified"})
 	if len(fs) != 1 || fs[0].Title != "the log failed verification" || fs[0].Severity != audit.High {
 		t.Fatalf("findings %+v", fs)
+	}
+}
+
+// newVerifiedLog is a log of n records with a signed checkpoint, and its
+// verifier.
+func newVerifiedLog(t *testing.T, n int) (*ledger.Log, *sqlstore.DB, string, *audit.LogVerifier) {
+	t.Helper()
+	db := openStore(t)
+	skey, _ := ledger.GenerateKey("check.example/log")
+	lg, err := ledger.New(db, "t", skey, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendRecords(t, lg, 0, n)
+	return lg, db, skey, &audit.LogVerifier{Source: ledger.StoreSource{Store: db}, Key: lg.Key, Store: db}
+}
+
+func appendRecords(t *testing.T, lg *ledger.Log, from, to int) {
+	t.Helper()
+	ctx := context.Background()
+	for i := from; i < to; i++ {
+		r := ledger.Record{Kind: ledger.KindCallEnd, Time: time.Unix(int64(1_700_000_000+i), 0), RequestID: fmt.Sprintf("req_%04d", i), Status: 200, CostMicros: int64(i)}
+		if _, err := lg.Append(ctx, ledger.Entry{Data: r.Marshal(), RequestID: r.RequestID}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := lg.SignCheckpoint(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestLogVerifierCatchesRewrittenAndResignedLog: a tamperer who changes a
+// record, rebuilds the stored tree from the records and signs it with the
+// log's own key leaves a log that verifies on its own — but not one that
+// contains the tree verified before. The failure is counted for the metrics,
+// and the last good verification stays as it was.
+func TestLogVerifierCatchesRewrittenAndResignedLog(t *testing.T) {
+	ctx := context.Background()
+	_, db, skey, v := newVerifiedLog(t, 20)
+	if c, err := v.Check(ctx); err != nil || !c.OK {
+		t.Fatalf("an honest log: %+v %v", c, err)
+	}
+	lastGood, failures, err := v.Verified(ctx)
+	if err != nil || lastGood.IsZero() || failures != 0 {
+		t.Fatalf("after a passing check: %v %d %v", lastGood, failures, err)
+	}
+
+	mustExec(t, db, `UPDATE ledger_entries SET data = replace(data, '"cost_micros":7', '"cost_micros":8') WHERE idx = 7`)
+	ledgertest.RebuildTree(t, db)
+	ledgertest.Resign(t, db, skey, "check.example/log", 20)
+	if rep, _, err := ledger.Verify(ctx, ledger.StoreSource{Store: db}, v.Key(), nil, nil); err != nil || rep.Size != 20 {
+		t.Fatalf("the forgery should verify on its own (else this test proves nothing): %v", err)
+	}
+	if c, err := v.Check(ctx); err != nil || c.OK {
+		t.Fatalf("a rewritten and re-signed log passed: %+v %v", c, err)
+	}
+	if got, failures, err := v.Verified(ctx); err != nil || !got.Equal(lastGood) || failures != 1 {
+		t.Fatalf("after a failed check: %v %d %v", got, failures, err)
+	}
+}
+
+// TestLogVerifierFollowsGrowthThenCatchesDeletion: a check after the log grew
+// passes (the new tree contains the one verified before); a record deleted
+// from the store then fails.
+func TestLogVerifierFollowsGrowthThenCatchesDeletion(t *testing.T) {
+	ctx := context.Background()
+	lg, db, _, v := newVerifiedLog(t, 10)
+	if c, err := v.Check(ctx); err != nil || !c.OK {
+		t.Fatalf("%+v %v", c, err)
+	}
+	appendRecords(t, lg, 10, 25)
+	if c, err := v.Check(ctx); err != nil || !c.OK || c.Size != 25 {
+		t.Fatalf("after growing: %+v %v", c, err)
+	}
+	mustExec(t, db, `DELETE FROM ledger_entries WHERE idx = 9`)
+	if c, err := v.Check(ctx); err != nil || c.OK {
+		t.Fatalf("a deleted record passed: %+v %v", c, err)
+	}
+	if _, failures, _ := v.Verified(ctx); failures != 1 {
+		t.Fatalf("failures %d", failures)
+	}
+}
+
+// TestLogVerifierNeverVerified: before any check, Verified says so (zero
+// time, no failures) rather than inventing a time.
+func TestLogVerifierNeverVerified(t *testing.T) {
+	_, _, _, v := newVerifiedLog(t, 1)
+	if last, failures, err := v.Verified(context.Background()); err != nil || !last.IsZero() || failures != 0 {
+		t.Fatalf("%v %d %v", last, failures, err)
+	}
+}
+
+func mustExec(t *testing.T, db *sqlstore.DB, q string, args ...any) {
+	t.Helper()
+	if _, err := db.SQL().Exec(q, args...); err != nil {
+		t.Fatal(err)
 	}
 }

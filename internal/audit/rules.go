@@ -112,8 +112,7 @@ func keyRules() []Rule {
 	return []Rule{
 		{Name: "keys.unused", Severity: Low, Why: "an unused key is pure risk: nobody would notice it being stolen",
 			Check: func(f *Facts, c Config) []Candidate {
-				var out []Candidate
-				for _, k := range f.Keys {
+				return f.perKey(func(k vkey.Key, found func(title string, ev Evidence)) {
 					last := k.CreatedAt
 					if k.LastUsedAt != nil {
 						last = *k.LastUsedAt
@@ -123,95 +122,80 @@ func keyRules() []Rule {
 						if k.LastUsedAt != nil {
 							what = "last used " + k.LastUsedAt.UTC().Format(time.RFC3339)
 						}
-						out = append(out, Candidate{Subject: keySubject(k), Title: fmt.Sprintf("key %s unused for %d days", keyLabel(k), days(idle)),
-							Evidence: Evidence{Summary: what, Values: map[string]int64{"idle_days": days(idle), "threshold_days": days(c.UnusedKeyAfter)}}})
+						found(fmt.Sprintf("key %s unused for %d days", keyLabel(k), days(idle)),
+							Evidence{Summary: what, Values: map[string]int64{"idle_days": days(idle), "threshold_days": days(c.UnusedKeyAfter)}})
 					}
-				}
-				return out
+				})
 			}},
 		{Name: "keys.no_expiry", Severity: Medium, Why: "a key that never expires is valid for as long as it stays leaked",
 			Check: func(f *Facts, c Config) []Candidate {
-				var out []Candidate
-				for _, k := range f.Keys {
+				return f.perKey(func(k vkey.Key, found func(title string, ev Evidence)) {
 					if k.Expiry(f.maxAge(k.TeamID)) == nil {
-						out = append(out, Candidate{Subject: keySubject(k), Title: fmt.Sprintf("key %s never expires", keyLabel(k)),
-							Evidence: Evidence{Summary: "no expiry and no maximum key age applies"}})
+						found(fmt.Sprintf("key %s never expires", keyLabel(k)),
+							Evidence{Summary: "no expiry and no maximum key age applies"})
 					}
-				}
-				return out
+				})
 			}},
 		{Name: "keys.too_old", Severity: Medium, Why: "old secrets have had more chances to leak; rotation bounds that",
 			Check: func(f *Facts, c Config) []Candidate {
-				var out []Candidate
-				for _, k := range f.Keys {
+				return f.perKey(func(k vkey.Key, found func(title string, ev Evidence)) {
 					born := k.CreatedAt
 					if k.RotatedAt != nil {
 						born = *k.RotatedAt
 					}
 					if age := f.Now.Sub(born); age >= c.KeyMaxAge {
-						out = append(out, Candidate{Subject: keySubject(k), Title: fmt.Sprintf("key %s is %d days old", keyLabel(k), days(age)),
-							Evidence: Evidence{Summary: "created or last rotated " + born.UTC().Format(time.RFC3339), Values: map[string]int64{"age_days": days(age), "max_days": days(c.KeyMaxAge)}}})
+						found(fmt.Sprintf("key %s is %d days old", keyLabel(k), days(age)),
+							Evidence{Summary: "created or last rotated " + born.UTC().Format(time.RFC3339), Values: map[string]int64{"age_days": days(age), "max_days": days(c.KeyMaxAge)}})
 					}
-				}
-				return out
+				})
 			}},
 		{Name: "keys.no_hard_budget", Severity: High, Why: "without a hard budget a leaked key's spend has no ceiling",
 			Check: func(f *Facts, c Config) []Candidate {
-				var out []Candidate
-				for _, k := range f.Keys {
+				return f.perKey(func(k vkey.Key, found func(title string, ev Evidence)) {
 					if k.Kind != vkey.KindVirtual {
-						continue
+						return
 					}
 					if b := f.hardBudgetFor(k); b == "" {
-						out = append(out, Candidate{Subject: keySubject(k), Title: fmt.Sprintf("key %s has no hard budget (uncapped spend)", keyLabel(k)),
-							Evidence: Evidence{Summary: "no hard budget on the key, its principal, its team or the organisation"}})
+						found(fmt.Sprintf("key %s has no hard budget (uncapped spend)", keyLabel(k)),
+							Evidence{Summary: "no hard budget on the key, its principal, its team or the organisation"})
 					}
-				}
-				return out
+				})
 			}},
 		{Name: "keys.unscoped", Severity: Medium, Why: "a key for every model and every endpoint gives a thief the most to use",
 			Check: func(f *Facts, c Config) []Candidate {
-				var out []Candidate
-				for _, k := range f.Keys {
+				return f.perKey(func(k vkey.Key, found func(title string, ev Evidence)) {
 					if k.Kind == vkey.KindVirtual && len(k.Scope.Models) == 0 && len(k.Scope.Endpoints) == 0 {
-						out = append(out, Candidate{Subject: keySubject(k), Title: fmt.Sprintf("key %s is unscoped (all models, all endpoints)", keyLabel(k)),
-							Evidence: Evidence{Summary: "scope names no model and no endpoint"}})
+						found(fmt.Sprintf("key %s is unscoped (all models, all endpoints)", keyLabel(k)),
+							Evidence{Summary: "scope names no model and no endpoint"})
 					}
-				}
-				return out
+				})
 			}},
 		{Name: "keys.owner_disabled", Severity: High, Why: "a disabled person's or service's key should have died with their access",
 			Check: func(f *Facts, c Config) []Candidate {
-				var out []Candidate
-				for _, k := range f.Keys {
+				return f.perKey(func(k vkey.Key, found func(title string, ev Evidence)) {
 					if p, ok := f.Principals[k.PrincipalID]; ok && p.Disabled && k.State(f.Now) == nil {
-						out = append(out, Candidate{Subject: keySubject(k), Title: fmt.Sprintf("key %s is active although its principal %s is disabled", keyLabel(k), p.Name),
-							Evidence: Evidence{Summary: "principal " + p.ID + " is disabled"}})
+						found(fmt.Sprintf("key %s is active although its principal %s is disabled", keyLabel(k), p.Name),
+							Evidence{Summary: "principal " + p.ID + " is disabled"})
 					}
-				}
-				return out
+				})
 			}},
 		{Name: "keys.admin_owner_no_mfa", Severity: High, Why: "an admin key whose owner has no second factor is one password away from the whole gateway",
 			Check: func(f *Facts, c Config) []Candidate {
-				var out []Candidate
-				for _, k := range f.Keys {
+				return f.perKey(func(k vkey.Key, found func(title string, ev Evidence)) {
 					if k.Kind == vkey.KindAdmin && !f.MFA[k.PrincipalID] {
-						out = append(out, Candidate{Subject: keySubject(k), Title: fmt.Sprintf("admin key %s belongs to %s, who has no second factor", keyLabel(k), f.name(k.PrincipalID)),
-							Evidence: Evidence{Summary: "no confirmed TOTP and no passkey"}})
+						found(fmt.Sprintf("admin key %s belongs to %s, who has no second factor", keyLabel(k), f.name(k.PrincipalID)),
+							Evidence{Summary: "no confirmed TOTP and no passkey"})
 					}
-				}
-				return out
+				})
 			}},
 		{Name: "keys.grace_expired", Severity: Low, Why: "a rotation's previous secret should be gone once its grace period ends",
 			Check: func(f *Facts, c Config) []Candidate {
-				var out []Candidate
-				for _, k := range f.Keys {
+				return f.perKey(func(k vkey.Key, found func(title string, ev Evidence)) {
 					if k.PrevHash != "" && k.PrevValidUntil != nil && f.Now.After(*k.PrevValidUntil) {
-						out = append(out, Candidate{Subject: keySubject(k), Title: fmt.Sprintf("key %s keeps a previous secret past its grace period", keyLabel(k)),
-							Evidence: Evidence{Summary: "grace period ended " + k.PrevValidUntil.UTC().Format(time.RFC3339)}})
+						found(fmt.Sprintf("key %s keeps a previous secret past its grace period", keyLabel(k)),
+							Evidence{Summary: "grace period ended " + k.PrevValidUntil.UTC().Format(time.RFC3339)})
 					}
-				}
-				return out
+				})
 			}},
 	}
 }
@@ -265,6 +249,19 @@ func principalRules() []Rule {
 				})
 			}},
 	}
+}
+
+// perKey runs a key rule's check on every key, in order: the check calls
+// found for a key that is a finding, and perKey makes it a candidate about
+// that key.
+func (f *Facts) perKey(check func(k vkey.Key, found func(title string, ev Evidence))) []Candidate {
+	var out []Candidate
+	for _, k := range f.Keys {
+		check(k, func(title string, ev Evidence) {
+			out = append(out, Candidate{Subject: keySubject(k), Title: title, Evidence: ev})
+		})
+	}
+	return out
 }
 
 func (f *Facts) eachPrincipal(fn func(org.Principal) (string, bool)) []Candidate {

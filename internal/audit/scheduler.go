@@ -30,7 +30,9 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	if s.Log != nil && c.LogVerifyInterval > 0 {
 		wg.Go(func() {
-			s.Log.Run(ctx, tickNow(ctx, c.LogVerifyInterval), func(err error) { log.Warn("audit: the log did not verify", "err", err) })
+			s.Log.Run(ctx, tickNow(ctx, c.LogVerifyInterval), func(err error) {
+				log.Error("audit: self-verification FAILED: the stored log does not match its signed checkpoint, or could not be read", "err", err)
+			})
 		})
 	}
 	if c.Interval > 0 {

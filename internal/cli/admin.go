@@ -97,37 +97,13 @@ Example:
 				o.str(fs, "kind", "", "virtual or admin")
 				o.bool(fs, "all", "include revoked keys")
 			},
-			run: func(ctx context.Context, e *Env, o *opts, args []string) error {
-				c, err := o.client(e)
-				if err != nil {
-					return err
-				}
-				ks, err := c.ListKeys(ctx, client.KeyFilter{Principal: o.S("principal"), Team: o.S("team"), Kind: o.S("kind"), IncludeRevoked: o.B("all")})
-				if err != nil {
-					return err
-				}
-				if o.json {
-					return printJSON(e.Stdout, ks)
-				}
-				rows := [][]string{}
-				for _, k := range ks {
-					rows = append(rows, []string{k.ID, k.Kind, orDash(k.Name), k.Hint, k.PrincipalID, keyState(k), fmtTime(effectiveExpiry(k)), fmtTime(k.LastUsedAt)})
-				}
-				table(e.Stdout, []string{"ID", "KIND", "NAME", "HINT", "PRINCIPAL", "STATE", "EXPIRES", "LAST USED"}, rows)
-				return nil
-			}},
+			run: fetchWith(func(ctx context.Context, c *client.Client, o *opts) ([]client.Key, error) {
+				return c.ListKeys(ctx, client.KeyFilter{Principal: o.S("principal"), Team: o.S("team"), Kind: o.S("kind"), IncludeRevoked: o.B("all")})
+			}, tableOf([]string{"ID", "KIND", "NAME", "HINT", "PRINCIPAL", "STATE", "EXPIRES", "LAST USED"}, "", func(k client.Key) []string {
+				return []string{k.ID, k.Kind, orDash(k.Name), k.Hint, k.PrincipalID, keyState(k), fmtTime(effectiveExpiry(k)), fmtTime(k.LastUsedAt)}
+			}))},
 		{name: "show", args: "ID", short: "Show a key", admin: true, json: true,
-			run: withArg("a key id", func(ctx context.Context, e *Env, o *opts, c *client.Client, arg string) error {
-				k, err := c.Key(ctx, arg)
-				if err != nil {
-					return err
-				}
-				if o.json {
-					return printJSON(e.Stdout, k)
-				}
-				showKey(e.Stdout, k)
-				return nil
-			})},
+			run: fetchArg("a key id", (*client.Client).Key, showKey)},
 		{name: "rotate", args: "ID", short: "Give a key a new secret; the old one works for a grace period", admin: true, json: true,
 			long: `Rotates a key: a new secret, printed once, and the old one keeps working until
 the grace period ends (both show in 'keys show'), so callers switch without an
@@ -245,25 +221,9 @@ Examples:
 				return nil
 			}},
 		{name: "list", short: "List providers", admin: true, json: true,
-			run: func(ctx context.Context, e *Env, o *opts, args []string) error {
-				c, err := o.client(e)
-				if err != nil {
-					return err
-				}
-				ps, err := c.ListProviders(ctx)
-				if err != nil {
-					return err
-				}
-				if o.json {
-					return printJSON(e.Stdout, ps)
-				}
-				rows := [][]string{}
-				for _, p := range ps {
-					rows = append(rows, []string{p.ID, p.Name, p.Type, p.BaseURL, strings.Join(p.Models, ","), fmt.Sprint(len(p.Keys))})
-				}
-				table(e.Stdout, []string{"ID", "NAME", "TYPE", "BASE URL", "MODELS", "KEYS"}, rows)
-				return nil
-			}},
+			run: fetch((*client.Client).ListProviders, tableOf([]string{"ID", "NAME", "TYPE", "BASE URL", "MODELS", "KEYS"}, "", func(p client.Provider) []string {
+				return []string{p.ID, p.Name, p.Type, p.BaseURL, strings.Join(p.Models, ","), fmt.Sprint(len(p.Keys))}
+			}))},
 		{name: "remove", args: "NAME", short: "Remove a provider and its keys", admin: true,
 			run: withArg("a provider name or id", func(ctx context.Context, e *Env, o *opts, c *client.Client, arg string) error {
 				if err := c.DeleteProvider(ctx, arg, ""); err != nil {
@@ -297,29 +257,9 @@ func teamsCmd() *command {
 				return nil
 			})},
 		{name: "list", short: "List teams", admin: true, json: true,
-			run: func(ctx context.Context, e *Env, o *opts, args []string) error {
-				c, err := o.client(e)
-				if err != nil {
-					return err
-				}
-				ts, err := c.ListTeams(ctx)
-				if err != nil {
-					return err
-				}
-				if o.json {
-					return printJSON(e.Stdout, ts)
-				}
-				rows := [][]string{}
-				for _, t := range ts {
-					age := t.MaxKeyAge
-					if age == "" {
-						age = "-"
-					}
-					rows = append(rows, []string{t.ID, t.Name, age, fmtTime(&t.CreatedAt)})
-				}
-				table(e.Stdout, []string{"ID", "NAME", "MAX KEY AGE", "CREATED"}, rows)
-				return nil
-			}},
+			run: fetch((*client.Client).ListTeams, tableOf([]string{"ID", "NAME", "MAX KEY AGE", "CREATED"}, "", func(t client.Team) []string {
+				return []string{t.ID, t.Name, orDash(t.MaxKeyAge), fmtTime(&t.CreatedAt)}
+			}))},
 		{name: "set", args: "NAME", short: "Change a team's name or maximum key age", admin: true, json: true,
 			flags: func(fs *flag.FlagSet, o *opts) {
 				o.str(fs, "name", "", "new name")
@@ -419,29 +359,15 @@ func principalsCmd() *command {
 			})},
 		{name: "list", short: "List principals", admin: true, json: true,
 			flags: func(fs *flag.FlagSet, o *opts) { o.str(fs, "team", "", "only members of this team") },
-			run: func(ctx context.Context, e *Env, o *opts, args []string) error {
-				c, err := o.client(e)
-				if err != nil {
-					return err
+			run: fetchWith(func(ctx context.Context, c *client.Client, o *opts) ([]client.Principal, error) {
+				return c.ListPrincipals(ctx, o.S("team"))
+			}, tableOf([]string{"ID", "NAME", "KIND", "TEAMS", "ROLES", "STATE"}, "", func(p client.Principal) []string {
+				state := "active"
+				if p.Disabled {
+					state = "disabled"
 				}
-				ps, err := c.ListPrincipals(ctx, o.S("team"))
-				if err != nil {
-					return err
-				}
-				if o.json {
-					return printJSON(e.Stdout, ps)
-				}
-				rows := [][]string{}
-				for _, p := range ps {
-					state := "active"
-					if p.Disabled {
-						state = "disabled"
-					}
-					rows = append(rows, []string{p.ID, p.Name, p.Kind, strings.Join(p.Teams, ","), strings.Join(p.Roles, ","), state})
-				}
-				table(e.Stdout, []string{"ID", "NAME", "KIND", "TEAMS", "ROLES", "STATE"}, rows)
-				return nil
-			}},
+				return []string{p.ID, p.Name, p.Kind, strings.Join(p.Teams, ","), strings.Join(p.Roles, ","), state}
+			}))},
 		{name: "show", args: "NAME", short: "Show a principal", admin: true, json: true,
 			run: withArg("a principal name or id", func(ctx context.Context, e *Env, o *opts, c *client.Client, arg string) error {
 				p, _, err := c.Principal(ctx, arg)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"strconv"
 
 	"github.com/gatehouse-gw/gatehouse/client"
@@ -113,33 +114,11 @@ Examples:
 				return nil
 			}},
 		{name: "list", short: "List budgets with this period's spend", admin: true, json: true,
-			run: func(ctx context.Context, e *Env, o *opts, args []string) error {
-				c, err := o.client(e)
-				if err != nil {
-					return err
-				}
-				bs, err := c.ListBudgets(ctx)
-				if err != nil {
-					return err
-				}
-				if o.json {
-					return printJSON(e.Stdout, bs)
-				}
-				table(e.Stdout, budgetHeader, budgetRows(bs))
-				return nil
-			}},
+			run: fetch((*client.Client).ListBudgets, func(w io.Writer, bs []client.Budget) { table(w, budgetHeader, budgetRows(bs)) })},
 		{name: "show", args: "ID", short: "Show a budget", admin: true, json: true,
-			run: withArg("a budget id", func(ctx context.Context, e *Env, o *opts, c *client.Client, arg string) error {
-				b, err := c.Budget(ctx, arg)
-				if err != nil {
-					return err
-				}
-				if o.json {
-					return printJSON(e.Stdout, b)
-				}
-				table(e.Stdout, budgetHeader, budgetRows([]client.Budget{b}))
-				fmt.Fprintf(e.Stdout, "\nPeriod: %s to %s (%s); alerts at %v%%\n", b.PeriodStart.Format("2006-01-02 15:04"), b.PeriodEnd.Format("2006-01-02 15:04"), b.TimeZone, b.Thresholds)
-				return nil
+			run: fetchArg("a budget id", (*client.Client).Budget, func(w io.Writer, b client.Budget) {
+				table(w, budgetHeader, budgetRows([]client.Budget{b}))
+				fmt.Fprintf(w, "\nPeriod: %s to %s (%s); alerts at %v%%\n", b.PeriodStart.Format("2006-01-02 15:04"), b.PeriodEnd.Format("2006-01-02 15:04"), b.TimeZone, b.Thresholds)
 			})},
 		{name: "delete", args: "ID", short: "Delete a budget", admin: true,
 			run: withArg("a budget id", func(ctx context.Context, e *Env, o *opts, c *client.Client, arg string) error {
@@ -227,25 +206,9 @@ Example:
 				return nil
 			}},
 		{name: "list", short: "List rate limits", admin: true, json: true,
-			run: func(ctx context.Context, e *Env, o *opts, args []string) error {
-				c, err := o.client(e)
-				if err != nil {
-					return err
-				}
-				ls, err := c.ListLimits(ctx)
-				if err != nil {
-					return err
-				}
-				if o.json {
-					return printJSON(e.Stdout, ls)
-				}
-				rows := [][]string{}
-				for _, l := range ls {
-					rows = append(rows, []string{l.ID, l.Scope + ":" + l.ScopeID, fmt.Sprint(l.RPM), fmt.Sprint(l.TPM), fmt.Sprint(l.Concurrent)})
-				}
-				table(e.Stdout, []string{"ID", "SCOPE", "RPM", "TPM", "CONCURRENT"}, rows)
-				return nil
-			}},
+			run: fetch((*client.Client).ListLimits, tableOf([]string{"ID", "SCOPE", "RPM", "TPM", "CONCURRENT"}, "", func(l client.Limit) []string {
+				return []string{l.ID, l.Scope + ":" + l.ScopeID, fmt.Sprint(l.RPM), fmt.Sprint(l.TPM), fmt.Sprint(l.Concurrent)}
+			}))},
 		{name: "delete", args: "ID", short: "Delete a scope's rate limits", admin: true,
 			run: withArg("a limit id", func(ctx context.Context, e *Env, o *opts, c *client.Client, arg string) error {
 				if err := c.DeleteLimit(ctx, arg); err != nil {

@@ -25,11 +25,9 @@ func findingsCmd() *command {
 				if err != nil {
 					return err
 				}
-				if o.json {
-					return printJSON(e.Stdout, f)
-				}
-				fmt.Fprintf(e.Stdout, "Finding %s is %s (by %s: %s).\n", f.ID, f.State, f.StateBy, f.StateReason)
-				return nil
+				return output(e, o, f, func(w io.Writer, f client.Finding) {
+					fmt.Fprintf(w, "Finding %s is %s (by %s: %s).\n", f.ID, f.State, f.StateBy, f.StateReason)
+				})
 			})}
 	}
 	return &command{name: "findings", short: "Audit findings: run the rules, list, acknowledge, resolve, dismiss",
@@ -41,25 +39,10 @@ on a schedule (audit.interval); 'findings run' runs them now. A finding that
 recurs is the same finding, updated. docs/audits.md explains every rule.`,
 		sub: []*command{
 			{name: "run", short: "Evaluate every rule now", admin: true, json: true,
-				run: func(ctx context.Context, e *Env, o *opts, args []string) error {
-					if err := nargs(args, 0, "no arguments"); err != nil {
-						return err
-					}
-					c, err := o.client(e)
-					if err != nil {
-						return err
-					}
-					res, err := c.RunFindings(ctx)
-					if err != nil {
-						return err
-					}
-					if o.json {
-						return printJSON(e.Stdout, res)
-					}
-					fmt.Fprintf(e.Stdout, "%d rules: %d finding(s) opened, %d still there, %d resolved; %d open in all.\n",
+				run: fetch((*client.Client).RunFindings, func(w io.Writer, res client.RunResult) {
+					fmt.Fprintf(w, "%d rules: %d finding(s) opened, %d still there, %d resolved; %d open in all.\n",
 						res.Rules, len(res.Opened), res.Updated, len(res.Resolved), res.Open+len(res.Opened))
-					return nil
-				}},
+				})},
 			{name: "list", short: "List findings, most severe first", admin: true, json: true,
 				flags: func(fs *flag.FlagSet, o *opts) {
 					o.str(fs, "state", "open", "open, acknowledged, resolved, dismissed, or all")
@@ -68,60 +51,29 @@ recurs is the same finding, updated. docs/audits.md explains every rule.`,
 					o.str(fs, "subject", "", "a key, principal, budget … id")
 					o.str(fs, "since", "", "last seen since: 7d, 24h, a date or an RFC 3339 time")
 				},
-				run: func(ctx context.Context, e *Env, o *opts, args []string) error {
-					if err := nargs(args, 0, "no arguments"); err != nil {
-						return err
-					}
-					c, err := o.client(e)
-					if err != nil {
-						return err
-					}
+				run: fetchWith(func(ctx context.Context, c *client.Client, o *opts) ([]client.Finding, error) {
 					f := client.FindingFilter{State: o.S("state"), Severity: o.S("severity"), Rule: o.S("rule"), Subject: o.S("subject")}
 					if f.State == "all" {
 						f.State = ""
 					}
+					var err error
 					if f.Since, err = parseSince(o.S("since"), time.Now()); err != nil {
-						return fmt.Errorf("%w: --since %v", ErrUsage, err)
+						return nil, fmt.Errorf("%w: --since %v", ErrUsage, err)
 					}
-					fs, err := c.ListFindings(ctx, f)
-					if err != nil {
-						return err
-					}
-					if o.json {
-						return printJSON(e.Stdout, fs)
-					}
-					printFindings(e.Stdout, fs)
-					return nil
-				}},
+					return c.ListFindings(ctx, f)
+				}, printFindings)},
 			{name: "show", args: "FINDING_ID", short: "Show a finding with its evidence and history", admin: true, json: true,
-				run: withArg("a finding id", func(ctx context.Context, e *Env, o *opts, c *client.Client, id string) error {
-					f, err := c.Finding(ctx, id)
-					if err != nil {
-						return err
-					}
-					if o.json {
-						return printJSON(e.Stdout, f)
-					}
-					showFinding(e.Stdout, f)
-					return nil
-				})},
+				run: fetchArg("a finding id", (*client.Client).Finding, showFinding)},
 			transition("ack", "Acknowledge a finding (someone is on it)"),
 			transition("resolve", "Resolve a finding (it was fixed)"),
 			transition("dismiss", "Dismiss a finding as a false positive"),
 		}}
 }
 
-func printFindings(w io.Writer, fs []client.Finding) {
-	if len(fs) == 0 {
-		fmt.Fprintln(w, "No findings.")
-		return
-	}
-	rows := make([][]string, 0, len(fs))
-	for _, f := range fs {
-		rows = append(rows, []string{f.ID, f.Severity, f.State, f.Rule, f.Title, f.LastSeen.Local().Format("2006-01-02 15:04")})
-	}
-	table(w, []string{"ID", "SEVERITY", "STATE", "RULE", "FINDING", "LAST SEEN"}, rows)
-}
+// printFindings prints findings as a table, most severe first as listed.
+var printFindings = tableOf([]string{"ID", "SEVERITY", "STATE", "RULE", "FINDING", "LAST SEEN"}, "No findings.", func(f client.Finding) []string {
+	return []string{f.ID, f.Severity, f.State, f.Rule, f.Title, f.LastSeen.Local().Format("2006-01-02 15:04")}
+})
 
 func showFinding(w io.Writer, f client.Finding) {
 	fmt.Fprintf(w, "%s  %s  %s\n%s\n\n", f.ID, strings.ToUpper(f.Severity), f.Rule, f.Title)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"strconv"
 
 	"github.com/gatehouse-gw/gatehouse/client"
@@ -13,29 +14,13 @@ import (
 func lockoutCmds() []*command {
 	return []*command{
 		{name: "lockouts", short: "List users, login names and source addresses that are locked or have failed attempts", admin: true, json: true,
-			run: func(ctx context.Context, e *Env, o *opts, args []string) error {
-				c, err := o.client(e)
-				if err != nil {
-					return err
+			run: fetch((*client.Client).Lockouts, tableOf([]string{"SUBJECT", "STATE", "FAILURES", "LOCKS", "LAST SOURCE", "LAST USER AGENT"}, "", func(l client.Lockout) []string {
+				state := "failures"
+				if l.Locked {
+					state = "LOCKED until " + fmtTime(l.LockedUntil)
 				}
-				ls, err := c.Lockouts(ctx)
-				if err != nil {
-					return err
-				}
-				if o.json {
-					return printJSON(e.Stdout, ls)
-				}
-				rows := [][]string{}
-				for _, l := range ls {
-					state := "failures"
-					if l.Locked {
-						state = "LOCKED until " + fmtTime(l.LockedUntil)
-					}
-					rows = append(rows, []string{l.Subject, state, strconv.Itoa(l.Failures), strconv.Itoa(l.Locks), orDash(l.LastSource), orDash(l.LastUserAgent)})
-				}
-				table(e.Stdout, []string{"SUBJECT", "STATE", "FAILURES", "LOCKS", "LAST SOURCE", "LAST USER AGENT"}, rows)
-				return nil
-			}},
+				return []string{l.Subject, state, strconv.Itoa(l.Failures), strconv.Itoa(l.Locks), orDash(l.LastSource), orDash(l.LastUserAgent)}
+			}))},
 		{name: "unlock", args: "USER", short: "Clear a user's lockouts (or, with --subject, one subject such as source:203.0.113.9)", admin: true, json: true,
 			long: "Clears the attempt-limit counters of USER's password, TOTP and recovery codes, and of its login name.\nWith --subject and no USER, clears one subject from 'gatehouse users lockouts'.",
 			flags: func(fs *flag.FlagSet, o *opts) {
@@ -60,11 +45,9 @@ func lockoutCmds() []*command {
 				if err != nil {
 					return err
 				}
-				if o.json {
-					return printJSON(e.Stdout, map[string]any{"unlocked": what, "cleared": n})
-				}
-				fmt.Fprintf(e.Stdout, "Unlocked %s (%d counters cleared).\n", what, n)
-				return nil
+				return output(e, o, map[string]any{"unlocked": what, "cleared": n}, func(w io.Writer, _ map[string]any) {
+					fmt.Fprintf(w, "Unlocked %s (%d counters cleared).\n", what, n)
+				})
 			}},
 		{name: "reset-factors", args: "USER", short: "Remove a user's TOTP, recovery codes and passkeys; ends the user's sessions", admin: true,
 			run: withArg("a user name or id", func(ctx context.Context, e *Env, o *opts, c *client.Client, arg string) error {

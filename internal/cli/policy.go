@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/gatehouse-gw/gatehouse/client"
 	"github.com/gatehouse-gw/gatehouse/internal/org"
 	"github.com/gatehouse-gw/gatehouse/internal/policy"
 )
@@ -215,49 +217,21 @@ and deciding policies:
 				return nil
 			}},
 		{name: "show", short: "Print the policies in force", admin: true, json: true,
-			run: func(ctx context.Context, e *Env, o *opts, args []string) error {
-				c, err := o.client(e)
-				if err != nil {
-					return err
-				}
-				v, err := c.Policies(ctx)
-				if err != nil {
-					return err
-				}
-				if o.json {
-					return printJSON(e.Stdout, v)
-				}
-				fmt.Fprintf(e.Stdout, "# policy version %d (%s)\n", v.Version, orDash(v.Note))
+			run: fetch((*client.Client).Policies, func(w io.Writer, v client.PolicyVersion) {
+				fmt.Fprintf(w, "# policy version %d (%s)\n", v.Version, orDash(v.Note))
 				names := make([]string, 0, len(v.Files))
 				for n := range v.Files {
 					names = append(names, n)
 				}
 				slices.Sort(names)
 				for _, n := range names {
-					fmt.Fprintf(e.Stdout, "\n# --- %s ---\n%s", n, v.Files[n])
+					fmt.Fprintf(w, "\n# --- %s ---\n%s", n, v.Files[n])
 				}
-				return nil
-			}},
+			})},
 		{name: "history", short: "List applied policy versions", admin: true, json: true,
-			run: func(ctx context.Context, e *Env, o *opts, args []string) error {
-				c, err := o.client(e)
-				if err != nil {
-					return err
-				}
-				vs, err := c.PolicyHistory(ctx)
-				if err != nil {
-					return err
-				}
-				if o.json {
-					return printJSON(e.Stdout, vs)
-				}
-				rows := [][]string{}
-				for _, v := range vs {
-					rows = append(rows, []string{fmt.Sprint(v.Version), fmtTime(&v.CreatedAt), v.CreatedBy, orDash(v.Note)})
-				}
-				table(e.Stdout, []string{"VERSION", "APPLIED", "BY", "NOTE"}, rows)
-				return nil
-			}},
+			run: fetch((*client.Client).PolicyHistory, tableOf([]string{"VERSION", "APPLIED", "BY", "NOTE"}, "", func(v client.PolicyVersion) []string {
+				return []string{fmt.Sprint(v.Version), fmtTime(&v.CreatedAt), v.CreatedBy, orDash(v.Note)}
+			}))},
 		{name: "rollback", args: "[VERSION]", short: "Apply an earlier version again (default: the one before)", admin: true, json: true,
 			run: func(ctx context.Context, e *Env, o *opts, args []string) error {
 				var target int64

@@ -17,29 +17,13 @@ func pricesCmd() *command {
 	return &command{name: "prices", short: "Show and override model prices", sub: []*command{
 		{name: "list", short: "The effective price table (USD per million tokens) and where each price came from", admin: true, json: true,
 			long: "Shipped prices match exact model ids (and the dated snapshots each entry lists); operator overrides come first and may use globs.",
-			run: func(ctx context.Context, e *Env, o *opts, args []string) error {
-				c, err := o.client(e)
-				if err != nil {
-					return err
+			run: fetch((*client.Client).Prices, tableOf([]string{"MODEL", "INPUT", "CACHED INPUT", "CACHE WRITE", "OUTPUT", "LONG CONTEXT", "SOURCE"}, "", func(p client.Price) []string {
+				long := "-"
+				if t := p.LongContext; t != nil {
+					long = fmt.Sprintf(">%dK: %s/%s", t.Above/1000, perM(t.Input), perM(t.Output))
 				}
-				ps, err := c.Prices(ctx)
-				if err != nil {
-					return err
-				}
-				if o.json {
-					return printJSON(e.Stdout, ps)
-				}
-				rows := [][]string{}
-				for _, p := range ps {
-					long := "-"
-					if t := p.LongContext; t != nil {
-						long = fmt.Sprintf(">%dK: %s/%s", t.Above/1000, perM(t.Input), perM(t.Output))
-					}
-					rows = append(rows, []string{p.Model, perM(p.Input), perM(p.CachedInput), perM(p.CacheWrite), perM(p.Output), long, priceSource(p)})
-				}
-				table(e.Stdout, []string{"MODEL", "INPUT", "CACHED INPUT", "CACHE WRITE", "OUTPUT", "LONG CONTEXT", "SOURCE"}, rows)
-				return nil
-			}},
+				return []string{p.Model, perM(p.Input), perM(p.CachedInput), perM(p.CacheWrite), perM(p.Output), long, priceSource(p)}
+			}))},
 		{name: "show", args: "MODEL", short: "The price that applies to a model id, and where it came from", admin: true, json: true,
 			long: "Exits with an error when the model is unpriced: a hard budget refuses such a model.",
 			run: withArg("a model id", func(ctx context.Context, e *Env, o *opts, c *client.Client, model string) error {
@@ -47,11 +31,7 @@ func pricesCmd() *command {
 				if err != nil {
 					return err
 				}
-				if o.json {
-					return printJSON(e.Stdout, p)
-				}
-				showPrice(e.Stdout, model, p)
-				return nil
+				return output(e, o, p, func(w io.Writer, p client.Price) { showPrice(w, model, p) })
 			})},
 		{name: "set", args: "MODEL", short: "Override the price of a model id or glob", admin: true, json: true,
 			long: "Prices are US dollars per million tokens, e.g. --input 2.50 --output 10. MODEL is an exact id or, for operator entries only, a glob (ft:gpt-4o*); an override replaces a shipped entry and its dated snapshots, long-context tier included: give --long-above and the --long-* prices to keep one (a request with more input tokens than --long-above pays them for all its tokens).",

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/gatehouse-gw/gatehouse/client"
 	"github.com/gatehouse-gw/gatehouse/internal/audit"
 	"github.com/gatehouse-gw/gatehouse/internal/ledger"
 )
@@ -88,28 +89,9 @@ Examples:
 
 func auditReportsCmd() *command {
 	return &command{name: "reports", short: "List stored reports (scheduled and on demand)", admin: true, json: true,
-		run: func(ctx context.Context, e *Env, o *opts, args []string) error {
-			if err := nargs(args, 0, "no arguments"); err != nil {
-				return err
-			}
-			c, err := o.client(e)
-			if err != nil {
-				return err
-			}
-			rs, err := c.ListReports(ctx)
-			if err != nil {
-				return err
-			}
-			if o.json {
-				return printJSON(e.Stdout, rs)
-			}
-			rows := [][]string{}
-			for _, r := range rs {
-				rows = append(rows, []string{r.ID, r.Name, r.GeneratedAt.Local().Format("2006-01-02 15:04"), r.From.Local().Format("2006-01-02 15:04"), r.To.Local().Format("2006-01-02 15:04")})
-			}
-			table(e.Stdout, []string{"ID", "NAME", "GENERATED", "FROM", "TO"}, rows)
-			return nil
-		}}
+		run: fetch((*client.Client).ListReports, tableOf([]string{"ID", "NAME", "GENERATED", "FROM", "TO"}, "", func(r client.ReportInfo) []string {
+			return []string{r.ID, r.Name, r.GeneratedAt.Local().Format("2006-01-02 15:04"), r.From.Local().Format("2006-01-02 15:04"), r.To.Local().Format("2006-01-02 15:04")}
+		}))}
 }
 
 func auditEvidenceCmd() *command {

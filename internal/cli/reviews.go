@@ -29,26 +29,13 @@ campaign was started with --on-overdue revoke.`,
 					o.str(fs, "due", "7d", "how long reviewers have, e.g. 7d")
 					o.str(fs, "on-overdue", "escalate", "escalate or revoke undecided items at the due date")
 				},
-				run: func(ctx context.Context, e *Env, o *opts, args []string) error {
-					if err := nargs(args, 0, "no arguments"); err != nil {
-						return err
-					}
-					c, err := o.client(e)
-					if err != nil {
-						return err
-					}
-					r, err := c.StartReview(ctx, client.ReviewInput{Scope: o.S("scope"), Reviewer: o.S("reviewer"), Due: o.S("due"), OnOverdue: o.S("on-overdue")})
-					if err != nil {
-						return err
-					}
-					if o.json {
-						return printJSON(e.Stdout, r)
-					}
-					fmt.Fprintf(e.Stdout, "Campaign %s (%s): %d items, due %s; undecided items are %s then.\n\n", r.Campaign.ID, r.Campaign.Scope,
+				run: fetchWith(func(ctx context.Context, c *client.Client, o *opts) (client.Review, error) {
+					return c.StartReview(ctx, client.ReviewInput{Scope: o.S("scope"), Reviewer: o.S("reviewer"), Due: o.S("due"), OnOverdue: o.S("on-overdue")})
+				}, func(w io.Writer, r client.Review) {
+					fmt.Fprintf(w, "Campaign %s (%s): %d items, due %s; undecided items are %s then.\n\n", r.Campaign.ID, r.Campaign.Scope,
 						len(r.Items), r.Campaign.Due.Local().Format(time.RFC3339), map[string]string{"revoke": "revoked", "escalate": "escalated"}[r.Campaign.OnOverdue])
-					printItems(e.Stdout, r.Items)
-					return nil
-				}},
+					printItems(w, r.Items)
+				})},
 			{name: "list", args: "[CAMPAIGN_ID]", short: "List campaigns, or one campaign's items", admin: true, json: true,
 				run: func(ctx context.Context, e *Env, o *opts, args []string) error {
 					c, err := o.client(e)
@@ -60,11 +47,7 @@ campaign was started with --on-overdue revoke.`,
 						if err != nil {
 							return err
 						}
-						if o.json {
-							return printJSON(e.Stdout, r)
-						}
-						printItems(e.Stdout, r.Items)
-						return nil
+						return output(e, o, r, func(w io.Writer, r client.Review) { printItems(w, r.Items) })
 					}
 					if err := nargs(args, 0, "at most a campaign id"); err != nil {
 						return err
@@ -73,16 +56,10 @@ campaign was started with --on-overdue revoke.`,
 					if err != nil {
 						return err
 					}
-					if o.json {
-						return printJSON(e.Stdout, cs)
-					}
-					rows := [][]string{}
-					for _, x := range cs {
-						rows = append(rows, []string{x.ID, x.Scope, x.State, x.Due.Local().Format("2006-01-02 15:04"),
-							fmt.Sprintf("%d/%d", x.Counts.Decided, x.Counts.Total), strconv.Itoa(x.Counts.Revoked), strconv.Itoa(x.Counts.Escalated)})
-					}
-					table(e.Stdout, []string{"ID", "SCOPE", "STATE", "DUE", "DECIDED", "REVOKED", "ESCALATED"}, rows)
-					return nil
+					return output(e, o, cs, tableOf([]string{"ID", "SCOPE", "STATE", "DUE", "DECIDED", "REVOKED", "ESCALATED"}, "", func(x client.Campaign) []string {
+						return []string{x.ID, x.Scope, x.State, x.Due.Local().Format("2006-01-02 15:04"),
+							fmt.Sprintf("%d/%d", x.Counts.Decided, x.Counts.Total), strconv.Itoa(x.Counts.Revoked), strconv.Itoa(x.Counts.Escalated)}
+					}))
 				}},
 			{name: "decide", args: "ITEM_ID (--keep | --revoke | --reduce) --reason TEXT", short: "Decide an item; it takes effect at once", admin: true, json: true,
 				flags: func(fs *flag.FlagSet, o *opts) {
@@ -122,38 +99,25 @@ campaign was started with --on-overdue revoke.`,
 					if err != nil {
 						return err
 					}
-					if o.json {
-						return printJSON(e.Stdout, it)
-					}
-					fmt.Fprintf(e.Stdout, "%s: %s (%s).\n", it.Title, it.Decision, it.Reason)
-					return nil
+					return output(e, o, it, func(w io.Writer, it client.ReviewItem) {
+						fmt.Fprintf(w, "%s: %s (%s).\n", it.Title, it.Decision, it.Reason)
+					})
 				})},
 			{name: "close", args: "CAMPAIGN_ID", short: "Close a campaign and print its report", admin: true, json: true,
-				run: withArg("a campaign id", func(ctx context.Context, e *Env, o *opts, c *client.Client, id string) error {
-					r, err := c.CloseReview(ctx, id)
-					if err != nil {
-						return err
-					}
-					if o.json {
-						return printJSON(e.Stdout, r)
-					}
+				run: fetchArg("a campaign id", (*client.Client).CloseReview, func(w io.Writer, r client.Review) {
 					x := r.Campaign.Counts
-					fmt.Fprintf(e.Stdout, "Campaign %s (%s) closed: %d of %d decided; %d kept, %d revoked, %d reduced, %d escalated.\n\n",
+					fmt.Fprintf(w, "Campaign %s (%s) closed: %d of %d decided; %d kept, %d revoked, %d reduced, %d escalated.\n\n",
 						r.Campaign.ID, r.Campaign.Scope, x.Decided, x.Total, x.Kept, x.Revoked, x.Reduced, x.Escalated)
-					printItems(e.Stdout, r.Items)
-					return nil
+					printItems(w, r.Items)
 				})},
 		}}
 }
 
-func printItems(w io.Writer, items []client.ReviewItem) {
-	rows := [][]string{}
-	for _, it := range items {
-		dec := orDash(it.Decision)
-		if it.Escalated && it.Decision == "" {
-			dec = "escalated"
-		}
-		rows = append(rows, []string{it.ID, it.Kind, it.Title, strings.Join(it.Reviewers, ","), dec, orDash(it.DecidedBy), it.Reason})
+// printItems prints a campaign's items as a table.
+var printItems = tableOf([]string{"ITEM", "KIND", "ACCESS", "REVIEWERS", "DECISION", "BY", "REASON"}, "", func(it client.ReviewItem) []string {
+	dec := orDash(it.Decision)
+	if it.Escalated && it.Decision == "" {
+		dec = "escalated"
 	}
-	table(w, []string{"ITEM", "KIND", "ACCESS", "REVIEWERS", "DECISION", "BY", "REASON"}, rows)
-}
+	return []string{it.ID, it.Kind, it.Title, strings.Join(it.Reviewers, ","), dec, orDash(it.DecidedBy), it.Reason}
+})

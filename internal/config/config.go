@@ -129,7 +129,10 @@ type Ledger struct {
 	CheckpointInterval Duration `yaml:"checkpoint_interval"` // how often a growing log is signed
 	ExportFile         string   `yaml:"export_file"`         // append every record as a JSON line here (SIEM)
 	ExportWebhook      string   `yaml:"export_webhook"`      // POST records (JSON lines, signed like alerts) here
-	VerifyInterval     Duration `yaml:"verify_interval"`     // how often the gateway verifies its own log against the checkpoint; 0: never
+	// VerifyInterval is the old name of audit.log_verify_interval, still
+	// accepted: Validate moves a positive value there, and refuses 0 (its old
+	// "off") and a value the new key disagrees with. nil: not set.
+	VerifyInterval *Duration `yaml:"verify_interval"`
 }
 
 // Breaker configures the spend-velocity breaker (package breaker).
@@ -183,7 +186,7 @@ func Default() Config {
 		SessionTTL:             Duration(12 * time.Hour),
 		Login:                  DefaultLogin(),
 		Keys:                   Keys{ExpiryWarning: Duration(7 * 24 * time.Hour), CheckInterval: Duration(time.Hour)},
-		Ledger:                 Ledger{Origin: "gatehouse.local/log", CheckpointInterval: Duration(time.Second), VerifyInterval: Duration(time.Hour)},
+		Ledger:                 Ledger{Origin: "gatehouse.local/log", CheckpointInterval: Duration(time.Second)},
 		Store:                  DefaultStore,
 		Breaker:                Breaker{Enabled: true, Window: Duration(5 * time.Minute), Ceiling: "5.00", BaselineMultiple: 10, MinSpend: "1.00"},
 		Audit:                  audit.DefaultConfig(),
@@ -277,9 +280,34 @@ func (c *Config) LoadEnv(getenv func(string) string) error {
 	return nil
 }
 
+// mapLedgerVerifyInterval moves the old ledger.verify_interval to
+// audit.log_verify_interval: the gateway now verifies its log once, in the
+// audit's LogVerifier, and never ignores a setting silently. A positive value
+// is moved. 0 (the old "off") is refused: it turned off one of two
+// verifications while the audit's kept running, so neither "off" nor "on"
+// would be what it meant. An audit.log_verify_interval other than its
+// default that disagrees is refused, since one of the two would be ignored.
+func (c *Config) mapLedgerVerifyInterval() error {
+	old := c.Ledger.VerifyInterval
+	if old == nil {
+		return nil
+	}
+	if *old <= 0 {
+		return fmt.Errorf("ledger.verify_interval %s: the setting is now audit.log_verify_interval (default 1h; negative: off); "+
+			"0 no longer turns verification off, since it only ever turned off a second one: remove ledger.verify_interval and set audit.log_verify_interval", old.D())
+	}
+	cur := c.Audit.LogVerifyInterval
+	if cur != 0 && cur != audit.DefaultConfig().LogVerifyInterval && cur != old.D() {
+		return fmt.Errorf("ledger.verify_interval (%s) and audit.log_verify_interval (%s) disagree: ledger.verify_interval is the old name of audit.log_verify_interval; remove it", old.D(), cur)
+	}
+	c.Audit.LogVerifyInterval = old.D()
+	return nil
+}
+
 // Validate checks the whole configuration and fills derived defaults.
 func (c *Config) Validate() error {
 	var errs []error
+	errs = append(errs, c.mapLedgerVerifyInterval())
 	errs = append(errs, c.Audit.Validate())
 	for name, addr := range map[string]string{"listen": c.Listen, "admin_listen": c.AdminListen} {
 		if _, _, err := net.SplitHostPort(addr); err != nil {
@@ -324,9 +352,6 @@ func (c *Config) Validate() error {
 	}
 	if c.Ledger.Origin == "" || strings.ContainsAny(c.Ledger.Origin, " +\n\t") {
 		errs = append(errs, fmt.Errorf("ledger.origin %q: want a name without spaces or '+', e.g. gatehouse.example.com/log", c.Ledger.Origin))
-	}
-	if c.Ledger.VerifyInterval < 0 {
-		errs = append(errs, errors.New("ledger.verify_interval must not be negative (0: off)"))
 	}
 	if c.Ledger.CheckpointInterval <= 0 {
 		errs = append(errs, errors.New("ledger.checkpoint_interval must be positive"))

@@ -147,6 +147,32 @@ func (h *Handler) secure(r *http.Request) bool {
 	return r.TLS != nil || (h.d.TrustProxyHeaders && r.Header.Get("X-Forwarded-Proto") == "https")
 }
 
+// origin is the scheme and host the browser reached the admin listener at
+// (the console is served there, next to the admin API and the log).
+func (h *Handler) origin(r *http.Request) string {
+	scheme := "http"
+	if h.secure(r) {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host
+}
+
+// shellSafeHost reports whether host (a Host header) can be shown inside a
+// command to copy into a shell: a name or address and a port, nothing else.
+func shellSafeHost(host string) bool {
+	if host == "" || len(host) > 255 {
+		return false
+	}
+	for _, c := range host {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', strings.ContainsRune(".-:[]", c):
+		default:
+			return false
+		}
+	}
+	return true
+}
+
 func (h *Handler) cookieName(r *http.Request) string {
 	if h.secure(r) {
 		return "__Host-gatehouse-console"

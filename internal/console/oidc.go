@@ -90,11 +90,7 @@ func (h *Handler) oidcCookie(r *http.Request) string {
 // redirectURL is where the provider sends the browser back: this console's
 // callback, on the host the browser reached (register it at the provider).
 func (h *Handler) redirectURL(r *http.Request) string {
-	scheme := "http"
-	if h.secure(r) {
-		scheme = "https"
-	}
-	return scheme + "://" + r.Host + "/console/login/oidc/callback"
+	return h.origin(r) + "/console/login/oidc/callback"
 }
 
 func (h *Handler) oauthConfig(r *http.Request, ep oauth2.Endpoint) oauth2.Config {

@@ -18,6 +18,7 @@ import (
 
 	"golang.org/x/mod/sumdb/tlog"
 
+	"github.com/gatehouse-gw/gatehouse/internal/admin"
 	"github.com/gatehouse-gw/gatehouse/internal/ledger"
 )
 
@@ -561,7 +562,10 @@ type logRecord struct {
 // checked with the log's verifier key: the checks `gatehouse audit show` makes.
 func (h *Handler) logPage(w http.ResponseWriter, r *http.Request, s *session) error {
 	reqID := strings.TrimSpace(r.URL.Query().Get("request"))
-	data := obj{"Request": reqID}
+	data := obj{"Request": reqID, "LogURL": "http://ADMIN/log"}
+	if shellSafeHost(r.Host) { // the address this page was reached at, where the log is served
+		data["LogURL"] = h.origin(r) + "/log"
+	}
 	var key []byte
 	if err := h.call(r.Context(), r, nil, "GET", "/log/key", nil, &key); err == nil {
 		data["Key"] = strings.TrimSpace(string(key))
@@ -689,17 +693,13 @@ func (h *Handler) account(w http.ResponseWriter, r *http.Request, s *session) er
 
 func (h *Handler) passkeyRegisterBegin(w http.ResponseWriter, r *http.Request, s *session) error {
 	// Adding a factor needs a fresh proof with one the user has: the current
-	// authenticator code or a recovery code, passed on to the admin API.
+	// authenticator code or a recovery code, read as the admin API reads it
+	// (admin.ProofOfCode) and passed on in its shape.
 	var in struct {
 		Code string `json:"code"`
 	}
 	json.NewDecoder(io.LimitReader(r.Body, 4096)).Decode(&in)
-	proof := obj{}
-	if c := strings.TrimSpace(in.Code); c != "" && strings.Trim(c, "0123456789") == "" {
-		proof["code"] = c
-	} else if c != "" {
-		proof["recovery_code"] = c
-	}
+	proof := admin.ProofOfCode(in.Code)
 	var out json.RawMessage
 	if err := h.call(r.Context(), r, s, "POST", "/v1/auth/passkeys/register", proof, &out); err != nil {
 		jsonError(w, err)

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/gatehouse-gw/gatehouse/internal/ledger"
+	"github.com/gatehouse-gw/gatehouse/internal/ledger/ledgertest"
 	"github.com/gatehouse-gw/gatehouse/internal/store/sqlite"
 	"github.com/gatehouse-gw/gatehouse/internal/store/sqlstore"
 )
@@ -195,45 +196,11 @@ func exec(t *testing.T, db *sql.DB, q string, args ...any) {
 	}
 }
 
-// rebuildHashes recomputes the stored tree from the (tampered) records, as an
-// operator covering their tracks would.
-func rebuildHashes(t *testing.T, db *sqlstore.DB) {
-	t.Helper()
-	ctx := context.Background()
-	size, _ := db.LedgerSize(ctx)
-	entries, err := db.LedgerEntries(ctx, 0, size)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var hashes []tlog.Hash
-	r := tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) {
-		out := make([]tlog.Hash, len(idx))
-		for i, x := range idx {
-			out[i] = hashes[x]
-		}
-		return out, nil
-	})
-	for i, e := range entries {
-		hs, _ := tlog.StoredHashes(int64(i), e, r)
-		hashes = append(hashes, hs...)
-	}
-	exec(t, db.SQL(), `DELETE FROM ledger_hashes`)
-	for i, h := range hashes {
-		exec(t, db.SQL(), `INSERT INTO ledger_hashes (idx, hash) VALUES (?, ?)`, i, h[:])
-	}
-}
+// rebuildHashes and resign: the tamperer's moves (ledgertest).
+func rebuildHashes(t *testing.T, db *sqlstore.DB) { ledgertest.RebuildTree(t, db) }
 
 func resign(t *testing.T, db *sqlstore.DB, skey string, size int64) {
-	t.Helper()
-	ctx := context.Background()
-	root, err := tlog.TreeHash(size, tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) { return db.LedgerHashes(ctx, idx) }))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, _ := note.NewSigner(skey)
-	signed, _ := ledger.Sign(ledger.Checkpoint{Origin: origin, Size: size, Hash: root}, s)
-	exec(t, db.SQL(), `UPDATE ledger_checkpoints SET signed = ?, size = ?`, signed, size)
-	exec(t, db.SQL(), `UPDATE ledger_state SET size = ?`, size)
+	ledgertest.Resign(t, db, skey, origin, size)
 }
 
 // TestInterop is proof 5: checkpoints, tiles and proofs served by Gatehouse

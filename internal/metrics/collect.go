@@ -10,7 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// scrapeCollector reads budgets and the ledger at scrape time, each with a
+// scrapeCollector reads budgets, the ledger and its verification at scrape time, each with a
 // short deadline, so a slow store delays a scrape but never hangs it. A
 // source that fails is left out of that scrape and counted in
 // gatehouse_scrape_source_errors_total{source}.
@@ -32,9 +32,9 @@ var (
 	ledgerEntries    = prometheus.NewDesc("gatehouse_ledger_entries", "Records in the tamper-evident log.", nil, nil)
 	ledgerCPEntries  = prometheus.NewDesc("gatehouse_ledger_checkpoint_entries", "Records covered by the latest signed checkpoint.", nil, nil)
 	ledgerCPAge      = prometheus.NewDesc("gatehouse_ledger_checkpoint_age_seconds", "Seconds since this process last signed a checkpoint (absent until it has).", nil, nil)
-	ledgerVerified   = prometheus.NewDesc("gatehouse_ledger_last_verification_timestamp_seconds", "When the log last passed self-verification against its signed checkpoint (Unix time; absent until it has).", nil, nil)
-	ledgerVerifyFail = prometheus.NewDesc("gatehouse_ledger_verification_failures_total", "Self-verifications of the log that failed: the stored log does not match its checkpoint.", nil, nil)
-	sourceErrors     = prometheus.NewDesc("gatehouse_scrape_source_errors_total", "Scrapes that could not read a source (budgets, ledger) from the store; its metrics were left out.", []string{"source"}, nil)
+	ledgerVerified   = prometheus.NewDesc("gatehouse_ledger_last_verification_timestamp_seconds", "When the stored log last passed verification against its signed checkpoint, by this or another replica (Unix time; absent until it has).", nil, nil)
+	ledgerVerifyFail = prometheus.NewDesc("gatehouse_ledger_verification_failures_total", "Verifications of the log by this process that failed: the stored log does not match its checkpoint, or could not be read.", nil, nil)
+	sourceErrors     = prometheus.NewDesc("gatehouse_scrape_source_errors_total", "Scrapes that could not read a source (budgets, ledger, log_verification) from the store; its metrics were left out.", []string{"source"}, nil)
 )
 
 func (c *scrapeCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -63,27 +63,33 @@ func (c *scrapeCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	if c.src.Ledger != nil {
-		st, err := c.src.Ledger.Stats(ctx)
-		if err != nil {
+		if st, err := c.src.Ledger.Stats(ctx); err != nil {
 			c.failed("ledger", err)
-			return
+		} else {
+			ch <- prometheus.MustNewConstMetric(ledgerEntries, prometheus.GaugeValue, float64(st.Size))
+			ch <- prometheus.MustNewConstMetric(ledgerCPEntries, prometheus.GaugeValue, float64(st.CheckpointSize))
+			if !st.CheckpointSigned.IsZero() {
+				ch <- prometheus.MustNewConstMetric(ledgerCPAge, prometheus.GaugeValue, max(c.src.Now().Sub(st.CheckpointSigned).Seconds(), 0))
+			}
 		}
-		ch <- prometheus.MustNewConstMetric(ledgerEntries, prometheus.GaugeValue, float64(st.Size))
-		ch <- prometheus.MustNewConstMetric(ledgerCPEntries, prometheus.GaugeValue, float64(st.CheckpointSize))
-		if !st.CheckpointSigned.IsZero() {
-			ch <- prometheus.MustNewConstMetric(ledgerCPAge, prometheus.GaugeValue, max(c.src.Now().Sub(st.CheckpointSigned).Seconds(), 0))
+	}
+	if c.src.Verification != nil {
+		// The audit's verifier stored it: one verification, read here.
+		if last, failures, err := c.src.Verification.Verified(ctx); err != nil {
+			c.failed("log_verification", err)
+		} else {
+			if !last.IsZero() {
+				ch <- prometheus.MustNewConstMetric(ledgerVerified, prometheus.GaugeValue, float64(last.UnixMilli())/1e3)
+			}
+			ch <- prometheus.MustNewConstMetric(ledgerVerifyFail, prometheus.CounterValue, float64(failures))
 		}
-		if !st.Verified.IsZero() {
-			ch <- prometheus.MustNewConstMetric(ledgerVerified, prometheus.GaugeValue, float64(st.Verified.UnixMilli())/1e3)
-		}
-		ch <- prometheus.MustNewConstMetric(ledgerVerifyFail, prometheus.CounterValue, float64(st.VerifyFailures))
 	}
 }
 
 func (c *scrapeCollector) collectErrors(ch chan<- prometheus.Metric) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for _, s := range []string{"budgets", "ledger"} {
+	for _, s := range []string{"budgets", "ledger", "log_verification"} {
 		ch <- prometheus.MustNewConstMetric(sourceErrors, prometheus.CounterValue, float64(c.errors[s]), s)
 	}
 }

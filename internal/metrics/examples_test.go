@@ -22,7 +22,8 @@ func TestExamplesUseExportedMetrics(t *testing.T) {
 		Budgets: func(context.Context) ([]budget.Status, error) {
 			return []budget.Status{{Budget: budget.Budget{ID: "b"}, PeriodEnd: time.Now()}}, nil
 		},
-		Ledger: fakeLedger{st: ledger.Stats{CheckpointSigned: time.Now(), Verified: time.Now()}},
+		Ledger:       fakeLedger{st: ledger.Stats{CheckpointSigned: time.Now()}},
+		Verification: fakeVerification{last: time.Now()},
 	}
 	m := New(Options{PerKeyLabels: true}, src, nil)
 	call(m, usage.Record{Endpoint: "chat", Model: "m", Provider: "p", KeyID: "k", Status: 200, Stream: true, CostMicros: 1, Tokens: usage.Tokens{Input: 1, Output: 1}},

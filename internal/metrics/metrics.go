@@ -2,8 +2,8 @@
 // listener (GET /metrics, text exposition format).
 //
 // The data plane reports to it through proxy.Observer, once per finished call;
-// budgets, the ledger and the store's connection pool are read at scrape
-// time. Every metric is named gatehouse_* in base units (seconds, USD, tokens)
+// budgets, the ledger, the audit's stored verification of the log and the
+// store's connection pool are read at scrape time. Every metric is named gatehouse_* in base units (seconds, USD, tokens)
 // with Prometheus's conventions (_total counters, _seconds histograms).
 //
 // Label cardinality is bounded: endpoints, providers, statuses and reasons
@@ -56,6 +56,12 @@ type Sources struct {
 	Budgets func(ctx context.Context) ([]budget.Status, error)
 	Ledger  interface {
 		Stats(ctx context.Context) (ledger.Stats, error)
+	}
+	// Verification is the log's self-verification (audit.LogVerifier): when
+	// the stored log last passed it, and how many checks in this process
+	// found it did not.
+	Verification interface {
+		Verified(ctx context.Context) (lastGood time.Time, failures int64, err error)
 	}
 	DB  *sql.DB // connection pool statistics (go_sql_* metrics)
 	Now func() time.Time
@@ -135,7 +141,7 @@ func New(opt Options, src Sources, log *slog.Logger) *Metrics {
 	if src.DB != nil {
 		m.reg.MustRegister(collectors.NewDBStatsCollector(src.DB, "gatehouse"))
 	}
-	if src.Budgets != nil || src.Ledger != nil {
+	if src.Budgets != nil || src.Ledger != nil || src.Verification != nil {
 		m.reg.MustRegister(&scrapeCollector{src: src, log: log, errors: map[string]int64{}})
 	}
 	return m

@@ -216,6 +216,16 @@ type fakeLedger struct {
 
 func (f fakeLedger) Stats(context.Context) (ledger.Stats, error) { return f.st, f.err }
 
+type fakeVerification struct {
+	last     time.Time
+	failures int64
+	err      error
+}
+
+func (f fakeVerification) Verified(context.Context) (time.Time, int64, error) {
+	return f.last, f.failures, f.err
+}
+
 func TestScrapeTimeSources(t *testing.T) {
 	now := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
 	b := budget.Budget{ID: "bud_1", Scope: budget.ScopeTeam, ScopeID: "team_1", Period: budget.Month, LimitMicros: 100_000_000, Hard: true}
@@ -224,7 +234,8 @@ func TestScrapeTimeSources(t *testing.T) {
 		Budgets: func(context.Context) ([]budget.Status, error) {
 			return []budget.Status{{Budget: b, Spent: 42_500_000, Reserved: 7_000_000, PeriodEnd: now.Add(time.Hour)}}, nil
 		},
-		Ledger: fakeLedger{st: ledger.Stats{Size: 120, CheckpointSize: 118, CheckpointSigned: now.Add(-90 * time.Second), Verified: now.Add(-time.Hour), VerifyFailures: 2}},
+		Ledger:       fakeLedger{st: ledger.Stats{Size: 120, CheckpointSize: 118, CheckpointSigned: now.Add(-90 * time.Second)}},
+		Verification: fakeVerification{last: now.Add(-time.Hour), failures: 2},
 	}
 	srv := httptest.NewServer(New(Options{}, src, nil).Handler())
 	defer srv.Close()
@@ -245,20 +256,40 @@ func TestScrapeTimeSources(t *testing.T) {
 // metrics out and counts the failure; the scrape itself still succeeds.
 func TestScrapeSurvivesFailingSources(t *testing.T) {
 	src := Sources{
-		Budgets: func(context.Context) ([]budget.Status, error) { return nil, errors.New("store down") },
-		Ledger:  fakeLedger{err: errors.New("store down")},
+		Budgets:      func(context.Context) ([]budget.Status, error) { return nil, errors.New("store down") },
+		Ledger:       fakeLedger{err: errors.New("store down")},
+		Verification: fakeVerification{err: errors.New("store down")},
 	}
 	srv := httptest.NewServer(New(Options{}, src, nil).Handler())
 	defer srv.Close()
 	f := Scrape(t, srv.URL, "")
-	if f["gatehouse_ledger_entries"] != nil || f["gatehouse_budget_spent_usd"] != nil {
+	if f["gatehouse_ledger_entries"] != nil || f["gatehouse_budget_spent_usd"] != nil || f["gatehouse_ledger_verification_failures_total"] != nil {
 		t.Fatal("metrics from a failing source were exported")
 	}
 	mustValue(t, f, "gatehouse_scrape_source_errors_total", map[string]string{"source": "budgets"}, 1)
 	mustValue(t, f, "gatehouse_scrape_source_errors_total", map[string]string{"source": "ledger"}, 1)
+	mustValue(t, f, "gatehouse_scrape_source_errors_total", map[string]string{"source": "log_verification"}, 1)
 	// Never seen yet: absent rather than a misleading zero.
 	if f["gatehouse_ledger_checkpoint_age_seconds"] != nil {
 		t.Fatal("checkpoint age exported without a checkpoint")
+	}
+}
+
+// TestVerificationReadsTheStoredCheck: the verification metrics come from
+// the audit's stored check, independently of the ledger's own stats: a ledger
+// that cannot be read does not hide a failed verification, and a log never
+// verified has no timestamp rather than a misleading zero.
+func TestVerificationReadsTheStoredCheck(t *testing.T) {
+	src := Sources{
+		Ledger:       fakeLedger{err: errors.New("store down")},
+		Verification: fakeVerification{failures: 3},
+	}
+	srv := httptest.NewServer(New(Options{}, src, nil).Handler())
+	defer srv.Close()
+	f := Scrape(t, srv.URL, "")
+	mustValue(t, f, "gatehouse_ledger_verification_failures_total", nil, 3)
+	if f["gatehouse_ledger_last_verification_timestamp_seconds"] != nil {
+		t.Fatal("a verification time exported for a log never verified")
 	}
 }
 

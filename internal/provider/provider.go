@@ -4,7 +4,9 @@
 // It owns the wire formats the gateway must understand: which upstream path and
 // auth header a request takes, how usage is reported in JSON bodies and in SSE
 // streams, and what an upstream error looks like. It does not decide whether a
-// call may happen; that is the proxy's job.
+// call may happen; that is the proxy's job. Usage is read strictly (usage.go):
+// a report that reads two ways (a duplicate name, a case or '_'/'-' variant of
+// a field) is no report, so the call is charged its hold.
 //
 // Upstream keys are held by the store sealed under the keyring and only opened
 // into a Snapshot's memory; APIKey redacts itself everywhere.

@@ -2,10 +2,55 @@ package provider
 
 import (
 	"bytes"
-	"encoding/json"
+	"errors"
+	"reflect"
+
+	"github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/gatehouse-gw/gatehouse/internal/usage"
 )
+
+// Usage is read from the upstream's JSON only when the JSON has one reading.
+// A name given twice in an object, or a member whose name differs from one
+// the gateway reads only in case or in '_' and '-' ("Prompt_Tokens",
+// "completiontokens"), could be read by the provider's billing either way:
+// first or last, case-sensitively or not. Such a report is no report, so the
+// call is charged its whole hold, at least what any reading billed. (This
+// package used encoding/json, which took the last duplicate and matched
+// names case-insensitively: an upstream could bill 1000 tokens and have the
+// gateway meter 1.) Invalid UTF-8 in strings is let through, as before: it
+// changes no count.
+var (
+	exactNames  = json.JoinOptions(jsontext.AllowInvalidUTF8(true))                                       // names matched exactly; duplicates refused
+	foldedNames = json.JoinOptions(jsontext.AllowInvalidUTF8(true), json.MatchCaseInsensitiveNames(true)) // and every spelling of them
+)
+
+// reading is how an upstream's JSON read.
+type reading int
+
+const (
+	readOK        reading = iota
+	readInvalid           // not JSON of the expected shape: no usage in it (as before)
+	readAmbiguous         // duplicate names or spelling variants: the usage is missing
+)
+
+// readStrict decodes data into v and says whether it has one reading: it
+// decodes it twice, matching names exactly and case-insensitively (both
+// refusing duplicate names), and the two must agree.
+func readStrict[T any](data []byte, v *T) reading {
+	if err := json.Unmarshal(data, v, exactNames); err != nil {
+		if errors.Is(err, jsontext.ErrDuplicateName) {
+			return readAmbiguous
+		}
+		return readInvalid
+	}
+	var folded T
+	if err := json.Unmarshal(data, &folded, foldedNames); err != nil || !reflect.DeepEqual(*v, folded) {
+		return readAmbiguous
+	}
+	return readOK
+}
 
 // openAIUsage covers chat, completions and embeddings usage objects.
 type openAIUsage struct {
@@ -96,7 +141,7 @@ func ParseUsageModel(ep Endpoint, body []byte) (t usage.Tokens, id, model string
 			Model string          `json:"model"`
 			Usage *anthropicUsage `json:"usage"`
 		}
-		if json.Unmarshal(body, &r) != nil || r.Usage == nil {
+		if readStrict(body, &r) != readOK || r.Usage == nil {
 			return usage.Tokens{}, r.ID, r.Model, false
 		}
 		t, ok = r.Usage.tokens()
@@ -110,7 +155,7 @@ func ParseUsageModel(ep Endpoint, body []byte) (t usage.Tokens, id, model string
 		Model string       `json:"model"`
 		Usage *openAIUsage `json:"usage"`
 	}
-	if json.Unmarshal(body, &r) != nil || r.Usage == nil {
+	if readStrict(body, &r) != readOK || r.Usage == nil {
 		return usage.Tokens{}, r.ID, r.Model, false
 	}
 	t, ok = r.Usage.tokens()
@@ -184,7 +229,11 @@ func (m *Meter) openAI(ev Event) bool {
 			} `json:"delta"`
 		} `json:"choices"`
 	}
-	if json.Unmarshal(ev.Data, &c) != nil {
+	switch readStrict(ev.Data, &c) {
+	case readInvalid:
+		return true
+	case readAmbiguous:
+		m.bogus = true // whatever usage it held is missing
 		return true
 	}
 	if m.id == "" {
@@ -221,7 +270,11 @@ func (m *Meter) responses(ev Event) bool {
 			Usage *openAIUsage `json:"usage"`
 		} `json:"response"`
 	}
-	if json.Unmarshal(ev.Data, &e) != nil {
+	switch readStrict(ev.Data, &e) {
+	case readInvalid:
+		return true
+	case readAmbiguous:
+		m.bogus = true // whatever usage it held is missing
 		return true
 	}
 	switch e.Type {
@@ -267,7 +320,11 @@ func (m *Meter) anthropic(ev Event) bool {
 		} `json:"delta"`
 		Usage *anthropicUsage `json:"usage"`
 	}
-	if json.Unmarshal(ev.Data, &e) != nil {
+	switch readStrict(ev.Data, &e) {
+	case readInvalid:
+		return true
+	case readAmbiguous:
+		m.bogus = true // whatever usage it held is missing
 		return true
 	}
 	switch e.Type {

@@ -79,70 +79,18 @@ func (h *Handler) call(ep provider.Endpoint) http.HandlerFunc {
 }
 
 func (h *Handler) serveCall(w http.ResponseWriter, r *http.Request, ep provider.Endpoint, rec *usage.Record) (err error) {
-	snap := h.snapshot()
 	var out outcome
 
-	caller, err := h.authenticate(r)
+	// Front half (authenticate … rate limits): prepare.go, shared with count_tokens.
+	p, err := h.prepare(w, r, ep, route{action: ep.Name}, rec)
 	if err != nil {
 		return err
 	}
-	rec.KeyID, rec.PrincipalID, rec.TeamID = caller.Key.ID, caller.Principal.ID, principalTeam(caller.Key, caller.Principal)
-	if err := h.checkScope(r, caller, ep.Name); err != nil {
-		return err
-	}
-
-	body, err := readBody(w, r, h.opt.MaxBodyBytes)
-	if err != nil {
-		return err
-	}
-	call, err := ParseCall(ep, body)
-	if err != nil {
-		return err
-	}
-	rec.Model, rec.Stream = call.Model, call.Stream
-	if !caller.Key.Scope.AllowsModel(call.Model) {
-		return httpx.Errorf(http.StatusForbidden, "model_not_allowed", "This API key may not use the model '%s'.", call.Model).WithParam("model")
-	}
-
-	up, err := snap.Router.Route(call.Model, ep.Protocol)
-	switch {
-	case errors.Is(err, provider.ErrWrongProtocol):
-		other := "/v1/messages (Anthropic API)"
-		if ep.Protocol == provider.TypeAnthropic {
-			other = "the OpenAI-compatible endpoints"
-		}
-		return httpx.Errorf(http.StatusBadRequest, "wrong_api", "The model '%s' is served through %s.", call.Model, other).WithParam("model")
-	case err != nil:
-		return httpx.Errorf(http.StatusNotFound, "model_not_found", "The model '%s' does not exist or no provider serves it.", call.Model).WithParam("model")
-	}
-	rec.Provider = up.Name
-	price, priced := snap.Prices.Lookup(call.Model)
-	rec.Priced = priced
-
-	// Policy: both the key's scope (above) and a policy must allow.
-	capOut, _ := h.maxOutput(ep, call, price)
-	worstCost := worstOf(ep, call, body, price, capOut).cost
+	caller, body, call, up, price, priced := p.caller, p.body, p.call, p.up, p.price, p.priced
 	ob := observationOf(r.Context())
-	_, endPolicy := ob.phase(r.Context(), PhasePolicy)
-	pd := h.decide(r, caller, snap, ep.Name, call.Model, up.Name, call, worstCost)
-	rec.Reasons = pd.Reasons
-	endPolicy(nil)
-	if !pd.Allow {
-		return policyDenied(pd)
-	}
-
-	// Rate limits: one request, and the call's tokens (estimated now, settled
-	// to the actual count after).
-	ticket, err := h.admit(r, rec.ID, caller.Key.ID, caller.Principal.ID, rec.TeamID, call, body)
-	if err != nil {
-		return err
-	}
-	if ticket != nil {
+	if ticket := p.ticket; ticket != nil {
 		defer ticket.Release(r.Context())
 		defer func() { ticket.Settle(context.WithoutCancel(r.Context()), rec.Input+rec.Output) }()
-		for k, v := range ticket.Headers {
-			w.Header()[k] = v
-		}
 	}
 
 	// Budgets: hold the worst case before anything goes upstream; settle after.

@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"context"
-	"errors"
 	"io"
 	"net/http"
 	"strconv"
@@ -21,52 +20,14 @@ import (
 // tokens are counted against limits.
 func (h *Handler) serveCountTokens(w http.ResponseWriter, r *http.Request, rec *usage.Record) error {
 	ep := provider.CountTokens
-	snap := h.snapshot()
-	caller, err := h.authenticate(r)
+	p, err := h.prepare(w, r, ep, route{action: vkey.EndpointMessages, free: true}, rec)
 	if err != nil {
 		return err
 	}
-	rec.KeyID, rec.PrincipalID, rec.TeamID = caller.Key.ID, caller.Principal.ID, principalTeam(caller.Key, caller.Principal)
-	if err := h.checkScope(r, caller, vkey.EndpointMessages); err != nil {
-		return err
-	}
-	body, err := readBody(w, r, h.opt.MaxBodyBytes)
-	if err != nil {
-		return err
-	}
-	call, err := ParseCall(ep, body)
-	if err != nil {
-		return err
-	}
-	rec.Model = call.Model
-	if !caller.Key.Scope.AllowsModel(call.Model) {
-		return httpx.Errorf(http.StatusForbidden, "model_not_allowed", "This API key may not use the model '%s'.", call.Model).WithParam("model")
-	}
-	up, err := snap.Router.Route(call.Model, ep.Protocol)
-	switch {
-	case errors.Is(err, provider.ErrWrongProtocol):
-		return httpx.Errorf(http.StatusBadRequest, "wrong_api", "The model '%s' is served through the OpenAI-compatible endpoints.", call.Model).WithParam("model")
-	case err != nil:
-		return httpx.Errorf(http.StatusNotFound, "model_not_found", "The model '%s' does not exist or no provider serves it.", call.Model).WithParam("model")
-	}
-	rec.Provider = up.Name
-	_, rec.Priced = snap.Prices.Lookup(call.Model)
-
-	pd := h.decide(r, caller, snap, vkey.EndpointMessages, call.Model, up.Name, Call{Model: call.Model}, 0)
-	rec.Reasons = pd.Reasons
-	if !pd.Allow {
-		return policyDenied(pd)
-	}
-	ticket, err := h.admit(r, rec.ID, caller.Key.ID, caller.Principal.ID, rec.TeamID, Call{}, nil) // one request, no tokens
-	if err != nil {
-		return err
-	}
-	if ticket != nil {
+	body, up := p.body, p.up
+	if ticket := p.ticket; ticket != nil {
 		defer ticket.Release(r.Context())
 		defer ticket.Settle(context.WithoutCancel(r.Context()), 0)
-		for k, v := range ticket.Headers {
-			w.Header()[k] = v
-		}
 	}
 	if err := h.writeStart(r, rec, body); err != nil {
 		return err

@@ -10,13 +10,16 @@
 //     checked bytes or a re-serialisation of them that reads the same;
 //  4. check the key's scope (endpoint, model, source address);
 //  5. route the model to an upstream;
+//     (steps 2 to 5, with the policy and rate limits of 6, are prepare.go:
+//     one front half for every route, count_tokens included);
 //  6. policy, rate limits, then the budget reservation of the worst case
 //     (worstcase.go: a structured walk of the body, every multiplier, every
 //     input kind; fields with no computable bound refused under a hard
 //     budget), then the write-ahead ledger record;
 //  7. call the upstream, retrying on another key only before any byte reached
 //     the caller and never once a request was written in full; stream SSE
-//     through, flushing per event, metering as it goes;
+//     through, flushing per event, metering as it goes (package provider
+//     reads usage only when the upstream's JSON has one reading);
 //  8. settle: charged ≥ billed. Usage reported: its cost (above the hold:
 //     charged anyway and flagged over_reservation). Usage missing, or the
 //     call ended early after the request left: the whole hold. The breaker

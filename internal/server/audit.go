@@ -16,6 +16,9 @@ func (s *Server) openAudit() {
 		Settings: audit.Settings{StepUpMaxAge: s.cfg.StepUpMaxAge.D(), TrustProxyHeaders: s.cfg.TrustProxyHeaders, TrustedProxies: s.cfg.TrustedProxies},
 		Config:   s.cfg.Audit, Log: s.log, Now: s.now, Checkpoint: s.ledger.SignCheckpoint})
 	s.logCheck = &audit.LogVerifier{Source: ledger.StoreSource{Store: s.db}, Key: s.ledger.Key, Store: s.db, Now: s.now}
+	if s.cfg.Ledger.VerifyInterval != nil { // config.Validate moved it to audit.log_verify_interval
+		s.log.Warn("config: ledger.verify_interval is the old name of audit.log_verify_interval; rename it", "interval", s.cfg.Ledger.VerifyInterval.D())
+	}
 }
 
 // now is the server's clock for audits; tests replace it (SetClock).

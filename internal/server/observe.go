@@ -21,9 +21,10 @@ func (s *Server) openObservability(ctx context.Context) error {
 		return err
 	}
 	s.metrics = metrics.New(metrics.Options{PerKeyLabels: s.cfg.Metrics.PerKeyLabels, Token: tok}, metrics.Sources{
-		Budgets: func(ctx context.Context) ([]budget.Status, error) { return s.budgets.Statuses(ctx, s.budgetList()) },
-		Ledger:  s.ledger,
-		DB:      s.db.SQL(),
+		Budgets:      func(ctx context.Context) ([]budget.Status, error) { return s.budgets.Statuses(ctx, s.budgetList()) },
+		Ledger:       s.ledger,
+		Verification: s.logCheck, // the audit's verification of the log, stored
+		DB:           s.db.SQL(),
 	}, s.log)
 	s.ledger.ObserveAppends(s.metrics.ObserveLedgerAppend)
 	s.tracer, err = telemetry.Open(ctx, telemetry.Options{Enabled: s.cfg.Telemetry.Traces, Getenv: os.Getenv}, s.log)
@@ -47,14 +48,6 @@ func (s *Server) adminHandler(adm http.Handler) http.Handler {
 	mux.Handle("GET /console", con)
 	mux.Handle("/", adm)
 	return mux
-}
-
-// runSelfVerify verifies the log against its checkpoint every
-// ledger.verify_interval (gatehouse_ledger_last_verification_timestamp_seconds).
-func (s *Server) runSelfVerify(ctx context.Context) {
-	if every := s.cfg.Ledger.VerifyInterval.D(); every > 0 {
-		s.ledger.RunSelfVerify(ctx, every)
-	}
 }
 
 // shutdownTracer flushes the spans still buffered.

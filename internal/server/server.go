@@ -966,7 +966,6 @@ func (s *Server) Run(ctx context.Context) error {
 	budgetCtx, stopBudgets := context.WithCancel(context.WithoutCancel(ctx))
 	budgetDone := make(chan struct{})
 	go func() { s.budgets.Run(budgetCtx, s.cfg.Database != ""); close(budgetDone) }()
-	wg.Go(func() { s.runSelfVerify(bg) })
 	usageCtx, stopUsage := context.WithCancel(context.WithoutCancel(ctx))
 	usageDone := make(chan struct{})
 	go func() { s.usage.Run(usageCtx); close(usageDone) }()
