@@ -42,7 +42,7 @@ func (s *Server) adminHandler(adm http.Handler) http.Handler {
 	mux.Handle("GET /metrics", s.metrics.Handler())
 	con := console.New(console.Deps{API: adm, Log: s.log, Passkeys: s.webAuthn != nil,
 		AbsoluteTimeout: min(s.cfg.SessionTTL.D(), 12*time.Hour), TrustProxyHeaders: s.cfg.TrustProxyHeaders,
-		OIDC: s.cfg.OIDCLogin})
+		OIDC: s.cfg.OIDCLogin, Sessions: s.db})
 	mux.Handle("/console/", con)
 	mux.Handle("GET /console", con)
 	mux.Handle("/", adm)
