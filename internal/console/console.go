@@ -18,7 +18,7 @@
 // a strict Content-Security-Policy (no inline script or style), no-store
 // caching and frame denial. Sessions end after IdleTimeout without a request
 // and AbsoluteTimeout after sign-in, on logout, or when the admin session
-// ends. Console sessions and OIDC sign-ins in flight live in the SessionStore
+// ends. Console sessions and OIDC sign-ins in flight live in a sessionstore.Store
 // (the gateway's database), shared by every replica; at rest it holds only
 // hashes of the cookie values and the admin session token sealed with a key
 // derived from the cookie (sessions.go). Provider keys are never displayed.

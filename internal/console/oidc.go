@@ -4,7 +4,7 @@ package console
 // against the organisation's identity provider (oidc_login).
 //
 // GET /console/login/oidc starts a login: a random state, a PKCE verifier and
-// a random binding kept in the SessionStore for ten minutes (hashed and sealed,
+// a random binding kept in the sessionstore.Store for ten minutes (hashed and sealed,
 // see sessions.go), so the callback may come back to any replica; the binding goes to
 // the browser in a short-lived HttpOnly cookie (SameSite=Lax, so that the
 // identity provider's redirect back carries it), and the browser is sent to

@@ -18,6 +18,7 @@ import (
 	"github.com/gatehouse-gw/gatehouse/internal/store/postgres/pgtest"
 	"github.com/gatehouse-gw/gatehouse/internal/store/sqlite"
 	"github.com/gatehouse-gw/gatehouse/internal/store/sqlstore"
+	"github.com/gatehouse-gw/gatehouse/internal/store/storetest"
 )
 
 // backends runs fn on each real store: SQLite, and PostgreSQL when
@@ -344,3 +345,7 @@ func FuzzUnseal(f *testing.F) {
 		}
 	})
 }
+
+// TestMemorySessionsConform: the in-memory store keeps the same rules as the
+// database backends.
+func TestMemorySessionsConform(t *testing.T) { storetest.ConsoleSessions(t, sessionstore.NewMemory()) }

@@ -38,8 +38,8 @@ type OIDCLogin struct {
 type Store interface {
 	// CreateConsoleSession stores a new session.
 	CreateConsoleSession(ctx context.Context, s Session) error
-	// TouchConsoleSession sets the session's last-seen time to now and returns
-	// it, in one step, if it was seen after idleAfter and created after
+	// TouchConsoleSession moves the session's last-seen time to now (never
+	// back) and returns it, in one step, if it was seen after idleAfter and created after
 	// createdAfter; otherwise store.ErrNotFound (also when it does not exist).
 	TouchConsoleSession(ctx context.Context, idHash []byte, now, idleAfter, createdAfter time.Time) (Session, error)
 	// DeleteConsoleSession removes a session (no error when there is none).
@@ -88,7 +88,9 @@ func (m *Memory) TouchConsoleSession(_ context.Context, id []byte, now, idleAfte
 	if !ok || !s.Seen.After(idleAfter) || !s.Created.After(createdAfter) {
 		return Session{}, store.ErrNotFound
 	}
-	s.Seen = now
+	if now.After(s.Seen) {
+		s.Seen = now
+	}
 	m.sessions[string(id)] = s
 	return s, nil
 }
