@@ -42,4 +42,3 @@ func BenchmarkSessionLookup(b *testing.B) {
 	})
 	b.Run("postgres", func(b *testing.B) { run(b, pgtest.Open(b)) })
 }
-
