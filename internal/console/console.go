@@ -81,6 +81,10 @@ type Deps struct {
 	// Sessions keeps console sessions and OIDC sign-ins for every replica
 	// (nil: this process's memory, for a console built alone).
 	Sessions sessionstore.Store
+	// Throttle limits unauthenticated requests that cost the store a write
+	// (starting an OIDC sign-in) per source address: false with how long to
+	// wait when over (nil: no limit). The admin API's login throttle.
+	Throttle func(r *http.Request) (ok bool, retryAfter time.Duration)
 }
 
 // Handler serves the console under /console/.

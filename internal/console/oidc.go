@@ -24,6 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -102,6 +103,15 @@ func (h *Handler) loginError(w http.ResponseWriter, status int, msg string) {
 
 // oidcStart sends the browser to the identity provider.
 func (h *Handler) oidcStart(w http.ResponseWriter, r *http.Request) {
+	// Each start stores a row that every replica shares, and the rows in
+	// flight are bounded: one address must not fill them for everybody.
+	if h.d.Throttle != nil {
+		if ok, after := h.d.Throttle(r); !ok {
+			w.Header().Set("Retry-After", strconv.FormatInt(int64(after/time.Second), 10))
+			h.loginError(w, http.StatusTooManyRequests, fmt.Sprintf("Too many sign-ins from your address; try again in %d seconds.", int64(after/time.Second)))
+			return
+		}
+	}
 	ep, err := h.oidc.discover(r.Context())
 	if err != nil {
 		h.d.Log.Warn("console: the identity provider cannot be reached", "issuer", h.oidc.cfg.Issuer, "err", err)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"path/filepath"
 	"strings"
@@ -349,3 +350,50 @@ func FuzzUnseal(f *testing.F) {
 // TestMemorySessionsConform: the in-memory store keeps the same rules as the
 // database backends.
 func TestMemorySessionsConform(t *testing.T) { storetest.ConsoleSessions(t, sessionstore.NewMemory()) }
+
+// TestOIDCStartFloodFromOneAddress: starting sign-ins writes shared rows,
+// and the rows in flight are bounded for everybody; one address is cut off
+// by the throttle (429, Retry-After) before it writes anything, and another
+// address can still start a sign-in.
+func TestOIDCStartFloodFromOneAddress(t *testing.T) {
+	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "g.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	idp := ssotest.New(t)
+	cfg := sso.Config{Issuer: idp.URL, ClientID: idp.ClientID, Groups: []sso.Group{{Group: "ml", Teams: []string{"ml"}}}}
+	var mu sync.Mutex
+	seen := map[string]int{}
+	throttle := func(r *http.Request) (bool, time.Duration) { // two per address
+		mu.Lock()
+		defer mu.Unlock()
+		seen[r.RemoteAddr]++
+		return seen[r.RemoteAddr] <= 2, 1500 * time.Millisecond
+	}
+	a, _ := replicas(db, Deps{OIDC: cfg, Throttle: throttle})
+	start := func(addr string) *httptest.ResponseRecorder {
+		r := httptest.NewRequest("GET", "http://gatehouse.test/console/login/oidc", nil)
+		r.RemoteAddr = addr
+		w := httptest.NewRecorder()
+		a.h.ServeHTTP(w, r)
+		return w
+	}
+	for range 2 {
+		if w := start("203.0.113.9:1"); w.Code != http.StatusSeeOther {
+			t.Fatalf("a start within the limit: %d", w.Code)
+		}
+	}
+	for range 10 {
+		if w := start("203.0.113.9:1"); w.Code != http.StatusTooManyRequests || w.Header().Get("Retry-After") != "1" {
+			t.Fatalf("a start over the limit: %d Retry-After %q", w.Code, w.Header().Get("Retry-After"))
+		}
+	}
+	var n int
+	if err := db.SQL().QueryRow(`SELECT COUNT(*) FROM console_oidc_logins`).Scan(&n); err != nil || n != 2 {
+		t.Fatalf("%d sign-in rows after the flood (err %v), want 2", n, err)
+	}
+	if w := start("198.51.100.7:1"); w.Code != http.StatusSeeOther {
+		t.Fatalf("another address during the flood: %d", w.Code)
+	}
+}
