@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -79,9 +80,13 @@ func (downLedger) Append(context.Context, ledger.Entry) (int64, error) {
 	return 0, errors.New("ledger: disk full")
 }
 
-func modelsHandler(t *testing.T, led Ledger, a Authenticator, rec *memUsage) *Handler {
+func modelsHandler(t *testing.T, led Ledger, a Authenticator, rec *memUsage, extra ...string) *Handler {
 	t.Helper()
-	pol, err := policy.Compile(policy.Defaults())
+	files := policy.Defaults()
+	for i, p := range extra {
+		files["extra"+string(rune('a'+i))+".cedar"] = p
+	}
+	pol, err := policy.Compile(files)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,10 +116,15 @@ func TestAllowedModelsCallsLeaveOneRecord(t *testing.T) {
 		{"unknown model", oneCaller{}, "/v1/models/nope", 404, "allow", "nope", "model_not_found"},
 		{"model outside the key's scope", otherModelCaller{}, "/v1/models/gpt-4o", 404, "deny", "gpt-4o", "model_not_allowed"},
 		{"list with a narrow key", otherModelCaller{}, "/v1/models", 200, "allow", "", ""},
+		{"model a policy forbids", oneCaller{}, "/v1/models/gpt-4o", 404, "deny", "gpt-4o", "policy_denied"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			led, rec := &memLedger{}, &memUsage{}
-			h := modelsHandler(t, led, tc.auth, rec)
+			var extra []string
+			if tc.errorCode == "policy_denied" {
+				extra = append(extra, `@id("no-gpt-4o") forbid (principal, action, resource == Model::"gpt-4o");`)
+			}
+			h := modelsHandler(t, led, tc.auth, rec, extra...)
 			req := httptest.NewRequest("GET", tc.path, nil)
 			req.Header.Set("Authorization", "Bearer gk_test")
 			req.Header.Set("User-Agent", "probe/1")
@@ -134,6 +144,9 @@ func TestAllowedModelsCallsLeaveOneRecord(t *testing.T) {
 			}
 			if len(rec.recs) != 0 {
 				t.Fatalf("usage records for a models call: %+v", rec.recs)
+			}
+			if tc.errorCode == "policy_denied" && !slices.Contains(end.Reasons, "no-gpt-4o") {
+				t.Fatalf("the deny record names no policy: %+v", end.Reasons)
 			}
 		})
 	}
