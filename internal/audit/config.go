@@ -45,6 +45,30 @@ type Config struct {
 // plane (POST /secret-scanning/github). It is off while no key is configured.
 type SecretScanning struct {
 	PublicKeys []PublicKey `yaml:"public_keys"`
+	// RequestsPerMinutePerSource bounds requests from one address (an IPv6
+	// /64), counted before the body is read; default 60.
+	RequestsPerMinutePerSource int64 `yaml:"requests_per_minute_per_source"`
+	// RequestsPerMinutePerKey bounds verified reports signed with one public
+	// key; default 600.
+	RequestsPerMinutePerKey int64 `yaml:"requests_per_minute_per_key"`
+}
+
+// Default partner endpoint limits.
+const (
+	DefaultPartnerPerSource = 60
+	DefaultPartnerPerKey    = 600
+)
+
+// Limits returns the configured limits per minute, defaults filled in.
+func (s SecretScanning) Limits() (perSource, perKey int64) {
+	perSource, perKey = s.RequestsPerMinutePerSource, s.RequestsPerMinutePerKey
+	if perSource == 0 {
+		perSource = DefaultPartnerPerSource
+	}
+	if perKey == 0 {
+		perKey = DefaultPartnerPerKey
+	}
+	return perSource, perKey
 }
 
 // PublicKey is a code host's signing key (GitHub publishes them at
@@ -129,6 +153,9 @@ func (c Config) Validate() error {
 	}
 	if _, err := c.SecretScanning.Keys(); err != nil {
 		return err
+	}
+	if c.SecretScanning.RequestsPerMinutePerSource < 0 || c.SecretScanning.RequestsPerMinutePerKey < 0 {
+		return errors.New("audit: secret_scanning requests_per_minute_per_source and requests_per_minute_per_key must not be negative")
 	}
 	for _, s := range c.Reports {
 		if _, err := s.parse(); err != nil {

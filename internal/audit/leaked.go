@@ -64,10 +64,24 @@ func (e *Engine) Leaked(ctx context.Context, leaks []Leak, revoke bool, by strin
 			out = append(out, res)
 			continue
 		}
-		if k.RevokedAt == nil {
-			if _, err := e.d.Store.RevokeKey(ctx, k.ID, now, store.AnyVersion); err != nil {
+		// Revoke against the version read, so that of reports racing on one
+		// key (a replay sent with the original) exactly one revokes and
+		// records; a loser re-reads and finds the key revoked.
+		revokedHere := false
+		for attempt := 0; k.RevokedAt == nil && !revokedHere; attempt++ {
+			_, err := e.d.Store.RevokeKey(ctx, k.ID, now, k.Version)
+			switch {
+			case err == nil:
+				revokedHere = true
+			case !errors.Is(err, store.ErrConflict) || attempt == 4:
 				return nil, err
+			default:
+				if k, err = e.d.Store.Key(ctx, k.ID); err != nil {
+					return nil, err
+				}
 			}
+		}
+		if revokedHere {
 			e.d.ForgetKey(k.ID)
 			res.Revoked = true
 			e.record(ctx, ledger.Record{Kind: ledger.KindAdmin, Time: now, RequestID: "leaked-" + k.ID, PrincipalID: actor(by), KeyID: k.ID,

@@ -116,7 +116,7 @@ func TestPartnerEndpoint(t *testing.T) {
 	priv, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	keys := map[string]*ecdsa.PublicKey{"kid1": &priv.PublicKey}
-	srv := httptest.NewServer(f.e.PartnerHandler(keys, nil))
+	srv := httptest.NewServer(f.e.PartnerHandler(keys, nil, audit.PartnerLimits{}))
 	defer srv.Close()
 	sign := func(k *ecdsa.PrivateKey, body []byte) string {
 		sum := sha256.Sum256(body)

@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/sha256"
 	"encoding/base64"
@@ -9,7 +10,9 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/httpx"
 )
@@ -72,23 +75,75 @@ func VerifyPartnerSignature(keys map[string]*ecdsa.PublicKey, keyID, sig string,
 	return ecdsa.VerifyASN1(pub, sum[:], der)
 }
 
-// PartnerHandler serves the endpoint: the signature is checked before the body
-// is parsed; matching live keys are revoked at once.
-func (e *Engine) PartnerHandler(keys map[string]*ecdsa.PublicKey, log *slog.Logger) http.Handler {
+// PartnerLimits bound the requests the partner endpoint serves: per source
+// address (every request, before its body is read) and per public key (reports
+// whose signature verified, before any key is looked up or revoked). Over a
+// limit the answer is 429 with Retry-After. A zero limit or a nil Take leaves
+// that limit off.
+type PartnerLimits struct {
+	// Take takes one request from the bucket key allowing perMinute: the rate
+	// limiter's backend (Redis when configured, so replicas count together).
+	// When it fails the request is admitted: the signature check still holds.
+	Take func(ctx context.Context, key string, perMinute int64) (allowed bool, retryAfter time.Duration, err error)
+	// Source names the caller's address bucket (an IPv6 caller's /64).
+	Source    func(*http.Request) string
+	PerSource int64 // requests per minute per source address
+	PerKey    int64 // verified reports per minute per public key identifier
+}
+
+// take reports whether bucket key has room, and otherwise how long to wait
+// (whole seconds, at least one).
+func (l PartnerLimits) take(ctx context.Context, log *slog.Logger, key string, perMinute int64) (bool, time.Duration) {
+	if l.Take == nil || perMinute <= 0 {
+		return true, 0
+	}
+	ok, after, err := l.Take(ctx, key, perMinute)
+	if err != nil {
+		log.Warn("secret scanning: the rate limiter failed; the report is admitted", "err", err)
+		return true, 0
+	}
+	if ok {
+		return true, 0
+	}
+	return false, max(time.Second, (after + time.Second - 1).Truncate(time.Second))
+}
+
+// PartnerHandler serves the endpoint: the source address's limit is taken
+// before the body is read, the signature is checked before the body is parsed,
+// the key's limit is taken once the signature verified; matching live keys are
+// revoked at once.
+func (e *Engine) PartnerHandler(keys map[string]*ecdsa.PublicKey, log *slog.Logger, lim PartnerLimits) http.Handler {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	fail := func(w http.ResponseWriter, r *http.Request, err error) {
 		httpx.Render(w, r, log, httpx.OpenAI, err)
 	}
+	tooMany := func(w http.ResponseWriter, r *http.Request, after time.Duration, what string) {
+		w.Header().Set("Retry-After", strconv.FormatInt(int64(after/time.Second), 10))
+		fail(w, r, httpx.Errorf(http.StatusTooManyRequests, "rate_limit_exceeded", "Too many reports from this %s; retry after %d seconds.", what, int64(after/time.Second)))
+	}
 	return httpx.Middleware(log, func(*http.Request) httpx.Flavor { return httpx.OpenAI }, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if lim.Source != nil {
+			if ok, after := lim.take(r.Context(), log, "partner:"+lim.Source(r), lim.PerSource); !ok {
+				tooMany(w, r, after, "address")
+				return
+			}
+		}
 		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxPartnerBody))
 		if err != nil {
 			fail(w, r, httpx.Errorf(http.StatusRequestEntityTooLarge, "body_too_large", "The report is larger than 1 MiB."))
 			return
 		}
-		if !VerifyPartnerSignature(keys, r.Header.Get(HeaderKeyID), r.Header.Get(HeaderSignature), body) {
+		keyID := r.Header.Get(HeaderKeyID)
+		if !VerifyPartnerSignature(keys, keyID, r.Header.Get(HeaderSignature), body) {
 			fail(w, r, httpx.Errorf(http.StatusUnauthorized, "invalid_signature", "The report's signature does not verify against a configured public key."))
+			return
+		}
+		// Counted only once verified: forged reports naming a key cannot use
+		// up the code host's allowance.
+		if ok, after := lim.take(r.Context(), log, "partnerkey:"+keyID, lim.PerKey); !ok {
+			tooMany(w, r, after, "public key")
 			return
 		}
 		var matches []PartnerMatch

@@ -32,7 +32,7 @@ func TestPartnerEndpointAttacks(t *testing.T) {
 	priv, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	p384, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
 	keys := map[string]*ecdsa.PublicKey{"kid1": &priv.PublicKey, "kid384": &p384.PublicKey}
-	srv := httptest.NewServer(f.e.PartnerHandler(keys, nil))
+	srv := httptest.NewServer(f.e.PartnerHandler(keys, nil, audit.PartnerLimits{}))
 	defer srv.Close()
 	sign := func(k *ecdsa.PrivateKey, body []byte) string {
 		sum := sha256.Sum256(body)

@@ -88,7 +88,9 @@ type ReviewStore interface {
 	ReviewItem(ctx context.Context, id string) (Item, error)
 	UpdateReviewItem(ctx context.Context, it Item, version int64) (Item, error)
 	UpdatePrincipal(ctx context.Context, p org.Principal, version int64) (org.Principal, error)
-	NarrowKey(ctx context.Context, id string, scope vkey.Scope, expires *time.Time) (vkey.Key, error)
+	// NarrowKey sets a key's scope and expiry if the key is at version
+	// (store.ErrConflict otherwise; store.AnyVersion skips the check).
+	NarrowKey(ctx context.Context, id string, version int64, scope vkey.Scope, expires *time.Time) (vkey.Key, error)
 }
 
 // Review errors.
@@ -258,8 +260,6 @@ func (e *Engine) Decide(ctx context.Context, itemID, decision, reason, by string
 // effect that fails gives the item back undecided.
 func (e *Engine) apply(ctx context.Context, rs ReviewStore, it Item, decision, reason, by string, red *Reduction) (Item, error) {
 	now := e.d.Now().UTC()
-	var narrowed vkey.Scope
-	var narrowedExp *time.Time
 	switch decision {
 	case "keep", "revoke":
 	case "reduce":
@@ -270,15 +270,9 @@ func (e *Engine) apply(ctx context.Context, rs ReviewStore, it Item, decision, r
 		if err != nil {
 			return Item{}, err
 		}
-		sc, err := narrow(k.Scope, red)
-		if err != nil {
+		if _, _, err := reduced(k, red); err != nil { // refused before the item is claimed
 			return Item{}, err
 		}
-		exp := k.ExpiresAt
-		if red.ExpiresAt != nil && (exp == nil || red.ExpiresAt.Before(*exp)) {
-			exp = red.ExpiresAt
-		}
-		narrowed, narrowedExp = sc, exp
 		it.Reductions = red
 	default:
 		return Item{}, fmt.Errorf("%w: want keep, revoke or reduce", ErrBadDecision)
@@ -297,9 +291,7 @@ func (e *Engine) apply(ctx context.Context, rs ReviewStore, it Item, decision, r
 	case "revoke":
 		effect = e.revokeAccess(ctx, rs, it, now)
 	case "reduce":
-		if _, effect = rs.NarrowKey(ctx, it.Subject, narrowed, narrowedExp); effect == nil {
-			e.d.ForgetKey(it.Subject)
-		}
+		effect = e.narrowKey(ctx, rs, it.Subject, red)
 	}
 	if effect != nil {
 		undecided.Version = claimed.Version
@@ -315,6 +307,47 @@ func (e *Engine) apply(ctx context.Context, rs ReviewStore, it Item, decision, r
 		return Item{}, err
 	}
 	return up, e.recount(ctx, rs, it.CampaignID)
+}
+
+// reduced returns k's scope and expiry with a reviewer's reduction applied
+// (an expiry only ever moves earlier).
+func reduced(k vkey.Key, red *Reduction) (vkey.Scope, *time.Time, error) {
+	sc, err := narrow(k.Scope, red)
+	if err != nil {
+		return vkey.Scope{}, nil, err
+	}
+	exp := k.ExpiresAt
+	if red.ExpiresAt != nil && (exp == nil || red.ExpiresAt.Before(*exp)) {
+		exp = red.ExpiresAt
+	}
+	return sc, exp, nil
+}
+
+// narrowKey applies a reduction to the key as it is now: read, reduce, write
+// only if nobody wrote the key in between (its version), else read again. So
+// two reductions racing on one key (two campaigns, two replicas) both hold,
+// and a reduction never writes back a scope an admin or another reviewer has
+// narrowed since. A reduction that the key's newer scope makes a widening is
+// refused (ErrBadDecision) and the item stays undecided.
+func (e *Engine) narrowKey(ctx context.Context, rs ReviewStore, id string, red *Reduction) error {
+	for attempt := 0; ; attempt++ {
+		k, err := e.d.Store.Key(ctx, id)
+		if err != nil {
+			return err
+		}
+		sc, exp, err := reduced(k, red)
+		if err != nil {
+			return err
+		}
+		_, err = rs.NarrowKey(ctx, id, k.Version, sc, exp)
+		if err == nil {
+			e.d.ForgetKey(id)
+			return nil
+		}
+		if !errors.Is(err, store.ErrConflict) || attempt == 7 {
+			return err
+		}
+	}
 }
 
 // narrow returns scope with a reviewer's reduction applied, refusing any

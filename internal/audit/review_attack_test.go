@@ -11,6 +11,7 @@ import (
 
 	"github.com/gatehouse-gw/gatehouse/internal/audit"
 	"github.com/gatehouse-gw/gatehouse/internal/org"
+	"github.com/gatehouse-gw/gatehouse/internal/store"
 	"github.com/gatehouse-gw/gatehouse/internal/store/sqlstore"
 	"github.com/gatehouse-gw/gatehouse/internal/vkey"
 )
@@ -31,7 +32,7 @@ func reviewFixture(t *testing.T, db *sqlstore.DB, scope vkey.Scope) (*audit.Engi
 		}
 	}
 	if len(scope.Models)+len(scope.Endpoints) > 0 {
-		if _, err := db.NarrowKey(ctx, key.ID, scope, nil); err != nil {
+		if _, err := db.NarrowKey(ctx, key.ID, store.AnyVersion, scope, nil); err != nil {
 			t.Fatal(err)
 		}
 	}

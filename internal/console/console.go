@@ -18,8 +18,10 @@
 // a strict Content-Security-Policy (no inline script or style), no-store
 // caching and frame denial. Sessions end after IdleTimeout without a request
 // and AbsoluteTimeout after sign-in, on logout, or when the admin session
-// ends. Console sessions live in this process's memory: a restart or another
-// replica asks to sign in again. Provider keys are never displayed.
+// ends. Console sessions and OIDC sign-ins in flight live in a sessionstore.Store
+// (the gateway's database), shared by every replica; at rest it holds only
+// hashes of the cookie values and the admin session token sealed with a key
+// derived from the cookie (sessions.go). Provider keys are never displayed.
 package console
 
 import (
@@ -39,10 +41,11 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
 
+	"github.com/gatehouse-gw/gatehouse/internal/console/sessionstore"
 	"github.com/gatehouse-gw/gatehouse/internal/sso"
+	"github.com/gatehouse-gw/gatehouse/internal/store"
 )
 
 //go:embed templates/*.html
@@ -75,6 +78,13 @@ type Deps struct {
 	// TrustProxyHeaders takes X-Forwarded-Proto: https from a TLS-terminating
 	// proxy in front of the admin listener as TLS (Secure cookies).
 	TrustProxyHeaders bool
+	// Sessions keeps console sessions and OIDC sign-ins for every replica
+	// (nil: this process's memory, for a console built alone).
+	Sessions sessionstore.Store
+	// Throttle limits unauthenticated requests that cost the store a write
+	// (starting an OIDC sign-in) per source address: false with how long to
+	// wait when over (nil: no limit). The admin API's login throttle.
+	Throttle func(r *http.Request) (ok bool, retryAfter time.Duration)
 }
 
 // Handler serves the console under /console/.
@@ -83,18 +93,14 @@ type Handler struct {
 	mux  *http.ServeMux
 	tmpl *template.Template
 	oidc *oidcFlow // nil without oidc_login
-
-	mu       sync.Mutex
-	sessions map[string]*session
 }
 
+// session is a live console session for one request.
 type session struct {
 	token     string // the admin API session token (gks_…); never sent to the browser
 	csrf      string
 	user      string
 	principal string
-	created   time.Time
-	seen      time.Time
 }
 
 // New returns the console.
@@ -111,7 +117,10 @@ func New(d Deps) *Handler {
 	if d.Log == nil {
 		d.Log = slog.New(slog.DiscardHandler)
 	}
-	h := &Handler{d: d, mux: http.NewServeMux(), sessions: map[string]*session{}}
+	if d.Sessions == nil {
+		d.Sessions = sessionstore.NewMemory()
+	}
+	h := &Handler{d: d, mux: http.NewServeMux()}
 	if d.OIDC.Enabled() {
 		h.oidc = newOIDCFlow(d.OIDC, d.OIDCClient)
 	}
@@ -180,49 +189,81 @@ func (h *Handler) cookieName(r *http.Request) string {
 	return "gatehouse-console"
 }
 
-// startSession stores a console session for an admin session token and sets
-// its cookie.
-func (h *Handler) startSession(w http.ResponseWriter, r *http.Request, token, user, principal string) {
-	id := randomToken()
-	now := h.d.Now()
-	h.mu.Lock()
-	for k, s := range h.sessions { // forget sessions that ended without a goodbye
-		if now.Sub(s.seen) >= h.d.IdleTimeout || now.Sub(s.created) >= h.d.AbsoluteTimeout {
-			delete(h.sessions, k)
-		}
-	}
-	h.sessions[id] = &session{token: token, csrf: randomToken(), user: user, principal: principal, created: now, seen: now}
-	h.mu.Unlock()
-	http.SetCookie(w, &http.Cookie{Name: h.cookieName(r), Value: id, Path: "/", HttpOnly: true, Secure: h.secure(r),
-		SameSite: http.SameSiteStrictMode, MaxAge: int(h.d.AbsoluteTimeout.Seconds())})
+// storeTimeout bounds every session-store call (fail closed when it passes).
+const storeTimeout = 5 * time.Second
+
+func storeCtx(r *http.Request) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(r.Context()), storeTimeout)
 }
 
-// current returns the request's live session, or nil; it ends expired ones.
-func (h *Handler) current(r *http.Request) *session {
-	c, err := r.Cookie(h.cookieName(r))
-	if err != nil || c.Value == "" {
-		return nil
-	}
+// startSession stores a console session for an admin session token and sets
+// its cookie. When the store cannot keep it, no cookie is set and the admin
+// session is ended (it would be unreachable).
+func (h *Handler) startSession(w http.ResponseWriter, r *http.Request, token, user, principal string) error {
+	id := randomToken()
 	now := h.d.Now()
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	s := h.sessions[c.Value]
-	if s == nil {
-		return nil
+	ctx, cancel := storeCtx(r)
+	defer cancel()
+	// Forget sessions that ended without a goodbye; a failure here only delays it.
+	if _, err := h.d.Sessions.SweepConsoleSessions(ctx, now.Add(-h.d.IdleTimeout), now.Add(-h.d.AbsoluteTimeout)); err != nil {
+		h.d.Log.Warn("console: sweeping ended sessions failed", "err", err)
 	}
-	if now.Sub(s.seen) >= h.d.IdleTimeout || now.Sub(s.created) >= h.d.AbsoluteTimeout {
-		delete(h.sessions, c.Value)
-		return nil
+	idHash := sessionIDHash(id)
+	sealed, err := seal(id, labelSealToken, idHash, []byte(token))
+	if err == nil {
+		err = h.d.Sessions.CreateConsoleSession(ctx, sessionstore.Session{IDHash: idHash, SealedToken: sealed, User: user, PrincipalID: principal, Created: now, Seen: now})
 	}
-	s.seen = now
+	if err != nil {
+		h.d.Log.Error("console: the session could not be stored; the sign-in is void", "err", err)
+		h.call(ctx, r, &session{token: token}, "POST", "/v1/auth/logout", nil, nil)
+		return fmt.Errorf("console: store session: %w", err)
+	}
+	http.SetCookie(w, &http.Cookie{Name: h.cookieName(r), Value: id, Path: "/", HttpOnly: true, Secure: h.secure(r),
+		SameSite: http.SameSiteStrictMode, MaxAge: int(h.d.AbsoluteTimeout.Seconds())})
+	return nil
+}
+
+// current returns the request's live session, or nil.
+func (h *Handler) current(r *http.Request) *session {
+	s, _ := h.lookup(r)
 	return s
 }
 
+// lookup returns the request's live session (nil when there is none or it
+// ended), touching it; an error when the store cannot answer.
+func (h *Handler) lookup(r *http.Request) (*session, error) {
+	c, err := r.Cookie(h.cookieName(r))
+	if err != nil || c.Value == "" || len(c.Value) > 128 {
+		return nil, nil
+	}
+	now := h.d.Now()
+	ctx, cancel := storeCtx(r)
+	defer cancel()
+	idHash := sessionIDHash(c.Value)
+	st, err := h.d.Sessions.TouchConsoleSession(ctx, idHash, now, now.Add(-h.d.IdleTimeout), now.Add(-h.d.AbsoluteTimeout))
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		h.d.Log.Error("console: the session store cannot be read", "err", err)
+		return nil, err
+	}
+	token, err := unseal(c.Value, labelSealToken, idHash, st.SealedToken)
+	if err != nil { // a row that does not open with its own cookie is not this session
+		h.d.Log.Warn("console: a stored session did not open with its cookie; ended")
+		h.d.Sessions.DeleteConsoleSession(ctx, idHash)
+		return nil, nil
+	}
+	return &session{token: string(token), csrf: csrfFor(c.Value), user: st.User, principal: st.PrincipalID}, nil
+}
+
 func (h *Handler) endSession(w http.ResponseWriter, r *http.Request) {
-	if c, err := r.Cookie(h.cookieName(r)); err == nil {
-		h.mu.Lock()
-		delete(h.sessions, c.Value)
-		h.mu.Unlock()
+	if c, err := r.Cookie(h.cookieName(r)); err == nil && c.Value != "" {
+		ctx, cancel := storeCtx(r)
+		if err := h.d.Sessions.DeleteConsoleSession(ctx, sessionIDHash(c.Value)); err != nil {
+			h.d.Log.Error("console: a session could not be deleted (it ends at its timeout)", "err", err)
+		}
+		cancel()
 	}
 	http.SetCookie(w, &http.Cookie{Name: h.cookieName(r), Value: "", Path: "/", HttpOnly: true, Secure: h.secure(r), SameSite: http.SameSiteStrictMode, MaxAge: -1})
 }
@@ -375,7 +416,12 @@ type handler func(w http.ResponseWriter, r *http.Request, s *session) error
 // an admin session that ended → signed out.
 func (h *Handler) authed(fn handler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		s := h.current(r)
+		s, err := h.lookup(r)
+		if err != nil {
+			h.render(w, http.StatusServiceUnavailable, "error.html", page{Title: "Unavailable",
+				Error: "The console cannot reach its session store; try again shortly."})
+			return
+		}
 		if s == nil {
 			if r.Method == http.MethodGet {
 				http.Redirect(w, r, "/console/login?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)

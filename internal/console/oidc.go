@@ -4,7 +4,8 @@ package console
 // against the organisation's identity provider (oidc_login).
 //
 // GET /console/login/oidc starts a login: a random state, a PKCE verifier and
-// a random binding kept in this process for ten minutes; the binding goes to
+// a random binding kept in the sessionstore.Store for ten minutes (hashed and sealed,
+// see sessions.go), so the callback may come back to any replica; the binding goes to
 // the browser in a short-lived HttpOnly cookie (SameSite=Lax, so that the
 // identity provider's redirect back carries it), and the browser is sent to
 // the provider. GET /console/login/oidc/callback accepts a code only for a
@@ -23,6 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -30,7 +32,9 @@ import (
 	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
 
+	"github.com/gatehouse-gw/gatehouse/internal/console/sessionstore"
 	"github.com/gatehouse-gw/gatehouse/internal/sso"
+	"github.com/gatehouse-gw/gatehouse/internal/store"
 )
 
 // oidcPendingTTL bounds how long a started login may take at the provider.
@@ -39,27 +43,19 @@ const oidcPendingTTL = 10 * time.Minute
 // oidcMaxPending bounds the logins in flight (each is a few hundred bytes).
 const oidcMaxPending = 10_000
 
-type oidcPending struct {
-	verifier string
-	binding  string
-	next     string
-	started  time.Time
-}
-
 type oidcFlow struct {
 	cfg    sso.Config
 	client *http.Client
 
 	mu       sync.Mutex
 	endpoint *oauth2.Endpoint // discovered on first use, retried while the provider is down
-	pending  map[string]oidcPending
 }
 
 func newOIDCFlow(cfg sso.Config, client *http.Client) *oidcFlow {
 	if client == nil {
 		client = &http.Client{Timeout: 10 * time.Second}
 	}
-	return &oidcFlow{cfg: cfg.WithDefaults(), client: client, pending: map[string]oidcPending{}}
+	return &oidcFlow{cfg: cfg.WithDefaults(), client: client}
 }
 
 func (f *oidcFlow) discover(ctx context.Context) (oauth2.Endpoint, error) {
@@ -103,6 +99,15 @@ func (h *Handler) loginError(w http.ResponseWriter, status int, msg string) {
 
 // oidcStart sends the browser to the identity provider.
 func (h *Handler) oidcStart(w http.ResponseWriter, r *http.Request) {
+	// Each start stores a row that every replica shares, and the rows in
+	// flight are bounded: one address must not fill them for everybody.
+	if h.d.Throttle != nil {
+		if ok, after := h.d.Throttle(r); !ok {
+			w.Header().Set("Retry-After", strconv.FormatInt(int64(after/time.Second), 10))
+			h.loginError(w, http.StatusTooManyRequests, fmt.Sprintf("Too many sign-ins from your address; try again in %d seconds.", int64(after/time.Second)))
+			return
+		}
+	}
 	ep, err := h.oidc.discover(r.Context())
 	if err != nil {
 		h.d.Log.Warn("console: the identity provider cannot be reached", "issuer", h.oidc.cfg.Issuer, "err", err)
@@ -111,19 +116,24 @@ func (h *Handler) oidcStart(w http.ResponseWriter, r *http.Request) {
 	}
 	state, binding, verifier := randomToken(), randomToken(), oauth2.GenerateVerifier()
 	now := h.d.Now()
-	f := h.oidc
-	f.mu.Lock()
-	for k, p := range f.pending {
-		if now.Sub(p.started) >= oidcPendingTTL {
-			delete(f.pending, k)
-		}
+	ctx, cancel := storeCtx(r)
+	defer cancel()
+	if _, err := h.d.Sessions.SweepOIDCLogins(ctx, now.Add(-oidcPendingTTL)); err != nil {
+		h.d.Log.Warn("console: sweeping old OIDC sign-ins failed", "err", err)
 	}
-	full := len(f.pending) >= oidcMaxPending
-	if !full {
-		f.pending[state] = oidcPending{verifier: verifier, binding: binding, next: safeNext(r.URL.Query().Get("next")), started: now}
+	sh := stateHash(state)
+	sealed, err := seal(binding, labelSealPKCE, sh, []byte(verifier))
+	ok := false
+	if err == nil {
+		ok, err = h.d.Sessions.CreateOIDCLogin(ctx, sessionstore.OIDCLogin{StateHash: sh, BindingHash: bindingHash(binding), SealedVerifier: sealed,
+			Next: safeNext(r.URL.Query().Get("next")), Started: now}, now.Add(-oidcPendingTTL), oidcMaxPending)
 	}
-	f.mu.Unlock()
-	if full {
+	if err != nil {
+		h.d.Log.Error("console: an OIDC sign-in could not be stored", "err", err)
+		h.loginError(w, http.StatusServiceUnavailable, "The sign-in cannot be started right now; try again shortly, or sign in with your password.")
+		return
+	}
+	if !ok {
 		h.loginError(w, http.StatusServiceUnavailable, "Too many sign-ins are in progress; try again in a few minutes.")
 		return
 	}
@@ -138,19 +148,30 @@ func (h *Handler) oidcCallback(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	state := q.Get("state")
 	f := h.oidc
-	f.mu.Lock()
-	p, ok := f.pending[state]
-	if ok {
-		delete(f.pending, state) // once, whatever happens next
+	var p sessionstore.OIDCLogin
+	var takeErr error = store.ErrNotFound
+	if state != "" && len(state) <= 128 {
+		ctx, cancel := storeCtx(r)
+		p, takeErr = h.d.Sessions.TakeOIDCLogin(ctx, stateHash(state)) // once, whatever happens next
+		cancel()
 	}
-	f.mu.Unlock()
 	http.SetCookie(w, &http.Cookie{Name: h.oidcCookie(r), Value: "", Path: "/", HttpOnly: true, Secure: h.secure(r), SameSite: http.SameSiteLaxMode, MaxAge: -1})
 	c, err := r.Cookie(h.oidcCookie(r))
+	var verifier []byte
+	if takeErr == nil && err == nil && subtle.ConstantTimeCompare(bindingHash(c.Value), p.BindingHash) == 1 {
+		verifier, err = unseal(c.Value, labelSealPKCE, p.StateHash, p.SealedVerifier)
+	} else if err == nil {
+		err = errUnseal
+	}
 	switch {
-	case state == "" || !ok || h.d.Now().Sub(p.started) >= oidcPendingTTL:
+	case takeErr != nil && !errors.Is(takeErr, store.ErrNotFound):
+		h.d.Log.Error("console: the OIDC sign-in store cannot be read", "err", takeErr)
+		h.loginError(w, http.StatusServiceUnavailable, "The sign-in cannot be finished right now; start again shortly.")
+		return
+	case takeErr != nil || h.d.Now().Sub(p.Started) >= oidcPendingTTL:
 		h.loginError(w, http.StatusBadRequest, "This sign-in link is unknown, already used or too old; start again.")
 		return
-	case err != nil || subtle.ConstantTimeCompare([]byte(c.Value), []byte(p.binding)) != 1:
+	case err != nil:
 		h.d.Log.Warn("console: an OIDC callback came to a browser that did not start the sign-in; refused")
 		h.loginError(w, http.StatusForbidden, "This sign-in was started in another browser, so it was refused; start again here.")
 		return
@@ -167,7 +188,7 @@ func (h *Handler) oidcCallback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	conf := h.oauthConfig(r, ep)
-	tok, err := conf.Exchange(oidc.ClientContext(r.Context(), f.client), q.Get("code"), oauth2.VerifierOption(p.verifier))
+	tok, err := conf.Exchange(oidc.ClientContext(r.Context(), f.client), q.Get("code"), oauth2.VerifierOption(string(verifier)))
 	if err != nil {
 		h.d.Log.Warn("console: the identity provider refused the authorization code", "err", err)
 		h.loginError(w, http.StatusUnauthorized, "The identity provider did not accept the sign-in; start again.")
@@ -194,11 +215,14 @@ func (h *Handler) oidcCallback(w http.ResponseWriter, r *http.Request) {
 		h.loginError(w, status, msg)
 		return
 	}
-	h.startSession(w, r, out.Session, h.claimedName(idToken, out.Principal), out.Principal)
+	if err := h.startSession(w, r, out.Session, h.claimedName(idToken, out.Principal), out.Principal); err != nil {
+		h.loginError(w, http.StatusServiceUnavailable, "The console cannot keep your session right now; try again shortly.")
+		return
+	}
 	// The browser arrived here from the provider's site, so it would not send
 	// the SameSite=Strict session cookie on a redirect; a page of this site
 	// continues instead (the navigation it starts is same-site).
-	h.render(w, 200, "continue.html", page{Title: "Signed in", Data: obj{"Next": p.next}})
+	h.render(w, 200, "continue.html", page{Title: "Signed in", Data: obj{"Next": p.Next}})
 }
 
 // claimedName is the user name in an ID token the admin API has verified

@@ -6,6 +6,7 @@ import (
 
 	"github.com/gatehouse-gw/gatehouse/internal/auth"
 	"github.com/gatehouse-gw/gatehouse/internal/httpx"
+	"github.com/gatehouse-gw/gatehouse/internal/ledger"
 	"github.com/gatehouse-gw/gatehouse/internal/usage"
 	"github.com/gatehouse-gw/gatehouse/internal/vkey"
 )
@@ -27,4 +28,44 @@ func (h *Handler) checkModelsScope(r *http.Request, c auth.Caller) error {
 	h.writeEnd(r, rec)
 	h.record(r.Context(), rec)
 	return err
+}
+
+// modelsVerdict is how a models call ended, for its record.
+type modelsVerdict struct {
+	decision  string // allow or deny
+	status    int
+	errorCode string
+	reasons   []string
+}
+
+func modelAllowed(status int, errorCode string) modelsVerdict {
+	return modelsVerdict{decision: "allow", status: status, errorCode: errorCode}
+}
+
+// modelRefused: the model exists but the key's model scope or a policy
+// refuses it; the caller is told 404 model_not_found.
+func modelRefused(errorCode string, reasons []string) modelsVerdict {
+	return modelsVerdict{decision: "deny", status: http.StatusNotFound, errorCode: errorCode, reasons: reasons}
+}
+
+// modelsOutcome writes the one record of a models call the key's endpoint
+// scope admitted (the list, or one model: model is its id) before the
+// answer is sent, then returns answer (nil: the caller answers): every
+// authenticated call leaves a record (docs/ledger.md, rule 6). It is an end
+// record with no start: nothing goes upstream, nothing is reserved or
+// charged, so there is nothing to open or settle, and no usage record. If the
+// log cannot take it the call fails closed (503), as a generation call does
+// when its start record cannot be written.
+func (h *Handler) modelsOutcome(r *http.Request, c auth.Caller, model string, v modelsVerdict, answer error) error {
+	if h.ledger == nil {
+		return answer
+	}
+	end := ledger.Record{Kind: ledger.KindCallEnd, Time: h.now(), RequestID: httpx.RequestID(r.Context()), PrincipalID: c.Principal.ID, KeyID: c.Key.ID,
+		TeamID: principalTeam(c.Key, c.Principal), Endpoint: vkey.EndpointModels, Model: model, Decision: v.decision, Reasons: v.reasons,
+		Status: v.status, ErrorCode: v.errorCode, SourceIP: h.sourceAddr(r).String(), UserAgent: r.UserAgent()}
+	if _, err := h.ledger.Append(r.Context(), ledger.Entry{Data: end.Marshal(), RequestID: end.RequestID, Closes: true}); err != nil {
+		return httpx.Errorf(http.StatusServiceUnavailable, "ledger_unavailable",
+			"The audit log cannot record this call, so it was not answered; try again shortly.").WithCause(err)
+	}
+	return answer
 }

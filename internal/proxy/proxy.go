@@ -444,6 +444,9 @@ func (h *Handler) models(w http.ResponseWriter, r *http.Request) error {
 			ids = append(ids, m.ID)
 		}
 	}
+	if err := h.modelsOutcome(r, c, "", modelAllowed(http.StatusOK, ""), nil); err != nil {
+		return err
+	}
 	writeModelList(w, r, ids)
 	return nil
 }
@@ -458,13 +461,29 @@ func (h *Handler) model(w http.ResponseWriter, r *http.Request) error {
 	}
 	id := r.PathValue("model")
 	snap := h.snapshot()
+	notFound := httpx.Errorf(http.StatusNotFound, "model_not_found", "The model '%s' does not exist or you do not have access to it.", id).WithParam("model")
+	// A model the caller may not use is answered as unknown; the record says
+	// why. One allowing route is enough (a model may be served by several).
+	verdict := modelAllowed(http.StatusNotFound, "model_not_found")
 	for _, m := range snap.Router.Models(sim.Models) {
-		if m.ID == id && c.Key.Scope.AllowsModel(id) && h.decide(r, c, snap, vkey.EndpointModels, id, m.Provider, Call{}, 0).Allow {
-			writeModel(w, r, id)
-			return nil
+		if m.ID != id {
+			continue
 		}
+		if !c.Key.Scope.AllowsModel(id) {
+			verdict = modelRefused("model_not_allowed", nil)
+			continue
+		}
+		if d := h.decide(r, c, snap, vkey.EndpointModels, id, m.Provider, Call{}, 0); !d.Allow {
+			verdict = modelRefused("policy_denied", d.Reasons)
+			continue
+		}
+		if err := h.modelsOutcome(r, c, id, modelAllowed(http.StatusOK, ""), nil); err != nil {
+			return err
+		}
+		writeModel(w, r, id)
+		return nil
 	}
-	return httpx.Errorf(http.StatusNotFound, "model_not_found", "The model '%s' does not exist or you do not have access to it.", id).WithParam("model")
+	return h.modelsOutcome(r, c, id, verdict, notFound)
 }
 
 // principalTeam returns the team a call is attributed to: the key's team, or

@@ -5,8 +5,11 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/gatehouse-gw/gatehouse/internal/admin"
 	"github.com/gatehouse-gw/gatehouse/internal/audit"
 	"github.com/gatehouse-gw/gatehouse/internal/ledger"
+	"github.com/gatehouse-gw/gatehouse/internal/lockout"
+	"github.com/gatehouse-gw/gatehouse/internal/ratelimit"
 )
 
 // openAudit builds the findings engine and the log's self-verification.
@@ -48,7 +51,21 @@ func (s *Server) partnerHandler() http.Handler {
 	if err != nil || len(keys) == 0 {
 		return nil
 	}
-	return s.audit.PartnerHandler(keys, s.log)
+	var rl ratelimit.Backend = ratelimit.NewMemory(nil) // per replica unless Redis is configured
+	if s.redis != nil {
+		rl = s.redis
+	}
+	perSource, perKey := s.cfg.Audit.SecretScanning.Limits()
+	return s.audit.PartnerHandler(keys, s.log, audit.PartnerLimits{
+		Take: func(ctx context.Context, key string, perMinute int64) (bool, time.Duration, error) {
+			res, err := rl.Take(ctx, key, perMinute, 1)
+			return res.Allowed, res.RetryAfter, err
+		},
+		Source: func(r *http.Request) string {
+			return lockout.SourceSubject(admin.SourceAddr(r, s.cfg.TrustProxyHeaders, trustedProxies(s.cfg.TrustedProxies)))
+		},
+		PerSource: perSource, PerKey: perKey,
+	})
 }
 
 // runAudit runs the audit's scheduler until ctx ends.

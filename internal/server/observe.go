@@ -6,8 +6,10 @@ import (
 	"os"
 	"time"
 
+	"github.com/gatehouse-gw/gatehouse/internal/admin"
 	"github.com/gatehouse-gw/gatehouse/internal/budget"
 	"github.com/gatehouse-gw/gatehouse/internal/console"
+	"github.com/gatehouse-gw/gatehouse/internal/lockout"
 	"github.com/gatehouse-gw/gatehouse/internal/metrics"
 	"github.com/gatehouse-gw/gatehouse/internal/proxy"
 	"github.com/gatehouse-gw/gatehouse/internal/telemetry"
@@ -38,12 +40,14 @@ func (s *Server) observer() proxy.Observer {
 
 // adminHandler adds GET /metrics and the web console (/console/) to the
 // admin API's handler. The console calls the admin API in process.
-func (s *Server) adminHandler(adm http.Handler) http.Handler {
+func (s *Server) adminHandler(adm http.Handler, throttle *lockout.Throttle) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", s.metrics.Handler())
 	con := console.New(console.Deps{API: adm, Log: s.log, Passkeys: s.webAuthn != nil,
 		AbsoluteTimeout: min(s.cfg.SessionTTL.D(), 12*time.Hour), TrustProxyHeaders: s.cfg.TrustProxyHeaders,
-		OIDC: s.cfg.OIDCLogin})
+		OIDC: s.cfg.OIDCLogin, Sessions: s.db, Throttle: func(r *http.Request) (bool, time.Duration) {
+			return throttle.Allow(r.Context(), admin.SourceAddr(r, s.cfg.TrustProxyHeaders, trustedProxies(s.cfg.TrustedProxies)))
+		}})
 	mux.Handle("/console/", con)
 	mux.Handle("GET /console", con)
 	mux.Handle("/", adm)

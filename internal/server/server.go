@@ -927,7 +927,7 @@ func (s *Server) buildHTTP() {
 		SessionTTL: s.cfg.SessionTTL.D(), RequireMFA: s.cfg.RequireMFA, RotateTokenKey: s.RotateTokenKey, RotateLedgerKey: s.RotateLedgerKey, KeyMaxAge: s.keyMaxAge, SSO: s.ssoVerifier(), WebAuthn: s.webAuthn, StepUpMaxAge: s.cfg.StepUpMaxAge.D(),
 		Audit: s.audit,
 	})
-	s.admin = &http.Server{Handler: s.adminHandler(adm), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute, ErrorLog: errLog}
+	s.admin = &http.Server{Handler: s.adminHandler(adm, al.throttle), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute, ErrorLog: errLog}
 }
 
 // DataAddr returns the data plane's bound address.

@@ -159,13 +159,16 @@ func (s *DB) UpdateReviewItem(ctx context.Context, it audit.Item, version int64)
 }
 
 // NarrowKey implements audit.ReviewStore: a reviewer's "reduce" sets a key's
-// scope and expiry.
-func (s *DB) NarrowKey(ctx context.Context, id string, scope vkey.Scope, expires *time.Time) (vkey.Key, error) {
-	res, err := s.exec(ctx, s.db, `UPDATE keys SET scope = ?, expires_at = ?, version = version + 1 WHERE id = ?`, toJSON(scope), nullMicros(expires), id)
+// scope and expiry, only if the key is still at version (store.AnyVersion
+// skips the check): the narrowed scope was computed from that version, so
+// written over a newer one it could undo another narrowing.
+func (s *DB) NarrowKey(ctx context.Context, id string, version int64, scope vkey.Scope, expires *time.Time) (vkey.Key, error) {
+	res, err := s.exec(ctx, s.db, `UPDATE keys SET scope = ?, expires_at = ?, version = version + 1 WHERE id = ? AND (? = 0 OR version = ?)`,
+		toJSON(scope), nullMicros(expires), id, version, version)
 	if err != nil {
 		return vkey.Key{}, err
 	}
-	if err := oneRow(res); err != nil {
+	if err := s.checkVersioned(ctx, s.db, res, "keys", id); err != nil {
 		return vkey.Key{}, err
 	}
 	return s.Key(ctx, id)

@@ -12,6 +12,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/gatehouse-gw/gatehouse/internal/budget"
+	"github.com/gatehouse-gw/gatehouse/internal/console/sessionstore"
 	"github.com/gatehouse-gw/gatehouse/internal/instance"
 	"github.com/gatehouse-gw/gatehouse/internal/ledger"
 	"github.com/gatehouse-gw/gatehouse/internal/mfa"
@@ -37,6 +38,7 @@ type Backend interface {
 	provider.Store
 	usage.Store
 	mfa.PasskeyStore
+	sessionstore.Store
 	ListPrices(ctx context.Context) ([]pricing.Price, error)
 	SetPrice(ctx context.Context, p pricing.Price) error
 	DeletePrice(ctx context.Context, model string) error
@@ -66,6 +68,7 @@ func Run(t *testing.T, open func(t *testing.T) Backend) {
 		{"Fencing", testFencing},
 		{"FencingRace", testFencingRace},
 		{"OneEndPerRequest", testOneEndPerRequest},
+		{"ConsoleSessions", testConsoleSessions},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open(t)) })
