@@ -376,7 +376,7 @@ func (h *Handler) resetFactors(w http.ResponseWriter, r *http.Request, who vkey.
 		return err
 	}
 	if l := h.d.Guard; l != nil && l.Limiter != nil {
-		if _, err := l.Limiter.Clear(r.Context(), lockout.UserPrefix(p.ID)); err != nil {
+		if _, err := l.Limiter.Clear(r.Context(), lockout.UserSubjects(p.ID)...); err != nil {
 			return err
 		}
 	}
