@@ -159,7 +159,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server, 
 	if s.ledger, err = s.openLedger(ctx); err != nil {
 		return nil, err
 	}
-	s.denied = denylog.New(s.ledger, log, denylog.Options{})
+	s.denied = denylog.New(s.ledger, log, denylog.Options{MaxRecords: cfg.Login.DeniedRecordsPerSecond})
 	if s.tokens, err = s.openTokens(ctx); err != nil {
 		return nil, err
 	}
