@@ -2,10 +2,13 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gatehouse-gw/gatehouse/client"
+	"github.com/gatehouse-gw/gatehouse/internal/ledger"
 )
 
 // TestUnlockBobLeavesBobColonXLocked: `gatehouse users unlock bob` clears
@@ -57,5 +60,164 @@ func TestUnlockBobLeavesBobColonXLocked(t *testing.T) {
 	}
 	if s, body := login("bob:x", pw); s != 429 {
 		t.Fatalf("unlock --subject name:bob: unlocked bob:x: %d %s", s, body)
+	}
+}
+
+// ledgerRecords reads every record of a SQLite gateway's log.
+func ledgerRecords(t *testing.T, g *gateway) []ledger.Record {
+	t.Helper()
+	db := sqlFor(t, g.srv.DataDir(), "")
+	rows, err := db.Query(`SELECT data FROM ledger_entries ORDER BY idx`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []ledger.Record
+	for rows.Next() {
+		var data []byte
+		if err := rows.Scan(&data); err != nil {
+			t.Fatal(err)
+		}
+		r, err := ledger.ParseRecord(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// requireMFAUser starts a gateway with require_mfa and a user with a
+// password and no second factor.
+func requireMFAUser(t *testing.T, name string) (*gateway, string) {
+	t.Helper()
+	t.Setenv("GATEHOUSE_KEK", "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=")
+	g := startGateway(t, gwOptions{mutate: func(c *configT) { c.RequireMFA, c.TrustProxyHeaders = true, true }})
+	ctx := context.Background()
+	if _, err := g.admin.CreateTeam(ctx, "research"); err != nil {
+		t.Fatal(err)
+	}
+	kind, teams, roles := "user", []string{"research"}, []string{"admin"}
+	if _, err := g.admin.CreatePrincipal(ctx, client.PrincipalInput{Name: &name, Kind: &kind, Teams: &teams, Roles: &roles}); err != nil {
+		t.Fatal(err)
+	}
+	pw := "correct horse battery staple"
+	if err := g.admin.SetPassword(ctx, name, pw); err != nil {
+		t.Fatal(err)
+	}
+	return g, pw
+}
+
+// TestFirstEnrolmentUnderRequireMFA: with require_mfa, a user without a
+// second factor who gives the right password gets an enrolment session that
+// lives the step-up window and may only enrol; enrolling takes the password
+// again; confirming does not make the session an MFA session (the user logs
+// in again with the code, and then can act). The login is a ledger record.
+func TestFirstEnrolmentUnderRequireMFA(t *testing.T) {
+	g, pw := requireMFAUser(t, "dave")
+	atk := &attacker{t: t}
+	start := time.Now()
+	s, _, body := atk.json(g, "/v1/auth/login", "", map[string]string{"user": "dave", "password": pw})
+	var login struct {
+		Session        string    `json:"session"`
+		ExpiresAt      time.Time `json:"expires_at"`
+		MFA            bool      `json:"mfa"`
+		EnrollmentOnly bool      `json:"enrollment_only"`
+	}
+	if err := json.Unmarshal([]byte(body), &login); s != 200 || err != nil || !login.EnrollmentOnly || login.MFA || login.Session == "" {
+		t.Fatalf("login without a second factor under require_mfa: %d %s", s, body)
+	}
+	if login.ExpiresAt.After(start.Add(5*time.Minute + time.Minute)) {
+		t.Fatalf("the enrolment session lives until %s: longer than the 5-minute window", login.ExpiresAt)
+	}
+	// Nothing but enrolment.
+	adminURL := "http://" + g.srv.AdminAddr()
+	for _, c := range []struct{ method, path, body string }{
+		{"GET", "/v1/keys", ""}, {"GET", "/v1/auth/passkeys", ""}, {"POST", "/v1/keys", `{"principal":"dave","admin":true}`},
+		{"POST", "/v1/auth/step-up", `{"code":"123456"}`}, {"POST", "/v1/auth/recovery-codes", `{"password":"` + pw + `"}`},
+		{"POST", "/v1/auth/password", `{"new_password":"another long password","current_password":"` + pw + `"}`},
+	} {
+		if s, _, body := atk.do(c.method, adminURL+c.path, login.Session, "application/json", c.body); s != 403 || !strings.Contains(body, "mfa_enrollment_required") {
+			t.Fatalf("%s %s from an enrolment session: %d %s", c.method, c.path, s, body)
+		}
+	}
+	var enrol struct {
+		Secret string `json:"secret"`
+	}
+	s, _, body = atk.json(g, "/v1/auth/totp/enroll", login.Session, map[string]string{"password": pw})
+	if err := json.Unmarshal([]byte(body), &enrol); s != 200 || err != nil || enrol.Secret == "" {
+		t.Fatalf("enrol with the password: %d %s", s, body)
+	}
+	if s, _, body := atk.json(g, "/v1/auth/totp/confirm", login.Session, map[string]string{"code": code(t, enrol.Secret, time.Now())}); s != 200 || !strings.Contains(body, "recovery_codes") {
+		t.Fatalf("confirm: %d %s", s, body)
+	}
+	// Confirming proved the authenticator, not the person: still enrolment only.
+	if s, _, body := atk.do("GET", adminURL+"/v1/keys", login.Session, "", ""); s != 403 || !strings.Contains(body, "mfa_enrollment_required") {
+		t.Fatalf("the enrolment session after confirming: %d %s", s, body)
+	}
+	// Without the code the password alone no longer logs in; with it, a full session.
+	if s, _, body := atk.json(g, "/v1/auth/login", "", map[string]string{"user": "dave", "password": pw}); s != 401 || !strings.Contains(body, "mfa_required") {
+		t.Fatalf("password only after enrolment: %d %s", s, body)
+	}
+	s, _, body = atk.json(g, "/v1/auth/login", "", map[string]string{"user": "dave", "password": pw, "code": code(t, enrol.Secret, time.Now().Add(30*time.Second))})
+	login.EnrollmentOnly, login.MFA = false, false
+	if err := json.Unmarshal([]byte(body), &login); s != 200 || err != nil || !login.MFA || login.EnrollmentOnly {
+		t.Fatalf("login with the new code: %d %s", s, body)
+	}
+	if s, _, body := atk.do("GET", adminURL+"/v1/keys", login.Session, "", ""); s != 200 {
+		t.Fatalf("the MFA session: %d %s", s, body)
+	}
+	var enrolLogin, enrolled bool
+	for _, r := range ledgerRecords(t, g) {
+		enrolLogin = enrolLogin || strings.Contains(r.Detail, "enrolment only") && r.Action == "POST /v1/auth/login"
+		enrolled = enrolled || strings.HasSuffix(r.Action, "/v1/auth/totp/confirm") && r.Status == 200 && r.Kind == ledger.KindAdmin
+	}
+	if !enrolLogin || !enrolled {
+		t.Fatalf("ledger: enrolment login recorded %v, confirmation recorded %v", enrolLogin, enrolled)
+	}
+}
+
+// TestStolenEnrolmentSessionCannotEnrolWithoutThePassword: a thief holding
+// an enrolment session (require_mfa, no factor yet) but not the password
+// cannot enrol its own authenticator, neither TOTP nor a replacement of the
+// owner's pending secret, cannot confirm the owner's pending secret by
+// guessing past the attempt limit, and cannot do anything else.
+func TestStolenEnrolmentSessionCannotEnrolWithoutThePassword(t *testing.T) {
+	g, pw := requireMFAUser(t, "erin")
+	atk := &attacker{t: t}
+	s, _, body := atk.json(g, "/v1/auth/login", "", map[string]string{"user": "erin", "password": pw})
+	var login struct {
+		Session string `json:"session"`
+	}
+	if err := json.Unmarshal([]byte(body), &login); s != 200 || err != nil {
+		t.Fatalf("login: %d %s", s, body)
+	}
+	stolen := login.Session
+	if s, _, body := atk.json(g, "/v1/auth/totp/enroll", stolen, map[string]string{}); s != 403 || !strings.Contains(body, "factor_proof_required") {
+		t.Fatalf("enrol without a proof from a fresh enrolment session: %d %s", s, body)
+	}
+	if s, _, body := atk.json(g, "/v1/auth/totp/enroll", stolen, map[string]string{"password": "a wrong password guess"}); s != 401 || !strings.Contains(body, "invalid_password") {
+		t.Fatalf("enrol with a wrong password: %d %s", s, body)
+	}
+	if s, _, body := atk.json(g, "/v1/auth/passkeys/register", stolen, map[string]string{}); s == 200 {
+		t.Fatalf("passkey registration without a proof: %d %s", s, body)
+	}
+	// The owner enrols (pending); the thief guesses the pending secret's code.
+	var enrol struct {
+		Secret string `json:"secret"`
+	}
+	s, _, body = atk.json(g, "/v1/auth/totp/enroll", stolen, map[string]string{"password": pw})
+	if err := json.Unmarshal([]byte(body), &enrol); s != 200 || err != nil {
+		t.Fatalf("owner's enrolment: %d %s", s, body)
+	}
+	for i := range 5 {
+		if s, _, body := atk.json(g, "/v1/auth/totp/confirm", stolen, map[string]string{"code": wrongCode(t, enrol.Secret)}); s != 401 {
+			t.Fatalf("wrong confirmation %d: %d %s", i+1, s, body)
+		}
+	}
+	s, h, body := atk.json(g, "/v1/auth/totp/confirm", stolen, map[string]string{"code": code(t, enrol.Secret, time.Now())})
+	refusedLocked(t, "the right confirmation code after five wrong ones", s, h, body)
+	if s, _, body := atk.do("GET", "http://"+g.srv.AdminAddr()+"/v1/principals", stolen, "", ""); s != 403 {
+		t.Fatalf("listing principals from an enrolment session: %d %s", s, body)
 	}
 }
