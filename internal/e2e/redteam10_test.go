@@ -246,11 +246,21 @@ func TestDPoPReplayToAnotherReplica(t *testing.T) {
 	if redisURL == "" {
 		t.Skip("GATEHOUSE_TEST_REDIS_URL not set; skipping the shared replay test")
 	}
+	dpopReplayToAnotherReplica(t, func(c *configT) { c.RedisURL = redisURL })
+}
+
+// TestDPoPReplayToAnotherReplicaWithoutRedis: the same attack on replicas
+// that share only PostgreSQL: the store keeps the replay set, and the replay
+// is refused (before, without Redis, each replica accepted the proof once).
+func TestDPoPReplayToAnotherReplicaWithoutRedis(t *testing.T) {
+	dpopReplayToAnotherReplica(t, nil)
+}
+
+func dpopReplayToAnotherReplica(t *testing.T, mutate func(c *configT)) {
 	dsn := backends(t)["postgres"](t)
 	t.Setenv("GATEHOUSE_KEK", "BgYGBgYGBgYGBgYGBgYGBgYGBgYGBgYGBgYGBgYGBgY=")
-	withRedis := func(c *configT) { c.RedisURL = redisURL }
-	a := newFixture(t, gwOptions{database: dsn, mutate: withRedis})
-	b := startGateway(t, gwOptions{database: dsn, mutate: withRedis})
+	a := newFixture(t, gwOptions{database: dsn, mutate: mutate})
+	b := startGateway(t, gwOptions{database: dsn, mutate: mutate})
 	if err := b.srv.Reload(context.Background()); err != nil {
 		t.Fatal(err)
 	}
