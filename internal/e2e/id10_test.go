@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -220,4 +221,58 @@ func TestStolenEnrolmentSessionCannotEnrolWithoutThePassword(t *testing.T) {
 	if s, _, body := atk.do("GET", "http://"+g.srv.AdminAddr()+"/v1/principals", stolen, "", ""); s != 403 {
 		t.Fatalf("listing principals from an enrolment session: %d %s", s, body)
 	}
+}
+
+// TestTokenAudienceConfusionAcrossPlanes: each credential works only where
+// it was issued for. A data-plane access token is no admin credential; an
+// admin session and an admin key are no data-plane credential; an access
+// token cannot be exchanged for a fresh one (laundering its lifetime or its
+// DPoP binding away) as an ID token, a JWT or an access token.
+func TestTokenAudienceConfusionAcrossPlanes(t *testing.T) {
+	t.Setenv("GATEHOUSE_KEK", "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=")
+	f := newFixture(t, gwOptions{})
+	status, tr := postToken(t, f.dataURL, url.Values{"grant_type": {"client_credentials"}, "client_secret": {f.key}}, nil)
+	if status != 200 || tr.AccessToken == "" {
+		t.Fatalf("token: %d %+v", status, tr)
+	}
+	atk := &attacker{t: t}
+	adminURL := "http://" + f.srv.AdminAddr()
+	if s, _, body := atk.do("GET", adminURL+"/v1/keys", tr.AccessToken, "", ""); s != 401 {
+		t.Fatalf("an access token at the admin API: %d %s", s, body)
+	}
+	chat := `{"model":"gpt-4o","max_tokens":3,"messages":[{"role":"user","content":"hi"}]}`
+	if s, _, body := atk.do("POST", f.dataURL+"/v1/chat/completions", tr.AccessToken, "application/json", chat); s != 200 {
+		t.Fatalf("the access token on the data plane: %d %s", s, body)
+	}
+	for name, cred := range map[string]string{"admin key": f.adminKey, "admin session": adminSession(t, f.gateway)} {
+		if s, _, body := atk.do("POST", f.dataURL+"/v1/chat/completions", cred, "application/json", chat); s != 401 {
+			t.Fatalf("%s on the data plane: %d %s", name, s, body)
+		}
+	}
+	for _, typ := range []string{"urn:ietf:params:oauth:token-type:id_token", "urn:ietf:params:oauth:token-type:jwt", "urn:ietf:params:oauth:token-type:access_token"} {
+		s, out := postToken(t, f.dataURL, url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:token-exchange"},
+			"subject_token": {tr.AccessToken}, "subject_token_type": {typ}}, nil)
+		if s == 200 || out.AccessToken != "" {
+			t.Fatalf("exchanging an access token as %s: %d %+v", typ, s, out)
+		}
+	}
+}
+
+// adminSession logs a fresh user of team research (newFixture's) with a
+// password in and returns its session.
+func adminSession(t *testing.T, g *gateway) string {
+	t.Helper()
+	ctx := context.Background()
+	name, kind, roles, teams := "confused", "user", []string{"admin"}, []string{"research"}
+	if _, err := g.admin.CreatePrincipal(ctx, client.PrincipalInput{Name: &name, Kind: &kind, Roles: &roles, Teams: &teams}); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.admin.SetPassword(ctx, name, "correct horse battery staple"); err != nil {
+		t.Fatal(err)
+	}
+	s, _, err := client.New("http://"+g.srv.AdminAddr(), "").Login(ctx, name, "correct horse battery staple", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
