@@ -274,7 +274,8 @@ func (h *Handler) startSession(w http.ResponseWriter, r *http.Request, principal
 
 // First enrolment under require_mfa. A user with no second factor yet, who
 // gave the right password, gets an enrolment session: it lives only the
-// step-up window (factorWindow), has no MFA time, and may do nothing but
+// step-up window (factorWindow, at least 5 minutes, so that a tight
+// step_up_max_age still leaves time to scan a QR code), has no MFA time, and may do nothing but
 // enrol a first factor (enrolmentRoutes); each enrolment in it needs the
 // password again in the request (proveFactorChange), so a stolen enrolment
 // session, or any other session without MFA, cannot enrol the thief's
@@ -304,7 +305,7 @@ func (h *Handler) startEnrolmentSession(w http.ResponseWriter, r *http.Request, 
 	now := h.d.Now().UTC()
 	token := SessionPrefix + strings.TrimPrefix(string(vkey.Generate(vkey.KindAdmin)), "gka_")
 	se := mfa.Session{ID: vkey.NewID("ses"), Hash: h.d.Verifier.Hasher().Hash(vkey.Secret(token)), PrincipalID: principalID, CreatedAt: now,
-		ExpiresAt: now.Add(min(h.factorWindow(), h.sessionTTL()))}
+		ExpiresAt: now.Add(min(max(h.factorWindow(), defaultFactorWindow), h.sessionTTL()))}
 	if err := h.d.Store.CreateSession(r.Context(), se); err != nil {
 		return err
 	}
