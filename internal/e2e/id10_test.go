@@ -276,3 +276,44 @@ func adminSession(t *testing.T, g *gateway) string {
 	}
 	return s
 }
+
+// TestRequireMFATurnedOnMakesOldSessionsEnrolmentOnly: a session of a user
+// without a second factor, made before require_mfa was turned on (stolen from
+// a browser, say), can do nothing but enrol once require_mfa is on, and
+// enrolling from it needs the password.
+func TestRequireMFATurnedOnMakesOldSessionsEnrolmentOnly(t *testing.T) {
+	t.Setenv("GATEHOUSE_KEK", "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=")
+	dir := t.TempDir() + "/data"
+	g := startGateway(t, gwOptions{dataDir: dir})
+	ctx := context.Background()
+	if _, err := g.admin.CreateTeam(ctx, "research"); err != nil {
+		t.Fatal(err)
+	}
+	name, kind, teams, roles := "fred", "user", []string{"research"}, []string{"admin"}
+	if _, err := g.admin.CreatePrincipal(ctx, client.PrincipalInput{Name: &name, Kind: &kind, Teams: &teams, Roles: &roles}); err != nil {
+		t.Fatal(err)
+	}
+	pw := "correct horse battery staple"
+	if err := g.admin.SetPassword(ctx, name, pw); err != nil {
+		t.Fatal(err)
+	}
+	old, _, err := client.New("http://"+g.srv.AdminAddr(), "").Login(ctx, name, pw, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	atk := &attacker{t: t}
+	if s, _, body := atk.do("GET", "http://"+g.srv.AdminAddr()+"/v1/keys", old, "", ""); s != 200 {
+		t.Fatalf("the session before require_mfa: %d %s", s, body)
+	}
+	g.stop()
+	g = startGateway(t, gwOptions{dataDir: dir, mutate: func(c *configT) { c.RequireMFA = true }})
+	if s, _, body := atk.do("GET", "http://"+g.srv.AdminAddr()+"/v1/keys", old, "", ""); s != 403 || !strings.Contains(body, "mfa_enrollment_required") {
+		t.Fatalf("the old session under require_mfa: %d %s", s, body)
+	}
+	if s, _, body := atk.json(g, "/v1/auth/totp/enroll", old, map[string]string{}); s != 403 || !strings.Contains(body, "factor_proof_required") {
+		t.Fatalf("enrolment from the old session without the password: %d %s", s, body)
+	}
+	if s, _, body := atk.json(g, "/v1/auth/totp/enroll", old, map[string]string{"password": pw}); s != 200 || !strings.Contains(body, "otpauth://") {
+		t.Fatalf("enrolment from the old session with the password: %d %s", s, body)
+	}
+}
