@@ -4,11 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"net/url"
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/gatehouse-gw/gatehouse/client"
+	"github.com/gatehouse-gw/gatehouse/internal/denylog"
 	"github.com/gatehouse-gw/gatehouse/internal/ledger"
 )
 
@@ -315,5 +319,71 @@ func TestRequireMFATurnedOnMakesOldSessionsEnrolmentOnly(t *testing.T) {
 	}
 	if s, _, body := atk.json(g, "/v1/auth/totp/enroll", old, map[string]string{"password": pw}); s != 200 || !strings.Contains(body, "otpauth://") {
 		t.Fatalf("enrolment from the old session with the password: %d %s", s, body)
+	}
+}
+
+// TestFloodOfDistinctRevokedKeysIsCappedEndToEnd: with
+// login.denied_records_per_second 3, twenty distinct revoked keys refused
+// five times each leave at most cap+1 records per second, among them an
+// aggregated "suppressed" record, and the counts (by reason, the aggregate's
+// detail included) add up to the 100 refused calls.
+func TestFloodOfDistinctRevokedKeysIsCappedEndToEnd(t *testing.T) {
+	t.Setenv("GATEHOUSE_KEK", "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=")
+	f := newFixture(t, gwOptions{mutate: func(c *configT) { c.Login.DeniedRecordsPerSecond = 3 }})
+	ctx := context.Background()
+	var secrets []string
+	for range 20 {
+		k, err := f.admin.CreateKey(ctx, client.KeyInput{Principal: "agent"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.admin.RevokeKey(ctx, k.ID, ""); err != nil {
+			t.Fatal(err)
+		}
+		secrets = append(secrets, k.Secret)
+	}
+	start := time.Now()
+	var wg sync.WaitGroup
+	var refused atomic.Int64
+	for _, s := range secrets {
+		wg.Go(func() {
+			for range 5 {
+				if deniedCall(t, f.dataURL, s) == 401 {
+					refused.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	seconds := int(time.Since(start)/time.Second) + 2
+	if refused.Load() != 100 {
+		t.Fatalf("%d of 100 calls refused", refused.Load())
+	}
+	f.stop() // flushes the last counts
+	recs := deniedRecords(t, f, "")
+	var total, revoked int64
+	aggregated := 0
+	for _, r := range recs {
+		total += r.Count
+		if r.ErrorCode != denylog.SuppressedReason {
+			if r.ErrorCode == "key_revoked" {
+				revoked += r.Count
+			}
+			continue
+		}
+		aggregated++
+		_, tail, _ := strings.Cut(r.Detail, "suppressed:")
+		for _, kv := range strings.Fields(tail) {
+			if k, v, _ := strings.Cut(kv, "="); k == "key_revoked" {
+				n, _ := strconv.ParseInt(v, 10, 64)
+				revoked += n
+			}
+		}
+	}
+	if total != 100 || revoked != 100 || aggregated == 0 {
+		t.Fatalf("%d records: counts %d (key_revoked %d), %d aggregated; want 100, 100, some", len(recs), total, revoked, aggregated)
+	}
+	if len(recs) > (3+1)*(seconds+1) {
+		t.Fatalf("%d records in about %d s with a cap of 3 a second", len(recs), seconds)
 	}
 }
