@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-gw/gatehouse/client"
+	"github.com/gatehouse-gw/gatehouse/internal/config"
 	"github.com/gatehouse-gw/gatehouse/internal/denylog"
 	"github.com/gatehouse-gw/gatehouse/internal/ledger"
 )
@@ -385,5 +386,52 @@ func TestFloodOfDistinctRevokedKeysIsCappedEndToEnd(t *testing.T) {
 	}
 	if len(recs) > (3+1)*(seconds+1) {
 		t.Fatalf("%d records in about %d s with a cap of 3 a second", len(recs), seconds)
+	}
+}
+
+// restartWith stops g and starts a gateway on its data directory configured
+// by mutate, keeping g's admin key (the bootstrap key is printed only at the
+// first start).
+func restartWith(t *testing.T, g *gateway, mutate func(*configT)) *gateway {
+	t.Helper()
+	dir := g.srv.DataDir()
+	g.stop()
+	n := startGateway(t, gwOptions{dataDir: dir, mutate: mutate})
+	n.adminKey = g.adminKey
+	n.admin = client.New("http://"+n.srv.AdminAddr(), g.adminKey)
+	return n
+}
+
+// TestAdminKeyCannotMintItselfAStepUpSession: with step_up_max_age on, a
+// leaked admin key tries to get what step-up protects by way of a user it
+// controls: create a user with the admin role, set its password, log in,
+// enrol TOTP, step up, create an admin key. Setting the password is itself
+// sensitive, so the chain stops at its second step, for a new user and for
+// an existing user without a second factor alike.
+func TestAdminKeyCannotMintItselfAStepUpSession(t *testing.T) {
+	t.Setenv("GATEHOUSE_KEK", "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=")
+	g0 := startGateway(t, gwOptions{})
+	ctx := context.Background()
+	if _, err := g0.admin.CreateTeam(ctx, "research"); err != nil {
+		t.Fatal(err)
+	}
+	kind, teams, roles := "user", []string{"research"}, []string{"admin"}
+	existing := "dormant"
+	if _, err := g0.admin.CreatePrincipal(ctx, client.PrincipalInput{Name: &existing, Kind: &kind, Teams: &teams, Roles: &roles}); err != nil {
+		t.Fatal(err)
+	}
+	g := restartWith(t, g0, func(c *configT) { c.StepUpMaxAge = config.Duration(5 * time.Minute) })
+	mallory := "mallory"
+	if _, err := g.admin.CreatePrincipal(ctx, client.PrincipalInput{Name: &mallory, Kind: &kind, Teams: &teams, Roles: &roles}); err != nil {
+		t.Fatalf("creating a user is not sensitive: %v", err)
+	}
+	var ce *client.Error
+	for _, u := range []string{mallory, existing} {
+		if err := g.admin.SetPassword(ctx, u, "correct horse battery staple"); !asClientErr(err, &ce) || ce.Code != "step_up_required" || !strings.Contains(ce.Message, "principals.set_password") {
+			t.Fatalf("an admin key setting %s's password: %v", u, err)
+		}
+		if _, _, err := client.New("http://"+g.srv.AdminAddr(), "").Login(ctx, u, "correct horse battery staple", ""); !isStatus(err, 401) {
+			t.Fatalf("logging in as %s after the refused password set: %v", u, err)
+		}
 	}
 }
