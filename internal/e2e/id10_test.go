@@ -435,3 +435,31 @@ func TestAdminKeyCannotMintItselfAStepUpSession(t *testing.T) {
 		}
 	}
 }
+
+// TestAdminKeyCannotUnlockToKeepGuessing: with step_up_max_age on, a leaked
+// admin key holding a user's password cannot guess the user's TOTP five codes
+// at a time by clearing the lockout after each five: unlocking is sensitive.
+func TestAdminKeyCannotUnlockToKeepGuessing(t *testing.T) {
+	t.Setenv("GATEHOUSE_KEK", "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=")
+	g := startGateway(t, gwOptions{})
+	ctx := context.Background()
+	if _, err := g.admin.CreateTeam(ctx, "research"); err != nil {
+		t.Fatal(err)
+	}
+	_, secret, _ := enrolWithRecovery(t, g, "gina", []string{"admin"})
+	g = restartWith(t, g, func(c *configT) { c.StepUpMaxAge = config.Duration(5 * time.Minute); c.TrustProxyHeaders = true })
+	atk := &attacker{t: t}
+	for range 6 {
+		atk.json(g, "/v1/auth/login", "", map[string]string{"user": "gina", "password": "correct horse battery staple", "code": wrongCode(t, secret)})
+	}
+	s, h, body := atk.json(g, "/v1/auth/login", "", map[string]string{"user": "gina", "password": "correct horse battery staple", "code": code(t, secret, time.Now())})
+	refusedLocked(t, "the right code after the guesses", s, h, body)
+	if code, out, errs := runCLI(t, g, "users", "unlock", "gina"); code == 0 || !strings.Contains(errs, "step_up_required") {
+		t.Fatalf("an admin key unlocking under step_up_max_age: %d %s %s", code, out, errs)
+	}
+	if code, out, errs := runCLI(t, g, "users", "unlock", "--subject", "source:127.0.0.1"); code == 0 || !strings.Contains(errs, "step_up_required") {
+		t.Fatalf("an admin key clearing a subject under step_up_max_age: %d %s %s", code, out, errs)
+	}
+	s, h, body = atk.json(g, "/v1/auth/login", "", map[string]string{"user": "gina", "password": "correct horse battery staple", "code": code(t, secret, time.Now())})
+	refusedLocked(t, "the right code after the refused unlock", s, h, body)
+}
