@@ -162,6 +162,9 @@ type handlerFunc func(w http.ResponseWriter, r *http.Request, who vkey.Key) erro
 func (h *Handler) authed(fn handlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		who, err := h.authenticate(r)
+		if se, ok := currentSession(r); err == nil && ok && h.enrolmentOnly(se) && !enrolmentRoutes[r.Pattern] {
+			err = errEnrolmentOnly
+		}
 		sw := &statusRecorder{ResponseWriter: w}
 		if err == nil && !strings.HasPrefix(r.URL.Path, "/v1/auth/") { // one's own session: not an admin action
 			err = h.authorize(r, who)

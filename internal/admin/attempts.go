@@ -250,16 +250,14 @@ func (h *Handler) unlockUser(w http.ResponseWriter, r *http.Request, who vkey.Ke
 	if err != nil {
 		return err
 	}
-	n, err := l.Clear(r.Context(), lockout.UserPrefix(p.ID))
-	if err != nil {
-		return err
-	}
-	m, err := l.Clear(r.Context(), lockout.NamePrefix(p.Name))
+	// Exactly the user's counters and its login name's: a prefix would also
+	// clear "name:bob:x:password" when unlocking bob.
+	n, err := l.Clear(r.Context(), append(lockout.UserSubjects(p.ID), lockout.NameSubject(p.Name))...)
 	if err != nil {
 		return err
 	}
 	h.d.Log.Warn("lockout cleared", "principal", p.ID, "by", who.ID)
-	writeJSON(w, 200, map[string]any{"principal_id": p.ID, "cleared": n + m})
+	writeJSON(w, 200, map[string]any{"principal_id": p.ID, "cleared": n})
 	return nil
 }
 
@@ -270,8 +268,8 @@ func (h *Handler) clearLockout(w http.ResponseWriter, r *http.Request, who vkey.
 		return err
 	}
 	sub := r.PathValue("subject")
-	if !strings.HasPrefix(sub, "source:") && !strings.HasPrefix(sub, "user:") && !strings.HasPrefix(sub, "name:") {
-		return badRequest("subject", "subject %q: want source:ADDR, user:ID:FACTOR or name:NAME:password (see GET /v1/lockouts)", sub)
+	if (!strings.HasPrefix(sub, "source:") && !strings.HasPrefix(sub, "user:") && !strings.HasPrefix(sub, "name:")) || strings.HasSuffix(sub, ":") {
+		return badRequest("subject", "subject %q: want one exact subject, source:ADDR, user:ID:FACTOR or name:NAME:password (see GET /v1/lockouts)", sub)
 	}
 	n, err := l.Clear(r.Context(), sub)
 	if err != nil {

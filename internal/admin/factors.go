@@ -142,8 +142,15 @@ func (h *Handler) proveFactorChange(r *http.Request, who vkey.Key, pr factorProo
 			return err
 		}
 		return nil
-	case !passwordOnly && now.Sub(se.CreatedAt) <= window:
-		return nil // a user without a second factor, who logged in moments ago
+	case !passwordOnly && now.Sub(se.CreatedAt) <= window && !h.enrolmentOnly(se):
+		// A user without a second factor, who logged in moments ago. Not an
+		// enrolment session (require_mfa): there the first factor opens
+		// everything, so it takes the password itself.
+		return nil
+	}
+	if h.enrolmentOnly(se) {
+		return httpx.Errorf(http.StatusForbidden, "factor_proof_required",
+			"Enrolling a first factor needs your password in the request (password).")
 	}
 	return httpx.Errorf(http.StatusForbidden, "factor_proof_required",
 		"Changing a factor needs a fresh proof: give your password (password), or log in again (within %s) and retry.", window)
@@ -396,7 +403,7 @@ func (h *Handler) resetFactors(w http.ResponseWriter, r *http.Request, who vkey.
 		return err
 	}
 	if l := h.d.Guard; l != nil && l.Limiter != nil {
-		if _, err := l.Limiter.Clear(r.Context(), lockout.UserPrefix(p.ID)); err != nil {
+		if _, err := l.Limiter.Clear(r.Context(), lockout.UserSubjects(p.ID)...); err != nil {
 			return err
 		}
 	}

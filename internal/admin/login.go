@@ -213,8 +213,15 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) error {
 		}
 		mfaAt = &now
 	case h.d.RequireMFA:
-		return httpx.Errorf(http.StatusForbidden, "mfa_enrollment_required",
-			"Multi-factor authentication is required: an administrator must reset this user, or log in once with a session to enrol TOTP.")
+		keys, err := h.d.Store.Passkeys(r.Context(), p.ID)
+		if err != nil {
+			return unavailable(err)
+		}
+		if len(keys) > 0 {
+			return httpx.Errorf(http.StatusForbidden, "mfa_required",
+				"Multi-factor authentication is required and this user has a passkey: log in with it.")
+		}
+		return h.startEnrolmentSession(w, r, p.ID)
 	}
 	detail := "password"
 	if mfaAt != nil {
@@ -262,6 +269,51 @@ func (h *Handler) startSession(w http.ResponseWriter, r *http.Request, principal
 	h.recordLogin(r, principalID, se.ID, detail)
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, 200, map[string]any{"session": token, "expires_at": se.ExpiresAt, "mfa": mfaAt != nil, "principal_id": principalID})
+	return nil
+}
+
+// First enrolment under require_mfa. A user with no second factor yet, who
+// gave the right password, gets an enrolment session: it lives only the
+// step-up window (factorWindow, at least 5 minutes, so that a tight
+// step_up_max_age still leaves time to scan a QR code), has no MFA time, and may do nothing but
+// enrol a first factor (enrolmentRoutes); each enrolment in it needs the
+// password again in the request (proveFactorChange), so a stolen enrolment
+// session, or any other session without MFA, cannot enrol the thief's
+// authenticator. Confirming does not give it an MFA time: the user logs in
+// again with the new factor.
+
+// enrolmentRoutes are what an enrolment session may call.
+var enrolmentRoutes = map[string]bool{
+	"POST /v1/auth/totp/enroll": true, "POST /v1/auth/totp/confirm": true,
+	"POST /v1/auth/passkeys/register": true, "POST /v1/auth/passkeys/register/{ceremony}": true,
+	"POST /v1/auth/logout": true,
+}
+
+// enrolmentOnly reports whether se may only enrol a first factor: with
+// require_mfa, every session that never passed a second factor (enrolment
+// sessions, and sessions made before require_mfa was turned on).
+func (h *Handler) enrolmentOnly(se mfa.Session) bool { return h.d.RequireMFA && se.MFAAt == nil }
+
+// errEnrolmentOnly refuses everything but enrolment to an enrolment session.
+var errEnrolmentOnly = httpx.Errorf(http.StatusForbidden, "mfa_enrollment_required",
+	"Multi-factor authentication is required and this session has not passed a second factor: it may only enrol one. "+
+		"Enrol with your password (gatehouse users totp-enroll --password-stdin, then gatehouse users totp-confirm CODE), then log in again with the code.")
+
+// startEnrolmentSession answers a right password of a user without a second
+// factor under require_mfa with an enrolment session (see enrolmentRoutes).
+func (h *Handler) startEnrolmentSession(w http.ResponseWriter, r *http.Request, principalID string) error {
+	now := h.d.Now().UTC()
+	token := SessionPrefix + strings.TrimPrefix(string(vkey.Generate(vkey.KindAdmin)), "gka_")
+	se := mfa.Session{ID: vkey.NewID("ses"), Hash: h.d.Verifier.Hasher().Hash(vkey.Secret(token)), PrincipalID: principalID, CreatedAt: now,
+		ExpiresAt: now.Add(min(max(h.factorWindow(), defaultFactorWindow), h.sessionTTL()))}
+	if err := h.d.Store.CreateSession(r.Context(), se); err != nil {
+		return err
+	}
+	h.recordLogin(r, principalID, se.ID, "password (enrolment only: require_mfa, no second factor yet)")
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, 200, map[string]any{"session": token, "expires_at": se.ExpiresAt, "mfa": false, "principal_id": principalID,
+		"enrollment_only": true, "next": "multi-factor authentication is required: with this session, enrol TOTP with your password " +
+			"(POST /v1/auth/totp/enroll {\"password\"}, then /v1/auth/totp/confirm {\"code\"}) or register a passkey, then log in again with it"})
 	return nil
 }
 

@@ -53,6 +53,12 @@ func adminAction(r *http.Request) (action, area string) {
 		return "principals.reset_factors", area
 	case area == "principals" && strings.HasSuffix(path, "/lockouts"), area == "lockouts" && r.Method == http.MethodDelete:
 		return "principals.unlock", "principals"
+	case area == "principals" && strings.HasSuffix(path, "/password") && r.Method == http.MethodPut:
+		// Sensitive: a password an administrator sets is a credential the
+		// caller knows; for a user without a second factor it is a login,
+		// then a first factor and a step-up (an admin key minting itself a
+		// step-up-capable session).
+		return "principals.set_password", area
 	case area == "principals" && (strings.HasSuffix(path, "/sessions") || strings.HasSuffix(path, "/password")):
 		return "principals.update", area
 	case r.Method == http.MethodDelete:

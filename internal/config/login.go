@@ -29,14 +29,19 @@ type Login struct {
 	// PasswordHashWait, then get 503 with Retry-After.
 	PasswordHashMemoryMiB int64    `yaml:"password_hash_memory_mib"`
 	PasswordHashWait      Duration `yaml:"password_hash_wait"`
+	// DeniedRecordsPerSecond caps the credential.denied records a replica
+	// writes per second (package denylog); refusals over it share one
+	// aggregated record per second.
+	DeniedRecordsPerSecond int `yaml:"denied_records_per_second"`
 }
 
 // DefaultLogin is 5 failures per factor and 20 per address in 15 minutes,
 // 15 minutes locked doubling to a day, 60 auth requests a minute per address,
-// 256 MiB of argon2id.
+// 256 MiB of argon2id, 100 refused-credential records a second.
 func DefaultLogin() Login {
 	return Login{MaxFailures: 5, FailureWindow: Duration(15 * time.Minute), Lockout: Duration(15 * time.Minute), MaxLockout: Duration(24 * time.Hour),
-		SourceMaxFailures: 20, SourceRequestsPerMinute: 60, PasswordHashMemoryMiB: 256, PasswordHashWait: Duration(2 * time.Second)}
+		SourceMaxFailures: 20, SourceRequestsPerMinute: 60, PasswordHashMemoryMiB: 256, PasswordHashWait: Duration(2 * time.Second),
+		DeniedRecordsPerSecond: 100}
 }
 
 // Credential is the per-factor policy.
@@ -59,6 +64,9 @@ func (l Login) Validate() error {
 	}
 	if l.SourceMaxFailures < 1 {
 		errs = append(errs, errors.New("login.source_max_failures must be at least 1"))
+	}
+	if l.DeniedRecordsPerSecond < 1 {
+		errs = append(errs, errors.New("login.denied_records_per_second must be at least 1"))
 	}
 	if l.SourceRequestsPerMinute < 0 || l.PasswordHashMemoryMiB < 64 || l.PasswordHashWait < 0 {
 		errs = append(errs, errors.New("login: source_requests_per_minute not negative, password_hash_memory_mib at least 64, password_hash_wait not negative"))

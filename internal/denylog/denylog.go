@@ -18,12 +18,26 @@
 // refusal reason. The number of per-key windows is bounded too (MaxKeys);
 // keys beyond it share an overflow bucket.
 //
+// The records of all buckets together are capped too (MaxRecords per
+// interval, 100 by default): a flood of distinct keys (each its own bucket)
+// would otherwise write one record per key per interval. A record over the
+// cap is not written; the calls it stood for are added to one aggregated
+// record per interval, "N more denied credentials suppressed", with
+// error_code "suppressed", key_id empty, count N, and the counts by refusal
+// reason in detail ("… suppressed: key_revoked=9000 invalid_api_key=900",
+// reasons sorted). So at most MaxRecords+1 records are written per interval
+// whatever arrives, and the counts of all records still add up to the number
+// of refused calls. A lone key's refusal in a quiet moment is written at once
+// as before.
+//
 // Counts are per replica: with several gateways, each writes its own records.
 package denylog
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -57,7 +71,18 @@ type Event struct {
 type Options struct {
 	Interval time.Duration // at most one record per key per Interval; default 1s
 	MaxKeys  int           // per-key windows kept at once; default 10,000
+	// MaxRecords caps the records of all buckets together per Interval;
+	// default 100. Calls over it go to one aggregated record per interval.
+	MaxRecords int
 }
+
+// SuppressedReason is the error_code of the aggregated record of calls whose
+// own records the global cap suppressed.
+const SuppressedReason = "suppressed"
+
+// maxSuppressedReasons bounds the reasons counted apart in the aggregated
+// record; others count under "other".
+const maxSuppressedReasons = 16
 
 // Recorder rate-limits and writes refused-credential records. It is safe for
 // concurrent use.
@@ -66,10 +91,19 @@ type Recorder struct {
 	log      *slog.Logger
 	interval time.Duration
 	maxKeys  int
+	maxRecs  int
 	now      func() time.Time
 
 	mu      sync.Mutex
 	windows map[string]*window
+	// The global cap: records written (or being written) in the interval
+	// that began at capStart.
+	capStart time.Time
+	capUsed  int
+	// Calls over the cap, by reason, for the aggregated record.
+	suppressed     map[string]int64
+	suppressedLast Event     // the most recent of them
+	suppressedAt   time.Time // when the last aggregated record was written
 }
 
 type window struct {
@@ -86,7 +120,11 @@ func New(app Appender, log *slog.Logger, o Options) *Recorder {
 	if o.MaxKeys <= 0 {
 		o.MaxKeys = 10_000
 	}
-	return &Recorder{app: app, log: log, interval: o.Interval, maxKeys: o.MaxKeys, now: time.Now, windows: map[string]*window{}}
+	if o.MaxRecords <= 0 {
+		o.MaxRecords = 100
+	}
+	return &Recorder{app: app, log: log, interval: o.Interval, maxKeys: o.MaxKeys, maxRecs: o.MaxRecords, now: time.Now,
+		windows: map[string]*window{}, suppressed: map[string]int64{}}
 }
 
 // bucket names the window an event counts in.
@@ -134,8 +172,81 @@ func (r *Recorder) Observe(ctx context.Context, e Event) {
 	}
 	count := w.pending + 1
 	w.pending, w.latest, w.last = 0, Event{}, now
+	ok := r.takeRecord(now, e, count)
 	r.mu.Unlock()
-	r.write(ctx, b, e, count)
+	if ok {
+		r.write(ctx, b, e, count)
+	}
+}
+
+// takeRecord takes a place under the global cap for a record of count calls
+// ending with e; over the cap, the calls go to the aggregated record instead.
+// r.mu is held.
+func (r *Recorder) takeRecord(now time.Time, e Event, count int64) bool {
+	if now.Sub(r.capStart) >= r.interval || now.Before(r.capStart) {
+		r.capStart, r.capUsed = now, 0
+	}
+	if r.capUsed < r.maxRecs {
+		r.capUsed++
+		return true
+	}
+	r.suppress(e, count)
+	return false
+}
+
+// suppress adds count calls of e's reason to the aggregated record. r.mu is held.
+func (r *Recorder) suppress(e Event, count int64) {
+	reason := e.Reason
+	if _, ok := r.suppressed[reason]; !ok && len(r.suppressed) >= maxSuppressedReasons {
+		reason = "other"
+	}
+	r.suppressed[reason] += count
+	if !e.Time.Before(r.suppressedLast.Time) {
+		r.suppressedLast = e
+	}
+}
+
+// aggregate builds the aggregated record of the suppressed calls and resets
+// them, or reports false when there are none. r.mu is held.
+func (r *Recorder) aggregate(now time.Time) (ledger.Record, map[string]int64, bool) {
+	if len(r.suppressed) == 0 {
+		return ledger.Record{}, nil, false
+	}
+	var total int64
+	reasons := make([]string, 0, len(r.suppressed))
+	for k, n := range r.suppressed {
+		reasons = append(reasons, k)
+		total += n
+	}
+	slices.Sort(reasons)
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d more denied credentials suppressed:", total)
+	for _, k := range reasons {
+		fmt.Fprintf(&b, " %s=%d", k, r.suppressed[k])
+	}
+	e := r.suppressedLast
+	rec := ledger.Record{Kind: Kind, Time: e.Time, RequestID: e.RequestID, SourceIP: e.SourceIP, UserAgent: e.UserAgent,
+		Endpoint: e.Endpoint, Decision: "deny", Status: e.Status, ErrorCode: SuppressedReason, Count: total, Detail: b.String()}
+	taken := r.suppressed
+	r.suppressed, r.suppressedLast, r.suppressedAt = map[string]int64{}, Event{}, now
+	return rec, taken, true
+}
+
+// writeAggregate appends the aggregated record; on failure its counts go back.
+func (r *Recorder) writeAggregate(ctx context.Context, rec ledger.Record, taken map[string]int64, last Event) {
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if _, err := r.app.Append(actx, ledger.Entry{Data: rec.Marshal(), RequestID: rec.RequestID}); err != nil {
+		r.mu.Lock()
+		for k, n := range taken {
+			r.suppressed[k] += n
+		}
+		if r.suppressedLast.Time.IsZero() {
+			r.suppressedLast = last
+		}
+		r.mu.Unlock()
+		r.log.Error("ledger: suppressed refused-credential record not written; its counts are kept for the next one", "count", rec.Count, "err", err)
+	}
 }
 
 // write appends one record; on failure its count goes back to the bucket so
@@ -198,15 +309,29 @@ func (r *Recorder) flush(ctx context.Context, all bool) {
 		quiet := now.Sub(w.last) >= r.interval
 		switch {
 		case w.pending > 0 && (all || quiet):
-			out = append(out, due{b, w.latest, w.pending})
+			if r.takeRecord(now, w.latest, w.pending) {
+				out = append(out, due{b, w.latest, w.pending})
+			}
 			w.pending, w.latest, w.last = 0, Event{}, now
 		case w.pending == 0 && now.Sub(w.last) >= 2*r.interval:
 			delete(r.windows, b) // idle: the next refusal is written at once anyway
 		}
 	}
+	// One aggregated record per interval (at shutdown, whatever the interval).
+	var agg ledger.Record
+	var taken map[string]int64
+	var last Event
+	haveAgg := false
+	if all || now.Sub(r.suppressedAt) >= r.interval {
+		last = r.suppressedLast
+		agg, taken, haveAgg = r.aggregate(now)
+	}
 	r.mu.Unlock()
 	for _, d := range out {
 		r.write(ctx, d.b, d.e, d.count)
+	}
+	if haveAgg {
+		r.writeAggregate(ctx, agg, taken, last)
 	}
 }
 

@@ -3,8 +3,11 @@ package denylog
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"maps"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -269,4 +272,178 @@ func BenchmarkObserveFlood(b *testing.B) {
 		}
 	})
 	b.ReportMetric(float64(len(m.records())), "records")
+}
+
+// badKey is the refusal of the i-th of many distinct keys: revoked, expired or
+// suspended by turns, from ever-changing addresses.
+func badKey(i int) (Event, string) {
+	reasons := []string{"key_revoked", "key_expired", "key_suspended"}
+	reason := reasons[i%3]
+	return Event{RequestID: fmt.Sprintf("req_%d", i), KeyID: fmt.Sprintf("key_%05d", i), PrincipalID: "p_1", Reason: reason, Status: 401,
+		Endpoint: "chat", SourceIP: fmt.Sprintf("198.51.%d.%d", i/250%250, i%250+1), UserAgent: "flood/1"}, reason
+}
+
+// byReason adds up the calls the records stand for, by refusal reason: a
+// record's own reason, or for an aggregated record the counts in its detail
+// (which must add up to its count).
+func byReason(t *testing.T, recs []ledger.Record) (map[string]int64, int64) {
+	t.Helper()
+	out, total := map[string]int64{}, int64(0)
+	for _, r := range recs {
+		total += r.Count
+		if r.ErrorCode != SuppressedReason {
+			out[r.ErrorCode] += r.Count
+			continue
+		}
+		head, tail, ok := strings.Cut(r.Detail, " more denied credentials suppressed:")
+		if n, err := strconv.ParseInt(head, 10, 64); !ok || err != nil || n != r.Count || r.KeyID != "" {
+			t.Fatalf("aggregated record: %+v", r)
+		}
+		var sum int64
+		for _, kv := range strings.Fields(tail) {
+			k, v, _ := strings.Cut(kv, "=")
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				t.Fatalf("aggregated detail %q: %v", r.Detail, err)
+			}
+			out[k] += n
+			sum += n
+		}
+		if sum != r.Count {
+			t.Fatalf("aggregated record: reasons add up to %d, count %d", sum, r.Count)
+		}
+	}
+	return out, total
+}
+
+// TestFloodOfDistinctBadKeysIsCapped: 10,000 distinct refused keys in one
+// second (each its own bucket) write at most MaxRecords records plus one
+// aggregated record, and the counts, by reason, add up to the calls sent.
+func TestFloodOfDistinctBadKeysIsCapped(t *testing.T) {
+	r, m, _ := newTest(Options{})
+	ctx := context.Background()
+	sent := map[string]int64{}
+	for i := range 10_000 {
+		e, reason := badKey(i)
+		r.Observe(ctx, e)
+		sent[reason]++
+	}
+	if n := len(m.records()); n != 100 {
+		t.Fatalf("%d records written during the flood, want the cap of 100", n)
+	}
+	r.Flush(ctx)
+	recs := m.records()
+	if len(recs) != 101 {
+		t.Fatalf("%d records after the flush, want 100 + 1 aggregated", len(recs))
+	}
+	got, total := byReason(t, recs)
+	if total != 10_000 || !maps.Equal(got, sent) {
+		t.Fatalf("counts: %d %v, want 10000 %v", total, got, sent)
+	}
+	agg := recs[len(recs)-1]
+	if agg.ErrorCode != SuppressedReason || agg.Count != 9_900 || agg.Detail != "9900 more denied credentials suppressed: key_expired=3300 key_revoked=3300 key_suspended=3300" {
+		t.Fatalf("aggregated record: %+v", agg)
+	}
+}
+
+// TestSustainedFloodOfDistinctKeysStaysUnderTheCapEverySecond: the same
+// 10,000 keys refused again every second for ten seconds, with Run's flush
+// each second: no second has more than MaxRecords + 1 records, and the counts
+// add up at the end.
+func TestSustainedFloodOfDistinctKeysStaysUnderTheCapEverySecond(t *testing.T) {
+	r, m, c := newTest(Options{MaxRecords: 50})
+	ctx := context.Background()
+	sent := map[string]int64{}
+	prev := 0
+	for range 10 {
+		for i := range 10_000 {
+			e, reason := badKey(i)
+			r.Observe(ctx, e)
+			sent[reason]++
+		}
+		c.add(time.Second)
+		r.flush(ctx, false)
+		n := len(m.records())
+		if n-prev > 2*(50+1) { // this second's Observe writes and its flush (each under the cap) + the aggregate
+			t.Fatalf("%d records in one second", n-prev)
+		}
+		prev = n
+	}
+	r.Flush(ctx)
+	recs := m.records()
+	if len(recs) > 10*(2*50+1)+51 {
+		t.Fatalf("%d records in ten seconds", len(recs))
+	}
+	got, total := byReason(t, recs)
+	if total != 100_000 || !maps.Equal(got, sent) {
+		t.Fatalf("counts: %d %v, want 100000 %v", total, got, sent)
+	}
+}
+
+// TestLoneKeyAfterAFloodLeavesItsOwnTrace: once the flood's second has
+// passed, a single revoked key's refusal is written at once with its key id.
+func TestLoneKeyAfterAFloodLeavesItsOwnTrace(t *testing.T) {
+	r, m, c := newTest(Options{})
+	ctx := context.Background()
+	for i := range 5_000 {
+		e, _ := badKey(i)
+		r.Observe(ctx, e)
+	}
+	c.add(time.Second)
+	before := len(m.records())
+	lone := revoked(0)
+	lone.KeyID = "key_lone"
+	r.Observe(ctx, lone)
+	recs := m.records()
+	if len(recs) != before+1 || recs[len(recs)-1].KeyID != "key_lone" || recs[len(recs)-1].Count != 1 {
+		t.Fatalf("the lone key's refusal: %d→%d records, last %+v", before, len(recs), recs[len(recs)-1])
+	}
+}
+
+// TestConcurrentFloodOfDistinctKeysCountsAddUp: eight goroutines refusing
+// distinct keys at once, within one second: the cap holds and no call is lost
+// or counted twice.
+func TestConcurrentFloodOfDistinctKeysCountsAddUp(t *testing.T) {
+	r, m, _ := newTest(Options{})
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 1_250 {
+				e, _ := badKey(g*1_250 + i)
+				r.Observe(ctx, e)
+			}
+		})
+	}
+	wg.Wait()
+	r.Flush(ctx)
+	recs := m.records()
+	if len(recs) != 101 {
+		t.Fatalf("%d records, want 101", len(recs))
+	}
+	if _, total := byReason(t, recs); total != 10_000 {
+		t.Fatalf("counts add up to %d, want 10000", total)
+	}
+}
+
+// TestAggregatedCountSurvivesLedgerFailure: an aggregated record that cannot
+// be written keeps its counts for the next one.
+func TestAggregatedCountSurvivesLedgerFailure(t *testing.T) {
+	r, m, c := newTest(Options{MaxRecords: 1})
+	ctx := context.Background()
+	for i := range 10 {
+		e, _ := badKey(i)
+		r.Observe(ctx, e)
+	}
+	m.mu.Lock()
+	m.fail = 1
+	m.mu.Unlock()
+	c.add(time.Second)
+	r.flush(ctx, false) // the aggregate fails
+	c.add(time.Second)
+	r.flush(ctx, false)
+	recs := m.records()
+	if _, total := byReason(t, recs); total != 10 || len(recs) != 2 {
+		t.Fatalf("%d records counting %d, want 2 counting 10: %+v", len(recs), total, recs)
+	}
 }

@@ -205,18 +205,30 @@ func TestMFAProtectedKey(t *testing.T) {
 // recent second factor (the built-in policy), other actions do not; admin keys
 // cannot step up, a user's fresh TOTP session can.
 func TestStepUpMaxAge(t *testing.T) {
-	g := startGateway(t, gwOptions{mutate: func(c *configT) { c.StepUpMaxAge = config.Duration(5 * time.Minute) }})
-	f := &fixture{gateway: g}
+	// Users get their passwords before step_up_max_age is on (the documented
+	// bootstrap): with it on, an admin key cannot set one.
+	g0 := startGateway(t, gwOptions{})
 	ctx := context.Background()
+	name, teams := "agent", []string{"research"}
+	if _, err := g0.admin.CreateTeam(ctx, "research"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g0.admin.CreatePrincipal(ctx, client.PrincipalInput{Name: &name, Teams: &teams}); err != nil {
+		t.Fatal(err)
+	}
+	kind, roles := "user", []string{"admin"}
+	for _, u := range []string{"plain-user", "root"} {
+		if _, err := g0.admin.CreatePrincipal(ctx, client.PrincipalInput{Name: &u, Kind: &kind, Teams: &teams, Roles: &roles}); err != nil {
+			t.Fatal(err)
+		}
+		if err := g0.admin.SetPassword(ctx, u, "correct horse battery staple"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	g := restartWith(t, g0, func(c *configT) { c.StepUpMaxAge = config.Duration(5 * time.Minute) })
+	f := &fixture{gateway: g}
 	if _, err := f.admin.CreateProvider(ctx, client.ProviderInput{Name: "p", Type: "openai", BaseURL: "http://127.0.0.1:1/v1", Models: []string{"gpt-*"}, Keys: []string{"sk-x"}}); !isStatus(err, 403) {
 		t.Fatalf("an admin key adding a provider: %v", err)
-	}
-	name, teams := "agent", []string{"research"}
-	if _, err := f.admin.CreateTeam(ctx, "research"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.admin.CreatePrincipal(ctx, client.PrincipalInput{Name: &name, Teams: &teams}); err != nil {
-		t.Fatal(err)
 	}
 	limit, scope, period := int64(1_000_000), "org", "day"
 	budget := client.BudgetInput{Scope: &scope, Period: &period, LimitMicros: &limit}
@@ -227,6 +239,9 @@ func TestStepUpMaxAge(t *testing.T) {
 	if _, err := f.admin.CreateKey(ctx, client.KeyInput{Principal: "agent", Kind: "admin"}); !isStatus(err, 403) {
 		t.Fatalf("an admin key creating an admin key: %v", err)
 	}
+	if err := f.admin.SetPassword(ctx, "plain-user", "another long password"); !asClientErr(err, &ce) || ce.Code != "step_up_required" {
+		t.Fatalf("an admin key setting a password: %v", err)
+	}
 	if _, err := f.admin.CreateKey(ctx, client.KeyInput{Principal: "agent", Name: "plain"}); err != nil {
 		t.Fatalf("a virtual key is not sensitive: %v", err)
 	}
@@ -234,14 +249,7 @@ func TestStepUpMaxAge(t *testing.T) {
 		t.Fatalf("a team is not sensitive: %v", err)
 	}
 	// A user session without a second factor is refused like an admin key.
-	kind, roles, plain := "user", []string{"admin"}, "plain-user"
-	if _, err := f.admin.CreatePrincipal(ctx, client.PrincipalInput{Name: &plain, Kind: &kind, Teams: &teams, Roles: &roles}); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.admin.SetPassword(ctx, plain, "correct horse battery staple"); err != nil {
-		t.Fatal(err)
-	}
-	ps, _, err := client.New("http://"+f.srv.AdminAddr(), "").Login(ctx, plain, "correct horse battery staple", "")
+	ps, _, err := client.New("http://"+f.srv.AdminAddr(), "").Login(ctx, "plain-user", "correct horse battery staple", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -249,7 +257,18 @@ func TestStepUpMaxAge(t *testing.T) {
 		t.Fatalf("a session without a second factor: %v", err)
 	}
 	// A session whose user just passed TOTP (confirming enrolment, then a step-up) may.
-	sc, secret := enrolUser(t, f, "root", []string{"admin"})
+	rs, _, err := client.New("http://"+f.srv.AdminAddr(), "").Login(ctx, "root", "correct horse battery staple", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := client.New("http://"+f.srv.AdminAddr(), rs)
+	secret, _, err := sc.EnrollTOTP(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sc.ConfirmTOTP(ctx, code(t, secret, time.Now())); err != nil {
+		t.Fatal(err)
+	}
 	if err := sc.StepUp(ctx, code(t, secret, time.Now().Add(30*time.Second))); err != nil {
 		t.Fatalf("step up: %v", err)
 	}

@@ -246,11 +246,21 @@ func TestDPoPReplayToAnotherReplica(t *testing.T) {
 	if redisURL == "" {
 		t.Skip("GATEHOUSE_TEST_REDIS_URL not set; skipping the shared replay test")
 	}
+	dpopReplayToAnotherReplica(t, func(c *configT) { c.RedisURL = redisURL })
+}
+
+// TestDPoPReplayToAnotherReplicaWithoutRedis: the same attack on replicas
+// that share only PostgreSQL: the store keeps the replay set, and the replay
+// is refused (before, without Redis, each replica accepted the proof once).
+func TestDPoPReplayToAnotherReplicaWithoutRedis(t *testing.T) {
+	dpopReplayToAnotherReplica(t, nil)
+}
+
+func dpopReplayToAnotherReplica(t *testing.T, mutate func(c *configT)) {
 	dsn := backends(t)["postgres"](t)
 	t.Setenv("GATEHOUSE_KEK", "BgYGBgYGBgYGBgYGBgYGBgYGBgYGBgYGBgYGBgYGBgY=")
-	withRedis := func(c *configT) { c.RedisURL = redisURL }
-	a := newFixture(t, gwOptions{database: dsn, mutate: withRedis})
-	b := startGateway(t, gwOptions{database: dsn, mutate: withRedis})
+	a := newFixture(t, gwOptions{database: dsn, mutate: mutate})
+	b := startGateway(t, gwOptions{database: dsn, mutate: mutate})
 	if err := b.srv.Reload(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -376,7 +386,7 @@ func TestPasswordGuessesByNameAndIDShareOneCounter(t *testing.T) {
 // (`gatehouse users totp-enroll --password-stdin`).
 func TestStolenSessionWithoutSecondFactorNeedsThePassword(t *testing.T) {
 	t.Setenv("GATEHOUSE_KEK", "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=")
-	g := startGateway(t, gwOptions{mutate: func(c *configT) { c.StepUpMaxAge = config.Duration(time.Second) }})
+	g := startGateway(t, gwOptions{}) // set up before step_up_max_age is on: then an admin key cannot set a password
 	ctx := context.Background()
 	if _, err := g.admin.CreateTeam(ctx, "research"); err != nil {
 		t.Fatal(err)
@@ -389,6 +399,7 @@ func TestStolenSessionWithoutSecondFactorNeedsThePassword(t *testing.T) {
 	if err := g.admin.SetPassword(ctx, name, pw); err != nil {
 		t.Fatal(err)
 	}
+	g = restartWith(t, g, func(c *configT) { c.StepUpMaxAge = config.Duration(time.Second) })
 	session, _, err := client.New("http://"+g.srv.AdminAddr(), "").Login(ctx, name, pw, "")
 	if err != nil {
 		t.Fatal(err)

@@ -39,6 +39,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 	"sync/atomic"
 	"time"
 )
@@ -133,8 +134,19 @@ var ErrUnavailable = errors.New("lockout: store unavailable")
 // UserSubject names a factor of a user: "password", "totp" or "recovery".
 func UserSubject(principalID, factor string) string { return "user:" + principalID + ":" + factor }
 
-// UserPrefix covers every subject of a user.
-func UserPrefix(principalID string) string { return "user:" + principalID + ":" }
+// Factors are the guessable factors a user has a counter for.
+var Factors = []string{"password", "totp", "recovery"}
+
+// UserSubjects names every counter of a user, exactly (one per factor).
+// Unlocking a user clears these and nothing else: a prefix would also clear
+// subjects that merely start like them.
+func UserSubjects(principalID string) []string {
+	out := make([]string, len(Factors))
+	for i, f := range Factors {
+		out[i] = UserSubject(principalID, f)
+	}
+	return out
+}
 
 // NameSubject names the password of a login name that matches no user, so
 // unknown names are limited (and answer) exactly as real ones. The name is
@@ -144,9 +156,6 @@ func UserPrefix(principalID string) string { return "user:" + principalID + ":" 
 // Names longer than maxSubjectName are named by their SHA-256, so a caller
 // cannot store a megabyte per counter.
 func NameSubject(name string) string { return "name:" + subjectName(name) + ":password" }
-
-// NamePrefix covers the subjects of a login name.
-func NamePrefix(name string) string { return "name:" + subjectName(name) + ":" }
 
 // maxSubjectName is the longest login name kept as written in a subject.
 const maxSubjectName = 128
@@ -289,13 +298,28 @@ func (l *Limiter) List(ctx context.Context) ([]State, error) {
 	return l.Store.ListLockouts(ctx, now, now.Add(-w))
 }
 
-// Clear removes the counters of one subject, or of every subject under a
-// prefix ending in ':' (UserPrefix, NamePrefix).
-func (l *Limiter) Clear(ctx context.Context, prefix string) (int64, error) {
-	if prefix == "" {
-		return 0, errors.New("lockout: clear needs a subject prefix")
+// ErrNotASubject refuses to clear something that is not one exact subject.
+var ErrNotASubject = errors.New("lockout: clear needs exact subjects (not empty, not ending in ':')")
+
+// Clear removes the counters of exactly the subjects named and returns how
+// many existed. It never clears by prefix: unlocking the login name "bob"
+// must not unlock "bob:x" (a name may contain ':'), so a subject ending in
+// ':' (which the store would read as a prefix) is refused.
+func (l *Limiter) Clear(ctx context.Context, subjects ...string) (int64, error) {
+	for _, s := range subjects {
+		if s == "" || strings.HasSuffix(s, ":") {
+			return 0, fmt.Errorf("%w: %q", ErrNotASubject, s)
+		}
 	}
-	return l.Store.ClearLockouts(ctx, prefix)
+	var n int64
+	for _, s := range subjects {
+		m, err := l.Store.ClearLockouts(ctx, s)
+		if err != nil {
+			return n, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		}
+		n += m
+	}
+	return n, nil
 }
 
 func (l *Limiter) now() time.Time {

@@ -111,11 +111,11 @@ func TestReserveLocksAfterLimit(t *testing.T) {
 		if err != nil || len(sts) != 1 || sts[0].Subject != sub || sts[0].Locks != 2 || sts[0].LastSource != "192.0.2.1" {
 			t.Fatalf("list: %+v %v", sts, err)
 		}
-		// Other subjects are untouched; clearing by prefix unlocks.
+		// Other subjects are untouched; clearing the user's subjects unlocks.
 		if _, err := l.Reserve(ctx, lockout.UserSubject("prn_2", "totp"), "", ""); err != nil {
 			t.Fatal(err)
 		}
-		if n, err := l.Clear(ctx, lockout.UserPrefix("prn_1")); err != nil || n != 1 {
+		if n, err := l.Clear(ctx, lockout.UserSubjects("prn_1")...); err != nil || n != 1 {
 			t.Fatalf("clear: %d %v", n, err)
 		}
 		if _, err := l.Reserve(ctx, sub, "", ""); err != nil {
@@ -296,10 +296,58 @@ func TestNameSubjectIsExact(t *testing.T) {
 		t.Fatal("spellings of an unknown name share a counter")
 	}
 	long := strings.Repeat("x", 1<<20)
-	if s := lockout.NameSubject(long); len(s) > 100 || s != lockout.NameSubject(long) || !strings.HasPrefix(s, lockout.NamePrefix(long)) {
+	if s := lockout.NameSubject(long); len(s) > 100 || s != lockout.NameSubject(long) || !strings.HasPrefix(s, "name:sha256-") {
 		t.Fatalf("a megabyte name: %d bytes %.80q", len(s), s)
 	}
 	if lockout.NameSubject(long) == lockout.NameSubject(long+"y") {
 		t.Fatal("two long names share a counter")
 	}
+}
+
+// TestUnlockingBobLeavesBobColonX: clearing a user's and a login name's
+// counters clears exactly those, never subjects that merely start like them
+// (a login name may contain ':', so "name:bob:" is a prefix of the counter of
+// the name "bob:x"; a principal id may be a prefix of another's), and a
+// prefix-shaped subject is refused rather than read as a prefix.
+func TestUnlockingBobLeavesBobColonX(t *testing.T) {
+	backends(t, func(t *testing.T, open func(t *testing.T) lockout.Store) {
+		ctx := context.Background()
+		c := &clock{t: time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)}
+		l := newLimiter(open(t), c)
+		lock := func(sub string) {
+			for range 6 {
+				l.Reserve(ctx, sub, "192.0.2.1", "ua")
+			}
+			if _, ok := lockedFor(l.Check(ctx, sub)); !ok {
+				t.Fatalf("%s not locked", sub)
+			}
+		}
+		bob, bobx := lockout.NameSubject("bob"), lockout.NameSubject("bob:x")
+		others := []string{bobx, lockout.NameSubject("bob:"), lockout.UserSubject("prn_1x", "password"),
+			lockout.UserSubject("prn_1:totp", "password"), "source:192.0.2.1"}
+		lock(bob)
+		for _, f := range lockout.Factors {
+			lock(lockout.UserSubject("prn_1", f))
+		}
+		for _, s := range others {
+			lock(s)
+		}
+		for _, bad := range []string{"", "name:bob:", "user:prn_1:", "source:"} {
+			if _, err := l.Clear(ctx, bad); !errors.Is(err, lockout.ErrNotASubject) {
+				t.Fatalf("Clear(%q): %v, want ErrNotASubject", bad, err)
+			}
+		}
+		n, err := l.Clear(ctx, append(lockout.UserSubjects("prn_1"), bob)...)
+		if err != nil || n != 4 {
+			t.Fatalf("clear: %d %v, want 4", n, err)
+		}
+		if err := l.Check(ctx, append(lockout.UserSubjects("prn_1"), bob)...); err != nil {
+			t.Fatalf("still locked after unlock: %v", err)
+		}
+		for _, s := range others {
+			if _, ok := lockedFor(l.Check(ctx, s)); !ok {
+				t.Errorf("%s was cleared by unlocking bob / prn_1", s)
+			}
+		}
+	})
 }

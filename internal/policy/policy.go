@@ -52,9 +52,14 @@ const StepUpFile = "builtin-step-up.cedar"
 // SensitiveActions need a recent second factor when step_up_max_age is set:
 // creating admin keys, changing budgets, applying or rolling back policies,
 // reinstating or rotating keys (signing keys included), rotating the log's key,
-// adding providers or their keys, resetting a user's second factors.
+// adding providers or their keys, resetting a user's second factors, an
+// administrator setting a user's password (which would let an admin key log
+// in as a user without a factor, enrol one and step up), clearing lockouts
+// (which would let an admin key guess a user's TOTP five codes at a time,
+// without end).
 var SensitiveActions = []string{"keys.create_admin", "keys.reinstate", "keys.rotate", "budgets.create", "budgets.update",
-	"policies.apply", "policies.rollback", "log.rotate", "providers.create", "providers.update", "principals.reset_factors"}
+	"policies.apply", "policies.rollback", "log.rotate", "providers.create", "providers.update", "principals.reset_factors",
+	"principals.set_password", "principals.unlock"}
 
 // StepUpPolicy returns the built-in policy that forbids SensitiveActions
 // unless the caller passed a second factor within maxAge.

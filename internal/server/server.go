@@ -159,7 +159,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server, 
 	if s.ledger, err = s.openLedger(ctx); err != nil {
 		return nil, err
 	}
-	s.denied = denylog.New(s.ledger, log, denylog.Options{})
+	s.denied = denylog.New(s.ledger, log, denylog.Options{MaxRecords: cfg.Login.DeniedRecordsPerSecond})
 	if s.tokens, err = s.openTokens(ctx); err != nil {
 		return nil, err
 	}
@@ -179,6 +179,8 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server, 
 		}
 		rl = s.redis
 		s.dpop.Shared = s.redis // DPoP proofs are good once across replicas
+	} else if cfg.Database != "" {
+		s.dpop.Shared = s.db // no Redis: the shared store keeps the replay set
 	}
 	s.limiter = ratelimit.New(rl, func() []ratelimit.Limit { return s.snap.Load().Limits })
 	switch { // the breaker's windows are shared by replicas: Redis when configured, else PostgreSQL

@@ -315,3 +315,66 @@ func TestMetadata(t *testing.T) {
 		}
 	}
 }
+
+// TestClientSecretBasicPercentEncodedColon: RFC 6749 §2.3.1 encodes before
+// joining, so a ':' inside the id or the secret arrives as %3A and the split
+// happens on the one raw ':'. The id's ':' does not cut the secret; a
+// secret's %3A decodes to ':' and so is no key (never truncated to the part
+// before it); a raw ':' inside the password stays in the secret; a
+// double-encoded secret is decoded once, not twice.
+func TestClientSecretBasicPercentEncodedColon(t *testing.T) {
+	key := string(vkey.Generate(vkey.KindVirtual))
+	parse := func(authz string) (Request, error) {
+		r := httptest.NewRequest("POST", "/v1/auth/token", strings.NewReader("grant_type=client_credentials"))
+		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		r.Header.Set("Authorization", authz)
+		return ParseRequest(r)
+	}
+	if req, err := parse(rfc6749Basic(formEncodeHTML401, "app:prod:1", key)); err != nil || req.ClientSecret != key {
+		t.Fatalf("id with %%3A: %q %v", req.ClientSecret, err)
+	}
+	for name, c := range map[string]struct{ authz, want string }{
+		"secret with %3A":          {rfc6749Basic(formEncodeHTML401, "c", key+":x"), key + ":x"},
+		"secret starting with %3A": {rfc6749Basic(formEncodeHTML401, "c", ":"+key), ":" + key},
+		"raw ':' in the password":  {"Basic " + base64.StdEncoding.EncodeToString([]byte("c:"+key+":x")), key + ":x"},
+		"double-encoded secret":    {rfc6749Basic(func(s string) string { return url.QueryEscape(formEncodeHTML401(s)) }, "c", key), formEncodeHTML401(key)},
+	} {
+		req, err := parse(c.authz)
+		if err != nil || req.ClientSecret != c.want || req.ClientSecret == key {
+			t.Errorf("%s: secret %q, %v; want %q", name, req.ClientSecret, err, c.want)
+		}
+	}
+}
+
+// TestTokenOfAnotherDeploymentSharingTheKeyIsRefused: two deployments that
+// share a signing key by mistake (staging copied from production) still do
+// not accept each other's tokens: issuer and audience are checked, and a
+// token whose aud names this deployment but whose iss is the other's is
+// refused too.
+func TestTokenOfAnotherDeploymentSharingTheKeyIsRefused(t *testing.T) {
+	clk := &clock{t: time.Unix(1_800_000_000, 0)}
+	seed := NewKey()
+	prod, _ := New(seed, "https://gw.example", "https://gw.example")
+	staging, _ := New(seed, "https://staging.gw.example", "https://staging.gw.example")
+	for _, i := range []*Issuer{prod, staging} {
+		i.SetClock(clk.now)
+	}
+	raw, _, err := staging.Issue(Claims{KeyID: "key_a", Claims: jwt.Claims{Subject: "prn_a"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := staging.Verify(raw); err != nil {
+		t.Fatalf("staging's own token: %v", err)
+	}
+	if _, err := prod.Verify(raw); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("staging's token at production: %v, want ErrInvalid", err)
+	}
+	kid := prod.JWKS().Keys[0].KeyID
+	s, _ := jose.NewSigner(jose.SigningKey{Algorithm: jose.EdDSA, Key: jose.JSONWebKey{Key: ed25519.NewKeyFromSeed(seed), KeyID: kid}},
+		(&jose.SignerOptions{}).WithType("at+jwt"))
+	mixed, _ := jwt.Signed(s).Claims(map[string]any{"iss": "https://staging.gw.example", "aud": []string{"https://gw.example"},
+		"sub": "prn_a", "jti": "tok_x", "iat": clk.t.Unix(), "exp": clk.t.Add(time.Minute).Unix()}).Serialize()
+	if _, err := prod.Verify(mixed); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("aud production, iss staging: %v, want ErrInvalid", err)
+	}
+}

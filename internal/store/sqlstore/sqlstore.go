@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/store"
@@ -44,6 +45,8 @@ type DB struct {
 	rebound map[string]string
 	stmts   map[string]*sql.Stmt
 	wanted  map[string]bool // hot queries a transaction ran unprepared (stmts.go)
+
+	onceCalls atomic.Int64 // Once calls, for sweeping dead rows (dpop.go)
 }
 
 // New wraps db. The caller has migrated it.
