@@ -93,6 +93,30 @@ func OpenWith(ctx context.Context, path string, o Options) (*sqlstore.DB, error)
 	return sqlstore.New(db, Dialect), nil
 }
 
+// OpenReadOnly opens the existing database at path for reading only, for
+// offline tools that read (audit verify): it takes no lock on the data
+// directory, runs no migration and cannot write, so it may run alongside the
+// gateway that owns the directory (WAL readers do not block the writer).
+func OpenReadOnly(ctx context.Context, path string) (*sqlstore.DB, error) {
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("sqlite: %w", err)
+	}
+	q := url.Values{}
+	q.Set("mode", "ro")
+	q.Add("_pragma", "busy_timeout(5000)")
+	q.Add("_pragma", "query_only(1)")
+	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: %w", err)
+	}
+	db.SetMaxOpenConns(4)
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	return sqlstore.New(db, Dialect), nil
+}
+
 // dsnConnector is the connector database/sql builds for a plain driver.
 type dsnConnector struct {
 	dsn string
