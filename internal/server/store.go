@@ -46,7 +46,7 @@ func openStore(ctx context.Context, cfg config.Config) (*sqlstore.DB, error) {
 			StatementCache: st.StatementCache})
 	}
 	return sqlite.OpenWith(ctx, filepath.Join(cfg.DataDir, sqlite.FileName), sqlite.Options{BusyTimeout: st.StatementTimeout.D(),
-		MaxOpenConns: st.MaxOpenConns, Wrap: cfg.WrapSQLite})
+		MaxOpenConns: st.MaxOpenConns, Wrap: cfg.WrapSQLite, Synchronous: st.SQLiteSynchronous})
 }
 
 // lockDataDir takes the exclusive lock on the data directory dir, held until

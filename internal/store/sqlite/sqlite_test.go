@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"path/filepath"
 	"testing"
 
@@ -37,5 +38,40 @@ func TestReopenKeepsData(t *testing.T) {
 	defer db.Close()
 	if got, err := db.Secret(ctx, "s"); err != nil || string(got) != "v" {
 		t.Fatalf("after reopen: %q, %v", got, err)
+	}
+}
+
+// TestSynchronousFullByDefault: every connection of the pool syncs each
+// commit (synchronous=FULL, 2) unless NORMAL (1) is asked for; anything else
+// is refused rather than silently weakened.
+func TestSynchronousFullByDefault(t *testing.T) {
+	for _, c := range []struct {
+		opt  string
+		want int
+	}{{"", 2}, {"full", 2}, {"NORMAL", 1}} {
+		db, err := OpenWith(context.Background(), filepath.Join(t.TempDir(), FileName), Options{Synchronous: c.opt, MaxOpenConns: 3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Hold every connection of the pool at once, so each is checked.
+		var conns []*sql.Conn
+		for range 3 {
+			cn, err := db.SQL().Conn(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			conns = append(conns, cn)
+		}
+		for i, cn := range conns {
+			var got int
+			if err := cn.QueryRowContext(context.Background(), "PRAGMA synchronous").Scan(&got); err != nil || got != c.want {
+				t.Fatalf("synchronous %q, connection %d: %d, %v; want %d", c.opt, i, got, err, c.want)
+			}
+			cn.Close()
+		}
+		db.Close()
+	}
+	if _, err := OpenWith(context.Background(), filepath.Join(t.TempDir(), FileName), Options{Synchronous: "OFF"}); err == nil {
+		t.Fatal("synchronous OFF accepted")
 	}
 }
