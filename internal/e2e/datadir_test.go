@@ -46,7 +46,6 @@ func TestSecondServeOnOneDataDir(t *testing.T) {
 	if code == 0 || !strings.Contains(out, dir) || !strings.Contains(out, pid) {
 		t.Fatalf("second serve on %s: exit %d\n%s\nwant a failure naming the directory and %s", dir, code, out, pid)
 	}
-	t.Logf("second serve: exit %d: %s", code, out)
 	code, out = runChild(t, "kek", "rotate", "--data-dir", dir)
 	if code == 0 || !strings.Contains(out, pid) || !strings.Contains(out, "stop the gateway first") {
 		t.Fatalf("kek rotate next to a running gateway: exit %d\n%s", code, out)

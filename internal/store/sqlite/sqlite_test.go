@@ -75,3 +75,50 @@ func TestSynchronousFullByDefault(t *testing.T) {
 		t.Fatal("synchronous OFF accepted")
 	}
 }
+
+// TestReadOnlyStore: the store offline tools read (audit verify) opens a
+// closed database and one a gateway has open, sees what was committed, and
+// cannot write.
+func TestReadOnlyStore(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), FileName)
+	if _, err := OpenReadOnly(ctx, path); err == nil {
+		t.Fatal("a read-only open created a store")
+	}
+	db, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.PutSecretIfAbsent(ctx, "a", []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	db.Close() // a clean close removes the -wal and -shm files
+	ro, err := OpenReadOnly(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := ro.Secret(ctx, "a"); err != nil || string(got) != "1" {
+		t.Fatalf("read-only, closed store: %q, %v", got, err)
+	}
+	ro.Close()
+
+	db, err = Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ro, err = OpenReadOnly(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	if _, err := db.PutSecretIfAbsent(ctx, "b", []byte("2")); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := ro.Secret(ctx, "b"); err != nil || string(got) != "2" {
+		t.Fatalf("read-only next to a writer: %q, %v", got, err)
+	}
+	if _, err := ro.PutSecretIfAbsent(ctx, "c", []byte("3")); err == nil {
+		t.Fatal("the read-only store wrote")
+	}
+}
