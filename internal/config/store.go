@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -28,6 +29,11 @@ type Store struct {
 	// StatementCache is PostgreSQL's per-connection prepared statement cache
 	// size (default 512); -1 turns it off (PgBouncer in transaction mode).
 	StatementCache int `yaml:"statement_cache"`
+	// SQLiteSynchronous is the embedded store's sync on commit: "full"
+	// (default: a commit is on disk before the call goes on, so a power cut
+	// loses no start record of a call that was answered) or "normal" (faster;
+	// a power cut may lose the last commits; docs/operations.md, Durability).
+	SQLiteSynchronous string `yaml:"sqlite_synchronous"`
 }
 
 // DefaultStore is the store section's defaults (pool size depends on the backend).
@@ -47,6 +53,11 @@ func (s Store) validate() error {
 		if d <= 0 {
 			errs = append(errs, fmt.Errorf("store.%s must be positive", name))
 		}
+	}
+	switch strings.ToLower(s.SQLiteSynchronous) {
+	case "", "full", "normal":
+	default:
+		errs = append(errs, fmt.Errorf("store.sqlite_synchronous: %q is neither full nor normal", s.SQLiteSynchronous))
 	}
 	if s.StatementCache < -1 {
 		errs = append(errs, errors.New("store.statement_cache: -1 (off), 0 (default) or a size"))

@@ -103,6 +103,7 @@ type Server struct {
 	adminLn net.Listener
 	tmpDir  string
 	dataTLS bool
+	dirLock *sqlite.DirLock // the embedded store's data directory, held while open
 
 	Bootstrap Bootstrap
 }
@@ -123,7 +124,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server, 
 		cfg.DataDir, cfg.Database, cfg.KEKFile = s.tmpDir, "", filepath.Join(s.tmpDir, "kek.key")
 		s.cfg = cfg
 	}
-	if s.db, err = openDB(ctx, cfg); err != nil {
+	if s.db, s.dirLock, err = openDB(ctx, cfg); err != nil {
 		return nil, err
 	}
 	keks, created, err := keyring.LoadKEKs(cfg.KEKFile, envOrDev(cfg.Dev))
@@ -734,25 +735,55 @@ func (s *Server) createDevKey(ctx context.Context) error {
 	return nil
 }
 
-// OpenStore opens the store of cfg directly, for offline tools (audit verify).
+// OpenStore opens the store of cfg directly for offline tools that only read
+// (audit verify). The embedded store opens read-only and without the data
+// directory's lock, so it may run while the gateway that owns the directory
+// does.
 func OpenStore(ctx context.Context, cfg config.Config) (*sqlstore.DB, func() error, error) {
 	var db *sqlstore.DB
 	var err error
 	if cfg.Database != "" {
-		// Offline tools (verify a large log, re-wrap every secret in one
-		// transaction) may run long statements.
+		// Offline tools (verify a large log) may run long statements.
 		db, err = postgres.OpenWith(ctx, cfg.Database, postgres.Options{MaxOpenConns: 4, StatementTimeout: time.Hour})
 	} else {
 		path := filepath.Join(cfg.DataDir, sqlite.FileName)
 		if _, serr := os.Stat(path); serr != nil {
 			return nil, nil, fmt.Errorf("no Gatehouse store at %s", path)
 		}
-		db, err = sqlite.Open(ctx, path)
+		db, err = sqlite.OpenReadOnly(ctx, path)
 	}
 	if err != nil {
 		return nil, nil, err
 	}
 	return db, db.Close, nil
+}
+
+// openExclusive opens the store of cfg for an offline tool that must be its
+// only writer (kek rotate): on the embedded store it takes the data
+// directory's lock, so it refuses to run while a gateway does, and says so.
+func openExclusive(ctx context.Context, cfg config.Config, todo string) (*sqlstore.DB, func() error, error) {
+	if cfg.Database != "" {
+		// Re-wrapping every secret in one transaction may run long.
+		db, err := postgres.OpenWith(ctx, cfg.Database, postgres.Options{MaxOpenConns: 4, StatementTimeout: time.Hour})
+		if err != nil {
+			return nil, nil, err
+		}
+		return db, db.Close, nil
+	}
+	path := filepath.Join(cfg.DataDir, sqlite.FileName)
+	if _, err := os.Stat(path); err != nil {
+		return nil, nil, fmt.Errorf("no Gatehouse store at %s", path)
+	}
+	lock, err := lockDataDir(cfg.DataDir, todo)
+	if err != nil {
+		return nil, nil, err
+	}
+	db, err := sqlite.Open(ctx, path)
+	if err != nil {
+		lock.Close()
+		return nil, nil, err
+	}
+	return db, func() error { err := db.Close(); lock.Close(); return err }, nil
 }
 
 // RotateKEK makes a new key-encryption key current and re-wraps every sealed
@@ -767,7 +798,7 @@ func RotateKEK(ctx context.Context, cfg config.Config, log *slog.Logger) (oldID,
 	if err != nil {
 		return "", "", 0, err
 	}
-	db, closeFn, err := OpenStore(ctx, cfg)
+	db, closeFn, err := openExclusive(ctx, cfg, "stop the gateway first: a running gateway holds the old key only")
 	if err != nil {
 		return "", "", 0, err
 	}
@@ -819,7 +850,10 @@ func RecoverAdminKey(ctx context.Context, cfg config.Config, log *slog.Logger) (
 	s := &Server{cfg: cfg, log: log}
 	defer s.closeAll()
 	var err error
-	if s.db, err = openDB(ctx, cfg); err != nil {
+	// Without the data directory's lock: recovery works while the gateway
+	// runs. It writes a new admin key and one ledger record, which the
+	// ledger's transaction orders after the gateway's own appends.
+	if s.db, err = openStore(ctx, cfg); err != nil {
 		return "", err
 	}
 	keks, _, err := keyring.LoadKEKs(cfg.KEKFile, os.Getenv)
@@ -1130,6 +1164,10 @@ func (s *Server) closeAll() {
 	if s.db != nil {
 		s.db.Close()
 		s.db = nil
+	}
+	if s.dirLock != nil { // after the store: the next owner finds it closed
+		s.dirLock.Close()
+		s.dirLock = nil
 	}
 	if s.tmpDir != "" && strings.Contains(s.tmpDir, "gatehouse-dev-") {
 		os.RemoveAll(s.tmpDir)

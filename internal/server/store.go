@@ -2,6 +2,8 @@ package server
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"path/filepath"
 	"time"
 
@@ -15,8 +17,28 @@ import (
 	"github.com/gatehouse-gw/gatehouse/internal/store/sqlstore"
 )
 
-// openDB opens the store cfg names with its pool and deadlines.
-func openDB(ctx context.Context, cfg config.Config) (*sqlstore.DB, error) {
+// openDB opens the store cfg names with its pool and deadlines. On the
+// embedded store it first takes the data directory's lock (see lockDataDir),
+// which the caller releases after closing the store.
+func openDB(ctx context.Context, cfg config.Config) (*sqlstore.DB, *sqlite.DirLock, error) {
+	if cfg.Database != "" {
+		db, err := openStore(ctx, cfg)
+		return db, nil, err
+	}
+	lock, err := lockDataDir(cfg.DataDir, "stop it first, or give this gateway a data directory of its own (--data-dir)")
+	if err != nil {
+		return nil, nil, err
+	}
+	db, err := openStore(ctx, cfg)
+	if err != nil {
+		lock.Close()
+		return nil, nil, err
+	}
+	return db, lock, nil
+}
+
+// openStore is openDB without the data directory's lock.
+func openStore(ctx context.Context, cfg config.Config) (*sqlstore.DB, error) {
 	st := cfg.Store
 	if cfg.Database != "" {
 		return postgres.OpenWith(ctx, cfg.Database, postgres.Options{MaxOpenConns: st.MaxOpenConns, MaxIdleConns: st.MaxIdleConns,
@@ -24,7 +46,20 @@ func openDB(ctx context.Context, cfg config.Config) (*sqlstore.DB, error) {
 			StatementCache: st.StatementCache})
 	}
 	return sqlite.OpenWith(ctx, filepath.Join(cfg.DataDir, sqlite.FileName), sqlite.Options{BusyTimeout: st.StatementTimeout.D(),
-		MaxOpenConns: st.MaxOpenConns, Wrap: cfg.WrapSQLite})
+		MaxOpenConns: st.MaxOpenConns, Wrap: cfg.WrapSQLite, Synchronous: st.SQLiteSynchronous})
+}
+
+// lockDataDir takes the exclusive lock on the data directory dir, held until
+// the returned lock is closed (or the process ends): one process owns an
+// embedded store, or budgets admitted in memory and the ledger's sequence
+// would be wrong. If another process holds it, the error names the directory
+// and the holder's PID, and says what to do (todo).
+func lockDataDir(dir, todo string) (*sqlite.DirLock, error) {
+	lock, err := sqlite.LockDir(dir)
+	if errors.Is(err, sqlite.ErrLocked) {
+		return nil, fmt.Errorf("%w; %s", err, todo)
+	}
+	return lock, err
 }
 
 // boundedAuth gives every store lookup of authentication a deadline: a

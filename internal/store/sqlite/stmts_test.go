@@ -161,4 +161,10 @@ func TestHotPathOnOneConnection(t *testing.T) {
 	if err != nil || sp[0].Spent != 80 || sp[0].Reserved != 0 {
 		t.Fatalf("spend %+v, %v; want 80 spent, 0 reserved", sp, err)
 	}
+	// Every statement those transactions ran is cached, the row-returning ones
+	// included: reserve 3, settle 2, usage 1, ledger 5 (size, open, entries,
+	// hashes, state).
+	if n := db.Statements(); n < 11 {
+		t.Fatalf("%d statements prepared after the transactions, want every hot one (11): the cache is not in use inside transactions", n)
+	}
 }

@@ -27,16 +27,22 @@ import (
 // statements whose text depends on a count (multi-row INSERTs, IN lists) are
 // built in power-of-two shapes (see chunks and padIn), never one text per count.
 
-// cacheInTx turns on cached statements inside transactions. It is off:
-// with it on, TestBudgetHoldsUnderAttack (internal/e2e, SQLite, -race, many
-// concurrent calls, some disconnecting) saw calls fail with budget_unavailable
-// after the busy timeout — some connection kept SQLite's write lock. Running
-// only row-returning statements as text made it rarer, not gone. Until the
-// cause is found (suspected: a cached statement left in progress when
-// database/sql rolls a transaction back on cancellation, so the ROLLBACK
-// fails), transactions run SQL text and only pool-level statements (key
-// lookup, heartbeat, breaker, single usage insert) are cached on SQLite.
-const cacheInTx = false
+// Inside a transaction (SQLite) the hot statements are cached too, those
+// that return rows (DELETE/UPDATE … RETURNING, the ledger's reads) included:
+// tx.StmtContext binds the DB-wide statement to the transaction's connection
+// and reuses that connection's preparation. This was off for a while
+// because TestBudgetHoldsUnderAttack (internal/e2e, SQLite, -race) once
+// failed with budget_unavailable in a full e2e run while it was on, and the
+// suspicion was a cached statement left in progress when database/sql rolls
+// a cancelled transaction back, so that the ROLLBACK fails and the
+// connection keeps SQLite's write lock. It does not happen with this driver
+// (modernc.org/sqlite v1.62.0): a cached statement is reset, not left in
+// progress, when its rows close and when its step is interrupted, and the
+// driver's ROLLBACK ignores the transaction's context. Tests in
+// internal/store/sqlite hold it so: a call cancelled at each of its driver
+// calls in turn (TestCancelAtEveryDriverCallReleasesTheWriteLock) and
+// cancelled callers under contention (TestCancelledCallersUnderContention)
+// leave the write lock free and nothing reserved.
 
 // hotExec executes query (written with ? placeholders) on tx, or on the pool
 // when tx is nil, through the statement cache.
@@ -58,19 +64,7 @@ func (s *DB) hotExec(ctx context.Context, tx *sql.Tx, query string, args ...any)
 }
 
 // hotQueryRow is QueryRowContext through the statement cache.
-//
-// Inside a transaction it runs the text: with a cached SQLite statement that
-// returns rows (DELETE/UPDATE … RETURNING, SELECT) inside a transaction,
-// TestBudgetHoldsUnderAttack (internal/e2e) saw calls fail with
-// budget_unavailable after the store's busy timeout when callers disconnect:
-// a connection kept SQLite's write lock. The cause is not pinned down yet
-// (suspected: a statement left in progress when the transaction is rolled
-// back on cancellation, which makes the ROLLBACK fail); until it is, only
-// statements that return no rows are cached inside transactions.
 func (s *DB) hotQueryRow(ctx context.Context, tx *sql.Tx, query string, args ...any) rowScanner {
-	if tx != nil {
-		return tx.QueryRowContext(ctx, s.q(query), args...)
-	}
 	st, done, err := s.stmt(ctx, tx, query)
 	if err != nil {
 		return errRow{err}
@@ -85,11 +79,7 @@ func (s *DB) hotQueryRow(ctx context.Context, tx *sql.Tx, query string, args ...
 }
 
 // hotQuery is QueryContext through the statement cache; the caller closes the rows.
-// Inside a transaction it runs the text (see hotQueryRow).
 func (s *DB) hotQuery(ctx context.Context, tx *sql.Tx, query string, args ...any) (*sql.Rows, error) {
-	if tx != nil {
-		return tx.QueryContext(ctx, s.q(query), args...)
-	}
 	st, _, err := s.stmt(ctx, tx, query)
 	if err != nil {
 		return nil, err
@@ -100,7 +90,8 @@ func (s *DB) hotQuery(ctx context.Context, tx *sql.Tx, query string, args ...any
 		}
 		return s.db.QueryContext(ctx, s.q(query), args...)
 	}
-	// The pool's statement lives as long as the DB.
+	// The pool's statement lives as long as the DB; a transaction's binding
+	// of it is released when the transaction ends.
 	return st.QueryContext(ctx, args...)
 }
 
@@ -119,9 +110,6 @@ func (s *DB) stmt(ctx context.Context, tx *sql.Tx, query string) (*sql.Stmt, fun
 	if tx == nil {
 		st, err := s.prepared(ctx, query)
 		return st, func() {}, err
-	}
-	if !cacheInTx {
-		return nil, nil, nil
 	}
 	s.mu.RLock()
 	st, ok := s.stmts[query]
