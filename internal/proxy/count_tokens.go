@@ -68,7 +68,7 @@ func (h *Handler) serveCountTokens(w http.ResponseWriter, r *http.Request, rec *
 			w.Header()[k] = v
 		}
 	}
-	if err := h.writeStart(r, rec, body); err != nil {
+	if err := h.writeStart(r, rec, body, nil); err != nil {
 		return err
 	}
 

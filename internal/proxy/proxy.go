@@ -87,6 +87,16 @@ type Ledger interface {
 	Append(ctx context.Context, e ledger.Entry) (int64, error)
 }
 
+// Sequencer is a Ledger whose store makes a call's hold durable with its
+// start record, and its settlement and usage row with its end record
+// (ledger.Log): one durable write per call phase. With a Ledger that is not
+// one, holds are written by Budgets.Reserve and usage rows by the Recorder.
+type Sequencer interface {
+	Ledger
+	CarriesCalls() bool
+	Enqueue(ctx context.Context, e ledger.Entry) error
+}
+
 // Alerter tells operators (package alert).
 type Alerter interface {
 	Send(a alert.Alert)
@@ -140,6 +150,7 @@ type Handler struct {
 	auth     Authenticator
 	rec      Recorder
 	ledger   Ledger
+	seq      Sequencer // the ledger, when it carries calls' holds, settlements and usage
 	tokens   *Tokens
 	limiter  Limiter
 	budgets  Budgets
@@ -172,6 +183,9 @@ func New(d Deps, opt Options) *Handler {
 		opt.DefaultMaxOutput = 32768
 	}
 	h := &Handler{zone: time.UTC, snapshot: d.Snapshot, auth: d.Auth, rec: d.Usage, ledger: d.Ledger, tokens: d.Tokens, limiter: d.Limiter, budgets: d.Budgets, breaker: d.Breaker, alerts: d.Alerts, observer: d.Observer, log: d.Log, opt: opt, now: time.Now, mux: http.NewServeMux()}
+	if sq, ok := d.Ledger.(Sequencer); ok && sq.CarriesCalls() {
+		h.seq = sq
+	}
 	for _, ep := range []provider.Endpoint{provider.Chat, provider.Completions, provider.Embeddings, provider.Responses, provider.Messages, provider.CountTokens} {
 		h.mux.HandleFunc("POST /v1"+strings.TrimPrefix(ep.Path, "/v1"), h.call(ep))
 	}

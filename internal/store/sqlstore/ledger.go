@@ -26,9 +26,23 @@ func (s *DB) LedgerAppend(ctx context.Context, instance string, entries []ledger
 		if err := s.hotQueryRow(ctx, tx, `SELECT size FROM ledger_state WHERE id = 1`+s.d.ForUpdate).Scan(&start); err != nil {
 			return err
 		}
+		// The calls' holds, settlements and usage rows ride the batch (batch.go).
+		if err := s.batchHolds(ctx, tx, entries); err != nil {
+			return err
+		}
+		if err := s.batchSettles(ctx, tx, entries); err != nil {
+			return err
+		}
+		if err := s.batchUsage(ctx, tx, entries); err != nil {
+			return err
+		}
 		out = make([]int64, len(entries))
 		kept := make([]ledger.Entry, 0, len(entries))
 		for i, e := range entries {
+			if e.Hold != nil && e.Hold.Refused != nil {
+				out[i] = -1 // a hard budget refused the hold: the call does not start
+				continue
+			}
 			if e.Closes {
 				res, err := s.hotExec(ctx, tx, `INSERT INTO ledger_closed (request_id) VALUES (?) ON CONFLICT (request_id) DO NOTHING`, e.RequestID)
 				if err != nil {
