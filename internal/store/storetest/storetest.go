@@ -66,6 +66,9 @@ func Run(t *testing.T, open func(t *testing.T) Backend) {
 		{"Fencing", testFencing},
 		{"FencingRace", testFencingRace},
 		{"OneEndPerRequest", testOneEndPerRequest},
+		{"BatchOneNoLongerFits", testBatchOneNoLongerFits},
+		{"BatchEndsAreIdempotent", testBatchEndsAreIdempotent},
+		{"BatchRace", testBatchRace},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open(t)) })
