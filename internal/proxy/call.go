@@ -305,6 +305,14 @@ func (h *Handler) writeEnd(r *http.Request, rec *usage.Record, ce *callEnd) (usa
 			}
 		}
 	}
+	if h.seq != nil && !h.opt.WaitForEnd {
+		// The end lags: queued (back-pressure when the queue is full, never
+		// dropped), committed by the sequencer after the handler returns.
+		if err := h.seq.Enqueue(ctx, e); err != nil {
+			h.log.Error("ledger: end record not written", "request_id", rec.ID, "err", err)
+		}
+		return usageRides
+	}
 	if _, err := h.ledger.Append(ctx, e); err != nil && !errors.Is(err, ledger.ErrDeferred) {
 		// The call is over; its start record stays open and recovery closes
 		// it; its hold, if any, is charged in full.
