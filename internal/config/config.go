@@ -130,6 +130,9 @@ type Ledger struct {
 	ExportFile         string   `yaml:"export_file"`         // append every record as a JSON line here (SIEM)
 	ExportWebhook      string   `yaml:"export_webhook"`      // POST records (JSON lines, signed like alerts) here
 	VerifyInterval     Duration `yaml:"verify_interval"`     // how often the gateway verifies its own log against the checkpoint; 0: never
+	// LagEndRecords lets a call's end record (with its settlement and usage
+	// row) be committed after the handler returned (docs/design/one-write-per-phase.md).
+	LagEndRecords bool `yaml:"lag_end_records"`
 }
 
 // Breaker configures the spend-velocity breaker (package breaker).

@@ -305,7 +305,7 @@ func (h *Handler) writeEnd(r *http.Request, rec *usage.Record, ce *callEnd) (usa
 			}
 		}
 	}
-	if h.seq != nil && !h.opt.WaitForEnd {
+	if h.seq != nil && h.opt.LagEnd {
 		// The end lags: queued (back-pressure when the queue is full, never
 		// dropped), committed by the sequencer after the handler returns.
 		if err := h.seq.Enqueue(ctx, e); err != nil {

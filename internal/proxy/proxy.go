@@ -142,11 +142,13 @@ type Options struct {
 	// TrustedProxies are the proxies in front of the gateway: with
 	// TrustProxyHeaders, see httpx.SourceAddr.
 	TrustedProxies []netip.Prefix
-	// WaitForEnd makes a call's handler wait for its end entry's commit.
-	// By default the end entry lags: the handler hands it to the sequencer
-	// and returns (the hold is durable and charged in full if the end is
-	// lost; docs/design/one-write-per-phase.md).
-	WaitForEnd bool
+	// LagEnd lets a call's end entry lag: the handler hands it to the
+	// sequencer and returns without waiting for its commit (the hold is
+	// durable and charged in full if the end is lost;
+	// docs/design/one-write-per-phase.md). Off by default: the handler
+	// waits, so that a call's usage row and settlement are visible once
+	// its handler returned.
+	LagEnd bool
 }
 
 // Handler serves the data plane.
