@@ -311,3 +311,57 @@ func (s *DB) batchUsage(ctx context.Context, tx *sql.Tx, entries []ledger.Entry)
 	}
 	return nil
 }
+
+// claimClosed claims the closing entries' requests in ledger_closed, with
+// multi-row INSERTs (one round trip per chunk, not per record): claimed[i]
+// is true for the closing entries that are the first end of their request;
+// of two in one batch the earlier one wins.
+func (s *DB) claimClosed(ctx context.Context, tx *sql.Tx, entries []ledger.Entry) ([]bool, error) {
+	claimed := make([]bool, len(entries))
+	var ids []any
+	at := map[string][]int{}
+	for i, e := range entries {
+		if !e.Closes || (e.Hold != nil && e.Hold.Refused != nil) {
+			continue
+		}
+		if _, dup := at[e.RequestID]; !dup {
+			ids = append(ids, e.RequestID)
+		}
+		at[e.RequestID] = append(at[e.RequestID], i)
+	}
+	for _, n := range chunks(len(ids)) {
+		q := `INSERT INTO ledger_closed (request_id) VALUES (?)` + strings.Repeat(", (?)", n-1) + ` ON CONFLICT (request_id) DO NOTHING RETURNING request_id`
+		rows, err := s.hotQuery(ctx, tx, q, ids[:n]...)
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			if is := at[id]; len(is) > 0 {
+				claimed[is[0]] = true
+			}
+		}
+		if err := rows.Close(); err != nil {
+			return nil, err
+		}
+		ids = ids[n:]
+	}
+	return claimed, nil
+}
+
+// deleteOpen forgets the open starts of closed requests.
+func (s *DB) deleteOpen(ctx context.Context, tx *sql.Tx, ids []any) error {
+	for len(ids) > 0 {
+		n := min(len(ids), maxChunk)
+		args := padIn(slices.Clone(ids[:n]))
+		if _, err := s.hotExec(ctx, tx, `DELETE FROM ledger_open WHERE request_id IN (`+inList(len(args))+`)`, args...); err != nil {
+			return err
+		}
+		ids = ids[n:]
+	}
+	return nil
+}
