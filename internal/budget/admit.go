@@ -3,6 +3,7 @@ package budget
 import (
 	"context"
 	"fmt"
+	"time"
 )
 
 // Admission in memory (docs/design/one-write-per-phase.md). With the
@@ -20,9 +21,10 @@ import (
 // A call fits when committed + pending + amount ≤ limit at every hard budget.
 // When it does not (or the row is not known yet: at start, after recovery, on
 // a period roll), the row is read again from the store, and the call is
-// refused only if the store's own counters cannot cover it; otherwise it goes
-// to the batch, where the store decides. So memory never refuses a call the
-// store would take.
+// refused only if the store's own counters cannot cover it (as the store
+// returned them at most `fresh` ago); otherwise it goes to the batch, where
+// the store decides. So memory never refuses a call the store would have
+// taken a moment before.
 
 type rowKey struct {
 	id     string
@@ -32,8 +34,14 @@ type rowKey struct {
 type counter struct {
 	committed int64 // spent + reserved, as the store last returned it
 	known     bool
-	pending   int64 // holds admitted here, their start entries not final yet
+	at        time.Time // when the store returned committed
+	pending   int64     // holds admitted here, their start entries not final yet
 }
+
+// fresh is how long a counter the store returned is trusted to refuse a
+// call without asking the store again: under a flood of calls that do not
+// fit, the store is read a few times a second per budget, not once per call.
+const fresh = 50 * time.Millisecond
 
 // maxCounters bounds the rows kept in memory (old periods are dropped).
 const maxCounters = 4096
@@ -56,9 +64,10 @@ func (l *Ledger) counter(k rowKey) *counter {
 
 // learn records counters the store returned (under l.mu).
 func (l *Ledger) learn(spends []Spend) {
+	now := time.Now()
 	for _, sp := range spends {
 		c := l.counter(rowKey{sp.BudgetID, sp.PeriodStart})
-		c.committed, c.known = sp.Spent+sp.Reserved, true
+		c.committed, c.known, c.at = sp.Spent+sp.Reserved, true, now
 	}
 }
 
@@ -100,9 +109,13 @@ func (l *Ledger) Admit(ctx context.Context, id string, c Call, amount int64) (*H
 			continue
 		}
 		ct := l.counter(rowKey{a.charge.BudgetID, a.charge.PeriodStart})
+		if ct.known && ct.committed+amount > a.charge.Limit && time.Since(ct.at) < fresh {
+			// The store said so a moment ago: refuse without asking again.
+			l.mu.Unlock()
+			return nil, &Refusal{Budget: a.budget, Remaining: max(a.charge.Limit-ct.committed, 0), Needed: amount}
+		}
 		if !ct.known || ct.committed+ct.pending+amount > a.charge.Limit {
 			fits = false
-			break
 		}
 	}
 	l.mu.Unlock()
