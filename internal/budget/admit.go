@@ -111,8 +111,9 @@ func (l *Ledger) Admit(ctx context.Context, id string, c Call, amount int64) (*H
 		ct := l.counter(rowKey{a.charge.BudgetID, a.charge.PeriodStart})
 		if ct.known && ct.committed+amount > a.charge.Limit && time.Since(ct.at) < fresh {
 			// The store said so a moment ago: refuse without asking again.
+			ref := &Refusal{Budget: a.budget, Remaining: max(a.charge.Limit-ct.committed, 0), Needed: amount}
 			l.mu.Unlock()
-			return nil, &Refusal{Budget: a.budget, Remaining: max(a.charge.Limit-ct.committed, 0), Needed: amount}
+			return nil, ref
 		}
 		if !ct.known || ct.committed+ct.pending+amount > a.charge.Limit {
 			fits = false
