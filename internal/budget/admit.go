@@ -2,6 +2,7 @@ package budget
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -169,6 +170,10 @@ func (h *Hold) Started(spends []Spend, err error) {
 	l := h.l
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if h.started {
+		return
+	}
+	h.started = true
 	for _, a := range h.applied {
 		l.counter(rowKey{a.charge.BudgetID, a.charge.PeriodStart}).pending -= h.amount
 	}
@@ -183,6 +188,13 @@ func (h *Hold) Started(spends []Spend, err error) {
 		delete(l.live, h.id)
 	}
 }
+
+// Abandon is called once the call is over: a hold whose start entry never
+// reached the sequencer (the call failed before it) leaves memory's pending
+// money; its end entry settles whatever the store holds.
+func (h *Hold) Abandon() { h.Started(nil, errNotStarted) }
+
+var errNotStarted = errors.New("budget: the call's start was not written")
 
 // Settled is told that the hold's end entry committed: settled says whether
 // the hold was still there to settle, spends are its budgets' counters after.

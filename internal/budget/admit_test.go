@@ -3,6 +3,7 @@ package budget_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"path/filepath"
 	"sync/atomic"
@@ -84,5 +85,34 @@ func TestAdmitAsksTheStoreBeforeRefusing(t *testing.T) {
 	}
 	if n := st.reads.Load() - before; n > 10 {
 		t.Fatalf("100 refused calls read the store %d times", n)
+	}
+}
+
+// TestAbandonedHoldLeavesMemory: a call that fails before its start entry
+// (a 400 after admission) does not leave its money pending in memory.
+func TestAbandonedHoldLeavesMemory(t *testing.T) {
+	ctx := context.Background()
+	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "gh.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	st := &countingReads{DB: db}
+	b := budget.Budget{ID: "bud_ab", Scope: budget.ScopeKey, ScopeID: "key_1", Period: budget.Lifetime, LimitMicros: 10_000, Hard: true}
+	if err := b.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	l := budget.NewLedger(st, "gw.1", func() []budget.Budget { return []budget.Budget{b} }, nil, slog.New(slog.DiscardHandler))
+	call := budget.Call{KeyID: "key_1", Model: "m"}
+	for i := range 5 {
+		h, err := l.Admit(ctx, fmt.Sprint("req_", i), call, 6_000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.Abandon()
+		h.Abandon() // once only
+	}
+	if n := st.reads.Load(); n != 1 {
+		t.Fatalf("%d store reads for 5 calls that each fit alone; want 1 (memory kept abandoned holds pending)", n)
 	}
 }

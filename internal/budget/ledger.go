@@ -98,6 +98,7 @@ type Hold struct {
 	applied   []applied
 	res       Reservation
 	sequenced bool
+	started   bool // Started was told (under l.mu)
 }
 
 // Refusal names the budget of a store's refusal of the hold.

@@ -461,11 +461,12 @@ func (p *pending) reply(idx int64, err error) {
 // final answers p's caller (if not answered yet) and tells the entry's Done
 // that the entry is final, once.
 func (p *pending) final(idx int64, err error) {
-	p.reply(idx, err)
+	// Done first: the caller, once answered, sees what Done recorded.
 	if p.e.Done != nil && !p.finished {
 		p.finished = true
 		p.e.Done(err)
 	}
+	p.reply(idx, err)
 }
 
 // Run sequences appends and signs checkpoints until ctx ends; then it drains

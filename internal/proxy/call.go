@@ -178,6 +178,7 @@ func (h *Handler) serveCall(w http.ResponseWriter, r *http.Request, ep provider.
 		case hold.Sequenced():
 			// The settlement rides the call's end entry (writeEnd).
 			end.hold, end.actual = hold, rec.CostMicros
+			hold.Abandon() // a no-op once the start entry was final
 		case hold != nil:
 			hold.Settle(r.Context(), rec.CostMicros)
 		}
