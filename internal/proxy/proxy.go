@@ -22,6 +22,13 @@
 //     call ended early after the request left: the whole hold. The breaker
 //     sees what was charged. Record usage, also when the caller disconnects.
 //
+// With a Sequencer ledger (ledger.Log) a call makes one durable write per
+// phase: the budget hold is decided in memory (budget.Ledger.Admit) and
+// made durable with the start record in the sequencer's batch; the
+// settlement and the usage row ride the end record (optionally lagging:
+// Options.LagEnd). Without one, holds, settlements and usage rows are
+// written by their own packages.
+//
 // Errors are rendered in the API's own shape (OpenAI's, or Anthropic's on
 // /v1/messages) with the request id; causes are logged, never sent; no
 // credential is logged or recorded.
