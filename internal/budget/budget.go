@@ -19,6 +19,11 @@
 // claims (fences) the dead instance so that it can never beat again: spend is
 // never under-counted, and a live instance's calls are never swept.
 //
+// With the ledger's sequencer (admit.go), a hold is admitted in memory and
+// written with the call's start record in one batch transaction, which adds
+// the batch's holds to each counter row with one conditional UPDATE; the
+// store still refuses what does not fit. Its settlement rides the end record.
+//
 // Money is integer micro-dollars everywhere.
 package budget
 

@@ -34,8 +34,11 @@ type Ledger struct {
 
 	mu    sync.Mutex
 	retry map[string]retrySettle // settlements that failed, retried by Run
-	live  map[string]struct{}    // reservations of calls in this process, from Reserve to their settlement
+	live  map[string]struct{}    // reservations of calls in this process, from Reserve (or Admit) to their settlement
 	kick  chan struct{}
+
+	counters map[rowKey]*counter // admission in memory (admit.go)
+	alertQ   chan thresholdCheck // threshold checks of sequenced settlements, run by Run
 }
 
 type retrySettle struct {
@@ -51,7 +54,8 @@ type retrySettle struct {
 func NewLedger(st Store, instance string, budgets func() []Budget, alerts Alerter, log *slog.Logger) *Ledger {
 	return &Ledger{store: st, instance: func() string { return instance }, budgets: budgets, alerts: alerts, log: log, now: time.Now,
 		Heartbeat: 5 * time.Second, Stale: 20 * time.Second, Timeout: 5 * time.Second,
-		retry: map[string]retrySettle{}, live: map[string]struct{}{}, kick: make(chan struct{}, 1)}
+		retry: map[string]retrySettle{}, live: map[string]struct{}{}, kick: make(chan struct{}, 1),
+		counters: map[rowKey]*counter{}, alertQ: make(chan thresholdCheck, 1024)}
 }
 
 // SetInstance makes id name the instance that owns the reservations made
@@ -88,10 +92,23 @@ func (l *Ledger) Applies(c Call) (any, hard bool) {
 
 // Hold is a reservation to settle.
 type Hold struct {
-	l       *Ledger
-	id      string
-	amount  int64
-	applied []applied
+	l         *Ledger
+	id        string
+	amount    int64
+	applied   []applied
+	res       Reservation
+	sequenced bool
+	started   bool // Started was told (under l.mu)
+}
+
+// Refusal names the budget of a store's refusal of the hold.
+func (h *Hold) Refusal(ie *InsufficientError) *Refusal {
+	for _, a := range h.applied {
+		if a.budget.ID == ie.BudgetID {
+			return &Refusal{Budget: a.budget, Remaining: ie.Remaining, Needed: ie.Needed}
+		}
+	}
+	return &Refusal{Budget: Budget{ID: ie.BudgetID, LimitMicros: ie.Limit}, Remaining: ie.Remaining, Needed: ie.Needed}
 }
 
 // Amount returns the money held.
@@ -289,6 +306,7 @@ func (l *Ledger) Recover(ctx context.Context, exclusive bool) (int, error) {
 	if n > 0 {
 		l.log.Warn("budget: settled abandoned reservations at their full amount", "reservations", n)
 	}
+	l.Forget() // read the counters again: admission in memory starts from the store
 	return n, nil
 }
 
@@ -350,6 +368,10 @@ func (l *Ledger) Run(ctx context.Context, sweep bool) error {
 			return nil
 		case <-l.kick:
 			retryT.Reset(backoff)
+		case tc := <-l.alertQ:
+			actx, cancel := context.WithTimeout(ctx, l.Timeout)
+			l.checkThresholds(actx, tc.applied, tc.spends)
+			cancel()
 		case <-retryT.C:
 			if l.retrySettles(ctx) {
 				backoff = min(2*backoff, time.Second)

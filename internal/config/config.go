@@ -133,6 +133,9 @@ type Ledger struct {
 	// accepted: Validate moves a positive value there, and refuses 0 (its old
 	// "off") and a value the new key disagrees with. nil: not set.
 	VerifyInterval *Duration `yaml:"verify_interval"`
+	// LagEndRecords lets a call's end record (with its settlement and usage
+	// row) be committed after the handler returned (docs/design/one-write-per-phase.md).
+	LagEndRecords bool `yaml:"lag_end_records"`
 }
 
 // Breaker configures the spend-velocity breaker (package breaker).

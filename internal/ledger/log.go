@@ -11,6 +11,9 @@ import (
 
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/gatehouse-gw/gatehouse/internal/budget"
+	"github.com/gatehouse-gw/gatehouse/internal/usage"
 )
 
 // Entry is one record on its way into the log.
@@ -19,6 +22,41 @@ type Entry struct {
 	RequestID string // Append replaces it by the record's own request id
 	Opens     bool   // a call's start: remember it until its end
 	Closes    bool   // a call's end
+
+	// Hold (with Opens) is the call's budget hold, made durable in the same
+	// transaction as the start record; a hold a hard budget cannot cover is
+	// refused by the store and the start is not appended.
+	Hold *Hold
+	// Settle (with Closes) settles the call's hold in the end record's
+	// transaction; Usage is its usage row, stored there too.
+	Settle *Settlement
+	Usage  *usage.Record
+	// Done, when set, is called once by the sequencer when the entry is
+	// final: committed (nil), refused, dropped as already closed, or given
+	// up at shutdown. A kept (deferred) entry is final only once written.
+	// It runs on the sequencer's goroutine, in commit order: keep it short.
+	Done func(err error)
+}
+
+// Hold is a call's budget hold, carried by its start entry.
+type Hold struct {
+	Reservation budget.Reservation
+	// Set by the store in the batch that commits the entry: the refusal of a
+	// hard budget that cannot cover the hold (then nothing of the entry is
+	// written), or the counters of its budgets after the hold.
+	Refused *budget.InsufficientError
+	Spends  []budget.Spend
+}
+
+// Settlement settles a call's hold, carried by its end entry.
+type Settlement struct {
+	ID     string // the reservation (request) id
+	Actual int64  // micros charged; negative: the hold's own amount
+	// Set by the store: whether the hold was still there to settle (a sweep
+	// or an earlier attempt may have settled it), and its budgets' counters
+	// after settling.
+	Settled bool
+	Spends  []budget.Spend
 }
 
 // OpenCall is a call whose start record has no end record.
@@ -53,6 +91,9 @@ var ErrUnavailable = errors.New("ledger: unavailable")
 // could not be written now: the sequencer keeps it in memory and retries it,
 // in order, until the store takes it.
 var ErrDeferred = fmt.Errorf("%w: the store is unreachable; the end record is kept and retried", ErrUnavailable)
+
+// errGone finishes a start whose caller stopped waiting before its batch.
+var errGone = fmt.Errorf("%w: the caller stopped waiting", ErrUnavailable)
 
 // ErrAlreadyClosed is returned for a closing entry whose request already has
 // an end record (written by recovery, or by an earlier attempt that committed
@@ -104,6 +145,7 @@ type pending struct {
 	idx      int64
 	done     chan error  // buffered, one answer
 	answered bool        // only the goroutine committing p touches it
+	finished bool        // Done was called; as answered
 	gone     atomic.Bool // a start whose caller stopped waiting: skip it if not yet committing
 }
 
@@ -196,6 +238,15 @@ func (l *Log) SetInstance(id func() string) { l.instance = id }
 func (l *Log) Append(ctx context.Context, e Entry) (idx int64, err error) {
 	start := l.now()
 	defer func() { l.observeAppend(start, err) }()
+	queued := false
+	if e.Done != nil {
+		// An entry that never reached the sequencer is final here.
+		defer func() {
+			if !queued {
+				e.Done(err)
+			}
+		}()
+	}
 	if len(e.Data) > MaxEntrySize {
 		return 0, fmt.Errorf("%w: record of %d bytes", ErrUnavailable, len(e.Data))
 	}
@@ -215,8 +266,9 @@ func (l *Log) Append(ctx context.Context, e Entry) (idx int64, err error) {
 	if !l.running {
 		l.mu.RUnlock()
 		p := &pending{e: e, done: make(chan error, 1)}
+		queued = true
 		for _, f := range l.commit(ctx, []*pending{p}) { // no Run to retry it
-			f.reply(-1, fmt.Errorf("%w: the store did not take the record", ErrUnavailable))
+			f.final(-1, fmt.Errorf("%w: the store did not take the record", ErrUnavailable))
 		}
 		return p.idx, <-p.done
 	}
@@ -228,6 +280,7 @@ func (l *Log) Append(ctx context.Context, e Entry) (idx int64, err error) {
 	defer timer.Stop()
 	select {
 	case l.queue <- p:
+		queued = true
 		l.mu.RUnlock()
 	case <-timer.C:
 		l.mu.RUnlock()
@@ -245,6 +298,65 @@ func (l *Log) Append(ctx context.Context, e Entry) (idx int64, err error) {
 	case <-ctx.Done():
 		p.gone.Store(!e.Closes)
 		return 0, fmt.Errorf("%w: %v", ErrUnavailable, ctx.Err())
+	}
+}
+
+// Enqueue hands a closing entry to the sequencer and returns without waiting
+// for its commit: the call's end may lag (its hold is durable already and is
+// charged in full if the end is lost, docs/design/one-write-per-phase.md).
+// It never drops the entry: while the queue is full it waits (back-pressure);
+// when the sequencer is not running it commits the entry itself. The entry's
+// Done tells when it is final.
+func (l *Log) Enqueue(ctx context.Context, e Entry) error {
+	fail := func(err error) error {
+		if e.Done != nil {
+			e.Done(err)
+		}
+		return err
+	}
+	if !e.Closes {
+		return fail(fmt.Errorf("%w: only end records may lag", ErrUnavailable))
+	}
+	if len(e.Data) > MaxEntrySize {
+		return fail(fmt.Errorf("%w: record of %d bytes", ErrUnavailable, len(e.Data)))
+	}
+	rec, err := ParseRecord(e.Data)
+	if err != nil {
+		return fail(fmt.Errorf("%w: %w", ErrUnavailable, err))
+	}
+	e.RequestID = rec.RequestID
+	p := &pending{e: e, done: make(chan error, 1)}
+	var t *time.Timer
+	for {
+		l.mu.RLock()
+		if !l.running {
+			l.mu.RUnlock()
+			for _, f := range l.commit(ctx, []*pending{p}) {
+				f.final(-1, fmt.Errorf("%w: the store did not take the record", ErrUnavailable))
+			}
+			return <-p.done
+		}
+		select {
+		case l.queue <- p:
+			l.mu.RUnlock()
+			return nil
+		default:
+		}
+		// Full: wait, but let go of the lock now and then so that a
+		// stopping Run can take it and drain.
+		if t == nil {
+			t = time.NewTimer(50 * time.Millisecond)
+			defer t.Stop()
+		} else {
+			t.Reset(50 * time.Millisecond)
+		}
+		select {
+		case l.queue <- p:
+			l.mu.RUnlock()
+			return nil
+		case <-t.C:
+			l.mu.RUnlock()
+		}
 	}
 }
 
@@ -310,7 +422,7 @@ func (l *Log) commit(ctx context.Context, batch []*pending) (failed []*pending) 
 			if p.e.Closes {
 				failed = append(failed, p) // answered by the caller of commit
 			} else {
-				p.reply(-1, fmt.Errorf("%w: %v", ErrUnavailable, err))
+				p.final(-1, fmt.Errorf("%w: %v", ErrUnavailable, err))
 			}
 		}
 		return failed
@@ -319,10 +431,13 @@ func (l *Log) commit(ctx context.Context, batch []*pending) (failed []*pending) 
 		l.cache.put(x, h)
 	}
 	for i, p := range batch {
-		if idx[i] < 0 {
-			p.reply(-1, ErrAlreadyClosed)
-		} else {
-			p.reply(idx[i], nil)
+		switch {
+		case idx[i] >= 0:
+			p.final(idx[i], nil)
+		case p.e.Hold != nil && p.e.Hold.Refused != nil:
+			p.final(-1, p.e.Hold.Refused)
+		default:
+			p.final(-1, ErrAlreadyClosed)
 		}
 	}
 	if l.Sink != nil {
@@ -341,6 +456,17 @@ func (p *pending) reply(idx int64, err error) {
 	}
 	p.idx, p.answered = idx, true
 	p.done <- err
+}
+
+// final answers p's caller (if not answered yet) and tells the entry's Done
+// that the entry is final, once.
+func (p *pending) final(idx int64, err error) {
+	// Done first: the caller, once answered, sees what Done recorded.
+	if p.e.Done != nil && !p.finished {
+		p.finished = true
+		p.e.Done(err)
+	}
+	p.reply(idx, err)
 }
 
 // Run sequences appends and signs checkpoints until ctx ends; then it drains
@@ -393,8 +519,9 @@ func (l *Log) Run(ctx context.Context) error {
 					l.retryCount.Store(int64(len(l.retry)))
 					p.reply(-1, ErrDeferred)
 				case p.gone.Load():
+					p.final(-1, errGone)
 				case len(l.retry) >= MaxBatch:
-					p.reply(-1, fmt.Errorf("%w: the store is unreachable", ErrUnavailable))
+					p.final(-1, fmt.Errorf("%w: the store is unreachable", ErrUnavailable))
 				default:
 					batch = append(append(batch[:0], l.retry...), p)
 					batch = l.fill(batch)
@@ -403,6 +530,7 @@ func (l *Log) Run(ctx context.Context) error {
 				continue
 			}
 			if p.gone.Load() {
+				p.final(-1, errGone)
 				continue
 			}
 			batch = l.fill(append(batch[:0], p))
@@ -428,20 +556,27 @@ func (l *Log) Run(ctx context.Context) error {
 			l.running = false
 			l.mu.Unlock()
 			final := context.WithoutCancel(ctx)
-			if len(l.retry) > 0 {
-				if failed := l.commit(final, l.retry); len(failed) > 0 {
-					l.log.Error("ledger: end records could not be written before stopping; recovery closes their calls", "records", len(failed))
+			giveUp := func(failed []*pending) {
+				for _, f := range failed {
+					f.final(-1, fmt.Errorf("%w: the store did not take the record", ErrUnavailable))
 				}
-				l.retryCount.Store(0)
-				l.retry = nil
+				if len(failed) > 0 {
+					l.log.Error("ledger: end records could not be written before stopping; recovery closes their calls and charges their holds in full", "records", len(failed))
+				}
 			}
+			for len(l.retry) > 0 {
+				n := min(len(l.retry), MaxBatch)
+				giveUp(l.commit(final, l.retry[:n]))
+				l.retry = l.retry[n:]
+			}
+			l.retryCount.Store(0)
+			l.retry = nil
+			// Drain what is queued (lagging end entries among it), in batches.
 			for {
 				select {
 				case p := <-l.queue:
-					for _, f := range l.commit(final, []*pending{p}) {
-						l.log.Error("ledger: an end record could not be written before stopping; recovery closes its call", "request_id", f.e.RequestID)
-						f.reply(-1, fmt.Errorf("%w: the store did not take the record", ErrUnavailable))
-					}
+					batch = l.fill(append(batch[:0], p))
+					giveUp(l.commit(final, batch))
 					continue
 				default:
 				}
@@ -463,6 +598,8 @@ func (l *Log) fill(batch []*pending) []*pending {
 		case p := <-l.queue:
 			if !p.gone.Load() {
 				batch = append(batch, p)
+			} else {
+				p.final(-1, errGone)
 			}
 		default:
 			return batch
@@ -470,6 +607,12 @@ func (l *Log) fill(batch []*pending) []*pending {
 	}
 	return batch
 }
+
+// CarriesCalls reports that the log's store makes a call's hold durable with
+// its start record and its settlement and usage row with its end record
+// (Entry.Hold, Settle, Usage): it does, whatever the backend, since every
+// backend implements Store with sqlstore.
+func (l *Log) CarriesCalls() bool { return true }
 
 // Running reports whether Run is sequencing appends.
 func (l *Log) Running() bool {

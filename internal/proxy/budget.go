@@ -21,6 +21,9 @@ import (
 type Budgets interface {
 	Applies(c budget.Call) (any, hard bool)
 	Reserve(ctx context.Context, id string, c budget.Call, amount int64) (*budget.Hold, error)
+	// Admit decides in memory; the hold is made durable by the call's
+	// start entry (used when the handler has a ledger).
+	Admit(ctx context.Context, id string, c budget.Call, amount int64) (*budget.Hold, error)
 }
 
 // worstCase is the most a call can cost, with the token counts it assumes.
@@ -125,7 +128,13 @@ func (h *Handler) reserve(ctx context.Context, ep provider.Endpoint, c *Call, bo
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	for attempt := 0; ; attempt++ {
-		hold, err := h.budgets.Reserve(rctx, id, bc, wc.cost)
+		var hold *budget.Hold
+		var err error
+		if h.seq != nil {
+			hold, err = h.budgets.Admit(rctx, id, bc, wc.cost) // durable with the start record
+		} else {
+			hold, err = h.budgets.Reserve(rctx, id, bc, wc.cost)
+		}
 		var ref *budget.Refusal
 		if errors.As(err, &ref) && ref.Budget.Clamp && ep.Output && c.MaxOutput != nil && attempt < 3 {
 			cur := *c.MaxOutput

@@ -43,12 +43,13 @@ func (h *Handler) call(ep provider.Endpoint) http.HandlerFunc {
 		r, ob := h.observe(r, ep.Name, start)
 		rec := &usage.Record{ID: httpx.RequestID(r.Context()), Time: start.UTC(), Endpoint: ep.Name}
 		ended := false
-		defer h.recordPanic(r, rec, start, &ended)
+		end := &callEnd{}
+		defer h.recordPanic(r, rec, start, &ended, end)
 		var err error
 		if ep == provider.CountTokens {
 			err = h.serveCountTokens(w, r, rec)
 		} else {
-			err = h.serveCall(w, r, ep, rec)
+			err = h.serveCall(w, r, ep, rec, end)
 		}
 		rec.LatencyMillis = h.now().Sub(start).Milliseconds()
 		if err != nil {
@@ -67,8 +68,7 @@ func (h *Handler) call(ep provider.Endpoint) http.HandlerFunc {
 		tripped := false
 		if rec.KeyID != "" { // authenticated calls only: nothing to attribute otherwise
 			ended = true
-			h.writeEnd(r, rec)
-			h.record(r.Context(), rec)
+			h.endCall(r, rec, end)
 			if h.breaker != nil && h.breaker.Observe(r.Context(), rec.KeyID, rec.CostMicros) {
 				tripped = true
 				h.log.Warn("spend-velocity breaker tripped; key suspended", "key_id", rec.KeyID, "request_id", rec.ID)
@@ -78,7 +78,14 @@ func (h *Handler) call(ep provider.Endpoint) http.HandlerFunc {
 	}
 }
 
-func (h *Handler) serveCall(w http.ResponseWriter, r *http.Request, ep provider.Endpoint, rec *usage.Record) (err error) {
+// callEnd is what a call's end entry settles: its hold (sequenced) and the
+// money it is charged.
+type callEnd struct {
+	hold   *budget.Hold
+	actual int64
+}
+
+func (h *Handler) serveCall(w http.ResponseWriter, r *http.Request, ep provider.Endpoint, rec *usage.Record, end *callEnd) (err error) {
 	var out outcome
 
 	// Front half (authenticate … rate limits): prepare.go, shared with count_tokens.
@@ -115,7 +122,12 @@ func (h *Handler) serveCall(w http.ResponseWriter, r *http.Request, ep provider.
 		if rec.OverReservation {
 			h.overReservation(rec, held)
 		}
-		if hold != nil {
+		switch {
+		case hold.Sequenced():
+			// The settlement rides the call's end entry (writeEnd).
+			end.hold, end.actual = hold, rec.CostMicros
+			hold.Abandon() // a no-op once the start entry was final
+		case hold != nil:
 			hold.Settle(r.Context(), rec.CostMicros)
 		}
 	}()
@@ -128,7 +140,7 @@ func (h *Handler) serveCall(w http.ResponseWriter, r *http.Request, ep provider.
 	// Write-ahead: the start record is durable before anything goes upstream;
 	// if it cannot be written, the call fails closed.
 	_, endLedger := ob.phase(r.Context(), PhaseLedger)
-	err = h.writeStart(r, rec, upBody) // the hash of the bytes the upstream gets
+	err = h.writeStart(r, rec, upBody, hold) // the hash of the bytes the upstream gets
 	endLedger(err)
 	if err != nil {
 		return err
@@ -168,7 +180,7 @@ func (h *Handler) serveCall(w http.ResponseWriter, r *http.Request, ep provider.
 
 // writeStart appends the call's start record. Strings from the caller go in
 // as they came: Record.Marshal makes them valid UTF-8 and bounds them.
-func (h *Handler) writeStart(r *http.Request, rec *usage.Record, body []byte) error {
+func (h *Handler) writeStart(r *http.Request, rec *usage.Record, body []byte, hold *budget.Hold) error {
 	if h.ledger == nil {
 		return nil
 	}
@@ -176,7 +188,19 @@ func (h *Handler) writeStart(r *http.Request, rec *usage.Record, body []byte) er
 	start := ledger.Record{Kind: ledger.KindCallStart, Time: rec.Time, RequestID: rec.ID, PrincipalID: rec.PrincipalID, KeyID: rec.KeyID,
 		TeamID: rec.TeamID, SourceIP: h.sourceAddr(r).String(), UserAgent: r.UserAgent(), Endpoint: rec.Endpoint,
 		Model: rec.Model, Provider: rec.Provider, Stream: rec.Stream, Decision: "allow", Reasons: rec.Reasons, BodySHA256: hex.EncodeToString(sum[:])}
-	if _, err := h.ledger.Append(r.Context(), ledger.Entry{Data: start.Marshal(), RequestID: rec.ID, Opens: true}); err != nil {
+	e := ledger.Entry{Data: start.Marshal(), RequestID: rec.ID, Opens: true}
+	if hold.Sequenced() {
+		// The hold is made durable with the start record, in one batch.
+		lh := &ledger.Hold{Reservation: hold.Reservation()}
+		e.Hold, e.Done = lh, func(err error) { hold.Started(lh.Spends, err) }
+	}
+	if _, err := h.ledger.Append(r.Context(), e); err != nil {
+		var ie *budget.InsufficientError
+		if errors.As(err, &ie) && hold != nil {
+			// The store refused what memory admitted (another replica spent,
+			// a limit was lowered): nothing was written, the call fails.
+			return insufficient(hold.Refusal(ie), hold.Amount())
+		}
 		return httpx.Errorf(http.StatusServiceUnavailable, "ledger_unavailable",
 			"The audit log cannot record this call, so it was not made; try again shortly.").WithCause(err)
 	}
@@ -184,32 +208,66 @@ func (h *Handler) writeStart(r *http.Request, rec *usage.Record, body []byte) er
 	return nil
 }
 
+// endCall writes the call's end: the end record with the settlement of its
+// hold and its usage row in one sequencer entry, or (without a ledger) the
+// usage row alone.
+func (h *Handler) endCall(r *http.Request, rec *usage.Record, end *callEnd) {
+	rides := h.writeEnd(r, rec, end)
+	h.record(r.Context(), rec, !rides)
+}
+
 // writeEnd appends the call's end record: the outcome of a call that had a
 // start record, or the refusal of an authenticated call that never started.
-func (h *Handler) writeEnd(r *http.Request, rec *usage.Record) {
+// The settlement of a sequenced hold and the usage row ride it; it reports
+// whether the usage row did.
+func (h *Handler) writeEnd(r *http.Request, rec *usage.Record, ce *callEnd) (usageRides bool) {
 	if h.ledger == nil {
-		return
+		return false
 	}
 	decision := "allow"
 	if !rec.Started {
 		decision = "deny"
 	}
-	end := ledger.Record{Kind: ledger.KindCallEnd, Time: h.now(), RequestID: rec.ID, PrincipalID: rec.PrincipalID, KeyID: rec.KeyID,
+	endRec := ledger.Record{Kind: ledger.KindCallEnd, Time: h.now(), RequestID: rec.ID, PrincipalID: rec.PrincipalID, KeyID: rec.KeyID,
 		TeamID: rec.TeamID, Endpoint: rec.Endpoint, Model: rec.Model, Provider: rec.Provider, Stream: rec.Stream, Decision: decision,
 		Reasons: rec.Reasons, Status: rec.Status, ErrorCode: rec.ErrorCode, InputTokens: rec.Input, CachedInputTokens: rec.CachedInput, OutputTokens: rec.Output,
 		CostMicros: rec.CostMicros, Estimated: rec.Estimated, LatencyMillis: rec.LatencyMillis, UpstreamRequestID: rec.UpstreamRequestID}
 	if !rec.Started {
-		end.SourceIP, end.UserAgent = h.sourceAddr(r).String(), r.UserAgent()
+		endRec.SourceIP, endRec.UserAgent = h.sourceAddr(r).String(), r.UserAgent()
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 10*time.Second)
 	defer cancel()
 	// Every end record closes its request (the log keeps one per request), also
 	// when the start failed: a start that committed after its caller gave up
 	// is closed here instead of staying open.
-	if _, err := h.ledger.Append(ctx, ledger.Entry{Data: end.Marshal(), RequestID: rec.ID, Closes: true}); err != nil {
-		// The call is over; its start record stays open and recovery closes it.
+	e := ledger.Entry{Data: endRec.Marshal(), RequestID: rec.ID, Closes: true}
+	if h.rec != nil && h.seq != nil {
+		u := forStore(*rec)
+		e.Usage, usageRides = &u, true
+	}
+	if hold := ce.hold; hold != nil {
+		st := &ledger.Settlement{ID: rec.ID, Actual: max(ce.actual, 0)}
+		e.Settle = st
+		e.Done = func(err error) {
+			if err == nil || errors.Is(err, ledger.ErrAlreadyClosed) {
+				hold.Settled(st.Settled, st.Spends)
+			}
+		}
+	}
+	if h.seq != nil && h.opt.LagEnd {
+		// The end lags: queued (back-pressure when the queue is full, never
+		// dropped), committed by the sequencer after the handler returns.
+		if err := h.seq.Enqueue(ctx, e); err != nil {
+			h.log.Error("ledger: end record not written", "request_id", rec.ID, "err", err)
+		}
+		return usageRides
+	}
+	if _, err := h.ledger.Append(ctx, e); err != nil && !errors.Is(err, ledger.ErrDeferred) {
+		// The call is over; its start record stays open and recovery closes
+		// it; its hold, if any, is charged in full.
 		h.log.Error("ledger: end record not written", "request_id", rec.ID, "err", err)
 	}
+	return usageRides
 }
 
 // decide asks the policies in force about a call. budget_remaining_micros is
@@ -512,14 +570,16 @@ func writeStreamError(w io.Writer, ep provider.Endpoint, id, code, msg string) {
 }
 
 // record stores the usage record, outliving the caller's connection.
-func (h *Handler) record(ctx context.Context, rec *usage.Record) {
+func (h *Handler) record(ctx context.Context, rec *usage.Record, store bool) {
 	if h.rec == nil {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	if err := h.rec.Record(ctx, forStore(*rec)); err != nil {
-		h.log.Error("recording usage failed", "request_id", rec.ID, "err", err)
+	if store {
+		if err := h.rec.Record(ctx, forStore(*rec)); err != nil {
+			h.log.Error("recording usage failed", "request_id", rec.ID, "err", err)
+		}
 	}
 	h.log.LogAttrs(ctx, slog.LevelInfo, "call", slog.String("request_id", rec.ID), slog.String("key_id", rec.KeyID),
 		slog.String("model", rec.Model), slog.String("provider", rec.Provider), slog.Bool("stream", rec.Stream),

@@ -29,7 +29,7 @@ func (h *Handler) serveCountTokens(w http.ResponseWriter, r *http.Request, rec *
 		defer ticket.Release(r.Context())
 		defer ticket.Settle(context.WithoutCancel(r.Context()), 0)
 	}
-	if err := h.writeStart(r, rec, body); err != nil {
+	if err := h.writeStart(r, rec, body, nil); err != nil {
 		return err
 	}
 

@@ -25,8 +25,7 @@ func (h *Handler) checkModelsScope(r *http.Request, c auth.Caller) error {
 	if errors.As(err, &he) {
 		rec.Status, rec.ErrorCode = he.Status, he.Code
 	}
-	h.writeEnd(r, rec)
-	h.record(r.Context(), rec)
+	h.endCall(r, rec, &callEnd{})
 	return err
 }
 

@@ -25,6 +25,13 @@
 //     call ended early after the request left: the whole hold. The breaker
 //     sees what was charged. Record usage, also when the caller disconnects.
 //
+// With a Sequencer ledger (ledger.Log) a call makes one durable write per
+// phase: the budget hold is decided in memory (budget.Ledger.Admit) and
+// made durable with the start record in the sequencer's batch; the
+// settlement and the usage row ride the end record (optionally lagging:
+// Options.LagEnd). Without one, holds, settlements and usage rows are
+// written by their own packages.
+//
 // Errors are rendered in the API's own shape (OpenAI's, or Anthropic's on
 // /v1/messages) with the request id; causes are logged, never sent; no
 // credential is logged or recorded.
@@ -90,6 +97,16 @@ type Ledger interface {
 	Append(ctx context.Context, e ledger.Entry) (int64, error)
 }
 
+// Sequencer is a Ledger whose store makes a call's hold durable with its
+// start record, and its settlement and usage row with its end record
+// (ledger.Log): one durable write per call phase. With a Ledger that is not
+// one, holds are written by Budgets.Reserve and usage rows by the Recorder.
+type Sequencer interface {
+	Ledger
+	CarriesCalls() bool
+	Enqueue(ctx context.Context, e ledger.Entry) error
+}
+
 // Alerter tells operators (package alert).
 type Alerter interface {
 	Send(a alert.Alert)
@@ -135,6 +152,13 @@ type Options struct {
 	// TrustedProxies are the proxies in front of the gateway: with
 	// TrustProxyHeaders, see httpx.SourceAddr.
 	TrustedProxies []netip.Prefix
+	// LagEnd lets a call's end entry lag: the handler hands it to the
+	// sequencer and returns without waiting for its commit (the hold is
+	// durable and charged in full if the end is lost;
+	// docs/design/one-write-per-phase.md). Off by default: the handler
+	// waits, so that a call's usage row and settlement are visible once
+	// its handler returned.
+	LagEnd bool
 }
 
 // Handler serves the data plane.
@@ -143,6 +167,7 @@ type Handler struct {
 	auth     Authenticator
 	rec      Recorder
 	ledger   Ledger
+	seq      Sequencer // the ledger, when it carries calls' holds, settlements and usage
 	tokens   *Tokens
 	limiter  Limiter
 	budgets  Budgets
@@ -175,6 +200,9 @@ func New(d Deps, opt Options) *Handler {
 		opt.DefaultMaxOutput = 32768
 	}
 	h := &Handler{zone: time.UTC, snapshot: d.Snapshot, auth: d.Auth, rec: d.Usage, ledger: d.Ledger, tokens: d.Tokens, limiter: d.Limiter, budgets: d.Budgets, breaker: d.Breaker, alerts: d.Alerts, observer: d.Observer, log: d.Log, opt: opt, now: time.Now, mux: http.NewServeMux()}
+	if sq, ok := d.Ledger.(Sequencer); ok && sq.CarriesCalls() {
+		h.seq = sq
+	}
 	for _, ep := range []provider.Endpoint{provider.Chat, provider.Completions, provider.Embeddings, provider.Responses, provider.Messages, provider.CountTokens} {
 		h.mux.HandleFunc("POST /v1"+strings.TrimPrefix(ep.Path, "/v1"), h.call(ep))
 	}

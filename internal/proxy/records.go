@@ -44,7 +44,7 @@ func storeString(s string, n int) string {
 // record was written, then lets the panic go on to the recovering middleware.
 // Without it the start record stays open: recovery closes open calls only of
 // a gateway that stopped, so on a live one it never would.
-func (h *Handler) recordPanic(r *http.Request, rec *usage.Record, start time.Time, ended *bool) {
+func (h *Handler) recordPanic(r *http.Request, rec *usage.Record, start time.Time, ended *bool, end *callEnd) {
 	v := recover()
 	if v == nil {
 		return
@@ -53,8 +53,7 @@ func (h *Handler) recordPanic(r *http.Request, rec *usage.Record, start time.Tim
 		*ended = true
 		rec.LatencyMillis = h.now().Sub(start).Milliseconds()
 		rec.Status, rec.ErrorCode = http.StatusInternalServerError, "internal_error"
-		h.writeEnd(r, rec)
-		h.record(r.Context(), rec)
+		h.endCall(r, rec, end)
 	}
 	panic(v)
 }

@@ -939,6 +939,7 @@ func (s *Server) buildHTTP() {
 		MaxBodyBytes: s.cfg.MaxBodyBytes, UpstreamTimeout: s.cfg.UpstreamTimeout.D(),
 		StreamIdleTimeout: s.cfg.StreamIdleTimeout.D(), TrustProxyHeaders: s.cfg.TrustProxyHeaders, TrustedProxies: trustedProxies(s.cfg.TrustedProxies), DefaultMaxOutput: s.cfg.DefaultMaxOutputTokens,
 		PolicyZone: s.cfg.PolicyTimeZone, ClientPrincipals: s.cfg.TLS.ClientPrincipals, AllowUnboundedCost: s.cfg.AllowUnboundedCost,
+		LagEnd: s.cfg.Ledger.LagEndRecords,
 	})
 	dataMux := http.NewServeMux()
 	dataMux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {

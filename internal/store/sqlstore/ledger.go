@@ -26,20 +26,30 @@ func (s *DB) LedgerAppend(ctx context.Context, instance string, entries []ledger
 		if err := s.hotQueryRow(ctx, tx, `SELECT size FROM ledger_state WHERE id = 1`+s.d.ForUpdate).Scan(&start); err != nil {
 			return err
 		}
+		// The calls' holds, settlements and usage rows ride the batch (batch.go).
+		if err := s.batchHolds(ctx, tx, entries); err != nil {
+			return err
+		}
+		if err := s.batchSettles(ctx, tx, entries); err != nil {
+			return err
+		}
+		if err := s.batchUsage(ctx, tx, entries); err != nil {
+			return err
+		}
+		claimed, err := s.claimClosed(ctx, tx, entries)
+		if err != nil {
+			return err
+		}
 		out = make([]int64, len(entries))
 		kept := make([]ledger.Entry, 0, len(entries))
 		for i, e := range entries {
-			if e.Closes {
-				res, err := s.hotExec(ctx, tx, `INSERT INTO ledger_closed (request_id) VALUES (?) ON CONFLICT (request_id) DO NOTHING`, e.RequestID)
-				if err != nil {
-					return err
-				}
-				if n, err := res.RowsAffected(); err != nil {
-					return err
-				} else if n == 0 {
-					out[i] = -1
-					continue
-				}
+			if e.Hold != nil && e.Hold.Refused != nil {
+				out[i] = -1 // a hard budget refused the hold: the call does not start
+				continue
+			}
+			if e.Closes && !claimed[i] {
+				out[i] = -1
+				continue
 			}
 			out[i] = start + int64(len(kept))
 			kept = append(kept, e)
@@ -53,7 +63,8 @@ func (s *DB) LedgerAppend(ctx context.Context, instance string, entries []ledger
 			return err
 		}
 		// Multi-row INSERTs: a batch costs a few round trips, not a few per record.
-		var eRows, hRows [][]any
+		var eRows, hRows, oRows [][]any
+		var closed []any
 		hidx := tlog.StoredHashCount(start)
 		for i, e := range kept {
 			n := start + int64(i)
@@ -64,14 +75,16 @@ func (s *DB) LedgerAppend(ctx context.Context, instance string, entries []ledger
 			}
 			switch {
 			case e.Opens:
-				if _, err := s.hotExec(ctx, tx, `INSERT INTO ledger_open (request_id, instance, idx) VALUES (?, ?, ?)`, e.RequestID, instance, n); err != nil {
-					return err
-				}
+				oRows = append(oRows, []any{e.RequestID, instance, n})
 			case e.Closes:
-				if _, err := s.hotExec(ctx, tx, `DELETE FROM ledger_open WHERE request_id = ?`, e.RequestID); err != nil {
-					return err
-				}
+				closed = append(closed, e.RequestID)
 			}
+		}
+		if err := s.insertRows(ctx, tx, `INSERT INTO ledger_open (request_id, instance, idx) VALUES `, 3, oRows); err != nil {
+			return err
+		}
+		if err := s.deleteOpen(ctx, tx, closed); err != nil {
+			return err
 		}
 		if err := s.insertRows(ctx, tx, `INSERT INTO ledger_entries (idx, request_id, data) VALUES `, 3, eRows); err != nil {
 			return err

@@ -69,6 +69,9 @@ func Run(t *testing.T, open func(t *testing.T) Backend) {
 		{"FencingRace", testFencingRace},
 		{"OneEndPerRequest", testOneEndPerRequest},
 		{"ConsoleSessions", testConsoleSessions},
+		{"BatchOneNoLongerFits", testBatchOneNoLongerFits},
+		{"BatchEndsAreIdempotent", testBatchEndsAreIdempotent},
+		{"BatchRace", testBatchRace},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open(t)) })
