@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"net/http"
 	"time"
+
+	"github.com/gatehouse-gw/gatehouse/internal/store/postgres"
 )
 
 // readyTimeout bounds /readyz: it answers within a second whatever the store does.
@@ -19,10 +21,17 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	checks := map[string]string{}
 	ping := make(chan error, 1)
-	go func() { ping <- s.db.Ping(ctx) }()
+	// The ping gives up a little before the answer is due, so that a pool
+	// retrying refused connects reports the server's reason in time.
+	pctx, pcancel := context.WithTimeout(ctx, readyTimeout-100*time.Millisecond)
+	defer pcancel()
+	go func() { ping <- s.db.Ping(pctx) }()
 	select {
 	case err := <-ping:
-		if err != nil {
+		switch {
+		case postgres.IsTooManyConnections(err):
+			checks["store"] = "PostgreSQL refuses new connections (too many clients, SQLSTATE 53300) and this replica holds none: see max_connections and store.max_open_conns"
+		case err != nil:
 			checks["store"] = "unavailable"
 		}
 	case <-ctx.Done():

@@ -69,6 +69,7 @@ type Server struct {
 	cfg      config.Config
 	log      *slog.Logger
 	db       *sqlstore.DB
+	pool     postgres.PoolHealth // the PostgreSQL pool against the server's connection limit
 	keyring  *keyring.Keyring
 	verifier *vkey.Verifier
 	auth     *auth.Authenticator
@@ -123,7 +124,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server, 
 		cfg.DataDir, cfg.Database, cfg.KEKFile = s.tmpDir, "", filepath.Join(s.tmpDir, "kek.key")
 		s.cfg = cfg
 	}
-	if s.db, err = openDB(ctx, cfg); err != nil {
+	if s.db, err = s.openDB(ctx, cfg); err != nil {
 		return nil, err
 	}
 	keks, created, err := keyring.LoadKEKs(cfg.KEKFile, envOrDev(cfg.Dev))
@@ -817,7 +818,7 @@ func RecoverAdminKey(ctx context.Context, cfg config.Config, log *slog.Logger) (
 	s := &Server{cfg: cfg, log: log}
 	defer s.closeAll()
 	var err error
-	if s.db, err = openDB(ctx, cfg); err != nil {
+	if s.db, err = s.openDB(ctx, cfg); err != nil {
 		return "", err
 	}
 	keks, _, err := keyring.LoadKEKs(cfg.KEKFile, os.Getenv)

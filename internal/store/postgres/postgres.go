@@ -45,13 +45,15 @@ func OpenWith(ctx context.Context, dsn string, o Options) (*sqlstore.DB, error) 
 	if err := migrateDSN(ctx, dsn, o); err != nil {
 		return nil, err
 	}
-	db := stdlib.OpenDB(*cfg)
+	conn := newConnector(stdlib.GetConnector(*cfg), o)
+	db := sql.OpenDB(conn)
+	conn.db.Store(db)
 	db.SetMaxOpenConns(o.MaxOpenConns)
 	db.SetMaxIdleConns(o.MaxIdleConns)
 	db.SetConnMaxLifetime(o.ConnMaxLifetime)
 	pctx, cancel := context.WithTimeout(ctx, o.ConnectTimeout+o.IOTimeout)
 	defer cancel()
-	if err := db.PingContext(pctx); err != nil {
+	if err := conn.establish(pctx, db, o.MinOpenConns); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("postgres: connect: %w", redactDSNError(err, dsn))
 	}
