@@ -204,7 +204,7 @@ func TestBudgetTwoReplicas(t *testing.T) {
 	worst := worstCase(attackBody)
 	limit := worst*callsAffected + worst/2
 	bud := setBudget(t, a.admin, a.keyID, limit, false)
-	time.Sleep(2500 * time.Millisecond) // replica B picks the budget up on its config poll
+	b.srv.Reload(context.Background()) // replica B has the budget before the attack (as its change listener would soon give it)
 	gate := make(chan struct{})
 	a.up.SetFault(sim.Fault{Gate: gate})
 	res := attack(t, []string{a.dataURL, b.dataURL}, a.key, attackBody, attackCalls, 0, a.up, gate)

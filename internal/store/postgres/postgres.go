@@ -66,7 +66,12 @@ func migrateDSN(ctx context.Context, dsn string, o Options) error {
 		return fmt.Errorf("postgres: %w", redactDSNError(err, dsn))
 	}
 	cfg.ConnectTimeout = o.ConnectTimeout
-	db := stdlib.OpenDB(*cfg)
+	// A server at its connection limit is retried for up to the connect
+	// timeout: a replica starting while others churn should not give up on
+	// the first refusal.
+	conn := newConnector(stdlib.GetConnector(*cfg), o)
+	conn.establishing.Store(true)
+	db := sql.OpenDB(conn)
 	defer db.Close()
 	db.SetMaxOpenConns(1)
 	if err := db.PingContext(ctx); err != nil {
