@@ -5,9 +5,9 @@ import (
 	"encoding/json"
 	"net/http"
 	"time"
-
-	"github.com/gatehouse-gw/gatehouse/internal/store/postgres"
 )
+
+const refusedReason = "PostgreSQL refuses new connections (too many clients, SQLSTATE 53300) and this replica has none free: see max_connections and store.max_open_conns"
 
 // readyTimeout bounds /readyz: it answers within a second whatever the store does.
 const readyTimeout = 800 * time.Millisecond
@@ -28,14 +28,16 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	go func() { ping <- s.db.Ping(pctx) }()
 	select {
 	case err := <-ping:
-		switch {
-		case postgres.IsTooManyConnections(err):
-			checks["store"] = "PostgreSQL refuses new connections (too many clients, SQLSTATE 53300) and this replica holds none: see max_connections and store.max_open_conns"
-		case err != nil:
+		if err != nil {
 			checks["store"] = "unavailable"
 		}
 	case <-ctx.Done():
 		checks["store"] = "no answer within " + readyTimeout.String()
+	}
+	// A store that does not answer because the server refuses this replica
+	// connections (and it holds none free) says so: the cure is capacity.
+	if _, failed := checks["store"]; failed && s.pool.RefusedSince(time.Now().Add(-2*time.Second)) {
+		checks["store"] = refusedReason
 	}
 	if err := s.inst.Live(); err != nil && s.cfg.Database != "" {
 		checks["instance"] = err.Error()

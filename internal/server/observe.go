@@ -6,8 +6,6 @@ import (
 	"os"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/gatehouse-gw/gatehouse/internal/budget"
 	"github.com/gatehouse-gw/gatehouse/internal/console"
 	"github.com/gatehouse-gw/gatehouse/internal/metrics"
@@ -22,25 +20,16 @@ func (s *Server) openObservability(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	var pool metrics.Pool
+	if s.cfg.Database != "" {
+		pool = &s.pool
+	}
 	s.metrics = metrics.New(metrics.Options{PerKeyLabels: s.cfg.Metrics.PerKeyLabels, Token: tok}, metrics.Sources{
+		Pool:    pool,
 		Budgets: func(ctx context.Context) ([]budget.Status, error) { return s.budgets.Statuses(ctx, s.budgetList()) },
 		Ledger:  s.ledger,
 		DB:      s.db.SQL(),
 	}, s.log)
-	if s.cfg.Database != "" {
-		s.metrics.Registry().MustRegister(
-			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "gatehouse_store_connections_refused_total",
-				Help: "New PostgreSQL connections the server refused because it is at its connection limit (SQLSTATE 53300, too many clients)."},
-				func() float64 { return float64(s.pool.Refused()) }),
-			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "gatehouse_store_pool_capped",
-				Help: "1 while the PostgreSQL pool is held at the connections it has (below store.max_open_conns) because the server refused more; gatehouse_max_open_connections shows the cap."},
-				func() float64 {
-					if s.pool.Capped() {
-						return 1
-					}
-					return 0
-				}))
-	}
 	s.ledger.ObserveAppends(s.metrics.ObserveLedgerAppend)
 	s.tracer, err = telemetry.Open(ctx, telemetry.Options{Enabled: s.cfg.Telemetry.Traces, Getenv: os.Getenv}, s.log)
 	return err

@@ -26,8 +26,12 @@ func IsTooManyConnections(err error) bool { return pgCode(err) == codeTooManyCon
 // safe for concurrent use.
 type PoolHealth struct {
 	refused atomic.Int64 // connection attempts the server refused with 53300
+	last    atomic.Int64 // when the last was refused (Unix nanoseconds)
 	capped  atomic.Bool  // the pool is held below max_open_conns after a refusal
 }
+
+// RefusedSince reports whether the server refused a connection at or after t.
+func (h *PoolHealth) RefusedSince(t time.Time) bool { return h.last.Load() >= t.UnixNano() }
 
 // Refused is the number of new connections the server refused (53300).
 func (h *PoolHealth) Refused() int64 { return h.refused.Load() }
@@ -163,6 +167,7 @@ func (c *connector) capAt(db *sql.DB, n int) {
 // refused counts a refusal and logs it; held is the cap it set (0: none).
 func (c *connector) refused(held int) {
 	c.health.refused.Add(1)
+	c.health.last.Store(time.Now().UnixNano())
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.unlogged++
