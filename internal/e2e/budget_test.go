@@ -21,10 +21,10 @@ import (
 	"github.com/gatehouse-gw/gatehouse/internal/proxy"
 )
 
-// The attack of the incident: one key, a hard budget worth ten calls, 500
+// The attack of the incident: one key, a hard budget worth ten calls, 200
 // concurrent calls.
 const (
-	attackCalls   = 500
+	attackCalls   = 200 // hundreds at once, as in the incident; far more than the ten the budget covers
 	attackBody    = `{"model":"gpt-4o","max_tokens":400,"messages":[{"role":"user","content":"Write a long essay about governance gateways."}]}`
 	streamBody    = `{"model":"gpt-4o","max_tokens":400,"stream":true,"messages":[{"role":"user","content":"Write a long essay about governance gateways."}]}`
 	gpt4oIn       = 2_500_000 // micros per Mtok

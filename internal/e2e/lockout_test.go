@@ -238,6 +238,7 @@ func TestBruteForceEveryFactorTwoReplicas(t *testing.T) {
 // locked as an address (login names that exist and names that do not alike),
 // and unlock --subject clears it.
 func TestSourceAddressLockout(t *testing.T) {
+	t.Parallel() // independent (own gateway, store and upstream); mostly one core of work
 	g := startGateway(t, gwOptions{mutate: func(c *configT) { c.Login.SourceMaxFailures = 4 }})
 	anon := client.New("http://"+g.srv.AdminAddr(), "")
 	ctx := context.Background()

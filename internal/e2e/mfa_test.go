@@ -57,6 +57,7 @@ func enrolUser(t *testing.T, f *fixture, name string, roles []string) (*client.C
 // TestLoginTOTPAndStepUp: password + TOTP login, replay refused, recovery
 // codes, and a policy that demands a recent second factor for admin writes.
 func TestLoginTOTPAndStepUp(t *testing.T) {
+	t.Parallel() // independent (own gateway, store and upstream); mostly one core of work
 	f := newFixture(t, gwOptions{})
 	ctx := context.Background()
 	anon := client.New("http://"+f.srv.AdminAddr(), "")
@@ -205,6 +206,7 @@ func TestMFAProtectedKey(t *testing.T) {
 // recent second factor (the built-in policy), other actions do not; admin keys
 // cannot step up, a user's fresh TOTP session can.
 func TestStepUpMaxAge(t *testing.T) {
+	t.Parallel() // independent (own gateway, store and upstream); mostly one core of work
 	g := startGateway(t, gwOptions{mutate: func(c *configT) { c.StepUpMaxAge = config.Duration(5 * time.Minute) }})
 	f := &fixture{gateway: g}
 	ctx := context.Background()
