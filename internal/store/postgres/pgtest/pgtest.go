@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/store/postgres"
 	"github.com/gatehouse-gw/gatehouse/internal/store/sqlstore"
@@ -48,7 +49,9 @@ func DSN(t testing.TB) string {
 	return u.String()
 }
 
-// Exec runs statements on a connection of its own, closed after them.
+// Exec runs statements on a connection of its own, closed after them. A
+// server at its connection limit (others' tests, pg-squeeze.sh) is retried
+// for up to ten seconds: a test's bookkeeping should not fail on it.
 func Exec(dsn string, stmts ...string) error {
 	db, err := sql.Open("pgx", dsn)
 	if err != nil {
@@ -56,6 +59,13 @@ func Exec(dsn string, stmts ...string) error {
 	}
 	defer db.Close()
 	db.SetMaxOpenConns(1)
+	deadline := time.Now().Add(10 * time.Second)
+	for err = db.Ping(); postgres.IsTooManyConnections(err) && time.Now().Before(deadline); err = db.Ping() {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		return err
+	}
 	for _, s := range stmts {
 		if _, err := db.Exec(s); err != nil {
 			return err
