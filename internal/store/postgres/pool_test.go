@@ -66,10 +66,17 @@ func (s *squeezed) hold(t *testing.T, n int) (release func()) {
 		t.Fatal(err)
 	}
 	var conns []*sql.Conn
-	for range n {
+	deadline := time.Now().Add(10 * time.Second) // terminated backends take a moment to go
+	for len(conns) < n {
 		c, err := db.Conn(context.Background())
 		if err == nil {
-			err = c.PingContext(context.Background())
+			if err = c.PingContext(context.Background()); err != nil {
+				c.Close()
+			}
+		}
+		if postgres.IsTooManyConnections(err) && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+			continue
 		}
 		if err != nil {
 			db.Close()
