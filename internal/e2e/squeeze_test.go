@@ -32,8 +32,9 @@ func TestFullServerReplicaKeepsServing(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		pgtest.Exec(dsn, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '`+role+`'`,
-			`DROP OWNED BY `+role+` CASCADE`, `DROP ROLE `+role)
+		if err := pgtest.DropRole(dsn, role); err != nil {
+			t.Errorf("drop role %s: %v", role, err)
+		}
 	})
 	u.User = url.User(role)
 	t.Setenv("GATEHOUSE_KEK", "CAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAg=")

@@ -43,8 +43,9 @@ func squeezedRole(t *testing.T, limit int) *squeezed {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		pgtest.Exec(dsn, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '`+role+`'`,
-			`DROP OWNED BY `+role+` CASCADE`, `DROP ROLE `+role)
+		if err := pgtest.DropRole(dsn, role); err != nil {
+			t.Errorf("drop role %s: %v", role, err)
+		}
 	})
 	ru := *u
 	ru.User = url.User(role)

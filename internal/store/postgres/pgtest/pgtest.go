@@ -90,3 +90,18 @@ func Open(t testing.TB) *sqlstore.DB {
 
 // Available reports whether a test PostgreSQL is configured.
 func Available() bool { return os.Getenv(EnvTestURL) != "" }
+
+// DropRole ends the sessions of a test's role and drops it with what it
+// owns. Roles belong to the whole server, not the test's schema, so it
+// retries for a while rather than leave one behind.
+func DropRole(dsn, role string) error {
+	var err error
+	for range 25 {
+		if err = Exec(dsn, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '`+role+`'`,
+			`DROP OWNED BY `+role+` CASCADE`, `DROP ROLE IF EXISTS `+role); err == nil {
+			return nil
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return err
+}
