@@ -13,7 +13,7 @@ LDFLAGS       := -X github.com/gatehouse-gw/gatehouse/internal/cli.Version=$(VER
 # without -race, and say so.
 RACE := $(shell [ "$$($(GO) env CGO_ENABLED)" = 1 ] && command -v "$$($(GO) env CC)" >/dev/null 2>&1 && echo -race)
 
-.PHONY: help run dev build deps test race lint openapi-lint fuzz bench bench-http cover clean
+.PHONY: help run dev build deps test test-squeeze race lint openapi-lint fuzz bench bench-http cover clean
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -34,6 +34,16 @@ test: deps ## vet, then every test (with the race detector where cgo is availabl
 	$(GO) vet ./...
 	@[ -n "$(RACE)" ] || echo "make test: no C compiler for cgo: running without the race detector" >&2
 	$(GO) test $(RACE) -count=1 ./...
+
+# The PostgreSQL multi-replica end-to-end tests and the store tests, while one
+# process holds all but 20 of the server's connections (issue #11). One
+# package and one test at a time, so that together they stay within those 20
+# (a three-replica cluster uses 3 × (4 + 1) + 2).
+SQUEEZE_E2E ?= TestBudgetTwoReplicas|TestFault(ShortOutage|LongOutage|BlackHole|KillReplicaUnderLoad)|TestConcurrentGuessesTwoReplicas|TestPropagationAcrossReplicas|TestBreakerAcrossReplicas|TestFullServerReplicaKeepsServing
+test-squeeze: ## the PostgreSQL multi-replica and store tests with all but 20 of the server's connections taken
+	$(GO) test $(RACE) -count=1 -run '^$$' ./internal/store/postgres/ ./internal/e2e/ # build outside the squeeze
+	scripts/pg-squeeze.sh sh -c "$(GO) test $(RACE) -count=1 ./internal/store/postgres/ && \
+		$(GO) test $(RACE) -count=1 -parallel 1 -run '^($(SQUEEZE_E2E))$$' ./internal/e2e/"
 
 race: ## every test with the race detector
 	$(GO) test -race -count=1 ./...

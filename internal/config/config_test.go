@@ -79,18 +79,25 @@ func TestDevWithDatabaseRefused(t *testing.T) {
 
 func TestStoreSection(t *testing.T) {
 	c := Default()
-	if err := c.Parse([]byte("store:\n  max_open_conns: 6\n  max_idle_conns: 3\n  statement_timeout: 2s\n  timeout: 3s\n  statement_cache: -1\n")); err != nil {
+	if err := c.Parse([]byte("store:\n  max_open_conns: 6\n  min_open_conns: 3\n  max_idle_conns: 3\n  statement_timeout: 2s\n  timeout: 3s\n  statement_cache: -1\n")); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	if c.Store.MaxOpenConns != 6 || c.Store.StatementTimeout.D() != 2*time.Second || c.Store.Timeout.D() != 3*time.Second || c.Store.StatementCache != -1 {
+	if c.Store.MaxOpenConns != 6 || c.Store.MinOpenConns != 3 || c.Store.StatementTimeout.D() != 2*time.Second || c.Store.Timeout.D() != 3*time.Second || c.Store.StatementCache != -1 {
 		t.Fatalf("store = %+v", c.Store)
 	}
 	bad := Default()
 	bad.Store.MaxIdleConns, bad.Store.MaxOpenConns = 5, 2
 	if err := bad.Validate(); err == nil {
 		t.Fatal("max_idle_conns > max_open_conns accepted")
+	}
+	for _, st := range [][3]int{{4, 5, 0}, {6, 4, 3}, {0, -1, 0}} { // max, min, idle
+		bad := Default()
+		bad.Store.MaxOpenConns, bad.Store.MinOpenConns, bad.Store.MaxIdleConns = st[0], st[1], st[2]
+		if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), "min_open_conns") {
+			t.Fatalf("store max %d min %d idle %d: %v, want refused", st[0], st[1], st[2], err)
+		}
 	}
 }

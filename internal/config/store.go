@@ -13,7 +13,12 @@ type Store struct {
 	// MaxOpenConns is the pool size per replica: default 10 on PostgreSQL
 	// (N replicas use N × this of the server's max_connections), 8 on SQLite.
 	MaxOpenConns int `yaml:"max_open_conns"`
-	// MaxIdleConns is how many stay open while idle; default half the pool.
+	// MinOpenConns (PostgreSQL) are opened at start, or the replica does not
+	// start, and kept open, so that an established replica keeps serving
+	// when the server later refuses new connections; default 2.
+	MinOpenConns int `yaml:"min_open_conns"`
+	// MaxIdleConns is how many stay open while idle (no idle timeout);
+	// default half the pool, at least min_open_conns.
 	MaxIdleConns int `yaml:"max_idle_conns"`
 	// ConnMaxLifetime recycles connections (default 30m).
 	ConnMaxLifetime Duration `yaml:"conn_max_lifetime"`
@@ -42,11 +47,17 @@ var DefaultStore = Store{ConnMaxLifetime: Duration(30 * time.Minute), ConnectTim
 
 func (s Store) validate() error {
 	var errs []error
-	if s.MaxOpenConns < 0 || s.MaxIdleConns < 0 {
-		errs = append(errs, errors.New("store: max_open_conns and max_idle_conns must not be negative"))
+	if s.MaxOpenConns < 0 || s.MaxIdleConns < 0 || s.MinOpenConns < 0 {
+		errs = append(errs, errors.New("store: max_open_conns, min_open_conns and max_idle_conns must not be negative"))
 	}
 	if s.MaxOpenConns > 0 && s.MaxIdleConns > s.MaxOpenConns {
 		errs = append(errs, errors.New("store: max_idle_conns must not exceed max_open_conns"))
+	}
+	if s.MaxOpenConns > 0 && s.MinOpenConns > s.MaxOpenConns {
+		errs = append(errs, errors.New("store: min_open_conns must not exceed max_open_conns"))
+	}
+	if s.MaxIdleConns > 0 && s.MinOpenConns > s.MaxIdleConns {
+		errs = append(errs, errors.New("store: min_open_conns must not exceed max_idle_conns (the minimum is kept idle)"))
 	}
 	for name, d := range map[string]Duration{"conn_max_lifetime": s.ConnMaxLifetime, "connect_timeout": s.ConnectTimeout,
 		"statement_timeout": s.StatementTimeout, "timeout": s.Timeout} {

@@ -196,6 +196,7 @@ func runCLIAt(t *testing.T, addr, adminKey string, args ...string) (int, string,
 }
 
 func TestCLI(t *testing.T) {
+	t.Parallel() // independent (own gateway, store and upstream); mostly one core of work
 	f := newFixture(t, gwOptions{})
 	mustRun := func(args ...string) string {
 		t.Helper()

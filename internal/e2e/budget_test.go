@@ -21,10 +21,10 @@ import (
 	"github.com/gatehouse-gw/gatehouse/internal/proxy"
 )
 
-// The attack of the incident: one key, a hard budget worth ten calls, 500
+// The attack of the incident: one key, a hard budget worth ten calls, 200
 // concurrent calls.
 const (
-	attackCalls   = 500
+	attackCalls   = 200 // hundreds at once, as in the incident; far more than the ten the budget covers
 	attackBody    = `{"model":"gpt-4o","max_tokens":400,"messages":[{"role":"user","content":"Write a long essay about governance gateways."}]}`
 	streamBody    = `{"model":"gpt-4o","max_tokens":400,"stream":true,"messages":[{"role":"user","content":"Write a long essay about governance gateways."}]}`
 	gpt4oIn       = 2_500_000 // micros per Mtok
@@ -204,7 +204,7 @@ func TestBudgetTwoReplicas(t *testing.T) {
 	worst := worstCase(attackBody)
 	limit := worst*callsAffected + worst/2
 	bud := setBudget(t, a.admin, a.keyID, limit, false)
-	time.Sleep(2500 * time.Millisecond) // replica B picks the budget up on its config poll
+	b.srv.Reload(context.Background()) // replica B has the budget before the attack (as its change listener would soon give it)
 	gate := make(chan struct{})
 	a.up.SetFault(sim.Fault{Gate: gate})
 	res := attack(t, []string{a.dataURL, b.dataURL}, a.key, attackBody, attackCalls, 0, a.up, gate)

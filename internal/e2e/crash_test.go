@@ -4,9 +4,12 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -37,8 +40,17 @@ type child struct {
 }
 
 // startChild runs `gatehouse serve` in a child process and waits for its banner.
+// On PostgreSQL it opens a small pool, as every replica under test does.
 func startChild(t *testing.T, env []string, args ...string) *child {
 	t.Helper()
+	if slices.Contains(args, "--database") {
+		conf := filepath.Join(t.TempDir(), "store.yaml")
+		yaml := fmt.Sprintf("store:\n  max_open_conns: %d\n  min_open_conns: %d\n  max_idle_conns: 2\n", testPoolSize, testPoolMinimum)
+		if err := os.WriteFile(conf, []byte(yaml), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		args = append(args, "--config", conf)
+	}
 	a, _ := json.Marshal(append([]string{"serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"}, args...))
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(append(os.Environ(), childArgs+"="+string(a), "GATEHOUSE_LOG_LEVEL=warn"), env...)

@@ -72,6 +72,7 @@ func deniedCall(t *testing.T, url, key string) int {
 // keys are recorded with key id, reason, source address and user agent;
 // unknown keys share one bucket however many there are.
 func TestDeniedCredentialsLeaveATrace(t *testing.T) {
+	t.Parallel() // independent (own gateway, store and upstream); mostly one core of work
 	for name, dsn := range backends(t) {
 		t.Run(name, func(t *testing.T) {
 			dsn := dsn(t)

@@ -69,7 +69,7 @@ func viaProxy(t *testing.T, dsn, app string) (*faultnet.Proxy, string) {
 
 func faultConfig(c *config.Config) {
 	c.InstanceTimeout = config.Duration(faultInstanceTimeout)
-	c.Store.MaxOpenConns, c.Store.MaxIdleConns = 4, 2
+	smallPool(c)
 	c.Store.Timeout = config.Duration(2 * time.Second)
 	c.Store.StatementTimeout = config.Duration(2 * time.Second)
 	c.Store.ConnectTimeout = config.Duration(2 * time.Second)
@@ -80,14 +80,17 @@ func startCluster(t *testing.T, n int) *cluster { return startClusterWith(t, n, 
 
 func startClusterWith(t *testing.T, n int, extra func(*config.Config)) *cluster {
 	t.Helper()
+	dsn := backends(t)["postgres"](t)
+	// One key-encryption key for the cluster, in a file the first replica
+	// creates (not GATEHOUSE_KEK: t.Setenv would forbid t.Parallel).
+	kek := filepath.Join(t.TempDir(), "kek.key")
 	mutate := func(c *config.Config) {
 		faultConfig(c)
+		c.KEKFile = kek
 		if extra != nil {
 			extra(c)
 		}
 	}
-	dsn := backends(t)["postgres"](t)
-	t.Setenv("GATEHOUSE_KEK", "BQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQU=")
 	c := &cluster{app: fmt.Sprintf("gh-e2e-%d", time.Now().UnixNano())}
 	for i := range n {
 		p, via := viaProxy(t, dsn, c.app)
@@ -99,7 +102,7 @@ func startClusterWith(t *testing.T, n int, extra func(*config.Config)) *cluster 
 		}
 		c.gws = append(c.gws, startGateway(t, gwOptions{database: via, mutate: mutate}))
 	}
-	db, err := postgres.OpenWith(context.Background(), dsn, postgres.Options{MaxOpenConns: 2})
+	db, err := postgres.OpenWith(context.Background(), dsn, testStoreOptions)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,6 +192,7 @@ func statuses(rs []callResult) map[int]int {
 // stays held or open, every request has one end record, and the budget's
 // spend equals the sum of the settlements (the usage records).
 func TestFaultShortOutage(t *testing.T) {
+	t.Parallel() // mostly waits on outages and timeouts
 	c := startCluster(t, 3)
 	ctx := context.Background()
 	bud := setBudget(t, c.fx.admin, c.fx.keyID, 1_000_000_000, false)
@@ -255,6 +259,7 @@ func TestFaultShortOutage(t *testing.T) {
 // a new epoch before it admits again, so no call admitted after the outage
 // is swept, and every request has exactly one end record.
 func TestFaultLongOutage(t *testing.T) {
+	t.Parallel() // mostly waits on outages and timeouts
 	c := startCluster(t, 2)
 	ctx := context.Background()
 	bud := setBudget(t, c.fx.admin, c.fx.keyID, 1_000_000_000, false)
@@ -315,6 +320,7 @@ func TestFaultLongOutage(t *testing.T) {
 // within the store deadline instead of hanging; /readyz answers not-ready;
 // after the connections are reset the replica serves again.
 func TestFaultBlackHole(t *testing.T) {
+	t.Parallel() // mostly waits on outages and timeouts
 	c := startCluster(t, 2)
 	if r := fire([]string{c.gws[0].dataURL}, c.fx.key, 1)[0]; r.status != 200 {
 		t.Fatalf("before the fault: %d", r.status)
@@ -390,7 +396,7 @@ func TestFaultKillReplicaUnderLoad(t *testing.T) {
 	limit := 12 * worst
 	b := setBudget(t, adm, k.ID, limit, false)
 	survivor := startGateway(t, gwOptions{database: dsn, mutate: faultConfig})
-	db, err := postgres.OpenWith(ctx, dsn, postgres.Options{MaxOpenConns: 1})
+	db, err := postgres.OpenWith(ctx, dsn, testStoreOptions)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -446,6 +452,7 @@ func TestFaultKillReplicaUnderLoad(t *testing.T) {
 // records wait in memory and are written once there is room, without a
 // restart: nothing stays held or open.
 func TestFaultDiskFull(t *testing.T) {
+	t.Parallel() // mostly waits on outages and timeouts
 	var disk faultnet.Disk
 	f := newFixture(t, gwOptions{mutate: func(c *config.Config) {
 		faultConfig(c)
@@ -509,8 +516,12 @@ func TestFaultDiskFull(t *testing.T) {
 // hundreds of calls at once, on a shared two-core machine, under the race
 // detector: there the 5 s bound on a request's store work (a promise of
 // its own, proven above) can be reached by queueing alone, and a 503 would
-// blur what those tests prove.
+// blur what those tests prove. On PostgreSQL the pool stays small (the
+// calls queue for it, which is the point of a deadline this long); the
+// embedded store gets more readers.
 func patient(c *config.Config) {
 	c.Store.Timeout, c.Store.StatementTimeout = config.Duration(time.Minute), config.Duration(time.Minute)
-	c.Store.MaxOpenConns = 32
+	if c.Database == "" {
+		c.Store.MaxOpenConns = 32
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"context"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/gatehouse-gw/gatehouse/internal/config"
 	"github.com/gatehouse-gw/gatehouse/internal/provider/providertest"
 	"github.com/gatehouse-gw/gatehouse/internal/server"
+	"github.com/gatehouse-gw/gatehouse/internal/store/postgres"
 	"github.com/gatehouse-gw/gatehouse/internal/store/postgres/pgtest"
 )
 
@@ -66,6 +68,9 @@ func startGateway(t *testing.T, o gwOptions) *gateway {
 	}
 	cfg.Database = o.database
 	cfg.ShutdownTimeout = config.Duration(5 * time.Second)
+	if o.database != "" {
+		smallPool(&cfg)
+	}
 	if o.mutate != nil {
 		o.mutate(&cfg)
 	}
@@ -85,11 +90,38 @@ func startGateway(t *testing.T, o gwOptions) *gateway {
 	var once sync.Once
 	g.stop = func() { once.Do(func() { cancel(); <-done }) }
 	t.Cleanup(g.stop)
+	t.Cleanup(func() {
+		if t.Failed() { // what the gateway warned about explains most failures
+			var warn []string
+			for l := range strings.Lines(logs.String()) {
+				if strings.Contains(l, `"level":"WARN"`) || strings.Contains(l, `"level":"ERROR"`) {
+					warn = append(warn, strings.TrimSpace(l))
+				}
+			}
+			t.Logf("gateway %s warned:\n%s", g.dataURL, strings.Join(warn[max(0, len(warn)-30):], "\n"))
+		}
+	})
 	if g.adminKey != "" {
 		g.admin = client.New("http://"+srv.AdminAddr(), g.adminKey)
 	}
 	return g
 }
+
+// Every replica under test opens a small PostgreSQL pool, so that the
+// multi-replica tests fit in about 20 of the server's connections (three
+// replicas: 3 × (4 + the change listener) + the test's own view) and pass
+// while another process holds the rest (scripts/pg-squeeze.sh, in CI).
+const (
+	testPoolSize    = 4
+	testPoolMinimum = 1
+)
+
+func smallPool(c *config.Config) {
+	c.Store.MaxOpenConns, c.Store.MinOpenConns, c.Store.MaxIdleConns = testPoolSize, testPoolMinimum, 2
+}
+
+// testStoreOptions is the test's own view of a PostgreSQL store.
+var testStoreOptions = postgres.Options{MaxOpenConns: 2, MinOpenConns: 1}
 
 // fixture is a gateway with a fake upstream connected and a key ready.
 type fixture struct {

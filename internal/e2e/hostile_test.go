@@ -298,6 +298,7 @@ func auditRecords(t *testing.T, f *fixture, id string) (int, string) {
 
 // TestHostileBudget runs every hostile shape on every backend.
 func TestHostileBudget(t *testing.T) {
+	t.Parallel() // independent (own gateway, store and upstream); mostly one core of work
 	for name, dsn := range backends(t) {
 		t.Run(name, func(t *testing.T) {
 			f := hostileFixture(t, dsn(t), nil)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -105,9 +106,10 @@ func refusedLocked(t *testing.T, what string, status int, h http.Header, body st
 // the replicas, are answered 401, and the next guess is refused with 429 and
 // Retry-After although it is right. An administrator's unlock clears it.
 func TestBruteForceEveryFactorTwoReplicas(t *testing.T) {
+	t.Parallel() // one core of argon2 work; its own replicas and schema
 	dsn := backends(t)["postgres"](t)
-	t.Setenv("GATEHOUSE_KEK", "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=")
-	trust := func(c *configT) { c.TrustProxyHeaders = true }
+	kek := filepath.Join(t.TempDir(), "kek.key") // one KEK for both replicas (a file: t.Setenv would forbid t.Parallel)
+	trust := func(c *configT) { c.TrustProxyHeaders = true; c.KEKFile = kek }
 	a := newFixture(t, gwOptions{database: dsn, mutate: trust})
 	b := startGateway(t, gwOptions{database: dsn, mutate: trust})
 	replicas := []*gateway{a.gateway, b}
@@ -238,6 +240,7 @@ func TestBruteForceEveryFactorTwoReplicas(t *testing.T) {
 // locked as an address (login names that exist and names that do not alike),
 // and unlock --subject clears it.
 func TestSourceAddressLockout(t *testing.T) {
+	t.Parallel() // independent (own gateway, store and upstream); mostly one core of work
 	g := startGateway(t, gwOptions{mutate: func(c *configT) { c.Login.SourceMaxFailures = 4 }})
 	anon := client.New("http://"+g.srv.AdminAddr(), "")
 	ctx := context.Background()

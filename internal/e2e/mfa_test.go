@@ -57,6 +57,7 @@ func enrolUser(t *testing.T, f *fixture, name string, roles []string) (*client.C
 // TestLoginTOTPAndStepUp: password + TOTP login, replay refused, recovery
 // codes, and a policy that demands a recent second factor for admin writes.
 func TestLoginTOTPAndStepUp(t *testing.T) {
+	t.Parallel() // independent (own gateway, store and upstream); mostly one core of work
 	f := newFixture(t, gwOptions{})
 	ctx := context.Background()
 	anon := client.New("http://"+f.srv.AdminAddr(), "")

@@ -31,6 +31,7 @@ forbid (principal, action, resource is Model) when { context.model == "gpt-4o" }
 // bound is functional only: well under the poll interval and the key cache
 // TTL, which are raised here so that only a notification can explain it.
 func TestPropagationAcrossReplicas(t *testing.T) {
+	t.Parallel()
 	c := startClusterWith(t, 3, func(c *config.Config) {
 		c.KeyCacheTTL, c.ConfigPollInterval = config.Duration(30*time.Second), config.Duration(30*time.Second)
 	})
@@ -109,6 +110,7 @@ func TestPropagationAcrossReplicas(t *testing.T) {
 // key whose spend passes the ceiling only summed over the replicas is
 // suspended, on every replica (by notification), with one suspension record.
 func TestBreakerAcrossReplicas(t *testing.T) {
+	t.Parallel()
 	c := startClusterWith(t, 3, func(c *config.Config) {
 		c.Breaker.Ceiling = "0.002" // about ten small calls
 		c.KeyCacheTTL, c.ConfigPollInterval = config.Duration(30*time.Second), config.Duration(30*time.Second)

@@ -58,6 +58,7 @@ func postFrom(t *testing.T, g *gateway, path, src string, in any) (int, string, 
 // address of it. The per-address failure limit and the per-address request
 // throttle must count the /64 as one source; another /64 stays unaffected.
 func TestIPv6RotationWithinA64IsOneSource(t *testing.T) {
+	t.Parallel() // independent (own gateway, store and upstream); mostly one core of work
 	g := startGateway(t, gwOptions{mutate: func(c *configT) {
 		c.TrustProxyHeaders = true
 		c.Login.SourceMaxFailures = 4
@@ -104,6 +105,7 @@ func TestIPv6RotationWithinA64IsOneSource(t *testing.T) {
 // while real users' counters did not, so "locked under another spelling"
 // meant "no such user".
 func TestLockoutDoesNotRevealWhichNamesExist(t *testing.T) {
+	t.Parallel() // independent (own gateway, store and upstream); mostly one core of work
 	g := startGateway(t, gwOptions{mutate: func(c *configT) { c.TrustProxyHeaders = true }})
 	ctx := context.Background()
 	if _, err := g.admin.CreateTeam(ctx, "research"); err != nil {
@@ -144,6 +146,7 @@ func TestLockoutDoesNotRevealWhichNamesExist(t *testing.T) {
 // without passkeys were answered 401 at once, and the finish told go-webauthn's
 // reason).
 func TestPasskeyLoginDoesNotRevealUsers(t *testing.T) {
+	t.Parallel() // independent (own gateway, store and upstream); mostly one core of work
 	const origin = "https://gatehouse.example.com"
 	f := newFixture(t, gwOptions{mutate: func(c *configT) {
 		c.WebAuthn.RPID, c.WebAuthn.Origins = "gatehouse.example.com", []string{origin}
@@ -350,6 +353,7 @@ func TestTOTPGuessesAcrossRoutesShareOneCounter(t *testing.T) {
 // no user, so they cannot guess its password at all: the right password
 // under them is a 401 like any wrong one.
 func TestPasswordGuessesByNameAndIDShareOneCounter(t *testing.T) {
+	t.Parallel() // independent (own gateway, store and upstream); mostly one core of work
 	g := startGateway(t, gwOptions{mutate: func(c *configT) { c.TrustProxyHeaders = true }})
 	ctx := context.Background()
 	if _, err := g.admin.CreateTeam(ctx, "research"); err != nil {

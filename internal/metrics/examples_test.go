@@ -24,6 +24,7 @@ func TestExamplesUseExportedMetrics(t *testing.T) {
 		},
 		Ledger:       fakeLedger{st: ledger.Stats{CheckpointSigned: time.Now()}},
 		Verification: fakeVerification{last: time.Now()},
+		Pool:         fakePool{},
 	}
 	m := New(Options{PerKeyLabels: true}, src, nil)
 	call(m, usage.Record{Endpoint: "chat", Model: "m", Provider: "p", KeyID: "k", Status: 200, Stream: true, CostMicros: 1, Tokens: usage.Tokens{Input: 1, Output: 1}},
@@ -64,3 +65,8 @@ func TestExamplesUseExportedMetrics(t *testing.T) {
 		}
 	}
 }
+
+type fakePool struct{}
+
+func (fakePool) Refused() int64 { return 1 }
+func (fakePool) Capped() bool   { return true }

@@ -63,8 +63,16 @@ type Sources struct {
 	Verification interface {
 		Verified(ctx context.Context) (lastGood time.Time, failures int64, err error)
 	}
-	DB  *sql.DB // connection pool statistics (go_sql_* metrics)
-	Now func() time.Time
+	DB   *sql.DB // connection pool statistics (go_sql_* metrics)
+	Pool Pool    // PostgreSQL only: the pool against the server's connection limit
+	Now  func() time.Time
+}
+
+// Pool is how a PostgreSQL pool fares against the server's connection limit
+// (postgres.PoolHealth).
+type Pool interface {
+	Refused() int64 // new connections the server refused (SQLSTATE 53300)
+	Capped() bool   // the pool is held at what it has after a refusal
 }
 
 // Metrics holds the registry and the data plane's collectors.
@@ -140,6 +148,20 @@ func New(opt Options, src Sources, log *slog.Logger) *Metrics {
 	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if src.DB != nil {
 		m.reg.MustRegister(collectors.NewDBStatsCollector(src.DB, "gatehouse"))
+	}
+	if src.Pool != nil {
+		m.reg.MustRegister(
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "gatehouse_store_connections_refused_total",
+				Help: "New PostgreSQL connections the server refused because it is at its connection limit (SQLSTATE 53300, too many clients)."},
+				func() float64 { return float64(src.Pool.Refused()) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "gatehouse_store_pool_capped",
+				Help: "1 while the PostgreSQL pool is held at the connections it has (below store.max_open_conns) because the server refused more; go_sql_max_open_connections shows the cap."},
+				func() float64 {
+					if src.Pool.Capped() {
+						return 1
+					}
+					return 0
+				}))
 	}
 	if src.Budgets != nil || src.Ledger != nil || src.Verification != nil {
 		m.reg.MustRegister(&scrapeCollector{src: src, log: log, errors: map[string]int64{}})

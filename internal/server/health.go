@@ -7,6 +7,8 @@ import (
 	"time"
 )
 
+const refusedReason = "PostgreSQL refuses new connections (too many clients, SQLSTATE 53300) and this replica has none free: see max_connections and store.max_open_conns"
+
 // readyTimeout bounds /readyz: it answers within a second whatever the store does.
 const readyTimeout = 800 * time.Millisecond
 
@@ -19,7 +21,11 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	checks := map[string]string{}
 	ping := make(chan error, 1)
-	go func() { ping <- s.db.Ping(ctx) }()
+	// The ping gives up a little before the answer is due, so that a pool
+	// retrying refused connects reports the server's reason in time.
+	pctx, pcancel := context.WithTimeout(ctx, readyTimeout-100*time.Millisecond)
+	defer pcancel()
+	go func() { ping <- s.db.Ping(pctx) }()
 	select {
 	case err := <-ping:
 		if err != nil {
@@ -27,6 +33,11 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 		}
 	case <-ctx.Done():
 		checks["store"] = "no answer within " + readyTimeout.String()
+	}
+	// A store that does not answer because the server refuses this replica
+	// connections (and it holds none free) says so: the cure is capacity.
+	if _, failed := checks["store"]; failed && s.pool.RefusedSince(time.Now().Add(-2*time.Second)) {
+		checks["store"] = refusedReason
 	}
 	if err := s.inst.Live(); err != nil && s.cfg.Database != "" {
 		checks["instance"] = err.Error()

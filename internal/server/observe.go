@@ -22,11 +22,16 @@ func (s *Server) openObservability(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	var pool metrics.Pool
+	if s.cfg.Database != "" {
+		pool = &s.pool
+	}
 	s.metrics = metrics.New(metrics.Options{PerKeyLabels: s.cfg.Metrics.PerKeyLabels, Token: tok}, metrics.Sources{
 		Budgets:      func(ctx context.Context) ([]budget.Status, error) { return s.budgets.Statuses(ctx, s.budgetList()) },
 		Ledger:       s.ledger,
 		Verification: s.logCheck, // the audit's verification of the log, stored
 		DB:           s.db.SQL(),
+		Pool:         pool,
 	}, s.log)
 	s.ledger.ObserveAppends(s.metrics.ObserveLedgerAppend)
 	s.tracer, err = telemetry.Open(ctx, telemetry.Options{Enabled: s.cfg.Telemetry.Traces, Getenv: os.Getenv}, s.log)

@@ -69,6 +69,7 @@ type Server struct {
 	cfg      config.Config
 	log      *slog.Logger
 	db       *sqlstore.DB
+	pool     postgres.PoolHealth // the PostgreSQL pool against the server's connection limit
 	keyring  *keyring.Keyring
 	verifier *vkey.Verifier
 	auth     *auth.Authenticator
@@ -124,7 +125,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server, 
 		cfg.DataDir, cfg.Database, cfg.KEKFile = s.tmpDir, "", filepath.Join(s.tmpDir, "kek.key")
 		s.cfg = cfg
 	}
-	if s.db, s.dirLock, err = openDB(ctx, cfg); err != nil {
+	if s.db, s.dirLock, err = s.openDB(ctx, cfg); err != nil {
 		return nil, err
 	}
 	keks, created, err := keyring.LoadKEKs(cfg.KEKFile, envOrDev(cfg.Dev))
@@ -853,7 +854,7 @@ func RecoverAdminKey(ctx context.Context, cfg config.Config, log *slog.Logger) (
 	// Without the data directory's lock: recovery works while the gateway
 	// runs. It writes a new admin key and one ledger record, which the
 	// ledger's transaction orders after the gateway's own appends.
-	if s.db, err = openStore(ctx, cfg); err != nil {
+	if s.db, err = s.openStore(ctx, cfg); err != nil {
 		return "", err
 	}
 	keks, _, err := keyring.LoadKEKs(cfg.KEKFile, os.Getenv)

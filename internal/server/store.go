@@ -20,16 +20,16 @@ import (
 // openDB opens the store cfg names with its pool and deadlines. On the
 // embedded store it first takes the data directory's lock (see lockDataDir),
 // which the caller releases after closing the store.
-func openDB(ctx context.Context, cfg config.Config) (*sqlstore.DB, *sqlite.DirLock, error) {
+func (s *Server) openDB(ctx context.Context, cfg config.Config) (*sqlstore.DB, *sqlite.DirLock, error) {
 	if cfg.Database != "" {
-		db, err := openStore(ctx, cfg)
+		db, err := s.openStore(ctx, cfg)
 		return db, nil, err
 	}
 	lock, err := lockDataDir(cfg.DataDir, "stop it first, or give this gateway a data directory of its own (--data-dir)")
 	if err != nil {
 		return nil, nil, err
 	}
-	db, err := openStore(ctx, cfg)
+	db, err := s.openStore(ctx, cfg)
 	if err != nil {
 		lock.Close()
 		return nil, nil, err
@@ -38,12 +38,12 @@ func openDB(ctx context.Context, cfg config.Config) (*sqlstore.DB, *sqlite.DirLo
 }
 
 // openStore is openDB without the data directory's lock.
-func openStore(ctx context.Context, cfg config.Config) (*sqlstore.DB, error) {
+func (s *Server) openStore(ctx context.Context, cfg config.Config) (*sqlstore.DB, error) {
 	st := cfg.Store
 	if cfg.Database != "" {
-		return postgres.OpenWith(ctx, cfg.Database, postgres.Options{MaxOpenConns: st.MaxOpenConns, MaxIdleConns: st.MaxIdleConns,
-			ConnMaxLifetime: st.ConnMaxLifetime.D(), ConnectTimeout: st.ConnectTimeout.D(), StatementTimeout: st.StatementTimeout.D(),
-			StatementCache: st.StatementCache})
+		return postgres.OpenWith(ctx, cfg.Database, postgres.Options{MaxOpenConns: st.MaxOpenConns, MinOpenConns: st.MinOpenConns,
+			MaxIdleConns: st.MaxIdleConns, ConnMaxLifetime: st.ConnMaxLifetime.D(), ConnectTimeout: st.ConnectTimeout.D(),
+			StatementTimeout: st.StatementTimeout.D(), StatementCache: st.StatementCache, Log: s.log, Health: &s.pool})
 	}
 	return sqlite.OpenWith(ctx, filepath.Join(cfg.DataDir, sqlite.FileName), sqlite.Options{BusyTimeout: st.StatementTimeout.D(),
 		MaxOpenConns: st.MaxOpenConns, Wrap: cfg.WrapSQLite, Synchronous: st.SQLiteSynchronous})

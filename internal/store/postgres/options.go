@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"sync"
 	"time"
@@ -13,8 +14,14 @@ import (
 // Options tune the connection pool and its deadlines. Zero values take the
 // defaults; docs/operations.md has the arithmetic for N replicas.
 type Options struct {
-	MaxOpenConns    int           // per replica; default 10
-	MaxIdleConns    int           // default MaxOpenConns/2
+	MaxOpenConns int // per replica; default 10
+	// MinOpenConns are opened at start (OpenWith fails without them) and
+	// kept idle, so that a replica keeps serving when the server later has
+	// no connection to spare; default min(2, MaxOpenConns).
+	MinOpenConns int
+	// MaxIdleConns stay open while idle (no idle timeout); default
+	// MaxOpenConns/2, at least MinOpenConns.
+	MaxIdleConns    int
 	ConnMaxLifetime time.Duration // default 30 m
 	ConnectTimeout  time.Duration // TCP and startup; default 5 s
 	// StatementTimeout is PostgreSQL's statement_timeout (and
@@ -28,15 +35,25 @@ type Options struct {
 	// StatementCache is the per-connection prepared statement cache size
 	// (default 512); -1 turns it off (for PgBouncer in transaction mode).
 	StatementCache int
+
+	// Log receives the pool's warnings (the server refusing connections);
+	// Health, when set, is updated with what the pool meets.
+	Log    *slog.Logger
+	Health *PoolHealth
 }
 
 func (o Options) withDefaults() Options {
 	if o.MaxOpenConns <= 0 {
 		o.MaxOpenConns = 10
 	}
+	if o.MinOpenConns <= 0 {
+		o.MinOpenConns = min(2, o.MaxOpenConns)
+	}
+	o.MinOpenConns = min(o.MinOpenConns, o.MaxOpenConns)
 	if o.MaxIdleConns <= 0 {
 		o.MaxIdleConns = max(o.MaxOpenConns/2, 1)
 	}
+	o.MaxIdleConns = min(max(o.MaxIdleConns, o.MinOpenConns), o.MaxOpenConns)
 	if o.ConnMaxLifetime <= 0 {
 		o.ConnMaxLifetime = 30 * time.Minute
 	}

@@ -45,13 +45,15 @@ func OpenWith(ctx context.Context, dsn string, o Options) (*sqlstore.DB, error) 
 	if err := migrateDSN(ctx, dsn, o); err != nil {
 		return nil, err
 	}
-	db := stdlib.OpenDB(*cfg)
+	conn := newConnector(stdlib.GetConnector(*cfg), o)
+	db := sql.OpenDB(conn)
+	conn.db.Store(db)
 	db.SetMaxOpenConns(o.MaxOpenConns)
 	db.SetMaxIdleConns(o.MaxIdleConns)
 	db.SetConnMaxLifetime(o.ConnMaxLifetime)
 	pctx, cancel := context.WithTimeout(ctx, o.ConnectTimeout+o.IOTimeout)
 	defer cancel()
-	if err := db.PingContext(pctx); err != nil {
+	if err := conn.establish(pctx, db, o.MinOpenConns); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("postgres: connect: %w", redactDSNError(err, dsn))
 	}
@@ -64,7 +66,12 @@ func migrateDSN(ctx context.Context, dsn string, o Options) error {
 		return fmt.Errorf("postgres: %w", redactDSNError(err, dsn))
 	}
 	cfg.ConnectTimeout = o.ConnectTimeout
-	db := stdlib.OpenDB(*cfg)
+	// A server at its connection limit is retried for up to the connect
+	// timeout: a replica starting while others churn should not give up on
+	// the first refusal.
+	conn := newConnector(stdlib.GetConnector(*cfg), o)
+	conn.establishing.Store(true)
+	db := sql.OpenDB(conn)
 	defer db.Close()
 	db.SetMaxOpenConns(1)
 	if err := db.PingContext(ctx); err != nil {
