@@ -669,7 +669,14 @@ func (h *Handler) addUpstreamKey(w http.ResponseWriter, r *http.Request, s *sess
 	id := url.PathEscape(r.PathValue("id"))
 	if code := strings.TrimSpace(r.PostFormValue("code")); code != "" {
 		if err := h.call(r.Context(), r, s, "POST", "/v1/auth/step-up", admin.ProofOfCode(code), nil); err != nil {
-			return h.providersWith(w, r, s, http.StatusUnauthorized, "The code (authenticator or recovery) was wrong or already used; the key was not added.")
+			var ae *apiError
+			switch {
+			case !errors.As(err, &ae) || ae.Status >= 500 || sessionEnded(ae):
+				return err // the session ended, or the API failed: not the code's fault
+			case ae.Code == "invalid_code":
+				return h.providersWith(w, r, s, http.StatusUnauthorized, "The code (authenticator or recovery) was wrong or already used; the key was not added.")
+			}
+			return h.providersWith(w, r, s, ae.Status, ae.Message+" The key was not added.") // locked out, too many tries, …
 		}
 	}
 	err := h.call(r.Context(), r, s, "POST", "/v1/providers/"+id+"/keys", obj{"key": r.PostFormValue("upstream_key")}, nil)
@@ -767,7 +774,7 @@ func (h *Handler) stepUp(w http.ResponseWriter, r *http.Request, s *session) err
 	}
 	if err := h.call(r.Context(), r, s, "POST", "/v1/auth/step-up", admin.ProofOfCode(r.PostFormValue("code")), nil); err != nil {
 		var ae *apiError
-		if errors.As(err, &ae) && ae.Status < 500 {
+		if errors.As(err, &ae) && ae.Status < 500 && !sessionEnded(ae) {
 			var fields []obj
 			for k, vs := range r.PostForm {
 				if k == "csrf" || k == "code" || k == "then" {

@@ -8,8 +8,10 @@ import (
 	"net/url"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
+	"github.com/gatehouse-gw/gatehouse/internal/console/sessionstore"
 	"github.com/gatehouse-gw/gatehouse/internal/store/sqlite"
 	"github.com/gatehouse-gw/gatehouse/internal/store/sqlstore"
 )
@@ -101,5 +103,56 @@ func TestSignInFormPostedCrossSite(t *testing.T) {
 	}
 	if n := e.api.called("POST /v1/auth/login"); n != 0 {
 		t.Fatalf("the admin API was asked %d times", n)
+	}
+}
+
+// TestStepUpAfterTheSessionEndedElsewhere: the admin session behind a
+// console session is ended elsewhere (signed out on another device, all
+// sessions ended after a lost laptop) while a step-up prompt is open. The
+// step-up used to answer "wrong code, enter it again", forever; it must
+// end the console session and send the user to sign in.
+func TestStepUpAfterTheSessionEndedElsewhere(t *testing.T) {
+	api := &fakeAPI{}
+	ended := false
+	var mu sync.Mutex
+	a, _ := replicas(sessionstore.NewMemory(), Deps{API: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		gone := ended
+		mu.Unlock()
+		if gone && r.URL.Path != "/v1/auth/login" {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusUnauthorized)
+			w.Write([]byte(`{"error":{"code":"invalid_session","message":"The session has ended."}}`))
+			return
+		}
+		api.ServeHTTP(w, r)
+	})})
+	a.api = api
+	for name, post := range map[string]func(c *http.Cookie, csrf string) *httptest.ResponseRecorder{
+		"step-up page": func(c *http.Cookie, csrf string) *httptest.ResponseRecorder {
+			return a.do("POST", "/console/step-up", url.Values{"csrf": {csrf}, "then": {"/console/keys"}, "code": {"123456"}}, c, nil)
+		},
+		"upstream key with a code": func(c *http.Cookie, csrf string) *httptest.ResponseRecorder {
+			return a.do("POST", "/console/providers/openai/keys", url.Values{"csrf": {csrf}, "upstream_key": {"sk-x"}, "code": {"123456"}}, c, nil)
+		},
+	} {
+		mu.Lock()
+		ended = false
+		mu.Unlock()
+		c, csrf := a.signIn(t)
+		mu.Lock()
+		ended = true
+		mu.Unlock()
+		w := post(c, csrf)
+		if w.Code != http.StatusSeeOther || !strings.HasPrefix(w.Header().Get("Location"), "/console/login") {
+			t.Fatalf("%s: %d %s, want a redirect to sign in", name, w.Code, w.Header().Get("Location"))
+		}
+		cleared := false
+		for _, k := range w.Result().Cookies() {
+			cleared = cleared || (k.Name == c.Name && k.MaxAge < 0)
+		}
+		if !cleared {
+			t.Fatalf("%s: the console cookie was not cleared", name)
+		}
 	}
 }
