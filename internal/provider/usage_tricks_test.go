@@ -79,6 +79,9 @@ func TestMeterSecondUsageInAnOddShape(t *testing.T) {
 		{"chat: past int64", Chat, chat(`{"id":"x","choices":[],"usage":{"prompt_tokens":99999999999999999999,"completion_tokens":900}}`)},
 		{"chat: usage an array", Chat, chat(`{"id":"x","choices":[],"usage":[{"prompt_tokens":5000,"completion_tokens":900}]}`)},
 		{"chat: USAGE with an odd choices", Chat, chat(`{"id":"x","choices":{},"USAGE":{"prompt_tokens":5000,"completion_tokens":900}}`)},
+		{"chat: a second report in events split by bare CRs", Chat, chat(`{"id":"x","choices":[{"delta":{"content":"a"}}]}` + "\r\rdata: " +
+			`{"id":"x","choices":[],"usage":{"prompt_tokens":5000,"completion_tokens":900}}` + "\r\r")},
+		{"chat: a data line that is not JSON", Chat, chat(`{"id":"x","choices":[],"usage":{"prompt_tokens":5000,"completion_tokens":900}`)},
 		{"responses: string counts in response.completed", Responses,
 			`data: {"type":"response.created","response":{"id":"r","usage":{"input_tokens":1,"output_tokens":1}}}` + "\n\n" +
 				`data: {"type":"response.completed","response":{"id":"r","usage":{"input_tokens":"5000","output_tokens":"900"}}}` + "\n\n"},
