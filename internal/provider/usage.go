@@ -385,7 +385,9 @@ func (m *Meter) anthropic(ev Event) bool {
 	switch e.Type {
 	case "message_start":
 		if e.Message != nil {
-			m.id, m.model = e.Message.ID, e.Message.Model
+			if m.id == "" && m.model == "" { // the first, as for the other protocols
+				m.id, m.model = e.Message.ID, e.Message.Model
+			}
 			if e.Message.Usage != nil {
 				in, ok := e.Message.Usage.tokens()
 				m.bogus = m.bogus || !ok || in.Input == 0

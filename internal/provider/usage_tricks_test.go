@@ -113,6 +113,13 @@ func TestMeterSecondUsageInAnOddShape(t *testing.T) {
 	if tok, est := m.Usage(77); est || tok.Output != 800 {
 		t.Fatalf("an escaped message_delta: %+v est=%v; want output 800", tok, est)
 	}
+	// A second message_start does not rename the response (its id and model
+	// are the first ones, as for the OpenAI protocols).
+	m, _ = meterRun(t, Messages, false, "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"model\":\"claude-opus-4-1\",\"usage\":{\"input_tokens\":5,\"output_tokens\":1}}}\n\n"+
+		anthropic(""))
+	if m.ResponseID() != "msg_1" || m.ResponseModel() != "claude-opus-4-1" {
+		t.Fatalf("a second message_start renamed the response: %q %q", m.ResponseID(), m.ResponseModel())
+	}
 	// A content chunk that merely says "usage" in its text is no report.
 	m, _ = meterRun(t, Chat, false, chat(`{"id":"x","choices":[{"delta":{"content":"usage: see the docs"}}]}`))
 	if tok, est := m.Usage(77); est || tok.Input != 1 {
