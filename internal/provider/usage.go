@@ -315,6 +315,7 @@ func (m *Meter) responses(ev Event) bool {
 			Model string       `json:"model"`
 			Usage *openAIUsage `json:"usage"`
 		} `json:"response"`
+		Usage *openAIUsage `json:"usage"` // not where the API puts it: see below
 	}
 	switch readStrict(ev.Data, &e) {
 	case readInvalid:
@@ -322,6 +323,10 @@ func (m *Meter) responses(ev Event) bool {
 		return true
 	case readAmbiguous:
 		m.bogus = true // whatever usage it held is missing
+		return true
+	}
+	if e.Usage != nil { // a usage beside the response, which another reader may take
+		m.bogus = true
 		return true
 	}
 	switch e.Type {

@@ -85,6 +85,8 @@ func TestMeterSecondUsageInAnOddShape(t *testing.T) {
 		{"responses: string counts in response.completed", Responses,
 			`data: {"type":"response.created","response":{"id":"r","usage":{"input_tokens":1,"output_tokens":1}}}` + "\n\n" +
 				`data: {"type":"response.completed","response":{"id":"r","usage":{"input_tokens":"5000","output_tokens":"900"}}}` + "\n\n"},
+		{"responses: a usage beside the response", Responses,
+			`data: {"type":"response.completed","response":{"id":"r","usage":{"input_tokens":1,"output_tokens":1}},"usage":{"input_tokens":5000,"output_tokens":900}}` + "\n\n"},
 		{"anthropic: message_delta with string output", Messages, anthropic("event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{},\"usage\":{\"output_tokens\":\"800\"}}\n\n")},
 		{"anthropic: a second message_start with Usage", Messages, anthropic("event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"Usage\":{\"input_tokens\":5000,\"output_tokens\":1}}}\n\n")},
 		{"anthropic: a ping with USAGE", Messages, anthropic("event: ping\ndata: {\"type\":\"ping\",\"USAGE\":{\"input_tokens\":5000,\"output_tokens\":900}}\n\n")},
