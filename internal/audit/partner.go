@@ -54,6 +54,10 @@ type PartnerLabel struct {
 	Label     string `json:"label"`
 }
 
+// repeatsPerMinute is how often one report (the same body) is served per
+// minute: a code host sends a report once and retries it after a failure.
+const repeatsPerMinute = 2
+
 // maxPartnerBody bounds a report; maxPartnerMatches the tokens in it.
 const (
 	maxPartnerBody    = 1 << 20
@@ -141,7 +145,17 @@ func (e *Engine) PartnerHandler(keys map[string]*ecdsa.PublicKey, log *slog.Logg
 			return
 		}
 		// Counted only once verified: forged reports naming a key cannot use
-		// up the code host's allowance.
+		// up the code host's allowance. A report replayed verbatim (its
+		// signature still verifies: it has no nonce or time) takes a place in
+		// its own small bucket first, so whoever captured one report cannot
+		// spend the code host's allowance with it either.
+		if lim.PerKey > 0 {
+			sum := sha256.Sum256(body)
+			if ok, after := lim.take(r.Context(), log, "partnerreport:"+keyID+":"+hex.EncodeToString(sum[:]), repeatsPerMinute); !ok {
+				tooMany(w, r, after, "report (it was just received)")
+				return
+			}
+		}
 		if ok, after := lim.take(r.Context(), log, "partnerkey:"+keyID, lim.PerKey); !ok {
 			tooMany(w, r, after, "public key")
 			return

@@ -191,3 +191,42 @@ func TestPartnerLimitsConfig(t *testing.T) {
 		}
 	}
 }
+
+// TestPartnerReplayedReportDoesNotSpendTheKeysAllowance: a genuine signed
+// report, captured once (a proxy log, a leaked request dump), is replayed
+// from many addresses. Its signature verifies every time (the format has no
+// nonce), so it used to take the code host's per-key allowance until the
+// real reports of new leaks were refused. A report repeated verbatim is now
+// served at most a couple of times a minute, the rest refused before the
+// key's allowance.
+func TestPartnerReplayedReportDoesNotSpendTheKeysAllowance(t *testing.T) {
+	rg := newPartnerRig(t, 1000, 5, nil)
+	captured := rg.report()
+	sig := rg.sign(captured)
+	served := 0
+	for i := range 20 {
+		switch resp := rg.post("198.51.100."+strconv.Itoa(i), "kid1", sig, captured); resp.StatusCode {
+		case 200:
+			served++
+		default:
+			assertLimited(t, "a replay", resp)
+		}
+	}
+	if served < 1 || served > 2 {
+		t.Fatalf("a replayed report was served %d times in a minute, want 1 or 2", served)
+	}
+	for i := range 5 - served {
+		fresh := []byte(`[{"token":"gk_fresh_` + strconv.Itoa(i) + `","type":"gatehouse_key"}]`)
+		if resp := rg.post("192.0.2.1", "kid1", rg.sign(fresh), fresh); resp.StatusCode != 200 {
+			t.Fatalf("fresh report %d after the replays: %d", i, resp.StatusCode)
+		}
+	}
+	fresh := []byte(`[{"token":"gk_one_too_many","type":"gatehouse_key"}]`)
+	assertLimited(t, "a fresh report past the key's limit", rg.post("192.0.2.1", "kid1", rg.sign(fresh), fresh))
+	// A retry of the same report a minute later (the code host after a
+	// failure) is served again.
+	rg.advance(time.Minute)
+	if resp := rg.post("192.0.2.9", "kid1", sig, captured); resp.StatusCode != 200 {
+		t.Fatalf("the report a minute later: %d", resp.StatusCode)
+	}
+}

@@ -438,7 +438,7 @@ func (h *Handler) authed(fn handler) http.HandlerFunc {
 		}
 		if err := fn(w, r, s); err != nil {
 			var ae *apiError
-			if errors.As(err, &ae) && (ae.Code == "invalid_session" || ae.Code == "session_expired" || ae.Code == "session_revoked") {
+			if errors.As(err, &ae) && sessionEnded(ae) {
 				h.endSession(w, r)
 				http.Redirect(w, r, "/console/login", http.StatusSeeOther)
 				return
@@ -452,6 +452,13 @@ func (h *Handler) authed(fn handler) http.HandlerFunc {
 			h.render(w, status, "error.html", page{Title: "Error", User: s.user, CSRF: s.csrf, Error: msg})
 		}
 	}
+}
+
+// sessionEnded reports whether the admin API refused a call because the
+// session's admin token ended (logged out elsewhere, expired, revoked): the
+// console session ends with it.
+func sessionEnded(ae *apiError) bool {
+	return ae.Code == "invalid_session" || ae.Code == "session_expired" || ae.Code == "session_revoked"
 }
 
 func (h *Handler) page(s *session, nav, title string, data map[string]any) page {

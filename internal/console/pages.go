@@ -138,11 +138,12 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 		Session   string `json:"session"`
 		Principal string `json:"principal_id"`
 	}
-	err := h.call(r.Context(), r, nil, "POST", "/v1/auth/login", obj{"user": user, "password": r.PostFormValue("password"), "code": strings.TrimSpace(r.PostFormValue("code"))}, &out)
+	proof := admin.ProofOfCode(r.PostFormValue("code")) // an authenticator code or a recovery code
+	err := h.call(r.Context(), r, nil, "POST", "/v1/auth/login", obj{"user": user, "password": r.PostFormValue("password"), "code": proof.Code, "recovery_code": proof.RecoveryCode}, &out)
 	var ae *apiError
 	switch {
 	case errors.As(err, &ae) && ae.Code == "mfa_required":
-		h.render(w, http.StatusUnauthorized, "login.html", page{Title: "Sign in", Passkeys: h.d.Passkeys, Error: "This account has a second factor: enter the 6-digit code from your authenticator app.",
+		h.render(w, http.StatusUnauthorized, "login.html", page{Title: "Sign in", Passkeys: h.d.Passkeys, Error: "This account has a second factor: enter the 6-digit code from your authenticator app, or one of your recovery codes.",
 			Data: obj{"User": user, "Next": next, "NeedCode": true}})
 		return
 	case err != nil:
@@ -153,9 +154,17 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 		h.render(w, http.StatusUnauthorized, "login.html", page{Title: "Sign in", Passkeys: h.d.Passkeys, Error: msg, Data: obj{"User": user, "Next": next}})
 		return
 	}
-	h.startSession(w, r, out.Session, user, out.Principal)
+	if err := h.startSession(w, r, out.Session, user, out.Principal); err != nil {
+		h.render(w, http.StatusServiceUnavailable, "login.html", page{Title: "Sign in", Passkeys: h.d.Passkeys, Error: errSessionNotKept, Data: obj{"User": user, "Next": next}})
+		return
+	}
 	http.Redirect(w, r, next, http.StatusSeeOther)
 }
+
+// errSessionNotKept is what a user sees when the sign-in was right but the
+// console could not store its session (the database is unreachable): the
+// sign-in was ended, nothing is signed in, and trying again is the remedy.
+const errSessionNotKept = "Your sign-in was accepted, but the console could not keep the session (its database did not answer), so you are not signed in. Try again in a moment; if it persists, tell the gateway's operator."
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
@@ -208,7 +217,10 @@ func (h *Handler) passkeyLoginFinish(w http.ResponseWriter, r *http.Request) {
 		Name string `json:"name"`
 	}
 	h.call(r.Context(), r, &session{token: out.Session}, "GET", "/v1/principals/"+url.PathEscape(out.Principal), nil, &p)
-	h.startSession(w, r, out.Session, p.Name, out.Principal)
+	if err := h.startSession(w, r, out.Session, p.Name, out.Principal); err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, obj{"error": errSessionNotKept})
+		return
+	}
 	writeJSON(w, 200, obj{"next": "/console/"})
 }
 
@@ -656,8 +668,15 @@ func (h *Handler) providersWith(w http.ResponseWriter, r *http.Request, s *sessi
 func (h *Handler) addUpstreamKey(w http.ResponseWriter, r *http.Request, s *session) error {
 	id := url.PathEscape(r.PathValue("id"))
 	if code := strings.TrimSpace(r.PostFormValue("code")); code != "" {
-		if err := h.call(r.Context(), r, s, "POST", "/v1/auth/step-up", obj{"code": code}, nil); err != nil {
-			return h.providersWith(w, r, s, http.StatusUnauthorized, "The authenticator code was wrong or already used; the key was not added.")
+		if err := h.call(r.Context(), r, s, "POST", "/v1/auth/step-up", admin.ProofOfCode(code), nil); err != nil {
+			var ae *apiError
+			switch {
+			case !errors.As(err, &ae) || ae.Status >= 500 || sessionEnded(ae):
+				return err // the session ended, or the API failed: not the code's fault
+			case ae.Code == "invalid_code":
+				return h.providersWith(w, r, s, http.StatusUnauthorized, "The code (authenticator or recovery) was wrong or already used; the key was not added.")
+			}
+			return h.providersWith(w, r, s, ae.Status, ae.Message+" The key was not added.") // locked out, too many tries, …
 		}
 	}
 	err := h.call(r.Context(), r, s, "POST", "/v1/providers/"+id+"/keys", obj{"key": r.PostFormValue("upstream_key")}, nil)
@@ -753,9 +772,9 @@ func (h *Handler) stepUp(w http.ResponseWriter, r *http.Request, s *session) err
 	if !strings.HasPrefix(then, "/console/") || strings.HasPrefix(then, "/console/step-up") {
 		return &apiError{Status: http.StatusBadRequest, Message: "Nothing to continue with."}
 	}
-	if err := h.call(r.Context(), r, s, "POST", "/v1/auth/step-up", obj{"code": strings.TrimSpace(r.PostFormValue("code"))}, nil); err != nil {
+	if err := h.call(r.Context(), r, s, "POST", "/v1/auth/step-up", admin.ProofOfCode(r.PostFormValue("code")), nil); err != nil {
 		var ae *apiError
-		if errors.As(err, &ae) && ae.Status < 500 {
+		if errors.As(err, &ae) && ae.Status < 500 && !sessionEnded(ae) {
 			var fields []obj
 			for k, vs := range r.PostForm {
 				if k == "csrf" || k == "code" || k == "then" {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"reflect"
+	"strings"
 
 	"github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
@@ -50,6 +51,53 @@ func readStrict[T any](data []byte, v *T) reading {
 		return readAmbiguous
 	}
 	return readOK
+}
+
+// invalidEventHidesUsage reports whether a stream event that did not read in
+// its expected shape may still carry a usage report for another reader: it
+// is not JSON at all, or some object in it has a member whose name is
+// "usage" in any spelling a reader may match (case, '_' and '-', Unicode
+// folds, JSON escapes). Counts as strings or floats ("5000", 5000.0), past
+// int64 or under "USAGE" are read so by lenient parsers, and a stream that
+// also reported a small usage cleanly must not be metered by the small one.
+func invalidEventHidesUsage(data []byte) bool {
+	var v any
+	if err := json.Unmarshal(data, &v, jsontext.AllowInvalidUTF8(true), jsontext.AllowDuplicateNames(true)); err != nil {
+		return true
+	}
+	return namesUsage(v, 0)
+}
+
+// namesUsage walks v (a decoded JSON value) for a member named like usage.
+func namesUsage(v any, depth int) bool {
+	if depth > 64 {
+		return true // deeper than any real event: not read as one
+	}
+	switch x := v.(type) {
+	case map[string]any:
+		for k, e := range x {
+			if isUsageName(k) || namesUsage(e, depth+1) {
+				return true
+			}
+		}
+	case []any:
+		for _, e := range x {
+			if namesUsage(e, depth+1) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// isUsageName: name is "usage" as a case-insensitive reader that also
+// ignores '_' and '-' (json v2's folding, a superset of encoding/json's)
+// would match it.
+func isUsageName(name string) bool {
+	if len(name) > 64 {
+		return false
+	}
+	return strings.EqualFold(strings.NewReplacer("_", "", "-", "").Replace(name), "usage")
 }
 
 // openAIUsage covers chat, completions and embeddings usage objects.
@@ -187,10 +235,7 @@ type Meter struct {
 // NewMeter returns a Meter for a stream of ep.
 func NewMeter(ep Endpoint) *Meter { return &Meter{ep: ep} }
 
-var (
-	doneData  = []byte("[DONE]")
-	usageWord = []byte(`"usage"`)
-)
+var doneData = []byte("[DONE]")
 
 // Observe accounts for ev and reports whether to forward it to the caller.
 func (m *Meter) Observe(ev Event) bool {
@@ -231,6 +276,7 @@ func (m *Meter) openAI(ev Event) bool {
 	}
 	switch readStrict(ev.Data, &c) {
 	case readInvalid:
+		m.bogus = m.bogus || invalidEventHidesUsage(ev.Data)
 		return true
 	case readAmbiguous:
 		m.bogus = true // whatever usage it held is missing
@@ -269,12 +315,18 @@ func (m *Meter) responses(ev Event) bool {
 			Model string       `json:"model"`
 			Usage *openAIUsage `json:"usage"`
 		} `json:"response"`
+		Usage *openAIUsage `json:"usage"` // not where the API puts it: see below
 	}
 	switch readStrict(ev.Data, &e) {
 	case readInvalid:
+		m.bogus = m.bogus || invalidEventHidesUsage(ev.Data)
 		return true
 	case readAmbiguous:
 		m.bogus = true // whatever usage it held is missing
+		return true
+	}
+	if e.Usage != nil { // a usage beside the response, which another reader may take
+		m.bogus = true
 		return true
 	}
 	switch e.Type {
@@ -303,9 +355,9 @@ func (m *Meter) responses(ev Event) bool {
 }
 
 func (m *Meter) anthropic(ev Event) bool {
-	if !bytes.Contains(ev.Data, usageWord) && !bytes.Contains(ev.Data, []byte("delta")) && !bytes.Contains(ev.Data, []byte("message_stop")) {
-		return true
-	}
+	// Every event is read: a byte pre-filter ("usage", "delta") is blind
+	// to JSON escapes ("\u0075sage", "message_\u0064elta") and case
+	// variants, which every reader decodes.
 	var e struct {
 		Type    string `json:"type"`
 		Message *struct {
@@ -322,15 +374,25 @@ func (m *Meter) anthropic(ev Event) bool {
 	}
 	switch readStrict(ev.Data, &e) {
 	case readInvalid:
+		m.bogus = m.bogus || invalidEventHidesUsage(ev.Data)
 		return true
 	case readAmbiguous:
 		m.bogus = true // whatever usage it held is missing
 		return true
 	}
+	// Usage on an event that does not carry it (a ping, a content block, a
+	// message object outside message_start) is a report the gateway would
+	// not read and another reader might: the usage is missing.
+	if (e.Usage != nil && e.Type != "message_delta") || (e.Message != nil && e.Message.Usage != nil && e.Type != "message_start") {
+		m.bogus = true
+		return true
+	}
 	switch e.Type {
 	case "message_start":
 		if e.Message != nil {
-			m.id, m.model = e.Message.ID, e.Message.Model
+			if m.id == "" && m.model == "" { // the first, as for the other protocols
+				m.id, m.model = e.Message.ID, e.Message.Model
+			}
 			if e.Message.Usage != nil {
 				in, ok := e.Message.Usage.tokens()
 				m.bogus = m.bogus || !ok || in.Input == 0

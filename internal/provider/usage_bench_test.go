@@ -25,3 +25,25 @@ func BenchmarkMeterChatChunks(b *testing.B) {
 		m.Observe(final)
 	}
 }
+
+// BenchmarkMeterAnthropicStream: one short Anthropic stream, every event
+// read (no byte pre-filter since the escaped-name fix).
+func BenchmarkMeterAnthropicStream(b *testing.B) {
+	evs := []Event{
+		{Data: []byte(`{"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[],"stop_reason":null,"usage":{"input_tokens":25,"output_tokens":1}}}`)},
+		{Data: []byte(`{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}`)},
+		{Data: []byte(`{"type":"ping"}`)},
+		{Data: []byte(`{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"A transparency"}}`)},
+		{Data: []byte(`{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":" log is"}}`)},
+		{Data: []byte(`{"type":"content_block_stop","index":0}`)},
+		{Data: []byte(`{"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":15}}`)},
+		{Data: []byte(`{"type":"message_stop"}`)},
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		m := NewMeter(Messages)
+		for _, ev := range evs {
+			m.Observe(ev)
+		}
+	}
+}
