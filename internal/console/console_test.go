@@ -41,6 +41,8 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case in["password"] != "pw":
 			fail(401, "invalid_login")
+		case in["user"] == "newbie": // require_mfa, no second factor yet
+			json.NewEncoder(w).Encode(map[string]any{"session": token, "principal_id": "prn_2", "enrollment_only": true, "mfa": false})
 		case in["code"] == "":
 			fail(401, "mfa_required")
 		default:
@@ -195,6 +197,24 @@ func TestHeadersOnEveryResponse(t *testing.T) {
 		if strings.Contains(s, "<script>") || strings.Contains(s, "style=") || strings.Contains(s, " onclick=") || strings.Contains(s, "javascript:") {
 			t.Errorf("%s has inline script or style", en.Name())
 		}
+	}
+}
+
+// TestEnrolmentOnlySignInSaysWhatToDo: under require_mfa a user without a
+// second factor gets an enrolment-only session from the API, which may do
+// nothing the console offers. The console keeps no session, ends the API's,
+// and says how to enrol instead of showing pages that all answer 403.
+func TestEnrolmentOnlySignInSaysWhatToDo(t *testing.T) {
+	e := newEnv()
+	w := e.do("POST", "/console/login", url.Values{"user": {"newbie"}, "password": {"pw"}}, nil, nil)
+	if w.Code != http.StatusForbidden || len(w.Result().Cookies()) != 0 {
+		t.Fatalf("enrolment-only sign-in: %d, cookies %v", w.Code, w.Result().Cookies())
+	}
+	if !strings.Contains(w.Body.String(), "totp-enroll") {
+		t.Fatalf("the page does not say how to enrol: %s", w.Body.String())
+	}
+	if e.api.called("POST /v1/auth/logout") != 1 {
+		t.Fatal("the enrolment session was left open")
 	}
 }
 

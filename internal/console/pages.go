@@ -135,8 +135,9 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 	}
 	user, next := strings.TrimSpace(r.PostFormValue("user")), safeNext(r.PostFormValue("next"))
 	var out struct {
-		Session   string `json:"session"`
-		Principal string `json:"principal_id"`
+		Session        string `json:"session"`
+		Principal      string `json:"principal_id"`
+		EnrollmentOnly bool   `json:"enrollment_only"`
 	}
 	proof := admin.ProofOfCode(r.PostFormValue("code")) // an authenticator code or a recovery code
 	err := h.call(r.Context(), r, nil, "POST", "/v1/auth/login", obj{"user": user, "password": r.PostFormValue("password"), "code": proof.Code, "recovery_code": proof.RecoveryCode}, &out)
@@ -153,6 +154,12 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 		}
 		h.render(w, http.StatusUnauthorized, "login.html", page{Title: "Sign in", Passkeys: h.d.Passkeys, Error: msg, Data: obj{"User": user, "Next": next}})
 		return
+	case out.EnrollmentOnly:
+		// require_mfa and no second factor yet: the API's session may only
+		// enrol one, which the console does not offer; keep nothing open.
+		h.call(r.Context(), r, &session{token: out.Session}, "POST", "/v1/auth/logout", nil, nil)
+		h.render(w, http.StatusForbidden, "login.html", page{Title: "Sign in", Passkeys: h.d.Passkeys, Error: errEnrolFirst, Data: obj{"User": user, "Next": next}})
+		return
 	}
 	if err := h.startSession(w, r, out.Session, user, out.Principal); err != nil {
 		h.render(w, http.StatusServiceUnavailable, "login.html", page{Title: "Sign in", Passkeys: h.d.Passkeys, Error: errSessionNotKept, Data: obj{"User": user, "Next": next}})
@@ -160,6 +167,13 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 	}
 	http.Redirect(w, r, next, http.StatusSeeOther)
 }
+
+// errEnrolFirst is what a user without a second factor sees under
+// require_mfa: the console signs in only with one.
+const errEnrolFirst = "This gateway requires a second factor and your account has none yet, so the console cannot sign you in. " +
+	"Enrol an authenticator app with the command line (gatehouse login --user NAME --password-stdin, then gatehouse users totp-enroll --password-stdin, " +
+	"then gatehouse users totp-confirm CODE), " +
+	"or ask an administrator to, then sign in here with the code."
 
 // errSessionNotKept is what a user sees when the sign-in was right but the
 // console could not store its session (the database is unreachable): the
