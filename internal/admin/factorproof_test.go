@@ -13,6 +13,8 @@ func TestProofOfCode(t *testing.T) {
 		" 123456 \n":        {Code: "123456"},
 		"12345":             {Code: "12345"}, // wrong length: still a TOTP attempt, refused as one
 		"9f2c41aa-0b7de3f1": {RecoveryCode: "9f2c41aa-0b7de3f1"},
+		"9f2c41aa0b7de3f1":  {RecoveryCode: "9f2c41aa0b7de3f1"}, // without its dash
+		"1234567890123456":  {RecoveryCode: "1234567890123456"}, // a recovery code that happens to be all digits
 		"123 456":           {RecoveryCode: "123 456"},
 		"１２３４５６":            {RecoveryCode: "１２３４５６"}, // not ASCII digits
 		"":                  {},

@@ -74,7 +74,7 @@ type FactorProof struct {
 type factorProof = FactorProof
 
 // ProofOfCode reads the one code a user typed where either second factor
-// fits (the console's single field): digits only are a TOTP code, anything
+// fits (the console's single field): up to 8 digits are a TOTP code, anything
 // else a recovery code (RecoveryCodes issues hex with a dash), each checked
 // under its own attempt counter. Surrounding white space is dropped; an empty
 // code is no proof.
@@ -83,7 +83,7 @@ func ProofOfCode(s string) FactorProof {
 	switch {
 	case c == "":
 		return FactorProof{}
-	case strings.Trim(c, "0123456789") == "":
+	case len(c) <= 8 && strings.Trim(c, "0123456789") == "": // TOTP codes are 6 digits; a recovery code has 16 hex digits
 		return FactorProof{Code: c}
 	}
 	return FactorProof{RecoveryCode: c}

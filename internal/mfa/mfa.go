@@ -131,8 +131,20 @@ func RecoveryCodes(n int) (codes, hashes []string) {
 // HashRecoveryCode hashes a recovery code for storage (codes carry 64 bits
 // from crypto/rand, so a fast hash suffices).
 func HashRecoveryCode(c string) string {
-	h := sha256.Sum256([]byte("gatehouse recovery\x00" + strings.ToLower(strings.TrimSpace(c))))
+	h := sha256.Sum256([]byte("gatehouse recovery\x00" + normalRecoveryCode(c)))
 	return hex.EncodeToString(h[:])
+}
+
+// normalRecoveryCode is the form a recovery code is hashed in: lower case,
+// and "1a2b3c4d-5e6f7a8b" however the user spaced or dashed it (copied from a
+// password manager without the dash, read aloud in groups, with spaces).
+func normalRecoveryCode(c string) string {
+	c = strings.ToLower(strings.TrimSpace(c))
+	bare := strings.NewReplacer("-", "", " ", "").Replace(c)
+	if len(bare) == 16 && strings.Trim(bare, "0123456789abcdef") == "" {
+		return bare[:8] + "-" + bare[8:]
+	}
+	return c
 }
 
 // Credentials are a user's login secrets, as stored.

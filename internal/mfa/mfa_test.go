@@ -80,3 +80,19 @@ func TestRecoveryCodes(t *testing.T) {
 		seen[c] = true
 	}
 }
+
+// TestRecoveryCodeHoweverTyped: a recovery code matches without its dash, in
+// upper case, or in spaced groups; another code does not.
+func TestRecoveryCodeHoweverTyped(t *testing.T) {
+	codes, hashes := RecoveryCodes(1)
+	c := codes[0]
+	for _, typed := range []string{c, strings.ToUpper(c), strings.ReplaceAll(c, "-", ""), " " + c[:4] + " " + c[4:8] + " " + c[9:13] + " " + c[13:] + " "} {
+		if HashRecoveryCode(typed) != hashes[0] {
+			t.Errorf("%q does not match %q", typed, c)
+		}
+	}
+	other, _ := RecoveryCodes(1)
+	if HashRecoveryCode(other[0]) == hashes[0] || HashRecoveryCode(c[:15]) == hashes[0] {
+		t.Error("another code matched")
+	}
+}
