@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/mod/sumdb/tlog"
+
 	"github.com/gatehouse-gw/gatehouse/internal/ledger"
 	"github.com/gatehouse-gw/gatehouse/internal/store"
 )
@@ -39,7 +41,10 @@ func (v *LogVerifier) Check(ctx context.Context) (LogCheck, error) {
 	}
 	c := LogCheck{At: now().UTC()}
 	if last != nil {
-		c.LastGood = last.LastGood
+		c.LastGood, c.GoodSize, c.GoodRoot, c.GoodOrigin = last.LastGood, last.GoodSize, last.GoodRoot, last.GoodOrigin
+		if v.prev == nil {
+			v.prev = goodTree(last) // after a restart: the tree verified before it
+		}
 	}
 	rep, st, verr := ledger.Verify(ctx, v.Source, v.Key(), v.prev, nil)
 	if errors.Is(verr, store.ErrNotFound) {
@@ -54,9 +59,21 @@ func (v *LogVerifier) Check(ctx context.Context) (LogCheck, error) {
 		v.failures.Add(1)
 	} else {
 		c.OK, c.Size, c.Root, c.LastGood = true, rep.Size, base64.StdEncoding.EncodeToString(rep.Root[:]), c.At
+		c.GoodSize, c.GoodRoot, c.GoodOrigin = c.Size, c.Root, rep.Origin
 		v.prev = st
 	}
 	return c, v.Store.SaveLogCheck(ctx, c)
+}
+
+// goodTree is the tree of c's last passing check, or nil when it has none.
+func goodTree(c *LogCheck) *ledger.State {
+	root, err := base64.StdEncoding.DecodeString(c.GoodRoot)
+	if c.GoodSize <= 0 || c.GoodOrigin == "" || err != nil || len(root) != len(tlog.Hash{}) {
+		return nil
+	}
+	st := &ledger.State{Origin: c.GoodOrigin, Size: c.GoodSize, VerifiedAt: c.LastGood}
+	copy(st.Hash[:], root)
+	return st
 }
 
 // Verified reports when the stored log last passed verification (zero: never

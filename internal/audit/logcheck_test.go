@@ -124,6 +124,27 @@ func TestLogVerifierCatchesRewrittenAndResignedLog(t *testing.T) {
 	}
 }
 
+// TestLogVerifierRemembersAcrossRestart: the rewrite-and-re-sign of the test
+// above, made while the gateway was down, is caught by the verifier of the
+// restarted process too: it starts from the tree the store says was verified
+// last, not from nothing; and that tree survives a failed check.
+func TestLogVerifierRemembersAcrossRestart(t *testing.T) {
+	ctx := context.Background()
+	_, db, skey, v := newVerifiedLog(t, 20)
+	if c, err := v.Check(ctx); err != nil || !c.OK {
+		t.Fatalf("an honest log: %+v %v", c, err)
+	}
+	mustExec(t, db, `UPDATE ledger_entries SET data = replace(data, '"cost_micros":7', '"cost_micros":8') WHERE idx = 7`)
+	ledgertest.RebuildTree(t, db)
+	ledgertest.Resign(t, db, skey, "check.example/log", 20)
+	for i := range 2 { // a second restart: the good tree outlived the first failure
+		restarted := &audit.LogVerifier{Source: v.Source, Key: v.Key, Store: v.Store, Now: v.Now}
+		if c, err := restarted.Check(ctx); err != nil || c.OK || c.GoodSize != 20 {
+			t.Fatalf("restart %d: a rewritten and re-signed log passed, or the good tree was lost: %+v %v", i+1, c, err)
+		}
+	}
+}
+
 // TestLogVerifierFollowsGrowthThenCatchesDeletion: a check after the log grew
 // passes (the new tree contains the one verified before); a record deleted
 // from the store then fails.

@@ -72,6 +72,12 @@ type LogCheck struct {
 	Root     string    `json:"root,omitempty"`
 	Error    string    `json:"error,omitempty"`
 	LastGood time.Time `json:"last_good"` // zero: never verified
+	// GoodSize, GoodRoot and GoodOrigin are the tree of the last passing
+	// check, carried past failures: after a restart the verifier still
+	// checks that the log grew from it (no truncation or fork across restarts).
+	GoodSize   int64  `json:"good_size,omitempty"`
+	GoodRoot   string `json:"good_root,omitempty"`
+	GoodOrigin string `json:"good_origin,omitempty"`
 }
 
 // Candidate is what a rule reports; the engine turns it into a finding.
