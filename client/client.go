@@ -760,12 +760,27 @@ func (c *Client) RevokeTokens(ctx context.Context, jti, principal string) error 
 // Login starts an admin API session with a user's password and, when the user
 // has TOTP, the current code. The session token works where an admin key goes.
 func (c *Client) Login(ctx context.Context, user, password, code string) (session string, expires time.Time, err error) {
-	var out struct {
-		Session   string    `json:"session"`
-		ExpiresAt time.Time `json:"expires_at"`
-	}
-	_, err = c.do(ctx, "POST", "/v1/auth/login", nil, map[string]string{"user": user, "password": password, "code": code}, &out)
-	return out.Session, out.ExpiresAt, err
+	s, err := c.LoginSession(ctx, user, password, code)
+	return s.Session, s.ExpiresAt, err
+}
+
+// LoginSession is what a login answers.
+type LoginSession struct {
+	Session   string    `json:"session"`
+	ExpiresAt time.Time `json:"expires_at"`
+	// EnrollmentOnly: require_mfa is on and the user has no second factor
+	// yet; the session may only enrol one (EnrollTOTP with the password,
+	// then ConfirmTOTP), after which the user logs in again with the code.
+	EnrollmentOnly bool   `json:"enrollment_only"`
+	Next           string `json:"next,omitempty"`
+}
+
+// LoginSession logs in with a password (and a TOTP code when the user has
+// one) and returns the whole answer.
+func (c *Client) LoginSession(ctx context.Context, user, password, code string) (LoginSession, error) {
+	var out LoginSession
+	_, err := c.do(ctx, "POST", "/v1/auth/login", nil, map[string]string{"user": user, "password": password, "code": code}, &out)
+	return out, err
 }
 
 // OIDCInfo is where users log in through the organisation's identity provider.

@@ -74,11 +74,17 @@ policies allow only after a recent second factor.`,
 			if err != nil {
 				return err
 			}
-			session, exp, err := client.New(o.addr, "").Login(ctx, o.S("user"), pw, o.S("code"))
+			ls, err := client.New(o.addr, "").LoginSession(ctx, o.S("user"), pw, o.S("code"))
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(e.Stdout, "Logged in until %s.\n\n    export GATEHOUSE_ADMIN_KEY=%s\n", exp.Local().Format("2006-01-02 15:04"), session)
+			if ls.EnrollmentOnly {
+				fmt.Fprintf(e.Stdout, "This gateway requires a second factor and %s has none yet: this session may only enrol one, until %s.\n\n"+
+					"    export GATEHOUSE_ADMIN_KEY=%s\n    printf '%%s\\n' \"$PASSWORD\" | gatehouse users totp-enroll --password-stdin\n    gatehouse users totp-confirm CODE\n\n"+
+					"then log in again with --code.\n", termSafe(o.S("user")), ls.ExpiresAt.Local().Format("2006-01-02 15:04"), ls.Session)
+				return nil
+			}
+			fmt.Fprintf(e.Stdout, "Logged in until %s.\n\n    export GATEHOUSE_ADMIN_KEY=%s\n", ls.ExpiresAt.Local().Format("2006-01-02 15:04"), ls.Session)
 			return nil
 		}}
 }

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"net/url"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-gw/gatehouse/client"
+	"github.com/gatehouse-gw/gatehouse/internal/cli"
 	"github.com/gatehouse-gw/gatehouse/internal/config"
 	"github.com/gatehouse-gw/gatehouse/internal/denylog"
 	"github.com/gatehouse-gw/gatehouse/internal/ledger"
@@ -462,4 +464,20 @@ func TestAdminKeyCannotUnlockToKeepGuessing(t *testing.T) {
 	}
 	s, h, body = atk.json(g, "/v1/auth/login", "", map[string]string{"user": "gina", "password": "correct horse battery staple", "code": code(t, secret, time.Now())})
 	refusedLocked(t, "the right code after the refused unlock", s, h, body)
+}
+
+// TestCLILoginSaysWhenTheSessionMayOnlyEnrol: `gatehouse login` for a user
+// without a second factor under require_mfa says the session may only enrol
+// one and how, instead of "Logged in until …" for a session every other
+// command would refuse.
+func TestCLILoginSaysWhenTheSessionMayOnlyEnrol(t *testing.T) {
+	g, pw := requireMFAUser(t, "erin")
+	var out, errb bytes.Buffer
+	env := map[string]string{"GATEHOUSE_ADDR": "http://" + g.srv.AdminAddr()}
+	code := cli.Run(context.Background(), []string{"login", "--user", "erin", "--password-stdin"},
+		&cli.Env{Stdin: strings.NewReader(pw + "\n"), Stdout: &out, Stderr: &errb, Getenv: func(k string) string { return env[k] }})
+	if code != 0 || strings.Contains(out.String(), "Logged in until") || !strings.Contains(out.String(), "totp-enroll --password-stdin") ||
+		!strings.Contains(out.String(), "export GATEHOUSE_ADMIN_KEY=gks_") {
+		t.Fatalf("exit %d\n%s%s", code, out.String(), errb.String())
+	}
 }
