@@ -1,5 +1,7 @@
 package budget
 
+import "time"
+
 // Pending is the money admitted in memory whose start entries are not final
 // yet, summed over every counter; Live is how many holds memory still
 // counts as open (from Admit or Reserve to their settlement).
@@ -11,3 +13,6 @@ func (l *Ledger) Pending() (pending int64, live int) {
 	}
 	return pending, len(l.live)
 }
+
+// SetNow replaces the ledger's clock.
+func (l *Ledger) SetNow(now func() time.Time) { l.now = now }

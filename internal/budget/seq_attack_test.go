@@ -48,15 +48,21 @@ func (s *losingAnswers) LedgerAppend(ctx context.Context, inst string, es []ledg
 // on the hold in memory once the call is over, and settle it with the end
 // entry; ctx is the caller's, which hangs up at any moment.
 func call(ctx context.Context, bl *budget.Ledger, l *ledger.Log, id string, amount, actual int64) (held, started bool) {
+	h, started := callHold(ctx, bl, l, id, amount, actual)
+	return h != nil, started
+}
+
+// callHold is call, returning the call's hold (nil when refused).
+func callHold(ctx context.Context, bl *budget.Ledger, l *ledger.Log, id string, amount, actual int64) (*budget.Hold, bool) {
 	h, err := bl.Admit(ctx, id, budget.Call{KeyID: "key_1", Model: "m"}, amount)
 	if err != nil || h == nil {
-		return false, false
+		return nil, false
 	}
 	start := ledger.Record{Kind: ledger.KindCallStart, Time: time.Now(), RequestID: id, Model: "m"}
 	lh := &ledger.Hold{Reservation: h.Reservation()}
 	_, err = l.Append(ctx, ledger.Entry{Data: start.Marshal(), RequestID: id, Opens: true, Hold: lh,
 		Done: func(err error) { h.Started(lh.Spends, err) }})
-	started = err == nil
+	started := err == nil
 	if !started {
 		actual = 0 // nothing went upstream
 	}
@@ -72,7 +78,7 @@ func call(ctx context.Context, bl *budget.Ledger, l *ledger.Log, id string, amou
 			h.Settled(false, nil)
 		}
 	}})
-	return true, started
+	return h, started
 }
 
 // TestCallerHangsUpAroundStartedAndLostAnswersLeakNothing: a flood of
