@@ -63,12 +63,17 @@ func (l *Ledger) counter(k rowKey) *counter {
 	return c
 }
 
-// learn records counters the store returned (under l.mu).
-func (l *Ledger) learn(spends []Spend) {
-	now := time.Now()
+// learn records counters the store returned (under l.mu), as of at: when
+// the read that returned them was sent. A row memory learned later than
+// that (a batch that committed while the read was in flight) keeps the
+// newer counters: an old read must not bring back money already released.
+func (l *Ledger) learn(spends []Spend, at time.Time) {
 	for _, sp := range spends {
 		c := l.counter(rowKey{sp.BudgetID, sp.PeriodStart})
-		c.committed, c.known, c.at = sp.Spent+sp.Reserved, true, now
+		if c.known && c.at.After(at) {
+			continue
+		}
+		c.committed, c.known, c.at = sp.Spent+sp.Reserved, true, at
 	}
 }
 
@@ -131,13 +136,14 @@ func (l *Ledger) Admit(ctx context.Context, id string, c Call, amount int64) (*H
 			}
 		}
 		rctx, cancel := context.WithTimeout(ctx, l.Timeout)
+		asked := time.Now()
 		sp, err := l.store.Spend(rctx, keys)
 		cancel()
 		if err != nil {
 			return nil, fmt.Errorf("budget: reserve: %w", err)
 		}
 		l.mu.Lock()
-		l.learn(sp)
+		l.learn(sp, asked)
 		l.mu.Unlock()
 		for i, a := range hard {
 			if committed := sp[i].Spent + sp[i].Reserved; committed+amount > a.charge.Limit {
@@ -178,7 +184,7 @@ func (h *Hold) Started(spends []Spend, err error) {
 		l.counter(rowKey{a.charge.BudgetID, a.charge.PeriodStart}).pending -= h.amount
 	}
 	if err == nil {
-		l.learn(spends)
+		l.learn(spends, time.Now())
 		return
 	}
 	if _, refused := err.(*InsufficientError); refused {
@@ -203,7 +209,7 @@ func (h *Hold) Settled(settled bool, spends []Spend) {
 	l := h.l
 	l.mu.Lock()
 	if settled {
-		l.learn(spends)
+		l.learn(spends, time.Now())
 	}
 	delete(l.live, h.id)
 	l.mu.Unlock()

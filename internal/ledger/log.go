@@ -262,32 +262,51 @@ func (l *Log) Append(ctx context.Context, e Entry) (idx int64, err error) {
 			return 0, fmt.Errorf("%w: %v", ErrUnavailable, err)
 		}
 	}
-	l.mu.RLock()
-	if !l.running {
-		l.mu.RUnlock()
-		p := &pending{e: e, done: make(chan error, 1)}
-		queued = true
-		for _, f := range l.commit(ctx, []*pending{p}) { // no Run to retry it
-			f.final(-1, fmt.Errorf("%w: the store did not take the record", ErrUnavailable))
-		}
-		return p.idx, <-p.done
-	}
 	// Waiting is bounded by CommitTimeout, whatever the caller's context: a
 	// stuck store fails the call instead of holding it. A start abandoned so
 	// may still commit later; the call's end record (Closes) closes it.
 	p := &pending{e: e, done: make(chan error, 1)}
 	timer := time.NewTimer(l.CommitTimeout)
 	defer timer.Stop()
-	select {
-	case l.queue <- p:
-		queued = true
-		l.mu.RUnlock()
-	case <-timer.C:
-		l.mu.RUnlock()
-		return 0, fmt.Errorf("%w: the sequencer's queue is full", ErrUnavailable)
-	case <-ctx.Done():
-		l.mu.RUnlock()
-		return 0, fmt.Errorf("%w: %v", ErrUnavailable, ctx.Err())
+	var tick *time.Timer
+	for !queued {
+		l.mu.RLock()
+		if !l.running {
+			l.mu.RUnlock()
+			queued = true
+			for _, f := range l.commit(ctx, []*pending{p}) { // no Run to retry it
+				f.final(-1, fmt.Errorf("%w: the store did not take the record", ErrUnavailable))
+			}
+			return p.idx, <-p.done
+		}
+		select {
+		case l.queue <- p:
+			queued = true
+			l.mu.RUnlock()
+			continue
+		default:
+		}
+		// While the queue is full, let go of the run lock now and then, so
+		// that a stopping Run can take it and drain (as Enqueue does).
+		if tick == nil {
+			tick = time.NewTimer(50 * time.Millisecond)
+			defer tick.Stop()
+		} else {
+			tick.Reset(50 * time.Millisecond)
+		}
+		select {
+		case l.queue <- p:
+			queued = true
+			l.mu.RUnlock()
+		case <-tick.C:
+			l.mu.RUnlock()
+		case <-timer.C:
+			l.mu.RUnlock()
+			return 0, fmt.Errorf("%w: the sequencer's queue is full", ErrUnavailable)
+		case <-ctx.Done():
+			l.mu.RUnlock()
+			return 0, fmt.Errorf("%w: %v", ErrUnavailable, ctx.Err())
+		}
 	}
 	select {
 	case err := <-p.done:

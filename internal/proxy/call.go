@@ -251,7 +251,12 @@ func (h *Handler) writeEnd(r *http.Request, rec *usage.Record, ce *callEnd) (usa
 		e.Done = func(err error) {
 			if err == nil || errors.Is(err, ledger.ErrAlreadyClosed) {
 				hold.Settled(st.Settled, st.Spends)
+				return
 			}
+			// The end entry is lost for good: the hold leaves the live set,
+			// so this instance's sweep (budget.Ledger.RecoverOwn) charges it
+			// in full instead of it staying reserved until a restart.
+			hold.Settled(false, nil)
 		}
 	}
 	if h.seq != nil && h.opt.LagEnd {
@@ -259,13 +264,17 @@ func (h *Handler) writeEnd(r *http.Request, rec *usage.Record, ce *callEnd) (usa
 		// dropped), committed by the sequencer after the handler returns.
 		if err := h.seq.Enqueue(ctx, e); err != nil {
 			h.log.Error("ledger: end record not written", "request_id", rec.ID, "err", err)
+			return false // not queued: the usage row goes to the usage writer
 		}
 		return usageRides
 	}
-	if _, err := h.ledger.Append(ctx, e); err != nil && !errors.Is(err, ledger.ErrDeferred) {
+	if _, err := h.ledger.Append(ctx, e); err != nil && !errors.Is(err, ledger.ErrDeferred) && !errors.Is(err, ledger.ErrAlreadyClosed) {
 		// The call is over; its start record stays open and recovery closes
-		// it; its hold, if any, is charged in full.
+		// it; its hold, if any, is charged in full. The usage row goes to
+		// the usage writer: if the entry still commits late, the row's id
+		// keeps one of the two.
 		h.log.Error("ledger: end record not written", "request_id", rec.ID, "err", err)
+		return false
 	}
 	return usageRides
 }

@@ -3,9 +3,11 @@ package storetest
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/budget"
 	"github.com/gatehouse-gw/gatehouse/internal/ledger"
@@ -144,5 +146,130 @@ func testBatchRace(t *testing.T, b Backend) {
 	must(t, err)
 	if sp[0].Reserved != admitted.Load()*amount || sp[0].Reserved > limit {
 		t.Fatalf("reserved %d for %d admitted", sp[0].Reserved, admitted.Load())
+	}
+}
+
+// testBatchSplitEachCallRefusedByADifferentRow: a batch of calls under key,
+// team and organisation budgets where memory admitted too much on several
+// rows at once, and different calls no longer fit at different rows (one at
+// its key, one at the team, one at the organisation). The split refuses
+// exactly those, names the row that refused each, takes back every charge a
+// refused call made on its other rows, and leaves every row at or under its
+// limit with exactly the admitted holds.
+func testBatchSplitEachCallRefusedByADifferentRow(t *testing.T, b Backend) {
+	ctx := context.Background()
+	key := func(id string) budget.Charge {
+		return budget.Charge{BudgetID: "bud_k_" + id, PeriodStart: 7, Limit: 1_000, Hard: true}
+	}
+	team := budget.Charge{BudgetID: "bud_t", PeriodStart: 7, Limit: 5_000, Hard: true}
+	org := budget.Charge{BudgetID: "bud_o", PeriodStart: 7, Limit: 8_000, Hard: true}
+	soft := budget.Charge{BudgetID: "bud_s", PeriodStart: 7, Limit: 1, Hard: false}
+	// Other writers (replicas) spent on the shared rows meanwhile.
+	must(t, b.Reserve(ctx, budget.Reservation{ID: "other_t", Instance: "gw.2", Amount: 3_000, Charges: []budget.Charge{team}, CreatedAt: now}))
+	must(t, b.Reserve(ctx, budget.Reservation{ID: "other_o", Instance: "gw.2", Amount: 2_000, Charges: []budget.Charge{org}, CreatedAt: now}))
+	entries := []ledger.Entry{
+		startWithHold("sp_0", 1_000, key("a"), team, org, soft), // fits: team 4000, org 3000
+		startWithHold("sp_1", 1_000, org, key("a"), team, soft), // key a is full
+		startWithHold("sp_2", 1_000, key("b"), team, org),       // fits: team 5000, org 4000
+		startWithHold("sp_3", 1_000, key("c"), team, org, soft), // team is full
+		{Data: []byte("admin sp"), RequestID: "adm_sp"},
+		startWithHold("sp_4", 3_000, key("d"), org), // key d cannot cover 3000
+		startWithHold("sp_5", 1_000, key("e"), org), // fits: org 5000
+		startWithHold("sp_6", 1_000, key("f"), org), // fits: org 6000
+		startWithHold("sp_7", 1_000, key("g"), org), // fits: org 7000
+		startWithHold("sp_8", 1_000, key("h"), org), // fits: org 8000
+		startWithHold("sp_9", 1_000, key("i"), org), // the organisation is full
+	}
+	idx := appendOne(t, b, "gw.1", entries...)
+	refusedAt := map[int]string{1: "bud_k_a", 3: "bud_t", 5: "bud_k_d", 10: "bud_o"}
+	for i, e := range entries {
+		if e.Hold == nil {
+			if idx[i] < 0 {
+				t.Fatalf("the admin record was dropped")
+			}
+			continue
+		}
+		want, refused := refusedAt[i]
+		switch {
+		case refused && (idx[i] != -1 || e.Hold.Refused == nil || e.Hold.Refused.BudgetID != want):
+			t.Errorf("entry %d: idx %d refusal %+v, want refused at %s", i, idx[i], e.Hold.Refused, want)
+		case !refused && (idx[i] < 0 || e.Hold.Refused != nil):
+			t.Errorf("entry %d: idx %d refusal %+v, want admitted", i, idx[i], e.Hold.Refused)
+		}
+	}
+	rows := []budget.Charge{key("a"), key("b"), key("c"), key("d"), key("e"), key("i"), team, org, soft}
+	want := []int64{1_000, 1_000, 0, 0, 1_000, 0, 5_000, 8_000, 1_000}
+	sp, err := b.Spend(ctx, rows)
+	must(t, err)
+	for i := range rows {
+		if sp[i].Reserved != want[i] || sp[i].Spent != 0 {
+			t.Errorf("%s: %+v, want reserved %d", rows[i].BudgetID, sp[i], want[i])
+		}
+	}
+	// Every admitted hold reports its rows' counters; they are within limits.
+	for i, e := range entries {
+		if e.Hold == nil || e.Hold.Refused != nil {
+			continue
+		}
+		if len(e.Hold.Spends) != len(e.Hold.Reservation.Charges) {
+			t.Errorf("entry %d: %d counters for %d charges", i, len(e.Hold.Spends), len(e.Hold.Reservation.Charges))
+		}
+	}
+	for _, id := range []string{"sp_1", "sp_3", "sp_4", "sp_9"} {
+		if got, err := b.LedgerFind(ctx, id); err != nil || len(got) != 0 {
+			t.Fatalf("refused call %s has records %v (%v)", id, got, err)
+		}
+	}
+}
+
+// testBatchOfAThousandCalls: one transaction carrying a thousand starts
+// (each with key, team and organisation charges) and then a thousand ends
+// with their usage rows stays under every statement parameter limit (SQLite
+// 32,766, PostgreSQL 65,535) and settles each hold once.
+func testBatchOfAThousandCalls(t *testing.T, b Backend) {
+	const n = 1_000
+	ctx := context.Background()
+	team := budget.Charge{BudgetID: "bud_kt", PeriodStart: 3, Limit: 1 << 40, Hard: true}
+	org := budget.Charge{BudgetID: "bud_ko", PeriodStart: 3, Limit: n * 10, Hard: true}
+	var starts, ends []ledger.Entry
+	for i := range n {
+		id := fmt.Sprintf("thou_%04d", i)
+		k := budget.Charge{BudgetID: fmt.Sprintf("bud_kk_%d", i%50), PeriodStart: 3, Limit: 1 << 40, Hard: true}
+		starts = append(starts, startWithHold(id, 10, k, team, org))
+		ends = append(ends, ledger.Entry{Data: []byte("end " + id), RequestID: id, Closes: true, Settle: &ledger.Settlement{ID: id, Actual: 7},
+			Usage: &usage.Record{ID: id, Time: now, KeyID: "key_thou", Model: "m", CostMicros: 7, Reasons: []string{}}})
+	}
+	for i, x := range appendOne(t, b, "gw.1", starts...) {
+		if x < 0 {
+			t.Fatalf("start %d dropped (%v)", i, starts[i].Hold.Refused)
+		}
+	}
+	sp, err := b.Spend(ctx, []budget.Charge{org})
+	must(t, err)
+	if sp[0].Reserved != n*10 {
+		t.Fatalf("org reserved %d, want %d", sp[0].Reserved, n*10)
+	}
+	appendOne(t, b, "gw.1", append(ends, ends[:10]...)...) // ten named twice
+	for i, e := range ends {
+		if !e.Settle.Settled {
+			t.Fatalf("end %d not settled", i)
+		}
+	}
+	sp, err = b.Spend(ctx, []budget.Charge{org, team})
+	must(t, err)
+	if sp[0].Reserved != 0 || sp[0].Spent != n*7 || sp[1].Spent != n*7 {
+		t.Fatalf("after settling org %+v team %+v, want spent %d", sp[0], sp[1], n*7)
+	}
+	rows, err := b.ListUsage(ctx, usage.Query{KeyID: "key_thou", Limit: 2 * n})
+	must(t, err)
+	if len(rows) != n {
+		t.Fatalf("%d usage rows, want %d", len(rows), n)
+	}
+	open, err := b.LedgerAbandoned(ctx, "gw.other", now.Add(time.Hour))
+	must(t, err)
+	for _, oc := range open {
+		if strings.HasPrefix(oc.RequestID, "thou_") {
+			t.Fatalf("call %s left open", oc.RequestID)
+		}
 	}
 }

@@ -72,6 +72,8 @@ func Run(t *testing.T, open func(t *testing.T) Backend) {
 		{"BatchOneNoLongerFits", testBatchOneNoLongerFits},
 		{"BatchEndsAreIdempotent", testBatchEndsAreIdempotent},
 		{"BatchRace", testBatchRace},
+		{"BatchSplitEachCallRefusedByADifferentRow", testBatchSplitEachCallRefusedByADifferentRow},
+		{"BatchOfAThousandCalls", testBatchOfAThousandCalls},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open(t)) })
