@@ -118,6 +118,16 @@ type Log struct {
 	// CommitTimeout bounds one batch's transaction (default 5 s): a stuck
 	// store fails the batch instead of holding every caller.
 	CommitTimeout time.Duration
+	// Linger is how long a batch may wait for more entries before it
+	// commits, and Calls, when set, how many calls are in progress (the
+	// proxy's count). A batch waits only while more calls are in progress
+	// than it holds entries, so a lone caller never waits, and it commits as
+	// soon as every call in progress has an entry in it. Larger batches cost
+	// less per entry (one commit, one sync, the same statements), as
+	// Tessera's batchMaxAge trades a little latency for them. Set both
+	// before Run.
+	Linger time.Duration
+	Calls  func() int
 	// Gate, when set, must return nil for a call's start to be appended: a
 	// fenced instance (package instance) admits nothing.
 	Gate func() error
@@ -152,6 +162,9 @@ type pending struct {
 // MaxBatch is the most records one transaction appends.
 const MaxBatch = 512
 
+// DefaultLinger is Log.Linger's default.
+const DefaultLinger = time.Millisecond
+
 // New returns a Log. skey is the note signer key (see note.GenerateKey); its
 // name is the log's origin.
 func New(st Store, instance, skey string, log *slog.Logger) (*Log, error) {
@@ -160,7 +173,7 @@ func New(st Store, instance, skey string, log *slog.Logger) (*Log, error) {
 		return nil, fmt.Errorf("ledger: signing key: %w", err)
 	}
 	l := &Log{store: st, instance: func() string { return instance }, origin: s.Name(), log: log, now: time.Now,
-		Interval: time.Second, CommitTimeout: 5 * time.Second, queue: make(chan *pending, 4*MaxBatch), cache: hashCache{m: map[int64]tlog.Hash{}}}
+		Interval: time.Second, Linger: DefaultLinger, CommitTimeout: 5 * time.Second, queue: make(chan *pending, 4*MaxBatch), cache: hashCache{m: map[int64]tlog.Hash{}}}
 	if err := l.SetKeys([]string{skey}); err != nil {
 		return nil, err
 	}
@@ -533,7 +546,7 @@ func (l *Log) Run(ctx context.Context) error {
 				p.final(-1, errGone)
 				continue
 			}
-			batch = l.fill(append(batch[:0], p))
+			batch = l.linger(l.fill(append(batch[:0], p)))
 			run(batch)
 		case <-retryT.C:
 			n := min(len(l.retry), MaxBatch)
@@ -602,6 +615,29 @@ func (l *Log) fill(batch []*pending) []*pending {
 				p.final(-1, errGone)
 			}
 		default:
+			return batch
+		}
+	}
+	return batch
+}
+
+// linger adds entries that arrive within Linger to batch, up to MaxBatch,
+// while more calls are in progress than batch holds entries.
+func (l *Log) linger(batch []*pending) []*pending {
+	if l.Linger <= 0 || l.Calls == nil || len(batch) >= min(l.Calls(), MaxBatch) {
+		return batch
+	}
+	t := time.NewTimer(l.Linger)
+	defer t.Stop()
+	for len(batch) < min(l.Calls(), MaxBatch) {
+		select {
+		case p := <-l.queue:
+			if p.gone.Load() {
+				p.final(-1, errGone)
+				continue
+			}
+			batch = l.fill(append(batch, p))
+		case <-t.C:
 			return batch
 		}
 	}

@@ -39,6 +39,8 @@ func (h *Handler) call(ep provider.Endpoint) http.HandlerFunc {
 		flavor = httpx.Anthropic
 	}
 	return func(w http.ResponseWriter, r *http.Request) {
+		h.calls.Add(1)
+		defer h.calls.Add(-1)
 		start := h.now()
 		r, ob := h.observe(r, ep.Name, start)
 		rec := &usage.Record{ID: httpx.RequestID(r.Context()), Time: start.UTC(), Endpoint: ep.Name}
