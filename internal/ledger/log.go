@@ -36,6 +36,21 @@ type Entry struct {
 	// up at shutdown. A kept (deferred) entry is final only once written.
 	// It runs on the sequencer's goroutine, in commit order: keep it short.
 	Done func(err error)
+
+	made []byte // Data as Record.Entry made it: canonical, not parsed again
+}
+
+// requestID returns the request id of e's record, parsing and checking Data
+// unless Record.Entry made it.
+func (e *Entry) requestID() (string, error) {
+	if len(e.made) > 0 && len(e.made) == len(e.Data) && &e.made[0] == &e.Data[0] {
+		return e.RequestID, nil
+	}
+	rec, err := ParseRecord(e.Data)
+	if err != nil {
+		return "", err
+	}
+	return rec.RequestID, nil
 }
 
 // Hold is a call's budget hold, carried by its start entry.
@@ -263,13 +278,13 @@ func (l *Log) Append(ctx context.Context, e Entry) (idx int64, err error) {
 	if len(e.Data) > MaxEntrySize {
 		return 0, fmt.Errorf("%w: record of %d bytes", ErrUnavailable, len(e.Data))
 	}
-	rec, err := ParseRecord(e.Data)
+	id, err := e.requestID()
 	if err != nil {
 		return 0, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	// The stored request id is the record's (bounded, valid UTF-8), so no
 	// entry can carry bytes that make its store refuse a whole batch.
-	e.RequestID = rec.RequestID
+	e.RequestID = id
 	if e.Opens && l.Gate != nil {
 		if err := l.Gate(); err != nil {
 			return 0, fmt.Errorf("%w: %v", ErrUnavailable, err)
@@ -333,11 +348,11 @@ func (l *Log) Enqueue(ctx context.Context, e Entry) error {
 	if len(e.Data) > MaxEntrySize {
 		return fail(fmt.Errorf("%w: record of %d bytes", ErrUnavailable, len(e.Data)))
 	}
-	rec, err := ParseRecord(e.Data)
+	id, err := e.requestID()
 	if err != nil {
 		return fail(fmt.Errorf("%w: %w", ErrUnavailable, err))
 	}
-	e.RequestID = rec.RequestID
+	e.RequestID = id
 	p := &pending{e: e, done: make(chan error, 1)}
 	var t *time.Timer
 	for {
