@@ -14,6 +14,11 @@
 #
 #   BENCH_HTTP_DURATION   measured seconds per run (default 10s)
 #   BENCH_HTTP_NOWRITE=1  print the table, leave docs/ alone
+#   BENCH_HTTP_BIN        use this prebuilt gatehouse binary instead of building
+#                         one (to compare binaries run interleaved)
+#   BENCH_HTTP_CONFIG     a YAML file passed to every gateway as --config
+#   BENCH_HTTP_ONLY       measure only the targets whose name contains this
+#                         (e.g. "full governance, SQLite"); implies NOWRITE
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dur=${BENCH_HTTP_DURATION:-10s}
@@ -28,8 +33,11 @@ cleanup() {
 trap cleanup EXIT
 
 echo "bench-http: building..." >&2
-go build -o "$work/gatehouse" ./cmd/gatehouse
+if [ -n "${BENCH_HTTP_BIN:-}" ]; then cp "$BENCH_HTTP_BIN" "$work/gatehouse"; else go build -o "$work/gatehouse" ./cmd/gatehouse; fi
 go build -o "$work/httpbench" ./internal/bench/httpbench
+only=${BENCH_HTTP_ONLY:-}
+[ -n "$only" ] && BENCH_HTTP_NOWRITE=1
+want() { [ -z "$only" ] || [[ $1 == *"$only"* ]]; }
 
 gw_cpu=() load_cpu=()
 if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
@@ -72,12 +80,14 @@ measure() {
   echo "bench-http: ${rows[-1]}" >&2
 }
 
-measure "mock upstream, direct" "$mockpid" http://127.0.0.1:18090/v1/chat/completions ""
+want "mock upstream, direct" && measure "mock upstream, direct" "$mockpid" http://127.0.0.1:18090/v1/chat/completions ""
 
 # gateway NAME MODE [DATABASE]: start a fresh gateway, configure it, measure, stop it.
 gateway() {
   local name=$1 mode=$2 db=${3:-} dir="$work/data-$RANDOM" out adminkey key pid
+  want "$name" || return 0
   local args=(serve --data-dir "$dir" --listen 127.0.0.1:18080 --admin-listen 127.0.0.1:18081 --log-level warn)
+  [ -n "${BENCH_HTTP_CONFIG:-}" ] && args+=(--config "$BENCH_HTTP_CONFIG")
   [ -n "$db" ] && args+=(--database "$db")
   out="$work/serve-$RANDOM.out"
   "${gw_cpu[@]}" "$work/gatehouse" "${args[@]}" >"$out" 2>"$out.log" &
@@ -93,7 +103,8 @@ gateway() {
 
 gateway "Gatehouse, key only (no governance), SQLite" nogov
 gateway "Gatehouse, full governance, SQLite" full
-if [ -n "$pgurl" ] && command -v psql >/dev/null; then
+if ! want "Gatehouse, full governance, PostgreSQL"; then :
+elif [ -n "$pgurl" ] && command -v psql >/dev/null; then
   dbname="gh_bench_$RANDOM$RANDOM"
   psql -q "$pgurl" -c "CREATE DATABASE $dbname" >/dev/null
   pgdb=$(sed -E "s#/[^/?]+(\?|$)#/$dbname\1#" <<<"$pgurl")

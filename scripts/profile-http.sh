@@ -9,6 +9,8 @@
 #   PROFILE_SECONDS   profile length (default 20)
 #   BENCH_POSTGRES_URL  profile on PostgreSQL instead of SQLite (a database is
 #                       created and dropped)
+#   PROFILE_BIN       a prebuilt gatehouse binary to profile instead of building one
+#   PROFILE_CONFIG    a YAML file passed to the gateway as --config
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${PROFILE_SECONDS:-20}
@@ -24,7 +26,7 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-go build -o "$work/gatehouse" ./cmd/gatehouse
+if [ -n "${PROFILE_BIN:-}" ]; then cp "$PROFILE_BIN" "$work/gatehouse"; else go build -o "$work/gatehouse" ./cmd/gatehouse; fi
 go build -o "$work/httpbench" ./internal/bench/httpbench
 gw_cpu=() load_cpu=()
 if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then gw_cpu=(taskset -c 1) load_cpu=(taskset -c 0); fi
@@ -34,6 +36,7 @@ waitfor() { for _ in $(seq 1 100); do curl -fsS -o /dev/null "$1" 2>/dev/null &&
 pids+=($!)
 waitfor http://127.0.0.1:18090/v1/models
 args=(serve --data-dir "$work/data" --listen 127.0.0.1:18080 --admin-listen 127.0.0.1:18081 --log-level warn)
+[ -n "${PROFILE_CONFIG:-}" ] && args+=(--config "$PROFILE_CONFIG")
 if [ -n "$pgurl" ]; then
   dbname="gh_prof_$RANDOM$RANDOM"
   psql -q "$pgurl" -c "CREATE DATABASE $dbname" >/dev/null

@@ -134,8 +134,13 @@ type Ledger struct {
 	// "off") and a value the new key disagrees with. nil: not set.
 	VerifyInterval *Duration `yaml:"verify_interval"`
 	// LagEndRecords lets a call's end record (with its settlement and usage
-	// row) be committed after the handler returned (docs/design/one-write-per-phase.md).
+	// row) be committed after the handler returned (default true; the hold
+	// is durable already, docs/design/one-write-per-phase.md).
 	LagEndRecords bool `yaml:"lag_end_records"`
+	// BatchLinger is how long the sequencer's batch may wait for the entries
+	// of calls in progress before it commits (0: never waits); a lone call
+	// never waits.
+	BatchLinger Duration `yaml:"batch_linger"`
 }
 
 // Breaker configures the spend-velocity breaker (package breaker).
@@ -189,7 +194,7 @@ func Default() Config {
 		SessionTTL:             Duration(12 * time.Hour),
 		Login:                  DefaultLogin(),
 		Keys:                   Keys{ExpiryWarning: Duration(7 * 24 * time.Hour), CheckInterval: Duration(time.Hour)},
-		Ledger:                 Ledger{Origin: "gatehouse.local/log", CheckpointInterval: Duration(time.Second)},
+		Ledger:                 Ledger{Origin: "gatehouse.local/log", CheckpointInterval: Duration(time.Second), LagEndRecords: true, BatchLinger: Duration(time.Millisecond)},
 		Store:                  DefaultStore,
 		Breaker:                Breaker{Enabled: true, Window: Duration(5 * time.Minute), Ceiling: "5.00", BaselineMultiple: 10, MinSpend: "1.00"},
 		Audit:                  audit.DefaultConfig(),
@@ -358,6 +363,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Ledger.CheckpointInterval <= 0 {
 		errs = append(errs, errors.New("ledger.checkpoint_interval must be positive"))
+	}
+	if c.Ledger.BatchLinger < 0 || c.Ledger.BatchLinger.D() > time.Second {
+		errs = append(errs, errors.New("ledger.batch_linger must be between 0 and 1s"))
 	}
 	if _, err := time.LoadLocation(c.PolicyTimeZone); err != nil {
 		errs = append(errs, fmt.Errorf("policy_time_zone %q: %v", c.PolicyTimeZone, err))

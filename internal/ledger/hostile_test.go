@@ -248,6 +248,11 @@ func FuzzRecordRoundTrip(f *testing.F) {
 		if again := got.Marshal(); !bytes.Equal(again, data) {
 			t.Fatalf("Marshal is not idempotent:\n%q\n%q", data, again)
 		}
+		// Record.Entry is trusted without parsing: it must be exactly what
+		// ParseRecord would have accepted and taken the request id from.
+		if e := r.Entry(); !bytes.Equal(e.Data, data) || e.RequestID != got.RequestID {
+			t.Fatalf("Entry() = %q, %q; want %q, %q", e.Data, e.RequestID, data, got.RequestID)
+		}
 		for _, c := range []struct{ got, in string }{{got.UserAgent, ua}, {got.Model, model}, {got.Action, action}, {got.Detail, detail}, {got.RequestID, id}} {
 			if !strings.HasPrefix(string([]rune(c.in)), c.got) {
 				t.Fatalf("%q recorded as %q", c.in, c.got)
@@ -398,6 +403,38 @@ func TestAppendRefusesNonCanonical(t *testing.T) {
 	}
 	if n, _ := db.LedgerSize(ctx); n != 0 {
 		t.Fatalf("%d refused records in the log", n)
+	}
+}
+
+// TestAppendRefusesReplacedEntryData: an entry made by Record.Entry is not
+// parsed again, but one whose Data was replaced afterwards is, and refused
+// when it is not canonical; its RequestID is the record's, not the caller's.
+func TestAppendRefusesReplacedEntryData(t *testing.T) {
+	l, db, _ := newLog(t)
+	ctx := context.Background()
+	e := ledger.Record{Kind: ledger.KindAdmin, Time: time.Now(), RequestID: "r"}.Entry()
+	e.Data = append(slices.Clone(e.Data), ' ')
+	if _, err := l.Append(ctx, e); !errors.Is(err, ledger.ErrBadRecord) {
+		t.Fatalf("Append(replaced data) = %v, want ErrBadRecord", err)
+	}
+	e = ledger.Record{Kind: ledger.KindAdmin, Time: time.Now(), RequestID: "r"}.Entry()
+	e.Data = ledger.Record{Kind: ledger.KindAdmin, Time: time.Now(), RequestID: "other"}.Marshal()
+	if _, err := l.Append(ctx, e); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Enqueue(ctx, func() ledger.Entry {
+		e := ledger.Record{Kind: ledger.KindCallEnd, Time: time.Now(), RequestID: "r2"}.Entry()
+		e.Data, e.Closes = []byte("not json"), true
+		return e
+	}()); !errors.Is(err, ledger.ErrBadRecord) {
+		t.Fatalf("Enqueue(replaced data) = %v, want ErrBadRecord", err)
+	}
+	if n, _ := db.LedgerSize(ctx); n != 1 {
+		t.Fatalf("%d records in the log, want 1", n)
+	}
+	got, err := db.LedgerFind(ctx, "other")
+	if err != nil || len(got) != 1 {
+		t.Fatalf("Find(other) = %v, %v: the stored request id must be the record's", got, err)
 	}
 }
 

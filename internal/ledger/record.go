@@ -213,6 +213,19 @@ func (r Record) Marshal() []byte {
 	return r.encode()
 }
 
+// Entry returns r as a log entry: Data is Marshal's canonical bytes and
+// RequestID the record's own (bounded) request id. Append and Enqueue do not
+// parse an entry made so a second time (ParseRecord(Marshal(r)) always holds,
+// FuzzRecordRoundTrip); an entry whose Data was replaced afterwards is parsed
+// and checked as any other. Do not change Data's bytes in place.
+func (r Record) Entry() Entry {
+	r.V = SchemaVersion
+	r.Time = r.Time.UTC().Truncate(time.Microsecond)
+	r.sanitize()
+	data := r.encode()
+	return Entry{Data: data, RequestID: r.RequestID, made: data}
+}
+
 // encode is the canonical JSON of r as it is.
 func (r Record) encode() []byte {
 	var b bytes.Buffer

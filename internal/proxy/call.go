@@ -39,6 +39,8 @@ func (h *Handler) call(ep provider.Endpoint) http.HandlerFunc {
 		flavor = httpx.Anthropic
 	}
 	return func(w http.ResponseWriter, r *http.Request) {
+		h.calls.Add(1)
+		defer h.calls.Add(-1)
 		start := h.now()
 		r, ob := h.observe(r, ep.Name, start)
 		rec := &usage.Record{ID: httpx.RequestID(r.Context()), Time: start.UTC(), Endpoint: ep.Name}
@@ -188,7 +190,8 @@ func (h *Handler) writeStart(r *http.Request, rec *usage.Record, body []byte, ho
 	start := ledger.Record{Kind: ledger.KindCallStart, Time: rec.Time, RequestID: rec.ID, PrincipalID: rec.PrincipalID, KeyID: rec.KeyID,
 		TeamID: rec.TeamID, SourceIP: h.sourceAddr(r).String(), UserAgent: r.UserAgent(), Endpoint: rec.Endpoint,
 		Model: rec.Model, Provider: rec.Provider, Stream: rec.Stream, Decision: "allow", Reasons: rec.Reasons, BodySHA256: hex.EncodeToString(sum[:])}
-	e := ledger.Entry{Data: start.Marshal(), RequestID: rec.ID, Opens: true}
+	e := start.Entry()
+	e.Opens = true
 	if hold.Sequenced() {
 		// The hold is made durable with the start record, in one batch.
 		lh := &ledger.Hold{Reservation: hold.Reservation()}
@@ -240,7 +243,8 @@ func (h *Handler) writeEnd(r *http.Request, rec *usage.Record, ce *callEnd) (usa
 	// Every end record closes its request (the log keeps one per request), also
 	// when the start failed: a start that committed after its caller gave up
 	// is closed here instead of staying open.
-	e := ledger.Entry{Data: endRec.Marshal(), RequestID: rec.ID, Closes: true}
+	e := endRec.Entry()
+	e.Closes = true
 	if h.rec != nil && h.seq != nil {
 		u := forStore(*rec)
 		e.Usage, usageRides = &u, true

@@ -45,6 +45,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/alert"
@@ -163,6 +164,7 @@ type Options struct {
 
 // Handler serves the data plane.
 type Handler struct {
+	calls    atomic.Int64 // generation calls in progress (InFlight)
 	snapshot func() *config.Snapshot
 	auth     Authenticator
 	rec      Recorder
@@ -239,6 +241,10 @@ func flavorOf(r *http.Request) httpx.Flavor {
 }
 
 // ServeHTTP implements http.Handler.
+// InFlight reports how many generation calls are in progress: the
+// sequencer's hint that more entries are coming (ledger.Log.Calls).
+func (h *Handler) InFlight() int { return int(h.calls.Load()) }
+
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	httpx.Middleware(h.log, flavorOf, h.mux).ServeHTTP(w, r)
 }

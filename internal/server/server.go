@@ -942,6 +942,10 @@ func (s *Server) buildHTTP() {
 		PolicyZone: s.cfg.PolicyTimeZone, ClientPrincipals: s.cfg.TLS.ClientPrincipals, AllowUnboundedCost: s.cfg.AllowUnboundedCost,
 		LagEnd: s.cfg.Ledger.LagEndRecords,
 	})
+	if s.ledger != nil {
+		s.ledger.Calls = px.InFlight
+		s.ledger.Linger = s.cfg.Ledger.BatchLinger.D()
+	}
 	dataMux := http.NewServeMux()
 	dataMux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
