@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"mime"
 	"net/http"
 	"net/http/httptrace"
 	"strconv"
@@ -167,7 +168,7 @@ func (h *Handler) serveCall(w http.ResponseWriter, r *http.Request, ep provider.
 
 	var tokens usage.Tokens
 	var estimated bool
-	if call.Stream && strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+	if call.Stream && isEventStream(resp.Header.Get("Content-Type")) {
 		tokens, estimated, err = h.relayStream(w, r, ctx, cancel, ep, resp, strip, estimateInput(body), rec)
 	} else {
 		tokens, estimated, err = h.relayJSON(w, r, ep, resp, estimateInput(body), rec)
@@ -598,4 +599,12 @@ func (h *Handler) record(ctx context.Context, rec *usage.Record, store bool) {
 		slog.String("model", rec.Model), slog.String("provider", rec.Provider), slog.Bool("stream", rec.Stream),
 		slog.Int("status", rec.Status), slog.Int64("input_tokens", rec.Input), slog.Int64("output_tokens", rec.Output),
 		slog.Int64("cost_micros", rec.CostMicros), slog.Bool("estimated", rec.Estimated), slog.Int64("latency_ms", rec.LatencyMillis))
+}
+
+// isEventStream reports whether a Content-Type names server-sent events;
+// media types are case-insensitive (RFC 9110 §8.3.1), so an upstream's
+// "Text/Event-Stream" is relayed and metered as a stream too.
+func isEventStream(contentType string) bool {
+	mt, _, err := mime.ParseMediaType(contentType)
+	return err == nil && mt == "text/event-stream"
 }
