@@ -94,19 +94,9 @@ func (l *Ledger) Forget() {
 // start entry's batch commits: the sequencer then calls Hold.Started. With no
 // budget applying it returns a nil Hold.
 func (l *Ledger) Admit(ctx context.Context, id string, c Call, amount int64) (*Hold, error) {
-	now := l.now()
-	ap := l.plan(c, now)
-	if len(ap) == 0 {
-		return nil, nil
-	}
-	if l.Gate != nil {
-		if err := l.Gate(); err != nil {
-			return nil, fmt.Errorf("budget: reserve: %w", err)
-		}
-	}
-	r := Reservation{ID: id, Instance: l.instance(), Amount: amount, CreatedAt: now}
-	for _, a := range ap {
-		r.Charges = append(r.Charges, a.charge)
+	r, ap, err := l.reservation(id, c, amount)
+	if len(ap) == 0 || err != nil {
+		return nil, err
 	}
 	l.mu.Lock()
 	fits := true

@@ -125,30 +125,40 @@ func (r *Refusal) Error() string {
 	return fmt.Sprintf("budget %s (%s %s, %s) cannot cover this call", r.Budget.ID, r.Budget.Scope, r.Budget.ScopeID, r.Budget.Period)
 }
 
-// Reserve holds amount at every budget that applies to c, or returns a
-// *Refusal naming a hard budget that cannot cover it. With no budget applying
-// it returns a nil Hold and does no store work.
-func (l *Ledger) Reserve(ctx context.Context, id string, c Call, amount int64) (*Hold, error) {
+// reservation is the hold a call of amount makes at every budget that
+// applies to c now (none: no budget applies), or the gate's refusal.
+func (l *Ledger) reservation(id string, c Call, amount int64) (Reservation, []applied, error) {
 	now := l.now()
 	ap := l.plan(c, now)
 	if len(ap) == 0 {
-		return nil, nil
+		return Reservation{}, nil, nil
 	}
 	if l.Gate != nil {
 		if err := l.Gate(); err != nil {
-			return nil, fmt.Errorf("budget: reserve: %w", err)
+			return Reservation{}, nil, fmt.Errorf("budget: reserve: %w", err)
 		}
 	}
 	r := Reservation{ID: id, Instance: l.instance(), Amount: amount, CreatedAt: now}
 	for _, a := range ap {
 		r.Charges = append(r.Charges, a.charge)
 	}
+	return r, ap, nil
+}
+
+// Reserve holds amount at every budget that applies to c, or returns a
+// *Refusal naming a hard budget that cannot cover it. With no budget applying
+// it returns a nil Hold and does no store work.
+func (l *Ledger) Reserve(ctx context.Context, id string, c Call, amount int64) (*Hold, error) {
+	r, ap, err := l.reservation(id, c, amount)
+	if len(ap) == 0 || err != nil {
+		return nil, err
+	}
 	l.mu.Lock()
 	l.live[id] = struct{}{}
 	l.mu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, l.Timeout)
 	defer cancel()
-	err := l.store.Reserve(ctx, r)
+	err = l.store.Reserve(ctx, r)
 	if err != nil {
 		l.mu.Lock()
 		delete(l.live, id)
