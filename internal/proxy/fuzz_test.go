@@ -61,6 +61,9 @@ func FuzzReserveSettle(f *testing.F) {
 		wc := worstOf(ep, c, sent, price, out)
 		bill, err := sim.HostileBill(ep.Path, sent)
 		if err != nil {
+			if _, own := sim.HostileBill(ep.Path, []byte(body)); own != nil {
+				return // the upstream refuses the caller's own body (400): nothing is billed
+			}
 			t.Fatalf("the upstream cannot read what the gateway sent: %q: %v", sent, err)
 		}
 		if bill.Model != c.Model || bill.Stream != c.Stream {
