@@ -11,8 +11,8 @@ import (
 // canonical JSON leaves raw when they are not C0 controls: C1 controls (U+009B
 // is CSI to some terminals), bidirectional overrides and isolates that make a
 // line read differently from its bytes, and, from a hostile log server,
-// invalid UTF-8. Each becomes a JSON \u escape, so a JSON record printed
-// through termSafe still parses to the same value.
+// invalid UTF-8. Each becomes a JSON \u escape, so a (compact) JSON record
+// printed through termSafe still parses to the same value.
 func termSafe(s string) string {
 	i := strings.IndexFunc(s, unsafeRune)
 	if i < 0 && utf8.ValidString(s) {
