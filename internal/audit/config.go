@@ -111,11 +111,6 @@ func DefaultConfig() Config {
 // WithDefaults fills zero fields from DefaultConfig.
 func (c Config) WithDefaults() Config {
 	d := DefaultConfig()
-	set := func(v *time.Duration, def time.Duration) {
-		if *v == 0 {
-			*v = def
-		}
-	}
 	set(&c.Interval, d.Interval)
 	set(&c.UnusedKeyAfter, d.UnusedKeyAfter)
 	set(&c.KeyMaxAge, d.KeyMaxAge)
@@ -124,21 +119,14 @@ func (c Config) WithDefaults() Config {
 	set(&c.BaselineWindow, d.BaselineWindow)
 	set(&c.LogVerifyInterval, d.LogVerifyInterval)
 	set(&c.LogUnverifiedAfter, d.LogUnverifiedAfter)
-	seti := func(v *int64, def int64) {
-		if *v == 0 {
-			*v = def
-		}
-	}
-	seti(&c.SpikeMultiple, d.SpikeMultiple)
-	seti(&c.MinSpikeRequests, d.MinSpikeRequests)
-	seti(&c.MinSpikeMicros, d.MinSpikeMicros)
-	seti(&c.MinBaseline, d.MinBaseline)
-	seti(&c.DenialSpike, d.DenialSpike)
-	seti(&c.RateLimitStorm, d.RateLimitStorm)
-	seti(&c.BudgetNearPct, d.BudgetNearPct)
-	if c.MaxLedgerRecords == 0 {
-		c.MaxLedgerRecords = d.MaxLedgerRecords
-	}
+	set(&c.SpikeMultiple, d.SpikeMultiple)
+	set(&c.MinSpikeRequests, d.MinSpikeRequests)
+	set(&c.MinSpikeMicros, d.MinSpikeMicros)
+	set(&c.MinBaseline, d.MinBaseline)
+	set(&c.DenialSpike, d.DenialSpike)
+	set(&c.RateLimitStorm, d.RateLimitStorm)
+	set(&c.BudgetNearPct, d.BudgetNearPct)
+	set(&c.MaxLedgerRecords, d.MaxLedgerRecords)
 	return c
 }
 
@@ -190,4 +178,12 @@ func (s SecretScanning) Keys() (map[string]*ecdsa.PublicKey, error) {
 		out[k.ID] = ek
 	}
 	return out, nil
+}
+
+// set gives *v the default def when it is zero.
+func set[T comparable](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
+	}
 }

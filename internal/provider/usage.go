@@ -274,12 +274,7 @@ func (m *Meter) openAI(ev Event) bool {
 			} `json:"delta"`
 		} `json:"choices"`
 	}
-	switch readStrict(ev.Data, &c) {
-	case readInvalid:
-		m.bogus = m.bogus || invalidEventHidesUsage(ev.Data)
-		return true
-	case readAmbiguous:
-		m.bogus = true // whatever usage it held is missing
+	if !read(m, ev.Data, &c) {
 		return true
 	}
 	if m.id == "" {
@@ -317,12 +312,7 @@ func (m *Meter) responses(ev Event) bool {
 		} `json:"response"`
 		Usage *openAIUsage `json:"usage"` // not where the API puts it: see below
 	}
-	switch readStrict(ev.Data, &e) {
-	case readInvalid:
-		m.bogus = m.bogus || invalidEventHidesUsage(ev.Data)
-		return true
-	case readAmbiguous:
-		m.bogus = true // whatever usage it held is missing
+	if !read(m, ev.Data, &e) {
 		return true
 	}
 	if e.Usage != nil { // a usage beside the response, which another reader may take
@@ -354,6 +344,21 @@ func (m *Meter) responses(ev Event) bool {
 	return true
 }
 
+// read decodes one stream event into v strictly for m; false: the event is not
+// read further (it was not JSON, or reads two ways), and whether usage it
+// may have held now counts as missing is noted on m.
+func read[T any](m *Meter, data []byte, v *T) bool {
+	switch readStrict(data, v) {
+	case readInvalid:
+		m.bogus = m.bogus || invalidEventHidesUsage(data)
+		return false
+	case readAmbiguous:
+		m.bogus = true // whatever usage it held is missing
+		return false
+	}
+	return true
+}
+
 func (m *Meter) anthropic(ev Event) bool {
 	// Every event is read: a byte pre-filter ("usage", "delta") is blind
 	// to JSON escapes ("\u0075sage", "message_\u0064elta") and case
@@ -372,12 +377,7 @@ func (m *Meter) anthropic(ev Event) bool {
 		} `json:"delta"`
 		Usage *anthropicUsage `json:"usage"`
 	}
-	switch readStrict(ev.Data, &e) {
-	case readInvalid:
-		m.bogus = m.bogus || invalidEventHidesUsage(ev.Data)
-		return true
-	case readAmbiguous:
-		m.bogus = true // whatever usage it held is missing
+	if !read(m, ev.Data, &e) {
 		return true
 	}
 	// Usage on an event that does not carry it (a ping, a content block, a
