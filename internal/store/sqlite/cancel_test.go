@@ -34,7 +34,11 @@ func newCancelFixture(t *testing.T, conns int) *cancelFixture {
 	t.Helper()
 	ctx := context.Background()
 	f := &cancelFixture{path: filepath.Join(t.TempDir(), FileName)}
-	db, err := OpenWith(ctx, f.path, Options{BusyTimeout: 10 * time.Second, MaxOpenConns: conns,
+	// These tests are about the write lock after cancellation, not about
+	// durability: NORMAL and a long busy timeout keep 48 contending writers
+	// from waiting out SQLite's (unfair) busy handler behind fsyncs on a
+	// loaded CI machine, which is not what they test.
+	db, err := OpenWith(ctx, f.path, Options{BusyTimeout: 30 * time.Second, Synchronous: "NORMAL", MaxOpenConns: conns,
 		Wrap: func(c driver.Connector) driver.Connector { return &hookConnector{c, &f.hook} }})
 	if err != nil {
 		t.Fatal(err)
