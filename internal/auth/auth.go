@@ -91,7 +91,7 @@ func (a *Authenticator) KeyByID(ctx context.Context, id string) (vkey.Key, error
 	e, ok := a.byID[id]
 	a.mu.Unlock()
 	if ok && now.Sub(e.fetched) < a.ttl {
-		return e.k, nil
+		return a.keys.Overlay(e.k), nil
 	}
 	k, err := a.principals.Key(ctx, id)
 	if err != nil {
@@ -103,7 +103,7 @@ func (a *Authenticator) KeyByID(ctx context.Context, id string) (vkey.Key, error
 	}
 	a.byID[id] = keyEntry{k: k, fetched: now}
 	a.mu.Unlock()
-	return k, nil
+	return a.keys.Overlay(k), nil
 }
 
 func (a *Authenticator) principal(ctx context.Context, id string) (org.Principal, error) {

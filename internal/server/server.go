@@ -466,12 +466,23 @@ func (s *Server) budgetList() []budget.Budget { return s.snap.Load().Budgets }
 
 // suspendKey stores a breaker's suspension and drops the key from the cache,
 // so the very next request is refused.
+// The suspension holds in this process from the moment it is decided: the
+// calls admitted while its write waits for the store would otherwise spend
+// past the trip (and if the write fails, the key stays suspended here).
 func (s *Server) suspendKey(ctx context.Context, keyID, reason string) (bool, error) {
-	first, err := s.db.SuspendKeyFirst(ctx, keyID, reason, time.Now().UTC())
+	at := time.Now().UTC()
+	var version int64
+	if k, err := s.auth.KeyByID(ctx, keyID); err == nil { // cached: the version tokens run with
+		version = k.Version
+	}
+	s.verifier.Suspend(keyID, version, reason, at)
+	s.auth.ForgetKey(keyID)
+	first, err := s.db.SuspendKeyFirst(ctx, keyID, reason, at)
 	if err != nil {
 		return false, err
 	}
 	s.verifier.Forget(keyID)
+	s.auth.ForgetKey(keyID)
 	if !first { // another replica tripped it first and recorded it
 		return false, nil
 	}

@@ -29,6 +29,19 @@ type Verifier struct {
 	mu    sync.Mutex
 	cache map[string]cacheEntry // by hash
 	used  map[string]time.Time  // key id → last use
+	// held: keys this process suspended, by id, with the version the
+	// suspension was decided on. Until the store shows a newer version,
+	// every copy of the key (cached, stale or fresh) reads as suspended: the
+	// suspension holds from the moment it is decided, not from the moment
+	// its write commits, and a lookup that raced the write cannot cache the
+	// key as active.
+	held map[string]held
+}
+
+type held struct {
+	version int64
+	reason  string
+	at      time.Time
 }
 
 type cacheEntry struct {
@@ -60,7 +73,7 @@ func NewVerifier(st Store, h *Hasher, o VerifierOptions) *Verifier {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &Verifier{store: st, hasher: h, ttl: o.TTL, maxAge: o.MaxAge, teamAge: o.TeamMaxAge, now: o.Now, log: o.Logger,
-		cache: make(map[string]cacheEntry), used: make(map[string]time.Time)}
+		cache: make(map[string]cacheEntry), used: make(map[string]time.Time), held: make(map[string]held)}
 }
 
 // Hasher returns the hasher in use.
@@ -109,6 +122,7 @@ func (v *Verifier) lookup(ctx context.Context, hash string) (Key, error) {
 	if e.err != nil {
 		return Key{}, e.err
 	}
+	e.key = v.Overlay(e.key)
 	if err := e.key.State(now); err != nil {
 		return Key{}, &Denied{KeyID: e.key.ID, PrincipalID: e.key.PrincipalID, Err: err}
 	}
@@ -128,6 +142,47 @@ func (v *Verifier) lookup(ctx context.Context, hash string) (Key, error) {
 	v.used[e.key.ID] = now
 	v.mu.Unlock()
 	return e.key, nil
+}
+
+// Suspend suspends the key with that id in this process at once, before
+// (and whatever becomes of) the store write that makes it durable: every copy
+// of the key at or below the version it was used with (version, or a newer
+// one cached here) reads as suspended. The mark ends when the store shows a
+// newer version (the suspension written, or an admin's change such as
+// reinstatement).
+func (v *Verifier) Suspend(id string, version int64, reason string, at time.Time) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	for h, e := range v.cache {
+		if e.key.ID == id {
+			version = max(version, e.key.Version)
+			delete(v.cache, h)
+		}
+	}
+	if version <= 0 {
+		return // not in use here: lookups go to the store
+	}
+	if len(v.held) > 100_000 {
+		clear(v.held)
+	}
+	v.held[id] = held{version: version, reason: reason, at: at}
+}
+
+// Overlay returns k as this process sees it: suspended if Suspend marked it
+// at its version.
+func (v *Verifier) Overlay(k Key) Key {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	h, ok := v.held[k.ID]
+	switch {
+	case !ok || k.SuspendedAt != nil:
+	case k.Version > h.version:
+		delete(v.held, k.ID) // the store moved on: it decides now
+	default:
+		at := h.at
+		k.SuspendedAt, k.SuspendReason = &at, h.reason
+	}
+	return k
 }
 
 // Forget drops every cached entry of the key with that id, so that a revocation

@@ -256,3 +256,60 @@ func TestMinAge(t *testing.T) {
 		}
 	}
 }
+
+// TestSuspendHoldsBeforeTheStore: a suspension decided in this process holds
+// at once, while the store still says the key is active (its write pending or
+// failed), against a stale copy a racing lookup caches again, and ends only
+// when the store shows a newer version of the key (reinstated).
+func TestSuspendHoldsBeforeTheStore(t *testing.T) {
+	ctx := context.Background()
+	h, _ := NewHasher([]byte(strings.Repeat("s", 32)))
+	st := &memStore{keys: map[string]Key{}, touched: map[string]time.Time{}}
+	clk := &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	v := NewVerifier(st, h, VerifierOptions{TTL: 2 * time.Second, Now: clk.now})
+	secret := Generate(KindVirtual)
+	hash := h.Hash(secret)
+	st.CreateKey(ctx, Key{ID: "key_1", Kind: KindVirtual, Hash: hash, Version: 3})
+	if _, err := v.Verify(ctx, secret.Reveal(), KindVirtual); err != nil {
+		t.Fatal(err)
+	}
+
+	v.Suspend("key_1", 0, "too fast", clk.t) // the store write has not happened
+	_, err := v.Verify(ctx, secret.Reveal(), KindVirtual)
+	if !errors.Is(err, ErrSuspended) {
+		t.Fatalf("after Suspend, store unchanged: %v, want ErrSuspended", err)
+	}
+	if k := v.Overlay(st.keys[hash]); k.State(clk.t) != ErrSuspended || k.SuspendReason != "too fast" {
+		t.Fatalf("Overlay of the stored key: %v %q", k.State(clk.t), k.SuspendReason)
+	}
+	// The TTL passes: the store still says active (the write failed); the
+	// key stays suspended here.
+	clk.t = clk.t.Add(5 * time.Second)
+	if _, err := v.Verify(ctx, secret.Reveal(), KindVirtual); !errors.Is(err, ErrSuspended) {
+		t.Fatalf("after the TTL, store unchanged: %v", err)
+	}
+	// An admin reinstates (a newer version, not suspended): the store decides.
+	k := st.keys[hash]
+	k.Version = 5
+	st.keys[hash] = k
+	v.Forget("key_1")
+	if _, err := v.Verify(ctx, secret.Reveal(), KindVirtual); err != nil {
+		t.Fatalf("after reinstatement: %v", err)
+	}
+	// A stale copy (the version the suspension was decided on) no longer
+	// reads as suspended once the store moved on: the mark is gone.
+	if k := v.Overlay(Key{ID: "key_1", Version: 3}); k.SuspendedAt != nil {
+		t.Fatal("the mark outlived the store's newer version")
+	}
+
+	// A key not in use here (nothing cached, no version given) is left to the store.
+	v.Suspend("key_9", 0, "x", clk.t)
+	if k := v.Overlay(Key{ID: "key_9", Version: 1}); k.SuspendedAt != nil {
+		t.Fatal("an unknown key was marked")
+	}
+	// A version given by the caller (a token's key, cached elsewhere) is held.
+	v.Suspend("key_8", 2, "x", clk.t)
+	if k := v.Overlay(Key{ID: "key_8", Version: 2}); k.SuspendedAt == nil {
+		t.Fatal("the given version was not held")
+	}
+}
