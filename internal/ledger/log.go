@@ -163,6 +163,8 @@ type Log struct {
 	Sink func(data []byte)
 
 	stats stats
+
+	commitSem chan struct{} // one commit at a time
 }
 
 type pending struct {
@@ -188,7 +190,7 @@ func New(st Store, instance, skey string, log *slog.Logger) (*Log, error) {
 		return nil, fmt.Errorf("ledger: signing key: %w", err)
 	}
 	l := &Log{store: st, instance: func() string { return instance }, origin: s.Name(), log: log, now: time.Now,
-		Interval: time.Second, Linger: DefaultLinger, CommitTimeout: 5 * time.Second, queue: make(chan *pending, 4*MaxBatch), cache: hashCache{m: map[int64]tlog.Hash{}}}
+		Interval: time.Second, Linger: DefaultLinger, CommitTimeout: 5 * time.Second, queue: make(chan *pending, 4*MaxBatch), commitSem: make(chan struct{}, 1), cache: hashCache{m: map[int64]tlog.Hash{}}}
 	if err := l.SetKeys([]string{skey}); err != nil {
 		return nil, err
 	}
@@ -419,6 +421,16 @@ func (l *Log) commit(ctx context.Context, batch []*pending) (failed []*pending) 
 	for i, p := range batch {
 		entries[i] = p.e
 	}
+	// One commit at a time: the sequencer's batches are serial anyway, but
+	// entries committed alone (no Run, or Run stopping) would otherwise
+	// contend for the store's write lock; SQLite's busy handler is not
+	// fair, and under load some of them waited past its timeout and failed.
+	select {
+	case l.commitSem <- struct{}{}:
+		defer func() { <-l.commitSem }()
+	case <-ctx.Done():
+		return l.failBatch(batch, fmt.Errorf("waiting for another commit: %w", ctx.Err()))
+	}
 	var computed map[int64]tlog.Hash
 	var appended []Entry
 	idx, err := l.store.LedgerAppend(ctx, l.instance(), entries, func(size int64, kept []Entry, r tlog.HashReader) ([][]tlog.Hash, error) {
@@ -463,16 +475,7 @@ func (l *Log) commit(ctx context.Context, batch []*pending) (failed []*pending) 
 		return all, nil
 	})
 	if err != nil {
-		// Nothing was appended. Starts and admin records fail (their callers
-		// fail closed); end records are kept and retried.
-		for _, p := range batch {
-			if p.e.Closes {
-				failed = append(failed, p) // answered by the caller of commit
-			} else {
-				p.final(-1, fmt.Errorf("%w: %v", ErrUnavailable, err))
-			}
-		}
-		return failed
+		return l.failBatch(batch, err)
 	}
 	for x, h := range computed {
 		l.cache.put(x, h)
@@ -493,6 +496,20 @@ func (l *Log) commit(ctx context.Context, batch []*pending) (failed []*pending) 
 		}
 	}
 	return nil
+}
+
+// failBatch answers a batch of which nothing was appended: starts and admin
+// records fail (their callers fail closed); end records are returned, to be
+// kept and retried (answered by the caller of commit).
+func (l *Log) failBatch(batch []*pending, err error) (failed []*pending) {
+	for _, p := range batch {
+		if p.e.Closes {
+			failed = append(failed, p)
+		} else {
+			p.final(-1, fmt.Errorf("%w: %v", ErrUnavailable, err))
+		}
+	}
+	return failed
 }
 
 // reply answers p's caller once; later answers (a retried entry whose caller
