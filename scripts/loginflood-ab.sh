@@ -23,7 +23,7 @@ while [ "$i" -le "$runs" ]; do
 		[ "$x" = B ] && bin=$b
 		load=$(cut -d' ' -f1 /proc/loadavg)
 		"$bin" -test.run '^$' -test.bench "$bench" -test.benchtime "$benchtime" |
-			awk -v x="$x" -v i="$i" -v load="$load" '/^Benchmark/ { printf "%s %s load=%s %s", x, i, load, $1; for (f = 4; f < NF; f += 2) printf " %s=%s", $(f+1), $f; print "" }' | tee -a "$out"
+			awk -v x="$x" -v i="$i" -v la="$load" '/^Benchmark/ { printf "%s %s load=%s %s", x, i, la, $1; for (f = 3; f < NF; f += 2) printf " %s=%s", $(f+1), $f; print "" }' | tee -a "$out"
 	done
 	i=$((i + 1))
 done
