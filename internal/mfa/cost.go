@@ -28,11 +28,14 @@ const dummyHash = "$argon2id$v=19$m=65536,t=3,p=1$c2FsdHNhbHRzYWx0c2FsdA$aGFzaGh
 // Under contention a slot also keeps a duty cycle: when a run ends while
 // others wait, the slot is given back only after a pause, so that a slot hashes
 // at most cpuPercent of the time (a run of d is followed by a pause of
-// d × (100 − cpuPercent) / cpuPercent). A lone login never waits for a pause;
-// a flood gets fewer runs a second and more 503s, each run as costly as before.
-// Why: one run holds a whole CPU for its duration, and on a 2-CPU gateway the
-// data plane's tail latency doubled while a flood kept one slot busy back to
-// back (docs/benchmarks.md, "Logins under a flood").
+// d × (100 − cpuPercent) / cpuPercent, d being the whole time the slot was
+// held, the attempt-limit write before the run included). A run that ends with
+// nobody waiting gives its slot back at once, so logins one at a time never
+// pause; a flood gets fewer runs a second and more 503s, each run as costly as
+// before. Why: one run holds a whole CPU for its duration, and on a 2-CPU
+// gateway the data plane's p99 rose about 2× (4× on a busy machine) while a
+// flood kept one slot busy back to back (docs/benchmarks.md, "Logins under a
+// flood").
 type Gate struct {
 	slots      chan struct{}
 	wait       time.Duration
