@@ -588,12 +588,14 @@ func (h *Handler) record(ctx context.Context, rec *usage.Record, store bool) {
 	if h.rec == nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
 	if store {
-		if err := h.rec.Record(ctx, forStore(*rec)); err != nil {
+		// A deadline (a timer) only for the store's write; the row usually
+		// rides the end entry, and then only the log line is written here.
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		if err := h.rec.Record(sctx, forStore(*rec)); err != nil {
 			h.log.Error("recording usage failed", "request_id", rec.ID, "err", err)
 		}
+		cancel()
 	}
 	h.log.LogAttrs(ctx, slog.LevelInfo, "call", slog.String("request_id", rec.ID), slog.String("key_id", rec.KeyID),
 		slog.String("model", rec.Model), slog.String("provider", rec.Provider), slog.Bool("stream", rec.Stream),
