@@ -153,7 +153,7 @@ func (h *Handler) serveCall(w http.ResponseWriter, r *http.Request, ep provider.
 	defer cancel()
 	ctx, endUpstream := ob.phase(ctx, PhaseUpstream)
 	defer func() { endUpstream(err) }()
-	resp, err := h.roundTrip(r.WithContext(ctx), up, ep, upBody, &out.sent)
+	resp, err := h.roundTrip(ctx, r, up, ep, upBody, &out.sent)
 	if err != nil {
 		return h.upstreamFailure(r, err)
 	}
@@ -390,34 +390,38 @@ func settlement(o outcome, metered, held int64, hasHold bool) (charged int64, ov
 	return held, false
 }
 
-// roundTrip sends the call upstream. A connection failure, a refused
-// credential, a 429 or a 5xx is retried on the provider's next key (up to
-// three attempts), which is safe because nothing has reached the caller yet.
+// roundTrip sends the call upstream under ctx, with the caller headers of r
+// the protocol passes on. A connection failure, a refused credential, a 429
+// or a 5xx is retried on the provider's next key (up to three attempts),
+// which is safe because nothing has reached the caller yet.
 //
 // sent becomes true once a request was written to the upstream in full: from
 // then on the upstream may bill it, so a connection failure after that is
 // not retried (a second attempt could be billed on top of the first).
-func (h *Handler) roundTrip(r *http.Request, up *provider.Upstream, ep provider.Endpoint, body []byte, sent *bool) (*http.Response, error) {
+func (h *Handler) roundTrip(ctx context.Context, r *http.Request, up *provider.Upstream, ep provider.Endpoint, body []byte, sent *bool) (*http.Response, error) {
 	attempts := min(max(up.KeyCount(), 1), 3)
 	slot := up.NextSlot()
+	ob := observationOf(ctx)
 	var lastErr error
 	for i := 1; i <= attempts; i++ {
 		if i > 1 {
 			select {
 			case <-time.After(provider.RetryDelay(i - 1)):
-			case <-r.Context().Done():
-				return nil, r.Context().Err()
+			case <-ctx.Done():
+				return nil, ctx.Err()
 			}
 		}
-		req, err := up.NewRequest(r, ep, body, slot+uint64(i-1))
+		// The trace goes into the context the request is built with (not a
+		// copy of the request made afterwards).
+		var wrote atomic.Bool
+		tctx := httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+			WroteRequest: func(info httptrace.WroteRequestInfo) { wrote.Store(info.Err == nil) },
+		})
+		req, err := up.NewRequest(tctx, r, ep, body, slot+uint64(i-1))
 		if err != nil {
 			return nil, err
 		}
-		observationOf(r.Context()).inject(r.Context(), req.Header)
-		var wrote atomic.Bool
-		req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
-			WroteRequest: func(info httptrace.WroteRequestInfo) { wrote.Store(info.Err == nil) },
-		}))
+		ob.inject(ctx, req.Header)
 		resp, err := up.Client.Do(req)
 		status := 0
 		if err == nil {
@@ -429,14 +433,14 @@ func (h *Handler) roundTrip(r *http.Request, up *provider.Upstream, ep provider.
 		if wrote.Load() && (err != nil || status < 400) {
 			*sent = true
 		}
-		if i == attempts || !provider.Retryable(status, err) || r.Context().Err() != nil || (err != nil && wrote.Load()) {
+		if i == attempts || !provider.Retryable(status, err) || ctx.Err() != nil || (err != nil && wrote.Load()) {
 			return resp, err
 		}
 		if err == nil {
 			io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 			resp.Body.Close()
 		}
-		h.log.Warn("upstream attempt failed; retrying on next key", "request_id", httpx.RequestID(r.Context()),
+		h.log.Warn("upstream attempt failed; retrying on next key", "request_id", httpx.RequestID(ctx),
 			"provider", up.Name, "attempt", i, "status", status, "err", err)
 		lastErr = err
 	}

@@ -36,7 +36,7 @@ func (h *Handler) serveCountTokens(w http.ResponseWriter, r *http.Request, rec *
 	ctx, cancel := context.WithTimeout(r.Context(), h.opt.UpstreamTimeout)
 	defer cancel()
 	var sent bool // count_tokens spends nothing, so whether it was sent changes no charge
-	resp, err := h.roundTrip(r.WithContext(ctx), up, ep, body, &sent)
+	resp, err := h.roundTrip(ctx, r, up, ep, body, &sent)
 	if err != nil {
 		return h.upstreamFailure(r, err)
 	}
