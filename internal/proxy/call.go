@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -13,6 +14,7 @@ import (
 	"net/http/httptrace"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -483,8 +485,37 @@ func copyResponseHeaders(w http.ResponseWriter, resp *http.Response) {
 	}
 }
 
+// answers are buffers for upstream JSON answers, reused: an answer is read
+// whole (to meter it before relaying it), written to the caller, and not
+// referenced after (usage and the model name are decoded into copies).
+var answers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// maxPooledAnswer bounds the buffers kept for reuse: a rare large answer
+// does not stay pinned in memory.
+const maxPooledAnswer = 64 << 10
+
+// readAnswer reads at most limit+1 bytes of an upstream answer into buf,
+// growing it once when the upstream declared the answer's length (bounded, so
+// that a declared length allocates nothing before the bytes arrive).
+func readAnswer(buf *bytes.Buffer, body io.Reader, declared, limit int64) error {
+	if declared > 0 {
+		// ReadFrom wants MinRead bytes free before each read, EOF included.
+		buf.Grow(int(min(declared, limit, maxPooledAnswer)) + bytes.MinRead)
+	}
+	_, err := buf.ReadFrom(io.LimitReader(body, limit+1))
+	return err
+}
+
 func (h *Handler) relayJSON(w http.ResponseWriter, r *http.Request, ep provider.Endpoint, resp *http.Response, inputEstimate int64, rec *usage.Record) (usage.Tokens, bool, error) {
-	b, err := io.ReadAll(io.LimitReader(resp.Body, h.opt.MaxResponseBytes+1))
+	buf := answers.Get().(*bytes.Buffer)
+	defer func() {
+		if buf.Cap() <= maxPooledAnswer {
+			buf.Reset()
+			answers.Put(buf)
+		}
+	}()
+	err := readAnswer(buf, resp.Body, resp.ContentLength, h.opt.MaxResponseBytes)
+	b := buf.Bytes()
 	if err != nil {
 		return usage.Tokens{Input: inputEstimate}, true, httpx.Errorf(http.StatusBadGateway, "upstream_error", "The upstream response could not be read.").WithCause(err)
 	}
