@@ -88,12 +88,12 @@ func (u *Upstream) NewRequest(ctx context.Context, r *http.Request, ep Endpoint,
 	n := len(u.keys)
 	switch u.Type {
 	case TypeAnthropic:
-		v := r.Header.Get("anthropic-version")
+		v := r.Header.Get("Anthropic-Version")
 		if v == "" {
 			v = AnthropicVersion
 		}
 		set("Anthropic-Version", v)
-		if b := r.Header.Get("anthropic-beta"); b != "" {
+		if b := r.Header.Get("Anthropic-Beta"); b != "" {
 			set("Anthropic-Beta", b)
 		}
 		if n > 0 && u.keys[slot%uint64(n)] != "" {

@@ -161,7 +161,7 @@ func (h *Handler) serveCall(w http.ResponseWriter, r *http.Request, ep provider.
 	}
 	defer resp.Body.Close()
 	out.refused = resp.StatusCode >= 400
-	rec.UpstreamRequestID = firstHeader(resp.Header, "x-request-id", "request-id")
+	rec.UpstreamRequestID = firstHeader(resp.Header, "X-Request-Id", "Request-Id")
 
 	if resp.StatusCode >= 400 {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
@@ -477,8 +477,11 @@ func firstHeader(h http.Header, names ...string) string {
 }
 
 // copyResponseHeaders passes the upstream headers that describe the body.
+// Header names here and on the request path are written canonically: a
+// lookup or a Set with a name in another case allocates its canonical form on
+// every call.
 func copyResponseHeaders(w http.ResponseWriter, resp *http.Response) {
-	for _, k := range []string{"Content-Type", "openai-processing-ms", "openai-model"} {
+	for _, k := range []string{"Content-Type", "Openai-Processing-Ms", "Openai-Model"} {
 		if v := resp.Header.Get(k); v != "" {
 			w.Header().Set(k, v)
 		}

@@ -41,7 +41,7 @@ func (h *Handler) serveCountTokens(w http.ResponseWriter, r *http.Request, rec *
 		return h.upstreamFailure(r, err)
 	}
 	defer resp.Body.Close()
-	rec.UpstreamRequestID = firstHeader(resp.Header, "request-id", "x-request-id")
+	rec.UpstreamRequestID = firstHeader(resp.Header, "Request-Id", "X-Request-Id")
 	if resp.StatusCode >= 400 {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 		return upstreamError(up, ep, resp, b)

@@ -236,7 +236,7 @@ func New(d Deps, opt Options) *Handler {
 }
 
 func flavorOf(r *http.Request) httpx.Flavor {
-	if strings.HasPrefix(r.URL.Path, "/v1/messages") || r.Header.Get("anthropic-version") != "" {
+	if strings.HasPrefix(r.URL.Path, "/v1/messages") || r.Header.Get("Anthropic-Version") != "" {
 		return httpx.Anthropic
 	}
 	return httpx.OpenAI
@@ -283,7 +283,7 @@ func credential(r *http.Request) (scheme, cred string) {
 		}
 		return "", ""
 	}
-	return "Bearer", strings.TrimSpace(r.Header.Get("x-api-key"))
+	return "Bearer", strings.TrimSpace(r.Header.Get("X-Api-Key"))
 }
 
 // requestURL is the absolute URL of r as the client addressed it (DPoP htu).
