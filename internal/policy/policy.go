@@ -252,15 +252,16 @@ func principalEntities(p Principal, em types.EntityMap) types.EntityUID {
 	return uid
 }
 
+// ipValue is a's Cedar value: what types.ParseIPAddr(a.Unmap().String())
+// gives (a host prefix; 0.0.0.0 for no address or one with a zone, which
+// Cedar refuses), built without printing and parsing the address on every
+// decision.
 func ipValue(a netip.Addr) types.Value {
-	if !a.IsValid() {
+	a = a.Unmap()
+	if !a.IsValid() || a.Zone() != "" {
 		a = netip.IPv4Unspecified()
 	}
-	ip, err := types.ParseIPAddr(a.Unmap().String())
-	if err != nil {
-		ip, _ = types.ParseIPAddr("0.0.0.0")
-	}
-	return ip
+	return types.IPAddr(netip.PrefixFrom(a, a.BitLen()))
 }
 
 // Decide decides a data-plane call.

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cedar-policy/cedar-go/types"
+
 	"github.com/gatehouse-gw/gatehouse/internal/org"
 )
 
@@ -229,6 +231,31 @@ func TestStepUpPolicy(t *testing.T) {
 		d := s.DecideAdmin(AdminCall{Principal: admin, Action: tt.action, Area: strings.Split(tt.action, ".")[0], Time: monday10, MFAAgeSeconds: tt.age})
 		if d.Allow != tt.allow || (!d.Allow && !slices.Contains(d.Reasons, StepUpID)) {
 			t.Errorf("%s with mfa age %d: %+v, want allow=%v", tt.action, tt.age, d, tt.allow)
+		}
+	}
+}
+
+// TestIPValueAsParsed: the source address a policy sees is what Cedar's own
+// parser makes of it, for every kind of address.
+func TestIPValueAsParsed(t *testing.T) {
+	parsed := func(a netip.Addr) types.Value {
+		if !a.IsValid() {
+			a = netip.IPv4Unspecified()
+		}
+		ip, err := types.ParseIPAddr(a.Unmap().String())
+		if err != nil {
+			ip, _ = types.ParseIPAddr("0.0.0.0")
+		}
+		return ip
+	}
+	for _, s := range []string{"", "127.0.0.1", "10.1.2.3", "0.0.0.0", "255.255.255.255", "::1", "::", "2001:db8::5",
+		"::ffff:10.1.2.3", "::ffff:0:0", "64:ff9b::a01:203", "fe80::1%eth0", "::ffff:10.1.2.3%eth0", "fe80::1"} {
+		var a netip.Addr
+		if s != "" {
+			a = netip.MustParseAddr(s)
+		}
+		if got, want := ipValue(a), parsed(a); !got.Equal(want) {
+			t.Errorf("%q: %v, Cedar parses %v", s, got, want)
 		}
 	}
 }
