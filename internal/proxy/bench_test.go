@@ -9,16 +9,19 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/gatehouse-gw/gatehouse/internal/budget"
 	"github.com/gatehouse-gw/gatehouse/internal/config"
 	"github.com/gatehouse-gw/gatehouse/internal/ledger"
 	"github.com/gatehouse-gw/gatehouse/internal/policy"
 	"github.com/gatehouse-gw/gatehouse/internal/pricing"
 	"github.com/gatehouse-gw/gatehouse/internal/provider"
 	"github.com/gatehouse-gw/gatehouse/internal/ratelimit"
+	"github.com/gatehouse-gw/gatehouse/internal/store/sqlite"
 	"github.com/gatehouse-gw/gatehouse/internal/usage"
 )
 
@@ -100,10 +103,16 @@ func (nopUsage) Record(context.Context, usage.Record) error { return nil }
 // BenchmarkServeCall measures the request path itself: one small chat call
 // through the handler with the default Cedar policies, a rate limit, a
 // sequencer that keeps nothing (the end entry lagging, the default) and an
-// upstream answering from memory, so its
-// B/op and allocs/op are the handler's own (go test -bench ServeCall
-// -benchmem ./internal/proxy/).
+// upstream answering from memory, so its B/op and allocs/op are the
+// handler's own (go test -bench ServeCall -benchmem ./internal/proxy/).
+// "budgets" adds hard budgets at key, principal and organisation, admitted
+// in memory (an SQLite store only loads their counters once).
 func BenchmarkServeCall(b *testing.B) {
+	b.Run("no-budgets", func(b *testing.B) { benchServeCall(b, false) })
+	b.Run("budgets", func(b *testing.B) { benchServeCall(b, true) })
+}
+
+func benchServeCall(b *testing.B, budgets bool) {
 	pol, err := policy.Compile(policy.Defaults())
 	if err != nil {
 		b.Fatal(err)
@@ -114,8 +123,24 @@ func BenchmarkServeCall(b *testing.B) {
 	lim := ratelimit.New(ratelimit.NewMemory(time.Now), func() []ratelimit.Limit {
 		return []ratelimit.Limit{{ID: "lim_1", Scope: ratelimit.ScopeKey, ScopeID: "key_1", RPM: 1 << 40, TPM: 1 << 40}}
 	})
-	h := New(Deps{Ledger: nopLedger{}, Limiter: lim, Snapshot: func() *config.Snapshot { return snap }, Auth: oneCaller{}, Usage: nopUsage{},
-		Log: slog.New(slog.DiscardHandler)}, Options{LagEnd: true})
+	d := Deps{Ledger: nopLedger{}, Limiter: lim, Snapshot: func() *config.Snapshot { return snap }, Auth: oneCaller{}, Usage: nopUsage{},
+		Log: slog.New(slog.DiscardHandler)}
+	if budgets {
+		db, err := sqlite.Open(context.Background(), filepath.Join(b.TempDir(), "gh.db"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { db.Close() })
+		var bs []budget.Budget
+		for _, s := range []struct {
+			scope budget.Scope
+			id    string
+		}{{budget.ScopeKey, "key_1"}, {budget.ScopePrincipal, "prn_1"}, {budget.ScopeOrg, ""}} {
+			bs = append(bs, budget.Budget{ID: "bud_" + string(s.scope), Scope: s.scope, ScopeID: s.id, Period: budget.Day, LimitMicros: 1 << 60, Hard: true})
+		}
+		d.Budgets = budget.NewLedger(db, "gw.1", func() []budget.Budget { return bs }, nil, slog.New(slog.DiscardHandler))
+	}
+	h := New(d, Options{LagEnd: true})
 	body := []byte(`{"model":"gpt-4o","messages":[{"role":"user","content":"Say something short about foxes."}],"max_tokens":16}`)
 	do := func() {
 		req := httptest.NewRequest("POST", "/v1/chat/completions", bytes.NewReader(body))
