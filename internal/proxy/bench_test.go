@@ -96,13 +96,26 @@ func (l nopLedger) Enqueue(ctx context.Context, e ledger.Entry) error {
 	return err
 }
 
+// nopObserver observes nothing, at no cost of its own: the server always
+// has an observer (metrics), so the handler's observing is measured too.
+type nopObserver struct{}
+
+func (nopObserver) Begin(r *http.Request, _ string) (context.Context, CallObserver) {
+	return r.Context(), nopObserver{}
+}
+func (nopObserver) Phase(ctx context.Context, _ string) (context.Context, func(error)) {
+	return ctx, func(error) {}
+}
+func (nopObserver) Inject(context.Context, http.Header)         {}
+func (nopObserver) End(context.Context, *usage.Record, Outcome) {}
+
 type nopUsage struct{}
 
 func (nopUsage) Record(context.Context, usage.Record) error { return nil }
 
 // BenchmarkServeCall measures the request path itself: one small chat call
-// through the handler with the default Cedar policies, a rate limit, a
-// sequencer that keeps nothing (the end entry lagging, the default) and an
+// through the handler with the default Cedar policies, a rate limit, an
+// observer that keeps nothing, a sequencer that keeps nothing (the end entry lagging, the default) and an
 // upstream answering from memory, so its B/op and allocs/op are the
 // handler's own (go test -bench ServeCall -benchmem ./internal/proxy/).
 // "budgets" adds hard budgets at key, principal and organisation, admitted
@@ -124,7 +137,7 @@ func benchServeCall(b *testing.B, budgets bool) {
 		return []ratelimit.Limit{{ID: "lim_1", Scope: ratelimit.ScopeKey, ScopeID: "key_1", RPM: 1 << 40, TPM: 1 << 40}}
 	})
 	d := Deps{Ledger: nopLedger{}, Limiter: lim, Snapshot: func() *config.Snapshot { return snap }, Auth: oneCaller{}, Usage: nopUsage{},
-		Log: slog.New(slog.DiscardHandler)}
+		Observer: nopObserver{}, Log: slog.New(slog.DiscardHandler)}
 	if budgets {
 		db, err := sqlite.Open(context.Background(), filepath.Join(b.TempDir(), "gh.db"))
 		if err != nil {
