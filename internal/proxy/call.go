@@ -109,7 +109,7 @@ func (h *Handler) serveCall(w http.ResponseWriter, r *http.Request, ep provider.
 	_, endReserve := ob.phase(r.Context(), PhaseReserve)
 	hold, worst, body, err := h.reserve(r.Context(), ep, &call, body,
 		budget.Call{KeyID: caller.Key.ID, PrincipalID: caller.Principal.ID, TeamID: rec.TeamID, Model: call.Model}, price, priced, rec.ID)
-	endReserve(err)
+	endReserve.done(err)
 	if err != nil {
 		return err
 	}
@@ -146,7 +146,7 @@ func (h *Handler) serveCall(w http.ResponseWriter, r *http.Request, ep provider.
 	// if it cannot be written, the call fails closed.
 	_, endLedger := ob.phase(r.Context(), PhaseLedger)
 	err = h.writeStart(r, rec, upBody, hold) // the hash of the bytes the upstream gets
-	endLedger(err)
+	endLedger.done(err)
 	if err != nil {
 		return err
 	}
@@ -154,7 +154,7 @@ func (h *Handler) serveCall(w http.ResponseWriter, r *http.Request, ep provider.
 	ctx, cancel := context.WithTimeout(r.Context(), h.opt.UpstreamTimeout)
 	defer cancel()
 	ctx, endUpstream := ob.phase(ctx, PhaseUpstream)
-	defer func() { endUpstream(err) }()
+	defer func() { endUpstream.done(err) }()
 	resp, err := h.roundTrip(ctx, r, up, ep, upBody, &out.sent)
 	if err != nil {
 		return h.upstreamFailure(r, err)
