@@ -47,6 +47,12 @@ const (
 	KindCallEnd   = "call.end"
 	KindAdmin     = "admin"   // an admin API change
 	KindBreaker   = "breaker" // a key suspended by the spend-velocity breaker
+	// KindCallSummary stands for refused calls with nothing at stake whose
+	// end records the sequencer counted instead of keeping them while the
+	// store was unreachable (Entry.NothingAtStake, Log.MaxDeferredRefusals):
+	// one per key × error code × minute, "count" calls, the first call's
+	// request id, the last one's time and source, both ids in "detail".
+	KindCallSummary = "call.summary"
 )
 
 // Record is one entry of the log. Fields that do not apply are omitted.
@@ -86,8 +92,8 @@ type Record struct {
 	Target string `json:"target,omitempty"` // the resource's id, when known
 	Detail string `json:"detail,omitempty"`
 
-	// Aggregated records (a refused credential's calls, package denylog):
-	// how many calls the record stands for.
+	// Aggregated records (a refused credential's calls, package denylog;
+	// KindCallSummary): how many calls the record stands for.
 	Count int64 `json:"count,omitempty"`
 
 	// Truncated names the fields (by their JSON names, in field order) that
