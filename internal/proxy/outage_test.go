@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -183,4 +184,75 @@ func TestRefusedFloodDuringOutageStaysBounded(t *testing.T) {
 		t.Fatalf("%d open calls after verification", rep.OpenCalls)
 	}
 	t.Logf("written: %d end records and %d summaries for %d calls", ends, summaries, flood)
+}
+
+// captureSeq is a sequencer whose starts fail (the store is unreachable,
+// though a start may still commit later) and which keeps every end entry.
+type captureSeq struct {
+	mu   sync.Mutex
+	ends []ledger.Entry
+}
+
+func (s *captureSeq) CarriesCalls() bool { return true }
+
+func (s *captureSeq) Append(ctx context.Context, e ledger.Entry) (int64, error) {
+	if e.Opens {
+		if e.Done != nil {
+			e.Done(ledger.ErrUnavailable)
+		}
+		return 0, ledger.ErrUnavailable
+	}
+	s.mu.Lock()
+	s.ends = append(s.ends, e)
+	s.mu.Unlock()
+	return 0, nil
+}
+
+func (s *captureSeq) Enqueue(ctx context.Context, e ledger.Entry) error {
+	_, err := s.Append(ctx, e)
+	return err
+}
+
+// TestOnlyCallsThatNeverStartedHaveNothingAtStake: the end of a call refused
+// before its start record was sent may be counted into a summary during an
+// outage; the end of a call whose start was sent must not be, even if the
+// start failed (it may have committed after its caller gave up, and only its
+// end closes it).
+func TestOnlyCallsThatNeverStartedHaveNothingAtStake(t *testing.T) {
+	fake := providertest.New(t, "sk-x")
+	up := provider.NewUpstream(provider.Provider{Name: "p", Type: provider.TypeOpenAI, BaseURL: fake.OpenAIBaseURL(), Models: []string{"gpt-4o"}},
+		[]provider.APIKey{"sk-x"}, http.DefaultClient)
+	for _, tc := range []struct {
+		name   string
+		policy string
+		status int
+		want   bool
+	}{
+		{"refused by policy", "forbid(principal, action, resource);", http.StatusForbidden, true},
+		{"start failed", "permit(principal, action, resource);", http.StatusServiceUnavailable, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pol, err := policy.Compile(map[string]string{"p.cedar": tc.policy})
+			if err != nil {
+				t.Fatal(err)
+			}
+			snap := &config.Snapshot{Router: provider.NewRouter([]*provider.Upstream{up}, nil), Prices: pricing.NewTable(pricing.Defaults(), nil), Policies: pol}
+			seq := &captureSeq{}
+			h := New(Deps{Ledger: seq, Snapshot: func() *config.Snapshot { return snap }, Auth: oneCaller{}, Usage: &memUsage{},
+				Log: slog.New(slog.DiscardHandler)}, Options{LagEnd: true})
+			req := httptest.NewRequest("POST", "/v1/chat/completions", strings.NewReader(`{"model":"gpt-4o","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}`))
+			req.Header.Set("Authorization", "Bearer gk_test")
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, req)
+			if w.Code != tc.status {
+				t.Fatalf("status %d, want %d: %s", w.Code, tc.status, w.Body)
+			}
+			if len(seq.ends) != 1 {
+				t.Fatalf("%d end entries, want 1", len(seq.ends))
+			}
+			if got := seq.ends[0].NothingAtStake; got != tc.want {
+				t.Fatalf("NothingAtStake = %v, want %v", got, tc.want)
+			}
+		})
+	}
 }
