@@ -142,8 +142,8 @@ func TestRefusalsPastTheBoundAreSummarizedInOrder(t *testing.T) {
 		refusal("r4", "key_a", "policy_denied", t0.Add(3*time.Second)), // past the bound: summary S1 opens here
 		refusal("r5", "key_b", "policy_denied", t0.Add(4*time.Second)), // S2
 		rec(ledger.KindCallEnd, "m2"),
-		refusal("r6", "key_a", "policy_denied", t0.Add(5*time.Second)),    // S1
-		refusal("r7", "key_a", "policy_denied", t0.Add(61*time.Second)),   // another minute: S3
+		refusal("r6", "key_a", "policy_denied", t0.Add(5*time.Second)),       // S1
+		refusal("r7", "key_a", "policy_denied", t0.Add(61*time.Second)),      // another minute: S3
 		refusal("r8", "key_a", "rate_limit_exceeded", t0.Add(6*time.Second)), // S4
 	}
 	in[4].Done = func(err error) { r4.Store(fmt.Sprint(err)) }
