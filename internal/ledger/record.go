@@ -26,6 +26,16 @@
 // be written the call fails closed (503) and the upstream is never called. The
 // end record follows the call. Start records left without an end by a crash are
 // closed by an "incomplete" end record on recovery.
+//
+// # Outages
+//
+// While the store is unreachable, starts fail closed and end records wait in
+// memory, retried in order. End records of refused calls with nothing at stake
+// (Entry.NothingAtStake) are bounded: past Log.MaxDeferredRefusals waiting,
+// they are counted into "call.summary" records, one per key × error code ×
+// minute (at most MaxSummaries, then one overflow summary), which wait in the
+// place of their first call and are written when the store returns. Records
+// that settle money are never counted or dropped (docs/design/faults.md).
 package ledger
 
 import (
