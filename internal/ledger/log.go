@@ -40,8 +40,9 @@ type Entry struct {
 	NothingAtStake bool
 	// Done, when set, is called once by the sequencer when the entry is
 	// final: committed (nil), refused, dropped as already closed, counted
-	// into a summary (ErrAggregated), or given up at shutdown. A kept (deferred) entry is final only once written.
-	// It runs on the sequencer's goroutine, in commit order: keep it short.
+	// into a summary (ErrAggregated), or given up at shutdown. A kept
+	// (deferred) entry is final only once written. It runs on the
+	// sequencer's goroutine, in commit order: keep it short.
 	Done func(err error)
 
 	made []byte // Data as Record.Entry made it: canonical, not parsed again
@@ -561,6 +562,8 @@ func (p *pending) final(idx int64, err error) {
 // the queue and signs a final checkpoint. End records whose commit failed are
 // retried with backoff (at most a second apart), before any newer entry and in
 // their original order, so a call's end is never written before an older one.
+// End records of refused calls past MaxDeferredRefusals are counted into
+// summaries instead, which wait in the place of their first call (summary.go).
 func (l *Log) Run(ctx context.Context) error {
 	l.mu.Lock()
 	l.running = true

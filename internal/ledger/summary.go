@@ -124,8 +124,8 @@ func (l *Log) setRetry(ps []*pending) {
 	for _, p := range ps {
 		l.keep(p)
 	}
-	if len(l.retry) == 0 {
-		l.aggregating = false
+	if len(l.retry) == 0 && len(l.buckets) == 0 {
+		l.aggregating = false // the next outage warns again
 	}
 	l.retryCount.Store(int64(len(l.retry)))
 }
