@@ -234,6 +234,15 @@ func TestSummariesAreBounded(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// Every refusal taken by the sequencer (the count of waiting records
+	// stops changing once the overflow summary is open).
+	deadline := time.Now().Add(10 * time.Second)
+	for l.Aggregated() != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d refusals counted, want %d", l.Aggregated(), n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	waitDeferred(t, l, ledger.MaxSummaries+1)
 	st.down.Store(false)
 	waitDeferred(t, l, 0)
