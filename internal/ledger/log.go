@@ -574,21 +574,24 @@ func (l *Log) Run(ctx context.Context) error {
 	retryT.Stop()
 	backoff := 50 * time.Millisecond
 	batch := make([]*pending, 0, MaxBatch)
-	run := func(batch []*pending) (ok bool) {
+	// run commits batch; rest is what waits behind it (retried later, in
+	// order, behind what failed again), so that the count of waiting
+	// records never drops to zero in between.
+	run := func(batch, rest []*pending) (ok bool) {
 		failed := l.commit(context.WithoutCancel(ctx), batch)
 		if len(failed) == 0 {
 			if len(l.retry) > 0 {
 				l.log.Info("ledger: the store is back; deferred end records written")
 			}
 			l.written(batch)
-			l.setRetry(nil)
+			l.setRetry(rest)
 			backoff = 50 * time.Millisecond
 		} else {
 			if len(l.retry) == 0 {
 				l.log.Warn("ledger: the store is unreachable; keeping end records in memory and retrying", "records", len(failed))
 			}
 			// Refusals past the bound are counted into summaries here.
-			l.setRetry(failed)
+			l.setRetry(append(failed, rest...))
 			retryT.Reset(backoff)
 			backoff = min(2*backoff, time.Second)
 		}
@@ -618,7 +621,7 @@ func (l *Log) Run(ctx context.Context) error {
 				default:
 					batch = append(append(batch[:0], l.retry...), p)
 					batch = l.fill(batch)
-					run(batch)
+					run(batch, nil)
 				}
 				continue
 			}
@@ -627,18 +630,14 @@ func (l *Log) Run(ctx context.Context) error {
 				continue
 			}
 			batch = l.linger(l.fill(append(batch[:0], p)))
-			run(batch)
+			run(batch, nil)
 		case <-retryT.C:
 			n := min(len(l.retry), MaxBatch)
 			batch = append(batch[:0], l.retry[:n]...)
 			rest := append([]*pending(nil), l.retry[n:]...)
-			if run(batch) && len(rest) > 0 {
+			if run(batch, rest) && len(rest) > 0 {
 				retryT.Reset(0)
 			}
-			for _, p := range rest { // behind what failed again, in order
-				l.keep(p)
-			}
-			l.retryCount.Store(int64(len(l.retry)))
 		case <-t.C:
 			if err := l.signBounded(ctx); err != nil && ctx.Err() == nil {
 				l.log.Warn("ledger: signing a checkpoint failed", "err", err)
