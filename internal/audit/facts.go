@@ -112,6 +112,13 @@ func (e *Engine) readTail(ctx context.Context, f *Facts, since time.Time) error 
 					calls = append(calls, Call{Index: idx, RequestID: r.RequestID, Time: r.Time, KeyID: r.KeyID, Model: r.Model,
 						Status: r.Status, ErrorCode: r.ErrorCode, Cost: r.CostMicros, SourceIP: r.SourceIP})
 				}
+			case ledger.KindCallSummary:
+				// Refused calls counted during a store outage: they weigh
+				// as many calls in the rules that count calls.
+				if r.KeyID != "" {
+					calls = append(calls, Call{Index: idx, RequestID: r.RequestID, Time: r.Time, KeyID: r.KeyID, Model: r.Model,
+						Status: r.Status, ErrorCode: r.ErrorCode, SourceIP: r.SourceIP, Count: r.Count})
+				}
 			case ledger.KindBreaker:
 				trips = append(trips, Trip{Index: idx, Time: r.Time, KeyID: r.KeyID, Detail: r.Detail})
 			}

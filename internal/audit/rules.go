@@ -54,6 +54,22 @@ type Call struct {
 	Status    int
 	ErrorCode string
 	Cost      int64
+	// Count is how many calls this one stands for: a call.summary record
+	// counts refused calls of one key, error code and minute (written
+	// during a store outage); 0 means one.
+	Count int64
+}
+
+// weight is how many calls c stands for.
+func (c Call) weight() int64 { return max(c.Count, 1) }
+
+// callCount is how many calls cs stand for.
+func callCount(cs []Call) int64 {
+	var n int64
+	for _, c := range cs {
+		n += c.weight()
+	}
+	return n
 }
 
 // Trip is a breaker trip as the ledger records it.

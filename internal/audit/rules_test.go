@@ -196,6 +196,9 @@ func TestUsageRules(t *testing.T) {
 		{"usage.unusual_hours", calls("key_good", 1, now.Add(-10*time.Second), time.Second, func(i int, c *Call) { c.Time = c.Time.Add(-9 * time.Hour) }), nil}, // outside the window
 		{"usage.denials", calls("key_good", 25, recent, time.Second, func(i int, c *Call) { c.Status = 403 }), []string{"key_good"}},
 		{"usage.denials", calls("key_good", 10, recent, time.Second, func(i int, c *Call) { c.Status = 401 }), nil},
+		// A summary of refused calls (written during a store outage) weighs its count.
+		{"usage.denials", calls("key_good", 1, recent, time.Second, func(i int, c *Call) { c.Status = 403; c.Count = 25 }), []string{"key_good"}},
+		{"usage.rate_limited", calls("key_good", 1, recent, time.Second, func(i int, c *Call) { c.Status = 429; c.ErrorCode = "rate_limit_exceeded"; c.Count = 60 }), []string{"key_good"}},
 		{"usage.rate_limited", calls("key_good", 60, recent, time.Second, func(i int, c *Call) { c.Status = 429; c.ErrorCode = "rate_limit_exceeded" }), []string{"key_good"}},
 		{"usage.rate_limited", calls("key_good", 60, recent, time.Second, func(i int, c *Call) { c.Status = 429; c.ErrorCode = "insufficient_quota" }), nil},
 	}

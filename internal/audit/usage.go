@@ -155,14 +155,14 @@ func usageRules() []Rule {
 					base = append(base, call)
 				}
 			}
-			avg := perWindow(int64(len(base)), c)
-			if int64(len(hit)) < threshold(c) || float64(len(hit)) <= float64(c.SpikeMultiple)*avg {
+			n, avg := callCount(hit), perWindow(callCount(base), c)
+			if n < threshold(c) || float64(n) <= float64(c.SpikeMultiple)*avg {
 				return nil
 			}
 			e := cite(hit)
-			e.Summary = fmt.Sprintf("%d %s in the last %s (usual: %.1f per window)", len(hit), what, c.AnomalyWindow, avg)
-			e.Values = map[string]int64{"count": int64(len(hit)), "threshold": threshold(c)}
-			return &Candidate{Title: fmt.Sprintf("key %s: %d %s in %s", u.key.Name, len(hit), what, c.AnomalyWindow), Evidence: e}
+			e.Summary = fmt.Sprintf("%d %s in the last %s (usual: %.1f per window)", n, what, c.AnomalyWindow, avg)
+			e.Values = map[string]int64{"count": n, "threshold": threshold(c)}
+			return &Candidate{Title: fmt.Sprintf("key %s: %d %s in %s", u.key.Name, n, what, c.AnomalyWindow), Evidence: e}
 		}
 	}
 	return []Rule{
@@ -185,7 +185,7 @@ func usageRules() []Rule {
 				if int64(len(u.baseline)) < c.MinBaseline {
 					return nil
 				}
-				n, avg := int64(len(u.recent)), perWindow(int64(len(u.baseline)), c)
+				n, avg := callCount(u.recent), perWindow(callCount(u.baseline), c)
 				if n < c.MinSpikeRequests || float64(n) <= float64(c.SpikeMultiple)*avg {
 					return nil
 				}

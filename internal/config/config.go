@@ -21,6 +21,7 @@ import (
 	"github.com/gatehouse-gw/gatehouse/internal/audit"
 	"github.com/gatehouse-gw/gatehouse/internal/breaker"
 	"github.com/gatehouse-gw/gatehouse/internal/httpx"
+	"github.com/gatehouse-gw/gatehouse/internal/ledger"
 	"github.com/gatehouse-gw/gatehouse/internal/pricing"
 	"github.com/gatehouse-gw/gatehouse/internal/sso"
 	"github.com/gatehouse-gw/gatehouse/internal/token"
@@ -141,6 +142,11 @@ type Ledger struct {
 	// of calls in progress before it commits (0: never waits); a lone call
 	// never waits.
 	BatchLinger Duration `yaml:"batch_linger"`
+	// MaxDeferredRefusals bounds the end records of refused calls (nothing
+	// at stake) kept one by one in memory while the store is unreachable;
+	// past it they are counted into summary records, one per key × error
+	// code × minute (default 1,000; 0: count all; docs/design/faults.md).
+	MaxDeferredRefusals int `yaml:"max_deferred_refusals"`
 }
 
 // Breaker configures the spend-velocity breaker (package breaker).
@@ -175,6 +181,10 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 // D returns the time.Duration.
 func (d Duration) D() time.Duration { return time.Duration(d) }
 
+// MaxDeferredRefusals is the largest ledger.max_deferred_refusals: each kept
+// record costs about a KiB of memory (with the usage row it carries).
+const MaxDeferredRefusals = 100_000
+
 // Default returns the defaults.
 func Default() Config {
 	return Config{
@@ -194,12 +204,13 @@ func Default() Config {
 		SessionTTL:             Duration(12 * time.Hour),
 		Login:                  DefaultLogin(),
 		Keys:                   Keys{ExpiryWarning: Duration(7 * 24 * time.Hour), CheckInterval: Duration(time.Hour)},
-		Ledger:                 Ledger{Origin: "gatehouse.local/log", CheckpointInterval: Duration(time.Second), LagEndRecords: true, BatchLinger: Duration(time.Millisecond)},
-		Store:                  DefaultStore,
-		Breaker:                Breaker{Enabled: true, Window: Duration(5 * time.Minute), Ceiling: "5.00", BaselineMultiple: 10, MinSpend: "1.00"},
-		Audit:                  audit.DefaultConfig(),
-		LogLevel:               "info",
-		LogFormat:              "text",
+		Ledger: Ledger{Origin: "gatehouse.local/log", CheckpointInterval: Duration(time.Second), LagEndRecords: true, BatchLinger: Duration(time.Millisecond),
+			MaxDeferredRefusals: ledger.DefaultMaxDeferredRefusals},
+		Store:     DefaultStore,
+		Breaker:   Breaker{Enabled: true, Window: Duration(5 * time.Minute), Ceiling: "5.00", BaselineMultiple: 10, MinSpend: "1.00"},
+		Audit:     audit.DefaultConfig(),
+		LogLevel:  "info",
+		LogFormat: "text",
 	}
 }
 
@@ -366,6 +377,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Ledger.BatchLinger < 0 || c.Ledger.BatchLinger.D() > time.Second {
 		errs = append(errs, errors.New("ledger.batch_linger must be between 0 and 1s"))
+	}
+	if c.Ledger.MaxDeferredRefusals < 0 || c.Ledger.MaxDeferredRefusals > MaxDeferredRefusals {
+		errs = append(errs, fmt.Errorf("ledger.max_deferred_refusals must be between 0 and %d", MaxDeferredRefusals))
 	}
 	if _, err := time.LoadLocation(c.PolicyTimeZone); err != nil {
 		errs = append(errs, fmt.Errorf("policy_time_zone %q: %v", c.PolicyTimeZone, err))

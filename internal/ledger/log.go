@@ -31,10 +31,18 @@ type Entry struct {
 	// transaction; Usage is its usage row, stored there too.
 	Settle *Settlement
 	Usage  *usage.Record
+	// NothingAtStake (with Closes) marks the end of a call that had nothing
+	// at stake: no start record was sent, nothing held, charged or sent
+	// upstream (a refused call). While the store is unreachable, such
+	// entries past Log.MaxDeferredRefusals waiting are counted into summary
+	// records (KindCallSummary) instead of kept, and final with
+	// ErrAggregated; the usage row one carries is then not stored.
+	NothingAtStake bool
 	// Done, when set, is called once by the sequencer when the entry is
-	// final: committed (nil), refused, dropped as already closed, or given
-	// up at shutdown. A kept (deferred) entry is final only once written.
-	// It runs on the sequencer's goroutine, in commit order: keep it short.
+	// final: committed (nil), refused, dropped as already closed, counted
+	// into a summary (ErrAggregated), or given up at shutdown. A kept
+	// (deferred) entry is final only once written. It runs on the
+	// sequencer's goroutine, in commit order: keep it short.
 	Done func(err error)
 
 	made []byte // Data as Record.Entry made it: canonical, not parsed again
@@ -147,11 +155,24 @@ type Log struct {
 	// fenced instance (package instance) admits nothing.
 	Gate func() error
 
-	// retry holds closing entries whose commit failed, oldest first; only
-	// Run touches it. health is what Ready reports.
-	retry      []*pending
-	retryCount atomic.Int64
-	inFlight   atomic.Int64 // unix nanoseconds a commit started; 0 when idle
+	// MaxDeferredRefusals bounds the end records of refused calls
+	// (Entry.NothingAtStake) kept one by one while the store is
+	// unreachable; further ones are counted into summary records, one per
+	// key × error code × minute (summary.go). Default
+	// DefaultMaxDeferredRefusals; 0 keeps none one by one. Set before Run.
+	MaxDeferredRefusals int
+
+	// retry holds closing entries whose commit failed, oldest first, and
+	// the summaries of refusals counted since; only Run touches it, and
+	// keptRefusals, buckets (the summaries waiting, by bucket) and
+	// aggregating (a warning was logged for this outage).
+	retry           []*pending
+	retryCount      atomic.Int64
+	keptRefusals    int
+	buckets         map[summaryKey]*pending
+	aggregating     bool
+	aggregatedCalls atomic.Int64
+	inFlight        atomic.Int64 // unix nanoseconds a commit started; 0 when idle
 
 	queue chan *pending
 
@@ -174,6 +195,7 @@ type pending struct {
 	answered bool        // only the goroutine committing p touches it
 	finished bool        // Done was called; as answered
 	gone     atomic.Bool // a start whose caller stopped waiting: skip it if not yet committing
+	sum      *summary    // a summary of refused calls: e is made from it at each commit
 }
 
 // MaxBatch is the most records one transaction appends.
@@ -190,7 +212,7 @@ func New(st Store, instance, skey string, log *slog.Logger) (*Log, error) {
 		return nil, fmt.Errorf("ledger: signing key: %w", err)
 	}
 	l := &Log{store: st, instance: func() string { return instance }, origin: s.Name(), log: log, now: time.Now,
-		Interval: time.Second, Linger: DefaultLinger, CommitTimeout: 5 * time.Second, queue: make(chan *pending, 4*MaxBatch), commitSem: make(chan struct{}, 1), cache: hashCache{m: map[int64]tlog.Hash{}}}
+		Interval: time.Second, Linger: DefaultLinger, CommitTimeout: 5 * time.Second, MaxDeferredRefusals: DefaultMaxDeferredRefusals, queue: make(chan *pending, 4*MaxBatch), commitSem: make(chan struct{}, 1), cache: hashCache{m: map[int64]tlog.Hash{}}}
 	if err := l.SetKeys([]string{skey}); err != nil {
 		return nil, err
 	}
@@ -419,6 +441,9 @@ func (l *Log) commit(ctx context.Context, batch []*pending) (failed []*pending) 
 	defer l.inFlight.Store(0)
 	entries := make([]Entry, len(batch))
 	for i, p := range batch {
+		if p.sum != nil {
+			p.e = p.sum.entry() // the counts as they are now
+		}
 		entries[i] = p.e
 	}
 	// One commit at a time: the sequencer's batches are serial anyway, but
@@ -499,11 +524,11 @@ func (l *Log) commit(ctx context.Context, batch []*pending) (failed []*pending) 
 }
 
 // failBatch answers a batch of which nothing was appended: starts and admin
-// records fail (their callers fail closed); end records are returned, to be
-// kept and retried (answered by the caller of commit).
+// records fail (their callers fail closed); end records and summaries are
+// returned, to be kept and retried (answered by the caller of commit).
 func (l *Log) failBatch(batch []*pending, err error) (failed []*pending) {
 	for _, p := range batch {
-		if p.e.Closes {
+		if p.e.Closes || p.sum != nil {
 			failed = append(failed, p)
 		} else {
 			p.final(-1, fmt.Errorf("%w: %v", ErrUnavailable, err))
@@ -537,6 +562,8 @@ func (p *pending) final(idx int64, err error) {
 // the queue and signs a final checkpoint. End records whose commit failed are
 // retried with backoff (at most a second apart), before any newer entry and in
 // their original order, so a call's end is never written before an older one.
+// End records of refused calls past MaxDeferredRefusals are counted into
+// summaries instead, which wait in the place of their first call (summary.go).
 func (l *Log) Run(ctx context.Context) error {
 	l.mu.Lock()
 	l.running = true
@@ -547,26 +574,31 @@ func (l *Log) Run(ctx context.Context) error {
 	retryT.Stop()
 	backoff := 50 * time.Millisecond
 	batch := make([]*pending, 0, MaxBatch)
-	run := func(batch []*pending) {
+	// run commits batch; rest is what waits behind it (retried later, in
+	// order, behind what failed again), so that the count of waiting
+	// records never drops to zero in between.
+	run := func(batch, rest []*pending) (ok bool) {
 		failed := l.commit(context.WithoutCancel(ctx), batch)
 		if len(failed) == 0 {
 			if len(l.retry) > 0 {
 				l.log.Info("ledger: the store is back; deferred end records written")
 			}
-			l.retry = l.retry[:0]
+			l.written(batch)
+			l.setRetry(rest)
 			backoff = 50 * time.Millisecond
 		} else {
 			if len(l.retry) == 0 {
 				l.log.Warn("ledger: the store is unreachable; keeping end records in memory and retrying", "records", len(failed))
 			}
-			l.retry = failed
+			// Refusals past the bound are counted into summaries here.
+			l.setRetry(append(failed, rest...))
 			retryT.Reset(backoff)
 			backoff = min(2*backoff, time.Second)
 		}
-		l.retryCount.Store(int64(len(l.retry)))
 		for _, p := range failed { // after the count: a caller sees itself counted
 			p.reply(-1, ErrDeferred)
 		}
+		return len(failed) == 0
 	}
 	for {
 		select {
@@ -579,7 +611,7 @@ func (l *Log) Run(ctx context.Context) error {
 				// skipped.
 				switch {
 				case p.e.Closes:
-					l.retry = append(l.retry, p)
+					l.keep(p) // or counted into a summary, past the bound
 					l.retryCount.Store(int64(len(l.retry)))
 					p.reply(-1, ErrDeferred)
 				case p.gone.Load():
@@ -589,7 +621,7 @@ func (l *Log) Run(ctx context.Context) error {
 				default:
 					batch = append(append(batch[:0], l.retry...), p)
 					batch = l.fill(batch)
-					run(batch)
+					run(batch, nil)
 				}
 				continue
 			}
@@ -598,19 +630,14 @@ func (l *Log) Run(ctx context.Context) error {
 				continue
 			}
 			batch = l.linger(l.fill(append(batch[:0], p)))
-			run(batch)
+			run(batch, nil)
 		case <-retryT.C:
 			n := min(len(l.retry), MaxBatch)
 			batch = append(batch[:0], l.retry[:n]...)
 			rest := append([]*pending(nil), l.retry[n:]...)
-			run(batch)
-			if len(l.retry) == 0 && len(rest) > 0 {
-				l.retry = rest
+			if run(batch, rest) && len(rest) > 0 {
 				retryT.Reset(0)
-			} else if len(rest) > 0 {
-				l.retry = append(l.retry, rest...)
 			}
-			l.retryCount.Store(int64(len(l.retry)))
 		case <-t.C:
 			if err := l.signBounded(ctx); err != nil && ctx.Err() == nil {
 				l.log.Warn("ledger: signing a checkpoint failed", "err", err)
@@ -621,11 +648,15 @@ func (l *Log) Run(ctx context.Context) error {
 			l.mu.Unlock()
 			final := context.WithoutCancel(ctx)
 			giveUp := func(failed []*pending) {
+				var summarized int64
 				for _, f := range failed {
 					f.final(-1, fmt.Errorf("%w: the store did not take the record", ErrUnavailable))
+					if f.sum != nil {
+						summarized += f.sum.count
+					}
 				}
 				if len(failed) > 0 {
-					l.log.Error("ledger: end records could not be written before stopping; recovery closes their calls and charges their holds in full", "records", len(failed))
+					l.log.Error("ledger: end records could not be written before stopping; recovery closes their calls and charges their holds in full", "records", len(failed), "refused_calls_in_lost_summaries", summarized)
 				}
 			}
 			for len(l.retry) > 0 {
@@ -634,7 +665,7 @@ func (l *Log) Run(ctx context.Context) error {
 				l.retry = l.retry[n:]
 			}
 			l.retryCount.Store(0)
-			l.retry = nil
+			l.retry, l.buckets, l.keptRefusals = nil, nil, 0
 			// Drain what is queued (lagging end entries among it), in batches.
 			for {
 				select {

@@ -26,6 +26,16 @@
 // be written the call fails closed (503) and the upstream is never called. The
 // end record follows the call. Start records left without an end by a crash are
 // closed by an "incomplete" end record on recovery.
+//
+// # Outages
+//
+// While the store is unreachable, starts fail closed and end records wait in
+// memory, retried in order. End records of refused calls with nothing at stake
+// (Entry.NothingAtStake) are bounded: past Log.MaxDeferredRefusals waiting,
+// they are counted into "call.summary" records, one per key × error code ×
+// minute (at most MaxSummaries, then one overflow summary), which wait in the
+// place of their first call and are written when the store returns. Records
+// that settle money are never counted or dropped (docs/design/faults.md).
 package ledger
 
 import (
@@ -47,6 +57,12 @@ const (
 	KindCallEnd   = "call.end"
 	KindAdmin     = "admin"   // an admin API change
 	KindBreaker   = "breaker" // a key suspended by the spend-velocity breaker
+	// KindCallSummary stands for refused calls with nothing at stake whose
+	// end records the sequencer counted instead of keeping them while the
+	// store was unreachable (Entry.NothingAtStake, Log.MaxDeferredRefusals):
+	// one per key × error code × minute, "count" calls, the first call's
+	// request id, the last one's time and source, both ids in "detail".
+	KindCallSummary = "call.summary"
 )
 
 // Record is one entry of the log. Fields that do not apply are omitted.
@@ -86,8 +102,8 @@ type Record struct {
 	Target string `json:"target,omitempty"` // the resource's id, when known
 	Detail string `json:"detail,omitempty"`
 
-	// Aggregated records (a refused credential's calls, package denylog):
-	// how many calls the record stands for.
+	// Aggregated records (a refused credential's calls, package denylog;
+	// KindCallSummary): how many calls the record stands for.
 	Count int64 `json:"count,omitempty"`
 
 	// Truncated names the fields (by their JSON names, in field order) that

@@ -34,11 +34,13 @@ var (
 	ledgerCPAge      = prometheus.NewDesc("gatehouse_ledger_checkpoint_age_seconds", "Seconds since this process last signed a checkpoint (absent until it has).", nil, nil)
 	ledgerVerified   = prometheus.NewDesc("gatehouse_ledger_last_verification_timestamp_seconds", "When the stored log last passed verification against its signed checkpoint, by this or another replica (Unix time; absent until it has).", nil, nil)
 	ledgerVerifyFail = prometheus.NewDesc("gatehouse_ledger_verification_failures_total", "Verifications of the log by this process that failed: the stored log does not match its checkpoint, or could not be read.", nil, nil)
+	ledgerDeferred   = prometheus.NewDesc("gatehouse_ledger_deferred_records", "Records waiting in memory for the store to take them (end records, and summaries of refused calls) while it is unreachable.", nil, nil)
+	ledgerAggregated = prometheus.NewDesc("gatehouse_ledger_aggregated_refusals_total", "Refused calls whose end records this process counted into summary records (call.summary) instead of keeping them, past ledger.max_deferred_refusals during a store outage.", nil, nil)
 	sourceErrors     = prometheus.NewDesc("gatehouse_scrape_source_errors_total", "Scrapes that could not read a source (budgets, ledger, log_verification) from the store; its metrics were left out.", []string{"source"}, nil)
 )
 
 func (c *scrapeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{budgetSpent, budgetReserved, budgetLimit, budgetPeriod, ledgerEntries, ledgerCPEntries, ledgerCPAge, ledgerVerified, ledgerVerifyFail, sourceErrors} {
+	for _, d := range []*prometheus.Desc{budgetSpent, budgetReserved, budgetLimit, budgetPeriod, ledgerEntries, ledgerCPEntries, ledgerCPAge, ledgerVerified, ledgerVerifyFail, ledgerDeferred, ledgerAggregated, sourceErrors} {
 		ch <- d
 	}
 }
@@ -62,6 +64,11 @@ func (c *scrapeCollector) Collect(ch chan<- prometheus.Metric) {
 			}
 		}
 	}
+	if o, ok := c.src.Ledger.(outage); ok {
+		// In memory: reported also (above all) while the store is away.
+		ch <- prometheus.MustNewConstMetric(ledgerDeferred, prometheus.GaugeValue, float64(o.Deferred()))
+		ch <- prometheus.MustNewConstMetric(ledgerAggregated, prometheus.CounterValue, float64(o.Aggregated()))
+	}
 	if c.src.Ledger != nil {
 		if st, err := c.src.Ledger.Stats(ctx); err != nil {
 			c.failed("ledger", err)
@@ -84,6 +91,12 @@ func (c *scrapeCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(ledgerVerifyFail, prometheus.CounterValue, float64(failures))
 		}
 	}
+}
+
+// outage is what a ledger.Log tells of a store outage, from memory.
+type outage interface {
+	Deferred() int
+	Aggregated() int64
 }
 
 func (c *scrapeCollector) collectErrors(ch chan<- prometheus.Metric) {

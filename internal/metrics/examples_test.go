@@ -22,7 +22,7 @@ func TestExamplesUseExportedMetrics(t *testing.T) {
 		Budgets: func(context.Context) ([]budget.Status, error) {
 			return []budget.Status{{Budget: budget.Budget{ID: "b"}, PeriodEnd: time.Now()}}, nil
 		},
-		Ledger:       fakeLedger{st: ledger.Stats{CheckpointSigned: time.Now()}},
+		Ledger:       outageLedger{fakeLedger{st: ledger.Stats{CheckpointSigned: time.Now()}}},
 		Verification: fakeVerification{last: time.Now()},
 		Pool:         fakePool{},
 	}

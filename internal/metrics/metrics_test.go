@@ -333,3 +333,22 @@ func TestNamingConventions(t *testing.T) {
 		t.Fatalf("only %d gatehouse_ families gathered", n)
 	}
 }
+
+// outageLedger is a ledger whose store is down, with records waiting in
+// memory and refused calls counted into summaries.
+type outageLedger struct{ fakeLedger }
+
+func (outageLedger) Deferred() int     { return 1003 }
+func (outageLedger) Aggregated() int64 { return 19_000 }
+
+// TestOutageMetricsWithoutTheStore: what waits in memory for the store, and
+// how many refused calls were counted into summaries, are reported while the
+// store cannot answer.
+func TestOutageMetricsWithoutTheStore(t *testing.T) {
+	srv := httptest.NewServer(New(Options{}, Sources{Ledger: outageLedger{fakeLedger{err: errors.New("store down")}}}, nil).Handler())
+	defer srv.Close()
+	f := Scrape(t, srv.URL, "")
+	mustValue(t, f, "gatehouse_ledger_deferred_records", nil, 1003)
+	mustValue(t, f, "gatehouse_ledger_aggregated_refusals_total", nil, 19_000)
+	mustValue(t, f, "gatehouse_scrape_source_errors_total", map[string]string{"source": "ledger"}, 1)
+}

@@ -189,6 +189,7 @@ func (h *Handler) writeStart(r *http.Request, rec *usage.Record, body []byte, ho
 	if h.ledger == nil {
 		return nil
 	}
+	rec.StartTried = true
 	sum := sha256.Sum256(body)
 	start := ledger.Record{Kind: ledger.KindCallStart, Time: rec.Time, RequestID: rec.ID, PrincipalID: rec.PrincipalID, KeyID: rec.KeyID,
 		TeamID: rec.TeamID, SourceIP: h.sourceAddr(r).String(), UserAgent: r.UserAgent(), Endpoint: rec.Endpoint,
@@ -248,6 +249,11 @@ func (h *Handler) writeEnd(r *http.Request, rec *usage.Record, ce *callEnd) (usa
 	// is closed here instead of staying open.
 	e := endRec.Entry()
 	e.Closes = true
+	// A call refused before its start record was sent, with no hold and no
+	// charge, has nothing at stake: during a long store outage its end may
+	// be counted into a summary record instead of kept in memory (a flood
+	// of refused calls must not grow the sequencer's retry queue).
+	e.NothingAtStake = !rec.StartTried && ce.hold == nil && rec.CostMicros == 0
 	if h.rec != nil && h.seq != nil {
 		u := forStore(*rec)
 		e.Usage, usageRides = &u, true

@@ -30,7 +30,10 @@
 // made durable with the start record in the sequencer's batch; the
 // settlement and the usage row ride the end record (optionally lagging:
 // Options.LagEnd). Without one, holds, settlements and usage rows are
-// written by their own packages.
+// written by their own packages. The end of a call refused before its start
+// record was sent (no hold, no charge) is marked ledger.Entry.NothingAtStake:
+// during a long store outage the log may count it into a summary record
+// instead of keeping it in memory (docs/design/faults.md).
 //
 // Errors are rendered in the API's own shape (OpenAI's, or Anthropic's on
 // /v1/messages) with the request id; causes are logged, never sent; no

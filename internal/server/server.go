@@ -956,6 +956,7 @@ func (s *Server) buildHTTP() {
 	if s.ledger != nil {
 		s.ledger.Calls = px.InFlight
 		s.ledger.Linger = s.cfg.Ledger.BatchLinger.D()
+		s.ledger.MaxDeferredRefusals = s.cfg.Ledger.MaxDeferredRefusals
 	}
 	dataMux := http.NewServeMux()
 	dataMux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {

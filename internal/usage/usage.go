@@ -55,6 +55,9 @@ type Record struct {
 	Reasons           []string `json:"policy_reasons,omitempty"` // ids of the policies that decided
 
 	Started bool `json:"-"` // the call's start record is in the ledger
+	// StartTried: the call's start record was sent to the ledger (it may be
+	// durable even when the call was told it failed).
+	StartTried bool `json:"-"`
 }
 
 // Query selects records. Zero fields do not filter.

@@ -1,0 +1,256 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/gatehouse-gw/gatehouse/internal/config"
+	"github.com/gatehouse-gw/gatehouse/internal/ledger"
+	"github.com/gatehouse-gw/gatehouse/internal/policy"
+	"github.com/gatehouse-gw/gatehouse/internal/pricing"
+	"github.com/gatehouse-gw/gatehouse/internal/provider"
+	"github.com/gatehouse-gw/gatehouse/internal/provider/providertest"
+	"github.com/gatehouse-gw/gatehouse/internal/store/sqlite"
+)
+
+// downStore is a real log store that refuses every commit while down (an
+// unreachable database), and counts the commits tried.
+type downStore struct {
+	ledger.Store
+	down  atomic.Bool
+	tries atomic.Int64
+}
+
+func (s *downStore) LedgerAppend(ctx context.Context, instance string, entries []ledger.Entry, hashes func(int64, []ledger.Entry, tlog.HashReader) ([][]tlog.Hash, error)) ([]int64, error) {
+	if s.down.Load() {
+		s.tries.Add(1)
+		return nil, errors.New("store unreachable")
+	}
+	return s.Store.LedgerAppend(ctx, instance, entries, hashes)
+}
+
+// TestRefusedFloodDuringOutageStaysBounded is the attack: during a long store
+// outage an authenticated caller floods calls that are refused (here by
+// policy) and have nothing at stake, each of which ends with an end record.
+// The end records the sequencer keeps in memory for the store's return must
+// not grow with the flood (memory exhaustion, then a retry storm): past
+// ledger.DefaultMaxDeferredRefusals they are counted into summary records.
+// When the store returns, every refused call is in the log (as its own end
+// record or counted in a summary), the log verifies, and no credential is
+// in any record.
+func TestRefusedFloodDuringOutageStaysBounded(t *testing.T) {
+	ctx := context.Background()
+	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "gh.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	st := &downStore{Store: db}
+	skey, _ := ledger.GenerateKey("test/log")
+	l, err := ledger.New(st, "gw.1", skey, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.CommitTimeout = 2 * time.Second
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { l.Run(runCtx); close(done) }()
+	defer func() { stop(); <-done }()
+	for !l.Running() {
+		time.Sleep(time.Millisecond)
+	}
+
+	fake := providertest.New(t, "sk-x")
+	pol, err := policy.Compile(map[string]string{"deny.cedar": "forbid(principal, action, resource);"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := provider.NewUpstream(provider.Provider{Name: "p", Type: provider.TypeOpenAI, BaseURL: fake.OpenAIBaseURL(), Models: []string{"gpt-4o"}},
+		[]provider.APIKey{"sk-x"}, http.DefaultClient)
+	snap := &config.Snapshot{Router: provider.NewRouter([]*provider.Upstream{up}, nil), Prices: pricing.NewTable(pricing.Defaults(), nil), Policies: pol}
+	h := New(Deps{Ledger: l, Snapshot: func() *config.Snapshot { return snap }, Auth: oneCaller{}, Usage: &memUsage{},
+		Log: slog.New(slog.DiscardHandler)}, Options{LagEnd: true})
+
+	const secret = "gk_floodsecret"
+	refuse := func() {
+		req := httptest.NewRequest("POST", "/v1/chat/completions", strings.NewReader(`{"model":"gpt-4o","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}`))
+		req.Header.Set("Authorization", "Bearer "+secret)
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		if w.Code != http.StatusForbidden {
+			t.Fatalf("status %d, want 403: %s", w.Code, w.Body)
+		}
+	}
+
+	st.down.Store(true)
+	const flood = 20_000
+	var before runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	bound := 0
+	for i := range flood {
+		refuse()
+		if i == flood/2 {
+			// Half-way: the kept records already stopped growing.
+			bound = l.Deferred()
+		}
+	}
+	// Let the sequencer take everything queued: past the bound, every
+	// refusal is counted.
+	deadline := time.Now().Add(10 * time.Second)
+	for l.Aggregated() < flood-ledger.DefaultMaxDeferredRefusals && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	var after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	t.Logf("%d refused calls during the outage: %d end records kept in memory (%d at half the flood); heap %d → %d KiB; %d commits tried",
+		flood, l.Deferred(), bound, before.HeapAlloc>>10, after.HeapAlloc>>10, st.tries.Load())
+	// Kept: at most the bound of individual refusals plus one summary per
+	// key × error code × minute (here one key, one code; the flood may span
+	// a minute's turn).
+	if max := ledger.DefaultMaxDeferredRefusals + 2; l.Deferred() > max {
+		t.Fatalf("%d end records kept in memory after %d refused calls; want at most %d (the bound, plus summaries)", l.Deferred(), flood, max)
+	}
+	if l.Aggregated() < flood-ledger.DefaultMaxDeferredRefusals {
+		t.Fatalf("%d refused calls counted into summaries, want at least %d", l.Aggregated(), flood-ledger.DefaultMaxDeferredRefusals)
+	}
+
+	// The store returns: everything is written, once, and the log verifies.
+	st.down.Store(false)
+	deadline = time.Now().Add(20 * time.Second)
+	for l.Deferred() > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d end records still deferred 20 s after the store returned", l.Deferred())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := l.SignCheckpoint(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rep, _, err := ledger.Verify(ctx, ledger.StoreSource{Store: db}, l.Key(), nil, nil)
+	if err != nil {
+		t.Fatalf("verify: %v", err)
+	}
+	size, err := db.LedgerSize(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs, err := db.LedgerEntries(ctx, 0, size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var calls, ends, summaries int64
+	for _, b := range recs {
+		if strings.Contains(string(b), secret) || strings.Contains(string(b), "floodsecret") {
+			t.Fatalf("a record holds the credential: %s", b)
+		}
+		r, err := ledger.ParseRecord(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch r.Kind {
+		case ledger.KindCallEnd:
+			calls++
+			ends++
+		case ledger.KindCallSummary:
+			if r.KeyID != "key_1" || r.ErrorCode != "policy_denied" || r.Count < 1 {
+				t.Fatalf("summary record %s", b)
+			}
+			calls += r.Count
+			summaries++
+		default:
+			t.Fatalf("unexpected record %s", b)
+		}
+	}
+	if calls != flood {
+		t.Fatalf("the log accounts for %d refused calls (%d end records, %d summaries), want %d", calls, ends, summaries, flood)
+	}
+	if rep.OpenCalls != 0 {
+		t.Fatalf("%d open calls after verification", rep.OpenCalls)
+	}
+	t.Logf("written: %d end records and %d summaries for %d calls", ends, summaries, flood)
+}
+
+// captureSeq is a sequencer whose starts fail (the store is unreachable,
+// though a start may still commit later) and which keeps every end entry.
+type captureSeq struct {
+	mu   sync.Mutex
+	ends []ledger.Entry
+}
+
+func (s *captureSeq) CarriesCalls() bool { return true }
+
+func (s *captureSeq) Append(ctx context.Context, e ledger.Entry) (int64, error) {
+	if e.Opens {
+		if e.Done != nil {
+			e.Done(ledger.ErrUnavailable)
+		}
+		return 0, ledger.ErrUnavailable
+	}
+	s.mu.Lock()
+	s.ends = append(s.ends, e)
+	s.mu.Unlock()
+	return 0, nil
+}
+
+func (s *captureSeq) Enqueue(ctx context.Context, e ledger.Entry) error {
+	_, err := s.Append(ctx, e)
+	return err
+}
+
+// TestOnlyCallsThatNeverStartedHaveNothingAtStake: the end of a call refused
+// before its start record was sent may be counted into a summary during an
+// outage; the end of a call whose start was sent must not be, even if the
+// start failed (it may have committed after its caller gave up, and only its
+// end closes it).
+func TestOnlyCallsThatNeverStartedHaveNothingAtStake(t *testing.T) {
+	fake := providertest.New(t, "sk-x")
+	up := provider.NewUpstream(provider.Provider{Name: "p", Type: provider.TypeOpenAI, BaseURL: fake.OpenAIBaseURL(), Models: []string{"gpt-4o"}},
+		[]provider.APIKey{"sk-x"}, http.DefaultClient)
+	for _, tc := range []struct {
+		name   string
+		policy string
+		status int
+		want   bool
+	}{
+		{"refused by policy", "forbid(principal, action, resource);", http.StatusForbidden, true},
+		{"start failed", "permit(principal, action, resource);", http.StatusServiceUnavailable, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pol, err := policy.Compile(map[string]string{"p.cedar": tc.policy})
+			if err != nil {
+				t.Fatal(err)
+			}
+			snap := &config.Snapshot{Router: provider.NewRouter([]*provider.Upstream{up}, nil), Prices: pricing.NewTable(pricing.Defaults(), nil), Policies: pol}
+			seq := &captureSeq{}
+			h := New(Deps{Ledger: seq, Snapshot: func() *config.Snapshot { return snap }, Auth: oneCaller{}, Usage: &memUsage{},
+				Log: slog.New(slog.DiscardHandler)}, Options{LagEnd: true})
+			req := httptest.NewRequest("POST", "/v1/chat/completions", strings.NewReader(`{"model":"gpt-4o","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}`))
+			req.Header.Set("Authorization", "Bearer gk_test")
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, req)
+			if w.Code != tc.status {
+				t.Fatalf("status %d, want %d: %s", w.Code, tc.status, w.Body)
+			}
+			if len(seq.ends) != 1 {
+				t.Fatalf("%d end entries, want 1", len(seq.ends))
+			}
+			if got := seq.ends[0].NothingAtStake; got != tc.want {
+				t.Fatalf("NothingAtStake = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
