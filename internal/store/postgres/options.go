@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -40,6 +41,11 @@ type Options struct {
 	// Health, when set, is updated with what the pool meets.
 	Log    *slog.Logger
 	Health *PoolHealth
+	// RoundTrips, when set, counts the round trips of every connection of
+	// the pool: each time the client reads from the server after having
+	// written to it. Tests and benchmarks use it to hold the hot path to a
+	// number of round trips, which on PostgreSQL is what a batch waits on.
+	RoundTrips *atomic.Int64
 }
 
 func (o Options) withDefaults() Options {
@@ -98,7 +104,7 @@ func connConfig(dsn string, o Options) (*pgx.ConnConfig, error) {
 		if err != nil {
 			return nil, err
 		}
-		return &deadlineConn{Conn: c, io: io}, nil
+		return &deadlineConn{Conn: c, io: io, trips: o.RoundTrips}, nil
 	}
 	return cfg, nil
 }
@@ -112,6 +118,9 @@ type deadlineConn struct {
 	mu        sync.Mutex
 	userRead  time.Time
 	userWrite time.Time
+
+	trips *atomic.Int64 // Options.RoundTrips, or nil
+	wrote atomic.Bool   // written to since the last read
 }
 
 func (c *deadlineConn) Read(b []byte) (int, error) {
@@ -119,6 +128,9 @@ func (c *deadlineConn) Read(b []byte) (int, error) {
 	d := earliest(c.userRead, time.Now().Add(c.io))
 	c.mu.Unlock()
 	c.Conn.SetReadDeadline(d)
+	if c.trips != nil && c.wrote.Swap(false) {
+		c.trips.Add(1)
+	}
 	return c.Conn.Read(b)
 }
 
@@ -127,6 +139,9 @@ func (c *deadlineConn) Write(b []byte) (int, error) {
 	d := earliest(c.userWrite, time.Now().Add(c.io))
 	c.mu.Unlock()
 	c.Conn.SetWriteDeadline(d)
+	if c.trips != nil {
+		c.wrote.Store(true)
+	}
 	return c.Conn.Write(b)
 }
 

@@ -122,6 +122,8 @@ var Dialect = sqlstore.Dialect{
 	IsForeignKey: func(err error) bool { return pgCode(err) == "23503" },
 	// pgx caches prepared statements per connection (Options.StatementCache).
 	DriverCachesStatements: true,
+	// A ledger batch's statements go in two pipelined round trips.
+	Pipeline: pipeline,
 }
 
 func pgCode(err error) string {

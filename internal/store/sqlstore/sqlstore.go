@@ -34,6 +34,11 @@ type Dialect struct {
 	// prepared statements keyed by SQL text (pgx), so the hot path runs text
 	// instead of preparing through database/sql (see stmts.go).
 	DriverCachesStatements bool
+	// Pipeline, where the server takes several statements in one round
+	// trip (PostgreSQL), sends qs so and reads their answers in order
+	// (pipe.go). Nil: each statement is its own round trip, which costs
+	// nothing on an embedded database.
+	Pipeline func(ctx context.Context, conn *sql.Conn, qs []Queued) error
 }
 
 // DB is a store over one *sql.DB.
