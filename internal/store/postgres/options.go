@@ -39,13 +39,9 @@ type Options struct {
 
 	// Log receives the pool's warnings (the server refusing connections);
 	// Health, when set, is updated with what the pool meets.
+	// Health also counts the pool's round trips (PoolHealth.RoundTrips).
 	Log    *slog.Logger
 	Health *PoolHealth
-	// RoundTrips, when set, counts the round trips of every connection of
-	// the pool: each time the client reads from the server after having
-	// written to it. Tests and benchmarks use it to hold the hot path to a
-	// number of round trips, which on PostgreSQL is what a batch waits on.
-	RoundTrips *atomic.Int64
 }
 
 func (o Options) withDefaults() Options {
@@ -74,6 +70,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.StatementCache == 0 {
 		o.StatementCache = 512
+	}
+	if o.Health == nil {
+		o.Health = &PoolHealth{}
 	}
 	return o
 }
@@ -104,7 +103,7 @@ func connConfig(dsn string, o Options) (*pgx.ConnConfig, error) {
 		if err != nil {
 			return nil, err
 		}
-		return &deadlineConn{Conn: c, io: io, trips: o.RoundTrips}, nil
+		return &deadlineConn{Conn: c, io: io, trips: &o.Health.trips}, nil
 	}
 	return cfg, nil
 }
@@ -119,7 +118,9 @@ type deadlineConn struct {
 	userRead  time.Time
 	userWrite time.Time
 
-	trips *atomic.Int64 // Options.RoundTrips, or nil
+	// A round trip is a read after writes: the client waits for the
+	// server's answer to what it sent.
+	trips *atomic.Int64 // PoolHealth.trips
 	wrote atomic.Bool   // written to since the last read
 }
 
@@ -128,7 +129,7 @@ func (c *deadlineConn) Read(b []byte) (int, error) {
 	d := earliest(c.userRead, time.Now().Add(c.io))
 	c.mu.Unlock()
 	c.Conn.SetReadDeadline(d)
-	if c.trips != nil && c.wrote.Swap(false) {
+	if c.wrote.Load() && c.wrote.Swap(false) {
 		c.trips.Add(1)
 	}
 	return c.Conn.Read(b)
@@ -139,7 +140,7 @@ func (c *deadlineConn) Write(b []byte) (int, error) {
 	d := earliest(c.userWrite, time.Now().Add(c.io))
 	c.mu.Unlock()
 	c.Conn.SetWriteDeadline(d)
-	if c.trips != nil {
+	if !c.wrote.Load() {
 		c.wrote.Store(true)
 	}
 	return c.Conn.Write(b)

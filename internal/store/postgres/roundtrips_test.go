@@ -3,7 +3,6 @@ package postgres_test
 import (
 	"context"
 	"fmt"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,7 +20,7 @@ import (
 // start entries with holds on three budgets, end entries with settlements
 // and usage rows. Each statement was a round trip of its own before (11, 23
 // and 21 for these batches), and a batch holds the log's lock for all of
-// them (docs/benchmarks.md). Counted on the socket (Options.RoundTrips).
+// them (docs/benchmarks.md). Counted on the socket (PoolHealth.RoundTrips).
 // With pgx's statement cache on, each of the two pipelines takes one more
 // round trip when it has statements new to the connection, to prepare them
 // (so 4 for a new shape, 2 once the shapes are known); and
@@ -36,8 +35,8 @@ func TestLedgerBatchRoundTrips(t *testing.T) {
 func testLedgerBatchRoundTrips(t *testing.T, cache int, most int64) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	var trips atomic.Int64
-	db, err := postgres.OpenWith(ctx, pgtest.DSN(t), postgres.Options{MaxOpenConns: 1, MinOpenConns: 1, StatementCache: cache, RoundTrips: &trips})
+	var trips postgres.PoolHealth
+	db, err := postgres.OpenWith(ctx, pgtest.DSN(t), postgres.Options{MaxOpenConns: 1, MinOpenConns: 1, StatementCache: cache, Health: &trips})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +99,7 @@ func testLedgerBatchRoundTrips(t *testing.T, cache int, most int64) {
 	for _, kind := range []string{"plain", "starts", "ends"} {
 		for round := range 2 {
 			es := batch(round, kind)
-			before := trips.Load()
+			before := trips.RoundTrips()
 			idx, err := db.LedgerAppend(ctx, "gw.1", es, hashes)
 			if err != nil {
 				t.Fatal(err)
@@ -110,7 +109,7 @@ func testLedgerBatchRoundTrips(t *testing.T, cache int, most int64) {
 					t.Fatalf("%s: entry %d dropped", kind, i)
 				}
 			}
-			got := trips.Load() - before
+			got := trips.RoundTrips() - before
 			t.Logf("%s, round %d: %d round trips", kind, round, got)
 			if got > most+1 {
 				t.Errorf("a batch of %d %s took %d round trips, want at most %d", n, kind, got, most)
