@@ -130,3 +130,38 @@ func testLedgerBatchRoundTrips(t *testing.T, cache int, most int64) {
 		t.Fatalf("%d usage rows (%v), want %d", len(rows), err, 2*n)
 	}
 }
+
+// TestBreakerSpendOneRoundTrip: a call with the spend-velocity breaker on
+// adds its cost to the shared window and reads the window back (breaker.
+// Shared) in one round trip, not two. Five calls after one that prepares
+// the statements; one more round trip allowed for database/sql's ping.
+func TestBreakerSpendOneRoundTrip(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var trips postgres.PoolHealth
+	db, err := postgres.OpenWith(ctx, pgtest.DSN(t), postgres.Options{MaxOpenConns: 1, MinOpenConns: 1, Health: &trips})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.AddBreakerSpend(ctx, "key_1", 100, 5, 10); err != nil {
+		t.Fatal(err)
+	}
+	before := trips.RoundTrips()
+	var sums []int64
+	for i := range 5 {
+		if sums, err = db.AddBreakerSpend(ctx, "key_1", 100+int64(i%2), 5, 10); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := trips.RoundTrips() - before
+	t.Logf("5 breaker spends: %d round trips", got)
+	if got > 5+1 {
+		t.Errorf("5 breaker spends took %d round trips, want 5", got)
+	}
+	// The last call ends the window at bucket 100, which has the first call's
+	// 5 and the 5 of calls 0, 2 and 4; bucket 101 is past it.
+	if want := []int64{0, 0, 0, 0, 0, 0, 0, 0, 0, 20}; fmt.Sprint(sums) != fmt.Sprint(want) {
+		t.Errorf("window %v, want %v", sums, want)
+	}
+}
