@@ -406,9 +406,6 @@ func addReservedQuery(r spendRow, amount int64, hard bool, limit int64) (string,
 // the other rows took, then holding one by one, a round trip per charge as
 // on the plain path) and queues the reservations rows of the holds kept.
 func (h *pipedHolds) finish(ctx context.Context, p *pipe, entries []ledger.Entry) error {
-	if len(h.rows) == 0 {
-		return nil
-	}
 	split := false
 	for _, r := range h.rows {
 		if !*h.ok[r] {
