@@ -38,8 +38,8 @@ type Options struct {
 	StatementCache int
 
 	// Log receives the pool's warnings (the server refusing connections);
-	// Health, when set, is updated with what the pool meets.
-	// Health also counts the pool's round trips (PoolHealth.RoundTrips).
+	// Health, when set, is updated with what the pool meets, its round
+	// trips to the server included (PoolHealth.RoundTrips).
 	Log    *slog.Logger
 	Health *PoolHealth
 }
