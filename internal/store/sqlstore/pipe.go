@@ -251,7 +251,7 @@ func pipeUsage(p *pipe, entries []ledger.Entry) {
 }
 
 // pipeClaims queues claimClosed's statements for the closing entries that
-// which selects, setting claimed[i] when they are answered; it reports
+// which accepts, setting claimed[i] when they are answered; it reports
 // whether it queued any.
 func pipeClaims(p *pipe, entries []ledger.Entry, claimed []bool, which func(ledger.Entry) bool) bool {
 	var ids []any
