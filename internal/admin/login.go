@@ -152,7 +152,7 @@ func (h *Handler) passwords() *mfa.Gate {
 	return defaultGate
 }
 
-var defaultGate = mfa.NewGate(4*mfa.HashMemory, 2*time.Second)
+var defaultGate = mfa.NewGate(4*mfa.HashMemory, 2*time.Second, 50) // the defaults of config.DefaultLogin
 
 // busy turns a full hashing gate into 503 with Retry-After.
 func busy(err error) error {

@@ -42,7 +42,7 @@ func TestEveryLoginHashes(t *testing.T) {
 	if err := db.SetPassword(ctx, "prn_pw", hash); err != nil {
 		t.Fatal(err)
 	}
-	gate := mfa.NewGate(mfa.HashMemory, 20*time.Millisecond)
+	gate := mfa.NewGate(mfa.HashMemory, 20*time.Millisecond, 100)
 	h := New(Deps{Store: db, Passwords: gate, Log: slog.New(slog.DiscardHandler)})
 	login := func(user string) int {
 		req := httptest.NewRequest("POST", "/v1/auth/login", strings.NewReader(`{"user":"`+user+`","password":"a wrong password guess"}`))

@@ -43,7 +43,7 @@ func TestLoginUpgradesOldHash(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := New(Deps{Store: db, Passwords: mfa.NewGate(mfa.HashMemory, 5*time.Second), Verifier: vkey.NewVerifier(db, hasher, vkey.VerifierOptions{}),
+	h := New(Deps{Store: db, Passwords: mfa.NewGate(mfa.HashMemory, 5*time.Second, 100), Verifier: vkey.NewVerifier(db, hasher, vkey.VerifierOptions{}),
 		Log: slog.New(slog.DiscardHandler)})
 	login := func(pw string) int {
 		req := httptest.NewRequest("POST", "/v1/auth/login", strings.NewReader(`{"user":"old","password":"`+pw+`"}`))

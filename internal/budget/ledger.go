@@ -68,8 +68,20 @@ type applied struct {
 }
 
 func (l *Ledger) plan(c Call, now time.Time) []applied {
-	var out []applied
-	for _, b := range l.budgets() {
+	// Counted first: an applied holds a whole Budget, and growing the slice
+	// from nothing copied them into three allocations for the usual three
+	// budgets (key, team, organisation).
+	all, n := l.budgets(), 0
+	for _, b := range all {
+		if b.Applies(c) {
+			n++
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	out := make([]applied, 0, n)
+	for _, b := range all {
 		if !b.Applies(c) {
 			continue
 		}

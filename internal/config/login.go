@@ -29,6 +29,11 @@ type Login struct {
 	// PasswordHashWait, then get 503 with Retry-After.
 	PasswordHashMemoryMiB int64    `yaml:"password_hash_memory_mib"`
 	PasswordHashWait      Duration `yaml:"password_hash_wait"`
+	// PasswordHashCPUPercent is the share of its time a hashing slot may
+	// hash while logins wait for it (1-100): a run of d is followed by a
+	// pause of d × (100 − p) / p before the next waiter starts, so a flood
+	// leaves the data plane more of the CPU; 100: no pause.
+	PasswordHashCPUPercent int `yaml:"password_hash_cpu_percent"`
 	// DeniedRecordsPerSecond caps the credential.denied records a replica
 	// writes per second (package denylog); refusals over it share one
 	// aggregated record per second.
@@ -37,10 +42,11 @@ type Login struct {
 
 // DefaultLogin is 5 failures per factor and 20 per address in 15 minutes,
 // 15 minutes locked doubling to a day, 60 auth requests a minute per address,
-// 256 MiB of argon2id, 100 refused-credential records a second.
+// 256 MiB of argon2id hashing at most half the time under contention, 100
+// refused-credential records a second.
 func DefaultLogin() Login {
 	return Login{MaxFailures: 5, FailureWindow: Duration(15 * time.Minute), Lockout: Duration(15 * time.Minute), MaxLockout: Duration(24 * time.Hour),
-		SourceMaxFailures: 20, SourceRequestsPerMinute: 60, PasswordHashMemoryMiB: 256, PasswordHashWait: Duration(2 * time.Second),
+		SourceMaxFailures: 20, SourceRequestsPerMinute: 60, PasswordHashMemoryMiB: 256, PasswordHashWait: Duration(2 * time.Second), PasswordHashCPUPercent: 50,
 		DeniedRecordsPerSecond: 100}
 }
 
@@ -70,6 +76,9 @@ func (l Login) Validate() error {
 	}
 	if l.SourceRequestsPerMinute < 0 || l.PasswordHashMemoryMiB < 64 || l.PasswordHashWait < 0 {
 		errs = append(errs, errors.New("login: source_requests_per_minute not negative, password_hash_memory_mib at least 64, password_hash_wait not negative"))
+	}
+	if l.PasswordHashCPUPercent < 1 || l.PasswordHashCPUPercent > 100 {
+		errs = append(errs, errors.New("login.password_hash_cpu_percent must be 1 to 100"))
 	}
 	return errors.Join(errs...)
 }

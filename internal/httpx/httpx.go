@@ -9,6 +9,7 @@ package httpx
 import (
 	"context"
 	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -109,7 +110,10 @@ func RequestID(ctx context.Context) string {
 func NewRequestID() string {
 	var b [12]byte
 	rand.Read(b[:])
-	return fmt.Sprintf("req_%x", b)
+	var out [4 + 2*len(b)]byte // one allocation, the string itself
+	copy(out[:], "req_")
+	hex.Encode(out[4:], b[:])
+	return string(out[:])
 }
 
 // Render writes err in flavor's shape. An error that is not an *Error is a 500
@@ -169,10 +173,10 @@ func Middleware(log *slog.Logger, flavorOf func(*http.Request) Flavor, next http
 		start := time.Now()
 		id := NewRequestID()
 		r = r.WithContext(context.WithValue(r.Context(), requestIDKey, id))
-		w.Header().Set("x-request-id", id)
+		w.Header().Set("X-Request-Id", id) // canonical: Set allocates no other form
 		flavor := flavorOf(r)
 		if flavor == Anthropic {
-			w.Header().Set("request-id", id)
+			w.Header().Set("Request-Id", id)
 		}
 		sw := &statusWriter{ResponseWriter: w}
 		defer func() {

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -59,5 +60,16 @@ func TestRenderShapes(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "hunter2") || !strings.Contains(logs.String(), "boom") {
 		t.Error("causes must reach the log")
+	}
+}
+
+func TestNewRequestID(t *testing.T) {
+	seen := map[string]bool{}
+	for range 100 {
+		id := NewRequestID()
+		if !regexp.MustCompile(`^req_[0-9a-f]{24}$`).MatchString(id) || seen[id] {
+			t.Fatalf("request id %q (seen before: %v)", id, seen[id])
+		}
+		seen[id] = true
 	}
 }

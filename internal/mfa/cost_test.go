@@ -6,6 +6,7 @@ import (
 	"errors"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -28,13 +29,13 @@ func TestDummyHashCostsARealCheck(t *testing.T) {
 // TestGate: the gate is sized to memory, checks a missing hash against the
 // dummy (never a match), and refuses with ErrBusy when no slot frees in time.
 func TestGate(t *testing.T) {
-	if n, want := NewGate(256<<20, time.Second).Slots(), max(1, min(4, (runtime.GOMAXPROCS(0)-1)/argonThreads)); n != want {
+	if n, want := NewGate(256<<20, time.Second, 100).Slots(), max(1, min(4, (runtime.GOMAXPROCS(0)-1)/argonThreads)); n != want {
 		t.Fatalf("256 MiB on %d CPUs: %d slots, want %d", runtime.GOMAXPROCS(0), n, want)
 	}
-	if n := NewGate(1, time.Second).Slots(); n != 1 {
+	if n := NewGate(1, time.Second, 100).Slots(); n != 1 {
 		t.Fatalf("tiny: %d slots, want 1", n)
 	}
-	g := NewGate(HashMemory, 10*time.Millisecond)
+	g := NewGate(HashMemory, 10*time.Millisecond, 100)
 	ctx := context.Background()
 	h, err := g.Hash(ctx, "correct horse battery staple")
 	if err != nil {
@@ -55,8 +56,126 @@ func TestGate(t *testing.T) {
 	if _, err := g.Hash(ctx, "correct horse battery staple"); !errors.Is(err, ErrBusy) {
 		t.Fatalf("full gate, hash: %v", err)
 	}
-	g.release()
+	g.release(0)
 	if ok, err := g.Check(ctx, h, "correct horse battery staple"); !ok || err != nil {
 		t.Fatalf("after release: %v %v", ok, err)
 	}
+}
+
+// fakeTimers is a gate's clock and AfterFunc under the test's control: time
+// moves only when the test says, and a delayed release runs only when fired.
+type fakeTimers struct {
+	mu      sync.Mutex
+	t       time.Time
+	pending []time.Duration
+	fire    []func()
+}
+
+func (f *fakeTimers) now() time.Time { f.mu.Lock(); defer f.mu.Unlock(); return f.t }
+func (f *fakeTimers) advance(d time.Duration) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.t = f.t.Add(d)
+}
+func (f *fakeTimers) after(d time.Duration, fn func()) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.pending, f.fire = append(f.pending, d), append(f.fire, fn)
+}
+
+func fakeGate(cpuPercent int) (*Gate, *fakeTimers) {
+	g := NewGate(HashMemory, time.Hour, cpuPercent)
+	ft := &fakeTimers{t: time.Unix(1e9, 0)}
+	g.now, g.after = ft.now, ft.after
+	return g, ft
+}
+
+// waiter starts an Acquire that has to wait, and returns once it waits; the
+// channel yields its result.
+func waiter(t *testing.T, g *Gate) <-chan error {
+	t.Helper()
+	got := make(chan error, 1)
+	go func() {
+		release, err := g.Acquire(context.Background())
+		if err == nil {
+			defer release()
+		}
+		got <- err
+	}()
+	for g.waiting.Load() == 0 {
+		runtime.Gosched()
+	}
+	return got
+}
+
+// TestGateDutyCycle: while others wait, a slot that hashed for d is given
+// back only after d × (100 − p) / p; a lone caller's slot, and every slot at
+// 100%, is given back at once.
+func TestGateDutyCycle(t *testing.T) {
+	t.Run("contended", func(t *testing.T) {
+		g, ft := fakeGate(25)
+		release, err := g.Acquire(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := waiter(t, g)
+		ft.advance(100 * time.Millisecond)
+		release()
+		release() // a second call gives nothing back twice
+		if len(ft.pending) != 1 || ft.pending[0] != 300*time.Millisecond {
+			t.Fatalf("pauses %v, want one of 300ms (100ms at 25%%)", ft.pending)
+		}
+		if len(g.slots) != 1 {
+			t.Fatal("the slot was given back before its pause")
+		}
+		select {
+		case err := <-got:
+			t.Fatalf("the waiter got the slot during the pause: %v", err)
+		default:
+		}
+		ft.fire[0]()
+		if err := <-got; err != nil {
+			t.Fatalf("waiter after the pause: %v", err)
+		}
+	})
+	t.Run("alone", func(t *testing.T) {
+		g, ft := fakeGate(25)
+		release, err := g.Acquire(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ft.advance(100 * time.Millisecond)
+		release()
+		if len(ft.pending) != 0 || len(g.slots) != 0 {
+			t.Fatalf("uncontended: pauses %v, %d slots held", ft.pending, len(g.slots))
+		}
+	})
+	t.Run("100%", func(t *testing.T) {
+		g, ft := fakeGate(100)
+		release, err := g.Acquire(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := waiter(t, g)
+		ft.advance(100 * time.Millisecond)
+		release()
+		if len(ft.pending) != 0 {
+			t.Fatalf("at 100%%: pauses %v", ft.pending)
+		}
+		if err := <-got; err != nil {
+			t.Fatalf("waiter: %v", err)
+		}
+	})
+	t.Run("no time held", func(t *testing.T) {
+		g, ft := fakeGate(50)
+		release, err := g.Acquire(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := waiter(t, g)
+		release()
+		if err := <-got; err != nil || len(ft.pending) != 0 {
+			t.Fatalf("zero-length hold: %v, pauses %v", err, ft.pending)
+		}
+	})
 }

@@ -1,8 +1,9 @@
 // Package mfa is the second factor for humans: passwords hashed with argon2id,
 // TOTP (RFC 6238, github.com/pquerna/otp) with replay protection, and
 // recovery codes shown once and stored hashed. Gate bounds how many argon2id
-// runs (64 MiB each) happen at once and checks missing hashes against a dummy,
-// so a login costs the same whether its user exists or not. Attempt limits on
+// runs (64 MiB each) happen at once and, while logins wait, the share of the
+// time a slot hashes (a duty cycle), and checks missing hashes against a
+// dummy, so a login costs the same whether its user exists or not. Attempt limits on
 // these secrets are package lockout's.
 package mfa
 

@@ -8,8 +8,11 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/cedar-policy/cedar-go/types"
 
 	"github.com/gatehouse-gw/gatehouse/internal/org"
 )
@@ -231,4 +234,87 @@ func TestStepUpPolicy(t *testing.T) {
 			t.Errorf("%s with mfa age %d: %+v, want allow=%v", tt.action, tt.age, d, tt.allow)
 		}
 	}
+}
+
+// TestIPValueAsParsed: the source address a policy sees is what Cedar's own
+// parser makes of it, for every kind of address.
+func TestIPValueAsParsed(t *testing.T) {
+	parsed := func(a netip.Addr) types.Value {
+		if !a.IsValid() {
+			a = netip.IPv4Unspecified()
+		}
+		ip, err := types.ParseIPAddr(a.Unmap().String())
+		if err != nil {
+			ip, _ = types.ParseIPAddr("0.0.0.0")
+		}
+		return ip
+	}
+	for _, s := range []string{"", "127.0.0.1", "10.1.2.3", "0.0.0.0", "255.255.255.255", "::1", "::", "2001:db8::5",
+		"::ffff:10.1.2.3", "::ffff:0:0", "64:ff9b::a01:203", "fe80::1%eth0", "::ffff:10.1.2.3%eth0", "fe80::1"} {
+		var a netip.Addr
+		if s != "" {
+			a = netip.MustParseAddr(s)
+		}
+		if got, want := ipValue(a), parsed(a); !got.Equal(want) {
+			t.Errorf("%q: %v, Cedar parses %v", s, got, want)
+		}
+	}
+}
+
+// TestCachedPrincipalFollowsChanges: a principal's entity is cached between
+// decisions, but a change to it (a role revoked or granted, a team, its
+// kind or name) is seen at the very next decision, also while other
+// decisions run.
+func TestCachedPrincipalFollowsChanges(t *testing.T) {
+	s := mustCompile(t, map[string]string{"p.cedar": `
+@id("members") permit (principal in Role::"member", action == Action::"chat", resource);
+@id("team-a") permit (principal in Team::"a", action == Action::"embeddings", resource);
+@id("named") permit (principal, action == Action::"responses", resource) when { principal.name == "carol" };
+@id("users") permit (principal is User, action == Action::"messages", resource);`})
+	decide := func(p Principal, action string) bool {
+		return s.Decide(Call{Principal: p, Action: action, Model: "gpt-4o", Provider: "openai", Time: monday10, BudgetRemaining: -1, MFAAgeSeconds: -1}).Allow
+	}
+	roles := []string{"member"}
+	p := Principal{ID: "prn_1", Kind: org.KindServiceAccount, Name: "carol", Roles: roles, Teams: []string{"a"}}
+	for _, step := range []struct {
+		change func()
+		action string
+		want   bool
+	}{
+		{func() {}, "chat", true},
+		{func() {}, "chat", true}, // from the cache
+		{func() { p.Roles = nil }, "chat", false},
+		{func() { p.Roles = roles }, "chat", true},
+		{func() { roles[0] = "auditor" }, "chat", false}, // the caller's slice changed in place
+		{func() {}, "embeddings", true},
+		{func() { p.Teams = []string{"b"} }, "embeddings", false},
+		{func() {}, "responses", true},
+		{func() { p.Name = "mallory" }, "responses", false},
+		{func() {}, "messages", false},
+		{func() { p.Kind = org.KindUser }, "messages", true},
+		{func() { p.Kind = org.KindServiceAccount }, "messages", false},
+	} {
+		step.change()
+		if got := decide(p, step.action); got != step.want {
+			t.Fatalf("%+v %s: allow=%v, want %v", p, step.action, got, step.want)
+		}
+	}
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			q := Principal{ID: "prn_2", Kind: org.KindServiceAccount, Roles: []string{"member"}}
+			if i%2 == 1 {
+				q.Roles = nil
+			}
+			for range 50 {
+				if got := decide(q, "chat"); got != (i%2 == 0) {
+					t.Errorf("roles %v: allow=%v", q.Roles, got)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
 }

@@ -1,6 +1,8 @@
 package provider
 
 import (
+	"bytes"
+	"context"
 	"fmt"
 	"net/http"
 	"strings"
@@ -37,6 +39,7 @@ type Upstream struct {
 	BaseURL  string
 	Models   []string
 	keys     []APIKey
+	bearer   []APIKey // "Bearer " + keys[i], built once (redacted like the keys)
 	next     atomic.Uint64
 	Client   *http.Client
 }
@@ -44,7 +47,11 @@ type Upstream struct {
 // NewUpstream returns an Upstream for p with opened keys.
 // The client is used with redirects off (NoRedirects).
 func NewUpstream(p Provider, keys []APIKey, client *http.Client) *Upstream {
-	return &Upstream{ID: p.ID, Name: p.Name, Type: p.Type, BaseURL: strings.TrimRight(p.BaseURL, "/"), Models: p.Models, keys: keys, Client: NoRedirects(client)}
+	bearer := make([]APIKey, len(keys))
+	for i, k := range keys {
+		bearer[i] = "Bearer " + k
+	}
+	return &Upstream{ID: p.ID, Name: p.Name, Type: p.Type, BaseURL: strings.TrimRight(p.BaseURL, "/"), Models: p.Models, keys: keys, bearer: bearer, Client: NoRedirects(client)}
 }
 
 // KeyCount returns how many keys the upstream holds.
@@ -55,40 +62,46 @@ func (u *Upstream) KeyCount() int { return len(u.keys) }
 // the next key whatever other calls do meanwhile.
 func (u *Upstream) NextSlot() uint64 { return u.next.Add(1) - 1 }
 
-// NewRequest builds the upstream request for ep with body, using the key at
-// slot (modulo the pool), copying from r only the caller headers that the
-// protocol defines as the caller's to choose. The caller's own credential is
-// never forwarded.
-func (u *Upstream) NewRequest(r *http.Request, ep Endpoint, body []byte, slot uint64) (*http.Request, error) {
-	req, err := http.NewRequestWithContext(r.Context(), http.MethodPost, u.BaseURL+ep.Path, strings.NewReader(string(body)))
+// NewRequest builds the upstream request for ep with body under ctx, using
+// the key at slot (modulo the pool), copying from r only the caller headers
+// that the protocol defines as the caller's to choose. The caller's own
+// credential is never forwarded. body is sent as it is, not copied: the
+// caller must not change it until the request is done.
+func (u *Upstream) NewRequest(ctx context.Context, r *http.Request, ep Endpoint, body []byte, slot uint64) (*http.Request, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.BaseURL+ep.Path, bytes.NewReader(body))
 	if err != nil {
 		return nil, fmt.Errorf("provider: %s: %w", u.Name, err)
 	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("User-Agent", "gatehouse")
+	// The header values share one backing array (one allocation, not one
+	// per header); each is capped at its length, so appending to one
+	// cannot overwrite the next.
+	vals := make([]string, 0, 6)
+	set := func(k, v string) { // k is canonical
+		vals = append(vals, v)
+		req.Header[k] = vals[len(vals)-1 : len(vals) : len(vals)]
+	}
+	set("Content-Type", "application/json")
+	set("User-Agent", "gatehouse")
 	if accept := r.Header.Get("Accept"); accept != "" {
-		req.Header.Set("Accept", accept)
+		set("Accept", accept)
 	}
-	var key APIKey
-	if n := len(u.keys); n > 0 {
-		key = u.keys[slot%uint64(n)]
-	}
+	n := len(u.keys)
 	switch u.Type {
 	case TypeAnthropic:
-		v := r.Header.Get("anthropic-version")
+		v := r.Header.Get("Anthropic-Version")
 		if v == "" {
 			v = AnthropicVersion
 		}
-		req.Header.Set("anthropic-version", v)
-		if b := r.Header.Get("anthropic-beta"); b != "" {
-			req.Header.Set("anthropic-beta", b)
+		set("Anthropic-Version", v)
+		if b := r.Header.Get("Anthropic-Beta"); b != "" {
+			set("Anthropic-Beta", b)
 		}
-		if key != "" {
-			req.Header.Set("x-api-key", key.reveal())
+		if n > 0 && u.keys[slot%uint64(n)] != "" {
+			set("X-Api-Key", u.keys[slot%uint64(n)].reveal())
 		}
 	default:
-		if key != "" {
-			req.Header.Set("Authorization", "Bearer "+key.reveal())
+		if n > 0 && u.keys[slot%uint64(n)] != "" {
+			set("Authorization", u.bearer[slot%uint64(n)].reveal())
 		}
 	}
 	return req, nil

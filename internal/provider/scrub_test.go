@@ -93,7 +93,7 @@ func TestNoRedirects(t *testing.T) {
 	defer up.Close()
 	u := NewUpstream(Provider{Name: "p", Type: TypeAnthropic, BaseURL: up.URL}, []APIKey{"k"}, http.DefaultClient)
 	req, _ := http.NewRequest("POST", up.URL, nil)
-	out, err := u.NewRequest(req, Messages, []byte(`{}`), 0)
+	out, err := u.NewRequest(req.Context(), req, Messages, []byte(`{}`), 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -35,17 +35,29 @@ type object []member
 const maxNameInMessage = 64
 
 // decoders are reused: a jsontext.Decoder is large, and every call reads a
-// body (and its stream_options, thinking) with one.
-var decoders = sync.Pool{New: func() any { return jsontext.NewDecoder(bytes.NewReader(nil)) }}
+// body (and its stream_options, thinking) with one; so is the reader it
+// reads from.
+var decoders = sync.Pool{New: func() any {
+	rd := bytes.NewReader(nil)
+	return &decoder{rd: rd, dec: jsontext.NewDecoder(rd)}
+}}
+
+type decoder struct {
+	rd  *bytes.Reader
+	dec *jsontext.Decoder
+}
 
 // readObject reads body as one JSON object, strictly. Member values are
 // slices of body, not copies.
 func readObject(body []byte) (object, error) {
-	dec := decoders.Get().(*jsontext.Decoder)
-	dec.Reset(bytes.NewReader(body))
+	d := decoders.Get().(*decoder)
+	d.rd.Reset(body)
+	dec := d.dec
+	dec.Reset(d.rd)
 	defer func() {
-		dec.Reset(bytes.NewReader(nil)) // drop the body
-		decoders.Put(dec)
+		d.rd.Reset(nil) // drop the body
+		dec.Reset(d.rd)
+		decoders.Put(d)
 	}()
 	tok, err := dec.ReadToken()
 	if err != nil {

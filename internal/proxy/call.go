@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -13,6 +14,7 @@ import (
 	"net/http/httptrace"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -107,7 +109,7 @@ func (h *Handler) serveCall(w http.ResponseWriter, r *http.Request, ep provider.
 	_, endReserve := ob.phase(r.Context(), PhaseReserve)
 	hold, worst, body, err := h.reserve(r.Context(), ep, &call, body,
 		budget.Call{KeyID: caller.Key.ID, PrincipalID: caller.Principal.ID, TeamID: rec.TeamID, Model: call.Model}, price, priced, rec.ID)
-	endReserve(err)
+	endReserve.done(err)
 	if err != nil {
 		return err
 	}
@@ -144,7 +146,7 @@ func (h *Handler) serveCall(w http.ResponseWriter, r *http.Request, ep provider.
 	// if it cannot be written, the call fails closed.
 	_, endLedger := ob.phase(r.Context(), PhaseLedger)
 	err = h.writeStart(r, rec, upBody, hold) // the hash of the bytes the upstream gets
-	endLedger(err)
+	endLedger.done(err)
 	if err != nil {
 		return err
 	}
@@ -152,14 +154,14 @@ func (h *Handler) serveCall(w http.ResponseWriter, r *http.Request, ep provider.
 	ctx, cancel := context.WithTimeout(r.Context(), h.opt.UpstreamTimeout)
 	defer cancel()
 	ctx, endUpstream := ob.phase(ctx, PhaseUpstream)
-	defer func() { endUpstream(err) }()
-	resp, err := h.roundTrip(r.WithContext(ctx), up, ep, upBody, &out.sent)
+	defer func() { endUpstream.done(err) }()
+	resp, err := h.roundTrip(ctx, r, up, ep, upBody, &out.sent)
 	if err != nil {
 		return h.upstreamFailure(r, err)
 	}
 	defer resp.Body.Close()
 	out.refused = resp.StatusCode >= 400
-	rec.UpstreamRequestID = firstHeader(resp.Header, "x-request-id", "request-id")
+	rec.UpstreamRequestID = firstHeader(resp.Header, "X-Request-Id", "Request-Id")
 
 	if resp.StatusCode >= 400 {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
@@ -390,34 +392,38 @@ func settlement(o outcome, metered, held int64, hasHold bool) (charged int64, ov
 	return held, false
 }
 
-// roundTrip sends the call upstream. A connection failure, a refused
-// credential, a 429 or a 5xx is retried on the provider's next key (up to
-// three attempts), which is safe because nothing has reached the caller yet.
+// roundTrip sends the call upstream under ctx, with the caller headers of r
+// the protocol passes on. A connection failure, a refused credential, a 429
+// or a 5xx is retried on the provider's next key (up to three attempts),
+// which is safe because nothing has reached the caller yet.
 //
 // sent becomes true once a request was written to the upstream in full: from
 // then on the upstream may bill it, so a connection failure after that is
 // not retried (a second attempt could be billed on top of the first).
-func (h *Handler) roundTrip(r *http.Request, up *provider.Upstream, ep provider.Endpoint, body []byte, sent *bool) (*http.Response, error) {
+func (h *Handler) roundTrip(ctx context.Context, r *http.Request, up *provider.Upstream, ep provider.Endpoint, body []byte, sent *bool) (*http.Response, error) {
 	attempts := min(max(up.KeyCount(), 1), 3)
 	slot := up.NextSlot()
+	ob := observationOf(ctx)
 	var lastErr error
 	for i := 1; i <= attempts; i++ {
 		if i > 1 {
 			select {
 			case <-time.After(provider.RetryDelay(i - 1)):
-			case <-r.Context().Done():
-				return nil, r.Context().Err()
+			case <-ctx.Done():
+				return nil, ctx.Err()
 			}
 		}
-		req, err := up.NewRequest(r, ep, body, slot+uint64(i-1))
+		// The trace goes into the context the request is built with (not a
+		// copy of the request made afterwards).
+		var wrote atomic.Bool
+		tctx := httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+			WroteRequest: func(info httptrace.WroteRequestInfo) { wrote.Store(info.Err == nil) },
+		})
+		req, err := up.NewRequest(tctx, r, ep, body, slot+uint64(i-1))
 		if err != nil {
 			return nil, err
 		}
-		observationOf(r.Context()).inject(r.Context(), req.Header)
-		var wrote atomic.Bool
-		req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
-			WroteRequest: func(info httptrace.WroteRequestInfo) { wrote.Store(info.Err == nil) },
-		}))
+		ob.inject(ctx, req.Header)
 		resp, err := up.Client.Do(req)
 		status := 0
 		if err == nil {
@@ -429,14 +435,14 @@ func (h *Handler) roundTrip(r *http.Request, up *provider.Upstream, ep provider.
 		if wrote.Load() && (err != nil || status < 400) {
 			*sent = true
 		}
-		if i == attempts || !provider.Retryable(status, err) || r.Context().Err() != nil || (err != nil && wrote.Load()) {
+		if i == attempts || !provider.Retryable(status, err) || ctx.Err() != nil || (err != nil && wrote.Load()) {
 			return resp, err
 		}
 		if err == nil {
 			io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 			resp.Body.Close()
 		}
-		h.log.Warn("upstream attempt failed; retrying on next key", "request_id", httpx.RequestID(r.Context()),
+		h.log.Warn("upstream attempt failed; retrying on next key", "request_id", httpx.RequestID(ctx),
 			"provider", up.Name, "attempt", i, "status", status, "err", err)
 		lastErr = err
 	}
@@ -471,16 +477,48 @@ func firstHeader(h http.Header, names ...string) string {
 }
 
 // copyResponseHeaders passes the upstream headers that describe the body.
+// Header names here and on the request path are written canonically: a
+// lookup or a Set with a name in another case allocates its canonical form on
+// every call.
 func copyResponseHeaders(w http.ResponseWriter, resp *http.Response) {
-	for _, k := range []string{"Content-Type", "openai-processing-ms", "openai-model"} {
+	for _, k := range []string{"Content-Type", "Openai-Processing-Ms", "Openai-Model"} {
 		if v := resp.Header.Get(k); v != "" {
 			w.Header().Set(k, v)
 		}
 	}
 }
 
+// answers are buffers for upstream JSON answers, reused: an answer is read
+// whole (to meter it before relaying it), written to the caller, and not
+// referenced after (usage and the model name are decoded into copies).
+var answers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// maxPooledAnswer bounds the buffers kept for reuse: a rare large answer
+// does not stay pinned in memory.
+const maxPooledAnswer = 64 << 10
+
+// readAnswer reads at most limit+1 bytes of an upstream answer into buf,
+// growing it once when the upstream declared the answer's length (bounded, so
+// that a declared length allocates nothing before the bytes arrive).
+func readAnswer(buf *bytes.Buffer, body io.Reader, declared, limit int64) error {
+	if declared > 0 {
+		// ReadFrom wants MinRead bytes free before each read, EOF included.
+		buf.Grow(int(min(declared, limit, maxPooledAnswer)) + bytes.MinRead)
+	}
+	_, err := buf.ReadFrom(io.LimitReader(body, limit+1))
+	return err
+}
+
 func (h *Handler) relayJSON(w http.ResponseWriter, r *http.Request, ep provider.Endpoint, resp *http.Response, inputEstimate int64, rec *usage.Record) (usage.Tokens, bool, error) {
-	b, err := io.ReadAll(io.LimitReader(resp.Body, h.opt.MaxResponseBytes+1))
+	buf := answers.Get().(*bytes.Buffer)
+	defer func() {
+		if buf.Cap() <= maxPooledAnswer {
+			buf.Reset()
+			answers.Put(buf)
+		}
+	}()
+	err := readAnswer(buf, resp.Body, resp.ContentLength, h.opt.MaxResponseBytes)
+	b := buf.Bytes()
 	if err != nil {
 		return usage.Tokens{Input: inputEstimate}, true, httpx.Errorf(http.StatusBadGateway, "upstream_error", "The upstream response could not be read.").WithCause(err)
 	}
@@ -588,12 +626,14 @@ func (h *Handler) record(ctx context.Context, rec *usage.Record, store bool) {
 	if h.rec == nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
 	if store {
-		if err := h.rec.Record(ctx, forStore(*rec)); err != nil {
+		// A deadline (a timer) only for the store's write; the row usually
+		// rides the end entry, and then only the log line is written here.
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		if err := h.rec.Record(sctx, forStore(*rec)); err != nil {
 			h.log.Error("recording usage failed", "request_id", rec.ID, "err", err)
 		}
+		cancel()
 	}
 	h.log.LogAttrs(ctx, slog.LevelInfo, "call", slog.String("request_id", rec.ID), slog.String("key_id", rec.KeyID),
 		slog.String("model", rec.Model), slog.String("provider", rec.Provider), slog.Bool("stream", rec.Stream),

@@ -36,12 +36,12 @@ func (h *Handler) serveCountTokens(w http.ResponseWriter, r *http.Request, rec *
 	ctx, cancel := context.WithTimeout(r.Context(), h.opt.UpstreamTimeout)
 	defer cancel()
 	var sent bool // count_tokens spends nothing, so whether it was sent changes no charge
-	resp, err := h.roundTrip(r.WithContext(ctx), up, ep, body, &sent)
+	resp, err := h.roundTrip(ctx, r, up, ep, body, &sent)
 	if err != nil {
 		return h.upstreamFailure(r, err)
 	}
 	defer resp.Body.Close()
-	rec.UpstreamRequestID = firstHeader(resp.Header, "request-id", "x-request-id")
+	rec.UpstreamRequestID = firstHeader(resp.Header, "Request-Id", "X-Request-Id")
 	if resp.StatusCode >= 400 {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 		return upstreamError(up, ep, resp, b)

@@ -97,7 +97,7 @@ func (h *Handler) prepare(w http.ResponseWriter, r *http.Request, ep provider.En
 	_, endPolicy := ob.phase(r.Context(), PhasePolicy)
 	pd := h.decide(r, p.caller, snap, rt.action, p.call.Model, p.up.Name, asked, worstCost)
 	rec.Reasons = pd.Reasons
-	endPolicy(nil)
+	endPolicy.done(nil)
 	if !pd.Allow {
 		return p, policyDenied(pd)
 	}

@@ -181,6 +181,7 @@ type Handler struct {
 	now      func() time.Time
 	zone     *time.Location
 	mux      *http.ServeMux
+	served   http.Handler // mux behind httpx.Middleware, built once
 	denied   DeniedRecorder
 }
 
@@ -230,23 +231,24 @@ func New(d Deps, opt Options) *Handler {
 	h.mux.HandleFunc("GET /v1/models", h.wrap(h.models))
 	h.mux.HandleFunc("GET /v1/models/{model...}", h.wrap(h.model))
 	h.mux.HandleFunc("/", h.wrap(h.notFound))
+	h.served = httpx.Middleware(h.log, flavorOf, h.mux)
 	return h
 }
 
 func flavorOf(r *http.Request) httpx.Flavor {
-	if strings.HasPrefix(r.URL.Path, "/v1/messages") || r.Header.Get("anthropic-version") != "" {
+	if strings.HasPrefix(r.URL.Path, "/v1/messages") || r.Header.Get("Anthropic-Version") != "" {
 		return httpx.Anthropic
 	}
 	return httpx.OpenAI
 }
 
-// ServeHTTP implements http.Handler.
 // InFlight reports how many generation calls are in progress: the
 // sequencer's hint that more entries are coming (ledger.Log.Calls).
 func (h *Handler) InFlight() int { return int(h.calls.Load()) }
 
+// ServeHTTP implements http.Handler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	httpx.Middleware(h.log, flavorOf, h.mux).ServeHTTP(w, r)
+	h.served.ServeHTTP(w, r)
 }
 
 func (h *Handler) wrap(fn func(http.ResponseWriter, *http.Request) error) http.HandlerFunc {
@@ -281,7 +283,7 @@ func credential(r *http.Request) (scheme, cred string) {
 		}
 		return "", ""
 	}
-	return "Bearer", strings.TrimSpace(r.Header.Get("x-api-key"))
+	return "Bearer", strings.TrimSpace(r.Header.Get("X-Api-Key"))
 }
 
 // requestURL is the absolute URL of r as the client addressed it (DPoP htu).

@@ -247,7 +247,7 @@ func readBody(w http.ResponseWriter, r *http.Request, max int64) ([]byte, error)
 	if r.ContentLength > max {
 		return nil, httpx.Errorf(http.StatusRequestEntityTooLarge, "request_too_large", "The request body is larger than the gateway's limit of %d bytes.", max)
 	}
-	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, max))
+	b, err := readAll(http.MaxBytesReader(w, r.Body, max), r.ContentLength)
 	var tooLarge *http.MaxBytesError
 	if errors.As(err, &tooLarge) {
 		return nil, httpx.Errorf(http.StatusRequestEntityTooLarge, "request_too_large", "The request body is larger than the gateway's limit of %d bytes.", max)
@@ -256,6 +256,35 @@ func readBody(w http.ResponseWriter, r *http.Request, max int64) ([]byte, error)
 		return nil, httpx.Errorf(http.StatusBadRequest, "invalid_body", "The request body could not be read.").WithCause(err)
 	}
 	return b, nil
+}
+
+// maxPresized bounds the buffer readAll sizes from a declared length before
+// any byte arrived: a caller that declares 16 MiB and sends nothing holds no
+// more than this.
+const maxPresized = 64 << 10
+
+// readAll is io.ReadAll with the first buffer sized from the length the
+// caller declared (bounded by maxPresized): a body is read into one
+// allocation of its size, not a series of doublings from 512 bytes.
+func readAll(rd io.Reader, declared int64) ([]byte, error) {
+	n := int64(512)
+	if declared >= 0 {
+		n = min(declared, maxPresized) + 1 // +1: room to see EOF without growing
+	}
+	b := make([]byte, 0, n)
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		k, err := rd.Read(b[len(b):cap(b)])
+		b = b[:len(b)+k]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+	}
 }
 
 // estimateInput is the input-token count used when the upstream reports none:

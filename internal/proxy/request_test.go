@@ -1,9 +1,11 @@
 package proxy
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"testing"
+	"testing/iotest"
 
 	"github.com/gatehouse-gw/gatehouse/internal/httpx"
 	"github.com/gatehouse-gw/gatehouse/internal/provider"
@@ -112,4 +114,52 @@ func FuzzParseCall(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestReadAllWhateverTheDeclaredLength: the body read is the bytes sent,
+// whatever length was declared (none, exact, short, long, past the presized
+// bound), and a declared length allocates at most maxPresized before the
+// bytes arrive.
+func TestReadAllWhateverTheDeclaredLength(t *testing.T) {
+	for _, size := range []int{0, 1, 511, 512, 513, maxPresized - 1, maxPresized, maxPresized + 1, 3*maxPresized + 7} {
+		body := bytes.Repeat([]byte("abcdefg"), size/7+1)[:size]
+		for _, declared := range []int64{-1, int64(size), int64(size) / 2, int64(size) * 2, 16 << 20} {
+			got, err := readAll(iotest.OneByteReader(bytes.NewReader(body)), declared)
+			if err != nil || !bytes.Equal(got, body) {
+				t.Fatalf("size %d declared %d: %d bytes, %v", size, declared, len(got), err)
+			}
+			got, err = readAll(bytes.NewReader(body), declared)
+			if err != nil || !bytes.Equal(got, body) {
+				t.Fatalf("size %d declared %d: %d bytes, %v", size, declared, len(got), err)
+			}
+		}
+	}
+	if b, _ := readAll(bytes.NewReader(nil), 16<<20); cap(b) > maxPresized+1 {
+		t.Fatalf("a declared 16 MiB with nothing sent holds %d bytes", cap(b))
+	}
+	wantErr := errors.New("broken")
+	if _, err := readAll(iotest.ErrReader(wantErr), 10); err != wantErr {
+		t.Fatalf("error %v, want %v", err, wantErr)
+	}
+}
+
+// TestReadAnswer: an upstream answer is read whole whatever length it
+// declared, one byte past the limit is read so that "too large" shows, and a
+// reused buffer holds only the new answer.
+func TestReadAnswer(t *testing.T) {
+	var buf bytes.Buffer
+	for _, size := range []int{0, 10, 4096, maxPooledAnswer + 3} {
+		body := bytes.Repeat([]byte("x"), size)
+		for _, declared := range []int64{-1, 0, int64(size), int64(size) / 2, int64(size) * 3, 1 << 40} {
+			buf.WriteString("left over from the last answer")
+			buf.Reset()
+			if err := readAnswer(&buf, iotest.HalfReader(bytes.NewReader(body)), declared, 1<<20); err != nil || !bytes.Equal(buf.Bytes(), body) {
+				t.Fatalf("size %d declared %d: %d bytes, %v", size, declared, buf.Len(), err)
+			}
+			buf.Reset()
+			if err := readAnswer(&buf, bytes.NewReader(body), declared, 5); err != nil || buf.Len() != min(size, 6) {
+				t.Fatalf("size %d declared %d, limit 5: read %d bytes, want %d", size, declared, buf.Len(), min(size, 6))
+			}
+		}
+	}
 }

@@ -170,17 +170,26 @@ func FormatReset(d time.Duration) string {
 	return d.Round(time.Millisecond).String()
 }
 
+// headers returns the x-ratelimit-* headers of a call. They are built on
+// every admitted call, so the map is sized once and the values share one
+// backing array, each capped at its length (appending to one, as the
+// refusal's Retry-After does to the map, cannot reach another).
 func headers(req, tok headerState) http.Header {
-	h := http.Header{}
+	h := make(http.Header, 7)
+	vals := make([]string, 0, 6)
+	set := func(k, v string) { // k is canonical
+		vals = append(vals, v)
+		h[k] = vals[len(vals)-1 : len(vals) : len(vals)]
+	}
 	if req.set {
-		h.Set("x-ratelimit-limit-requests", strconv.FormatInt(req.limit, 10))
-		h.Set("x-ratelimit-remaining-requests", strconv.FormatInt(max(req.remaining, 0), 10))
-		h.Set("x-ratelimit-reset-requests", FormatReset(req.reset))
+		set("X-Ratelimit-Limit-Requests", strconv.FormatInt(req.limit, 10))
+		set("X-Ratelimit-Remaining-Requests", strconv.FormatInt(max(req.remaining, 0), 10))
+		set("X-Ratelimit-Reset-Requests", FormatReset(req.reset))
 	}
 	if tok.set {
-		h.Set("x-ratelimit-limit-tokens", strconv.FormatInt(tok.limit, 10))
-		h.Set("x-ratelimit-remaining-tokens", strconv.FormatInt(max(tok.remaining, 0), 10))
-		h.Set("x-ratelimit-reset-tokens", FormatReset(tok.reset))
+		set("X-Ratelimit-Limit-Tokens", strconv.FormatInt(tok.limit, 10))
+		set("X-Ratelimit-Remaining-Tokens", strconv.FormatInt(max(tok.remaining, 0), 10))
+		set("X-Ratelimit-Reset-Tokens", FormatReset(tok.reset))
 	}
 	return h
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"os"
+	"reflect"
 	"testing"
 	"time"
 
@@ -190,6 +191,27 @@ func TestHugeLimits(t *testing.T) {
 		}
 		if err := m.Give(context.Background(), "k", perMinute, 1000); err != nil {
 			t.Errorf("Give(perMinute=%d): %v", perMinute, err)
+		}
+	}
+}
+
+// TestHeadersStayApart: the x-ratelimit-* values share one backing array;
+// appending to one (a proxy adding a value, Retry-After on a refusal) must
+// not change another.
+func TestHeadersStayApart(t *testing.T) {
+	h := headers(headerState{set: true, limit: 1000, remaining: 999, reset: time.Second},
+		headerState{set: true, limit: 5000, remaining: 4000, reset: 2 * time.Second})
+	want := http.Header{"X-Ratelimit-Limit-Requests": {"1000"}, "X-Ratelimit-Remaining-Requests": {"999"}, "X-Ratelimit-Reset-Requests": {"1s"},
+		"X-Ratelimit-Limit-Tokens": {"5000"}, "X-Ratelimit-Remaining-Tokens": {"4000"}, "X-Ratelimit-Reset-Tokens": {"2s"}}
+	if !reflect.DeepEqual(h, want) {
+		t.Fatalf("headers %v, want %v", h, want)
+	}
+	for k := range want {
+		h.Add(k, "extra")
+	}
+	for k, v := range want {
+		if got := h[k]; len(got) != 2 || got[0] != v[0] || got[1] != "extra" {
+			t.Fatalf("%s: %q after appending to every header, want [%s extra]", k, got, v[0])
 		}
 	}
 }

@@ -38,7 +38,7 @@ func (s *Server) authLimits() authLimits {
 			res, err := rl.Take(ctx, key, perMinute, 1)
 			return res.Allowed, res.RetryAfter, err
 		}},
-		passwords: mfa.NewGate(l.PasswordHashMemoryMiB<<20, l.PasswordHashWait.D()),
+		passwords: mfa.NewGate(l.PasswordHashMemoryMiB<<20, l.PasswordHashWait.D(), l.PasswordHashCPUPercent),
 	}
 }
 

@@ -1,10 +1,14 @@
 package vkey
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -114,4 +118,42 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("accepted wrong length %d", len(s))
 		}
 	})
+}
+
+// TestHasherIsHMAC: Hash is hex(HMAC-SHA-256(secret, key)) on every use of
+// its reused HMACs, from many goroutines at once, whatever was hashed before
+// (a longer key, a shorter one).
+func TestHasherIsHMAC(t *testing.T) {
+	secret := []byte(strings.Repeat("s", 40))
+	h, _ := NewHasher(secret)
+	want := func(s Secret) string {
+		m := hmac.New(sha256.New, secret)
+		m.Write([]byte(s))
+		return hex.EncodeToString(m.Sum(nil))
+	}
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 200 {
+				s := Secret(strings.Repeat("k", (g*200+i)%97))
+				if got := h.Hash(s); got != want(s) {
+					t.Errorf("Hash(%d bytes) = %s, want %s", len(s), got, want(s))
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// BenchmarkHash: every call hashes its key once (go test -bench Hash -benchmem ./internal/vkey/).
+func BenchmarkHash(b *testing.B) {
+	h, _ := NewHasher([]byte(strings.Repeat("s", 32)))
+	s := Generate(KindVirtual)
+	b.ReportAllocs()
+	for b.Loop() {
+		h.Hash(s)
+	}
 }

@@ -68,6 +68,13 @@ func synchronous(s string) (string, error) {
 	return "", fmt.Errorf("sqlite: synchronous %q: want FULL or NORMAL", s)
 }
 
+// fileURI is path as an SQLite file: URI. SQLite decodes %HH in a URI's
+// path and ends it at '?' or '#', so those three are escaped: a data
+// directory named "50%" or "a?b" opens that directory, not another file.
+func fileURI(path string) string {
+	return "file:" + strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(path)
+}
+
 // Open opens (creating if needed) the database at path and migrates it.
 func Open(ctx context.Context, path string) (*sqlstore.DB, error) {
 	return OpenWith(ctx, path, Options{})
@@ -94,7 +101,7 @@ func OpenWith(ctx context.Context, path string, o Options) (*sqlstore.DB, error)
 	q.Add("_pragma", "foreign_keys(1)")
 	q.Add("_pragma", "synchronous("+sync+")")
 	q.Set("_txlock", "immediate")
-	dsn := "file:" + path + "?" + q.Encode()
+	dsn := fileURI(path) + "?" + q.Encode()
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: %w", err)
@@ -136,7 +143,7 @@ func OpenReadOnly(ctx context.Context, path string) (*sqlstore.DB, error) {
 	q.Set("mode", "ro")
 	q.Add("_pragma", "busy_timeout(5000)")
 	q.Add("_pragma", "query_only(1)")
-	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	db, err := sql.Open("sqlite", fileURI(path)+"?"+q.Encode())
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: %w", err)
 	}
