@@ -19,9 +19,14 @@
 #   BENCH_HTTP_CONFIG     a YAML file passed to every gateway as --config
 #   BENCH_HTTP_ONLY       measure only the targets whose name contains this
 #                         (e.g. "full governance, SQLite"); implies NOWRITE
+#   BENCH_HTTP_PORT       first of the local ports used (default 18080: the
+#                         gateway, +1 its admin API, +10 the mock), so that
+#                         two runs on one machine do not meet
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dur=${BENCH_HTTP_DURATION:-10s}
+gwport=${BENCH_HTTP_PORT:-18080}
+adminport=$((gwport + 1)) mockport=$((gwport + 10))
 pgurl=${BENCH_POSTGRES_URL:-${GATEHOUSE_TEST_POSTGRES_URL:-}}
 work=$(mktemp -d)
 pids=()
@@ -52,24 +57,31 @@ tck=$(getconf CLK_TCK)
 field() { sed -E "s/.*\"$1\":([0-9.eE+-]+).*/\1/" <<<"$2"; }
 cputicks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 peakrss() { awk '/VmHWM/ {printf "%.0f", $2 / 1024}' "/proc/$1/status"; }
+# roundtrips: the gateway's gatehouse_store_round_trips_total (PostgreSQL), or nothing.
+roundtrips() { { curl -fsS http://127.0.0.1:$adminport/metrics 2>/dev/null || true; } | awk '/^gatehouse_store_round_trips_total / {printf "%.0f", $2}'; }
 waitfor() { for _ in $(seq 1 100); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.1; done; echo "bench-http: $1 never answered" >&2; return 1; }
 
-"${gw_cpu[@]}" "$work/httpbench" mock -listen 127.0.0.1:18090 2>/dev/null &
+"${gw_cpu[@]}" "$work/httpbench" mock -listen 127.0.0.1:$mockport 2>/dev/null &
 pids+=($!)
 mockpid=$!
-waitfor http://127.0.0.1:18090/v1/models
+waitfor http://127.0.0.1:$mockport/v1/models
 
 rows=()
 # measure NAME PID URL KEY: a latency run at 1 connection, then a warm-up and a
 # throughput run at 50 connections with the process's CPU time around it.
 measure() {
-  local name=$1 pid=$2 url=$3 key=$4 one c0 c1 t0 t1 many reqs cpu
+  local name=$1 pid=$2 url=$3 key=$4 one c0 c1 r0 r1 many reqs cpu
   one=$("${load_cpu[@]}" "$work/httpbench" load -url "$url" -key "$key" -c 1 -d "$dur")
   "${load_cpu[@]}" "$work/httpbench" load -url "$url" -key "$key" -c 50 -d 2s -warmup 0 >/dev/null
+  r0=$(roundtrips)
   c0=$(cputicks "$pid")
   many=$("${load_cpu[@]}" "$work/httpbench" load -url "$url" -key "$key" -c 50 -d "$dur" -warmup 0)
   c1=$(cputicks "$pid")
+  r1=$(roundtrips)
   reqs=$(field requests "$many")
+  if [ -n "$r0" ] && [ -n "$r1" ]; then
+    echo "bench-http: $name: $(awk -v d="$r1" -v c="$r0" -v n="$reqs" 'BEGIN { printf "%.2f", (d - c) / (n > 0 ? n : 1) }') PostgreSQL round trips per request" >&2
+  fi
   if [ "$(field errors "$many")" != 0 ] || [ "$(field errors "$one")" != 0 ]; then
     echo "bench-http: $name: errors: $many $one" >&2
     [ -n "${5:-}" ] && tail -5 "$5" >&2
@@ -80,24 +92,24 @@ measure() {
   echo "bench-http: ${rows[-1]}" >&2
 }
 
-want "mock upstream, direct" && measure "mock upstream, direct" "$mockpid" http://127.0.0.1:18090/v1/chat/completions ""
+want "mock upstream, direct" && measure "mock upstream, direct" "$mockpid" http://127.0.0.1:$mockport/v1/chat/completions ""
 
 # gateway NAME MODE [DATABASE]: start a fresh gateway, configure it, measure, stop it.
 gateway() {
   local name=$1 mode=$2 db=${3:-} dir="$work/data-$RANDOM" out adminkey key pid
   want "$name" || return 0
-  local args=(serve --data-dir "$dir" --listen 127.0.0.1:18080 --admin-listen 127.0.0.1:18081 --log-level warn)
+  local args=(serve --data-dir "$dir" --listen 127.0.0.1:$gwport --admin-listen 127.0.0.1:$adminport --log-level warn)
   [ -n "${BENCH_HTTP_CONFIG:-}" ] && args+=(--config "$BENCH_HTTP_CONFIG")
   [ -n "$db" ] && args+=(--database "$db")
   out="$work/serve-$RANDOM.out"
   "${gw_cpu[@]}" "$work/gatehouse" "${args[@]}" >"$out" 2>"$out.log" &
   pid=$!
   pids+=($pid)
-  waitfor http://127.0.0.1:18081/healthz
+  waitfor http://127.0.0.1:$adminport/healthz
   adminkey=$(sed -nE 's/.*GATEHOUSE_ADMIN_KEY=([^ ]+).*/\1/p' "$out" | head -1)
-  key=$("$work/httpbench" setup -admin http://127.0.0.1:18081 -admin-key "$adminkey" -upstream http://127.0.0.1:18090/v1 -mode "$mode")
+  key=$("$work/httpbench" setup -admin http://127.0.0.1:$adminport -admin-key "$adminkey" -upstream http://127.0.0.1:$mockport/v1 -mode "$mode")
   sleep 2.5 # let every cache and snapshot see the new configuration
-  measure "$name" "$pid" http://127.0.0.1:18080/v1/chat/completions "$key" "$out.log"
+  measure "$name" "$pid" http://127.0.0.1:$gwport/v1/chat/completions "$key" "$out.log"
   kill "$pid"; wait "$pid" 2>/dev/null || true
 }
 

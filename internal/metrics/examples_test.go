@@ -68,5 +68,6 @@ func TestExamplesUseExportedMetrics(t *testing.T) {
 
 type fakePool struct{}
 
-func (fakePool) Refused() int64 { return 1 }
-func (fakePool) Capped() bool   { return true }
+func (fakePool) Refused() int64    { return 1 }
+func (fakePool) Capped() bool      { return true }
+func (fakePool) RoundTrips() int64 { return 42 }

@@ -73,6 +73,9 @@ type Sources struct {
 type Pool interface {
 	Refused() int64 // new connections the server refused (SQLSTATE 53300)
 	Capped() bool   // the pool is held at what it has after a refusal
+	// RoundTrips counts the times a connection waited for the server's
+	// answer: what a store call on PostgreSQL waits on.
+	RoundTrips() int64
 }
 
 // Metrics holds the registry and the data plane's collectors.
@@ -154,6 +157,9 @@ func New(opt Options, src Sources, log *slog.Logger) *Metrics {
 			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "gatehouse_store_connections_refused_total",
 				Help: "New PostgreSQL connections the server refused because it is at its connection limit (SQLSTATE 53300, too many clients)."},
 				func() float64 { return float64(src.Pool.Refused()) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "gatehouse_store_round_trips_total",
+				Help: "Round trips to PostgreSQL (a connection waiting for the server's answer to what it sent); per data-plane call, what a call waits on in the store."},
+				func() float64 { return float64(src.Pool.RoundTrips()) }),
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "gatehouse_store_pool_capped",
 				Help: "1 while the PostgreSQL pool is held at the connections it has (below store.max_open_conns) because the server refused more; go_sql_max_open_connections shows the cap."},
 				func() float64 {

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -37,7 +38,8 @@ type Options struct {
 	StatementCache int
 
 	// Log receives the pool's warnings (the server refusing connections);
-	// Health, when set, is updated with what the pool meets.
+	// Health, when set, is updated with what the pool meets, its round
+	// trips to the server included (PoolHealth.RoundTrips).
 	Log    *slog.Logger
 	Health *PoolHealth
 }
@@ -69,6 +71,9 @@ func (o Options) withDefaults() Options {
 	if o.StatementCache == 0 {
 		o.StatementCache = 512
 	}
+	if o.Health == nil {
+		o.Health = &PoolHealth{}
+	}
 	return o
 }
 
@@ -98,7 +103,7 @@ func connConfig(dsn string, o Options) (*pgx.ConnConfig, error) {
 		if err != nil {
 			return nil, err
 		}
-		return &deadlineConn{Conn: c, io: io}, nil
+		return &deadlineConn{Conn: c, io: io, trips: &o.Health.trips}, nil
 	}
 	return cfg, nil
 }
@@ -112,6 +117,11 @@ type deadlineConn struct {
 	mu        sync.Mutex
 	userRead  time.Time
 	userWrite time.Time
+
+	// A round trip is a read after writes: the client waits for the
+	// server's answer to what it sent.
+	trips *atomic.Int64 // PoolHealth.trips
+	wrote atomic.Bool   // written to since the last read
 }
 
 func (c *deadlineConn) Read(b []byte) (int, error) {
@@ -119,6 +129,9 @@ func (c *deadlineConn) Read(b []byte) (int, error) {
 	d := earliest(c.userRead, time.Now().Add(c.io))
 	c.mu.Unlock()
 	c.Conn.SetReadDeadline(d)
+	if c.wrote.Load() && c.wrote.Swap(false) {
+		c.trips.Add(1)
+	}
 	return c.Conn.Read(b)
 }
 
@@ -127,6 +140,9 @@ func (c *deadlineConn) Write(b []byte) (int, error) {
 	d := earliest(c.userWrite, time.Now().Add(c.io))
 	c.mu.Unlock()
 	c.Conn.SetWriteDeadline(d)
+	if !c.wrote.Load() {
+		c.wrote.Store(true)
+	}
 	return c.Conn.Write(b)
 }
 

@@ -28,7 +28,13 @@ type PoolHealth struct {
 	refused atomic.Int64 // connection attempts the server refused with 53300
 	last    atomic.Int64 // when the last was refused (Unix nanoseconds)
 	capped  atomic.Bool  // the pool is held below max_open_conns after a refusal
+	trips   atomic.Int64 // round trips to the server (options.go, deadlineConn)
 }
+
+// RoundTrips is the number of times the pool's connections waited for the
+// server's answer to what they sent: on PostgreSQL each costs the network's
+// latency and, inside a transaction, holds its locks that long.
+func (h *PoolHealth) RoundTrips() int64 { return h.trips.Load() }
 
 // RefusedSince reports whether the server refused a connection at or after t.
 func (h *PoolHealth) RefusedSince(t time.Time) bool { return h.last.Load() >= t.UnixNano() }

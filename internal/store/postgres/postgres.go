@@ -1,6 +1,9 @@
 // Package postgres is the storage backend for several replicas: PostgreSQL
 // through pgx (database/sql adapter), the shared source of truth. Migrations take
-// an advisory lock, so replicas starting together migrate once.
+// an advisory lock, so replicas starting together migrate once. Where a store
+// call's statements can go together (a ledger batch, the breaker's spend),
+// they are sent as pgx pipelines through (*sql.Conn).Raw, a round trip each
+// (pipeline.go); PoolHealth counts the round trips.
 package postgres
 
 import (
@@ -122,6 +125,8 @@ var Dialect = sqlstore.Dialect{
 	IsForeignKey: func(err error) bool { return pgCode(err) == "23503" },
 	// pgx caches prepared statements per connection (Options.StatementCache).
 	DriverCachesStatements: true,
+	// A ledger batch's statements go in two pipelined round trips.
+	Pipeline: pipeline,
 }
 
 func pgCode(err error) string {

@@ -20,6 +20,9 @@ import (
 // A closing entry first claims its request in ledger_closed (primary key): a
 // request already closed keeps its one end record and the entry is dropped.
 func (s *DB) LedgerAppend(ctx context.Context, instance string, entries []ledger.Entry, hashes func(size int64, appended []ledger.Entry, r tlog.HashReader) ([][]tlog.Hash, error)) ([]int64, error) {
+	if s.d.Pipeline != nil {
+		return s.ledgerAppendPiped(ctx, instance, entries, hashes) // the same transaction in two round trips (pipe.go)
+	}
 	var out []int64
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		var start int64

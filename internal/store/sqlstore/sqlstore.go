@@ -1,7 +1,8 @@
 // Package sqlstore is the SQL core that the SQLite and PostgreSQL backends share.
 // It implements every domain package's Store interface over database/sql; a
-// Dialect supplies what differs (placeholders, error classification). Schemas
-// and migrations belong to the backends.
+// Dialect supplies what differs (placeholders, error classification, and
+// where the server has them, pipelines that send a ledger batch in two round
+// trips: pipe.go). Schemas and migrations belong to the backends.
 //
 // Conventions: times are BIGINT unix microseconds UTC; booleans are integers 0/1;
 // lists and small structs are JSON text; every mutable row has a version column
@@ -34,6 +35,11 @@ type Dialect struct {
 	// prepared statements keyed by SQL text (pgx), so the hot path runs text
 	// instead of preparing through database/sql (see stmts.go).
 	DriverCachesStatements bool
+	// Pipeline, where the server takes several statements in one round
+	// trip (PostgreSQL), sends qs so and reads their answers in order
+	// (pipe.go). Nil: each statement is its own round trip, which costs
+	// nothing on an embedded database.
+	Pipeline func(ctx context.Context, conn *sql.Conn, qs []Queued) error
 }
 
 // DB is a store over one *sql.DB.

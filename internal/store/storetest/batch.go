@@ -273,3 +273,27 @@ func testBatchOfAThousandCalls(t *testing.T, b Backend) {
 		}
 	}
 }
+
+// testBatchHoldWithoutCharges: a start entry whose hold names no budget
+// still makes its hold durable (a reservations row, settled by its end
+// entry), alone in its batch, so with no counter row for the batch to touch.
+func testBatchHoldWithoutCharges(t *testing.T, b Backend) {
+	ctx := context.Background()
+	if idx := appendOne(t, b, "gw.1", startWithHold("req_free", 500)); idx[0] < 0 {
+		t.Fatal("the start was dropped")
+	}
+	owned, err := b.Owned(ctx, "gw.1", now.Add(time.Hour))
+	must(t, err)
+	if len(owned) != 1 || owned[0] != "req_free" {
+		t.Fatalf("reservations of gw.1 = %v, want [req_free]", owned)
+	}
+	end := ledger.Entry{Data: []byte("end req_free"), RequestID: "req_free", Closes: true, Settle: &ledger.Settlement{ID: "req_free", Actual: 100}}
+	if idx := appendOne(t, b, "gw.1", end); idx[0] < 0 || !end.Settle.Settled {
+		t.Fatalf("the end: idx %v, settled %v", idx, end.Settle.Settled)
+	}
+	owned, err = b.Owned(ctx, "gw.1", now.Add(time.Hour))
+	must(t, err)
+	if len(owned) != 0 {
+		t.Fatalf("reservations of gw.1 after the end = %v, want none", owned)
+	}
+}

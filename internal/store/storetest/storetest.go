@@ -74,6 +74,7 @@ func Run(t *testing.T, open func(t *testing.T) Backend) {
 		{"BatchRace", testBatchRace},
 		{"BatchSplitEachCallRefusedByADifferentRow", testBatchSplitEachCallRefusedByADifferentRow},
 		{"BatchOfAThousandCalls", testBatchOfAThousandCalls},
+		{"BatchHoldWithoutCharges", testBatchHoldWithoutCharges},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open(t)) })
