@@ -55,6 +55,11 @@ type Options struct {
 	// commit is synced to disk before it returns) or "NORMAL" (synced at
 	// checkpoints only; a power cut may lose the last commits).
 	Synchronous string
+	// WriteTurn bounds how long a transaction waits for its turn to write
+	// (default BusyTimeout): this process's transactions take turns before
+	// they reach SQLite (sqlstore.Dialect.WriteTurn), so only writes from
+	// outside a transaction, or from another process, meet the busy handler.
+	WriteTurn time.Duration
 }
 
 // synchronous returns the PRAGMA value for s, or an error.
@@ -128,7 +133,12 @@ func OpenWith(ctx context.Context, path string, o Options) (*sqlstore.DB, error)
 		db.Close()
 		return nil, fmt.Errorf("sqlite: %w", err)
 	}
-	return sqlstore.New(db, Dialect), nil
+	d := Dialect
+	d.WriteTurn = o.WriteTurn
+	if d.WriteTurn <= 0 {
+		d.WriteTurn = o.BusyTimeout
+	}
+	return sqlstore.New(db, d), nil
 }
 
 // OpenReadOnly opens the existing database at path for reading only, for
@@ -171,6 +181,7 @@ var Dialect = sqlstore.Dialect{
 		return code(err) == sqlite3.SQLITE_CONSTRAINT_UNIQUE || code(err) == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY
 	},
 	IsForeignKey: func(err error) bool { return code(err) == sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY },
+	WriteTurn:    5 * time.Second,
 }
 
 func code(err error) int {

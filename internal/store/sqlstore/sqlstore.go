@@ -40,6 +40,13 @@ type Dialect struct {
 	// (pipe.go). Nil: each statement is its own round trip, which costs
 	// nothing on an embedded database.
 	Pipeline func(ctx context.Context, conn *sql.Conn, qs []Queued) error
+	// WriteTurn, where the database has one writer at a time (SQLite, whose
+	// transactions all begin IMMEDIATE), makes this process's transactions
+	// take turns in Go, each waiting at most this long for its turn: SQLite's
+	// own busy handler sleeps and retries, is not fair, and under load let
+	// some writers wait past its timeout while others went again and again.
+	// Zero: the database arbitrates (PostgreSQL).
+	WriteTurn time.Duration
 }
 
 // DB is a store over one *sql.DB.
@@ -53,11 +60,44 @@ type DB struct {
 	wanted  map[string]bool // hot queries a transaction ran unprepared (stmts.go)
 
 	onceCalls atomic.Int64 // Once calls, for sweeping dead rows (dpop.go)
+
+	turn chan struct{} // one transaction at a time, when the dialect says so
 }
 
 // New wraps db. The caller has migrated it.
 func New(db *sql.DB, d Dialect) *DB {
-	return &DB{db: db, d: d, rebound: make(map[string]string), stmts: make(map[string]*sql.Stmt), wanted: make(map[string]bool)}
+	s := &DB{db: db, d: d, rebound: make(map[string]string), stmts: make(map[string]*sql.Stmt), wanted: make(map[string]bool)}
+	if d.WriteTurn > 0 {
+		s.turn = make(chan struct{}, 1)
+	}
+	return s
+}
+
+// ErrNoTurn: a transaction waited longer than the dialect's WriteTurn for the
+// one writer's turn.
+var ErrNoTurn = errors.New("store: the database is busy: no turn to write in time")
+
+// takeTurn waits for this process's one writer's turn, if the dialect has
+// one; the returned func gives it back.
+func (s *DB) takeTurn(ctx context.Context) (func(), error) {
+	if s.turn == nil {
+		return func() {}, nil
+	}
+	select {
+	case s.turn <- struct{}{}:
+		return func() { <-s.turn }, nil
+	default:
+	}
+	t := time.NewTimer(s.d.WriteTurn)
+	defer t.Stop()
+	select {
+	case s.turn <- struct{}{}:
+		return func() { <-s.turn }, nil
+	case <-t.C:
+		return nil, ErrNoTurn
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
 
 // prepared returns a statement prepared once for the life of the DB; the hot
@@ -154,6 +194,11 @@ func (s *DB) classify(err error) error {
 }
 
 func (s *DB) tx(ctx context.Context, fn func(*sql.Tx) error) error {
+	done, err := s.takeTurn(ctx)
+	if err != nil {
+		return err
+	}
+	defer done()
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
