@@ -67,7 +67,7 @@ func TestNewRequestID(t *testing.T) {
 	seen := map[string]bool{}
 	for range 100 {
 		id := NewRequestID()
-		if !regexp.MustCompile(`^req_[0-9a-f]{24}$`).MatchString(id) || seen[id] {
+		if !regexp.MustCompile(`^req_[0-9a-f]{32}$`).MatchString(id) || seen[id] {
 			t.Fatalf("request id %q (seen before: %v)", id, seen[id])
 		}
 		seen[id] = true
