@@ -202,11 +202,7 @@ func (s *DB) batchSettles(ctx context.Context, tx *sql.Tx, entries []ledger.Entr
 	if len(ids) == 0 {
 		return nil
 	}
-	type held struct {
-		amount  int64
-		charges []budget.Charge
-	}
-	found := map[string]held{}
+	found := map[string]settleHeld{}
 	for len(ids) > 0 {
 		n := min(len(ids), maxChunk)
 		args := padIn(slices.Clone(ids[:n]))
@@ -217,7 +213,7 @@ func (s *DB) batchSettles(ctx context.Context, tx *sql.Tx, entries []ledger.Entr
 		}
 		for rows.Next() {
 			var id, charges string
-			var h held
+			var h settleHeld
 			if err := rows.Scan(&id, &h.amount, &charges); err != nil {
 				rows.Close()
 				return err
@@ -232,36 +228,7 @@ func (s *DB) batchSettles(ctx context.Context, tx *sql.Tx, entries []ledger.Entr
 			return err
 		}
 	}
-	type delta struct{ reserved, spent int64 }
-	deltas := map[spendRow]*delta{}
-	for _, e := range entries {
-		if e.Settle == nil {
-			continue
-		}
-		h, ok := found[e.Settle.ID]
-		if !ok {
-			continue
-		}
-		delete(found, e.Settle.ID) // the same id twice in a batch settles once
-		actual := e.Settle.Actual
-		if actual < 0 {
-			actual = h.amount
-		}
-		e.Settle.Settled = true
-		for _, c := range h.charges {
-			d := deltas[rowOf(c)]
-			if d == nil {
-				d = &delta{}
-				deltas[rowOf(c)] = d
-			}
-			d.reserved += h.amount
-			d.spent += actual
-		}
-		e.Settle.Spends = make([]budget.Spend, 0, len(h.charges))
-		for _, c := range h.charges {
-			e.Settle.Spends = append(e.Settle.Spends, budget.Spend{BudgetID: c.BudgetID, PeriodStart: c.PeriodStart})
-		}
-	}
+	deltas := settleFound(entries, found)
 	after := map[spendRow]budget.Spend{}
 	for _, r := range sortedRows(deltas) {
 		d := deltas[r]
@@ -273,6 +240,55 @@ func (s *DB) batchSettles(ctx context.Context, tx *sql.Tx, entries []ledger.Entr
 		}
 		after[r] = sp
 	}
+	fillSpends(entries, after)
+	return nil
+}
+
+// settleHeld is a hold a batch deleted: what it held, and where.
+type settleHeld struct {
+	amount  int64
+	charges []budget.Charge
+}
+
+// settleDelta is what a batch moves on one counter row.
+type settleDelta struct{ reserved, spent int64 }
+
+// settleFound marks settled the end entries whose holds the batch deleted
+// (found; the same id twice in a batch settles once), names the rows each
+// touched, and sums what they move on each counter row.
+func settleFound(entries []ledger.Entry, found map[string]settleHeld) map[spendRow]*settleDelta {
+	deltas := map[spendRow]*settleDelta{}
+	for _, e := range entries {
+		if e.Settle == nil {
+			continue
+		}
+		h, ok := found[e.Settle.ID]
+		if !ok {
+			continue
+		}
+		delete(found, e.Settle.ID)
+		actual := e.Settle.Actual
+		if actual < 0 {
+			actual = h.amount
+		}
+		e.Settle.Settled = true
+		e.Settle.Spends = make([]budget.Spend, 0, len(h.charges))
+		for _, c := range h.charges {
+			d := deltas[rowOf(c)]
+			if d == nil {
+				d = &settleDelta{}
+				deltas[rowOf(c)] = d
+			}
+			d.reserved += h.amount
+			d.spent += actual
+			e.Settle.Spends = append(e.Settle.Spends, budget.Spend{BudgetID: c.BudgetID, PeriodStart: c.PeriodStart})
+		}
+	}
+	return deltas
+}
+
+// fillSpends gives the settled entries their rows' counters after the batch.
+func fillSpends(entries []ledger.Entry, after map[spendRow]budget.Spend) {
 	for _, e := range entries {
 		if e.Settle == nil {
 			continue
@@ -281,7 +297,6 @@ func (s *DB) batchSettles(ctx context.Context, tx *sql.Tx, entries []ledger.Entr
 			e.Settle.Spends[i] = after[spendRow{sp.BudgetID, sp.PeriodStart}]
 		}
 	}
-	return nil
 }
 
 // batchUsage stores the end entries' usage rows; a row stored already (a

@@ -66,23 +66,7 @@ func (s *DB) LedgerAppend(ctx context.Context, instance string, entries []ledger
 			return err
 		}
 		// Multi-row INSERTs: a batch costs a few round trips, not a few per record.
-		var eRows, hRows, oRows [][]any
-		var closed []any
-		hidx := tlog.StoredHashCount(start)
-		for i, e := range kept {
-			n := start + int64(i)
-			eRows = append(eRows, []any{n, e.RequestID, e.Data})
-			for _, h := range hs[i] {
-				hRows = append(hRows, []any{hidx, h[:]})
-				hidx++
-			}
-			switch {
-			case e.Opens:
-				oRows = append(oRows, []any{e.RequestID, instance, n})
-			case e.Closes:
-				closed = append(closed, e.RequestID)
-			}
-		}
+		eRows, hRows, oRows, closed := ledgerRows(start, instance, kept, hs)
 		if err := s.insertRows(ctx, tx, `INSERT INTO ledger_open (request_id, instance, idx) VALUES `, 3, oRows); err != nil {
 			return err
 		}
@@ -266,4 +250,25 @@ func (s *DB) LedgerAbandoned(ctx context.Context, self string, staleBefore time.
 		out = append(out, oc)
 	}
 	return out, rows.Err()
+}
+
+// ledgerRows are the rows a batch of kept entries adds from index start: the
+// entries, their stored hashes, the open starts, and the request ids closed.
+func ledgerRows(start int64, instance string, kept []ledger.Entry, hs [][]tlog.Hash) (eRows, hRows, oRows [][]any, closed []any) {
+	hidx := tlog.StoredHashCount(start)
+	for i, e := range kept {
+		n := start + int64(i)
+		eRows = append(eRows, []any{n, e.RequestID, e.Data})
+		for _, h := range hs[i] {
+			hRows = append(hRows, []any{hidx, h[:]})
+			hidx++
+		}
+		switch {
+		case e.Opens:
+			oRows = append(oRows, []any{e.RequestID, instance, n})
+		case e.Closes:
+			closed = append(closed, e.RequestID)
+		}
+	}
+	return eRows, hRows, oRows, closed
 }

@@ -180,23 +180,7 @@ func (s *DB) appendPiped(ctx context.Context, p *pipe, instance string, entries 
 		if err != nil {
 			return nil, err
 		}
-		var eRows, hRows, oRows [][]any
-		var closed []any
-		hidx := tlog.StoredHashCount(start)
-		for i, e := range kept {
-			n := start + int64(i)
-			eRows = append(eRows, []any{n, e.RequestID, e.Data})
-			for _, h := range hs[i] {
-				hRows = append(hRows, []any{hidx, h[:]})
-				hidx++
-			}
-			switch {
-			case e.Opens:
-				oRows = append(oRows, []any{e.RequestID, instance, n})
-			case e.Closes:
-				closed = append(closed, e.RequestID)
-			}
-		}
+		eRows, hRows, oRows, closed := ledgerRows(start, instance, kept, hs)
 		pipeInsertRows(p, `INSERT INTO ledger_open (request_id, instance, idx) VALUES `, 3, oRows)
 		for len(closed) > 0 {
 			n := min(len(closed), maxChunk)
@@ -494,11 +478,6 @@ type pipedSettles struct {
 	after map[spendRow]budget.Spend
 }
 
-type settleHeld struct {
-	amount  int64
-	charges []budget.Charge
-}
-
 func pipeSettles(p *pipe, entries []ledger.Entry) *pipedSettles {
 	st := &pipedSettles{found: map[string]settleHeld{}, after: map[spendRow]budget.Spend{}}
 	var ids []any
@@ -533,36 +512,7 @@ func pipeSettles(p *pipe, entries []ledger.Entry) *pipedSettles {
 // finish settles the holds that were still there and queues one UPDATE per
 // touched counter row.
 func (st *pipedSettles) finish(p *pipe, entries []ledger.Entry) error {
-	type delta struct{ reserved, spent int64 }
-	deltas := map[spendRow]*delta{}
-	for _, e := range entries {
-		if e.Settle == nil {
-			continue
-		}
-		h, ok := st.found[e.Settle.ID]
-		if !ok {
-			continue
-		}
-		delete(st.found, e.Settle.ID) // the same id twice in a batch settles once
-		actual := e.Settle.Actual
-		if actual < 0 {
-			actual = h.amount
-		}
-		e.Settle.Settled = true
-		for _, c := range h.charges {
-			d := deltas[rowOf(c)]
-			if d == nil {
-				d = &delta{}
-				deltas[rowOf(c)] = d
-			}
-			d.reserved += h.amount
-			d.spent += actual
-		}
-		e.Settle.Spends = make([]budget.Spend, 0, len(h.charges))
-		for _, c := range h.charges {
-			e.Settle.Spends = append(e.Settle.Spends, budget.Spend{BudgetID: c.BudgetID, PeriodStart: c.PeriodStart})
-		}
-	}
+	deltas := settleFound(entries, st.found)
 	for _, r := range sortedRows(deltas) {
 		d := deltas[r]
 		sp := budget.Spend{BudgetID: r.id, PeriodStart: r.period}
@@ -581,13 +531,4 @@ func (st *pipedSettles) finish(p *pipe, entries []ledger.Entry) error {
 }
 
 // spends fills the settled entries' counters once the batch committed.
-func (st *pipedSettles) spends(entries []ledger.Entry) {
-	for _, e := range entries {
-		if e.Settle == nil {
-			continue
-		}
-		for i, sp := range e.Settle.Spends {
-			e.Settle.Spends[i] = st.after[spendRow{sp.BudgetID, sp.PeriodStart}]
-		}
-	}
-}
+func (st *pipedSettles) spends(entries []ledger.Entry) { fillSpends(entries, st.after) }
