@@ -1011,6 +1011,7 @@ func (s *Server) Run(ctx context.Context) error {
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
 	wg.Go(func() { s.verifier.Run(bg, 10*time.Second) })
+	wg.Go(func() { s.breaker.Run(bg, 5*time.Second) })
 	wg.Go(func() { s.pollConfig(bg) })
 	wg.Go(func() { s.inst.Run(bg) })
 	wg.Go(func() { s.alerts.Run(bg) })
