@@ -478,6 +478,7 @@ func (s *Server) suspendKey(ctx context.Context, keyID, reason string) (bool, er
 	s.verifier.Suspend(keyID, version, reason, at)
 	s.auth.ForgetKey(keyID)
 	first, err := s.db.SuspendKeyFirst(ctx, keyID, reason, at)
+	s.verifier.Written(keyID)
 	if err != nil {
 		return false, err
 	}
