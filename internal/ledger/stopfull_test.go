@@ -138,6 +138,7 @@ func (s *stuckOnceStore) LedgerAppend(ctx context.Context, inst string, es []led
 // an end appended alone fail with ErrUnavailable at their commit timeout
 // instead of waiting for it; a sequencer started and stopped meanwhile
 // fails its start the same way and stops (no deadlock with the held turn);
+// Ready says a commit is stuck all along;
 // once the store lets go, the turn is free again.
 func TestStuckCommitHoldsNoOtherPastTheTimeout(t *testing.T) {
 	_, db, skey := newLog(t)
@@ -159,6 +160,12 @@ func TestStuckCommitHoldsNoOtherPastTheTimeout(t *testing.T) {
 	}
 	if err := l.Enqueue(ctx, rec(ledger.KindCallEnd, "end_1")); !errors.Is(err, ledger.ErrUnavailable) {
 		t.Fatalf("an end behind the stuck commit: %v, want ErrUnavailable", err)
+	}
+	// The commits that gave up waiting for their turn do not hide the one
+	// stuck in the store from the readiness check (stuck past a second).
+	time.Sleep(1100 * time.Millisecond)
+	if err := l.Ready(); err == nil {
+		t.Fatal("Ready with a commit stuck in the store for over a second")
 	}
 	runCtx, stop := context.WithCancel(ctx)
 	stopped := make(chan struct{})
