@@ -25,6 +25,7 @@ package breaker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -32,6 +33,7 @@ import (
 
 	"github.com/gatehouse-gw/gatehouse/internal/alert"
 	"github.com/gatehouse-gw/gatehouse/internal/pricing"
+	"github.com/gatehouse-gw/gatehouse/internal/store"
 )
 
 // Config tunes the breaker.
@@ -184,8 +186,10 @@ func (b *Breaker) Observe(ctx context.Context, keyID string, cost int64) bool {
 		b.log.Error("breaker: suspending the key failed; retrying", "key_id", keyID, "err", err)
 		b.mu.Lock()
 		w.tripped = false // try again on the next call, if one comes
-		if len(b.unsaved) < 100_000 {
-			b.unsaved[keyID] = reason // and in Run, since none may
+		// and in Run, since none may; not a key the store does not have (a
+		// workload identity or certificate caller has no key to suspend).
+		if len(b.unsaved) < 100_000 && !errors.Is(err, store.ErrNotFound) {
+			b.unsaved[keyID] = reason
 		}
 		b.mu.Unlock()
 		return false
@@ -242,6 +246,12 @@ func (b *Breaker) retry(ctx context.Context) {
 		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		first, err := b.suspend(sctx, id, reason)
 		cancel()
+		if errors.Is(err, store.ErrNotFound) { // gone meanwhile
+			b.mu.Lock()
+			delete(b.unsaved, id)
+			b.mu.Unlock()
+			continue
+		}
 		if err != nil {
 			b.log.Warn("breaker: suspending the key failed again", "key_id", id, "err", err)
 			continue

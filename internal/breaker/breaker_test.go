@@ -3,11 +3,14 @@ package breaker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/alert"
+	"github.com/gatehouse-gw/gatehouse/internal/store"
 )
 
 type recorder struct {
@@ -102,6 +105,9 @@ func TestTripWhoseWriteFailedIsRetriedWithoutCalls(t *testing.T) {
 	stored := map[string]string{}
 	r := &recorder{suspended: stored}
 	b := New(Config{Enabled: true, Window: 5 * time.Minute, CeilingMicros: 1000}, func(_ context.Context, id, reason string) (bool, error) {
+		if strings.HasPrefix(id, "wif:") {
+			return false, fmt.Errorf("suspend: %w", store.ErrNotFound)
+		}
 		if failing {
 			return false, errors.New("store unreachable")
 		}
@@ -128,6 +134,16 @@ func TestTripWhoseWriteFailedIsRetriedWithoutCalls(t *testing.T) {
 	}
 	if b.Observe(ctx, "k", 1) {
 		t.Fatal("tripped again while stored as suspended")
+	}
+
+	// A caller with no key in the store (a workload identity) is not
+	// retried: there is nothing to suspend.
+	b.Observe(ctx, "wif:ci", 2000)
+	b.mu.Lock()
+	_, kept := b.unsaved["wif:ci"]
+	b.mu.Unlock()
+	if kept {
+		t.Fatal("a caller the store has no key for waits to be suspended")
 	}
 
 	// A trip whose write failed, then an admin reinstates the key (Reset on
