@@ -164,6 +164,9 @@ func (v *Verifier) Suspend(id string, version int64, reason string, at time.Time
 			delete(v.cache, h)
 		}
 	}
+	if h, ok := v.held[id]; ok { // marked already: keep the newest version seen
+		version = max(version, h.version)
+	}
 	if version <= 0 {
 		return // not in use here: lookups go to the store
 	}

@@ -449,3 +449,16 @@ func TestReinstatedKeyTripsAgain(t *testing.T) {
 		t.Fatalf("after the second reinstatement: %v", err)
 	}
 }
+
+// TestSuspendTwiceKeepsTheNewestVersion: the server marks a key at once at
+// the version cached for its secrets, then again at the version its tokens
+// run with; a second mark at an older version does not narrow the first.
+func TestSuspendTwiceKeepsTheNewestVersion(t *testing.T) {
+	v, _, clk, _, _, _ := suspendSetup(t)
+	v.Suspend("key_1", 5, "too fast", clk.t)
+	v.Suspend("key_1", 3, "too fast", clk.t)
+	v.Written("key_1") // its write failed: only a newer version lifts it
+	if k := v.Overlay(Key{ID: "key_1", Version: 5}); k.SuspendedAt == nil {
+		t.Fatal("a second mark at an older version lifted the suspension of version 5")
+	}
+}
