@@ -258,10 +258,6 @@ func (b *Breaker) retry(ctx context.Context) {
 		}
 		var sum int64
 		b.mu.Lock()
-		if b.unsaved[id] != reason { // reinstated meanwhile, or saved by a call
-			b.mu.Unlock()
-			continue
-		}
 		delete(b.unsaved, id)
 		if w := b.keys[id]; w != nil {
 			w.tripped = true
@@ -270,7 +266,7 @@ func (b *Breaker) retry(ctx context.Context) {
 			}
 		}
 		b.mu.Unlock()
-		if first {
+		if first { // this write suspended the key: it alerts, whatever else ran meanwhile
 			b.alert(id, reason, sum)
 		}
 	}
