@@ -613,6 +613,7 @@ func (h *Handler) reinstateKey(w http.ResponseWriter, r *http.Request, who vkey.
 		return err
 	}
 	h.d.Verifier.Forget(id)
+	h.d.ForgetKey(id) // its tokens read it by id: they work on their next call too
 	if h.d.ResetBreaker != nil {
 		h.d.ResetBreaker(id)
 	}

@@ -15,10 +15,17 @@
 // alerts once: only the replica whose suspension changed the key alerts.
 // The baseline (a key's usual spend) is an EWMA kept per replica from the
 // shared buckets it saw.
+//
+// A suspension the store does not take when the key trips is retried by Run
+// (the server holds it in memory at once, so the key's later calls on this
+// replica are refused and never reach Observe to try again), until the
+// store takes it or the key is reinstated or changes elsewhere (Reset,
+// Rearm).
 package breaker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -26,6 +33,7 @@ import (
 
 	"github.com/gatehouse-gw/gatehouse/internal/alert"
 	"github.com/gatehouse-gw/gatehouse/internal/pricing"
+	"github.com/gatehouse-gw/gatehouse/internal/store"
 )
 
 // Config tunes the breaker.
@@ -72,6 +80,11 @@ type Breaker struct {
 
 	mu   sync.Mutex
 	keys map[string]*window
+	// unsaved: trips whose suspension the store did not take, by key id,
+	// with the reason. The suspension holds in memory on this replica at
+	// once (the server marks it before writing), so no later call of the key
+	// reaches Observe here to try again: Run retries them instead.
+	unsaved map[string]string
 }
 
 type window struct {
@@ -87,7 +100,7 @@ func New(cfg Config, suspend Suspender, alerts Alerter, log *slog.Logger) *Break
 	if cfg.Window <= 0 {
 		cfg.Window = Default.Window
 	}
-	return &Breaker{cfg: cfg, suspend: suspend, alerts: alerts, log: log, now: time.Now, keys: map[string]*window{}}
+	return &Breaker{cfg: cfg, suspend: suspend, alerts: alerts, log: log, now: time.Now, keys: map[string]*window{}, unsaved: map[string]string{}}
 }
 
 // SetClock replaces the clock (tests).
@@ -170,20 +183,93 @@ func (b *Breaker) Observe(ctx context.Context, keyID string, cost int64) bool {
 	}
 	first, err := b.suspend(context.WithoutCancel(ctx), keyID, reason)
 	if err != nil {
-		b.log.Error("breaker: suspending the key failed", "key_id", keyID, "err", err)
+		b.log.Error("breaker: suspending the key failed; retrying", "key_id", keyID, "err", err)
 		b.mu.Lock()
-		w.tripped = false // try again on the next call
+		w.tripped = false // try again on the next call, if one comes
+		// and in Run, since none may; not a key the store does not have (a
+		// workload identity or certificate caller has no key to suspend).
+		if len(b.unsaved) < 100_000 && !errors.Is(err, store.ErrNotFound) {
+			b.unsaved[keyID] = reason
+		}
 		b.mu.Unlock()
 		return false
 	}
+	b.mu.Lock()
+	delete(b.unsaved, keyID)
+	b.mu.Unlock()
 	if !first {
 		return false // another replica tripped it and alerted
 	}
+	b.alert(keyID, reason, sum)
+	return true
+}
+
+func (b *Breaker) alert(keyID, reason string, sum int64) {
 	if b.alerts != nil {
 		b.alerts.Send(alert.Alert{Kind: "breaker_tripped", Message: "key " + keyID + " suspended: " + reason,
 			Details: map[string]any{"key_id": keyID, "window_spend_micros": sum, "window": b.cfg.Window.String(), "reason": reason}})
 	}
-	return true
+}
+
+// Run retries, every interval until ctx ends, the suspensions the store did
+// not take when their key tripped.
+func (b *Breaker) Run(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			b.retry(ctx)
+		}
+	}
+}
+
+// retry writes each unsaved suspension once more; one the store takes is
+// forgotten (and alerts if it changed the key), one it refuses waits for
+// the next round.
+func (b *Breaker) retry(ctx context.Context) {
+	b.mu.Lock()
+	todo := make(map[string]string, len(b.unsaved))
+	for id, reason := range b.unsaved {
+		todo[id] = reason
+	}
+	b.mu.Unlock()
+	for id, reason := range todo {
+		b.mu.Lock()
+		still := b.unsaved[id] == reason // not reinstated or rearmed meanwhile
+		b.mu.Unlock()
+		if !still {
+			continue
+		}
+		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		first, err := b.suspend(sctx, id, reason)
+		cancel()
+		if errors.Is(err, store.ErrNotFound) { // gone meanwhile
+			b.mu.Lock()
+			delete(b.unsaved, id)
+			b.mu.Unlock()
+			continue
+		}
+		if err != nil {
+			b.log.Warn("breaker: suspending the key failed again", "key_id", id, "err", err)
+			continue
+		}
+		var sum int64
+		b.mu.Lock()
+		delete(b.unsaved, id)
+		if w := b.keys[id]; w != nil {
+			w.tripped = true
+			for _, s := range w.sums {
+				sum += s
+			}
+		}
+		b.mu.Unlock()
+		if first { // this write suspended the key: it alerts, whatever else ran meanwhile
+			b.alert(id, reason, sum)
+		}
+	}
 }
 
 // Reset forgets a key's window, shared ones included (after an admin
@@ -191,6 +277,7 @@ func (b *Breaker) Observe(ctx context.Context, keyID string, cost int64) bool {
 func (b *Breaker) Reset(keyID string) {
 	b.mu.Lock()
 	delete(b.keys, keyID)
+	delete(b.unsaved, keyID)
 	b.mu.Unlock()
 	if b.Shared != nil {
 		width := b.cfg.Window / buckets
@@ -203,11 +290,15 @@ func (b *Breaker) Reset(keyID string) {
 }
 
 // Rearm lets a key trip again on this replica (its suspension or
-// reinstatement changed elsewhere); the window and baseline stay.
+// reinstatement changed elsewhere) and drops a suspension waiting to be
+// retried; the window and baseline stay.
 func (b *Breaker) Rearm(keyID string) {
 	b.mu.Lock()
 	if w := b.keys[keyID]; w != nil {
 		w.tripped = false
 	}
+	// The key changed in the store: the server's in-memory suspension ends
+	// there too (vkey.Verifier.Overlay), so a retry would overrule it.
+	delete(b.unsaved, keyID)
 	b.mu.Unlock()
 }

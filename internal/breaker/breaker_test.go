@@ -2,11 +2,15 @@ package breaker
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/alert"
+	"github.com/gatehouse-gw/gatehouse/internal/store"
 )
 
 type recorder struct {
@@ -86,5 +90,74 @@ func TestDisabled(t *testing.T) {
 	b, _, _ := setup(Config{Enabled: false, CeilingMicros: 1})
 	if b.Observe(context.Background(), "k", 1_000_000) {
 		t.Fatal("a disabled breaker tripped")
+	}
+}
+
+// TestTripWhoseWriteFailedIsRetriedWithoutCalls is the attack "the store
+// refuses the suspension's write when the key trips": the server holds the
+// suspension in memory at once, so the key's later calls are refused before
+// they reach Observe and none retries the write. Run's retry must make it
+// durable (and alert once) with no further call, and must not overrule an
+// admin who reinstated the key meanwhile.
+func TestTripWhoseWriteFailedIsRetriedWithoutCalls(t *testing.T) {
+	ctx := context.Background()
+	failing := true
+	stored := map[string]string{}
+	r := &recorder{suspended: stored}
+	b := New(Config{Enabled: true, Window: 5 * time.Minute, CeilingMicros: 1000}, func(_ context.Context, id, reason string) (bool, error) {
+		if strings.HasPrefix(id, "wif:") {
+			return false, fmt.Errorf("suspend: %w", store.ErrNotFound)
+		}
+		if failing {
+			return false, errors.New("store unreachable")
+		}
+		first := stored[id] == ""
+		stored[id] = reason
+		return first, nil
+	}, r, slog.New(slog.DiscardHandler))
+
+	if b.Observe(ctx, "k", 2000) {
+		t.Fatal("reported a trip whose suspension was not stored")
+	}
+	b.retry(ctx) // still failing: kept
+	if stored["k"] != "" || len(r.alerts) != 0 {
+		t.Fatalf("stored %v, alerts %v while the store refused", stored, r.alerts)
+	}
+	failing = false
+	b.retry(ctx) // no call of the key came: the retry alone stores it
+	if stored["k"] == "" || len(r.alerts) != 1 || r.alerts[0].Kind != "breaker_tripped" {
+		t.Fatalf("after the store came back: stored %v, alerts %v; want the suspension and one alert", stored, r.alerts)
+	}
+	b.retry(ctx)
+	if len(r.alerts) != 1 {
+		t.Fatalf("retried a stored suspension: %d alerts", len(r.alerts))
+	}
+	if b.Observe(ctx, "k", 1) {
+		t.Fatal("tripped again while stored as suspended")
+	}
+
+	// A caller with no key in the store (a workload identity) is not
+	// retried: there is nothing to suspend.
+	b.Observe(ctx, "wif:ci", 2000)
+	b.mu.Lock()
+	_, kept := b.unsaved["wif:ci"]
+	b.mu.Unlock()
+	if kept {
+		t.Fatal("a caller the store has no key for waits to be suspended")
+	}
+
+	// A trip whose write failed, then an admin reinstates the key (Reset on
+	// this replica, Rearm on another): the retry no longer writes it.
+	for _, lift := range []func(string){b.Reset, b.Rearm} {
+		failing = true
+		delete(stored, "j")
+		b.Reset("j")
+		b.Observe(ctx, "j", 2000)
+		lift("j")
+		failing = false
+		b.retry(ctx)
+		if stored["j"] != "" {
+			t.Fatal("a retry suspended a key reinstated after its trip")
+		}
 	}
 }

@@ -2,11 +2,14 @@ package e2e
 
 import (
 	"context"
+	"net/url"
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/gatehouse-gw/gatehouse/client"
+	"github.com/gatehouse-gw/gatehouse/internal/config"
 )
 
 // TestBreakerTripsAndStays is proof 5 of issue #3: a burst trips the breaker
@@ -89,5 +92,44 @@ func TestBreakerTripsAndStays(t *testing.T) {
 				t.Fatalf("after reinstate: %v", err)
 			}
 		})
+	}
+}
+
+// TestTokenOfAReinstatedKeyWorksAtOnce is the attack "the suspension never
+// lifts for the key's tokens": a key trips through calls made with a token
+// exchanged for it; once an admin reinstates the key on this gateway, the
+// token works on the next call, not only after the key cache's TTL (30 s
+// here, so only the reinstatement dropping the key cached by id explains it).
+func TestTokenOfAReinstatedKeyWorksAtOnce(t *testing.T) {
+	t.Setenv("GATEHOUSE_KEK", "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=")
+	f := newFixture(t, gwOptions{mutate: func(c *configT) {
+		c.Breaker.Ceiling = "0.001"
+		c.KeyCacheTTL = config.Duration(30 * time.Second)
+	}})
+	status, tr := postToken(t, f.dataURL, url.Values{"grant_type": {"client_credentials"}, "client_secret": {f.key}}, nil)
+	if status != 200 || tr.AccessToken == "" {
+		t.Fatalf("token: %d %+v", status, tr)
+	}
+	atk := &attacker{t: t}
+	chat := `{"model":"gpt-4o","max_tokens":10,"messages":[{"role":"user","content":"hi"}]}`
+	call := func() int {
+		s, _, _ := atk.do("POST", f.dataURL+"/v1/chat/completions", tr.AccessToken, "application/json", chat)
+		return s
+	}
+	for i := 0; ; i++ {
+		if i == 200 {
+			t.Fatal("200 calls with the token and the breaker never tripped")
+		}
+		if s := call(); s == 403 || s == 401 {
+			break
+		} else if s != 200 {
+			t.Fatalf("call %d: %d", i, s)
+		}
+	}
+	if _, err := f.admin.ReinstateKey(context.Background(), f.keyID, ""); err != nil {
+		t.Fatal(err)
+	}
+	if s := call(); s != 200 {
+		t.Fatalf("the token of the reinstated key: %d, want 200", s)
 	}
 }

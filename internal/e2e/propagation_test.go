@@ -171,3 +171,48 @@ func TestBreakerAcrossReplicas(t *testing.T) {
 		t.Fatalf("%d suspension records, want 1 (one trip, one alert)", n)
 	}
 }
+
+// TestReinstatedOnAnotherReplicaTripsAgain is the attack "the suspension held
+// in memory never lifts": a key trips on replica 0 (which marks it suspended
+// in its own memory before the store write); an admin reinstates it through
+// replica 1. Replica 0 must admit the key again (the store's newer version
+// ends its mark; with a 30 s key cache only the change notification and that
+// rule explain it), and the key must trip again there, stored and recorded a
+// second time.
+func TestReinstatedOnAnotherReplicaTripsAgain(t *testing.T) {
+	t.Parallel()
+	c := startClusterWith(t, 2, func(c *config.Config) {
+		c.Breaker.Ceiling = "0.002" // about ten small calls
+		c.KeyCacheTTL, c.ConfigPollInterval = config.Duration(30*time.Second), config.Duration(30*time.Second)
+	})
+	u0 := []string{c.gws[0].dataURL}
+	trip := func(round int) {
+		t.Helper()
+		for i := 0; ; i++ {
+			if i == 200 {
+				t.Fatalf("round %d: 200 calls on replica 0 and the breaker never tripped", round)
+			}
+			if s := fire(u0, c.fx.key, 1)[0].status; s == http.StatusForbidden {
+				break
+			} else if s != 200 {
+				t.Fatalf("round %d, call %d: %d", round, i, s)
+			}
+		}
+		if !waitFor(5*time.Second, func() bool {
+			return c.count(t, `SELECT COUNT(*) FROM keys WHERE id = $1 AND suspended_at IS NOT NULL`, c.fx.keyID) == 1
+		}) {
+			t.Fatalf("round %d: the suspension was not stored", round)
+		}
+	}
+	trip(1)
+	if _, err := c.admin(1).ReinstateKey(context.Background(), c.fx.keyID, ""); err != nil {
+		t.Fatal(err)
+	}
+	if !waitFor(5*time.Second, func() bool { return fire(u0, c.fx.key, 1)[0].status == 200 }) {
+		t.Fatal("the tripping replica still refuses the key an admin reinstated on another replica")
+	}
+	trip(2)
+	if n := c.count(t, `SELECT COUNT(*) FROM ledger_entries WHERE data LIKE '%"kind":"breaker"%'`); n != 2 {
+		t.Fatalf("%d suspension records, want 2 (one per trip)", n)
+	}
+}

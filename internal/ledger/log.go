@@ -437,8 +437,6 @@ func (l *Log) Enqueue(ctx context.Context, e Entry) error {
 func (l *Log) commit(ctx context.Context, batch []*pending) (failed []*pending) {
 	ctx, cancel := context.WithTimeout(ctx, l.CommitTimeout)
 	defer cancel()
-	l.inFlight.Store(time.Now().UnixNano())
-	defer l.inFlight.Store(0)
 	entries := make([]Entry, len(batch))
 	for i, p := range batch {
 		if p.sum != nil {
@@ -456,6 +454,11 @@ func (l *Log) commit(ctx context.Context, batch []*pending) (failed []*pending) 
 	case <-ctx.Done():
 		return l.failBatch(batch, fmt.Errorf("waiting for another commit: %w", ctx.Err()))
 	}
+	// In flight from here: a commit waiting for its turn is not in the
+	// store, and one that gave up waiting must not clear the mark of the
+	// one that is (Ready would call a stuck store healthy).
+	l.inFlight.Store(time.Now().UnixNano())
+	defer l.inFlight.Store(0)
 	var computed map[int64]tlog.Hash
 	var appended []Entry
 	idx, err := l.store.LedgerAppend(ctx, l.instance(), entries, func(size int64, kept []Entry, r tlog.HashReader) ([][]tlog.Hash, error) {

@@ -222,20 +222,50 @@ func TestRefusalsPastTheBoundAreSummarizedInOrder(t *testing.T) {
 }
 
 // TestSummariesAreBounded: a flood of refusals from more buckets than
-// MaxSummaries (distinct keys) keeps at most MaxSummaries summaries and one
-// overflow summary, whose counts add up to every call.
+// 2×MaxSummaries (distinct keys) keeps at most MaxSummaries summaries,
+// MaxSummaries overflow summaries of one key each and one overflow summary
+// with no key, whose counts add up to every call.
 func TestSummariesAreBounded(t *testing.T) {
 	ctx := context.Background()
 	l, st, db := outageLog(t, 0)
 	st.down.Store(true)
-	const n = ledger.MaxSummaries + 100
+	const n = 2*ledger.MaxSummaries + 100
 	for i := range n {
 		if err := l.Enqueue(ctx, refusal(fmt.Sprintf("r%d", i), fmt.Sprintf("key_%d", i), "policy_denied", t0)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	// Every refusal taken by the sequencer (the count of waiting records
-	// stops changing once the overflow summary is open).
+	waitAggregated(t, l, n)
+	waitDeferred(t, l, 2*ledger.MaxSummaries+1)
+	st.down.Store(false)
+	waitDeferred(t, l, 0)
+	verified(t, l, db)
+	var calls int64
+	var keyed, keyless []ledger.Record
+	for _, r := range logged(t, db) {
+		if r.Kind != ledger.KindCallSummary {
+			t.Fatalf("record %+v, want summaries only (no refusal kept one by one)", r)
+		}
+		calls += r.Count
+		if r.ErrorCode == ledger.SummaryOverflow {
+			if r.KeyID == "" {
+				keyless = append(keyless, r)
+			} else {
+				keyed = append(keyed, r)
+			}
+		}
+	}
+	if calls != n || len(keyed) != ledger.MaxSummaries || len(keyless) != 1 || keyless[0].Count != 100 {
+		t.Fatalf("%d calls counted, %d overflow summaries with a key, keyless %+v; want %d, %d and one of 100 calls",
+			calls, len(keyed), keyless, n, ledger.MaxSummaries)
+	}
+}
+
+// waitAggregated waits until n refusals were counted into summaries (every
+// one taken by the sequencer: the count of waiting records stops changing
+// once the overflow summaries are open).
+func waitAggregated(t *testing.T, l *ledger.Log, n int64) {
+	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for l.Aggregated() != n {
 		if time.Now().After(deadline) {
@@ -243,23 +273,47 @@ func TestSummariesAreBounded(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	waitDeferred(t, l, ledger.MaxSummaries+1)
+}
+
+// TestFloodPastTheSummaryBoundKeepsItsKey is the attack "hide a denial
+// flood from the audit": while the store is down, refusals of other keys (or
+// the attacker's own, over error codes and minutes) open MaxSummaries
+// summaries, and the attacker's flood comes after. Its calls must still be
+// counted under its key with their status (the audit's usage.denials counts
+// 403s per key; a summary with no key is invisible to it), and no summary
+// may name another key for them.
+func TestFloodPastTheSummaryBoundKeepsItsKey(t *testing.T) {
+	ctx := context.Background()
+	l, st, db := outageLog(t, 0)
+	st.down.Store(true)
+	for i := range ledger.MaxSummaries {
+		if err := l.Enqueue(ctx, refusal(fmt.Sprintf("n%d", i), fmt.Sprintf("key_%d", i), "rate_limited", t0)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const flood = 300
+	codes := []string{"policy_denied", "model_not_allowed", "endpoint_not_allowed"}
+	for i := range flood {
+		at := t0.Add(time.Duration(i) * time.Second) // over several minutes
+		if err := l.Enqueue(ctx, refusal(fmt.Sprintf("a%d", i), "key_attacker", codes[i%len(codes)], at)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitAggregated(t, l, ledger.MaxSummaries+flood)
 	st.down.Store(false)
 	waitDeferred(t, l, 0)
 	verified(t, l, db)
-	var calls int64
-	var overflow []ledger.Record
+	var attacker, keyless int64
 	for _, r := range logged(t, db) {
-		if r.Kind != ledger.KindCallSummary {
-			t.Fatalf("record %+v, want summaries only (no refusal kept one by one)", r)
-		}
-		calls += r.Count
-		if r.ErrorCode == ledger.SummaryOverflow {
-			overflow = append(overflow, r)
+		switch {
+		case r.KeyID == "key_attacker" && r.Status == 403:
+			attacker += r.Count
+		case r.KeyID == "":
+			keyless += r.Count
 		}
 	}
-	if calls != n || len(overflow) != 1 || overflow[0].Count != 100 || overflow[0].KeyID != "" {
-		t.Fatalf("%d calls counted, overflow %+v; want %d and one overflow summary of 100 calls", calls, overflow, n)
+	if attacker != flood || keyless != 0 {
+		t.Fatalf("the attacker's key has %d refused calls (403) in the log and %d were counted with no key; want %d and 0", attacker, keyless, flood)
 	}
 }
 

@@ -2,6 +2,7 @@ package ledger_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -112,5 +113,72 @@ func TestCommitsAloneTakeTurns(t *testing.T) {
 	}
 	if got := count(t, db, `SELECT COUNT(*) FROM ledger_closed`); got != n {
 		t.Fatalf("%d records written, want %d", got, n)
+	}
+}
+
+// stuckOnceStore holds the first append (whatever its context says: a store
+// that does not honour cancellation) until released; the others pass.
+type stuckOnceStore struct {
+	*sqlstore.DB
+	first            atomic.Bool
+	entered, release chan struct{}
+}
+
+func (s *stuckOnceStore) LedgerAppend(ctx context.Context, inst string, es []ledger.Entry, f func(int64, []ledger.Entry, tlog.HashReader) ([][]tlog.Hash, error)) ([]int64, error) {
+	if s.first.CompareAndSwap(false, true) {
+		close(s.entered)
+		<-s.release
+	}
+	return s.DB.LedgerAppend(ctx, inst, es, f)
+}
+
+// TestStuckCommitHoldsNoOtherPastTheTimeout is the attack "a stuck store
+// commit blocks every later one through the commit turn": while one commit
+// hangs in the store (holding the turn, ignoring its deadline), a start and
+// an end appended alone fail with ErrUnavailable at their commit timeout
+// instead of waiting for it; a sequencer started and stopped meanwhile
+// fails its start the same way and stops (no deadlock with the held turn);
+// Ready says a commit is stuck all along;
+// once the store lets go, the turn is free again.
+func TestStuckCommitHoldsNoOtherPastTheTimeout(t *testing.T) {
+	_, db, skey := newLog(t)
+	st := &stuckOnceStore{DB: db, entered: make(chan struct{}), release: make(chan struct{})}
+	l, err := ledger.New(st, "gw.1", skey, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.CommitTimeout = 200 * time.Millisecond
+	ctx := context.Background()
+	stuck := make(chan error, 1)
+	go func() {
+		_, err := l.Append(ctx, rec(ledger.KindCallEnd, "stuck"))
+		stuck <- err
+	}()
+	<-st.entered
+	if _, err := l.Append(ctx, rec(ledger.KindCallStart, "start_1")); !errors.Is(err, ledger.ErrUnavailable) {
+		t.Fatalf("a start behind the stuck commit: %v, want ErrUnavailable", err)
+	}
+	if err := l.Enqueue(ctx, rec(ledger.KindCallEnd, "end_1")); !errors.Is(err, ledger.ErrUnavailable) {
+		t.Fatalf("an end behind the stuck commit: %v, want ErrUnavailable", err)
+	}
+	// The commits that gave up waiting for their turn do not hide the one
+	// stuck in the store from the readiness check (stuck past a second).
+	time.Sleep(1100 * time.Millisecond)
+	if err := l.Ready(); err == nil {
+		t.Fatal("Ready with a commit stuck in the store for over a second")
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	stopped := make(chan struct{})
+	go func() { l.Run(runCtx); close(stopped) }()
+	waitRunning(t, l)
+	if _, err := l.Append(ctx, rec(ledger.KindCallStart, "start_2")); !errors.Is(err, ledger.ErrUnavailable) {
+		t.Fatalf("a start through the sequencer behind the stuck commit: %v, want ErrUnavailable", err)
+	}
+	stop()
+	<-stopped // the sequencer stops while the turn is still held
+	close(st.release)
+	<-stuck // answered (its deadline passed in the store: it failed or committed)
+	if _, err := l.Append(ctx, rec(ledger.KindCallEnd, "after")); err != nil {
+		t.Fatalf("the turn was not given back: %v", err)
 	}
 }

@@ -19,9 +19,11 @@ import (
 // DefaultMaxDeferredRefusals is Log.MaxDeferredRefusals's default.
 const DefaultMaxDeferredRefusals = 1000
 
-// MaxSummaries bounds the summary records that wait for the store at once;
-// refusals that would open another are counted in one overflow summary
-// (error code SummaryOverflow, no key) that covers the rest of the outage.
+// MaxSummaries bounds the summary records that wait for the store at once.
+// Refusals that would open another are counted per key and status in
+// overflow summaries (error code SummaryOverflow), so that the audit still
+// sees each key's refusals; up to MaxSummaries more of those, and past
+// them one overflow summary with no key covers the rest of the outage.
 const MaxSummaries = 1024
 
 // SummaryOverflow is the error code of the overflow summary.
@@ -32,10 +34,12 @@ const SummaryOverflow = "summary_overflow"
 // the usage row it carried) will not be written; the summary will.
 var ErrAggregated = fmt.Errorf("%w: counted in a summary record", ErrDeferred)
 
-// summaryKey is a summary's bucket: a key, an error code and a minute.
+// summaryKey is a summary's bucket: a key, an error code and a minute; an
+// overflow bucket (code SummaryOverflow) is a key and a status, or nothing.
 type summaryKey struct {
 	keyID, code string
 	minute      int64
+	status      int
 }
 
 // summary counts refused calls of one bucket while they wait for the store.
@@ -87,10 +91,15 @@ func (s *summary) entry() Entry {
 		Endpoint: s.rec.Endpoint, Model: s.rec.Model, Decision: s.rec.Decision, Status: s.rec.Status,
 		ErrorCode: s.rec.ErrorCode, Count: s.count}
 	scope := "calls"
-	if s.key.code == SummaryOverflow {
+	switch {
+	case s.key.code == SummaryOverflow && s.key.keyID == "":
 		// Several keys and codes: only what all calls share is kept.
 		r.KeyID, r.PrincipalID, r.TeamID, r.ErrorCode, r.Status, r.Decision = "", "", "", SummaryOverflow, 0, ""
 		scope = "calls of several keys or error codes (too many summaries waited at once)"
+	case s.key.code == SummaryOverflow:
+		// One key and status, several error codes and minutes.
+		r.ErrorCode = SummaryOverflow
+		scope = "calls of several error codes or minutes (too many summaries waited at once)"
 	}
 	r.Detail = fmt.Sprintf("%d refused %s with nothing at stake, counted while the store was unreachable; first %s at %s, last %s at %s",
 		s.count, scope, s.first.id, s.first.at.UTC().Format(time.RFC3339Nano), s.last.id, s.last.at.UTC().Format(time.RFC3339Nano))
@@ -150,8 +159,15 @@ func (l *Log) aggregate(p *pending) bool {
 	}
 	s := l.buckets[k]
 	if s == nil && len(l.buckets) >= MaxSummaries {
-		k = summaryKey{code: SummaryOverflow}
+		// The key's refusals of this status in one summary: a flood pushed
+		// past the bound (by the attacker's own calls or by other keys'
+		// refusals) stays the key's in the log and in the audit's findings.
+		k = summaryKey{keyID: r.KeyID, code: SummaryOverflow, status: r.Status}
 		s = l.buckets[k]
+		if s == nil && len(l.buckets) >= 2*MaxSummaries {
+			k = summaryKey{code: SummaryOverflow}
+			s = l.buckets[k]
+		}
 	}
 	if s == nil {
 		if l.buckets == nil {

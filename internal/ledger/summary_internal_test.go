@@ -11,6 +11,7 @@ import (
 func FuzzSummaryEntry(f *testing.F) {
 	f.Add("req_1", "req_2", "key_1", "policy_denied", "gpt-4o", "ua", int64(1_700_000_000), int64(5), uint8(3))
 	f.Add("\xff\xfe", "", "", SummaryOverflow, "\u2028", "\x00", int64(-62135596800), int64(-1), uint8(0))
+	f.Add("req_1", "req_2", "key_\u2028", SummaryOverflow, "gpt-4o", "ua\x7f", int64(1_700_000_000), int64(61), uint8(9)) // a key's overflow summary
 	f.Fuzz(func(t *testing.T, id1, id2, key, code, model, agent string, sec, step int64, n uint8) {
 		s := &summary{key: summaryKey{keyID: key, code: code}}
 		for i := range int64(n) + 1 {

@@ -179,3 +179,60 @@ func TestGateDutyCycle(t *testing.T) {
 		}
 	})
 }
+
+// TestGateWaitersThatGiveUpLeakNoSlot is the attack "leak hashing slots
+// under a flood": callers that give up while waiting (their request
+// cancelled, or the wait over) take no slot and leave no count behind; a
+// slot given back after its pause while nobody waits any more is free, and
+// releasing it twice gives back nothing more.
+func TestGateWaitersThatGiveUpLeakNoSlot(t *testing.T) {
+	g, ft := fakeGate(50)
+	release, err := g.Acquire(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 20
+	ctx, cancel := context.WithCancel(context.Background())
+	errs := make(chan error, n)
+	for range n {
+		go func() {
+			r, err := g.Acquire(ctx)
+			if err == nil {
+				r()
+			}
+			errs <- err
+		}()
+	}
+	for g.waiting.Load() != n {
+		runtime.Gosched()
+	}
+	ft.advance(100 * time.Millisecond)
+	release() // contended: given back after a pause
+	release()
+	cancel() // every waiter gives up before the pause ends
+	for range n {
+		if err := <-errs; !errors.Is(err, context.Canceled) {
+			t.Fatalf("a waiter whose request ended: %v, want context.Canceled", err)
+		}
+	}
+	if g.waiting.Load() != 0 {
+		t.Fatalf("%d callers still counted as waiting", g.waiting.Load())
+	}
+	if len(ft.fire) != 1 {
+		t.Fatalf("%d delayed releases, want 1", len(ft.fire))
+	}
+	ft.fire[0]()
+	if len(g.slots) != 0 {
+		t.Fatalf("%d slots held after every caller left", len(g.slots))
+	}
+	// The wait over (ErrBusy): no slot kept either.
+	short := NewGate(HashMemory, time.Millisecond, 50)
+	r, _ := short.Acquire(context.Background())
+	if _, err := short.Acquire(context.Background()); !errors.Is(err, ErrBusy) {
+		t.Fatalf("a full gate after its wait: %v, want ErrBusy", err)
+	}
+	r()
+	if len(short.slots) != 0 || short.waiting.Load() != 0 {
+		t.Fatalf("after ErrBusy: %d slots held, %d waiting", len(short.slots), short.waiting.Load())
+	}
+}

@@ -254,3 +254,53 @@ func TestOnlyCallsThatNeverStartedHaveNothingAtStake(t *testing.T) {
 		})
 	}
 }
+
+// startsSeq takes every entry (starts commit) and keeps the ends.
+type startsSeq struct{ captureSeq }
+
+func (s *startsSeq) Append(ctx context.Context, e ledger.Entry) (int64, error) {
+	if e.Opens {
+		if e.Done != nil {
+			e.Done(nil)
+		}
+		return 1, nil
+	}
+	return s.captureSeq.Append(ctx, e)
+}
+
+func (s *startsSeq) Enqueue(ctx context.Context, e ledger.Entry) error {
+	_, err := s.Append(ctx, e)
+	return err
+}
+
+// TestUpstreamReachedIsNeverSummarized is the attack "get a call that reached
+// the upstream counted into a summary": a call whose start committed and
+// whose upstream answered with a refusal (401, nothing charged, no hold: the
+// end record looks like any refusal) must still not be marked as having
+// nothing at stake, so its end is kept one by one during an outage.
+func TestUpstreamReachedIsNeverSummarized(t *testing.T) {
+	fake := providertest.New(t, "sk-x")
+	up := provider.NewUpstream(provider.Provider{Name: "p", Type: provider.TypeOpenAI, BaseURL: fake.OpenAIBaseURL(), Models: []string{"gpt-4o"}},
+		[]provider.APIKey{"sk-wrong"}, http.DefaultClient)
+	pol, err := policy.Compile(map[string]string{"p.cedar": "permit(principal, action, resource);"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap := &config.Snapshot{Router: provider.NewRouter([]*provider.Upstream{up}, nil), Prices: pricing.NewTable(pricing.Defaults(), nil), Policies: pol}
+	seq := &startsSeq{}
+	h := New(Deps{Ledger: seq, Snapshot: func() *config.Snapshot { return snap }, Auth: oneCaller{}, Usage: &memUsage{},
+		Log: slog.New(slog.DiscardHandler)}, Options{LagEnd: true})
+	req := httptest.NewRequest("POST", "/v1/chat/completions", strings.NewReader(`{"model":"gpt-4o","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}`))
+	req.Header.Set("Authorization", "Bearer gk_test")
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, req)
+	if w.Code < 400 || len(fake.Requests()) == 0 {
+		t.Fatalf("status %d after %d upstream requests; want a refusal from the upstream", w.Code, len(fake.Requests()))
+	}
+	if len(seq.ends) != 1 {
+		t.Fatalf("%d end entries, want 1", len(seq.ends))
+	}
+	if e := seq.ends[0]; e.NothingAtStake {
+		t.Fatalf("the end of a call that reached the upstream is marked as having nothing at stake (status %d)", w.Code)
+	}
+}

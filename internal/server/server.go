@@ -471,13 +471,16 @@ func (s *Server) budgetList() []budget.Budget { return s.snap.Load().Budgets }
 // past the trip (and if the write fails, the key stays suspended here).
 func (s *Server) suspendKey(ctx context.Context, keyID, reason string) (bool, error) {
 	at := time.Now().UTC()
-	var version int64
-	if k, err := s.auth.KeyByID(ctx, keyID); err == nil { // cached: the version tokens run with
-		version = k.Version
+	// At once, at the version cached for the key's secrets; then at the
+	// version its tokens run with, which may take a store read (a key used
+	// only by its secret is not cached by id).
+	s.verifier.Suspend(keyID, 0, reason, at)
+	if k, err := s.auth.KeyByID(ctx, keyID); err == nil {
+		s.verifier.Suspend(keyID, k.Version, reason, at)
 	}
-	s.verifier.Suspend(keyID, version, reason, at)
 	s.auth.ForgetKey(keyID)
 	first, err := s.db.SuspendKeyFirst(ctx, keyID, reason, at)
+	s.verifier.Written(keyID)
 	if err != nil {
 		return false, err
 	}
@@ -1011,6 +1014,7 @@ func (s *Server) Run(ctx context.Context) error {
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
 	wg.Go(func() { s.verifier.Run(bg, 10*time.Second) })
+	wg.Go(func() { s.breaker.Run(bg, 5*time.Second) })
 	wg.Go(func() { s.pollConfig(bg) })
 	wg.Go(func() { s.inst.Run(bg) })
 	wg.Go(func() { s.alerts.Run(bg) })

@@ -42,6 +42,11 @@ type held struct {
 	version int64
 	reason  string
 	at      time.Time
+	// writing: the suspension's store write has not returned yet. Until
+	// it has, a newer version in the store is some other change (an admin
+	// narrowed or rotated the key just before the trip), not the end of
+	// the suspension, and does not lift the mark.
+	writing bool
 }
 
 type cacheEntry struct {
@@ -147,9 +152,9 @@ func (v *Verifier) lookup(ctx context.Context, hash string) (Key, error) {
 // Suspend suspends the key with that id in this process at once, before
 // (and whatever becomes of) the store write that makes it durable: every copy
 // of the key at or below the version it was used with (version, or a newer
-// one cached here) reads as suspended. The mark ends when the store shows a
-// newer version (the suspension written, or an admin's change such as
-// reinstatement).
+// one cached here) reads as suspended. Once the caller tells that the write
+// returned (Written), the mark ends when the store shows a newer version (an
+// admin's change such as reinstatement).
 func (v *Verifier) Suspend(id string, version int64, reason string, at time.Time) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
@@ -159,13 +164,28 @@ func (v *Verifier) Suspend(id string, version int64, reason string, at time.Time
 			delete(v.cache, h)
 		}
 	}
+	if h, ok := v.held[id]; ok { // marked already: keep the newest version seen
+		version = max(version, h.version)
+	}
 	if version <= 0 {
 		return // not in use here: lookups go to the store
 	}
 	if len(v.held) > 100_000 {
 		clear(v.held)
 	}
-	v.held[id] = held{version: version, reason: reason, at: at}
+	v.held[id] = held{version: version, reason: reason, at: at, writing: true}
+}
+
+// Written tells that the store write of the key's suspension returned
+// (committed or failed): from now on a newer version in the store lifts the
+// mark.
+func (v *Verifier) Written(id string) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if h, ok := v.held[id]; ok {
+		h.writing = false
+		v.held[id] = h
+	}
 }
 
 // Overlay returns k as this process sees it: suspended if Suspend marked it
@@ -176,7 +196,7 @@ func (v *Verifier) Overlay(k Key) Key {
 	h, ok := v.held[k.ID]
 	switch {
 	case !ok || k.SuspendedAt != nil:
-	case k.Version > h.version:
+	case k.Version > h.version && !h.writing:
 		delete(v.held, k.ID) // the store moved on: it decides now
 	default:
 		at := h.at

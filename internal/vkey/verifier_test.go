@@ -284,6 +284,7 @@ func TestSuspendHoldsBeforeTheStore(t *testing.T) {
 	}
 	// The TTL passes: the store still says active (the write failed); the
 	// key stays suspended here.
+	v.Written("key_1")
 	clk.t = clk.t.Add(5 * time.Second)
 	if _, err := v.Verify(ctx, secret.Reveal(), KindVirtual); !errors.Is(err, ErrSuspended) {
 		t.Fatalf("after the TTL, store unchanged: %v", err)
@@ -311,5 +312,153 @@ func TestSuspendHoldsBeforeTheStore(t *testing.T) {
 	v.Suspend("key_8", 2, "x", clk.t)
 	if k := v.Overlay(Key{ID: "key_8", Version: 2}); k.SuspendedAt == nil {
 		t.Fatal("the given version was not held")
+	}
+}
+
+// suspendSetup returns a verifier over a store holding key_1 (version 3) and
+// key_10 (another key of the same principal), and their secrets.
+func suspendSetup(t *testing.T) (*Verifier, *memStore, *clock, *Hasher, Secret, Secret) {
+	t.Helper()
+	h, _ := NewHasher([]byte(strings.Repeat("s", 32)))
+	st := &memStore{keys: map[string]Key{}, touched: map[string]time.Time{}}
+	clk := &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	v := NewVerifier(st, h, VerifierOptions{TTL: 2 * time.Second, Now: clk.now})
+	s1, s10 := Generate(KindVirtual), Generate(KindVirtual)
+	st.CreateKey(context.Background(), Key{ID: "key_1", PrincipalID: "prn_1", Kind: KindVirtual, Hash: h.Hash(s1), Version: 3})
+	st.CreateKey(context.Background(), Key{ID: "key_10", PrincipalID: "prn_1", Kind: KindVirtual, Hash: h.Hash(s10), Version: 3})
+	for _, s := range []Secret{s1, s10} {
+		if _, err := v.Verify(context.Background(), s.Reveal(), KindVirtual); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return v, st, clk, h, s1, s10
+}
+
+// setVersion changes the stored key with that id as an admin's write would.
+func (m *memStore) setVersion(id string, version int64, suspended *time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for h, k := range m.keys {
+		if k.ID == id {
+			k.Version, k.SuspendedAt = version, suspended
+			m.keys[h] = k
+		}
+	}
+}
+
+// TestSuspendReachesNoOtherKey is the attack "make the overlay suspend a
+// different key": a suspension marks its key id only, not another key of
+// the same principal nor one whose id it prefixes, whatever their versions.
+func TestSuspendReachesNoOtherKey(t *testing.T) {
+	ctx := context.Background()
+	v, _, _, _, s1, s10 := suspendSetup(t)
+	v.Suspend("key_1", 3, "too fast", time.Now())
+	if _, err := v.Verify(ctx, s1.Reveal(), KindVirtual); !errors.Is(err, ErrSuspended) {
+		t.Fatalf("the suspended key: %v, want ErrSuspended", err)
+	}
+	if _, err := v.Verify(ctx, s10.Reveal(), KindVirtual); err != nil {
+		t.Fatalf("another key of the principal: %v", err)
+	}
+	for _, k := range []Key{{ID: "key_10", Version: 3}, {ID: "key_", Version: 1}, {ID: "", Version: 3}, {ID: "KEY_1", Version: 3}} {
+		if v.Overlay(k).SuspendedAt != nil {
+			t.Fatalf("Overlay suspended %+v", k)
+		}
+	}
+}
+
+// TestSuspendedKeysPreviousSecretRefused is the attack "call with a rotated
+// key's old secret after the trip": both secrets of a key in its rotation
+// grace are refused from the moment of the suspension.
+func TestSuspendedKeysPreviousSecretRefused(t *testing.T) {
+	ctx := context.Background()
+	v, st, clk, h, old, _ := suspendSetup(t)
+	fresh := Generate(KindVirtual)
+	st.RotateKey(ctx, "key_1", h.Hash(fresh), fresh.Hint(), clk.t, clk.t.Add(time.Hour), 0)
+	st.setVersion("key_1", 4, nil)
+	v.Forget("key_1")
+	for _, s := range []Secret{old, fresh} {
+		if _, err := v.Verify(ctx, s.Reveal(), KindVirtual); err != nil {
+			t.Fatalf("before the trip: %v", err)
+		}
+	}
+	v.Suspend("key_1", 0, "too fast", clk.t)
+	for _, s := range []Secret{old, fresh} {
+		if _, err := v.Verify(ctx, s.Reveal(), KindVirtual); !errors.Is(err, ErrSuspended) {
+			t.Fatalf("after the trip: %v, want ErrSuspended", err)
+		}
+	}
+}
+
+// TestSuspendHoldsThroughANewerVersionWhileItsWriteWaits is the attack
+// "change the key just before it trips": an admin's write (a narrowed scope,
+// a rotation) made the stored key newer than the copy the suspension was
+// decided on. While the suspension's own write has not returned, that newer
+// version is not a reinstatement and must not lift the mark; once it has,
+// the store decides (suspended, then reinstated).
+func TestSuspendHoldsThroughANewerVersionWhileItsWriteWaits(t *testing.T) {
+	ctx := context.Background()
+	v, st, clk, _, s1, _ := suspendSetup(t)
+	st.setVersion("key_1", 4, nil) // the admin's change, not yet seen here
+	v.Suspend("key_1", 3, "too fast", clk.t)
+	clk.t = clk.t.Add(5 * time.Second) // caches stale: the store is read again
+	if _, err := v.Verify(ctx, s1.Reveal(), KindVirtual); !errors.Is(err, ErrSuspended) {
+		t.Fatalf("while the suspension's write waits, a newer stored version: %v, want ErrSuspended", err)
+	}
+	at := clk.t
+	st.setVersion("key_1", 5, &at) // the suspension committed
+	v.Written("key_1")
+	v.Forget("key_1")
+	if _, err := v.Verify(ctx, s1.Reveal(), KindVirtual); !errors.Is(err, ErrSuspended) {
+		t.Fatalf("stored as suspended: %v", err)
+	}
+	st.setVersion("key_1", 6, nil) // reinstated
+	v.Forget("key_1")
+	if _, err := v.Verify(ctx, s1.Reveal(), KindVirtual); err != nil {
+		t.Fatalf("after reinstatement: %v", err)
+	}
+}
+
+// TestReinstatedKeyTripsAgain: a key reinstated after a suspension holds a
+// second suspension at once too (the first mark is gone, the new one is made
+// at the reinstated version), and lifts on a second reinstatement.
+func TestReinstatedKeyTripsAgain(t *testing.T) {
+	ctx := context.Background()
+	v, st, clk, _, s1, _ := suspendSetup(t)
+	v.Suspend("key_1", 3, "too fast", clk.t)
+	at := clk.t
+	st.setVersion("key_1", 4, &at)
+	v.Written("key_1")
+	st.setVersion("key_1", 5, nil) // reinstated
+	v.Forget("key_1")
+	if _, err := v.Verify(ctx, s1.Reveal(), KindVirtual); err != nil {
+		t.Fatalf("after reinstatement: %v", err)
+	}
+	v.Suspend("key_1", 0, "too fast again", clk.t) // the store still says active
+	_, err := v.Verify(ctx, s1.Reveal(), KindVirtual)
+	var d *Denied
+	if !errors.Is(err, ErrSuspended) || !errors.As(err, &d) || d.KeyID != "key_1" {
+		t.Fatalf("second trip: %v, want ErrSuspended", err)
+	}
+	if k := v.Overlay(Key{ID: "key_1", Version: 5}); k.SuspendReason != "too fast again" {
+		t.Fatalf("second trip's reason %q", k.SuspendReason)
+	}
+	v.Written("key_1") // the write failed; an admin reinstates again
+	st.setVersion("key_1", 6, nil)
+	v.Forget("key_1")
+	if _, err := v.Verify(ctx, s1.Reveal(), KindVirtual); err != nil {
+		t.Fatalf("after the second reinstatement: %v", err)
+	}
+}
+
+// TestSuspendTwiceKeepsTheNewestVersion: the server marks a key at once at
+// the version cached for its secrets, then again at the version its tokens
+// run with; a second mark at an older version does not narrow the first.
+func TestSuspendTwiceKeepsTheNewestVersion(t *testing.T) {
+	v, _, clk, _, _, _ := suspendSetup(t)
+	v.Suspend("key_1", 5, "too fast", clk.t)
+	v.Suspend("key_1", 3, "too fast", clk.t)
+	v.Written("key_1") // its write failed: only a newer version lifts it
+	if k := v.Overlay(Key{ID: "key_1", Version: 5}); k.SuspendedAt == nil {
+		t.Fatal("a second mark at an older version lifted the suspension of version 5")
 	}
 }
