@@ -28,6 +28,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"sync"
 	"time"
 
@@ -231,10 +232,7 @@ func (b *Breaker) Run(ctx context.Context, interval time.Duration) {
 // the next round.
 func (b *Breaker) retry(ctx context.Context) {
 	b.mu.Lock()
-	todo := make(map[string]string, len(b.unsaved))
-	for id, reason := range b.unsaved {
-		todo[id] = reason
-	}
+	todo := maps.Clone(b.unsaved)
 	b.mu.Unlock()
 	for id, reason := range todo {
 		b.mu.Lock()

@@ -43,20 +43,8 @@ func (s *DB) LedgerAppend(ctx context.Context, instance string, entries []ledger
 		if err != nil {
 			return err
 		}
-		out = make([]int64, len(entries))
-		kept := make([]ledger.Entry, 0, len(entries))
-		for i, e := range entries {
-			if e.Hold != nil && e.Hold.Refused != nil {
-				out[i] = -1 // a hard budget refused the hold: the call does not start
-				continue
-			}
-			if e.Closes && !claimed[i] {
-				out[i] = -1
-				continue
-			}
-			out[i] = start + int64(len(kept))
-			kept = append(kept, e)
-		}
+		var kept []ledger.Entry
+		out, kept = keptEntries(start, entries, claimed)
 		if len(kept) == 0 {
 			return nil
 		}
@@ -250,6 +238,23 @@ func (s *DB) LedgerAbandoned(ctx context.Context, self string, staleBefore time.
 		out = append(out, oc)
 	}
 	return out, rows.Err()
+}
+
+// keptEntries gives each entry of a batch its index from start, or -1 when it
+// is not appended (a hold a hard budget refused: the call does not start; an
+// end whose request was closed already), and returns the entries appended.
+func keptEntries(start int64, entries []ledger.Entry, claimed []bool) (out []int64, kept []ledger.Entry) {
+	out = make([]int64, len(entries))
+	kept = make([]ledger.Entry, 0, len(entries))
+	for i, e := range entries {
+		if (e.Hold != nil && e.Hold.Refused != nil) || (e.Closes && !claimed[i]) {
+			out[i] = -1
+			continue
+		}
+		out[i] = start + int64(len(kept))
+		kept = append(kept, e)
+	}
+	return out, kept
 }
 
 // ledgerRows are the rows a batch of kept entries adds from index start: the

@@ -146,20 +146,7 @@ func (s *DB) appendPiped(ctx context.Context, p *pipe, instance string, entries 
 			return nil, err
 		}
 	}
-	out := make([]int64, len(entries))
-	kept := make([]ledger.Entry, 0, len(entries))
-	for i, e := range entries {
-		if e.Hold != nil && e.Hold.Refused != nil {
-			out[i] = -1 // a hard budget refused the hold: the call does not start
-			continue
-		}
-		if e.Closes && !claimed[i] {
-			out[i] = -1
-			continue
-		}
-		out[i] = start + int64(len(kept))
-		kept = append(kept, e)
-	}
+	out, kept := keptEntries(start, entries, claimed)
 	if len(kept) > 0 {
 		reader := tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) {
 			// A hash the ledger's cache lacks: read it in the transaction
