@@ -127,6 +127,10 @@ var Dialect = sqlstore.Dialect{
 	DriverCachesStatements: true,
 	// A ledger batch's statements go in two pipelined round trips.
 	Pipeline: pipeline,
+	// A batch that guesses the log's size (and that its holds fit, its
+	// claims are new) is one round trip; the server refuses a wrong guess
+	// with an error (sqlstore/guess.go).
+	Refused: func(err error) bool { return pgCode(err) != "" },
 }
 
 func pgCode(err error) string {

@@ -69,13 +69,16 @@ func (p *pipe) query(read func(Rows) error, query string, args ...any) {
 }
 
 // flush sends what is queued in one round trip.
-func (p *pipe) flush(ctx context.Context) error {
+func (p *pipe) flush(ctx context.Context) error { return p.s.classify(p.send(ctx)) }
+
+// send is flush with the driver's error as it is.
+func (p *pipe) send(ctx context.Context) error {
 	qs := p.qs
 	p.qs = nil
 	if len(qs) == 0 {
 		return nil
 	}
-	return p.s.classify(p.s.d.Pipeline(ctx, p.conn, qs))
+	return p.s.d.Pipeline(ctx, p.conn, qs)
 }
 
 // rollback ends a transaction left open or aborted by a failure. When that
@@ -109,7 +112,15 @@ func (s *DB) ledgerAppendPiped(ctx context.Context, instance string, entries []l
 	}
 	defer conn.Close()
 	p := &pipe{s: s, conn: conn}
-	out, err := s.appendPiped(ctx, p, instance, entries, hashes)
+	out, sent, err := s.appendGuessed(ctx, p, instance, entries, hashes) // one round trip (guess.go)
+	if sent {
+		if err != nil {
+			p.rollback(ctx)
+			return nil, err
+		}
+		return out, nil
+	}
+	out, err = s.appendPiped(ctx, p, instance, entries, hashes)
 	if err != nil {
 		p.rollback(ctx)
 		return nil, err
@@ -185,6 +196,7 @@ func (s *DB) appendPiped(ctx context.Context, p *pipe, instance string, entries 
 		return nil, err
 	}
 	settles.spends(entries)
+	s.noteSize(start + int64(len(kept)))
 	return out, nil
 }
 
@@ -316,28 +328,12 @@ type holdSum struct {
 }
 
 func (s *DB) pipeHolds(p *pipe, entries []ledger.Entry) *pipedHolds {
-	h := &pipedHolds{sums: map[spendRow]*holdSum{}, after: map[spendRow]budget.Spend{}, ok: map[spendRow]*bool{}}
 	for _, e := range entries {
-		if e.Hold == nil {
-			continue
-		}
-		e.Hold.Refused, e.Hold.Spends = nil, nil // a retried transaction starts afresh
-		for _, c := range e.Hold.Reservation.Charges {
-			r := rowOf(c)
-			sm := h.sums[r]
-			if sm == nil {
-				sm = &holdSum{limit: c.Limit}
-				h.sums[r] = sm
-			}
-			sm.amount += e.Hold.Reservation.Amount
-			if c.Hard {
-				if !sm.hard || c.Limit < sm.limit {
-					sm.limit = c.Limit
-				}
-				sm.hard = true
-			}
+		if e.Hold != nil {
+			e.Hold.Refused, e.Hold.Spends = nil, nil // a retried transaction starts afresh
 		}
 	}
+	h := &pipedHolds{sums: holdSums(entries), after: map[spendRow]budget.Spend{}, ok: map[spendRow]*bool{}}
 	h.rows = sortedRows(h.sums)
 	for _, r := range h.rows {
 		p.exec(`INSERT INTO budget_spend (budget_id, period_start, spent, reserved) VALUES (?, ?, 0, 0)

@@ -40,6 +40,11 @@ type Dialect struct {
 	// (pipe.go). Nil: each statement is its own round trip, which costs
 	// nothing on an embedded database.
 	Pipeline func(ctx context.Context, conn *sql.Conn, qs []Queued) error
+	// Refused reports an error the server answered a statement with (the
+	// connection is fine, the transaction is aborted), as opposed to a lost
+	// connection or a cancelled call. Where set, a ledger batch is sent in
+	// one round trip on guesses that the server checks (guess.go); nil: not.
+	Refused func(error) bool
 	// WriteTurn, where the database has one writer at a time (SQLite, whose
 	// transactions all begin IMMEDIATE), makes this process's transactions
 	// take turns in Go, each waiting at most this long for its turn: SQLite's
@@ -60,6 +65,9 @@ type DB struct {
 	wanted  map[string]bool // hot queries a transaction ran unprepared (stmts.go)
 
 	onceCalls atomic.Int64 // Once calls, for sweeping dead rows (dpop.go)
+
+	ledgerNext atomic.Int64 // the log's size after this store's last batch, plus one; 0: unknown (guess.go)
+	guessPause atomic.Int32 // batches left that do not guess, after a miss
 
 	turn chan struct{} // one transaction at a time, when the dialect says so
 }

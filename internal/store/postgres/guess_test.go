@@ -1,0 +1,278 @@
+package postgres_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/gatehouse-gw/gatehouse/internal/budget"
+	"github.com/gatehouse-gw/gatehouse/internal/ledger"
+	"github.com/gatehouse-gw/gatehouse/internal/store/postgres"
+	"github.com/gatehouse-gw/gatehouse/internal/store/postgres/pgtest"
+	"github.com/gatehouse-gw/gatehouse/internal/store/sqlstore"
+)
+
+// hasher is what the ledger's commit gives LedgerAppend: it computes a
+// batch's stored hashes, from its own cache where it can and from the
+// store's reader where it cannot (another replica appended). Like the
+// ledger, it caches the hashes of the last call only once the append
+// succeeded (committed).
+type hasher struct {
+	known, last map[int64]tlog.Hash
+}
+
+func newHasher() *hasher { return &hasher{known: map[int64]tlog.Hash{}} }
+
+func (hh *hasher) committed() {
+	for x, h := range hh.last {
+		hh.known[x] = h
+	}
+}
+
+func (hh *hasher) hashes(start int64, kept []ledger.Entry, r tlog.HashReader) ([][]tlog.Hash, error) {
+	known := hh.known
+	{
+		computed := map[int64]tlog.Hash{}
+		hh.last = computed
+		reader := tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) {
+			out := make([]tlog.Hash, len(idx))
+			for i, x := range idx {
+				if h, ok := computed[x]; ok {
+					out[i] = h
+				} else if h, ok := known[x]; ok {
+					out[i] = h
+				} else {
+					got, err := r.ReadHashes([]int64{x})
+					if err != nil {
+						return nil, err
+					}
+					out[i] = got[0]
+				}
+			}
+			return out, nil
+		})
+		all := make([][]tlog.Hash, len(kept))
+		for i, e := range kept {
+			n := start + int64(i)
+			hs, err := tlog.StoredHashes(n, e.Data, reader)
+			if err != nil {
+				return nil, err
+			}
+			for j, h := range hs {
+				computed[tlog.StoredHashCount(n)+int64(j)] = h
+			}
+			all[i] = hs
+		}
+		return all, nil
+	}
+}
+
+// checkLog recomputes every stored hash of the log from its entries and
+// compares: a batch written at a wrong index, with hashes of a wrong size,
+// or with a gap, fails it.
+func checkLog(t *testing.T, ctx context.Context, db *sqlstore.DB, want int64) {
+	t.Helper()
+	size, err := db.LedgerSize(ctx)
+	if err != nil || size != want {
+		t.Fatalf("log size %d (%v), want %d", size, err, want)
+	}
+	data, err := db.LedgerEntries(ctx, 0, size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mine []tlog.Hash
+	reader := tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) {
+		out := make([]tlog.Hash, len(idx))
+		for i, x := range idx {
+			out[i] = mine[x]
+		}
+		return out, nil
+	})
+	for n, d := range data {
+		hs, err := tlog.StoredHashes(int64(n), d, reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mine = append(mine, hs...)
+	}
+	idx := make([]int64, len(mine))
+	for i := range idx {
+		idx[i] = int64(i)
+	}
+	stored, err := db.LedgerHashes(ctx, idx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range mine {
+		if stored[i] != mine[i] {
+			t.Fatalf("stored hash %d differs from the one its entries give", i)
+		}
+	}
+}
+
+// TestLedgerBatchOneRoundTrip: a batch of plain records or of start
+// entries with holds is one round trip, BEGIN to COMMIT, once the store
+// knows the log's size from its own last batch (sqlstore/guess.go). One
+// more is allowed for database/sql's ping of a connection idle for a second.
+func TestLedgerBatchOneRoundTrip(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var trips postgres.PoolHealth
+	db, err := postgres.OpenWith(ctx, pgtest.DSN(t), postgres.Options{MaxOpenConns: 1, MinOpenConns: 1, StatementCache: -1, Health: &trips})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	hh := newHasher()
+	hashes := func(start int64, kept []ledger.Entry, r tlog.HashReader) ([][]tlog.Hash, error) {
+		defer hh.committed() // one store, no misses: every try commits
+		return hh.hashes(start, kept, r)
+	}
+	charges := []budget.Charge{
+		{BudgetID: "bud_key", PeriodStart: 1, Limit: 1 << 40, Hard: true},
+		{BudgetID: "bud_org", PeriodStart: 1, Limit: 1 << 40, Hard: false},
+	}
+	if _, err := db.LedgerAppend(ctx, "gw.1", []ledger.Entry{{Data: []byte("first"), RequestID: "req_first"}}, hashes); err != nil {
+		t.Fatal(err) // learns the size
+	}
+	total := int64(1)
+	for round := range 3 {
+		for _, kind := range []string{"plain", "starts"} {
+			var es []ledger.Entry
+			for i := range 37 {
+				id := fmt.Sprintf("req_%s_%d_%d", kind, round, i)
+				e := ledger.Entry{Data: []byte(kind + " " + id), RequestID: id}
+				if kind == "starts" {
+					e.Opens = true
+					e.Hold = &ledger.Hold{Reservation: budget.Reservation{ID: id, Instance: "gw.1", Amount: 10, Charges: charges, CreatedAt: time.Now()}}
+				}
+				es = append(es, e)
+			}
+			before := trips.RoundTrips()
+			idx, err := db.LedgerAppend(ctx, "gw.1", es, hashes)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := trips.RoundTrips() - before
+			t.Logf("%s, round %d: %d round trips", kind, round, got)
+			if got > 2 {
+				t.Errorf("a batch of %s took %d round trips, want 1", kind, got)
+			}
+			for i, x := range idx {
+				if x != total+int64(i) {
+					t.Fatalf("entry %d at index %d, want %d", i, x, total+int64(i))
+				}
+				if e := es[i]; e.Hold != nil && (e.Hold.Refused != nil || len(e.Hold.Spends) != 2) {
+					t.Fatalf("hold %d: refused %v, %d spends", i, e.Hold.Refused, len(e.Hold.Spends))
+				}
+			}
+			total += int64(len(es))
+		}
+	}
+	checkLog(t, ctx, db, total)
+	sp, err := db.Spend(ctx, charges)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range sp {
+		if s.Reserved != 3*37*10 {
+			t.Errorf("%s: reserved %d, want %d", s.BudgetID, s.Reserved, 3*37*10)
+		}
+	}
+}
+
+// TestLedgerBatchGuessMissed: every guess of the one-round-trip batch
+// wrong in turn: another replica appended (the size moved), a hard budget
+// no longer takes the batch's holds (another replica spent), a request
+// closed already. The server refuses the batch, nothing of it is written,
+// and the two-round-trip path decides as before: the log stays whole, the
+// refused hold and the second end are dropped, the counters hold what was
+// kept.
+func TestLedgerBatchGuessMissed(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	dsn := pgtest.DSN(t)
+	a, err := postgres.OpenWith(ctx, dsn, postgres.Options{MaxOpenConns: 1, MinOpenConns: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := postgres.OpenWith(ctx, dsn, postgres.Options{MaxOpenConns: 1, MinOpenConns: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	ha, hb := newHasher(), newHasher()
+	var total int64
+	appendTo := func(db *sqlstore.DB, h *hasher, es ...ledger.Entry) []int64 {
+		t.Helper()
+		idx, err := db.LedgerAppend(ctx, "gw", es, h.hashes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.committed()
+		for _, x := range idx {
+			if x >= 0 {
+				total++
+			}
+		}
+		return idx
+	}
+	plain := func(id string) ledger.Entry { return ledger.Entry{Data: []byte("record " + id), RequestID: id} }
+
+	// The size moved: b appends between a's batches, several times over
+	// (after a miss a pauses its guesses, then guesses again).
+	for i := range 40 {
+		appendTo(a, ha, plain(fmt.Sprintf("a%d", i)), plain(fmt.Sprintf("a%d'", i)))
+		if i%3 == 0 {
+			appendTo(b, hb, plain(fmt.Sprintf("b%d", i)))
+		}
+	}
+	checkLog(t, ctx, a, total)
+
+	// A hard budget that another replica filled: a's memory admitted the
+	// holds, the store refuses the second.
+	hard := []budget.Charge{{BudgetID: "bud_hard", PeriodStart: 1, Limit: 100, Hard: true}}
+	hold := func(id string, amount int64) ledger.Entry {
+		return ledger.Entry{Data: []byte("start " + id), RequestID: id, Opens: true,
+			Hold: &ledger.Hold{Reservation: budget.Reservation{ID: id, Instance: "gw", Amount: amount, Charges: hard, CreatedAt: time.Now()}}}
+	}
+	for range guessMissPause + 1 { // past a's pause: the next batch guesses
+		appendTo(a, ha, plain("x"))
+	}
+	appendTo(b, hb, hold("req_b", 50))
+	es := []ledger.Entry{hold("req_a1", 40), hold("req_a2", 40)}
+	idx := appendTo(a, ha, es...)
+	if idx[0] < 0 || idx[1] >= 0 || es[1].Hold.Refused == nil {
+		t.Fatalf("indexes %v, refusal %v: want the first hold kept and the second refused", idx, es[1].Hold.Refused)
+	}
+	var ierr *budget.InsufficientError
+	if !errors.As(es[1].Hold.Refused, &ierr) || ierr.Remaining != 10 {
+		t.Fatalf("refusal %+v, want 10 remaining", es[1].Hold.Refused)
+	}
+	sp, err := a.Spend(ctx, hard)
+	if err != nil || sp[0].Reserved != 90 {
+		t.Fatalf("reserved %+v (%v), want 90", sp, err)
+	}
+
+	// A request closed already: the second end is dropped.
+	for range guessMissPause + 1 {
+		appendTo(a, ha, plain("y"))
+	}
+	end := func(id string) ledger.Entry {
+		return ledger.Entry{Data: []byte("end " + id), RequestID: id, Closes: true}
+	}
+	appendTo(b, hb, end("req_a1"))
+	idx = appendTo(a, ha, end("req_a1"), plain("z"))
+	if idx[0] >= 0 || idx[1] < 0 {
+		t.Fatalf("indexes %v: want the second end dropped, the record kept", idx)
+	}
+	checkLog(t, ctx, a, total)
+}
+
+// guessMissPause mirrors sqlstore's: batches that do not guess after a miss.
+const guessMissPause = 16
