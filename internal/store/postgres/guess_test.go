@@ -241,10 +241,10 @@ func TestLedgerBatchGuessMissed(t *testing.T) {
 		return ledger.Entry{Data: []byte("start " + id), RequestID: id, Opens: true,
 			Hold: &ledger.Hold{Reservation: budget.Reservation{ID: id, Instance: "gw", Amount: amount, Charges: hard, CreatedAt: time.Now()}}}
 	}
-	for range guessMissPause + 1 { // past a's pause: the next batch guesses
+	appendTo(b, hb, hold("req_b", 50))
+	for range guessMissPause + 2 { // a misses the size once, pauses, then guesses right again
 		appendTo(a, ha, plain("x"))
 	}
-	appendTo(b, hb, hold("req_b", 50))
 	es := []ledger.Entry{hold("req_a1", 40), hold("req_a2", 40)}
 	idx := appendTo(a, ha, es...)
 	if idx[0] < 0 || idx[1] >= 0 || es[1].Hold.Refused == nil {
@@ -260,13 +260,13 @@ func TestLedgerBatchGuessMissed(t *testing.T) {
 	}
 
 	// A request closed already: the second end is dropped.
-	for range guessMissPause + 1 {
-		appendTo(a, ha, plain("y"))
-	}
 	end := func(id string) ledger.Entry {
 		return ledger.Entry{Data: []byte("end " + id), RequestID: id, Closes: true}
 	}
 	appendTo(b, hb, end("req_a1"))
+	for range guessMissPause + 2 {
+		appendTo(a, ha, plain("y"))
+	}
 	idx = appendTo(a, ha, end("req_a1"), plain("z"))
 	if idx[0] >= 0 || idx[1] < 0 {
 		t.Fatalf("indexes %v: want the second end dropped, the record kept", idx)
