@@ -15,8 +15,8 @@ import (
 	"github.com/gatehouse-gw/gatehouse/internal/usage"
 )
 
-// TestLedgerBatchRoundTrips holds a ledger batch to two round trips to the
-// server, BEGIN and COMMIT included, whatever it carries: plain records,
+// TestLedgerBatchRoundTrips holds a ledger batch to at most two round trips
+// to the server, BEGIN and COMMIT included, whatever it carries: plain records,
 // start entries with holds on three budgets, end entries with settlements
 // and usage rows. Each statement was a round trip of its own before (11, 23
 // and 21 for these batches), and a batch holds the log's lock for all of
@@ -26,7 +26,8 @@ import (
 // (so 4 for a new shape, 2 once the shapes are known); and
 // database/sql pings a connection that was idle for over a second before
 // handing it out (pgx's ResetSession), one more round trip that a loaded
-// machine can put before any batch.
+// machine can put before any batch. Plain and start batches take one once
+// the store knows the log's size (guess_test.go holds that).
 func TestLedgerBatchRoundTrips(t *testing.T) {
 	t.Run("cache off", func(t *testing.T) { testLedgerBatchRoundTrips(t, -1, 2) })
 	t.Run("cache on", func(t *testing.T) { testLedgerBatchRoundTrips(t, 0, 4) })

@@ -36,7 +36,9 @@ import (
 // adds a statement on the plain path: a split (a hard row refuses a
 // batch's sum, then holds go one by one), a stored hash that the ledger's
 // cache lacks (another replica appended since), a closing entry that also
-// carries a hold. All are rare on the hot path.
+// carries a hold. All are rare on the hot path. A batch that settles no
+// hold is first tried in one round trip, on guesses the server checks
+// (guess.go).
 
 // Rows is what a pipelined statement's reader sees: its rows, once.
 type Rows interface {
