@@ -34,7 +34,9 @@ Environment:
   GATEHOUSE_LISTEN, GATEHOUSE_ADMIN_LISTEN, GATEHOUSE_DATA_DIR, GATEHOUSE_DATABASE,
   GATEHOUSE_KEK_FILE, GATEHOUSE_KEK (base64 of 32 bytes; wins over the file),
   GATEHOUSE_MAX_BODY_BYTES, GATEHOUSE_UPSTREAM_TIMEOUT, GATEHOUSE_LOG_LEVEL,
-  GATEHOUSE_LOG_FORMAT`,
+  GATEHOUSE_LOG_FORMAT, GATEHOUSE_MEMORY_LIMIT
+  GOMEMLIMIT, GOGC: Go's own; when either is set, memory_limit (default 32MiB)
+  is not applied`,
 		flags: func(fs *flag.FlagSet, o *opts) {
 			o.bool(fs, "dev", "development mode: temporary store, simulated provider, printed keys")
 			o.str(fs, "dev-admin-key", "", "with --dev: use this admin key instead of a random one: 16+ characters not starting with gka_ or gk_, or a valid admin key")
@@ -87,6 +89,10 @@ func runServe(ctx context.Context, e *Env, o *opts, args []string) error {
 		return err
 	}
 	log := newLogger(e, cfg)
+	if n, restore := server.ApplyMemoryLimit(cfg, e.Getenv); n > 0 {
+		defer restore()
+		log.Debug("Go soft memory limit", "bytes", n)
+	}
 
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
