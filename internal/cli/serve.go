@@ -89,13 +89,16 @@ func runServe(ctx context.Context, e *Env, o *opts, args []string) error {
 		return err
 	}
 	log := newLogger(e, cfg)
-	if n, restore := server.ApplyMemoryLimit(cfg, e.Getenv); n > 0 {
-		defer restore()
-		log.Debug("Go soft memory limit", "bytes", n)
-	}
 
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if ml := server.NewMemoryLimit(cfg, e.Getenv, log); ml != nil {
+		log.Debug("Go soft memory limit", "bytes", ml.Apply())
+		mlCtx, stopML := context.WithCancel(ctx)
+		mlDone := make(chan struct{})
+		go func() { ml.Run(mlCtx); close(mlDone) }()
+		defer func() { stopML(); <-mlDone; ml.Restore() }()
+	}
 	srv, err := server.Open(ctx, cfg, log)
 	if err != nil {
 		return err

@@ -1,30 +1,46 @@
 package server
 
 import (
+	"bytes"
+	"context"
+	"log/slog"
 	"math"
+	"runtime"
 	"runtime/debug"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/config"
 )
 
-func TestApplyMemoryLimit(t *testing.T) {
-	env := func(kv ...string) func(string) string {
-		return func(k string) string {
-			for i := 0; i+1 < len(kv); i += 2 {
-				if kv[i] == k {
-					return kv[i+1]
-				}
+func env(kv ...string) func(string) string {
+	return func(k string) string {
+		for i := 0; i+1 < len(kv); i += 2 {
+			if kv[i] == k {
+				return kv[i+1]
 			}
-			return ""
 		}
+		return ""
 	}
+}
+
+// fakeLimit swaps the runtime for a variable and a fixed live heap.
+func fakeLimit(m *MemoryLimit, live uint64) *int64 {
+	cur := int64(math.MaxInt64)
+	m.set = func(n int64) int64 { prev := cur; cur = n; return prev }
+	m.live = func() uint64 { return live }
+	return &cur
+}
+
+func TestMemoryLimitOnlyWhenUnset(t *testing.T) {
 	cfg := func(limit string) config.Config { c := config.Default(); c.MemoryLimit = limit; return c }
+	log := slog.New(slog.DiscardHandler)
 	for _, tc := range []struct {
 		name string
 		cfg  config.Config
 		env  func(string) string
-		want int64
+		want int64 // 0: left alone
 	}{
 		{"default", config.Default(), env(), 32 << 20},
 		{"configured", cfg("256MiB"), env(), 256 << 20},
@@ -34,37 +50,75 @@ func TestApplyMemoryLimit(t *testing.T) {
 		{"GOGC off", cfg("256MiB"), env(EnvGOGC, "off"), 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cur := int64(math.MaxInt64)
-			calls := 0
-			set := func(n int64) int64 { calls++; prev := cur; cur = n; return prev }
-			got, restore := applyMemoryLimit(tc.cfg, tc.env, set)
-			if got != tc.want {
-				t.Fatalf("applied %d, want %d", got, tc.want)
+			m := NewMemoryLimit(tc.cfg, tc.env, log)
+			if tc.want == 0 {
+				if m != nil {
+					t.Fatalf("a limit of %d would be applied; want the runtime left alone", m.limit)
+				}
+				return
 			}
-			if tc.want == 0 && calls != 0 {
-				t.Fatalf("the runtime's limit was touched (%d calls) though it should be left alone", calls)
+			if m == nil {
+				t.Fatal("no limit")
 			}
-			if tc.want != 0 && cur != tc.want {
-				t.Fatalf("limit is %d, want %d", cur, tc.want)
+			cur := fakeLimit(m, 1<<20)
+			if got := m.Apply(); got != tc.want || *cur != tc.want {
+				t.Fatalf("applied %d (runtime %d), want %d", got, *cur, tc.want)
 			}
-			restore()
-			if cur != math.MaxInt64 {
-				t.Fatalf("restore left the limit at %d", cur)
+			m.Restore()
+			if *cur != math.MaxInt64 {
+				t.Fatalf("restore left the limit at %d", *cur)
 			}
 		})
 	}
 }
 
-// TestApplyMemoryLimitRuntime checks the real runtime setting moves and comes back.
-func TestApplyMemoryLimitRuntime(t *testing.T) {
+// TestMemoryLimitLifted: a live heap past half the limit lifts it (the
+// collector would otherwise run without pause); one below leaves it.
+func TestMemoryLimitLifted(t *testing.T) {
+	var logs bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	m := NewMemoryLimit(config.Default(), env(), log)
+	cur := fakeLimit(m, 15<<20)
+	m.Apply()
+	if m.check() || *cur != 32<<20 {
+		t.Fatalf("15 MiB live of 32 MiB: limit now %d", *cur)
+	}
+	m.live = func() uint64 { return 17 << 20 }
+	m.Interval = time.Millisecond
+	done := make(chan struct{})
+	go func() { m.Run(context.Background()); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not lift the limit")
+	}
+	if *cur != math.MaxInt64 {
+		t.Fatalf("17 MiB live of 32 MiB: limit %d, want lifted", *cur)
+	}
+	if !strings.Contains(logs.String(), "memory_limit is below twice the live heap") {
+		t.Fatalf("no warning: %q", logs.String())
+	}
+	m.Restore() // back to what Apply found
+	if *cur != math.MaxInt64 {
+		t.Fatalf("restore: %d", *cur)
+	}
+}
+
+// TestMemoryLimitRuntime checks the real runtime setting moves and comes back.
+func TestMemoryLimitRuntime(t *testing.T) {
 	before := debug.SetMemoryLimit(-1)
-	n, restore := ApplyMemoryLimit(config.Default(), func(string) string { return "" })
-	if got := debug.SetMemoryLimit(-1); n != 32<<20 || got != 32<<20 {
-		restore()
+	m := NewMemoryLimit(config.Default(), env(), slog.New(slog.DiscardHandler))
+	n := m.Apply()
+	got := debug.SetMemoryLimit(-1)
+	m.Restore()
+	if n != 32<<20 || got != 32<<20 {
 		t.Fatalf("applied %d, runtime limit %d; want 32MiB", n, got)
 	}
-	restore()
 	if got := debug.SetMemoryLimit(-1); got != before {
 		t.Fatalf("after restore the limit is %d, want %d", got, before)
+	}
+	runtime.GC() // the live heap is known after a collection
+	if liveHeap() == 0 {
+		t.Fatal("/gc/heap/live:bytes reads 0")
 	}
 }
