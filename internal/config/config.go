@@ -64,7 +64,7 @@ type Config struct {
 	AllowUnboundedCost bool `yaml:"allow_unbounded_cost"`
 
 	// MemoryLimit is the Go runtime's soft memory limit for `gatehouse
-	// serve` ("32MiB" by default, "off" for none); GOMEMLIMIT, when set,
+	// serve` ("24MiB" by default, "off" for none); GOMEMLIMIT, when set,
 	// wins (memory.go).
 	MemoryLimit string `yaml:"memory_limit"`
 

@@ -10,7 +10,7 @@ import (
 // limit for `gatehouse serve` when GOMEMLIMIT is not set (docs/operations.md,
 // "Memory"). It bounds the runtime's own memory (heap, stacks, its metadata),
 // not the executable's mapped pages nor SQLite's page cache.
-const DefaultMemoryLimit = "32MiB"
+const DefaultMemoryLimit = "24MiB"
 
 // minMemoryLimit is the smallest memory_limit accepted: below it the heap of
 // an idle gateway alone would keep the collector running without pause.

@@ -42,7 +42,7 @@ func TestMemoryLimitOnlyWhenUnset(t *testing.T) {
 		env  func(string) string
 		want int64 // 0: left alone
 	}{
-		{"default", config.Default(), env(), 32 << 20},
+		{"default", config.Default(), env(), 24 << 20},
 		{"configured", cfg("256MiB"), env(), 256 << 20},
 		{"off", cfg("off"), env(), 0},
 		{"GOMEMLIMIT set", config.Default(), env(EnvGoMemLimit, "1GiB"), 0},
@@ -78,12 +78,12 @@ func TestMemoryLimitLifted(t *testing.T) {
 	var logs bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	m := NewMemoryLimit(config.Default(), env(), log)
-	cur := fakeLimit(m, 15<<20)
+	cur := fakeLimit(m, 11<<20)
 	m.Apply()
-	if m.check() || *cur != 32<<20 {
-		t.Fatalf("15 MiB live of 32 MiB: limit now %d", *cur)
+	if m.check() || *cur != 24<<20 {
+		t.Fatalf("11 MiB live of 24 MiB: limit now %d", *cur)
 	}
-	m.live = func() uint64 { return 17 << 20 }
+	m.live = func() uint64 { return 13 << 20 }
 	m.Interval = time.Millisecond
 	done := make(chan struct{})
 	go func() { m.Run(context.Background()); close(done) }()
@@ -93,7 +93,7 @@ func TestMemoryLimitLifted(t *testing.T) {
 		t.Fatal("Run did not lift the limit")
 	}
 	if *cur != math.MaxInt64 {
-		t.Fatalf("17 MiB live of 32 MiB: limit %d, want lifted", *cur)
+		t.Fatalf("13 MiB live of 24 MiB: limit %d, want lifted", *cur)
 	}
 	if !strings.Contains(logs.String(), "memory_limit is below twice the live heap") {
 		t.Fatalf("no warning: %q", logs.String())
@@ -111,8 +111,8 @@ func TestMemoryLimitRuntime(t *testing.T) {
 	n := m.Apply()
 	got := debug.SetMemoryLimit(-1)
 	m.Restore()
-	if n != 32<<20 || got != 32<<20 {
-		t.Fatalf("applied %d, runtime limit %d; want 32MiB", n, got)
+	if n != 24<<20 || got != 24<<20 {
+		t.Fatalf("applied %d, runtime limit %d; want 24MiB", n, got)
 	}
 	if got := debug.SetMemoryLimit(-1); got != before {
 		t.Fatalf("after restore the limit is %d, want %d", got, before)
