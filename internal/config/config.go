@@ -64,8 +64,8 @@ type Config struct {
 	AllowUnboundedCost bool `yaml:"allow_unbounded_cost"`
 
 	// MemoryLimit is the Go runtime's soft memory limit for `gatehouse
-	// serve` ("24MiB" by default, "off" for none); GOMEMLIMIT, when set,
-	// wins (memory.go).
+	// serve` ("24MiB" by default, "off" for none); GOMEMLIMIT or GOGC, when set,
+	// win (memory.go).
 	MemoryLimit string `yaml:"memory_limit"`
 
 	Store          Store    `yaml:"store"` // pool size and deadlines (store.go)
