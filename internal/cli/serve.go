@@ -34,7 +34,9 @@ Environment:
   GATEHOUSE_LISTEN, GATEHOUSE_ADMIN_LISTEN, GATEHOUSE_DATA_DIR, GATEHOUSE_DATABASE,
   GATEHOUSE_KEK_FILE, GATEHOUSE_KEK (base64 of 32 bytes; wins over the file),
   GATEHOUSE_MAX_BODY_BYTES, GATEHOUSE_UPSTREAM_TIMEOUT, GATEHOUSE_LOG_LEVEL,
-  GATEHOUSE_LOG_FORMAT`,
+  GATEHOUSE_LOG_FORMAT, GATEHOUSE_MEMORY_LIMIT
+  GOMEMLIMIT, GOGC: Go's own; when either is set, memory_limit (default 24MiB)
+  is not applied`,
 		flags: func(fs *flag.FlagSet, o *opts) {
 			o.bool(fs, "dev", "development mode: temporary store, simulated provider, printed keys")
 			o.str(fs, "dev-admin-key", "", "with --dev: use this admin key instead of a random one: 16+ characters not starting with gka_ or gk_, or a valid admin key")
@@ -90,6 +92,13 @@ func runServe(ctx context.Context, e *Env, o *opts, args []string) error {
 
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if ml := server.NewMemoryLimit(cfg, e.Getenv, log); ml != nil {
+		log.Debug("Go soft memory limit", "bytes", ml.Apply())
+		mlCtx, stopML := context.WithCancel(ctx)
+		mlDone := make(chan struct{})
+		go func() { ml.Run(mlCtx); close(mlDone) }()
+		defer func() { stopML(); <-mlDone; ml.Restore() }()
+	}
 	srv, err := server.Open(ctx, cfg, log)
 	if err != nil {
 		return err

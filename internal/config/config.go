@@ -63,6 +63,11 @@ type Config struct {
 	// files, audio…): such calls can overshoot the budget. Default off.
 	AllowUnboundedCost bool `yaml:"allow_unbounded_cost"`
 
+	// MemoryLimit is the Go runtime's soft memory limit for `gatehouse
+	// serve` ("24MiB" by default, "off" for none); GOMEMLIMIT or GOGC, when set,
+	// win (memory.go).
+	MemoryLimit string `yaml:"memory_limit"`
+
 	Store          Store    `yaml:"store"` // pool size and deadlines (store.go)
 	Breaker        Breaker  `yaml:"breaker"`
 	Ledger         Ledger   `yaml:"ledger"`
@@ -198,6 +203,7 @@ func Default() Config {
 		ConfigPollInterval:     Duration(2 * time.Second),
 		ShutdownTimeout:        Duration(30 * time.Second),
 		DefaultMaxOutputTokens: 32768,
+		MemoryLimit:            DefaultMemoryLimit,
 		InstanceTimeout:        Duration(20 * time.Second),
 		PolicyTimeZone:         "UTC",
 		Tokens:                 Tokens{Issuer: "gatehouse", TTL: Duration(15 * time.Minute)},
@@ -254,6 +260,7 @@ var Env = []struct{ Name, Help string }{
 	{"GATEHOUSE_ALERT_WEBHOOK_SECRET", "HMAC secret that signs alert webhooks"},
 	{"GATEHOUSE_TRUSTED_PROXIES", "comma-separated CIDRs of the proxies in front of the gateway (with trust_proxy_headers)"},
 	{"GATEHOUSE_METRICS_TOKEN", "bearer token a /metrics scrape must present (wins over metrics.token_file)"},
+	{"GATEHOUSE_MEMORY_LIMIT", "Go's soft memory limit for serve (e.g. 64MiB, or off); GOMEMLIMIT or GOGC, when set, win"},
 }
 
 // LoadEnv overlays GATEHOUSE_* variables onto c.
@@ -272,6 +279,7 @@ func (c *Config) LoadEnv(getenv func(string) string) error {
 	set("GATEHOUSE_LOG_FORMAT", &c.LogFormat)
 	set("GATEHOUSE_ALERT_WEBHOOK_URL", &c.AlertWebhookURL)
 	set("GATEHOUSE_REDIS_URL", &c.RedisURL)
+	set("GATEHOUSE_MEMORY_LIMIT", &c.MemoryLimit)
 	if v := getenv("GATEHOUSE_TRUSTED_PROXIES"); v != "" {
 		c.TrustedProxies = strings.Split(v, ",")
 	}
@@ -356,6 +364,9 @@ func (c *Config) Validate() error {
 	}
 	if c.DefaultMaxOutputTokens <= 0 {
 		errs = append(errs, errors.New("default_max_output_tokens must be positive"))
+	}
+	if err := c.validateMemoryLimit(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.AlertWebhookURL != "" && !strings.HasPrefix(c.AlertWebhookURL, "https://") && !strings.HasPrefix(c.AlertWebhookURL, "http://") {
 		errs = append(errs, fmt.Errorf("alert_webhook_url %q: want an http(s) URL", c.AlertWebhookURL))

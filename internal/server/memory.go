@@ -1,0 +1,101 @@
+package server
+
+import (
+	"context"
+	"log/slog"
+	"math"
+	"runtime/debug"
+	"runtime/metrics"
+	"time"
+
+	"github.com/gatehouse-gw/gatehouse/internal/config"
+)
+
+// EnvGoMemLimit and EnvGOGC are the Go runtime's own settings. When the
+// operator sets either, the runtime already applies it and memory_limit
+// leaves the collector alone.
+const (
+	EnvGoMemLimit = "GOMEMLIMIT"
+	EnvGOGC       = "GOGC"
+)
+
+// MemoryLimit is the soft memory limit `gatehouse serve` gives the Go
+// runtime (memory_limit; docs/operations.md, "Memory"). It is process-wide,
+// so only serve applies it: a process that embeds servers (tests) keeps its
+// own.
+//
+// A soft limit below what the live heap needs makes the collector run
+// without pause (Go caps it at about half the CPU): Run watches the live heap
+// and lifts the limit, once and with a warning, when the live heap passes
+// half of it, so that a large deployment on the default keeps Go's usual
+// pacing (GOGC=100) instead of being starved of CPU by the collector.
+type MemoryLimit struct {
+	limit    int64
+	prev     int64
+	set      func(int64) int64
+	live     func() uint64
+	log      *slog.Logger
+	Interval time.Duration // how often Run reads the live heap (default 5 s)
+}
+
+// NewMemoryLimit returns the limit cfg asks for, or nil when memory_limit is
+// off or the environment sets GOMEMLIMIT or GOGC (the operator tuned the
+// collector: theirs wins).
+func NewMemoryLimit(cfg config.Config, getenv func(string) string, log *slog.Logger) *MemoryLimit {
+	if getenv(EnvGoMemLimit) != "" || getenv(EnvGOGC) != "" {
+		return nil
+	}
+	n, err := config.ParseMemoryLimit(cfg.MemoryLimit)
+	if err != nil || n == 0 { // Validate has rejected a bad value already
+		return nil
+	}
+	return &MemoryLimit{limit: n, set: debug.SetMemoryLimit, live: liveHeap, log: log, Interval: 5 * time.Second}
+}
+
+// Apply sets the runtime's limit and returns it.
+func (m *MemoryLimit) Apply() int64 {
+	m.prev = m.set(m.limit)
+	return m.limit
+}
+
+// Restore puts back the limit Apply replaced.
+func (m *MemoryLimit) Restore() { m.set(m.prev) }
+
+// Run lifts the limit when the live heap passes half of it, then returns; it
+// also returns when ctx ends.
+func (m *MemoryLimit) Run(ctx context.Context) {
+	t := time.NewTicker(m.Interval)
+	defer t.Stop()
+	for {
+		if m.check() {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// check lifts the limit if the live heap needs it, and reports whether it did.
+func (m *MemoryLimit) check() bool {
+	live := m.live()
+	if live <= uint64(m.limit)/2 {
+		return false
+	}
+	m.set(math.MaxInt64)
+	m.log.Warn("memory_limit is below twice the live heap: lifted until restart, so that the collector does not run without pause; raise memory_limit or set it off (docs/operations.md, Memory)",
+		"memory_limit_bytes", m.limit, "live_heap_bytes", live)
+	return true
+}
+
+// liveHeap is the heap the last collection found live (0 before the first).
+func liveHeap() uint64 {
+	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindUint64 {
+		return 0
+	}
+	return s[0].Value.Uint64()
+}

@@ -1,0 +1,124 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"math"
+	"runtime"
+	"runtime/debug"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gatehouse-gw/gatehouse/internal/config"
+)
+
+func env(kv ...string) func(string) string {
+	return func(k string) string {
+		for i := 0; i+1 < len(kv); i += 2 {
+			if kv[i] == k {
+				return kv[i+1]
+			}
+		}
+		return ""
+	}
+}
+
+// fakeLimit swaps the runtime for a variable and a fixed live heap.
+func fakeLimit(m *MemoryLimit, live uint64) *int64 {
+	cur := int64(math.MaxInt64)
+	m.set = func(n int64) int64 { prev := cur; cur = n; return prev }
+	m.live = func() uint64 { return live }
+	return &cur
+}
+
+func TestMemoryLimitOnlyWhenUnset(t *testing.T) {
+	cfg := func(limit string) config.Config { c := config.Default(); c.MemoryLimit = limit; return c }
+	log := slog.New(slog.DiscardHandler)
+	for _, tc := range []struct {
+		name string
+		cfg  config.Config
+		env  func(string) string
+		want int64 // 0: left alone
+	}{
+		{"default", config.Default(), env(), 24 << 20},
+		{"configured", cfg("256MiB"), env(), 256 << 20},
+		{"off", cfg("off"), env(), 0},
+		{"GOMEMLIMIT set", config.Default(), env(EnvGoMemLimit, "1GiB"), 0},
+		{"GOGC set", config.Default(), env(EnvGOGC, "200"), 0},
+		{"GOGC off", cfg("256MiB"), env(EnvGOGC, "off"), 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := NewMemoryLimit(tc.cfg, tc.env, log)
+			if tc.want == 0 {
+				if m != nil {
+					t.Fatalf("a limit of %d would be applied; want the runtime left alone", m.limit)
+				}
+				return
+			}
+			if m == nil {
+				t.Fatal("no limit")
+			}
+			cur := fakeLimit(m, 1<<20)
+			if got := m.Apply(); got != tc.want || *cur != tc.want {
+				t.Fatalf("applied %d (runtime %d), want %d", got, *cur, tc.want)
+			}
+			m.Restore()
+			if *cur != math.MaxInt64 {
+				t.Fatalf("restore left the limit at %d", *cur)
+			}
+		})
+	}
+}
+
+// TestMemoryLimitLifted: a live heap past half the limit lifts it (the
+// collector would otherwise run without pause); one below leaves it.
+func TestMemoryLimitLifted(t *testing.T) {
+	var logs bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	m := NewMemoryLimit(config.Default(), env(), log)
+	cur := fakeLimit(m, 11<<20)
+	m.Apply()
+	if m.check() || *cur != 24<<20 {
+		t.Fatalf("11 MiB live of 24 MiB: limit now %d", *cur)
+	}
+	m.live = func() uint64 { return 13 << 20 }
+	m.Interval = time.Millisecond
+	done := make(chan struct{})
+	go func() { m.Run(context.Background()); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not lift the limit")
+	}
+	if *cur != math.MaxInt64 {
+		t.Fatalf("13 MiB live of 24 MiB: limit %d, want lifted", *cur)
+	}
+	if !strings.Contains(logs.String(), "memory_limit is below twice the live heap") {
+		t.Fatalf("no warning: %q", logs.String())
+	}
+	m.Restore() // back to what Apply found
+	if *cur != math.MaxInt64 {
+		t.Fatalf("restore: %d", *cur)
+	}
+}
+
+// TestMemoryLimitRuntime checks the real runtime setting moves and comes back.
+func TestMemoryLimitRuntime(t *testing.T) {
+	before := debug.SetMemoryLimit(-1)
+	m := NewMemoryLimit(config.Default(), env(), slog.New(slog.DiscardHandler))
+	n := m.Apply()
+	got := debug.SetMemoryLimit(-1)
+	m.Restore()
+	if n != 24<<20 || got != 24<<20 {
+		t.Fatalf("applied %d, runtime limit %d; want 24MiB", n, got)
+	}
+	if got := debug.SetMemoryLimit(-1); got != before {
+		t.Fatalf("after restore the limit is %d, want %d", got, before)
+	}
+	runtime.GC() // the live heap is known after a collection
+	if liveHeap() == 0 {
+		t.Fatal("/gc/heap/live:bytes reads 0")
+	}
+}
