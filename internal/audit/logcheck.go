@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -25,12 +26,16 @@ type LogVerifier struct {
 	Store FindingStore
 	Now   func() time.Time
 
-	prev     *ledger.State // the last verified tree: a later one must contain it
+	mu       sync.Mutex    // checks take turns (the schedule and CheckLog)
+	prev     *ledger.State // the last verified tree: a later one must contain it; under mu
 	failures atomic.Int64  // checks in this process that found the log did not verify
 }
 
-// Check verifies the log once and stores the outcome.
+// Check verifies the log once and stores the outcome. Concurrent checks (the
+// schedule's and an on-demand one) take turns.
 func (v *LogVerifier) Check(ctx context.Context) (LogCheck, error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
 	now := time.Now
 	if v.Now != nil {
 		now = v.Now

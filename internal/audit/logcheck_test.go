@@ -182,3 +182,39 @@ func mustExec(t *testing.T, db *sqlstore.DB, q string, args ...any) {
 		t.Fatal(err)
 	}
 }
+
+// TestLogVerifierConcurrentChecks: the schedule and an on-demand check
+// (Server.CheckLog) may run at once; they take turns (under -race the old
+// code raced on the remembered tree) and both pass.
+func TestLogVerifierConcurrentChecks(t *testing.T) {
+	ctx := context.Background()
+	db := openStore(t)
+	skey, _ := ledger.GenerateKey("check.example/log")
+	lg, err := ledger.New(db, "t", skey, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := ledger.Record{Kind: ledger.KindAdmin, Time: time.Now(), RequestID: "r0", Action: "test"}
+	if _, err := lg.Append(ctx, ledger.Entry{Data: r.Marshal(), RequestID: r.RequestID}); err != nil {
+		t.Fatal(err)
+	}
+	if err := lg.SignCheckpoint(ctx); err != nil {
+		t.Fatal(err)
+	}
+	v := &audit.LogVerifier{Source: ledger.StoreSource{Store: db}, Key: lg.Key, Store: db}
+	errs := make(chan error, 8)
+	for range 8 {
+		go func() {
+			c, err := v.Check(ctx)
+			if err == nil && !c.OK {
+				err = fmt.Errorf("check failed: %s", c.Error)
+			}
+			errs <- err
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
