@@ -225,7 +225,7 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) error {
 	}
 	detail := "password"
 	if mfaAt != nil {
-		detail = "password+totp"
+		detail = "password+" + factorName(in.RecoveryCode)
 	}
 	return h.startSession(w, r, p.ID, mfaAt, detail)
 }
@@ -369,7 +369,7 @@ func (h *Handler) stepUp(w http.ResponseWriter, r *http.Request, who vkey.Key) e
 	if err := h.d.Store.SessionMFA(r.Context(), id, now); err != nil {
 		return err
 	}
-	h.recordLogin(r, who.PrincipalID, id, "step-up totp")
+	h.recordLogin(r, who.PrincipalID, id, "step-up "+factorName(in.RecoveryCode))
 	writeJSON(w, 200, map[string]any{"mfa_at": now})
 	return nil
 }
@@ -387,6 +387,17 @@ func (h *Handler) endSessions(w http.ResponseWriter, r *http.Request, who vkey.K
 	h.d.Log.Warn("sessions ended", "principal", p.ID, "by", who.ID)
 	w.WriteHeader(http.StatusNoContent)
 	return nil
+}
+
+// factorName names the second factor a login or step-up passed, for its
+// ledger record: a recovery code when one was given (mfa.Checker checks it
+// instead of the code), else TOTP. The names are the request fields' and
+// docs/identity.md lists them.
+func factorName(recovery string) string {
+	if recovery != "" {
+		return "recovery_code"
+	}
+	return "totp"
 }
 
 // recordLogin puts a login or step-up in the ledger (logins are admin actions).

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -15,7 +13,6 @@ import (
 
 	"github.com/gatehouse-gw/gatehouse/internal/budget"
 	"github.com/gatehouse-gw/gatehouse/internal/ledger"
-	"github.com/gatehouse-gw/gatehouse/internal/store/sqlite"
 	"github.com/gatehouse-gw/gatehouse/internal/store/sqlstore"
 )
 
@@ -37,29 +34,10 @@ func (s slowBatches) LedgerAppend(ctx context.Context, inst string, es []ledger.
 // hold.
 func TestGracefulStopUnderALaggingFlood(t *testing.T) {
 	ctx := context.Background()
-	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "gh.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
 	const amount, actual = 1_000, 700
 	b := budget.Budget{ID: "bud_stop", Scope: budget.ScopeKey, ScopeID: "key_1", Period: budget.Lifetime, LimitMicros: 1 << 40, Hard: true}
-	log := slog.New(slog.DiscardHandler)
-	bl := budget.NewLedger(db, "gw.1", func() []budget.Budget { return []budget.Budget{b} }, nil, log)
-	skey, err := ledger.GenerateKey("test/stop")
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := ledger.New(slowBatches{db}, "gw.1", skey, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	runCtx, stop := context.WithCancel(ctx)
-	stopped := make(chan struct{})
-	go func() { l.Run(runCtx); close(stopped) }()
-	for !l.Running() {
-		time.Sleep(time.Millisecond)
-	}
+	r := openSeqRig(t, "test/stop", func(db *sqlstore.DB) ledger.Store { return slowBatches{db} }, nil, b)
+	db, bl, l, stop, stopped := r.db, r.bl, r.l, r.stop, r.stopped
 	var held, started, done atomic.Int64
 	var wg sync.WaitGroup
 	for w := range 40 {

@@ -3,63 +3,26 @@ package budget_test
 import (
 	"context"
 	"fmt"
-	"log/slog"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/budget"
-	"github.com/gatehouse-gw/gatehouse/internal/ledger"
-	"github.com/gatehouse-gw/gatehouse/internal/store/sqlite"
-	"github.com/gatehouse-gw/gatehouse/internal/store/sqlstore"
 )
 
 // Admission in memory against changes made while a flood is in flight: an
 // administrator lowering a limit, a period rolling over at midnight UTC, a
 // budget added or removed. The store stays the judge of every hard limit.
 
-// seqRig is a budget ledger and a running sequencer on one SQLite store.
-type seqRig struct {
-	db      *sqlstore.DB
-	bl      *budget.Ledger
-	l       *ledger.Log
-	budgets atomic.Pointer[[]budget.Budget]
-}
-
 func newSeqRig(t *testing.T, bs ...budget.Budget) *seqRig {
 	t.Helper()
-	ctx := context.Background()
-	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "gh.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	r := &seqRig{db: db}
 	for i := range bs {
 		if err := bs[i].Validate(); err != nil {
 			t.Fatal(err)
 		}
 	}
-	r.budgets.Store(&bs)
-	log := slog.New(slog.DiscardHandler)
-	r.bl = budget.NewLedger(db, "gw.1", func() []budget.Budget { return *r.budgets.Load() }, nil, log)
-	skey, err := ledger.GenerateKey("test/midflood")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if r.l, err = ledger.New(db, "gw.1", skey, log); err != nil {
-		t.Fatal(err)
-	}
-	runCtx, stop := context.WithCancel(ctx)
-	stopped := make(chan struct{})
-	go func() { r.l.Run(runCtx); close(stopped) }()
-	t.Cleanup(func() { stop(); <-stopped })
-	for !r.l.Running() {
-		time.Sleep(time.Millisecond)
-	}
-	return r
+	return openSeqRig(t, "test/midflood", nil, nil, bs...)
 }
 
 func (r *seqRig) spend(t *testing.T, id string, period int64) budget.Spend {

@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"math/rand/v2"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -16,7 +14,6 @@ import (
 
 	"github.com/gatehouse-gw/gatehouse/internal/budget"
 	"github.com/gatehouse-gw/gatehouse/internal/ledger"
-	"github.com/gatehouse-gw/gatehouse/internal/store/sqlite"
 	"github.com/gatehouse-gw/gatehouse/internal/store/sqlstore"
 )
 
@@ -91,30 +88,11 @@ func callHold(ctx context.Context, bl *budget.Ledger, l *ledger.Log, id string, 
 // leaked, nothing counted twice.
 func TestCallerHangsUpAroundStartedAndLostAnswersLeakNothing(t *testing.T) {
 	ctx := context.Background()
-	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "gh.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	st := &losingAnswers{DB: db, every: 2}
 	b := budget.Budget{ID: "bud_hang", Scope: budget.ScopeKey, ScopeID: "key_1", Period: budget.Lifetime, LimitMicros: 1 << 40, Hard: true}
-	log := slog.New(slog.DiscardHandler)
-	bl := budget.NewLedger(db, "gw.1", func() []budget.Budget { return []budget.Budget{b} }, nil, log)
-	skey, err := ledger.GenerateKey("test/hang")
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := ledger.New(st, "gw.1", skey, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l.CommitTimeout = 2 * time.Second
-	runCtx, stop := context.WithCancel(ctx)
-	stopped := make(chan struct{})
-	go func() { l.Run(runCtx); close(stopped) }()
-	for !l.Running() {
-		time.Sleep(time.Millisecond)
-	}
+	var st *losingAnswers
+	r := openSeqRig(t, "test/hang", func(db *sqlstore.DB) ledger.Store { st = &losingAnswers{DB: db, every: 2}; return st },
+		func(l *ledger.Log) { l.CommitTimeout = 2 * time.Second }, b)
+	db, bl, l, stop, stopped := r.db, r.bl, r.l, r.stop, r.stopped
 
 	const calls, amount, actual = 200, 1_000, 400
 	var heldN, startedN atomic.Int64

@@ -4,25 +4,31 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/gatehouse-gw/gatehouse/client"
 )
 
 // The one way a command prints data: --json prints the value as JSON, else
-// text prints it for people. Both go through termSafe (printJSON, table), so
-// strings a caller chose (names, user agents, model ids, reasons) cannot
-// drive the terminal.
+// text prints it for people. Both go through termSafe (printJSON; output for
+// the whole text, not only tables), so strings a caller chose or stored
+// (names, user agents, model ids, reasons, policy text) cannot drive the
+// terminal.
 
 // runFunc is a command's run function.
 type runFunc = func(ctx context.Context, e *Env, o *opts, args []string) error
 
-// output prints v as JSON with --json, else with text.
+// output prints v as JSON with --json, else with text, escaped by termSafe
+// (which keeps newlines and tabs, and leaves text a table escaped already as
+// it is).
 func output[T any](e *Env, o *opts, v T, text func(io.Writer, T)) error {
 	if o.json {
 		return printJSON(e.Stdout, v)
 	}
-	text(e.Stdout, v)
-	return nil
+	var b strings.Builder
+	text(&b, v)
+	_, err := io.WriteString(e.Stdout, termSafe(b.String()))
+	return err
 }
 
 // fetch makes the run function of an admin command that takes no argument,

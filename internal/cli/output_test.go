@@ -20,6 +20,8 @@ func hostileAdmin(t *testing.T) *httptest.Server {
 			w.Write([]byte(`{"data":[{"subject":"user:\u001b]0;pwned\u0007eve","failures":3,"locks":1,"last_user_agent":"curl\u001b[2J\u202egnp.exe","updated_at":"2026-11-30T12:00:00Z"}]}`))
 		case "/v1/findings":
 			w.Write([]byte(`{"data":[]}`))
+		case "/v1/policies":
+			w.Write([]byte(`{"version":7,"note":"tidy\u001b]0;pwned\u0007","created_by":"eve","files":{"a\u202e.cedar":"permit(principal, action, resource);\n\t// \u001b[2J\u009b31m\r\n"}}`))
 		default:
 			http.NotFound(w, r)
 		}
@@ -73,5 +75,28 @@ func TestListOutputEmptyAndStrayArguments(t *testing.T) {
 	}
 	if code, out, _ := runIn(t, srv, "users", "lockouts", "eve"); code == 0 || out != "" {
 		t.Fatalf("a stray argument was accepted: %d %q", code, out)
+	}
+}
+
+// TestPolicyShowEscapesStoredText: policy text set through the admin API is
+// stored as given; "policy show" prints it with terminal controls escaped
+// (newlines and tabs kept, so the policy still reads as written).
+func TestPolicyShowEscapesStoredText(t *testing.T) {
+	srv := hostileAdmin(t)
+	code, out, errs := runIn(t, srv, "policy", "show")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	if i := strings.IndexFunc(out, unsafeRune); i >= 0 {
+		t.Fatalf("policy show printed %q raw: %q", out[i:i+1], out)
+	}
+	for _, want := range []string{
+		`# policy version 7 (tidy\u001b]0;pwned\u0007)`,
+		`# --- a\u202e.cedar ---`,
+		"permit(principal, action, resource);\n\t// \\u001b[2J\\u009b31m\\u000d\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("policy show output lacks %q:\n%s", want, out)
+		}
 	}
 }

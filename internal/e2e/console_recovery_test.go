@@ -1,47 +1,12 @@
 package e2e
 
 import (
-	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 )
-
-// consoleForm posts (or gets) a console form on a real gateway without
-// following redirects, as a same-origin browser would.
-func consoleForm(t *testing.T, method, target string, form url.Values, c *http.Cookie) (int, string, *http.Response) {
-	t.Helper()
-	var body io.Reader
-	if form != nil {
-		body = strings.NewReader(form.Encode())
-	}
-	req, _ := http.NewRequest(method, target, body)
-	if form != nil {
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	}
-	req.Header.Set("Sec-Fetch-Site", "same-origin")
-	if c != nil {
-		req.AddCookie(c)
-	}
-	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	resp, err := noFollow.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	out, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(out), resp
-}
-
-func consoleCookie(resp *http.Response) *http.Cookie {
-	for _, c := range resp.Cookies() {
-		if c.Name == "gatehouse-console" && c.Value != "" {
-			return c
-		}
-	}
-	return nil
-}
 
 // TestConsoleRecoveryCodeInTheCodeField: a user who lost the authenticator
 // types a recovery code in the console's one code field, at sign-in and at a
@@ -67,8 +32,7 @@ func TestConsoleRecoveryCodeInTheCodeField(t *testing.T) {
 	if status != 200 {
 		t.Fatalf("keys page: %d", status)
 	}
-	_, rest, _ := strings.Cut(page, `name="csrf" value="`)
-	csrf, _, _ := strings.Cut(rest, `"`)
+	csrf := consoleCSRF(page)
 	// A step-up with a wrong recovery-shaped code is refused and asks again.
 	status, page, _ = consoleForm(t, "POST", base+"/console/step-up", url.Values{"csrf": {csrf}, "then": {"/console/logout"}, "code": {"dead-beef"}}, cookie)
 	if status != http.StatusUnauthorized || !strings.Contains(page, `id="step-up"`) {
@@ -82,5 +46,22 @@ func TestConsoleRecoveryCodeInTheCodeField(t *testing.T) {
 	}
 	if status, _, _ := consoleForm(t, "GET", base+"/console/keys", nil, cookie); status != http.StatusSeeOther {
 		t.Fatalf("the continued sign-out did not end the session: %d", status)
+	}
+	// The log says which factor was used: a recovery code, not TOTP (an
+	// auditor looking for lost authenticators reads these records).
+	var logins, stepUps []string
+	for _, r := range ledgerRecords(t, f.gateway) {
+		switch {
+		case r.Action == "POST /v1/auth/login" && r.Status == http.StatusOK:
+			logins = append(logins, r.Detail)
+		case r.Action == "POST /v1/auth/step-up" && r.Status == http.StatusOK && r.Detail != "": // the other is authed's record of the change
+			stepUps = append(stepUps, r.Detail)
+		}
+	}
+	if !slices.Contains(logins, "password+recovery_code") || slices.Contains(logins, "password+totp") {
+		t.Fatalf("login records: %q; want the recovery-code sign-in as password+recovery_code", logins)
+	}
+	if !slices.Equal(stepUps, []string{"step-up recovery_code"}) {
+		t.Fatalf("step-up records: %q; want one step-up recovery_code", stepUps)
 	}
 }

@@ -128,28 +128,8 @@ func enrolConsoleUser(t *testing.T, f *fixture, name string) string {
 // recovery codes.
 func enrolConsoleUserRecovery(t *testing.T, f *fixture, name string) (string, []string) {
 	t.Helper()
-	ctx := context.Background()
-	kind, teams, roles := "user", []string{"research"}, []string{"admin"}
-	if _, err := f.admin.CreatePrincipal(ctx, client.PrincipalInput{Name: &name, Kind: &kind, Teams: &teams, Roles: &roles}); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.admin.SetPassword(ctx, name, "correct horse battery staple"); err != nil {
-		t.Fatal(err)
-	}
-	session, _, err := client.New("http://"+f.srv.AdminAddr(), "").Login(ctx, name, "correct horse battery staple", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sc := client.New("http://"+f.srv.AdminAddr(), session)
-	secret, _, err := sc.EnrollTOTP(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	recovery, err := sc.ConfirmTOTP(ctx, code(t, secret, time.Now().Add(-30*time.Second)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return secret, recovery
+	session := passwordUser(t, f.gateway, name, []string{"admin"})
+	return enrolTOTP(t, f.gateway, session, time.Now().Add(-30*time.Second))
 }
 
 // chatRequestID makes a call with key and returns its status and request id.

@@ -19,22 +19,8 @@ import (
 // deniedRecords reads every refused-credential record from the gateway's log.
 func deniedRecords(t *testing.T, f *fixture, dsn string) []ledger.Record {
 	t.Helper()
-	db := sqlFor(t, f.srv.DataDir(), dsn)
-	rows, err := db.Query(`SELECT data FROM ledger_entries ORDER BY idx`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
 	var out []ledger.Record
-	for rows.Next() {
-		var data []byte
-		if err := rows.Scan(&data); err != nil {
-			t.Fatal(err)
-		}
-		r, err := ledger.ParseRecord(data)
-		if err != nil {
-			t.Fatalf("a record that does not parse: %v", err)
-		}
+	for _, r := range logRecords(t, f.srv.DataDir(), dsn) {
 		if r.Kind == denylog.Kind {
 			out = append(out, r)
 		}

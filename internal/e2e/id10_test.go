@@ -74,7 +74,14 @@ func TestUnlockBobLeavesBobColonXLocked(t *testing.T) {
 // ledgerRecords reads every record of a SQLite gateway's log.
 func ledgerRecords(t *testing.T, g *gateway) []ledger.Record {
 	t.Helper()
-	db := sqlFor(t, g.srv.DataDir(), "")
+	return logRecords(t, g.srv.DataDir(), "")
+}
+
+// logRecords reads every record of the log in a gateway's store: SQLite in
+// dataDir, or PostgreSQL at dsn when it is not "".
+func logRecords(t *testing.T, dataDir, dsn string) []ledger.Record {
+	t.Helper()
+	db := sqlFor(t, dataDir, dsn)
 	rows, err := db.Query(`SELECT data FROM ledger_entries ORDER BY idx`)
 	if err != nil {
 		t.Fatal(err)
@@ -88,9 +95,12 @@ func ledgerRecords(t *testing.T, g *gateway) []ledger.Record {
 		}
 		r, err := ledger.ParseRecord(data)
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("a record that does not parse: %v", err)
 		}
 		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
 	}
 	return out
 }
@@ -269,19 +279,7 @@ func TestTokenAudienceConfusionAcrossPlanes(t *testing.T) {
 // password in and returns its session.
 func adminSession(t *testing.T, g *gateway) string {
 	t.Helper()
-	ctx := context.Background()
-	name, kind, roles, teams := "confused", "user", []string{"admin"}, []string{"research"}
-	if _, err := g.admin.CreatePrincipal(ctx, client.PrincipalInput{Name: &name, Kind: &kind, Roles: &roles, Teams: &teams}); err != nil {
-		t.Fatal(err)
-	}
-	if err := g.admin.SetPassword(ctx, name, "correct horse battery staple"); err != nil {
-		t.Fatal(err)
-	}
-	s, _, err := client.New("http://"+g.srv.AdminAddr(), "").Login(ctx, name, "correct horse battery staple", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return passwordUser(t, g, "confused", []string{"admin"})
 }
 
 // TestRequireMFATurnedOnMakesOldSessionsEnrolmentOnly: a session of a user

@@ -66,27 +66,8 @@ func wrongCode(t *testing.T, secret string) string {
 // recovery codes.
 func enrolWithRecovery(t *testing.T, g *gateway, name string, roles []string) (session, secret string, recovery []string) {
 	t.Helper()
-	ctx := context.Background()
-	kind, teams := "user", []string{"research"}
-	if _, err := g.admin.CreatePrincipal(ctx, client.PrincipalInput{Name: &name, Kind: &kind, Teams: &teams, Roles: &roles}); err != nil {
-		t.Fatal(err)
-	}
-	if err := g.admin.SetPassword(ctx, name, "correct horse battery staple"); err != nil {
-		t.Fatal(err)
-	}
-	session, _, err := client.New("http://"+g.srv.AdminAddr(), "").Login(ctx, name, "correct horse battery staple", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sc := client.New("http://"+g.srv.AdminAddr(), session)
-	secret, _, err = sc.EnrollTOTP(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	recovery, err = sc.ConfirmTOTP(ctx, code(t, secret, time.Now()))
-	if err != nil {
-		t.Fatal(err)
-	}
+	session = passwordUser(t, g, name, roles)
+	secret, recovery = enrolTOTP(t, g, session, time.Now())
 	return session, secret, recovery
 }
 

@@ -30,28 +30,9 @@ func code(t *testing.T, secret string, at time.Time) string {
 // session client and the TOTP secret. The confirming code used the current step.
 func enrolUser(t *testing.T, f *fixture, name string, roles []string) (*client.Client, string) {
 	t.Helper()
-	ctx := context.Background()
-	kind, teams := "user", []string{"research"}
-	if _, err := f.admin.CreatePrincipal(ctx, client.PrincipalInput{Name: &name, Kind: &kind, Teams: &teams, Roles: &roles}); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.admin.SetPassword(ctx, name, "correct horse battery staple"); err != nil {
-		t.Fatal(err)
-	}
-	anon := client.New("http://"+f.srv.AdminAddr(), "")
-	session, _, err := anon.Login(ctx, name, "correct horse battery staple", "")
-	if err != nil {
-		t.Fatalf("login before TOTP: %v", err)
-	}
-	sc := client.New("http://"+f.srv.AdminAddr(), session)
-	secret, _, err := sc.EnrollTOTP(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := sc.ConfirmTOTP(ctx, code(t, secret, time.Now())); err != nil {
-		t.Fatalf("confirm: %v", err)
-	}
-	return sc, secret
+	session := passwordUser(t, f.gateway, name, roles)
+	secret, _ := enrolTOTP(t, f.gateway, session, time.Now())
+	return client.New("http://"+f.srv.AdminAddr(), session), secret
 }
 
 // TestLoginTOTPAndStepUp: password + TOTP login, replay refused, recovery

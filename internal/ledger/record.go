@@ -34,7 +34,7 @@
 // (Entry.NothingAtStake) are bounded: past Log.MaxDeferredRefusals waiting,
 // they are counted into "call.summary" records, one per key × error code ×
 // minute (at most MaxSummaries; then up to MaxSummaries overflow summaries,
-// one per key × status, and past them one with no key), which wait in the
+// one per key × error code × status, and past them one with no key), which wait in the
 // place of their first call and are written when the store returns. Records
 // that settle money are never counted or dropped (docs/design/faults.md).
 package ledger

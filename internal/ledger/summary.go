@@ -20,13 +20,15 @@ import (
 const DefaultMaxDeferredRefusals = 1000
 
 // MaxSummaries bounds the summary records that wait for the store at once.
-// Refusals that would open another are counted per key and status in
-// overflow summaries (error code SummaryOverflow), so that the audit still
-// sees each key's refusals; up to MaxSummaries more of those, and past
-// them one overflow summary with no key covers the rest of the outage.
+// Refusals that would open another are counted per key, error code and
+// status in overflow summaries (every minute of the outage in one), so that
+// the audit still sees each key's refusals with their codes; up to
+// MaxSummaries more of those, and past them one overflow summary with no key
+// (error code SummaryOverflow) covers the rest of the outage.
 const MaxSummaries = 1024
 
-// SummaryOverflow is the error code of the overflow summary.
+// SummaryOverflow is the error code of the overflow summary with no key,
+// which counts refusals of several keys and error codes.
 const SummaryOverflow = "summary_overflow"
 
 // ErrAggregated (wrapping ErrDeferred) finishes an end entry of a refused call
@@ -34,13 +36,24 @@ const SummaryOverflow = "summary_overflow"
 // the usage row it carried) will not be written; the summary will.
 var ErrAggregated = fmt.Errorf("%w: counted in a summary record", ErrDeferred)
 
-// summaryKey is a summary's bucket: a key, an error code and a minute; an
-// overflow bucket (code SummaryOverflow) is a key and a status, or nothing.
+// summaryKey is a summary's bucket: a key, an error code and a minute; a
+// key's overflow bucket is a key, an error code and a status (any minute);
+// the last overflow bucket is nothing (every key and code).
 type summaryKey struct {
 	keyID, code string
 	minute      int64
 	status      int
+	overflow    overflow
 }
+
+// overflow says which kind of bucket a summaryKey is.
+type overflow uint8
+
+const (
+	notOverflow overflow = iota
+	keyOverflow          // one key, code and status, several minutes
+	allOverflow          // the rest: several keys and codes
+)
 
 // summary counts refused calls of one bucket while they wait for the store.
 type summary struct {
@@ -91,15 +104,15 @@ func (s *summary) entry() Entry {
 		Endpoint: s.rec.Endpoint, Model: s.rec.Model, Decision: s.rec.Decision, Status: s.rec.Status,
 		ErrorCode: s.rec.ErrorCode, Count: s.count}
 	scope := "calls"
-	switch {
-	case s.key.code == SummaryOverflow && s.key.keyID == "":
+	switch s.key.overflow {
+	case allOverflow:
 		// Several keys and codes: only what all calls share is kept.
 		r.KeyID, r.PrincipalID, r.TeamID, r.ErrorCode, r.Status, r.Decision = "", "", "", SummaryOverflow, 0, ""
 		scope = "calls of several keys or error codes (too many summaries waited at once)"
-	case s.key.code == SummaryOverflow:
-		// One key and status, several error codes and minutes.
-		r.ErrorCode = SummaryOverflow
-		scope = "calls of several error codes or minutes (too many summaries waited at once)"
+	case keyOverflow:
+		// One key, error code and status, several minutes: the record
+		// keeps all three (the audit's rules read the code).
+		scope = "calls of several minutes (too many summaries waited at once)"
 	}
 	r.Detail = fmt.Sprintf("%d refused %s with nothing at stake, counted while the store was unreachable; first %s at %s, last %s at %s",
 		s.count, scope, s.first.id, s.first.at.UTC().Format(time.RFC3339Nano), s.last.id, s.last.at.UTC().Format(time.RFC3339Nano))
@@ -159,13 +172,15 @@ func (l *Log) aggregate(p *pending) bool {
 	}
 	s := l.buckets[k]
 	if s == nil && len(l.buckets) >= MaxSummaries {
-		// The key's refusals of this status in one summary: a flood pushed
-		// past the bound (by the attacker's own calls or by other keys'
-		// refusals) stays the key's in the log and in the audit's findings.
-		k = summaryKey{keyID: r.KeyID, code: SummaryOverflow, status: r.Status}
+		// The key's refusals of this code and status in one summary: a
+		// flood pushed past the bound (by the attacker's own calls or by
+		// other keys' refusals) stays the key's, with its error code, in the
+		// log and in the audit's findings. Error codes are the gateway's
+		// own (a few dozen), so a key adds a few of these at most.
+		k = summaryKey{keyID: r.KeyID, code: k.code, status: r.Status, overflow: keyOverflow}
 		s = l.buckets[k]
 		if s == nil && len(l.buckets) >= 2*MaxSummaries {
-			k = summaryKey{code: SummaryOverflow}
+			k = summaryKey{overflow: allOverflow}
 			s = l.buckets[k]
 		}
 	}

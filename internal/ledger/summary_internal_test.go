@@ -9,11 +9,11 @@ import (
 // hostile caller chose, any times), its entry is a canonical record that
 // ParseRecord accepts, fits one entry, and says how many calls it counts.
 func FuzzSummaryEntry(f *testing.F) {
-	f.Add("req_1", "req_2", "key_1", "policy_denied", "gpt-4o", "ua", int64(1_700_000_000), int64(5), uint8(3))
-	f.Add("\xff\xfe", "", "", SummaryOverflow, "\u2028", "\x00", int64(-62135596800), int64(-1), uint8(0))
-	f.Add("req_1", "req_2", "key_\u2028", SummaryOverflow, "gpt-4o", "ua\x7f", int64(1_700_000_000), int64(61), uint8(9)) // a key's overflow summary
-	f.Fuzz(func(t *testing.T, id1, id2, key, code, model, agent string, sec, step int64, n uint8) {
-		s := &summary{key: summaryKey{keyID: key, code: code}}
+	f.Add("req_1", "req_2", "key_1", "policy_denied", "gpt-4o", "ua", int64(1_700_000_000), int64(5), uint8(3), uint8(notOverflow))
+	f.Add("\xff\xfe", "", "", SummaryOverflow, "\u2028", "\x00", int64(-62135596800), int64(-1), uint8(0), uint8(allOverflow))
+	f.Add("req_1", "req_2", "key_\u2028", "policy_denied", "gpt-4o", "ua\x7f", int64(1_700_000_000), int64(61), uint8(9), uint8(keyOverflow)) // a key's overflow summary
+	f.Fuzz(func(t *testing.T, id1, id2, key, code, model, agent string, sec, step int64, n, kind uint8) {
+		s := &summary{key: summaryKey{keyID: key, code: code, overflow: overflow(kind % 3)}}
 		for i := range int64(n) + 1 {
 			id := id1
 			if i%2 == 1 {

@@ -90,6 +90,17 @@ func fakeGate(cpuPercent int) (*Gate, *fakeTimers) {
 	return g, ft
 }
 
+// heldGate is fakeGate with its one slot taken; release gives it back.
+func heldGate(t *testing.T, cpuPercent int) (*Gate, *fakeTimers, func()) {
+	t.Helper()
+	g, ft := fakeGate(cpuPercent)
+	release, err := g.Acquire(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g, ft, release
+}
+
 // waiter starts an Acquire that has to wait, and returns once it waits; the
 // channel yields its result.
 func waiter(t *testing.T, g *Gate) <-chan error {
@@ -113,11 +124,7 @@ func waiter(t *testing.T, g *Gate) <-chan error {
 // 100%, is given back at once.
 func TestGateDutyCycle(t *testing.T) {
 	t.Run("contended", func(t *testing.T) {
-		g, ft := fakeGate(25)
-		release, err := g.Acquire(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
+		g, ft, release := heldGate(t, 25)
 		got := waiter(t, g)
 		ft.advance(100 * time.Millisecond)
 		release()
@@ -139,11 +146,7 @@ func TestGateDutyCycle(t *testing.T) {
 		}
 	})
 	t.Run("alone", func(t *testing.T) {
-		g, ft := fakeGate(25)
-		release, err := g.Acquire(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
+		g, ft, release := heldGate(t, 25)
 		ft.advance(100 * time.Millisecond)
 		release()
 		if len(ft.pending) != 0 || len(g.slots) != 0 {
@@ -151,11 +154,7 @@ func TestGateDutyCycle(t *testing.T) {
 		}
 	})
 	t.Run("100%", func(t *testing.T) {
-		g, ft := fakeGate(100)
-		release, err := g.Acquire(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
+		g, ft, release := heldGate(t, 100)
 		got := waiter(t, g)
 		ft.advance(100 * time.Millisecond)
 		release()
@@ -167,11 +166,7 @@ func TestGateDutyCycle(t *testing.T) {
 		}
 	})
 	t.Run("no time held", func(t *testing.T) {
-		g, ft := fakeGate(50)
-		release, err := g.Acquire(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
+		g, ft, release := heldGate(t, 50)
 		got := waiter(t, g)
 		release()
 		if err := <-got; err != nil || len(ft.pending) != 0 {
@@ -186,11 +181,7 @@ func TestGateDutyCycle(t *testing.T) {
 // slot given back after its pause while nobody waits any more is free, and
 // releasing it twice gives back nothing more.
 func TestGateWaitersThatGiveUpLeakNoSlot(t *testing.T) {
-	g, ft := fakeGate(50)
-	release, err := g.Acquire(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
+	g, ft, release := heldGate(t, 50)
 	const n = 20
 	ctx, cancel := context.WithCancel(context.Background())
 	errs := make(chan error, n)

@@ -55,18 +55,38 @@ func modelRefused(errorCode string, reasons []string) modelsVerdict {
 // charged, so there is nothing to open or settle, and no usage record. If the
 // log cannot take it the call fails closed (503), as a generation call does
 // when its start record cannot be written.
+//
+// The record says what the caller got. While end records wait for the store
+// (deferredEnds), the call is not served: its record says 503
+// ledger_unavailable, and so does the answer. A record the log took but could
+// not write yet (ledger.ErrDeferred: kept in memory and retried, or counted
+// into a summary) will be written as it is, so the call is answered as it
+// says; answering 503 then would leave "200" in the log for a call that got
+// a 503.
 func (h *Handler) modelsOutcome(r *http.Request, c auth.Caller, model string, v modelsVerdict, answer error) error {
 	if h.ledger == nil {
 		return answer
+	}
+	unavailable := httpx.Errorf(http.StatusServiceUnavailable, "ledger_unavailable",
+		"The audit log cannot record this call, so it was not answered; try again shortly.")
+	if h.deferredEnds() {
+		v, answer = modelsVerdict{decision: "deny", status: http.StatusServiceUnavailable, errorCode: "ledger_unavailable"}, unavailable
 	}
 	end := ledger.Record{Kind: ledger.KindCallEnd, Time: h.now(), RequestID: httpx.RequestID(r.Context()), PrincipalID: c.Principal.ID, KeyID: c.Key.ID,
 		TeamID: principalTeam(c.Key, c.Principal), Endpoint: vkey.EndpointModels, Model: model, Decision: v.decision, Reasons: v.reasons,
 		Status: v.status, ErrorCode: v.errorCode, SourceIP: h.sourceAddr(r).String(), UserAgent: r.UserAgent()}
 	// Nothing at stake (no start, hold or upstream call): during a long store
 	// outage the record may be counted into a summary instead of kept.
-	if _, err := h.ledger.Append(r.Context(), ledger.Entry{Data: end.Marshal(), RequestID: end.RequestID, Closes: true, NothingAtStake: true}); err != nil {
-		return httpx.Errorf(http.StatusServiceUnavailable, "ledger_unavailable",
-			"The audit log cannot record this call, so it was not answered; try again shortly.").WithCause(err)
+	_, err := h.ledger.Append(r.Context(), ledger.Entry{Data: end.Marshal(), RequestID: end.RequestID, Closes: true, NothingAtStake: true})
+	if err == nil || errors.Is(err, ledger.ErrDeferred) {
+		return answer
 	}
-	return answer
+	return unavailable.WithCause(err)
+}
+
+// deferredEnds reports whether the log keeps end records in memory because
+// the store did not take them (ledger.Log.Deferred): the store is unreachable.
+func (h *Handler) deferredEnds() bool {
+	d, ok := h.ledger.(interface{ Deferred() int })
+	return ok && d.Deferred() > 0
 }

@@ -1,0 +1,117 @@
+package proxy
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/gatehouse-gw/gatehouse/internal/ledger"
+	"github.com/gatehouse-gw/gatehouse/internal/store/sqlite"
+	"github.com/gatehouse-gw/gatehouse/internal/store/sqlstore"
+)
+
+// TestModelsRecordDuringOutageSaysWhatTheCallerGot: during a store outage a
+// models call's record (kept in memory, written when the store returns)
+// says the status the caller got. It used to say 200 allow for calls that
+// were answered 503 ledger_unavailable. While end records wait for the
+// store, models calls are not served (503), and their records say so.
+func TestModelsRecordDuringOutageSaysWhatTheCallerGot(t *testing.T) {
+	ctx := context.Background()
+	l, st, db := runningLog(t)
+	h := modelsHandler(t, l, oneCaller{}, &memUsage{})
+
+	got := map[string]int{} // request id → the status the caller got
+	call := func(path string) int {
+		req := httptest.NewRequest("GET", path, nil)
+		req.Header.Set("Authorization", "Bearer gk_test")
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		id := w.Header().Get("X-Request-Id")
+		if id == "" {
+			t.Fatalf("%s: no request id", path)
+		}
+		got[id] = w.Code
+		return w.Code
+	}
+	if s := call("/v1/models"); s != 200 {
+		t.Fatalf("before the outage: %d", s)
+	}
+	st.down.Store(true)
+	var unavailable int
+	for i := range 6 {
+		path := []string{"/v1/models", "/v1/models/gpt-4o", "/v1/models/nope"}[i%3]
+		if call(path) == http.StatusServiceUnavailable {
+			unavailable++
+		}
+	}
+	if unavailable == 0 {
+		t.Fatal("no models call failed closed while the store was unreachable")
+	}
+	st.down.Store(false)
+	deadline := time.Now().Add(20 * time.Second)
+	for l.Deferred() > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d end records still deferred after the store returned", l.Deferred())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	size, err := db.LedgerSize(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs, err := db.LedgerEntries(ctx, 0, size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := 0
+	for _, b := range recs {
+		r, err := ledger.ParseRecord(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, ok := got[r.RequestID]
+		if !ok || r.Kind != ledger.KindCallEnd {
+			t.Fatalf("unexpected record %s", b)
+		}
+		seen++
+		if r.Status != want {
+			t.Errorf("request %s: the caller got %d, its record says %d (%s %s)", r.RequestID, want, r.Status, r.Decision, r.ErrorCode)
+		}
+		if want == http.StatusServiceUnavailable && (r.ErrorCode != "ledger_unavailable" || r.Decision != "deny") {
+			t.Errorf("request %s: a 503 recorded as %s %s", r.RequestID, r.Decision, r.ErrorCode)
+		}
+	}
+	if seen != len(got) {
+		t.Fatalf("%d records for %d calls", seen, len(got))
+	}
+}
+
+// runningLog is a running sequencer over a real SQLite log store that can be
+// made unreachable (st.down), stopped at cleanup.
+func runningLog(t *testing.T) (*ledger.Log, *downStore, *sqlstore.DB) {
+	t.Helper()
+	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "gh.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	st := &downStore{Store: db}
+	skey, _ := ledger.GenerateKey("test/log")
+	l, err := ledger.New(st, "gw.1", skey, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.CommitTimeout = 2 * time.Second
+	runCtx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { l.Run(runCtx); close(done) }()
+	t.Cleanup(func() { stop(); <-done })
+	for !l.Running() {
+		time.Sleep(time.Millisecond)
+	}
+	return l, st, db
+}
