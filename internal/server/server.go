@@ -470,6 +470,9 @@ func (s *Server) budgetList() []budget.Budget { return s.snap.Load().Budgets }
 // calls admitted while its write waits for the store would otherwise spend
 // past the trip (and if the write fails, the key stays suspended here).
 func (s *Server) suspendKey(ctx context.Context, keyID, reason string) (bool, error) {
+	if proxy.Keyless(keyID) { // nothing stored to suspend: the breaker alerts once instead
+		return false, breaker.ErrNoKey
+	}
 	at := time.Now().UTC()
 	// At once, at the version cached for the key's secrets; then at the
 	// version its tokens run with, which may take a store read (a key used
