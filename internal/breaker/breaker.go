@@ -373,26 +373,24 @@ func (b *Breaker) Flush(ctx context.Context) {
 		return cmp.Compare(x.Bucket, y.Bucket)
 	})
 	fctx, cancel := context.WithTimeout(ctx, FlushTimeout)
-	sums, err := b.addSpends(fctx, spends, cur)
+	sums, sent, err := b.addSpends(fctx, spends, cur)
 	cancel()
 
 	b.mu.Lock()
 	if err != nil {
-		// Keep the spend for the next flush (what left the window no
-		// longer counts); the keys' windows already hold it, so each is
+		// Keep the spend not sent for the next flush (what left the window
+		// no longer counts); the keys' windows already hold it, so each is
 		// judged on this replica's view meanwhile.
-		for id, m := range batch {
-			for bk, c := range m {
-				if bk <= cur-buckets {
-					continue
-				}
-				p := b.pending[id]
-				if p == nil {
-					p = map[int64]int64{}
-					b.pending[id] = p
-				}
-				p[bk] += c
+		for _, sp := range spends[sent:] {
+			if sp.Bucket <= cur-buckets {
+				continue
 			}
+			p := b.pending[sp.KeyID]
+			if p == nil {
+				p = map[int64]int64{}
+				b.pending[sp.KeyID] = p
+			}
+			p[sp.Bucket] += sp.Cost
 		}
 		logIt := !b.sharedDown
 		b.sharedDown = true
@@ -442,19 +440,25 @@ func (b *Breaker) Flush(ctx context.Context) {
 }
 
 // addSpends sends spends to Shared in one call when it takes batches, else
-// one call per key and bucket, and returns each key's n buckets ending at cur.
-func (b *Breaker) addSpends(ctx context.Context, spends []Spend, cur int64) (map[string][]int64, error) {
+// one call per key and bucket, and returns each key's n buckets ending at
+// cur; on failure, how many of spends (a prefix) were added all the same, so
+// that a retry does not count them twice.
+func (b *Breaker) addSpends(ctx context.Context, spends []Spend, cur int64) (map[string][]int64, int, error) {
 	if bs, ok := b.Shared.(BatchShared); ok {
-		return bs.AddBreakerSpends(ctx, spends, cur, buckets)
+		sums, err := bs.AddBreakerSpends(ctx, spends, cur, buckets)
+		if err != nil {
+			return nil, 0, err // one transaction: nothing was added
+		}
+		return sums, len(spends), nil
 	}
 	out := map[string][]int64{}
-	for _, s := range spends {
+	for i, s := range spends {
 		got, err := b.Shared.AddBreakerSpend(ctx, s.KeyID, s.Bucket, s.Cost, buckets)
 		if err != nil {
-			return nil, err
+			return nil, i, err
 		}
 		if len(got) != buckets {
-			return nil, fmt.Errorf("breaker: the shared window has %d buckets, not %d", len(got), buckets)
+			return nil, i + 1, fmt.Errorf("breaker: the shared window has %d buckets, not %d", len(got), buckets)
 		}
 		// got ends at s.Bucket (≤ cur): shift it to end at cur.
 		shifted := make([]int64, buckets)
@@ -463,7 +467,7 @@ func (b *Breaker) addSpends(ctx context.Context, spends []Spend, cur int64) (map
 		}
 		out[s.KeyID] = shifted // spends are sorted: the newest bucket comes last
 	}
-	return out, nil
+	return out, len(spends), nil
 }
 
 // retry writes each unsaved suspension once more; one the store takes is

@@ -17,13 +17,16 @@ type memShared struct {
 	spent map[string]map[int64]int64
 	calls int
 	fail  bool
+	// failAfter, when > 0: calls after this many fail (a flush that breaks
+	// half way).
+	failAfter int
 }
 
 func (m *memShared) AddBreakerSpend(_ context.Context, keyID string, bucket, cost int64, n int) ([]int64, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.calls++
-	if m.fail {
+	if m.fail || m.failAfter > 0 && m.calls > m.failAfter {
 		return nil, errors.New("connection refused")
 	}
 	if m.spent == nil {
@@ -262,5 +265,28 @@ func TestKeylessCaller(t *testing.T) {
 	}
 	if tries != 2 || len(r.alerts) != 2 {
 		t.Fatalf("after a calm window: %d tries, %d alerts; want 2 and 2", tries, len(r.alerts))
+	}
+}
+
+// TestFlushFailsHalfWay: a flush that breaks after some keys were added (a
+// Shared without batches, like Redis) sends only the rest again: no key's
+// spend is counted twice.
+func TestFlushFailsHalfWay(t *testing.T) {
+	b, _, _ := setup(Config{Enabled: true, Window: 5 * time.Minute, CeilingMicros: 1_000_000})
+	m := &memShared{failAfter: 2}
+	b.Shared = m
+	ctx := context.Background()
+	for _, id := range []string{"a", "b", "c", "d"} {
+		b.Observe(ctx, id, 100)
+	}
+	b.Flush(ctx) // a and b go, c fails
+	m.mu.Lock()
+	m.failAfter = 0
+	m.mu.Unlock()
+	b.Flush(ctx)
+	for _, id := range []string{"a", "b", "c", "d"} {
+		if got := m.total(id); got != 100 {
+			t.Errorf("key %s: the shared window has %d, want 100", id, got)
+		}
 	}
 }
