@@ -9,6 +9,20 @@
 // when configured, else PostgreSQL): each replica adds its calls' cost to the
 // key's buckets and judges the sum, so N replicas do not multiply the
 // ceiling. Without one (a single embedded gateway) they are kept in memory.
+//
+// Observe never waits for the shared backend: it adds the cost to the key's
+// window in memory and judges that at once, so a replica's own spend trips
+// the breaker on the call that passes the limit. Run sends every key's
+// spend since the last flush to the backend in one batch each
+// FlushInterval (default 100ms) and judges each key on the shared sums it
+// gets back (plus what this replica spent meanwhile). So a trip that needs
+// other replicas' spend lags the call that caused it by at most one
+// FlushInterval plus one flush (bounded by FlushTimeout, 2s), on the first
+// replica to flush after the sum passed the limit; budgets, not the
+// breaker, are the hard limit on spend. When a flush fails the spend waits
+// for the next one (spend older than the window is dropped), each key is
+// judged on this replica's view (the last shared sums plus its own spend),
+// and the failure is logged once until a flush succeeds again.
 // The cost observed is what the call was charged (a cut stream's whole hold
 // included), not only what was metered. A trip is stored as the key's
 // suspension, which every replica sees at once (change notifications), and
@@ -24,11 +38,13 @@
 package breaker
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -44,10 +60,22 @@ type Config struct {
 	CeilingMicros    int64         // trip when window spend exceeds this; 0: no ceiling
 	BaselineMultiple int64         // trip when window spend exceeds this × the key's baseline; 0: off
 	MinSpendMicros   int64         // the baseline rule ignores windows below this
+	// FlushInterval is how often Run sends this replica's spend to the
+	// shared windows and judges the sums (default 100ms): the most a trip on
+	// several replicas' spend lags, besides the flush itself.
+	FlushInterval time.Duration
 }
 
 // Default is on, $5 in 5 minutes, or 10× the key's usual 5 minutes once that is above $1.
-var Default = Config{Enabled: true, Window: 5 * time.Minute, CeilingMicros: 5_000_000, BaselineMultiple: 10, MinSpendMicros: 1_000_000}
+var Default = Config{Enabled: true, Window: 5 * time.Minute, CeilingMicros: 5_000_000, BaselineMultiple: 10, MinSpendMicros: 1_000_000, FlushInterval: 100 * time.Millisecond}
+
+// FlushTimeout bounds one flush to the shared windows.
+const FlushTimeout = 2 * time.Second
+
+// ErrNoKey is what a Suspender returns for a caller that has no stored key
+// to suspend (a workload identity or a client certificate): the breaker
+// alerts once for it and does not retry.
+var ErrNoKey = errors.New("breaker: the caller has no key to suspend")
 
 // Suspender stores a suspension; first reports whether this call suspended
 // the key (false: it was suspended already).
@@ -61,6 +89,23 @@ type Shared interface {
 	AddBreakerSpend(ctx context.Context, keyID string, bucket, cost int64, n int) ([]int64, error)
 	// ResetBreakerSpend empties the key's n buckets ending at bucket.
 	ResetBreakerSpend(ctx context.Context, keyID string, bucket int64, n int) error
+}
+
+// Spend is one key's cost in one bucket, as a flush sends it.
+type Spend struct {
+	KeyID  string
+	Bucket int64
+	Cost   int64
+}
+
+// BatchShared is a Shared that takes many keys' spend in one call (one
+// statement); a Shared without it gets one AddBreakerSpend per key and
+// bucket from the flusher.
+type BatchShared interface {
+	// AddBreakerSpends adds every spend (at most one per key and bucket,
+	// sorted by key and bucket) and returns, for each key named, the sums
+	// of the n buckets ending at bucket, oldest first.
+	AddBreakerSpends(ctx context.Context, spends []Spend, bucket int64, n int) (map[string][]int64, error)
 }
 
 // Alerter receives alerts.
@@ -86,6 +131,13 @@ type Breaker struct {
 	// once (the server marks it before writing), so no later call of the key
 	// reaches Observe here to try again: Run retries them instead.
 	unsaved map[string]string
+	// pending: spend not yet sent to Shared, by key and bucket.
+	pending map[string]map[int64]int64
+	// sharedDown: the last flush failed (logged once until one succeeds).
+	sharedDown bool
+	// flushing: one flush at a time; Reset waits for it, so a flush in
+	// flight cannot write spend back into a window just emptied.
+	flushing sync.Mutex
 }
 
 type window struct {
@@ -94,6 +146,10 @@ type window struct {
 	baseline float64 // EWMA of spend per window, from buckets that left the window
 	seen     int     // buckets folded into the baseline
 	tripped  bool
+	// noKey: tripped, but the caller has no key to suspend; the window
+	// rearms once its spend is back under the limit, so each episode
+	// alerts once.
+	noKey bool
 }
 
 // New returns a breaker.
@@ -101,7 +157,19 @@ func New(cfg Config, suspend Suspender, alerts Alerter, log *slog.Logger) *Break
 	if cfg.Window <= 0 {
 		cfg.Window = Default.Window
 	}
-	return &Breaker{cfg: cfg, suspend: suspend, alerts: alerts, log: log, now: time.Now, keys: map[string]*window{}, unsaved: map[string]string{}}
+	if cfg.FlushInterval <= 0 {
+		cfg.FlushInterval = Default.FlushInterval
+	}
+	return &Breaker{cfg: cfg, suspend: suspend, alerts: alerts, log: log, now: time.Now,
+		keys: map[string]*window{}, unsaved: map[string]string{}, pending: map[string]map[int64]int64{}}
+}
+
+// bucketOf numbers the bucket holding t, from the Unix epoch.
+func bucketOf(t time.Time, width time.Duration) int64 { return t.UnixNano() / int64(width) }
+
+// windowStart is the start of the window whose newest bucket holds t.
+func windowStart(t time.Time, width time.Duration) time.Time {
+	return time.Unix(0, (bucketOf(t, width)-(buckets-1))*int64(width))
 }
 
 // SetClock replaces the clock (tests).
@@ -122,7 +190,7 @@ func (w *window) advance(now time.Time, width time.Duration) {
 		w.sums[buckets-1] = 0
 		w.start = w.start.Add(width)
 		if w.seen > 10_000 && now.Sub(w.start) > 100*buckets*width { // long idle: jump
-			w.start = now.Truncate(width).Add(-(buckets - 1) * width)
+			w.start = windowStart(now, width)
 			w.sums = [buckets]int64{}
 		}
 	}
@@ -130,66 +198,96 @@ func (w *window) advance(now time.Time, width time.Duration) {
 
 // Observe adds a call's cost to a key's window and trips the breaker when the
 // window's spend is too high. It returns true when this call tripped it.
+// It does not wait for the shared windows (Run flushes them).
 func (b *Breaker) Observe(ctx context.Context, keyID string, cost int64) bool {
 	if !b.cfg.Enabled || cost <= 0 || keyID == "" {
 		return false
 	}
 	width := b.cfg.Window / buckets
 	now := b.now()
-	var shared []int64
-	if b.Shared != nil {
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-		var err error
-		shared, err = b.Shared.AddBreakerSpend(sctx, keyID, now.UnixNano()/int64(width), cost, buckets)
-		cancel()
-		if err != nil || len(shared) != buckets {
-			// Judge this replica's share alone rather than nothing.
-			b.log.Warn("breaker: the shared window is unavailable; judging this replica's calls alone", "key_id", keyID, "err", err)
-			shared = nil
-		}
-	}
 	b.mu.Lock()
+	w := b.window(keyID, now, width)
+	w.sums[buckets-1] += cost
+	if b.Shared != nil {
+		p := b.pending[keyID]
+		if p == nil {
+			p = map[int64]int64{}
+			b.pending[keyID] = p
+		}
+		p[bucketOf(now, width)] += cost
+	}
+	reason, sum := b.judge(w)
+	b.mu.Unlock()
+	if reason == "" {
+		return false
+	}
+	return b.trip(ctx, keyID, w, reason, sum)
+}
+
+// window returns the key's window advanced to now (b.mu held).
+func (b *Breaker) window(keyID string, now time.Time, width time.Duration) *window {
 	w := b.keys[keyID]
 	if w == nil {
 		if len(b.keys) > 1_000_000 {
 			clear(b.keys)
 		}
-		w = &window{start: now.Truncate(width).Add(-(buckets - 1) * width)}
+		w = &window{start: windowStart(now, width)}
 		b.keys[keyID] = w
 	}
 	w.advance(now, width)
-	if shared != nil {
-		copy(w.sums[:], shared)
-	} else {
-		w.sums[buckets-1] += cost
-	}
+	return w
+}
+
+// judge returns why the window trips the breaker ("" when it does not), and
+// its sum; a trip marks it tripped (b.mu held).
+func (b *Breaker) judge(w *window) (string, int64) {
 	var sum int64
 	for _, s := range w.sums {
 		sum += s
 	}
 	reason := ""
 	switch {
-	case w.tripped:
+	case w.tripped && !w.noKey:
 	case b.cfg.CeilingMicros > 0 && sum > b.cfg.CeilingMicros:
 		reason = fmt.Sprintf("spent %s in %v, over the ceiling of %s", pricing.FormatUSD(sum), b.cfg.Window, pricing.FormatUSD(b.cfg.CeilingMicros))
 	case b.cfg.BaselineMultiple > 0 && w.seen >= 3*buckets && sum >= b.cfg.MinSpendMicros && float64(sum) > float64(b.cfg.BaselineMultiple)*w.baseline:
 		reason = fmt.Sprintf("spent %s in %v, over %d× its usual %s", pricing.FormatUSD(sum), b.cfg.Window, b.cfg.BaselineMultiple, pricing.FormatUSD(int64(w.baseline)))
 	}
+	if w.noKey { // tripped without a key to suspend: rearm when calm
+		if reason == "" {
+			w.tripped, w.noKey = false, false
+		}
+		return "", sum
+	}
 	if reason != "" {
 		w.tripped = true
 	}
-	b.mu.Unlock()
-	if reason == "" {
+	return reason, sum
+}
+
+// trip stores the suspension of a key whose window judge just tripped, and
+// alerts when this replica's write suspended it. It reports whether it did.
+func (b *Breaker) trip(ctx context.Context, keyID string, w *window, reason string, sum int64) bool {
+	first, err := b.suspend(context.WithoutCancel(ctx), keyID, reason)
+	if errors.Is(err, ErrNoKey) || errors.Is(err, store.ErrNotFound) {
+		// No key to suspend (a workload identity or certificate caller, or a
+		// key deleted meanwhile): the window stays tripped, so this alerts
+		// and logs once, not on every later call; budgets still bound it.
+		b.mu.Lock()
+		w.noKey = true
+		b.mu.Unlock()
+		b.log.Warn("breaker: a caller passed the spend limit but has no key to suspend; its budgets still apply", "key_id", keyID, "reason", reason)
+		if b.alerts != nil {
+			b.alerts.Send(alert.Alert{Kind: "breaker_tripped", Message: "caller " + keyID + " passed the spend-velocity limit but has no key to suspend: " + reason,
+				Details: map[string]any{"key_id": keyID, "window_spend_micros": sum, "window": b.cfg.Window.String(), "reason": reason, "suspended": false}})
+		}
 		return false
 	}
-	first, err := b.suspend(context.WithoutCancel(ctx), keyID, reason)
 	if err != nil {
 		b.log.Error("breaker: suspending the key failed; retrying", "key_id", keyID, "err", err)
 		b.mu.Lock()
-		w.tripped = false // try again on the next call, if one comes
-		// and in Run, since none may; not a key the store does not have (a
-		// workload identity or certificate caller has no key to suspend).
-		if len(b.unsaved) < 100_000 && !errors.Is(err, store.ErrNotFound) {
+		w.tripped = false             // try again on the next call, if one comes
+		if len(b.unsaved) < 100_000 { // and in Run, since none may
 			b.unsaved[keyID] = reason
 		}
 		b.mu.Unlock()
@@ -212,19 +310,164 @@ func (b *Breaker) alert(keyID, reason string, sum int64) {
 	}
 }
 
-// Run retries, every interval until ctx ends, the suspensions the store did
-// not take when their key tripped.
-func (b *Breaker) Run(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
+// Run, until ctx ends, flushes this replica's spend to the shared windows
+// every FlushInterval (and once more when ctx ends, so a clean stop loses
+// none) and retries, every retryInterval, the suspensions the store did not
+// take when their key tripped.
+func (b *Breaker) Run(ctx context.Context, retryInterval time.Duration) {
+	retry := time.NewTicker(retryInterval)
+	defer retry.Stop()
+	var flushC <-chan time.Time
+	if b.Shared != nil {
+		flush := time.NewTicker(b.cfg.FlushInterval)
+		defer flush.Stop()
+		flushC = flush.C
+	}
 	for {
 		select {
 		case <-ctx.Done():
+			if b.Shared != nil {
+				b.Flush(context.WithoutCancel(ctx))
+			}
 			return
-		case <-t.C:
+		case <-flushC:
+			b.Flush(ctx)
+		case <-retry.C:
 			b.retry(ctx)
 		}
 	}
+}
+
+// Flush sends the spend observed since the last flush to the shared windows
+// in one batch and judges every key it sent on the sums it gets back. Run
+// calls it; tests call it directly.
+func (b *Breaker) Flush(ctx context.Context) {
+	if b.Shared == nil {
+		return
+	}
+	b.flushing.Lock()
+	defer b.flushing.Unlock()
+	b.mu.Lock()
+	if len(b.pending) == 0 {
+		b.mu.Unlock()
+		return
+	}
+	batch := b.pending
+	b.pending = map[string]map[int64]int64{}
+	b.mu.Unlock()
+
+	width := b.cfg.Window / buckets
+	now := b.now()
+	cur := bucketOf(now, width)
+	spends := make([]Spend, 0, len(batch))
+	for id, m := range batch {
+		for bk, c := range m {
+			spends = append(spends, Spend{KeyID: id, Bucket: bk, Cost: c})
+		}
+	}
+	// One lock order for every replica's batch: no deadlock between them.
+	slices.SortFunc(spends, func(x, y Spend) int {
+		if c := cmp.Compare(x.KeyID, y.KeyID); c != 0 {
+			return c
+		}
+		return cmp.Compare(x.Bucket, y.Bucket)
+	})
+	fctx, cancel := context.WithTimeout(ctx, FlushTimeout)
+	sums, sent, err := b.addSpends(fctx, spends, cur)
+	cancel()
+
+	b.mu.Lock()
+	if err != nil {
+		// Keep the spend not sent for the next flush (what left the window
+		// no longer counts); the keys' windows already hold it, so each is
+		// judged on this replica's view meanwhile.
+		for _, sp := range spends[sent:] {
+			if sp.Bucket <= cur-buckets {
+				continue
+			}
+			p := b.pending[sp.KeyID]
+			if p == nil {
+				p = map[int64]int64{}
+				b.pending[sp.KeyID] = p
+			}
+			p[sp.Bucket] += sp.Cost
+		}
+		logIt := !b.sharedDown
+		b.sharedDown = true
+		b.mu.Unlock()
+		if logIt {
+			b.log.Warn("breaker: the shared windows are unavailable; judging each key on this replica's view until they return", "err", err)
+		}
+		return
+	}
+	back := b.sharedDown
+	b.sharedDown = false
+	type tripped struct {
+		id, reason string
+		w          *window
+		sum        int64
+	}
+	var trips []tripped
+	for id, s := range sums {
+		w := b.keys[id]
+		if w == nil || len(s) != buckets { // reset meanwhile
+			continue
+		}
+		w.advance(now, width)
+		first := bucketOf(w.start, width)
+		if first != cur-buckets+1 {
+			continue // the clock moved back: keep the view this replica has
+		}
+		copy(w.sums[:], s)
+		for bk, c := range b.pending[id] { // spent since the batch left
+			if i := bk - first; i >= 0 && i < buckets {
+				w.sums[i] += c
+			}
+		}
+		if reason, sum := b.judge(w); reason != "" {
+			trips = append(trips, tripped{id, reason, w, sum})
+		}
+	}
+	b.mu.Unlock()
+	if back {
+		b.log.Info("breaker: the shared windows are back")
+	}
+	for _, t := range trips {
+		if b.trip(ctx, t.id, t.w, t.reason, t.sum) {
+			b.log.Warn("spend-velocity breaker tripped on the shared window; key suspended", "key_id", t.id)
+		}
+	}
+}
+
+// addSpends sends spends to Shared in one call when it takes batches, else
+// one call per key and bucket, and returns each key's n buckets ending at
+// cur; on failure, how many of spends (a prefix) were added all the same, so
+// that a retry does not count them twice.
+func (b *Breaker) addSpends(ctx context.Context, spends []Spend, cur int64) (map[string][]int64, int, error) {
+	if bs, ok := b.Shared.(BatchShared); ok {
+		sums, err := bs.AddBreakerSpends(ctx, spends, cur, buckets)
+		if err != nil {
+			return nil, 0, err // one transaction: nothing was added
+		}
+		return sums, len(spends), nil
+	}
+	out := map[string][]int64{}
+	for i, s := range spends {
+		got, err := b.Shared.AddBreakerSpend(ctx, s.KeyID, s.Bucket, s.Cost, buckets)
+		if err != nil {
+			return nil, i, err
+		}
+		if len(got) != buckets {
+			return nil, i + 1, fmt.Errorf("breaker: the shared window has %d buckets, not %d", len(got), buckets)
+		}
+		// got ends at s.Bucket (≤ cur): shift it to end at cur.
+		shifted := make([]int64, buckets)
+		if k := cur - s.Bucket; k < buckets {
+			copy(shifted, got[k:])
+		}
+		out[s.KeyID] = shifted // spends are sorted: the newest bucket comes last
+	}
+	return out, len(spends), nil
 }
 
 // retry writes each unsaved suspension once more; one the store takes is
@@ -244,7 +487,7 @@ func (b *Breaker) retry(ctx context.Context) {
 		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		first, err := b.suspend(sctx, id, reason)
 		cancel()
-		if errors.Is(err, store.ErrNotFound) { // gone meanwhile
+		if errors.Is(err, store.ErrNotFound) || errors.Is(err, ErrNoKey) { // gone meanwhile
 			b.mu.Lock()
 			delete(b.unsaved, id)
 			b.mu.Unlock()
@@ -271,17 +514,21 @@ func (b *Breaker) retry(ctx context.Context) {
 }
 
 // Reset forgets a key's window, shared ones included (after an admin
-// reinstates it).
+// reinstates it). It waits for a flush in flight, so that one cannot write
+// the key's old spend back after the reset.
 func (b *Breaker) Reset(keyID string) {
+	b.flushing.Lock()
+	defer b.flushing.Unlock()
 	b.mu.Lock()
 	delete(b.keys, keyID)
 	delete(b.unsaved, keyID)
+	delete(b.pending, keyID)
 	b.mu.Unlock()
 	if b.Shared != nil {
 		width := b.cfg.Window / buckets
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		if err := b.Shared.ResetBreakerSpend(ctx, keyID, b.now().UnixNano()/int64(width), buckets); err != nil {
+		if err := b.Shared.ResetBreakerSpend(ctx, keyID, bucketOf(b.now(), width), buckets); err != nil {
 			b.log.Warn("breaker: resetting the shared window failed", "key_id", keyID, "err", err)
 		}
 	}
@@ -289,11 +536,17 @@ func (b *Breaker) Reset(keyID string) {
 
 // Rearm lets a key trip again on this replica (its suspension or
 // reinstatement changed elsewhere) and drops a suspension waiting to be
-// retried; the window and baseline stay.
+// retried; the baseline stays, and so does the window unless it is a view
+// of the shared one (refreshed by the next flush).
 func (b *Breaker) Rearm(keyID string) {
 	b.mu.Lock()
 	if w := b.keys[keyID]; w != nil {
-		w.tripped = false
+		w.tripped, w.noKey = false, false
+		if b.Shared != nil {
+			// The view came from the shared window, which a reinstatement
+			// elsewhere emptied (Reset): the next flush reads it again.
+			w.sums = [buckets]int64{}
+		}
 	}
 	// The key changed in the store: the server's in-memory suspension ends
 	// there too (vkey.Verifier.Overlay), so a retry would overrule it.

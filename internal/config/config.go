@@ -161,13 +161,17 @@ type Breaker struct {
 	Ceiling          string   `yaml:"ceiling"`           // USD per window per key, e.g. "5.00"; "0" for none
 	BaselineMultiple int64    `yaml:"baseline_multiple"` // trip at this multiple of a key's usual spend; 0 for off
 	MinSpend         string   `yaml:"min_spend"`         // USD; the baseline rule ignores windows below it
+	// FlushInterval: how often a replica sends its keys' spend to the
+	// shared windows (PostgreSQL or Redis) and judges the sums; the most a
+	// trip on several replicas' spend lags, besides the flush itself.
+	FlushInterval Duration `yaml:"flush_interval"`
 }
 
 // Config returns the breaker's configuration (validated amounts).
 func (b Breaker) Config() breaker.Config {
 	ceiling, _ := pricing.ParseUSD(b.Ceiling)
 	minSpend, _ := pricing.ParseUSD(b.MinSpend)
-	return breaker.Config{Enabled: b.Enabled, Window: b.Window.D(), CeilingMicros: ceiling, BaselineMultiple: b.BaselineMultiple, MinSpendMicros: minSpend}
+	return breaker.Config{Enabled: b.Enabled, Window: b.Window.D(), CeilingMicros: ceiling, BaselineMultiple: b.BaselineMultiple, MinSpendMicros: minSpend, FlushInterval: b.FlushInterval.D()}
 }
 
 // Duration is a time.Duration written as "30s" in YAML.
@@ -213,7 +217,7 @@ func Default() Config {
 		Ledger: Ledger{Origin: "gatehouse.local/log", CheckpointInterval: Duration(time.Second), LagEndRecords: true, BatchLinger: Duration(time.Millisecond),
 			MaxDeferredRefusals: ledger.DefaultMaxDeferredRefusals},
 		Store:     DefaultStore,
-		Breaker:   Breaker{Enabled: true, Window: Duration(5 * time.Minute), Ceiling: "5.00", BaselineMultiple: 10, MinSpend: "1.00"},
+		Breaker:   Breaker{Enabled: true, Window: Duration(5 * time.Minute), Ceiling: "5.00", BaselineMultiple: 10, MinSpend: "1.00", FlushInterval: Duration(100 * time.Millisecond)},
 		Audit:     audit.DefaultConfig(),
 		LogLevel:  "info",
 		LogFormat: "text",
@@ -379,6 +383,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Breaker.Window <= 0 || c.Breaker.BaselineMultiple < 0 {
 		errs = append(errs, errors.New("breaker: window must be positive and baseline_multiple not negative"))
+	}
+	if f := c.Breaker.FlushInterval.D(); f != 0 && (f < 10*time.Millisecond || f > 10*time.Second) {
+		errs = append(errs, errors.New("breaker.flush_interval: must be between 10ms and 10s"))
 	}
 	if c.Ledger.Origin == "" || strings.ContainsAny(c.Ledger.Origin, " +\n\t") {
 		errs = append(errs, fmt.Errorf("ledger.origin %q: want a name without spaces or '+', e.g. gatehouse.example.com/log", c.Ledger.Origin))

@@ -101,3 +101,30 @@ func TestStoreSection(t *testing.T) {
 		}
 	}
 }
+
+// TestBreakerFlushInterval: 100ms by default and passed to the breaker; a
+// value outside 10ms–10s is refused.
+func TestBreakerFlushInterval(t *testing.T) {
+	c := Default()
+	if err := c.Parse([]byte("breaker:\n  flush_interval: 250ms\n")); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Breaker.Config().FlushInterval; got != 250*time.Millisecond {
+		t.Fatalf("flush interval %v, want 250ms", got)
+	}
+	if got := Default().Breaker.Config().FlushInterval; got != 100*time.Millisecond {
+		t.Fatalf("default flush interval %v, want 100ms", got)
+	}
+	for _, bad := range []string{"1ms", "-1s", "1m"} {
+		c := Default()
+		if err := c.Parse([]byte("breaker:\n  flush_interval: " + bad + "\n")); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "flush_interval") {
+			t.Errorf("flush_interval %s: Validate said %v", bad, err)
+		}
+	}
+}

@@ -303,6 +303,13 @@ func (h *Handler) requestURL(r *http.Request) string {
 	return scheme + "://" + r.Host + r.URL.Path
 }
 
+// Keyless reports whether a caller's key id names no stored key: a client
+// certificate ("mtls:…") or a workload identity ("wif:…") caller, which
+// the breaker cannot suspend.
+func Keyless(keyID string) bool {
+	return strings.HasPrefix(keyID, "mtls:") || strings.HasPrefix(keyID, "wif:")
+}
+
 func looksLikeJWT(s string) bool { return strings.Count(s, ".") == 2 && !vkey.LooksLikeKey(s) }
 
 // authenticateCert maps a verified client certificate to its principal (mTLS).

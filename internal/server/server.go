@@ -470,6 +470,9 @@ func (s *Server) budgetList() []budget.Budget { return s.snap.Load().Budgets }
 // calls admitted while its write waits for the store would otherwise spend
 // past the trip (and if the write fails, the key stays suspended here).
 func (s *Server) suspendKey(ctx context.Context, keyID, reason string) (bool, error) {
+	if proxy.Keyless(keyID) { // nothing stored to suspend: the breaker alerts once instead
+		return false, breaker.ErrNoKey
+	}
 	at := time.Now().UTC()
 	// At once, at the version cached for the key's secrets; then at the
 	// version its tokens run with, which may take a store read (a key used
@@ -1014,7 +1017,9 @@ func (s *Server) Run(ctx context.Context) error {
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
 	wg.Go(func() { s.verifier.Run(bg, 10*time.Second) })
-	wg.Go(func() { s.breaker.Run(bg, 5*time.Second) })
+	breakerCtx, stopBreaker := context.WithCancel(context.WithoutCancel(ctx))
+	breakerDone := make(chan struct{})
+	go func() { s.breaker.Run(breakerCtx, 5*time.Second); close(breakerDone) }()
 	wg.Go(func() { s.pollConfig(bg) })
 	wg.Go(func() { s.inst.Run(bg) })
 	wg.Go(func() { s.alerts.Run(bg) })
@@ -1052,6 +1057,10 @@ func (s *Server) Run(ctx context.Context) error {
 		s.data.Close()
 	}
 	s.admin.Shutdown(sctx)
+	// After the data plane drained, before the ledger stops: the breaker
+	// flushes the last interval's spend (a trip it finds is recorded).
+	stopBreaker()
+	<-breakerDone
 	stopBudgets() // after the data plane drained: tries deferred settlements once more
 	<-budgetDone
 	stopUsage() // after the data plane drained: every call's record is queued

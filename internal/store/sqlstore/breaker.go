@@ -4,7 +4,10 @@ import (
 	"context"
 	"database/sql"
 	"math/rand/v2"
+	"strings"
 	"time"
+
+	"github.com/gatehouse-gw/gatehouse/internal/breaker"
 )
 
 // AddBreakerSpend implements breaker.Shared: it adds cost to a key's bucket
@@ -72,6 +75,107 @@ func (s *DB) addBreakerSpendPiped(ctx context.Context, keyID string, bucket, cos
 		return r.Err()
 	}, `SELECT bucket, spent FROM breaker_spend WHERE key_id = ? AND bucket >= ? AND bucket <= ?`, keyID, first, bucket)
 	if err := p.flush(ctx); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// AddBreakerSpends implements breaker.BatchShared: every key's spend since
+// a replica's last flush in one multi-row upsert (rows in the caller's
+// order, sorted by key and bucket, so two replicas' batches lock rows in one
+// order), then the windows of the keys named, ending at bucket. On
+// PostgreSQL it is one pipelined round trip in one implicit transaction;
+// elsewhere one transaction. Now and then it deletes every key's buckets
+// older than the window.
+func (s *DB) AddBreakerSpends(ctx context.Context, spends []breaker.Spend, bucket int64, n int) (map[string][]int64, error) {
+	out := map[string][]int64{}
+	if len(spends) == 0 {
+		return out, nil
+	}
+	first := bucket - int64(n) + 1
+	var ids []any
+	for i, sp := range spends {
+		if i == 0 || sp.KeyID != spends[i-1].KeyID {
+			ids = append(ids, sp.KeyID)
+			out[sp.KeyID] = make([]int64, n)
+		}
+	}
+	var stmts []Queued
+	var rows [][]any
+	for _, sp := range spends {
+		rows = append(rows, []any{sp.KeyID, sp.Bucket, sp.Cost})
+	}
+	const upsert = ` ON CONFLICT (key_id, bucket) DO UPDATE SET spent = breaker_spend.spent + excluded.spent`
+	for _, c := range chunks(len(rows)) {
+		args := make([]any, 0, 3*c)
+		for _, r := range rows[:c] {
+			args = append(args, r...)
+		}
+		rows = rows[c:]
+		stmts = append(stmts, Queued{SQL: `INSERT INTO breaker_spend (key_id, bucket, spent) VALUES (?, ?, ?)` + strings.Repeat(", (?, ?, ?)", c-1) + upsert, Args: args})
+	}
+	if rand.IntN(64) == 0 {
+		stmts = append(stmts, Queued{SQL: `DELETE FROM breaker_spend WHERE bucket < ?`, Args: []any{first}})
+	}
+	read := func(r Rows) error {
+		for r.Next() {
+			var id string
+			var b int64
+			var v sql.NullInt64
+			if err := r.Scan(&id, &b, &v); err != nil {
+				return err
+			}
+			if w := out[id]; w != nil && b >= first && b <= bucket {
+				w[b-first] = v.Int64
+			}
+		}
+		return r.Err()
+	}
+	for _, c := range chunks(len(ids)) {
+		args := append([]any{first, bucket}, ids[:c]...)
+		ids = ids[c:]
+		stmts = append(stmts, Queued{SQL: `SELECT key_id, bucket, spent FROM breaker_spend WHERE bucket >= ? AND bucket <= ? AND key_id IN (?` + strings.Repeat(", ?", c-1) + `)`, Args: args, Rows: read})
+	}
+	if s.d.Pipeline != nil {
+		conn, err := s.db.Conn(ctx)
+		if err != nil {
+			return nil, err
+		}
+		defer conn.Close()
+		p := &pipe{s: s, conn: conn}
+		for _, q := range stmts {
+			if q.Rows != nil {
+				p.query(q.Rows, q.SQL, q.Args...)
+			} else {
+				p.exec(q.SQL, q.Args...)
+			}
+		}
+		if err := p.flush(ctx); err != nil {
+			return nil, err
+		}
+		return out, nil
+	}
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		for _, q := range stmts {
+			if q.Rows == nil {
+				if _, err := s.exec(ctx, tx, q.SQL, q.Args...); err != nil {
+					return err
+				}
+				continue
+			}
+			rs, err := tx.QueryContext(ctx, s.q(q.SQL), q.Args...)
+			if err != nil {
+				return s.classify(err)
+			}
+			err = q.Rows(rs)
+			rs.Close()
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
 		return nil, err
 	}
 	return out, nil

@@ -1,0 +1,292 @@
+package breaker
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// memShared is a Shared in memory (no batch method: the flusher's per-key
+// path, as for Redis); fail makes every call fail.
+type memShared struct {
+	mu    sync.Mutex
+	spent map[string]map[int64]int64
+	calls int
+	fail  bool
+	// failAfter, when > 0: calls after this many fail (a flush that breaks
+	// half way).
+	failAfter int
+}
+
+func (m *memShared) AddBreakerSpend(_ context.Context, keyID string, bucket, cost int64, n int) ([]int64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.calls++
+	if m.fail || m.failAfter > 0 && m.calls > m.failAfter {
+		return nil, errors.New("connection refused")
+	}
+	if m.spent == nil {
+		m.spent = map[string]map[int64]int64{}
+	}
+	if m.spent[keyID] == nil {
+		m.spent[keyID] = map[int64]int64{}
+	}
+	m.spent[keyID][bucket] += cost
+	out := make([]int64, n)
+	for i := range n {
+		out[i] = m.spent[keyID][bucket-int64(n)+1+int64(i)]
+	}
+	return out, nil
+}
+
+func (m *memShared) ResetBreakerSpend(_ context.Context, keyID string, _ int64, _ int) error {
+	m.mu.Lock()
+	delete(m.spent, keyID)
+	m.mu.Unlock()
+	return nil
+}
+
+func (m *memShared) total(keyID string) int64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var sum int64
+	for _, v := range m.spent[keyID] {
+		sum += v
+	}
+	return sum
+}
+
+// logCount counts log records by message.
+type logCount struct {
+	mu  sync.Mutex
+	msg map[string]int
+}
+
+func (l *logCount) Enabled(context.Context, slog.Level) bool { return true }
+func (l *logCount) Handle(_ context.Context, r slog.Record) error {
+	l.mu.Lock()
+	l.msg[r.Message]++
+	l.mu.Unlock()
+	return nil
+}
+func (l *logCount) WithAttrs([]slog.Attr) slog.Handler { return l }
+func (l *logCount) WithGroup(string) slog.Handler      { return l }
+
+func (l *logCount) count(sub string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for m, c := range l.msg {
+		if strings.Contains(m, sub) {
+			n += c
+		}
+	}
+	return n
+}
+
+// TestObserveDoesNotWaitForTheSharedWindow: a call's cost reaches the
+// shared window only through a flush, and a replica's own spend still trips
+// at once, on the call that passes the ceiling.
+func TestObserveDoesNotWaitForTheSharedWindow(t *testing.T) {
+	b, r, _ := setup(Config{Enabled: true, Window: 5 * time.Minute, CeilingMicros: 1000})
+	m := &memShared{}
+	b.Shared = m
+	ctx := context.Background()
+	for range 10 {
+		if b.Observe(ctx, "k", 100) {
+			t.Fatal("tripped at the ceiling, not over it")
+		}
+	}
+	if m.calls != 0 {
+		t.Fatalf("Observe called the shared window %d times; want none", m.calls)
+	}
+	if !b.Observe(ctx, "k", 1) || r.suspended["k"] == "" {
+		t.Fatal("this replica's own spend over the ceiling did not trip at once")
+	}
+	b.Flush(ctx)
+	if m.total("k") != 1001 || m.calls != 1 {
+		t.Fatalf("flushed %d in %d calls; want 1001 in one", m.total("k"), m.calls)
+	}
+	b.Flush(ctx)
+	if m.calls != 1 {
+		t.Fatal("an empty flush called the shared window")
+	}
+}
+
+// TestTripLagsByOneFlush: two replicas' spend passes the ceiling only
+// together; the trip comes on the first flush after the sum passed it (so
+// it lags the call by at most FlushInterval plus one flush), also when the
+// call and the flush fall in different buckets.
+func TestTripLagsByOneFlush(t *testing.T) {
+	m := &memShared{}
+	cfg := Config{Enabled: true, Window: 5 * time.Minute, CeilingMicros: 1000}
+	a, ra, now := setup(cfg)
+	b, _, _ := setup(cfg)
+	b.SetClock(func() time.Time { return *now }) // one clock for both
+	b.suspend, b.alerts = a.suspend, ra
+	a.Shared, b.Shared = m, m
+	ctx := context.Background()
+	// Just before a bucket boundary (buckets are 30 s).
+	*now = now.Truncate(30 * time.Second).Add(29 * time.Second)
+	if a.Observe(ctx, "k", 600) {
+		t.Fatal("replica a tripped on its own 600")
+	}
+	a.Flush(ctx)
+	if b.Observe(ctx, "k", 600) {
+		t.Fatal("replica b tripped on its own 600 before any flush told it of a's")
+	}
+	if ra.suspended["k"] != "" {
+		t.Fatal("suspended before the flush that carries the sum over the ceiling")
+	}
+	*now = now.Add(2 * time.Second) // the flush comes in the next bucket
+	b.Flush(ctx)
+	if ra.suspended["k"] == "" {
+		t.Fatal("the first flush after the shared sum passed the ceiling did not trip")
+	}
+	if len(ra.alerts) != 1 {
+		t.Fatalf("%d alerts; want one", len(ra.alerts))
+	}
+	// a learns the sum on its next flush too (its view is refreshed), without
+	// alerting again: the key is suspended already.
+	a.Observe(ctx, "k", 1)
+	a.Flush(ctx)
+	if len(ra.alerts) != 1 {
+		t.Fatalf("%d alerts after a's flush; want one", len(ra.alerts))
+	}
+}
+
+// TestFlushFailure: while the shared window is down each key is judged on
+// this replica's view, the failure is logged once (not per call or per
+// flush), and the spend is sent when it is back.
+func TestFlushFailure(t *testing.T) {
+	b, r, now := setup(Config{Enabled: true, Window: 5 * time.Minute, CeilingMicros: 1000})
+	logs := &logCount{msg: map[string]int{}}
+	b.log = slog.New(logs)
+	m := &memShared{fail: true}
+	b.Shared = m
+	ctx := context.Background()
+	for range 9 {
+		b.Observe(ctx, "k", 100)
+		b.Flush(ctx)
+		*now = now.Add(time.Second)
+	}
+	if n := logs.count("unavailable"); n != 1 {
+		t.Fatalf("the failure was logged %d times; want once", n)
+	}
+	if r.suspended["k"] != "" {
+		t.Fatal("tripped under the ceiling")
+	}
+	if !b.Observe(ctx, "k", 101) {
+		t.Fatal("this replica's own spend over the ceiling did not trip while the shared window was down")
+	}
+	m.mu.Lock()
+	m.fail = false
+	m.mu.Unlock()
+	b.Flush(ctx)
+	if got := m.total("k"); got != 1001 {
+		t.Fatalf("the shared window got %d after it came back; want the 1001 spent meanwhile", got)
+	}
+	if logs.count("back") != 1 {
+		t.Fatal("the recovery was not logged")
+	}
+	// Down again: logged once more.
+	m.mu.Lock()
+	m.fail = true
+	m.mu.Unlock()
+	b.Observe(ctx, "j", 1)
+	b.Flush(ctx)
+	b.Observe(ctx, "j", 1)
+	b.Flush(ctx)
+	if n := logs.count("unavailable"); n != 2 {
+		t.Fatalf("logged %d times over two outages; want 2", n)
+	}
+	// Spend that left the window while the shared window was down is dropped.
+	*now = now.Add(10 * time.Minute)
+	b.Flush(ctx)
+	b.mu.Lock()
+	left := len(b.pending["j"])
+	b.mu.Unlock()
+	if left != 0 {
+		t.Fatalf("%d buckets older than the window still wait to be sent", left)
+	}
+}
+
+// TestRunFlushesOnStop: the spend of the last interval is sent when Run
+// stops (a clean shutdown loses none of it).
+func TestRunFlushesOnStop(t *testing.T) {
+	b, _, _ := setup(Config{Enabled: true, Window: 5 * time.Minute, CeilingMicros: 1000, FlushInterval: time.Hour})
+	m := &memShared{}
+	b.Shared = m
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { b.Run(ctx, time.Hour); close(done) }()
+	b.Observe(context.Background(), "k", 250)
+	cancel()
+	<-done
+	if got := m.total("k"); got != 250 {
+		t.Fatalf("the shared window has %d after Run stopped; want 250", got)
+	}
+}
+
+// TestKeylessCaller: a caller with no key to suspend (workload identity,
+// client certificate) that passes the ceiling alerts and logs once, not on
+// every later call, and alerts again only after its window calmed down.
+func TestKeylessCaller(t *testing.T) {
+	b, r, now := setup(Config{Enabled: true, Window: 5 * time.Minute, CeilingMicros: 1000})
+	logs := &logCount{msg: map[string]int{}}
+	b.log = slog.New(logs)
+	tries := 0
+	b.suspend = func(context.Context, string, string) (bool, error) { tries++; return false, ErrNoKey }
+	ctx := context.Background()
+	for range 50 {
+		if b.Observe(ctx, "wif:ci", 100) {
+			t.Fatal("reported a suspension it could not make")
+		}
+	}
+	if tries != 1 || len(r.alerts) != 1 || logs.count("no key") != 1 {
+		t.Fatalf("tried %d suspensions, %d alerts, %d logs; want one of each", tries, len(r.alerts), logs.count("no key"))
+	}
+	if logs.count("failed") != 0 {
+		t.Fatal("logged a failure for a caller that has no key")
+	}
+	b.retry(ctx)
+	if tries != 1 {
+		t.Fatal("Run retried a suspension of a caller that has no key")
+	}
+	// A calm window later, a new burst alerts once more.
+	*now = now.Add(10 * time.Minute)
+	b.Observe(ctx, "wif:ci", 1)
+	for range 20 {
+		b.Observe(ctx, "wif:ci", 100)
+	}
+	if tries != 2 || len(r.alerts) != 2 {
+		t.Fatalf("after a calm window: %d tries, %d alerts; want 2 and 2", tries, len(r.alerts))
+	}
+}
+
+// TestFlushFailsHalfWay: a flush that breaks after some keys were added (a
+// Shared without batches, like Redis) sends only the rest again: no key's
+// spend is counted twice.
+func TestFlushFailsHalfWay(t *testing.T) {
+	b, _, _ := setup(Config{Enabled: true, Window: 5 * time.Minute, CeilingMicros: 1_000_000})
+	m := &memShared{failAfter: 2}
+	b.Shared = m
+	ctx := context.Background()
+	for _, id := range []string{"a", "b", "c", "d"} {
+		b.Observe(ctx, id, 100)
+	}
+	b.Flush(ctx) // a and b go, c fails
+	m.mu.Lock()
+	m.failAfter = 0
+	m.mu.Unlock()
+	b.Flush(ctx)
+	for _, id := range []string{"a", "b", "c", "d"} {
+		if got := m.total(id); got != 100 {
+			t.Errorf("key %s: the shared window has %d, want 100", id, got)
+		}
+	}
+}
