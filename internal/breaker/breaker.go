@@ -123,6 +123,10 @@ type Breaker struct {
 
 	// Shared, when set, holds the windows every replica adds to.
 	Shared Shared
+	// OnFlushTrip, when set, is called when a flush's shared sums trip a key
+	// and this replica suspended it (a trip in Observe is reported by its
+	// return value instead, with the call that tripped it).
+	OnFlushTrip func(keyID string)
 
 	mu   sync.Mutex
 	keys map[string]*window
@@ -435,6 +439,9 @@ func (b *Breaker) Flush(ctx context.Context) {
 	for _, t := range trips {
 		if b.trip(ctx, t.id, t.w, t.reason, t.sum) {
 			b.log.Warn("spend-velocity breaker tripped on the shared window; key suspended", "key_id", t.id)
+			if b.OnFlushTrip != nil {
+				b.OnFlushTrip(t.id)
+			}
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -129,6 +130,9 @@ func TestTripLagsByOneFlush(t *testing.T) {
 	b.SetClock(func() time.Time { return *now }) // one clock for both
 	b.suspend, b.alerts = a.suspend, ra
 	a.Shared, b.Shared = m, m
+	var flushTrips []string // what the server counts in gatehouse_breaker_trips_total
+	a.OnFlushTrip = func(id string) { flushTrips = append(flushTrips, "a:"+id) }
+	b.OnFlushTrip = func(id string) { flushTrips = append(flushTrips, "b:"+id) }
 	ctx := context.Background()
 	// Just before a bucket boundary (buckets are 30 s).
 	*now = now.Truncate(30 * time.Second).Add(29 * time.Second)
@@ -150,12 +154,15 @@ func TestTripLagsByOneFlush(t *testing.T) {
 	if len(ra.alerts) != 1 {
 		t.Fatalf("%d alerts; want one", len(ra.alerts))
 	}
+	if !slices.Equal(flushTrips, []string{"b:k"}) {
+		t.Fatalf("trips reported by flushes: %v; want b's one", flushTrips)
+	}
 	// a learns the sum on its next flush too (its view is refreshed), without
 	// alerting again: the key is suspended already.
 	a.Observe(ctx, "k", 1)
 	a.Flush(ctx)
-	if len(ra.alerts) != 1 {
-		t.Fatalf("%d alerts after a's flush; want one", len(ra.alerts))
+	if len(ra.alerts) != 1 || len(flushTrips) != 1 {
+		t.Fatalf("%d alerts, trips reported %v after a's flush; want one each", len(ra.alerts), flushTrips)
 	}
 }
 

@@ -258,7 +258,7 @@ func (m *Metrics) observe(rec *usage.Record, o proxy.Outcome) {
 		m.held.WithLabelValues(rec.Endpoint).Add(float64(o.HeldMicros) / usd)
 	}
 	if o.Tripped {
-		m.breakerTrips.Inc()
+		m.BreakerTripped()
 	}
 	switch rec.ErrorCode {
 	case "policy_denied":
@@ -313,3 +313,8 @@ func (l *limiter) value(label, v string) string {
 	s[v] = struct{}{}
 	return v
 }
+
+// BreakerTripped counts a key the spend-velocity breaker suspended outside a
+// call (on the shared window's flush); calls that trip report it in their
+// Outcome.
+func (m *Metrics) BreakerTripped() { m.breakerTrips.Inc() }

@@ -34,6 +34,7 @@ func (s *Server) openObservability(ctx context.Context) error {
 		Pool:         pool,
 	}, s.log)
 	s.ledger.ObserveAppends(s.metrics.ObserveLedgerAppend)
+	s.breaker.OnFlushTrip = func(string) { s.metrics.BreakerTripped() }
 	s.tracer, err = telemetry.Open(ctx, telemetry.Options{Enabled: s.cfg.Telemetry.Traces, Getenv: os.Getenv}, s.log)
 	return err
 }
