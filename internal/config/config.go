@@ -147,6 +147,10 @@ type Ledger struct {
 	// of calls in progress before it commits (0: never waits); a lone call
 	// never waits.
 	BatchLinger Duration `yaml:"batch_linger"`
+	// LagWait is how long a batch holding only lagging end records waits
+	// for an entry somebody waits on (a call's start) to share its commit;
+	// that entry ends the wait at once (0: commit at once).
+	LagWait Duration `yaml:"lag_wait"`
 	// MaxDeferredRefusals bounds the end records of refused calls (nothing
 	// at stake) kept one by one in memory while the store is unreachable;
 	// past it they are counted into summary records, one per key × error
@@ -214,7 +218,7 @@ func Default() Config {
 		SessionTTL:             Duration(12 * time.Hour),
 		Login:                  DefaultLogin(),
 		Keys:                   Keys{ExpiryWarning: Duration(7 * 24 * time.Hour), CheckInterval: Duration(time.Hour)},
-		Ledger: Ledger{Origin: "gatehouse.local/log", CheckpointInterval: Duration(time.Second), LagEndRecords: true, BatchLinger: Duration(time.Millisecond),
+		Ledger: Ledger{Origin: "gatehouse.local/log", CheckpointInterval: Duration(time.Second), LagEndRecords: true, BatchLinger: Duration(time.Millisecond), LagWait: Duration(time.Millisecond),
 			MaxDeferredRefusals: ledger.DefaultMaxDeferredRefusals},
 		Store:     DefaultStore,
 		Breaker:   Breaker{Enabled: true, Window: Duration(5 * time.Minute), Ceiling: "5.00", BaselineMultiple: 10, MinSpend: "1.00", FlushInterval: Duration(100 * time.Millisecond)},
@@ -395,6 +399,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Ledger.BatchLinger < 0 || c.Ledger.BatchLinger.D() > time.Second {
 		errs = append(errs, errors.New("ledger.batch_linger must be between 0 and 1s"))
+	}
+	if c.Ledger.LagWait < 0 || c.Ledger.LagWait.D() > time.Second {
+		errs = append(errs, errors.New("ledger.lag_wait must be between 0 and 1s"))
 	}
 	if c.Ledger.MaxDeferredRefusals < 0 || c.Ledger.MaxDeferredRefusals > MaxDeferredRefusals {
 		errs = append(errs, fmt.Errorf("ledger.max_deferred_refusals must be between 0 and %d", MaxDeferredRefusals))

@@ -151,6 +151,15 @@ type Log struct {
 	// before Run.
 	Linger time.Duration
 	Calls  func() int
+	// LagWait is how long a batch that holds only lagging end records
+	// (Enqueue: nobody waits for their commit) may wait for an entry
+	// somebody waits on (a call's start), to share its commit instead of
+	// making that entry wait behind a commit and sync of its own; such an
+	// entry ends the wait at once. At one connection a call's lagging end
+	// is queued just before the next call's start: without the wait the
+	// start waits for two syncs. Default DefaultLinger; 0 commits at once.
+	// Set before Run.
+	LagWait time.Duration
 	// Gate, when set, must return nil for a call's start to be appended: a
 	// fenced instance (package instance) admits nothing.
 	Gate func() error
@@ -193,6 +202,7 @@ type pending struct {
 	idx      int64
 	done     chan error  // buffered, one answer
 	answered bool        // only the goroutine committing p touches it
+	lagging  bool        // queued by Enqueue: nobody waits for the commit
 	finished bool        // Done was called; as answered
 	gone     atomic.Bool // a start whose caller stopped waiting: skip it if not yet committing
 	sum      *summary    // a summary of refused calls: e is made from it at each commit
@@ -212,7 +222,7 @@ func New(st Store, instance, skey string, log *slog.Logger) (*Log, error) {
 		return nil, fmt.Errorf("ledger: signing key: %w", err)
 	}
 	l := &Log{store: st, instance: func() string { return instance }, origin: s.Name(), log: log, now: time.Now,
-		Interval: time.Second, Linger: DefaultLinger, CommitTimeout: 5 * time.Second, MaxDeferredRefusals: DefaultMaxDeferredRefusals, queue: make(chan *pending, 4*MaxBatch), commitSem: make(chan struct{}, 1), cache: hashCache{m: map[int64]tlog.Hash{}}}
+		Interval: time.Second, Linger: DefaultLinger, LagWait: DefaultLinger, CommitTimeout: 5 * time.Second, MaxDeferredRefusals: DefaultMaxDeferredRefusals, queue: make(chan *pending, 4*MaxBatch), commitSem: make(chan struct{}, 1), cache: hashCache{m: map[int64]tlog.Hash{}}}
 	if err := l.SetKeys([]string{skey}); err != nil {
 		return nil, err
 	}
@@ -396,7 +406,7 @@ func (l *Log) Enqueue(ctx context.Context, e Entry) error {
 		return fail(fmt.Errorf("%w: %w", ErrUnavailable, err))
 	}
 	e.RequestID = id
-	p := &pending{e: e, done: make(chan error, 1)}
+	p := &pending{e: e, done: make(chan error, 1), lagging: true}
 	var t *time.Timer
 	for {
 		l.mu.RLock()
@@ -577,6 +587,8 @@ func (l *Log) Run(ctx context.Context) error {
 	retryT.Stop()
 	backoff := 50 * time.Millisecond
 	batch := make([]*pending, 0, MaxBatch)
+	lagT := time.NewTimer(time.Hour) // lagWait's, reused: one per batch would be garbage at one connection
+	lagT.Stop()
 	// run commits batch; rest is what waits behind it (retried later, in
 	// order, behind what failed again), so that the count of waiting
 	// records never drops to zero in between.
@@ -632,7 +644,7 @@ func (l *Log) Run(ctx context.Context) error {
 				p.final(-1, errGone)
 				continue
 			}
-			batch = l.linger(l.fill(append(batch[:0], p)))
+			batch = l.linger(l.lagWait(ctx, lagT, l.fill(append(batch[:0], p))))
 			run(batch, nil)
 		case <-retryT.C:
 			n := min(len(l.retry), MaxBatch)
@@ -723,6 +735,43 @@ func (l *Log) linger(batch []*pending) []*pending {
 			}
 			batch = l.fill(append(batch, p))
 		case <-t.C:
+			return batch
+		}
+	}
+	return batch
+}
+
+// lagWait holds batch, when it holds only lagging end records, up to
+// LagWait for an entry somebody waits on: the first one to arrive ends the
+// wait and shares the batch's commit (FIFO: behind the end records). The
+// end records lag anyway (Enqueue); what is gained is one commit and sync
+// fewer ahead of that entry. It stops early when the batch is full or ctx
+// ends (Run then drains).
+func (l *Log) lagWait(ctx context.Context, t *time.Timer, batch []*pending) []*pending {
+	if l.LagWait <= 0 || len(batch) >= MaxBatch {
+		return batch
+	}
+	for _, p := range batch {
+		if !p.lagging {
+			return batch
+		}
+	}
+	t.Reset(l.LagWait)
+	defer t.Stop()
+	for len(batch) < MaxBatch {
+		select {
+		case p := <-l.queue:
+			if p.gone.Load() {
+				p.final(-1, errGone)
+				continue
+			}
+			batch = append(batch, p)
+			if !p.lagging {
+				return l.fill(batch)
+			}
+		case <-t.C:
+			return batch
+		case <-ctx.Done():
 			return batch
 		}
 	}

@@ -962,6 +962,7 @@ func (s *Server) buildHTTP() {
 	if s.ledger != nil {
 		s.ledger.Calls = px.InFlight
 		s.ledger.Linger = s.cfg.Ledger.BatchLinger.D()
+		s.ledger.LagWait = s.cfg.Ledger.LagWait.D()
 		s.ledger.MaxDeferredRefusals = s.cfg.Ledger.MaxDeferredRefusals
 	}
 	dataMux := http.NewServeMux()
