@@ -35,7 +35,7 @@ Environment:
   GATEHOUSE_KEK_FILE, GATEHOUSE_KEK (base64 of 32 bytes; wins over the file),
   GATEHOUSE_MAX_BODY_BYTES, GATEHOUSE_UPSTREAM_TIMEOUT, GATEHOUSE_LOG_LEVEL,
   GATEHOUSE_LOG_FORMAT, GATEHOUSE_MEMORY_LIMIT
-  GOMEMLIMIT, GOGC: Go's own; when either is set, memory_limit (default 24MiB)
+  GOMEMLIMIT, GOGC: Go's own; when either is set, memory_limit (default off)
   is not applied`,
 		flags: func(fs *flag.FlagSet, o *opts) {
 			o.bool(fs, "dev", "development mode: temporary store, simulated provider, printed keys")

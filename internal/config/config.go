@@ -64,7 +64,7 @@ type Config struct {
 	AllowUnboundedCost bool `yaml:"allow_unbounded_cost"`
 
 	// MemoryLimit is the Go runtime's soft memory limit for `gatehouse
-	// serve` ("24MiB" by default, "off" for none); GOMEMLIMIT or GOGC, when set,
+	// serve` ("off" by default, or a size such as "48MiB"); GOMEMLIMIT or GOGC, when set,
 	// win (memory.go).
 	MemoryLimit string `yaml:"memory_limit"`
 

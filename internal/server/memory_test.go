@@ -42,11 +42,12 @@ func TestMemoryLimitOnlyWhenUnset(t *testing.T) {
 		env  func(string) string
 		want int64 // 0: left alone
 	}{
-		{"default", config.Default(), env(), 24 << 20},
+		{"default (off)", config.Default(), env(), 0},
+		{"24MiB", cfg("24MiB"), env(), 24 << 20},
 		{"configured", cfg("256MiB"), env(), 256 << 20},
 		{"off", cfg("off"), env(), 0},
-		{"GOMEMLIMIT set", config.Default(), env(EnvGoMemLimit, "1GiB"), 0},
-		{"GOGC set", config.Default(), env(EnvGOGC, "200"), 0},
+		{"GOMEMLIMIT set", cfg("24MiB"), env(EnvGoMemLimit, "1GiB"), 0},
+		{"GOGC set", cfg("24MiB"), env(EnvGOGC, "200"), 0},
 		{"GOGC off", cfg("256MiB"), env(EnvGOGC, "off"), 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -77,7 +78,9 @@ func TestMemoryLimitOnlyWhenUnset(t *testing.T) {
 func TestMemoryLimitLifted(t *testing.T) {
 	var logs bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
-	m := NewMemoryLimit(config.Default(), env(), log)
+	c := config.Default()
+	c.MemoryLimit = "24MiB"
+	m := NewMemoryLimit(c, env(), log)
 	cur := fakeLimit(m, 11<<20)
 	m.Apply()
 	if m.check() || *cur != 24<<20 {
@@ -107,7 +110,9 @@ func TestMemoryLimitLifted(t *testing.T) {
 // TestMemoryLimitRuntime checks the real runtime setting moves and comes back.
 func TestMemoryLimitRuntime(t *testing.T) {
 	before := debug.SetMemoryLimit(-1)
-	m := NewMemoryLimit(config.Default(), env(), slog.New(slog.DiscardHandler))
+	cfg := config.Default()
+	cfg.MemoryLimit = "24MiB"
+	m := NewMemoryLimit(cfg, env(), slog.New(slog.DiscardHandler))
 	n := m.Apply()
 	got := debug.SetMemoryLimit(-1)
 	m.Restore()
