@@ -212,7 +212,10 @@ func (b *Breaker) Observe(ctx context.Context, keyID string, cost int64) bool {
 	b.mu.Lock()
 	w := b.window(keyID, now, width)
 	w.sums[buckets-1] += cost
-	if b.Shared != nil {
+	// A key this replica suspended sends no more spend (calls that were in
+	// flight when it tripped): an admin's reinstatement empties the shared
+	// window (Reset), and spend from before it must not trip the key again.
+	if b.Shared != nil && (!w.tripped || w.noKey) {
 		p := b.pending[keyID]
 		if p == nil {
 			p = map[int64]int64{}
@@ -299,6 +302,10 @@ func (b *Breaker) trip(ctx context.Context, keyID string, w *window, reason stri
 	}
 	b.mu.Lock()
 	delete(b.unsaved, keyID)
+	// The spend that tripped it is in the suspension's record; sent after an
+	// admin reinstated the key elsewhere (which empties the shared window), it
+	// would suspend the key again at once.
+	delete(b.pending, keyID)
 	b.mu.Unlock()
 	if !first {
 		return false // another replica tripped it and alerted
