@@ -608,15 +608,18 @@ func (h *Handler) reinstateKey(w http.ResponseWriter, r *http.Request, who vkey.
 		return err
 	}
 	id := r.PathValue("id")
+	// The breaker's windows first, while the key is still suspended: after
+	// the reinstatement a flush on any replica would judge the key on the
+	// spend that suspended it, and suspend it again.
+	if h.d.ResetBreaker != nil {
+		h.d.ResetBreaker(id)
+	}
 	k, err := h.d.Store.ReinstateKey(r.Context(), id, v)
 	if err != nil {
 		return err
 	}
 	h.d.Verifier.Forget(id)
 	h.d.ForgetKey(id) // its tokens read it by id: they work on their next call too
-	if h.d.ResetBreaker != nil {
-		h.d.ResetBreaker(id)
-	}
 	h.d.Log.Warn("key reinstated", "key_id", id, "by", who.ID)
 	writeVersioned(w, 200, k.Version, h.view(k))
 	return nil

@@ -139,6 +139,11 @@ type Breaker struct {
 	pending map[string]map[int64]int64
 	// sharedDown: the last flush failed (logged once until one succeeds).
 	sharedDown bool
+	// rearmed: keys rearmed while a flush is in flight (nil between
+	// flushes). The flush's sums for them were read before their
+	// suspension or reinstatement changed, so it does not judge them: stale
+	// sums would suspend a key just reinstated.
+	rearmed map[string]bool
 	// flushing: one flush at a time; Reset waits for it, so a flush in
 	// flight cannot write spend back into a window just emptied.
 	flushing sync.Mutex
@@ -365,6 +370,7 @@ func (b *Breaker) Flush(ctx context.Context) {
 	}
 	batch := b.pending
 	b.pending = map[string]map[int64]int64{}
+	b.rearmed = map[string]bool{}
 	b.mu.Unlock()
 
 	width := b.cfg.Window / buckets
@@ -388,6 +394,8 @@ func (b *Breaker) Flush(ctx context.Context) {
 	cancel()
 
 	b.mu.Lock()
+	rearmed := b.rearmed
+	b.rearmed = nil
 	if err != nil {
 		// Keep the spend not sent for the next flush (what left the window
 		// no longer counts); the keys' windows already hold it, so each is
@@ -421,7 +429,7 @@ func (b *Breaker) Flush(ctx context.Context) {
 	var trips []tripped
 	for id, s := range sums {
 		w := b.keys[id]
-		if w == nil || len(s) != buckets { // reset meanwhile
+		if w == nil || len(s) != buckets || rearmed[id] { // reset or rearmed meanwhile
 			continue
 		}
 		w.advance(now, width)
@@ -565,5 +573,8 @@ func (b *Breaker) Rearm(keyID string) {
 	// The key changed in the store: the server's in-memory suspension ends
 	// there too (vkey.Verifier.Overlay), so a retry would overrule it.
 	delete(b.unsaved, keyID)
+	if b.rearmed != nil { // a flush in flight read the sums before the change
+		b.rearmed[keyID] = true
+	}
 	b.mu.Unlock()
 }

@@ -349,3 +349,60 @@ func TestReinstatedKeyNotTrippedByItsOldSpend(t *testing.T) {
 		t.Fatal("the reinstated key did not trip again over the ceiling")
 	}
 }
+
+// stallShared is a memShared whose AddBreakerSpend, once armed, reads the
+// sums and then waits for release before answering: a flush in flight.
+type stallShared struct {
+	*memShared
+	read, release chan struct{}
+}
+
+func (s *stallShared) AddBreakerSpend(ctx context.Context, keyID string, bucket, cost int64, n int) ([]int64, error) {
+	got, err := s.memShared.AddBreakerSpend(ctx, keyID, bucket, cost, n)
+	if s.read != nil {
+		close(s.read)
+		<-s.release
+	}
+	return got, err
+}
+
+// TestRearmDuringFlushKeepsStaleSumsOut: a key another replica suspended is
+// reinstated (its shared window emptied, this replica rearmed by the
+// change notification) while this replica's flush is in flight with the
+// sums read before the reinstatement. Those sums must not suspend the key
+// again: the flush's answer for a key rearmed meanwhile is dropped.
+func TestRearmDuringFlushKeepsStaleSumsOut(t *testing.T) {
+	b, r, _ := setup(Config{Enabled: true, Window: 5 * time.Minute, CeilingMicros: 1000})
+	m := &memShared{}
+	s := &stallShared{memShared: m}
+	b.Shared = s
+	ctx := context.Background()
+	// Another replica's 900 is in the shared window, and it suspended the key.
+	m.AddBreakerSpend(ctx, "k", bucketOf(b.now(), 30*time.Second), 900, buckets)
+	r.suspended["k"] = "another replica's trip"
+	// This replica's own 200 (a call that ended after the trip) is pending.
+	if b.Observe(ctx, "k", 200) {
+		t.Fatal("tripped on this replica's own 200")
+	}
+	s.read, s.release = make(chan struct{}), make(chan struct{})
+	done := make(chan struct{})
+	go func() { b.Flush(ctx); close(done) }()
+	<-s.read // the flush holds 1100, read before the reinstatement
+	// The admin reinstates the key elsewhere: the store, the shared window,
+	// then this replica's notification.
+	delete(r.suspended, "k")
+	m.ResetBreakerSpend(ctx, "k", 0, buckets)
+	b.Rearm("k")
+	close(s.release)
+	<-done
+	if reason := r.suspended["k"]; reason != "" {
+		t.Fatalf("the reinstated key was suspended again by a flush carrying the sums from before its reinstatement: %s", reason)
+	}
+	// The next flush judges afresh.
+	b.Observe(ctx, "k", 1)
+	s.read = nil
+	b.Flush(ctx)
+	if r.suspended["k"] != "" {
+		t.Fatal("suspended after the reinstatement on 1 micro")
+	}
+}

@@ -471,8 +471,9 @@ func (l *Log) commit(ctx context.Context, batch []*pending) (failed []*pending) 
 	defer l.inFlight.Store(0)
 	var computed map[int64]tlog.Hash
 	var appended []Entry
+	var appendedAt int64
 	idx, err := l.store.LedgerAppend(ctx, l.instance(), entries, func(size int64, kept []Entry, r tlog.HashReader) ([][]tlog.Hash, error) {
-		computed, appended = map[int64]tlog.Hash{}, kept
+		computed, appended, appendedAt = map[int64]tlog.Hash{}, kept, size
 		reader := tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) {
 			out := make([]tlog.Hash, len(idx))
 			var missing []int64
@@ -514,6 +515,24 @@ func (l *Log) commit(ctx context.Context, batch []*pending) (failed []*pending) 
 	})
 	if err != nil {
 		return l.failBatch(batch, err)
+	}
+	// The callback's last call describes what was written only when the
+	// store called it on the attempt that committed: a store may call it
+	// on an attempt it then abandons (a refused guess, a retried
+	// transaction) and commit nothing on the next, which does not call it.
+	// Those hashes belong to records never written (another replica's may
+	// be at their indexes): neither cached nor exported.
+	written, first := 0, int64(-1)
+	for _, x := range idx {
+		if x >= 0 {
+			if written == 0 {
+				first = x
+			}
+			written++
+		}
+	}
+	if written != len(appended) || written > 0 && first != appendedAt {
+		computed, appended = nil, nil
 	}
 	for x, h := range computed {
 		l.cache.put(x, h)

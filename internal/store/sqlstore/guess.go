@@ -153,8 +153,13 @@ func (s *DB) appendGuessed(ctx context.Context, p *pipe, instance string, entrie
 		}
 	}
 	s.noteSize(start + int64(len(kept)))
+	s.guessed.Add(1)
 	return out, true, nil
 }
+
+// GuessedBatches is how many ledger batches this store committed in one
+// round trip on guesses (tests: that a proof took the guessed path).
+func (s *DB) GuessedBatches() int64 { return s.guessed.Load() }
 
 // guessHolds queues the holds' counter updates, each failing when its row
 // does not take the batch's sum (a hard limit refuses it, or the row is

@@ -68,6 +68,7 @@ type DB struct {
 
 	ledgerNext atomic.Int64 // the log's size after this store's last batch, plus one; 0: unknown (guess.go)
 	guessPause atomic.Int32 // batches left that do not guess, after a miss
+	guessed    atomic.Int64 // batches committed on guesses (GuessedBatches)
 
 	turn chan struct{} // one transaction at a time, when the dialect says so
 }
