@@ -143,3 +143,34 @@ func TestLagWaitMaxBatchEdges(t *testing.T) {
 		})
 	}
 }
+
+// TestSummariesBoundedOverDistinctCodes: a flood of refusals of one key with
+// distinct error codes (the gateway's codes are a few dozen; this assumes
+// the worst) and minutes still leaves at most 2*MaxSummaries+1 records
+// waiting, every call counted, and the log verifies after the store returns.
+func TestSummariesBoundedOverDistinctCodes(t *testing.T) {
+	ctx := context.Background()
+	l, st, db := outageLog(t, 0)
+	st.down.Store(true)
+	const n = 2*ledger.MaxSummaries + 300
+	for i := range n {
+		at := t0.Add(time.Duration(i) * time.Minute)
+		if err := l.Enqueue(ctx, refusal(fmt.Sprintf("c%d", i), "key_one", fmt.Sprintf("code_%d", i), at)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitAggregated(t, l, n)
+	if d := l.Deferred(); d > 2*ledger.MaxSummaries+1 {
+		t.Fatalf("%d records wait for the store, bound %d", d, 2*ledger.MaxSummaries+1)
+	}
+	st.down.Store(false)
+	waitDeferred(t, l, 0)
+	verified(t, l, db)
+	var calls int64
+	for _, r := range logged(t, db) {
+		calls += r.Count
+	}
+	if calls != n {
+		t.Fatalf("%d calls counted, want %d", calls, n)
+	}
+}
