@@ -370,15 +370,22 @@ func (l *Log) Append(ctx context.Context, e Entry) (idx int64, err error) {
 			return 0, fmt.Errorf("%w: %v", ErrUnavailable, ctx.Err())
 		}
 	}
+	// A closing entry given up on here is not dropped: the sequencer still
+	// commits it (or keeps it for the store's return), so its caller hears
+	// ErrDeferred and answers as the record says.
+	waitErr := ErrUnavailable
+	if e.Closes {
+		waitErr = ErrDeferred
+	}
 	select {
 	case err := <-p.done:
 		return p.idx, err
 	case <-timer.C:
 		p.gone.Store(!e.Closes)
-		return 0, fmt.Errorf("%w: no commit within %v", ErrUnavailable, l.CommitTimeout)
+		return 0, fmt.Errorf("%w: no commit within %v", waitErr, l.CommitTimeout)
 	case <-ctx.Done():
 		p.gone.Store(!e.Closes)
-		return 0, fmt.Errorf("%w: %v", ErrUnavailable, ctx.Err())
+		return 0, fmt.Errorf("%w: %v", waitErr, ctx.Err())
 	}
 }
 

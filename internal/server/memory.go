@@ -34,6 +34,8 @@ type MemoryLimit struct {
 	prev     int64
 	set      func(int64) int64
 	live     func() uint64
+	limiter  func() uint64 // the GC cycle in which the collector's CPU limiter last engaged (0: never)
+	limited  uint64        // limiter() at Apply
 	log      *slog.Logger
 	Interval time.Duration // how often Run reads the live heap (default 5 s)
 }
@@ -49,12 +51,15 @@ func NewMemoryLimit(cfg config.Config, getenv func(string) string, log *slog.Log
 	if err != nil || n == 0 { // Validate has rejected a bad value already
 		return nil
 	}
-	return &MemoryLimit{limit: n, set: debug.SetMemoryLimit, live: liveHeap, log: log, Interval: 5 * time.Second}
+	return &MemoryLimit{limit: n, set: debug.SetMemoryLimit, live: liveHeap, limiter: gcLimiterCycle, log: log, Interval: 5 * time.Second}
 }
 
 // Apply sets the runtime's limit and returns it.
 func (m *MemoryLimit) Apply() int64 {
 	m.prev = m.set(m.limit)
+	if m.limiter != nil {
+		m.limited = m.limiter()
+	}
 	return m.limit
 }
 
@@ -78,21 +83,37 @@ func (m *MemoryLimit) Run(ctx context.Context) {
 	}
 }
 
-// check lifts the limit if the live heap needs it, and reports whether it did.
+// check lifts the limit if the live heap needs it, or if the collector's CPU
+// limiter engaged since Apply (the collector hit its CPU cap: the live heap
+// alone does not count stacks and runtime metadata, which the limit does), and
+// reports whether it did.
 func (m *MemoryLimit) check() bool {
 	live := m.live()
-	if live <= uint64(m.limit)/2 {
+	capped := m.limiter != nil && m.limiter() != m.limited
+	if live <= uint64(m.limit)/2 && !capped {
 		return false
 	}
 	m.set(math.MaxInt64)
 	m.log.Warn("memory_limit is below twice the live heap: lifted until restart, so that the collector does not run without pause; raise memory_limit or set it off (docs/operations.md, Memory)",
-		"memory_limit_bytes", m.limit, "live_heap_bytes", live)
+		"memory_limit_bytes", m.limit, "live_heap_bytes", live, "gc_cpu_limited", capped)
 	return true
 }
 
 // liveHeap is the heap the last collection found live (0 before the first).
 func liveHeap() uint64 {
 	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindUint64 {
+		return 0
+	}
+	return s[0].Value.Uint64()
+}
+
+// gcLimiterCycle is the GC cycle in which the collector's CPU limiter last
+// engaged (0 if never): it engages when the collector would take more than
+// about half the CPU, which a soft limit too small for the heap causes.
+func gcLimiterCycle() uint64 {
+	s := []metrics.Sample{{Name: "/gc/limiter/last-enabled:gc-cycle"}}
 	metrics.Read(s)
 	if s[0].Value.Kind() != metrics.KindUint64 {
 		return 0

@@ -7,6 +7,7 @@ import (
 	"math"
 	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
 	"strings"
 	"testing"
 	"time"
@@ -126,4 +127,36 @@ func TestMemoryLimitRuntime(t *testing.T) {
 	if liveHeap() == 0 {
 		t.Fatal("/gc/heap/live:bytes reads 0")
 	}
+}
+
+// TestMemoryLimitLiftedWhenTheCollectorIsCapped: a live heap under half the
+// limit does not prove the collector is fine (the limit also counts stacks
+// and runtime metadata): when the runtime's GC CPU limiter engages after
+// Apply (the collector ran into its CPU cap, the death spiral), the limit is
+// lifted too. A limiter that engaged before Apply does not count.
+func TestMemoryLimitLiftedWhenTheCollectorIsCapped(t *testing.T) {
+	c := config.Default()
+	c.MemoryLimit = "24MiB"
+	m := NewMemoryLimit(c, env(), slog.New(slog.DiscardHandler))
+	cur := fakeLimit(m, 8<<20)
+	cycle := uint64(7) // engaged before serve started
+	m.limiter = func() uint64 { return cycle }
+	m.Apply()
+	if m.check() || *cur != 24<<20 {
+		t.Fatalf("8 MiB live, limiter as at Apply: limit now %d", *cur)
+	}
+	cycle = 42
+	if !m.check() || *cur != math.MaxInt64 {
+		t.Fatalf("8 MiB live, GC CPU limiter engaged: limit %d, want lifted", *cur)
+	}
+}
+
+// TestGCLimiterCycleReads: the runtime metric the lift reads exists.
+func TestGCLimiterCycleReads(t *testing.T) {
+	s := []metrics.Sample{{Name: "/gc/limiter/last-enabled:gc-cycle"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindUint64 {
+		t.Fatalf("/gc/limiter/last-enabled:gc-cycle: kind %v", s[0].Value.Kind())
+	}
+	_ = gcLimiterCycle()
 }
