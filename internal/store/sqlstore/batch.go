@@ -48,38 +48,17 @@ func sortedRows[V any](m map[spendRow]V) []spendRow {
 // entries' Hold.Refused is set, and the caller drops them). The store stays
 // the judge of "never over a hard limit".
 func (s *DB) batchHolds(ctx context.Context, tx *sql.Tx, entries []ledger.Entry) error {
-	type sum struct {
-		amount int64
-		limit  int64 // the smallest hard limit any hold names for the row
-		hard   bool
-	}
-	sums := map[spendRow]*sum{}
 	anyHold := false
 	for _, e := range entries {
-		if e.Hold == nil {
-			continue
-		}
-		e.Hold.Refused, e.Hold.Spends = nil, nil // a retried transaction starts afresh
-		anyHold = true
-		for _, c := range e.Hold.Reservation.Charges {
-			r := rowOf(c)
-			sm := sums[r]
-			if sm == nil {
-				sm = &sum{limit: c.Limit}
-				sums[r] = sm
-			}
-			sm.amount += e.Hold.Reservation.Amount
-			if c.Hard {
-				if !sm.hard || c.Limit < sm.limit {
-					sm.limit = c.Limit
-				}
-				sm.hard = true
-			}
+		if e.Hold != nil {
+			e.Hold.Refused, e.Hold.Spends = nil, nil // a retried transaction starts afresh
+			anyHold = true
 		}
 	}
 	if !anyHold {
 		return nil
 	}
+	sums := holdSums(entries)
 	rows := sortedRows(sums)
 	for _, r := range rows {
 		if _, err := s.hotExec(ctx, tx, `INSERT INTO budget_spend (budget_id, period_start, spent, reserved) VALUES (?, ?, 0, 0)

@@ -95,22 +95,9 @@ func (s *DB) appendGuessed(ctx context.Context, p *pipe, instance string, entrie
 		claimed[i] = e.Closes
 	}
 	out, kept := keptEntries(start, entries, claimed)
-	reader := tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) {
-		// On the batch's connection (a pool of one has no other), before
-		// BEGIN: nothing else is queued yet.
-		if len(idx) == 0 {
-			return nil, nil
-		}
-		var hs []tlog.Hash
-		var err error
-		q, args := hashesQuery(idx)
-		p.query(func(r Rows) error { hs, err = readHashes(r, idx); return err }, q, args...)
-		if ferr := p.flush(ctx); ferr != nil {
-			return nil, ferr
-		}
-		return hs, err
-	})
-	hs, err := hashes(start, kept, reader)
+	// Hashes the cache lacks are read on the batch's connection (a pool of
+	// one has no other), before BEGIN: nothing else is queued yet.
+	hs, err := hashes(start, kept, p.hashReader(ctx))
 	if err != nil {
 		// A hash missing below the guessed size: the guess is wrong (the
 		// database is not the one the guess was taken from); the

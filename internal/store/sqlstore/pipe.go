@@ -161,22 +161,9 @@ func (s *DB) appendPiped(ctx context.Context, p *pipe, instance string, entries 
 	}
 	out, kept := keptEntries(start, entries, claimed)
 	if len(kept) > 0 {
-		reader := tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) {
-			// A hash the ledger's cache lacks: read it in the transaction
-			// (this sends what is queued along with it).
-			if len(idx) == 0 {
-				return nil, nil
-			}
-			var hs []tlog.Hash
-			var err error
-			q, args := hashesQuery(idx)
-			p.query(func(r Rows) error { hs, err = readHashes(r, idx); return err }, q, args...)
-			if ferr := p.flush(ctx); ferr != nil {
-				return nil, ferr
-			}
-			return hs, err
-		})
-		hs, err := hashes(start, kept, reader)
+		// A hash the ledger's cache lacks is read in the transaction (this
+		// sends what is queued along with it).
+		hs, err := hashes(start, kept, p.hashReader(ctx))
 		if err != nil {
 			return nil, err
 		}
@@ -203,6 +190,24 @@ func (s *DB) appendPiped(ctx context.Context, p *pipe, instance string, entries 
 }
 
 // pipeInsertRows queues insertRows' statements.
+// hashReader reads the hashes at idx on the pipe's connection, sending
+// what is queued before them.
+func (p *pipe) hashReader(ctx context.Context) tlog.HashReader {
+	return tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) {
+		if len(idx) == 0 {
+			return nil, nil
+		}
+		var hs []tlog.Hash
+		var err error
+		q, args := hashesQuery(idx)
+		p.query(func(r Rows) error { hs, err = readHashes(r, idx); return err }, q, args...)
+		if ferr := p.flush(ctx); ferr != nil {
+			return nil, ferr
+		}
+		return hs, err
+	})
+}
+
 func pipeInsertRows(p *pipe, prefix string, width int, rows [][]any) {
 	tuple := "(" + strings.Repeat("?, ", width-1) + "?)"
 	for _, n := range chunks(len(rows)) {
