@@ -41,7 +41,6 @@ test: deps ## vet, then every test (with the race detector where cgo is availabl
 # (a three-replica cluster uses 3 × (4 + 1) + 2).
 SQUEEZE_E2E ?= TestBudgetTwoReplicas|TestFault(ShortOutage|LongOutage|BlackHole|KillReplicaUnderLoad)|TestConcurrentGuessesTwoReplicas|TestPropagationAcrossReplicas|TestBreakerAcrossReplicas|TestFullServerReplicaKeepsServing
 test-squeeze: ## the PostgreSQL multi-replica and store tests with all but 20 of the server's connections taken
-	$(GO) test $(RACE) -count=1 -run '^$$' ./internal/store/postgres/ ./internal/e2e/ # build outside the squeeze
 	scripts/pg-squeeze.sh sh -c "$(GO) test $(RACE) -count=1 ./internal/store/postgres/ && \
 		$(GO) test $(RACE) -count=1 -parallel 1 -run '^($(SQUEEZE_E2E))$$' ./internal/e2e/"
 
