@@ -27,7 +27,7 @@ const (
 // A soft limit below what the live heap needs makes the collector run
 // without pause (Go caps it at about half the CPU): Run watches the live heap
 // and lifts the limit, once and with a warning, when the live heap passes
-// half of it, so that a large deployment on the default keeps Go's usual
+// half of it, so that a deployment whose heap outgrows the limit keeps Go's usual
 // pacing (GOGC=100) instead of being starved of CPU by the collector.
 type MemoryLimit struct {
 	limit    int64
@@ -100,20 +100,16 @@ func (m *MemoryLimit) check() bool {
 }
 
 // liveHeap is the heap the last collection found live (0 before the first).
-func liveHeap() uint64 {
-	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
-	metrics.Read(s)
-	if s[0].Value.Kind() != metrics.KindUint64 {
-		return 0
-	}
-	return s[0].Value.Uint64()
-}
+func liveHeap() uint64 { return readUint64Metric("/gc/heap/live:bytes") }
 
 // gcLimiterCycle is the GC cycle in which the collector's CPU limiter last
 // engaged (0 if never): it engages when the collector would take more than
 // about half the CPU, which a soft limit too small for the heap causes.
-func gcLimiterCycle() uint64 {
-	s := []metrics.Sample{{Name: "/gc/limiter/last-enabled:gc-cycle"}}
+func gcLimiterCycle() uint64 { return readUint64Metric("/gc/limiter/last-enabled:gc-cycle") }
+
+// readUint64Metric reads one runtime metric of kind uint64 (0 if absent).
+func readUint64Metric(name string) uint64 {
+	s := []metrics.Sample{{Name: name}}
 	metrics.Read(s)
 	if s[0].Value.Kind() != metrics.KindUint64 {
 		return 0
