@@ -1,0 +1,107 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"time"
+
+	"github.com/gatehouse-gw/gatehouse/internal/alert"
+	"github.com/gatehouse-gw/gatehouse/internal/breaker"
+	"github.com/gatehouse-gw/gatehouse/internal/ledger"
+	"github.com/gatehouse-gw/gatehouse/internal/proxy"
+	"github.com/gatehouse-gw/gatehouse/internal/vkey"
+)
+
+// keyHasher loads the server secret used to hash keys, creating it on first
+// start. It is stored sealed under the KEK, so replicas sharing a database and
+// a KEK agree on it.
+func (s *Server) keyHasher(ctx context.Context) (*vkey.Hasher, error) {
+	const name = "key_hmac"
+	aad := []byte("server-secret/" + name)
+	fresh := make([]byte, 32)
+	rand.Read(fresh)
+	sealed, err := s.keyring.Seal(fresh, aad)
+	if err != nil {
+		return nil, err
+	}
+	stored, err := s.db.PutSecretIfAbsent(ctx, name, sealed)
+	if err != nil {
+		return nil, fmt.Errorf("server secret: %w", err)
+	}
+	secret, err := s.keyring.Open(stored, aad)
+	if err != nil {
+		return nil, fmt.Errorf("server secret: %w (is this the key-encryption key the store was created with?)", err)
+	}
+	return vkey.NewHasher(secret)
+}
+
+// suspendKey stores a breaker's suspension and drops the key from the cache,
+// so the very next request is refused.
+// The suspension holds in this process from the moment it is decided: the
+// calls admitted while its write waits for the store would otherwise spend
+// past the trip (and if the write fails, the key stays suspended here).
+func (s *Server) suspendKey(ctx context.Context, keyID, reason string) (bool, error) {
+	if proxy.Keyless(keyID) { // nothing stored to suspend: the breaker alerts once instead
+		return false, breaker.ErrNoKey
+	}
+	at := time.Now().UTC()
+	// At once, at the version cached for the key's secrets; then at the
+	// version its tokens run with, which may take a store read (a key used
+	// only by its secret is not cached by id).
+	s.verifier.Suspend(keyID, 0, reason, at)
+	if k, err := s.auth.KeyByID(ctx, keyID); err == nil {
+		s.verifier.Suspend(keyID, k.Version, reason, at)
+	}
+	s.auth.ForgetKey(keyID)
+	first, err := s.db.SuspendKeyFirst(ctx, keyID, reason, at)
+	s.verifier.Written(keyID)
+	if err != nil {
+		return false, err
+	}
+	s.verifier.Forget(keyID)
+	s.auth.ForgetKey(keyID)
+	if !first { // another replica tripped it first and recorded it
+		return false, nil
+	}
+	rec := ledger.Record{Kind: ledger.KindBreaker, Time: time.Now(), RequestID: "breaker-" + keyID, KeyID: keyID, Action: "suspend", Target: keyID, Detail: reason}
+	if _, err := s.ledger.Append(ctx, ledger.Entry{Data: rec.Marshal(), RequestID: rec.RequestID}); err != nil {
+		s.log.Error("ledger: a key suspension was not recorded", "key_id", keyID, "err", err)
+	}
+	s.log.Warn("key suspended by the spend-velocity breaker", "key_id", keyID, "reason", reason)
+	return true, nil
+}
+
+// warnExpiringKeys alerts (webhook and log) once per key and expiry time when
+// a key will expire within keys.expiry_warning, so its owner can rotate it.
+func (s *Server) warnExpiringKeys(ctx context.Context) {
+	if s.cfg.Keys.ExpiryWarning <= 0 {
+		return
+	}
+	t := time.NewTicker(s.cfg.Keys.CheckInterval.D())
+	defer t.Stop()
+	for {
+		keys, err := s.db.ListKeys(ctx, vkey.Filter{})
+		if err != nil && ctx.Err() == nil {
+			s.log.Warn("key expiry check failed", "err", err)
+		}
+		now := time.Now()
+		for _, k := range keys {
+			exp := k.Expiry(s.keyMaxAge(k.TeamID))
+			if exp == nil || exp.Before(now) || exp.Sub(now) > s.cfg.Keys.ExpiryWarning.D() {
+				continue
+			}
+			if first, err := s.db.MarkKeyWarned(ctx, k.ID, *exp); err != nil || !first {
+				continue
+			}
+			s.alerts.Send(alert.Alert{Kind: "key_expiring",
+				Message: fmt.Sprintf("key %s (%s) of principal %s expires at %s; rotate it (gatehouse keys rotate %s)", k.ID, k.Name, k.PrincipalID, exp.UTC().Format(time.RFC3339), k.ID),
+				Details: map[string]any{"key_id": k.ID, "principal_id": k.PrincipalID, "team_id": k.TeamID, "expires_at": exp.UTC()}})
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}

@@ -1,0 +1,128 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/gatehouse-gw/gatehouse/internal/ledger"
+)
+
+// openLedger loads the log's signing key (sealed under the KEK; created on
+// first start) and the export sinks.
+func (s *Server) openLedger(ctx context.Context) (*ledger.Log, error) {
+	skey, err := ledger.GenerateKey(s.cfg.Ledger.Origin)
+	if err != nil {
+		return nil, err
+	}
+	b, _ := json.Marshal([]string{skey})
+	sealed, err := s.keyring.Seal(b, ledgerKeysAAD())
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.db.PutSecretIfAbsent(ctx, ledgerKeysSecret, sealed); err != nil {
+		return nil, fmt.Errorf("ledger: %w", err)
+	}
+	skeys, err := s.ledgerKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	l, err := ledger.New(s.db, s.inst.ID(), skeys[0], s.log)
+	if err != nil {
+		return nil, err
+	}
+	l.SetInstance(s.inst.ID)
+	if s.cfg.Database != "" {
+		l.Gate = s.inst.Live
+	}
+	l.CommitTimeout = s.cfg.Store.Timeout.D()
+	if err := l.SetKeys(skeys); err != nil {
+		return nil, err
+	}
+	if l.Origin() != s.cfg.Ledger.Origin {
+		s.log.Warn("ledger: the log keeps the origin it was created with; ledger.origin is ignored", "origin", l.Origin(), "configured", s.cfg.Ledger.Origin)
+	}
+	l.Interval = s.cfg.Ledger.CheckpointInterval.D()
+	if s.export, err = ledger.NewExporter(s.cfg.Ledger.ExportFile, s.cfg.Ledger.ExportWebhook, []byte(os.Getenv(EnvAlertSecret)), s.log); err != nil {
+		return nil, err
+	}
+	if s.export.Enabled() {
+		l.Sink = s.export.Add
+	}
+	return l, nil
+}
+
+// The ledger's checkpoint signing keys: a sealed JSON list of note signer
+// keys, current first; all of them sign each checkpoint.
+const ledgerKeysSecret = "ledger_signing_keys"
+
+func ledgerKeysAAD() []byte { return []byte("server-secret/" + ledgerKeysSecret) }
+
+func (s *Server) ledgerKeys(ctx context.Context) ([]string, error) {
+	stored, err := s.db.Secret(ctx, ledgerKeysSecret)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: %w", err)
+	}
+	raw, err := s.keyring.Open(stored, ledgerKeysAAD())
+	if err != nil {
+		return nil, fmt.Errorf("ledger signing keys: %w", err)
+	}
+	var keys []string
+	if err := json.Unmarshal(raw, &keys); err != nil || len(keys) == 0 {
+		return nil, errors.New("ledger signing keys: corrupt")
+	}
+	return keys, nil
+}
+
+// RotateLedgerKey makes a new checkpoint signing key current. Checkpoints are
+// signed by the new and the previous key until the next rotation, so auditors
+// who pinned the previous key verify the new one's checkpoints and can re-pin
+// (gatehouse audit verify --key NEW accepts a key that co-signs with the pinned one).
+func (s *Server) RotateLedgerKey(ctx context.Context) (string, error) {
+	keys, err := s.ledgerKeys(ctx)
+	if err != nil {
+		return "", err
+	}
+	fresh, err := ledger.GenerateKey(s.ledger.Origin())
+	if err != nil {
+		return "", err
+	}
+	b, _ := json.Marshal([]string{fresh, keys[0]})
+	sealed, err := s.keyring.Seal(b, ledgerKeysAAD())
+	if err != nil {
+		return "", err
+	}
+	if err := s.db.SetSecret(ctx, ledgerKeysSecret, sealed); err != nil {
+		return "", err
+	}
+	if err := s.Reload(ctx); err != nil {
+		return "", err
+	}
+	if err := s.ledger.Resign(ctx); err != nil {
+		s.log.Warn("ledger: checkpoint after key rotation", "err", err)
+	}
+	return s.ledger.Key(), nil
+}
+
+// Ledger returns the log.
+func (s *Server) Ledger() *ledger.Log { return s.ledger }
+
+// recoverLedger closes, on a shared database, the calls left open by replicas
+// that stopped (no heartbeat for instance_timeout).
+func (s *Server) recoverLedger(ctx context.Context) {
+	t := time.NewTicker(s.cfg.InstanceTimeout.D() / 4)
+	defer t.Stop()
+	for {
+		if _, err := s.ledger.Recover(ctx, false, time.Now().Add(-s.cfg.InstanceTimeout.D())); err != nil && ctx.Err() == nil {
+			s.log.Warn("ledger: recovery sweep failed", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
