@@ -10,8 +10,6 @@ import (
 
 	"github.com/gatehouse-gw/gatehouse/internal/budget"
 	"github.com/gatehouse-gw/gatehouse/internal/ledger"
-	"github.com/gatehouse-gw/gatehouse/internal/store/postgres"
-	"github.com/gatehouse-gw/gatehouse/internal/store/postgres/pgtest"
 )
 
 // TestRefusedGuessLeavesNoHashesBehind: a batch whose guess the server
@@ -57,17 +55,7 @@ func TestRefusedGuessLeavesNoHashesBehind(t *testing.T) {
 func refusedGuess(t *testing.T, refused func(context.Context, *ledger.Log)) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	dsn := pgtest.DSN(t)
-	a, err := postgres.OpenWith(ctx, dsn, postgres.Options{MaxOpenConns: 1, MinOpenConns: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	b, err := postgres.OpenWith(ctx, dsn, postgres.Options{MaxOpenConns: 1, MinOpenConns: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	a, b := twoReplicas(t, ctx)
 	skey, _ := ledger.GenerateKey("redpg.example/log")
 	la, err := ledger.New(a, "a", skey, slog.New(slog.DiscardHandler))
 	if err != nil {

@@ -14,62 +14,8 @@ import (
 	"github.com/gatehouse-gw/gatehouse/internal/store/postgres"
 	"github.com/gatehouse-gw/gatehouse/internal/store/postgres/pgtest"
 	"github.com/gatehouse-gw/gatehouse/internal/store/sqlstore"
+	"github.com/gatehouse-gw/gatehouse/internal/store/storetest"
 )
-
-// hasher is what the ledger's commit gives LedgerAppend: it computes a
-// batch's stored hashes, from its own cache where it can and from the
-// store's reader where it cannot (another replica appended). Like the
-// ledger, it caches the hashes of the last call only once the append
-// succeeded (committed).
-type hasher struct {
-	known, last map[int64]tlog.Hash
-}
-
-func newHasher() *hasher { return &hasher{known: map[int64]tlog.Hash{}} }
-
-func (hh *hasher) committed() {
-	for x, h := range hh.last {
-		hh.known[x] = h
-	}
-}
-
-func (hh *hasher) hashes(start int64, kept []ledger.Entry, r tlog.HashReader) ([][]tlog.Hash, error) {
-	known := hh.known
-	{
-		computed := map[int64]tlog.Hash{}
-		hh.last = computed
-		reader := tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) {
-			out := make([]tlog.Hash, len(idx))
-			for i, x := range idx {
-				if h, ok := computed[x]; ok {
-					out[i] = h
-				} else if h, ok := known[x]; ok {
-					out[i] = h
-				} else {
-					got, err := r.ReadHashes([]int64{x})
-					if err != nil {
-						return nil, err
-					}
-					out[i] = got[0]
-				}
-			}
-			return out, nil
-		})
-		all := make([][]tlog.Hash, len(kept))
-		for i, e := range kept {
-			n := start + int64(i)
-			hs, err := tlog.StoredHashes(n, e.Data, reader)
-			if err != nil {
-				return nil, err
-			}
-			for j, h := range hs {
-				computed[tlog.StoredHashCount(n)+int64(j)] = h
-			}
-			all[i] = hs
-		}
-		return all, nil
-	}
-}
 
 // checkLog recomputes every stored hash of the log from its entries and
 // compares: a batch written at a wrong index, with hashes of a wrong size,
@@ -121,17 +67,8 @@ func checkLog(t *testing.T, ctx context.Context, db *sqlstore.DB, want int64) {
 func TestLedgerBatchOneRoundTrip(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	var trips postgres.PoolHealth
-	db, err := postgres.OpenWith(ctx, pgtest.DSN(t), postgres.Options{MaxOpenConns: 1, MinOpenConns: 1, StatementCache: -1, Health: &trips})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	hh := newHasher()
-	hashes := func(start int64, kept []ledger.Entry, r tlog.HashReader) ([][]tlog.Hash, error) {
-		defer hh.committed() // one store, no misses: every try commits
-		return hh.hashes(start, kept, r)
-	}
+	db, trips := countedStore(t, ctx, -1)
+	hashes := committing(storetest.NewHasher())
 	charges := []budget.Charge{
 		{BudgetID: "bud_key", PeriodStart: 1, Limit: 1 << 40, Hard: true},
 		{BudgetID: "bud_org", PeriodStart: 1, Limit: 1 << 40, Hard: false},
@@ -195,26 +132,16 @@ func TestLedgerBatchOneRoundTrip(t *testing.T) {
 func TestLedgerBatchGuessMissed(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	dsn := pgtest.DSN(t)
-	a, err := postgres.OpenWith(ctx, dsn, postgres.Options{MaxOpenConns: 1, MinOpenConns: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	b, err := postgres.OpenWith(ctx, dsn, postgres.Options{MaxOpenConns: 1, MinOpenConns: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	ha, hb := newHasher(), newHasher()
+	a, b := twoReplicas(t, ctx)
+	ha, hb := storetest.NewHasher(), storetest.NewHasher()
 	var total int64
-	appendTo := func(db *sqlstore.DB, h *hasher, es ...ledger.Entry) []int64 {
+	appendTo := func(db *sqlstore.DB, h *storetest.Hasher, es ...ledger.Entry) []int64 {
 		t.Helper()
-		idx, err := db.LedgerAppend(ctx, "gw", es, h.hashes)
+		idx, err := db.LedgerAppend(ctx, "gw", es, h.Hashes)
 		if err != nil {
 			t.Fatal(err)
 		}
-		h.committed()
+		h.Committed()
 		for _, x := range idx {
 			if x >= 0 {
 				total++
@@ -276,3 +203,27 @@ func TestLedgerBatchGuessMissed(t *testing.T) {
 
 // guessMissPause mirrors sqlstore's: batches that do not guess after a miss.
 const guessMissPause = 16
+
+// twoReplicas opens two stores of one connection each on a fresh schema,
+// as two replicas sharing the database; closed when t ends.
+func twoReplicas(t *testing.T, ctx context.Context) (a, b *sqlstore.DB) {
+	t.Helper()
+	dsn := pgtest.DSN(t)
+	for _, db := range []**sqlstore.DB{&a, &b} {
+		var err error
+		if *db, err = postgres.OpenWith(ctx, dsn, postgres.Options{MaxOpenConns: 1, MinOpenConns: 1}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { (*db).Close() })
+	}
+	return a, b
+}
+
+// committing gives LedgerAppend h's hashes and caches them at once: on one
+// store with no other writer every try commits.
+func committing(h *storetest.Hasher) func(int64, []ledger.Entry, tlog.HashReader) ([][]tlog.Hash, error) {
+	return func(start int64, kept []ledger.Entry, r tlog.HashReader) ([][]tlog.Hash, error) {
+		defer h.Committed()
+		return h.Hashes(start, kept, r)
+	}
+}

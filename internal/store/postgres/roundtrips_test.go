@@ -6,12 +6,12 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/mod/sumdb/tlog"
-
 	"github.com/gatehouse-gw/gatehouse/internal/budget"
 	"github.com/gatehouse-gw/gatehouse/internal/ledger"
 	"github.com/gatehouse-gw/gatehouse/internal/store/postgres"
 	"github.com/gatehouse-gw/gatehouse/internal/store/postgres/pgtest"
+	"github.com/gatehouse-gw/gatehouse/internal/store/sqlstore"
+	"github.com/gatehouse-gw/gatehouse/internal/store/storetest"
 	"github.com/gatehouse-gw/gatehouse/internal/usage"
 )
 
@@ -36,46 +36,15 @@ func TestLedgerBatchRoundTrips(t *testing.T) {
 func testLedgerBatchRoundTrips(t *testing.T, cache int, most int64) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	var trips postgres.PoolHealth
-	db, err := postgres.OpenWith(ctx, pgtest.DSN(t), postgres.Options{MaxOpenConns: 1, MinOpenConns: 1, StatementCache: cache, Health: &trips})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db, trips := countedStore(t, ctx, cache)
 	now := time.Now()
 	charges := []budget.Charge{
 		{BudgetID: "bud_key", PeriodStart: 1, Limit: 1 << 40, Hard: true},
 		{BudgetID: "bud_team", PeriodStart: 1, Limit: 1 << 40, Hard: true},
 		{BudgetID: "bud_org", PeriodStart: 1, Limit: 1 << 40, Hard: false},
 	}
-	known := map[int64]tlog.Hash{} // what the ledger's own cache does: no read of stored hashes
-	hashes := func(start int64, kept []ledger.Entry, r tlog.HashReader) ([][]tlog.Hash, error) {
-		reader := tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) {
-			out := make([]tlog.Hash, len(idx))
-			for i, x := range idx {
-				h, ok := known[x]
-				if !ok {
-					return r.ReadHashes(idx)
-				}
-				out[i] = h
-			}
-			return out, nil
-		})
-		all := make([][]tlog.Hash, len(kept))
-		for i, e := range kept {
-			n := start + int64(i)
-			hs, err := tlog.StoredHashes(n, e.Data, reader)
-			if err != nil {
-				return nil, err
-			}
-			for j, h := range hs {
-				known[tlog.StoredHashCount(n)+int64(j)] = h
-			}
-			all[i] = hs
-		}
-		return all, nil
-	}
-	const n = 37 // chunks of 32, 4 and 1 rows
+	hashes := committing(storetest.NewHasher()) // what the ledger's own cache does: no read of stored hashes
+	const n = 37                                // chunks of 32, 4 and 1 rows
 	batch := func(round int, kind string) []ledger.Entry {
 		var es []ledger.Entry
 		for i := range n {
@@ -139,17 +108,13 @@ func testLedgerBatchRoundTrips(t *testing.T, cache int, most int64) {
 func TestBreakerSpendOneRoundTrip(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	var trips postgres.PoolHealth
-	db, err := postgres.OpenWith(ctx, pgtest.DSN(t), postgres.Options{MaxOpenConns: 1, MinOpenConns: 1, Health: &trips})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db, trips := countedStore(t, ctx, 0)
 	if _, err := db.AddBreakerSpend(ctx, "key_1", 100, 5, 10); err != nil {
 		t.Fatal(err)
 	}
 	before := trips.RoundTrips()
 	var sums []int64
+	var err error
 	for i := range 5 {
 		if sums, err = db.AddBreakerSpend(ctx, "key_1", 100+int64(i%2), 5, 10); err != nil {
 			t.Fatal(err)
@@ -165,4 +130,18 @@ func TestBreakerSpendOneRoundTrip(t *testing.T) {
 	if want := []int64{0, 0, 0, 0, 0, 0, 0, 0, 0, 20}; fmt.Sprint(sums) != fmt.Sprint(want) {
 		t.Errorf("window %v, want %v", sums, want)
 	}
+}
+
+// countedStore opens a store of one connection on a fresh schema, with the
+// statement cache given (postgres.Options.StatementCache), whose round trips
+// to the server the returned PoolHealth counts; closed when t ends.
+func countedStore(t *testing.T, ctx context.Context, cache int) (*sqlstore.DB, *postgres.PoolHealth) {
+	t.Helper()
+	trips := new(postgres.PoolHealth)
+	db, err := postgres.OpenWith(ctx, pgtest.DSN(t), postgres.Options{MaxOpenConns: 1, MinOpenConns: 1, StatementCache: cache, Health: trips})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db, trips
 }

@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/mod/sumdb/tlog"
-
 	"github.com/gatehouse-gw/gatehouse/internal/budget"
 	"github.com/gatehouse-gw/gatehouse/internal/ledger"
 	"github.com/gatehouse-gw/gatehouse/internal/store"
@@ -155,37 +153,7 @@ func testOneEndPerRequest(t *testing.T, b Backend) {
 // sequencer does, and returns their indexes.
 func appendOne(t *testing.T, b Backend, inst string, entries ...ledger.Entry) []int64 {
 	t.Helper()
-	idx, err := b.LedgerAppend(context.Background(), inst, entries, func(size int64, kept []ledger.Entry, r tlog.HashReader) ([][]tlog.Hash, error) {
-		computed := map[int64]tlog.Hash{}
-		reader := tlog.HashReaderFunc(func(ix []int64) ([]tlog.Hash, error) {
-			out := make([]tlog.Hash, len(ix))
-			for i, x := range ix {
-				if h, ok := computed[x]; ok {
-					out[i] = h
-					continue
-				}
-				got, err := r.ReadHashes([]int64{x})
-				if err != nil {
-					return nil, err
-				}
-				out[i] = got[0]
-			}
-			return out, nil
-		})
-		all := make([][]tlog.Hash, len(kept))
-		for i, e := range kept {
-			n := size + int64(i)
-			hs, err := tlog.StoredHashes(n, e.Data, reader)
-			if err != nil {
-				return nil, err
-			}
-			for j, h := range hs {
-				computed[tlog.StoredHashCount(n)+int64(j)] = h
-			}
-			all[i] = hs
-		}
-		return all, nil
-	})
+	idx, err := b.LedgerAppend(context.Background(), inst, entries, NewHasher().Hashes)
 	must(t, err)
 	return idx
 }
