@@ -20,7 +20,6 @@ import (
 // were answered 503 ledger_unavailable. While end records wait for the
 // store, models calls are not served (503), and their records say so.
 func TestModelsRecordDuringOutageSaysWhatTheCallerGot(t *testing.T) {
-	ctx := context.Background()
 	l, st, db := runningLog(t)
 	h := modelsHandler(t, l, oneCaller{}, &memUsage{})
 
@@ -59,14 +58,7 @@ func TestModelsRecordDuringOutageSaysWhatTheCallerGot(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	size, err := db.LedgerSize(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	recs, err := db.LedgerEntries(ctx, 0, size)
-	if err != nil {
-		t.Fatal(err)
-	}
+	recs := logEntries(t, db)
 	seen := 0
 	for _, b := range recs {
 		r, err := ledger.ParseRecord(b)
@@ -114,4 +106,19 @@ func runningLog(t *testing.T) (*ledger.Log, *downStore, *sqlstore.DB) {
 		time.Sleep(time.Millisecond)
 	}
 	return l, st, db
+}
+
+// logEntries returns every entry of db's log.
+func logEntries(t *testing.T, db *sqlstore.DB) [][]byte {
+	t.Helper()
+	ctx := context.Background()
+	size, err := db.LedgerSize(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs, err := db.LedgerEntries(ctx, 0, size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return recs
 }

@@ -79,14 +79,7 @@ func TestModelsRecordSaysWhatTheCallerGotOnASlowStore(t *testing.T) {
 	wg.Wait()
 	stop()
 	<-done
-	size, err := db.LedgerSize(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	recs, err := db.LedgerEntries(ctx, 0, size)
-	if err != nil {
-		t.Fatal(err)
-	}
+	recs := logEntries(t, db)
 	for _, b := range recs {
 		r, err := ledger.ParseRecord(b)
 		if err != nil {

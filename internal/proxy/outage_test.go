@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -22,7 +21,6 @@ import (
 	"github.com/gatehouse-gw/gatehouse/internal/pricing"
 	"github.com/gatehouse-gw/gatehouse/internal/provider"
 	"github.com/gatehouse-gw/gatehouse/internal/provider/providertest"
-	"github.com/gatehouse-gw/gatehouse/internal/store/sqlite"
 )
 
 // downStore is a real log store that refuses every commit while down (an
@@ -52,43 +50,13 @@ func (s *downStore) LedgerAppend(ctx context.Context, instance string, entries [
 // in any record.
 func TestRefusedFloodDuringOutageStaysBounded(t *testing.T) {
 	ctx := context.Background()
-	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "gh.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	st := &downStore{Store: db}
-	skey, _ := ledger.GenerateKey("test/log")
-	l, err := ledger.New(st, "gw.1", skey, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	l.CommitTimeout = 2 * time.Second
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { l.Run(runCtx); close(done) }()
-	defer func() { stop(); <-done }()
-	for !l.Running() {
-		time.Sleep(time.Millisecond)
-	}
-
+	l, st, db := runningLog(t)
 	fake := providertest.New(t, "sk-x")
-	pol, err := policy.Compile(map[string]string{"deny.cedar": "forbid(principal, action, resource);"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	up := provider.NewUpstream(provider.Provider{Name: "p", Type: provider.TypeOpenAI, BaseURL: fake.OpenAIBaseURL(), Models: []string{"gpt-4o"}},
-		[]provider.APIKey{"sk-x"}, http.DefaultClient)
-	snap := &config.Snapshot{Router: provider.NewRouter([]*provider.Upstream{up}, nil), Prices: pricing.NewTable(pricing.Defaults(), nil), Policies: pol}
-	h := New(Deps{Ledger: l, Snapshot: func() *config.Snapshot { return snap }, Auth: oneCaller{}, Usage: &memUsage{},
-		Log: slog.New(slog.DiscardHandler)}, Options{LagEnd: true})
+	h := policyHandler(t, fakeUpstream(fake, "sk-x"), map[string]string{"deny.cedar": "forbid(principal, action, resource);"}, l)
 
 	const secret = "gk_floodsecret"
 	refuse := func() {
-		req := httptest.NewRequest("POST", "/v1/chat/completions", strings.NewReader(`{"model":"gpt-4o","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}`))
-		req.Header.Set("Authorization", "Bearer "+secret)
-		w := httptest.NewRecorder()
-		h.ServeHTTP(w, req)
+		w := chat(h, secret)
 		if w.Code != http.StatusForbidden {
 			t.Fatalf("status %d, want 403: %s", w.Code, w.Body)
 		}
@@ -144,14 +112,7 @@ func TestRefusedFloodDuringOutageStaysBounded(t *testing.T) {
 	if err != nil {
 		t.Fatalf("verify: %v", err)
 	}
-	size, err := db.LedgerSize(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	recs, err := db.LedgerEntries(ctx, 0, size)
-	if err != nil {
-		t.Fatal(err)
-	}
+	recs := logEntries(t, db)
 	var calls, ends, summaries int64
 	for _, b := range recs {
 		if strings.Contains(string(b), secret) || strings.Contains(string(b), "floodsecret") {
@@ -217,9 +178,7 @@ func (s *captureSeq) Enqueue(ctx context.Context, e ledger.Entry) error {
 // start failed (it may have committed after its caller gave up, and only its
 // end closes it).
 func TestOnlyCallsThatNeverStartedHaveNothingAtStake(t *testing.T) {
-	fake := providertest.New(t, "sk-x")
-	up := provider.NewUpstream(provider.Provider{Name: "p", Type: provider.TypeOpenAI, BaseURL: fake.OpenAIBaseURL(), Models: []string{"gpt-4o"}},
-		[]provider.APIKey{"sk-x"}, http.DefaultClient)
+	up := fakeUpstream(providertest.New(t, "sk-x"), "sk-x")
 	for _, tc := range []struct {
 		name   string
 		policy string
@@ -230,18 +189,8 @@ func TestOnlyCallsThatNeverStartedHaveNothingAtStake(t *testing.T) {
 		{"start failed", "permit(principal, action, resource);", http.StatusServiceUnavailable, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			pol, err := policy.Compile(map[string]string{"p.cedar": tc.policy})
-			if err != nil {
-				t.Fatal(err)
-			}
-			snap := &config.Snapshot{Router: provider.NewRouter([]*provider.Upstream{up}, nil), Prices: pricing.NewTable(pricing.Defaults(), nil), Policies: pol}
 			seq := &captureSeq{}
-			h := New(Deps{Ledger: seq, Snapshot: func() *config.Snapshot { return snap }, Auth: oneCaller{}, Usage: &memUsage{},
-				Log: slog.New(slog.DiscardHandler)}, Options{LagEnd: true})
-			req := httptest.NewRequest("POST", "/v1/chat/completions", strings.NewReader(`{"model":"gpt-4o","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}`))
-			req.Header.Set("Authorization", "Bearer gk_test")
-			w := httptest.NewRecorder()
-			h.ServeHTTP(w, req)
+			w := chat(policyHandler(t, up, map[string]string{"p.cedar": tc.policy}, seq), "gk_test")
 			if w.Code != tc.status {
 				t.Fatalf("status %d, want %d: %s", w.Code, tc.status, w.Body)
 			}
@@ -280,20 +229,8 @@ func (s *startsSeq) Enqueue(ctx context.Context, e ledger.Entry) error {
 // nothing at stake, so its end is kept one by one during an outage.
 func TestUpstreamReachedIsNeverSummarized(t *testing.T) {
 	fake := providertest.New(t, "sk-x")
-	up := provider.NewUpstream(provider.Provider{Name: "p", Type: provider.TypeOpenAI, BaseURL: fake.OpenAIBaseURL(), Models: []string{"gpt-4o"}},
-		[]provider.APIKey{"sk-wrong"}, http.DefaultClient)
-	pol, err := policy.Compile(map[string]string{"p.cedar": "permit(principal, action, resource);"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	snap := &config.Snapshot{Router: provider.NewRouter([]*provider.Upstream{up}, nil), Prices: pricing.NewTable(pricing.Defaults(), nil), Policies: pol}
 	seq := &startsSeq{}
-	h := New(Deps{Ledger: seq, Snapshot: func() *config.Snapshot { return snap }, Auth: oneCaller{}, Usage: &memUsage{},
-		Log: slog.New(slog.DiscardHandler)}, Options{LagEnd: true})
-	req := httptest.NewRequest("POST", "/v1/chat/completions", strings.NewReader(`{"model":"gpt-4o","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}`))
-	req.Header.Set("Authorization", "Bearer gk_test")
-	w := httptest.NewRecorder()
-	h.ServeHTTP(w, req)
+	w := chat(policyHandler(t, fakeUpstream(fake, "sk-wrong"), map[string]string{"p.cedar": "permit(principal, action, resource);"}, seq), "gk_test")
 	if w.Code < 400 || len(fake.Requests()) == 0 {
 		t.Fatalf("status %d after %d upstream requests; want a refusal from the upstream", w.Code, len(fake.Requests()))
 	}
@@ -303,4 +240,35 @@ func TestUpstreamReachedIsNeverSummarized(t *testing.T) {
 	if e := seq.ends[0]; e.NothingAtStake {
 		t.Fatalf("the end of a call that reached the upstream is marked as having nothing at stake (status %d)", w.Code)
 	}
+}
+
+// fakeUpstream is the one upstream "p", serving gpt-4o at the fake provider
+// with the API key given.
+func fakeUpstream(fake *providertest.Server, key provider.APIKey) *provider.Upstream {
+	return provider.NewUpstream(provider.Provider{Name: "p", Type: provider.TypeOpenAI, BaseURL: fake.OpenAIBaseURL(), Models: []string{"gpt-4o"}},
+		[]provider.APIKey{key}, http.DefaultClient)
+}
+
+// policyHandler is a Handler routing to up under the Cedar policy files,
+// for the caller oneCaller, recording to led and lagging call ends
+// (Options.LagEnd).
+func policyHandler(t *testing.T, up *provider.Upstream, files map[string]string, led Ledger) *Handler {
+	t.Helper()
+	pol, err := policy.Compile(files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap := &config.Snapshot{Router: provider.NewRouter([]*provider.Upstream{up}, nil), Prices: pricing.NewTable(pricing.Defaults(), nil), Policies: pol}
+	return New(Deps{Ledger: led, Snapshot: func() *config.Snapshot { return snap }, Auth: oneCaller{}, Usage: &memUsage{},
+		Log: slog.New(slog.DiscardHandler)}, Options{LagEnd: true})
+}
+
+// chat sends h one small chat completion for gpt-4o with the key secret
+// and returns the answer.
+func chat(h http.Handler, secret string) *httptest.ResponseRecorder {
+	req := httptest.NewRequest("POST", "/v1/chat/completions", strings.NewReader(`{"model":"gpt-4o","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}`))
+	req.Header.Set("Authorization", "Bearer "+secret)
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, req)
+	return w
 }

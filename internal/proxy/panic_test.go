@@ -5,8 +5,6 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -82,10 +80,7 @@ func TestPanicAfterStartLeavesEndRecord(t *testing.T) {
 	led, rec := &memLedger{}, &memUsage{}
 	h := New(Deps{Ledger: led, Snapshot: func() *config.Snapshot { return snap }, Auth: oneCaller{}, Usage: rec, Log: slog.New(slog.DiscardHandler)}, Options{})
 
-	req := httptest.NewRequest("POST", "/v1/chat/completions", strings.NewReader(`{"model":"gpt-4o","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}`))
-	req.Header.Set("Authorization", "Bearer gk_test")
-	w := httptest.NewRecorder()
-	h.ServeHTTP(w, req) // the middleware turns the panic into a 500
+	w := chat(h, "gk_test") // the middleware turns the panic into a 500
 	if w.Code != 500 {
 		t.Fatalf("status %d: %s", w.Code, w.Body)
 	}

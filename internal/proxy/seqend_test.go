@@ -5,9 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -97,10 +95,7 @@ func TestEndEntryLostForGoodLeavesHoldToRecoveryAndUsageToWriter(t *testing.T) {
 			h := New(Deps{Ledger: seq, Budgets: bl, Snapshot: func() *config.Snapshot { return snap }, Auth: oneCaller{}, Usage: rec,
 				Log: slog.New(slog.DiscardHandler)}, Options{LagEnd: lag})
 
-			req := httptest.NewRequest("POST", "/v1/chat/completions", strings.NewReader(`{"model":"gpt-4o","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}`))
-			req.Header.Set("Authorization", "Bearer gk_test")
-			w := httptest.NewRecorder()
-			h.ServeHTTP(w, req)
+			w := chat(h, "gk_test")
 			if w.Code != 200 {
 				t.Fatalf("status %d: %s", w.Code, w.Body)
 			}
