@@ -40,17 +40,13 @@ type Authenticator struct {
 	now        func() time.Time
 
 	mu    sync.Mutex
-	cache map[string]principalEntry
-	byID  map[string]keyEntry
+	cache map[string]entry[org.Principal]
+	byID  map[string]entry[vkey.Key]
 }
 
-type keyEntry struct {
-	k       vkey.Key
-	fetched time.Time
-}
-
-type principalEntry struct {
-	p       org.Principal
+// entry is a value read from the store, and when.
+type entry[T any] struct {
+	v       T
 	fetched time.Time
 }
 
@@ -59,7 +55,7 @@ func New(keys *vkey.Verifier, principals PrincipalStore, ttl time.Duration) *Aut
 	if ttl <= 0 {
 		ttl = 2 * time.Second
 	}
-	return &Authenticator{keys: keys, principals: principals, ttl: ttl, now: time.Now, cache: map[string]principalEntry{}, byID: map[string]keyEntry{}}
+	return &Authenticator{keys: keys, principals: principals, ttl: ttl, now: time.Now, cache: map[string]entry[org.Principal]{}, byID: map[string]entry[vkey.Key]{}}
 }
 
 // Authenticate returns the caller presenting credential.
@@ -86,45 +82,40 @@ func (a *Authenticator) Principal(ctx context.Context, id string) (org.Principal
 // KeyByID returns a key by id, cached for the TTL: tokens exchanged for a key
 // die with it (revoked, expired, suspended) within the TTL.
 func (a *Authenticator) KeyByID(ctx context.Context, id string) (vkey.Key, error) {
-	now := a.now()
-	a.mu.Lock()
-	e, ok := a.byID[id]
-	a.mu.Unlock()
-	if ok && now.Sub(e.fetched) < a.ttl {
-		return a.keys.Overlay(e.k), nil
-	}
-	k, err := a.principals.Key(ctx, id)
+	k, err := cached(ctx, a, a.byID, id, a.principals.Key)
 	if err != nil {
 		return vkey.Key{}, err
 	}
-	a.mu.Lock()
-	if len(a.byID) > 100_000 {
-		clear(a.byID)
-	}
-	a.byID[id] = keyEntry{k: k, fetched: now}
-	a.mu.Unlock()
 	return a.keys.Overlay(k), nil
 }
 
 func (a *Authenticator) principal(ctx context.Context, id string) (org.Principal, error) {
+	return cached(ctx, a, a.cache, id, a.principals.Principal)
+}
+
+// cached returns m's entry for id while it is younger than the TTL, and
+// otherwise reads it with fetch and caches it (m, guarded by a.mu, is
+// emptied first when it holds over 100,000 entries).
+func cached[T any](ctx context.Context, a *Authenticator, m map[string]entry[T], id string, fetch func(context.Context, string) (T, error)) (T, error) {
 	now := a.now()
 	a.mu.Lock()
-	e, ok := a.cache[id]
+	e, ok := m[id]
 	a.mu.Unlock()
 	if ok && now.Sub(e.fetched) < a.ttl {
-		return e.p, nil
+		return e.v, nil
 	}
-	p, err := a.principals.Principal(ctx, id)
+	v, err := fetch(ctx, id)
 	if err != nil {
-		return org.Principal{}, err
+		var zero T
+		return zero, err
 	}
 	a.mu.Lock()
-	if len(a.cache) > 100_000 {
-		clear(a.cache)
+	if len(m) > 100_000 {
+		clear(m)
 	}
-	a.cache[id] = principalEntry{p: p, fetched: now}
+	m[id] = entry[T]{v: v, fetched: now}
 	a.mu.Unlock()
-	return p, nil
+	return v, nil
 }
 
 // ForgetKey drops a key cached by id.

@@ -3,6 +3,7 @@ package auth
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -72,5 +73,81 @@ func TestSuspendedKeysTokensRefusedAtOnce(t *testing.T) {
 	a.ForgetKey("key_1")
 	if k, _ := a.KeyByID(ctx, "key_1"); k.State(now) != nil {
 		t.Fatalf("after reinstatement: %v", k.State(now))
+	}
+}
+
+// countingStore counts the reads of principals and keys by id; a read of an
+// id starting with "bad" fails.
+type countingStore struct{ principals, keys map[string]int }
+
+func (s *countingStore) Principal(_ context.Context, id string) (org.Principal, error) {
+	s.principals[id]++
+	if strings.HasPrefix(id, "bad") {
+		return org.Principal{}, errors.New("store down")
+	}
+	return org.Principal{ID: id}, nil
+}
+
+func (s *countingStore) Key(_ context.Context, id string) (vkey.Key, error) {
+	s.keys[id]++
+	if strings.HasPrefix(id, "bad") {
+		return vkey.Key{}, errors.New("store down")
+	}
+	return vkey.Key{ID: id}, nil
+}
+
+// TestCachedForTheTTL: principals and keys by id are read from the store
+// once per TTL; a failed read is not cached; Forget and ForgetKey drop an
+// entry at once; a cache past 100,000 entries starts over.
+func TestCachedForTheTTL(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name   string
+		get    func(*Authenticator, string) (string, error)
+		forget func(*Authenticator, string)
+		reads  func(*countingStore) map[string]int
+	}{
+		{"principal", func(a *Authenticator, id string) (string, error) { p, err := a.Principal(ctx, id); return p.ID, err },
+			(*Authenticator).Forget, func(s *countingStore) map[string]int { return s.principals }},
+		{"key by id", func(a *Authenticator, id string) (string, error) { k, err := a.KeyByID(ctx, id); return k.ID, err },
+			(*Authenticator).ForgetKey, func(s *countingStore) map[string]int { return s.keys }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := &countingStore{principals: map[string]int{}, keys: map[string]int{}}
+			now := time.Unix(1_000_000, 0)
+			a := New(vkey.NewVerifier(nil, nil, vkey.VerifierOptions{}), st, 2*time.Second)
+			a.now = func() time.Time { return now }
+			get := func(id string, wantReads int) {
+				t.Helper()
+				got, err := tc.get(a, id)
+				if strings.HasPrefix(id, "bad") {
+					if err == nil {
+						t.Fatalf("%s: no error from a failed read", id)
+					}
+				} else if err != nil || got != id {
+					t.Fatalf("%s: got %q, %v", id, got, err)
+				}
+				if n := tc.reads(st)[id]; n != wantReads {
+					t.Fatalf("%s: %d store reads, want %d", id, n, wantReads)
+				}
+			}
+			get("x", 1)
+			get("x", 1) // cached
+			now = now.Add(1999 * time.Millisecond)
+			get("x", 1) // still within the TTL
+			now = now.Add(time.Millisecond)
+			get("x", 2) // the TTL is over
+			get("x", 2)
+			tc.forget(a, "x")
+			get("x", 3)
+			get("bad", 1)
+			get("bad", 2) // a failure is not cached
+			for i := range 100_000 {
+				tc.get(a, fmt.Sprint("id", i))
+			}
+			get("x", 3) // 100,001 entries: still cached
+			get("y", 1) // past 100,000: the cache starts over
+			get("x", 4)
+		})
 	}
 }
