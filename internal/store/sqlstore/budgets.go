@@ -250,39 +250,13 @@ func (s *DB) Abandoned(ctx context.Context, self string, staleBefore time.Time) 
 	if err := s.claimStale(ctx, self, staleBefore); err != nil {
 		return nil, err
 	}
-	rows, err := s.db.QueryContext(ctx, s.q(`SELECT id FROM reservations WHERE instance <> ?
-		AND instance NOT IN (SELECT id FROM instances WHERE claimed = 0) ORDER BY created_at`), self)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var ids []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, err
-		}
-		ids = append(ids, id)
-	}
-	return ids, rows.Err()
+	return s.queryStrings(ctx, nil, `SELECT id FROM reservations WHERE instance <> ?
+		AND instance NOT IN (SELECT id FROM instances WHERE claimed = 0) ORDER BY created_at`, self)
 }
 
 // Owned implements budget.Store.
 func (s *DB) Owned(ctx context.Context, instance string, before time.Time) ([]string, error) {
-	rows, err := s.db.QueryContext(ctx, s.q(`SELECT id FROM reservations WHERE instance = ? AND created_at < ? ORDER BY created_at`), instance, micros(before))
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var ids []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, err
-		}
-		ids = append(ids, id)
-	}
-	return ids, rows.Err()
+	return s.queryStrings(ctx, nil, `SELECT id FROM reservations WHERE instance = ? AND created_at < ? ORDER BY created_at`, instance, micros(before))
 }
 
 // MarkAlert implements budget.Store.

@@ -163,20 +163,7 @@ func (s *DB) scanPrincipals(ctx context.Context, rows *sql.Rows) ([]org.Principa
 }
 
 func (s *DB) teamsOf(ctx context.Context, id string) ([]string, error) {
-	rows, err := s.db.QueryContext(ctx, s.q(`SELECT team_id FROM principal_teams WHERE principal_id = ? ORDER BY team_id`), id)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	teams := []string{}
-	for rows.Next() {
-		var t string
-		if err := rows.Scan(&t); err != nil {
-			return nil, err
-		}
-		teams = append(teams, t)
-	}
-	return teams, rows.Err()
+	return s.queryStrings(ctx, []string{}, `SELECT team_id FROM principal_teams WHERE principal_id = ? ORDER BY team_id`, id) // an empty list, not nil, when none
 }
 
 // Principal implements org.Store.

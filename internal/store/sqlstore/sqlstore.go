@@ -303,6 +303,23 @@ func fromJSON(s string, v any) error {
 	return nil
 }
 
+// queryStrings appends to dst the one text column of query's rows.
+func (s *DB) queryStrings(ctx context.Context, dst []string, query string, args ...any) ([]string, error) {
+	rows, err := s.db.QueryContext(ctx, s.q(query), args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var v string
+		if err := rows.Scan(&v); err != nil {
+			return nil, err
+		}
+		dst = append(dst, v)
+	}
+	return dst, rows.Err()
+}
+
 func boolInt(b bool) int {
 	if b {
 		return 1
