@@ -18,7 +18,7 @@ import (
 // a KEK agree on it.
 func (s *Server) keyHasher(ctx context.Context) (*vkey.Hasher, error) {
 	const name = "key_hmac"
-	aad := []byte("server-secret/" + name)
+	aad := secretAAD(name)
 	fresh := make([]byte, 32)
 	rand.Read(fresh)
 	sealed, err := s.keyring.Seal(fresh, aad)

@@ -2,8 +2,6 @@ package server
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"time"
@@ -18,8 +16,7 @@ func (s *Server) openLedger(ctx context.Context) (*ledger.Log, error) {
 	if err != nil {
 		return nil, err
 	}
-	b, _ := json.Marshal([]string{skey})
-	sealed, err := s.keyring.Seal(b, ledgerKeysAAD())
+	sealed, err := s.sealKeys(ledgerKeysSecret, []string{skey})
 	if err != nil {
 		return nil, err
 	}
@@ -59,22 +56,8 @@ func (s *Server) openLedger(ctx context.Context) (*ledger.Log, error) {
 // keys, current first; all of them sign each checkpoint.
 const ledgerKeysSecret = "ledger_signing_keys"
 
-func ledgerKeysAAD() []byte { return []byte("server-secret/" + ledgerKeysSecret) }
-
 func (s *Server) ledgerKeys(ctx context.Context) ([]string, error) {
-	stored, err := s.db.Secret(ctx, ledgerKeysSecret)
-	if err != nil {
-		return nil, fmt.Errorf("ledger: %w", err)
-	}
-	raw, err := s.keyring.Open(stored, ledgerKeysAAD())
-	if err != nil {
-		return nil, fmt.Errorf("ledger signing keys: %w", err)
-	}
-	var keys []string
-	if err := json.Unmarshal(raw, &keys); err != nil || len(keys) == 0 {
-		return nil, errors.New("ledger signing keys: corrupt")
-	}
-	return keys, nil
+	return signingKeys[string](ctx, s, ledgerKeysSecret, "ledger", "ledger signing keys")
 }
 
 // RotateLedgerKey makes a new checkpoint signing key current. Checkpoints are
@@ -90,8 +73,7 @@ func (s *Server) RotateLedgerKey(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	b, _ := json.Marshal([]string{fresh, keys[0]})
-	sealed, err := s.keyring.Seal(b, ledgerKeysAAD())
+	sealed, err := s.sealKeys(ledgerKeysSecret, []string{fresh, keys[0]})
 	if err != nil {
 		return "", err
 	}

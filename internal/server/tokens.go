@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 
 	"github.com/gatehouse-gw/gatehouse/internal/token"
@@ -12,13 +11,10 @@ import (
 // the previous one keeps verifying after a rotation.
 const tokenKeysSecret = "token_signing_keys"
 
-func tokenKeysAAD() []byte { return []byte("server-secret/" + tokenKeysSecret) }
-
 // openTokens loads the token signing keys (sealed under the KEK; created on
 // first start).
 func (s *Server) openTokens(ctx context.Context) (*token.Issuer, error) {
-	b, _ := json.Marshal([][]byte{token.NewKey()})
-	sealed, err := s.keyring.Seal(b, tokenKeysAAD())
+	sealed, err := s.sealKeys(tokenKeysSecret, [][]byte{token.NewKey()})
 	if err != nil {
 		return nil, err
 	}
@@ -38,19 +34,7 @@ func (s *Server) openTokens(ctx context.Context) (*token.Issuer, error) {
 }
 
 func (s *Server) tokenSeeds(ctx context.Context) ([][]byte, error) {
-	stored, err := s.db.Secret(ctx, tokenKeysSecret)
-	if err != nil {
-		return nil, fmt.Errorf("tokens: %w", err)
-	}
-	raw, err := s.keyring.Open(stored, tokenKeysAAD())
-	if err != nil {
-		return nil, fmt.Errorf("token signing keys: %w", err)
-	}
-	var seeds [][]byte
-	if err := json.Unmarshal(raw, &seeds); err != nil || len(seeds) == 0 {
-		return nil, fmt.Errorf("token signing keys: corrupt")
-	}
-	return seeds, nil
+	return signingKeys[[]byte](ctx, s, tokenKeysSecret, "tokens", "token signing keys")
 }
 
 // RotateTokenKey makes a new token signing key current; the previous one keeps
@@ -61,9 +45,7 @@ func (s *Server) RotateTokenKey(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	next := [][]byte{token.NewKey(), seeds[0]}
-	b, _ := json.Marshal(next)
-	sealed, err := s.keyring.Seal(b, tokenKeysAAD())
+	sealed, err := s.sealKeys(tokenKeysSecret, [][]byte{token.NewKey(), seeds[0]})
 	if err != nil {
 		return "", err
 	}

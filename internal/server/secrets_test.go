@@ -1,0 +1,61 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/gatehouse-gw/gatehouse/internal/keyring"
+	"github.com/gatehouse-gw/gatehouse/internal/store"
+	"github.com/gatehouse-gw/gatehouse/internal/store/sqlite"
+)
+
+// TestSigningKeysSealedByName: a list of signing keys reads back as sealed,
+// current first; a missing list is the store's ErrNotFound (recordOffline
+// relies on it); an empty list, or one sealed for another secret's name,
+// is refused with the list's name.
+func TestSigningKeysSealedByName(t *testing.T) {
+	ctx := context.Background()
+	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "gh.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	kr, err := keyring.New(keyring.NewKEK())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{db: db, keyring: kr}
+	read := func() ([]string, error) {
+		return signingKeys[string](ctx, s, ledgerKeysSecret, "ledger", "ledger signing keys")
+	}
+	put := func(name string, keys []string) {
+		t.Helper()
+		sealed, err := s.sealKeys(name, keys)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := db.SetSecret(ctx, ledgerKeysSecret, sealed); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	if _, err := read(); !errors.Is(err, store.ErrNotFound) || !strings.HasPrefix(err.Error(), "ledger: ") {
+		t.Fatalf("no list: %v, want ledger: ... ErrNotFound", err)
+	}
+	put(ledgerKeysSecret, []string{"new", "old"})
+	if got, err := read(); err != nil || !slices.Equal(got, []string{"new", "old"}) {
+		t.Fatalf("read %q, %v; want [new old]", got, err)
+	}
+	put(ledgerKeysSecret, []string{})
+	if _, err := read(); err == nil || err.Error() != "ledger signing keys: corrupt" {
+		t.Fatalf("empty list: %v, want ledger signing keys: corrupt", err)
+	}
+	put(tokenKeysSecret, []string{"k"}) // sealed for the token keys, stored as the ledger's
+	if _, err := read(); err == nil || !strings.HasPrefix(err.Error(), "ledger signing keys: ") || strings.HasSuffix(err.Error(), "corrupt") {
+		t.Fatalf("a list sealed for another name: %v, want it not to open", err)
+	}
+}
