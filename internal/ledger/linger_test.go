@@ -160,3 +160,40 @@ func TestLingerCallsDroppingEndsTheWait(t *testing.T) {
 		t.Fatalf("batches %v, want one of 2", got)
 	}
 }
+
+// TestLingerEndsWhenRunStops: a batch lingering for calls that never come
+// is committed when Run's context ends (the one batch wait, gather, watches
+// it as the lag wait always did), not an hour later.
+func TestLingerEndsWhenRunStops(t *testing.T) {
+	_, db, skey := newLog(t)
+	bc := &batchCounter{DB: db}
+	l, err := ledger.New(bc, "test", skey, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Linger, l.Calls = time.Hour, func() int { return 5 }
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stopped := make(chan struct{})
+	go func() { l.Run(ctx); close(stopped) }()
+	waitRunning(t, l)
+	done := make(chan error, 1)
+	go func() {
+		_, err := l.Append(context.Background(), rec(ledger.KindCallStart, "req_linger_stop"))
+		done <- err
+	}()
+	time.Sleep(20 * time.Millisecond) // the batch is (very likely) lingering
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(time.Minute): // Linger is an hour
+		t.Fatal("the lingering batch outlived Run's context")
+	}
+	<-stopped
+	if got := bc.batches(); len(got) != 1 || got[0] != 1 {
+		t.Fatalf("batches %v, want one of 1", got)
+	}
+}

@@ -613,8 +613,8 @@ func (l *Log) Run(ctx context.Context) error {
 	retryT.Stop()
 	backoff := 50 * time.Millisecond
 	batch := make([]*pending, 0, MaxBatch)
-	lagT := time.NewTimer(time.Hour) // lagWait's, reused: one per batch would be garbage at one connection
-	lagT.Stop()
+	waitT := time.NewTimer(time.Hour) // gather's, reused
+	waitT.Stop()
 	// run commits batch; rest is what waits behind it (retried later, in
 	// order, behind what failed again), so that the count of waiting
 	// records never drops to zero in between.
@@ -670,7 +670,7 @@ func (l *Log) Run(ctx context.Context) error {
 				p.final(-1, errGone)
 				continue
 			}
-			batch = l.linger(l.lagWait(ctx, lagT, l.fill(append(batch[:0], p))))
+			batch = l.linger(ctx, waitT, l.lagWait(ctx, waitT, l.fill(append(batch[:0], p))))
 			run(batch, nil)
 		case <-retryT.C:
 			n := min(len(l.retry), MaxBatch)
@@ -744,15 +744,47 @@ func (l *Log) fill(batch []*pending) []*pending {
 	return batch
 }
 
-// linger adds entries that arrive within Linger to batch, up to MaxBatch,
-// while more calls are in progress than batch holds entries.
-func (l *Log) linger(batch []*pending) []*pending {
-	if l.Linger <= 0 || l.Calls == nil || len(batch) >= min(l.Calls(), MaxBatch) {
+// linger is the wait for more calls' entries: while more calls are in
+// progress than batch holds entries, it adds entries that arrive within
+// Linger, up to MaxBatch. Without a calls hint it never waits.
+func (l *Log) linger(ctx context.Context, t *time.Timer, batch []*pending) []*pending {
+	if l.Calls == nil {
 		return batch
 	}
-	t := time.NewTimer(l.Linger)
+	return l.gather(ctx, t, l.Linger, batch, func(b []*pending) bool { return len(b) < min(l.Calls(), MaxBatch) })
+}
+
+// lagWait is the wait for a start behind lagging end records: while batch
+// holds only lagging end records (nobody waits for their commit), it adds
+// entries that arrive within LagWait; the first one somebody waits on (a
+// call's start) ends the wait and shares the batch's commit (FIFO: behind
+// the end records). The end records lag anyway (Enqueue); what is gained is
+// one commit and sync fewer ahead of that entry.
+func (l *Log) lagWait(ctx context.Context, t *time.Timer, batch []*pending) []*pending {
+	checked := 0 // batch[:checked] is known to lag: each entry is looked at once
+	return l.gather(ctx, t, l.LagWait, batch, func(b []*pending) bool {
+		for ; checked < len(b); checked++ {
+			if !b[checked].lagging {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// gather is the one batch wait: while more(batch) holds and batch is not
+// full, it adds the entries that arrive within d (with whatever is queued
+// behind each, fill), skipping starts whose caller gave up. It returns at
+// once when d <= 0 or more(batch) does not hold, and early when ctx ends
+// (Run then drains). t is Run's timer, reused: a timer per batch would be
+// garbage at one connection.
+func (l *Log) gather(ctx context.Context, t *time.Timer, d time.Duration, batch []*pending, more func([]*pending) bool) []*pending {
+	if d <= 0 || len(batch) >= MaxBatch || !more(batch) {
+		return batch
+	}
+	t.Reset(d)
 	defer t.Stop()
-	for len(batch) < min(l.Calls(), MaxBatch) {
+	for len(batch) < MaxBatch && more(batch) {
 		select {
 		case p := <-l.queue:
 			if p.gone.Load() {
@@ -760,41 +792,6 @@ func (l *Log) linger(batch []*pending) []*pending {
 				continue
 			}
 			batch = l.fill(append(batch, p))
-		case <-t.C:
-			return batch
-		}
-	}
-	return batch
-}
-
-// lagWait holds batch, when it holds only lagging end records, up to
-// LagWait for an entry somebody waits on: the first one to arrive ends the
-// wait and shares the batch's commit (FIFO: behind the end records). The
-// end records lag anyway (Enqueue); what is gained is one commit and sync
-// fewer ahead of that entry. It stops early when the batch is full or ctx
-// ends (Run then drains).
-func (l *Log) lagWait(ctx context.Context, t *time.Timer, batch []*pending) []*pending {
-	if l.LagWait <= 0 || len(batch) >= MaxBatch {
-		return batch
-	}
-	for _, p := range batch {
-		if !p.lagging {
-			return batch
-		}
-	}
-	t.Reset(l.LagWait)
-	defer t.Stop()
-	for len(batch) < MaxBatch {
-		select {
-		case p := <-l.queue:
-			if p.gone.Load() {
-				p.final(-1, errGone)
-				continue
-			}
-			batch = append(batch, p)
-			if !p.lagging {
-				return l.fill(batch)
-			}
 		case <-t.C:
 			return batch
 		case <-ctx.Done():
