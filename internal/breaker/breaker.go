@@ -22,7 +22,11 @@
 // breaker, are the hard limit on spend. When a flush fails the spend waits
 // for the next one (spend older than the window is dropped), each key is
 // judged on this replica's view (the last shared sums plus its own spend),
-// and the failure is logged once until a flush succeeds again.
+// and the failure is logged once until a flush succeeds again. The unsent
+// spend is held for at most MaxPendingKeys keys (a key's entries are one per
+// bucket of the window): past that, a key not already held is judged on this
+// replica's view alone and its spend here is not sent to the shared window
+// (logged once an outage); budgets stay the hard limit.
 // The cost observed is what the call was charged (a cut stream's whole hold
 // included), not only what was metered. A trip is stored as the key's
 // suspension, which every replica sees at once (change notifications), and
@@ -108,6 +112,11 @@ type BatchShared interface {
 	AddBreakerSpends(ctx context.Context, spends []Spend, bucket int64, n int) (map[string][]int64, error)
 }
 
+// MaxPendingKeys bounds how many keys' unsent spend a breaker holds while
+// the shared windows are unreachable (each key: at most one entry per
+// bucket of the window, older ones are dropped).
+const MaxPendingKeys = 50_000
+
 // Alerter receives alerts.
 type Alerter interface{ Send(alert.Alert) }
 
@@ -135,8 +144,13 @@ type Breaker struct {
 	// once (the server marks it before writing), so no later call of the key
 	// reaches Observe here to try again: Run retries them instead.
 	unsaved map[string]string
-	// pending: spend not yet sent to Shared, by key and bucket.
-	pending map[string]map[int64]int64
+	// pending: spend not yet sent to Shared, by key and bucket; at most
+	// maxPending keys (queue).
+	pending    map[string]map[int64]int64
+	maxPending int
+	// unshared: spends not queued because pending was full, since the last
+	// flush that succeeded (logged once, when it first grows).
+	unshared int
 	// sharedDown: the last flush failed (logged once until one succeeds).
 	sharedDown bool
 	// rearmed: keys rearmed while a flush is in flight (nil between
@@ -170,7 +184,33 @@ func New(cfg Config, suspend Suspender, alerts Alerter, log *slog.Logger) *Break
 		cfg.FlushInterval = Default.FlushInterval
 	}
 	return &Breaker{cfg: cfg, suspend: suspend, alerts: alerts, log: log, now: time.Now,
-		keys: map[string]*window{}, unsaved: map[string]string{}, pending: map[string]map[int64]int64{}}
+		keys: map[string]*window{}, unsaved: map[string]string{}, pending: map[string]map[int64]int64{}, maxPending: MaxPendingKeys}
+}
+
+// queue adds spend to be sent to Shared by the next flush and reports false
+// when it could not: pending holds maxPending keys already and not this one
+// (b.mu held). Such spend stays in the key's window on this replica, which
+// judges the key on it as on every key while the shared window is down; the
+// shared window never gets it.
+func (b *Breaker) queue(keyID string, bucket, cost int64) bool {
+	p := b.pending[keyID]
+	if p == nil {
+		if len(b.pending) >= b.maxPending {
+			b.unshared++
+			return false
+		}
+		p = map[int64]int64{}
+		b.pending[keyID] = p
+	}
+	p[bucket] += cost
+	return true
+}
+
+// logUnshared logs, once until a flush succeeds, that pending is full.
+func (b *Breaker) logUnshared(first bool) {
+	if first {
+		b.log.Warn("breaker: too many keys' spend waiting for the shared windows; further keys are judged on this replica's view alone and their spend here is not shared; budgets still apply", "max_keys", b.maxPending)
+	}
 }
 
 // bucketOf numbers the bucket holding t, from the Unix epoch.
@@ -220,16 +260,13 @@ func (b *Breaker) Observe(ctx context.Context, keyID string, cost int64) bool {
 	// A key this replica suspended sends no more spend (calls that were in
 	// flight when it tripped): an admin's reinstatement empties the shared
 	// window (Reset), and spend from before it must not trip the key again.
+	full := false
 	if b.Shared != nil && (!w.tripped || w.noKey) {
-		p := b.pending[keyID]
-		if p == nil {
-			p = map[int64]int64{}
-			b.pending[keyID] = p
-		}
-		p[bucketOf(now, width)] += cost
+		full = !b.queue(keyID, bucketOf(now, width), cost) && b.unshared == 1
 	}
 	reason, sum := b.judge(w)
 	b.mu.Unlock()
+	b.logUnshared(full)
 	if reason == "" {
 		return false
 	}
@@ -400,20 +437,19 @@ func (b *Breaker) Flush(ctx context.Context) {
 		// Keep the spend not sent for the next flush (what left the window
 		// no longer counts); the keys' windows already hold it, so each is
 		// judged on this replica's view meanwhile.
+		full := false
 		for _, sp := range spends[sent:] {
 			if sp.Bucket <= cur-buckets {
 				continue
 			}
-			p := b.pending[sp.KeyID]
-			if p == nil {
-				p = map[int64]int64{}
-				b.pending[sp.KeyID] = p
+			if !b.queue(sp.KeyID, sp.Bucket, sp.Cost) && b.unshared == 1 {
+				full = true
 			}
-			p[sp.Bucket] += sp.Cost
 		}
 		logIt := !b.sharedDown
 		b.sharedDown = true
 		b.mu.Unlock()
+		b.logUnshared(full)
 		if logIt {
 			b.log.Warn("breaker: the shared windows are unavailable; judging each key on this replica's view until they return", "err", err)
 		}
@@ -421,6 +457,7 @@ func (b *Breaker) Flush(ctx context.Context) {
 	}
 	back := b.sharedDown
 	b.sharedDown = false
+	b.unshared = 0
 	type tripped struct {
 		id, reason string
 		w          *window
