@@ -38,7 +38,11 @@
 // (the server holds it in memory at once, so the key's later calls on this
 // replica are refused and never reach Observe to try again), until the
 // store takes it or the key is reinstated or changes elsewhere (Reset,
-// Rearm).
+// Rearm). A retry carries the key's version the trip was decided at, and the
+// store takes it only while the key is still at that version: a
+// reinstatement between the trip and the retry wins even when this replica
+// has not heard of it yet, or hears of it while the retry's write is in
+// flight (ErrChanged).
 package breaker
 
 import (
@@ -81,9 +85,16 @@ const FlushTimeout = 2 * time.Second
 // alerts once for it and does not retry.
 var ErrNoKey = errors.New("breaker: the caller has no key to suspend")
 
+// ErrChanged is what a Suspender returns for a retry whose key changed
+// since its trip (an admin reinstated it): the change wins, the retry ends.
+var ErrChanged = errors.New("breaker: the key changed since it tripped")
+
 // Suspender stores a suspension; first reports whether this call suspended
-// the key (false: it was suspended already).
-type Suspender func(ctx context.Context, keyID, reason string) (first bool, err error)
+// the key (false: it was suspended already). version is 0 on a trip, which
+// returns in seen the key's version it was decided at (0: unknown); a retry
+// passes that back as version, and the write then takes effect only while
+// the key is still at it (else ErrChanged; with 0, unconditionally).
+type Suspender func(ctx context.Context, keyID, reason string, version int64) (first bool, seen int64, err error)
 
 // Shared keeps windows that every replica adds to. Buckets are numbered
 // from the Unix epoch in units of the bucket width.
@@ -140,10 +151,11 @@ type Breaker struct {
 	mu   sync.Mutex
 	keys map[string]*window
 	// unsaved: trips whose suspension the store did not take, by key id,
-	// with the reason. The suspension holds in memory on this replica at
-	// once (the server marks it before writing), so no later call of the key
-	// reaches Observe here to try again: Run retries them instead.
-	unsaved map[string]string
+	// with the reason and the key's version they were decided at. The
+	// suspension holds in memory on this replica at once (the server marks
+	// it before writing), so no later call of the key reaches Observe here
+	// to try again: Run retries them instead.
+	unsaved map[string]unsavedTrip
 	// pending: spend not yet sent to Shared, by key and bucket; at most
 	// maxPending keys (queue).
 	pending    map[string]map[int64]int64
@@ -161,6 +173,12 @@ type Breaker struct {
 	// flushing: one flush at a time; Reset waits for it, so a flush in
 	// flight cannot write spend back into a window just emptied.
 	flushing sync.Mutex
+}
+
+// unsavedTrip is a suspension waiting to be retried.
+type unsavedTrip struct {
+	reason  string
+	version int64 // the key's version at the trip (0: unknown)
 }
 
 type window struct {
@@ -184,7 +202,7 @@ func New(cfg Config, suspend Suspender, alerts Alerter, log *slog.Logger) *Break
 		cfg.FlushInterval = Default.FlushInterval
 	}
 	return &Breaker{cfg: cfg, suspend: suspend, alerts: alerts, log: log, now: time.Now,
-		keys: map[string]*window{}, unsaved: map[string]string{}, pending: map[string]map[int64]int64{}, maxPending: MaxPendingKeys}
+		keys: map[string]*window{}, unsaved: map[string]unsavedTrip{}, pending: map[string]map[int64]int64{}, maxPending: MaxPendingKeys}
 }
 
 // queue adds spend to be sent to Shared by the next flush and reports false
@@ -317,7 +335,17 @@ func (b *Breaker) judge(w *window) (string, int64) {
 // trip stores the suspension of a key whose window judge just tripped, and
 // alerts when this replica's write suspended it. It reports whether it did.
 func (b *Breaker) trip(ctx context.Context, keyID string, w *window, reason string, sum int64) bool {
-	first, err := b.suspend(context.WithoutCancel(ctx), keyID, reason)
+	// A trip of a key whose earlier trip still waits to be written (a call
+	// came: this replica's mark was lifted) is decided at that trip's
+	// version: the call may come because an admin reinstated the key.
+	b.mu.Lock()
+	version := b.unsaved[keyID].version
+	b.mu.Unlock()
+	first, seen, err := b.suspend(context.WithoutCancel(ctx), keyID, reason, version)
+	if errors.Is(err, ErrChanged) {
+		b.changed(keyID)
+		return false
+	}
 	if errors.Is(err, ErrNoKey) || errors.Is(err, store.ErrNotFound) {
 		// No key to suspend (a workload identity or certificate caller, or a
 		// key deleted meanwhile): the window stays tripped, so this alerts
@@ -336,8 +364,11 @@ func (b *Breaker) trip(ctx context.Context, keyID string, w *window, reason stri
 		b.log.Error("breaker: suspending the key failed; retrying", "key_id", keyID, "err", err)
 		b.mu.Lock()
 		w.tripped = false             // try again on the next call, if one comes
+		if version == 0 {
+			version = seen
+		}
 		if len(b.unsaved) < 100_000 { // and in Run, since none may
-			b.unsaved[keyID] = reason
+			b.unsaved[keyID] = unsavedTrip{reason: reason, version: version}
 		}
 		b.mu.Unlock()
 		return false
@@ -536,16 +567,21 @@ func (b *Breaker) retry(ctx context.Context) {
 	b.mu.Lock()
 	todo := maps.Clone(b.unsaved)
 	b.mu.Unlock()
-	for id, reason := range todo {
+	for id, u := range todo {
 		b.mu.Lock()
-		still := b.unsaved[id] == reason // not reinstated or rearmed meanwhile
+		still := b.unsaved[id] == u // not reinstated or rearmed meanwhile
 		b.mu.Unlock()
 		if !still {
 			continue
 		}
+		reason := u.reason
 		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		first, err := b.suspend(sctx, id, reason)
+		first, _, err := b.suspend(sctx, id, reason, u.version)
 		cancel()
+		if errors.Is(err, ErrChanged) { // reinstated (or changed) since the trip: that wins
+			b.changed(id)
+			continue
+		}
 		if errors.Is(err, store.ErrNotFound) || errors.Is(err, ErrNoKey) { // gone meanwhile
 			b.mu.Lock()
 			delete(b.unsaved, id)
@@ -570,6 +606,20 @@ func (b *Breaker) retry(ctx context.Context) {
 			b.alert(id, reason, sum)
 		}
 	}
+}
+
+// changed ends a trip whose key changed in the store since (an admin
+// reinstated it): the retry is dropped and the key rearmed on a window
+// without the spend that tripped it, which predates the change.
+func (b *Breaker) changed(keyID string) {
+	b.log.Info("breaker: a suspension waiting to be written was dropped: the key changed since it tripped (reinstated)", "key_id", keyID)
+	b.mu.Lock()
+	delete(b.unsaved, keyID)
+	if w := b.keys[keyID]; w != nil {
+		w.tripped, w.noKey = false, false
+		w.sums = [buckets]int64{}
+	}
+	b.mu.Unlock()
 }
 
 // Reset forgets a key's window, shared ones included (after an admin

@@ -23,14 +23,14 @@ type suspensions struct {
 	alerts []alert.Alert
 }
 
-func (s *suspensions) suspend(_ context.Context, id, reason string) (bool, error) {
+func (s *suspensions) suspend(_ context.Context, id, reason string, _ int64) (bool, int64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.by[id] != "" {
-		return false, nil
+		return false, 1, nil
 	}
 	s.by[id] = reason
-	return true, nil
+	return true, 1, nil
 }
 
 func (s *suspensions) Send(a alert.Alert) {

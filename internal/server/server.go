@@ -469,35 +469,47 @@ func (s *Server) budgetList() []budget.Budget { return s.snap.Load().Budgets }
 // The suspension holds in this process from the moment it is decided: the
 // calls admitted while its write waits for the store would otherwise spend
 // past the trip (and if the write fails, the key stays suspended here).
-func (s *Server) suspendKey(ctx context.Context, keyID, reason string) (bool, error) {
+// version is 0 on a trip, which returns the key's version it marked; a
+// retry passes that back, marks nothing anew (a mark lifted meanwhile was
+// lifted by a change of the key, which wins) and writes only while the key
+// is still at that version (breaker.ErrChanged otherwise).
+func (s *Server) suspendKey(ctx context.Context, keyID, reason string, version int64) (bool, int64, error) {
 	if proxy.Keyless(keyID) { // nothing stored to suspend: the breaker alerts once instead
-		return false, breaker.ErrNoKey
+		return false, 0, breaker.ErrNoKey
 	}
 	at := time.Now().UTC()
-	// At once, at the version cached for the key's secrets; then at the
-	// version its tokens run with, which may take a store read (a key used
-	// only by its secret is not cached by id).
-	s.verifier.Suspend(keyID, 0, reason, at)
-	if k, err := s.auth.KeyByID(ctx, keyID); err == nil {
-		s.verifier.Suspend(keyID, k.Version, reason, at)
+	seen := version
+	if version == 0 {
+		// At once, at the version cached for the key's secrets; then at the
+		// version its tokens run with, which may take a store read (a key used
+		// only by its secret is not cached by id).
+		seen = s.verifier.Suspend(keyID, 0, reason, at)
+		if k, err := s.auth.KeyByID(ctx, keyID); err == nil {
+			seen = max(seen, s.verifier.Suspend(keyID, k.Version, reason, at))
+		}
+		s.auth.ForgetKey(keyID)
 	}
-	s.auth.ForgetKey(keyID)
-	first, err := s.db.SuspendKeyFirst(ctx, keyID, reason, at)
-	s.verifier.Written(keyID)
+	first, err := s.db.SuspendKeyFirst(ctx, keyID, reason, at, version)
+	if version == 0 {
+		s.verifier.Written(keyID)
+	}
+	if errors.Is(err, store.ErrConflict) {
+		return false, seen, fmt.Errorf("%w: %v", breaker.ErrChanged, err)
+	}
 	if err != nil {
-		return false, err
+		return false, seen, err
 	}
 	s.verifier.Forget(keyID)
 	s.auth.ForgetKey(keyID)
 	if !first { // another replica tripped it first and recorded it
-		return false, nil
+		return false, seen, nil
 	}
 	rec := ledger.Record{Kind: ledger.KindBreaker, Time: time.Now(), RequestID: "breaker-" + keyID, KeyID: keyID, Action: "suspend", Target: keyID, Detail: reason}
 	if _, err := s.ledger.Append(ctx, ledger.Entry{Data: rec.Marshal(), RequestID: rec.RequestID}); err != nil {
 		s.log.Error("ledger: a key suspension was not recorded", "key_id", keyID, "err", err)
 	}
 	s.log.Warn("key suspended by the spend-velocity breaker", "key_id", keyID, "reason", reason)
-	return true, nil
+	return true, seen, nil
 }
 
 // openLedger loads the log's signing key (sealed under the KEK; created on
