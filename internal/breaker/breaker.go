@@ -89,12 +89,23 @@ var ErrNoKey = errors.New("breaker: the caller has no key to suspend")
 // since its trip (an admin reinstated it): the change wins, the retry ends.
 var ErrChanged = errors.New("breaker: the key changed since it tripped")
 
-// Suspender stores a suspension; first reports whether this call suspended
-// the key (false: it was suspended already). version is 0 on a trip, which
-// returns in seen the key's version it was decided at (0: unknown); a retry
-// passes that back as version, and the write then takes effect only while
-// the key is still at it (else ErrChanged; with 0, unconditionally).
-type Suspender func(ctx context.Context, keyID, reason string, version int64) (first bool, seen int64, err error)
+// Suspension is a key's suspension as the breaker asks a Suspender to store
+// it.
+type Suspension struct {
+	Reason string
+	// At and Version are zero on a trip; the Suspender returns them as it
+	// decided them (the instant written, the key's version it saw, 0 when
+	// unknown) and a retry passes them back: the write then takes effect
+	// only while the key is still at Version (else ErrChanged), and a key
+	// found suspended at At for Reason is this suspension's own earlier
+	// write, which committed though its answer was lost (a timeout): first.
+	At      time.Time
+	Version int64
+}
+
+// Suspender stores a suspension; first reports whether this suspension
+// suspended the key (false: it was suspended already, by another replica).
+type Suspender func(ctx context.Context, keyID string, s Suspension) (first bool, made Suspension, err error)
 
 // Shared keeps windows that every replica adds to. Buckets are numbered
 // from the Unix epoch in units of the bucket width.
@@ -151,11 +162,11 @@ type Breaker struct {
 	mu   sync.Mutex
 	keys map[string]*window
 	// unsaved: trips whose suspension the store did not take, by key id,
-	// with the reason and the key's version they were decided at. The
+	// as the Suspender decided them (reason, instant, version). The
 	// suspension holds in memory on this replica at once (the server marks
 	// it before writing), so no later call of the key reaches Observe here
 	// to try again: Run retries them instead.
-	unsaved map[string]unsavedTrip
+	unsaved map[string]Suspension
 	// pending: spend not yet sent to Shared, by key and bucket; at most
 	// maxPending keys (queue).
 	pending    map[string]map[int64]int64
@@ -173,12 +184,6 @@ type Breaker struct {
 	// flushing: one flush at a time; Reset waits for it, so a flush in
 	// flight cannot write spend back into a window just emptied.
 	flushing sync.Mutex
-}
-
-// unsavedTrip is a suspension waiting to be retried.
-type unsavedTrip struct {
-	reason  string
-	version int64 // the key's version at the trip (0: unknown)
 }
 
 type window struct {
@@ -202,7 +207,7 @@ func New(cfg Config, suspend Suspender, alerts Alerter, log *slog.Logger) *Break
 		cfg.FlushInterval = Default.FlushInterval
 	}
 	return &Breaker{cfg: cfg, suspend: suspend, alerts: alerts, log: log, now: time.Now,
-		keys: map[string]*window{}, unsaved: map[string]unsavedTrip{}, pending: map[string]map[int64]int64{}, maxPending: MaxPendingKeys}
+		keys: map[string]*window{}, unsaved: map[string]Suspension{}, pending: map[string]map[int64]int64{}, maxPending: MaxPendingKeys}
 }
 
 // queue adds spend to be sent to Shared by the next flush and reports false
@@ -336,12 +341,15 @@ func (b *Breaker) judge(w *window) (string, int64) {
 // alerts when this replica's write suspended it. It reports whether it did.
 func (b *Breaker) trip(ctx context.Context, keyID string, w *window, reason string, sum int64) bool {
 	// A trip of a key whose earlier trip still waits to be written (a call
-	// came: this replica's mark was lifted) is decided at that trip's
-	// version: the call may come because an admin reinstated the key.
+	// came: this replica's mark was lifted) is that trip's retry: the call
+	// may come because an admin reinstated the key.
 	b.mu.Lock()
-	version := b.unsaved[keyID].version
+	s, retried := b.unsaved[keyID]
 	b.mu.Unlock()
-	first, seen, err := b.suspend(context.WithoutCancel(ctx), keyID, reason, version)
+	if !retried {
+		s = Suspension{Reason: reason}
+	}
+	first, made, err := b.suspend(context.WithoutCancel(ctx), keyID, s)
 	if errors.Is(err, ErrChanged) {
 		b.changed(keyID)
 		return false
@@ -363,12 +371,9 @@ func (b *Breaker) trip(ctx context.Context, keyID string, w *window, reason stri
 	if err != nil {
 		b.log.Error("breaker: suspending the key failed; retrying", "key_id", keyID, "err", err)
 		b.mu.Lock()
-		w.tripped = false             // try again on the next call, if one comes
-		if version == 0 {
-			version = seen
-		}
-		if len(b.unsaved) < 100_000 { // and in Run, since none may
-			b.unsaved[keyID] = unsavedTrip{reason: reason, version: version}
+		w.tripped = false                         // try again on the next call, if one comes
+		if !retried && len(b.unsaved) < 100_000 { // and in Run, since none may
+			b.unsaved[keyID] = made
 		}
 		b.mu.Unlock()
 		return false
@@ -574,9 +579,9 @@ func (b *Breaker) retry(ctx context.Context) {
 		if !still {
 			continue
 		}
-		reason := u.reason
+		reason := u.Reason
 		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		first, _, err := b.suspend(sctx, id, reason, u.version)
+		first, _, err := b.suspend(sctx, id, u)
 		cancel()
 		if errors.Is(err, ErrChanged) { // reinstated (or changed) since the trip: that wins
 			b.changed(id)

@@ -257,7 +257,10 @@ func TestKeylessCaller(t *testing.T) {
 	logs := &logCount{msg: map[string]int{}}
 	b.log = slog.New(logs)
 	tries := 0
-	b.suspend = func(context.Context, string, string, int64) (bool, int64, error) { tries++; return false, 0, ErrNoKey }
+	b.suspend = func(_ context.Context, _ string, sp Suspension) (bool, Suspension, error) {
+		tries++
+		return false, sp, ErrNoKey
+	}
 	ctx := context.Background()
 	for range 50 {
 		if b.Observe(ctx, "wif:ci", 100) {

@@ -469,47 +469,52 @@ func (s *Server) budgetList() []budget.Budget { return s.snap.Load().Budgets }
 // The suspension holds in this process from the moment it is decided: the
 // calls admitted while its write waits for the store would otherwise spend
 // past the trip (and if the write fails, the key stays suspended here).
-// version is 0 on a trip, which returns the key's version it marked; a
-// retry passes that back, marks nothing anew (a mark lifted meanwhile was
-// lifted by a change of the key, which wins) and writes only while the key
-// is still at that version (breaker.ErrChanged otherwise).
-func (s *Server) suspendKey(ctx context.Context, keyID, reason string, version int64) (bool, int64, error) {
+// A trip (sp.At zero) returns the instant it wrote and the key's version it
+// marked; a retry passes them back, marks nothing anew (a mark lifted
+// meanwhile was lifted by a change of the key, which wins), writes only
+// while the key is still at that version (breaker.ErrChanged otherwise) and
+// finds out whether the trip's own write committed after all (then it
+// records and alerts, as the trip would have).
+func (s *Server) suspendKey(ctx context.Context, keyID string, sp breaker.Suspension) (bool, breaker.Suspension, error) {
 	if proxy.Keyless(keyID) { // nothing stored to suspend: the breaker alerts once instead
-		return false, 0, breaker.ErrNoKey
+		return false, sp, breaker.ErrNoKey
 	}
-	at := time.Now().UTC()
-	seen := version
-	if version == 0 {
+	reason, trip := sp.Reason, sp.At.IsZero()
+	if trip {
+		sp.At = time.Now().UTC().Truncate(time.Microsecond) // as stored
+	}
+	at := sp.At
+	if trip {
 		// At once, at the version cached for the key's secrets; then at the
 		// version its tokens run with, which may take a store read (a key used
 		// only by its secret is not cached by id).
-		seen = s.verifier.Suspend(keyID, 0, reason, at)
+		sp.Version = s.verifier.Suspend(keyID, 0, reason, at)
 		if k, err := s.auth.KeyByID(ctx, keyID); err == nil {
-			seen = max(seen, s.verifier.Suspend(keyID, k.Version, reason, at))
+			sp.Version = max(sp.Version, s.verifier.Suspend(keyID, k.Version, reason, at))
 		}
 		s.auth.ForgetKey(keyID)
 	}
-	first, err := s.db.SuspendKeyFirst(ctx, keyID, reason, at, version)
-	if version == 0 {
+	first, err := s.db.SuspendKeyFirst(ctx, keyID, reason, at, sp.Version)
+	if trip {
 		s.verifier.Written(keyID)
 	}
 	if errors.Is(err, store.ErrConflict) {
-		return false, seen, fmt.Errorf("%w: %v", breaker.ErrChanged, err)
+		return false, sp, fmt.Errorf("%w: %v", breaker.ErrChanged, err)
 	}
 	if err != nil {
-		return false, seen, err
+		return false, sp, err
 	}
 	s.verifier.Forget(keyID)
 	s.auth.ForgetKey(keyID)
 	if !first { // another replica tripped it first and recorded it
-		return false, seen, nil
+		return false, sp, nil
 	}
 	rec := ledger.Record{Kind: ledger.KindBreaker, Time: time.Now(), RequestID: "breaker-" + keyID, KeyID: keyID, Action: "suspend", Target: keyID, Detail: reason}
 	if _, err := s.ledger.Append(ctx, ledger.Entry{Data: rec.Marshal(), RequestID: rec.RequestID}); err != nil {
 		s.log.Error("ledger: a key suspension was not recorded", "key_id", keyID, "err", err)
 	}
 	s.log.Warn("key suspended by the spend-velocity breaker", "key_id", keyID, "reason", reason)
-	return true, seen, nil
+	return true, sp, nil
 }
 
 // openLedger loads the log's signing key (sealed under the KEK; created on

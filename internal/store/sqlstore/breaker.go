@@ -196,7 +196,10 @@ func (s *DB) ResetBreakerSpend(ctx context.Context, keyID string, _ int64, _ int
 // version the suspension was decided at (a breaker's retry of a write that
 // failed): the write then takes effect only while the key is still at it or
 // below, and a key changed since (an admin reinstated it) and not suspended
-// gives store.ErrConflict: the change wins.
+// gives store.ErrConflict: the change wins. A key found suspended at at for
+// reason is this suspension's own earlier write, which committed though its
+// answer was lost (a timeout): first is true then, so that the suspension
+// is recorded and alerted once all the same.
 func (s *DB) SuspendKeyFirst(ctx context.Context, id, reason string, at time.Time, version int64) (bool, error) {
 	res, err := s.exec(ctx, s.db, `UPDATE keys SET suspended_at = ?, suspend_reason = ?, version = version + 1
 		WHERE id = ? AND suspended_at IS NULL AND (? = 0 OR version <= ?)`, micros(at), reason, id, version, version)
@@ -215,6 +218,7 @@ func (s *DB) SuspendKeyFirst(ctx context.Context, id, reason string, at time.Tim
 		if k.SuspendedAt == nil {
 			return false, fmt.Errorf("suspend key %s decided at version %d, now %d: %w", id, version, k.Version, store.ErrConflict)
 		}
+		return micros(*k.SuspendedAt) == micros(at) && k.SuspendReason == reason, nil
 	}
 	return n == 1, nil
 }

@@ -280,7 +280,8 @@ func testKeys(t *testing.T, b Backend) {
 // testBreakerSuspensionAtAVersion: a breaker's suspension retried at the
 // key's version of its trip does not overrule a reinstatement made since
 // (ErrConflict, the key stays active); at the key's current version it
-// suspends it, once; a trip (version 0) suspends whatever the version.
+// suspends it, once; a trip (version 0) suspends whatever the version; a
+// retry of a write that committed unanswered is told it was first.
 func testBreakerSuspensionAtAVersion(t *testing.T, b Backend) {
 	ctx := context.Background()
 	team, p := seed(t, b)
@@ -298,8 +299,8 @@ func testBreakerSuspensionAtAVersion(t *testing.T, b Backend) {
 	if first, err := b.SuspendKeyFirst(ctx, "key_s", "too fast", now, 2); err != nil || !first {
 		t.Fatalf("suspend at the current version: first %v, %v", first, err)
 	}
-	if first, err := b.SuspendKeyFirst(ctx, "key_s", "too fast", now, 2); err != nil || first {
-		t.Fatalf("suspend again: first %v, %v; want suspended already", first, err)
+	if first, err := b.SuspendKeyFirst(ctx, "key_s", "too fast", now.Add(time.Second), 2); err != nil || first {
+		t.Fatalf("suspend again (another replica's trip): first %v, %v; want suspended already", first, err)
 	}
 	if k, _ := b.Key(ctx, "key_s"); k.SuspendedAt == nil || k.Version != 3 {
 		t.Fatalf("key %+v; want suspended at version 3", k)
@@ -308,6 +309,19 @@ func testBreakerSuspensionAtAVersion(t *testing.T, b Backend) {
 	must(t, err)
 	if first, err := b.SuspendKeyFirst(ctx, "key_s", "a new trip", now, 0); err != nil || !first {
 		t.Fatalf("a trip: first %v, %v", first, err)
+	}
+	// A retry whose trip's write committed though its answer was lost (a
+	// timeout) finds the key suspended at its own instant: first, once more,
+	// so that it records and alerts; another instant or reason is another
+	// suspension.
+	if first, err := b.SuspendKeyFirst(ctx, "key_s", "a new trip", now, 4); err != nil || !first {
+		t.Fatalf("a retry of a write that committed: first %v, %v; want first", first, err)
+	}
+	if first, err := b.SuspendKeyFirst(ctx, "key_s", "a new trip", now.Add(time.Microsecond), 4); err != nil || first {
+		t.Fatalf("a retry of another instant: first %v, %v; want suspended by another", first, err)
+	}
+	if first, err := b.SuspendKeyFirst(ctx, "key_s", "another reason", now, 4); err != nil || first {
+		t.Fatalf("a retry of another reason: first %v, %v; want suspended by another", first, err)
 	}
 	_, err = b.SuspendKeyFirst(ctx, "key_none", "x", now, 1)
 	wantErr(t, err, store.ErrNotFound)
