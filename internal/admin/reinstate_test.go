@@ -37,7 +37,7 @@ func TestReinstateResetsTheBreakerFirst(t *testing.T) {
 	if err := db.CreateKey(ctx, vkey.Key{ID: "key_a", Kind: vkey.KindVirtual, Name: "k", Hash: "h1", Hint: "gk_abcd…", PrincipalID: "prn_a", TeamID: "team_a", CreatedAt: at, Version: 1}); err != nil {
 		t.Fatal(err)
 	}
-	if first, err := db.SuspendKeyFirst(ctx, "key_a", "spent too much", at); err != nil || !first {
+	if first, err := db.SuspendKeyFirst(ctx, "key_a", "spent too much", at, 0); err != nil || !first {
 		t.Fatalf("suspend: %v %v", first, err)
 	}
 	hasher, err := vkey.NewHasher([]byte(strings.Repeat("k", 32)))

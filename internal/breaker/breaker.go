@@ -22,7 +22,11 @@
 // breaker, are the hard limit on spend. When a flush fails the spend waits
 // for the next one (spend older than the window is dropped), each key is
 // judged on this replica's view (the last shared sums plus its own spend),
-// and the failure is logged once until a flush succeeds again.
+// and the failure is logged once until a flush succeeds again. The unsent
+// spend is held for at most MaxPendingKeys keys (a key's entries are one per
+// bucket of the window): past that, a key not already held is judged on this
+// replica's view alone and its spend here is not sent to the shared window
+// (logged once an outage); budgets stay the hard limit.
 // The cost observed is what the call was charged (a cut stream's whole hold
 // included), not only what was metered. A trip is stored as the key's
 // suspension, which every replica sees at once (change notifications), and
@@ -34,7 +38,11 @@
 // (the server holds it in memory at once, so the key's later calls on this
 // replica are refused and never reach Observe to try again), until the
 // store takes it or the key is reinstated or changes elsewhere (Reset,
-// Rearm).
+// Rearm). A retry carries the key's version the trip was decided at, and the
+// store takes it only while the key is still at that version: a
+// reinstatement between the trip and the retry wins even when this replica
+// has not heard of it yet, or hears of it while the retry's write is in
+// flight (ErrChanged).
 package breaker
 
 import (
@@ -77,9 +85,27 @@ const FlushTimeout = 2 * time.Second
 // alerts once for it and does not retry.
 var ErrNoKey = errors.New("breaker: the caller has no key to suspend")
 
-// Suspender stores a suspension; first reports whether this call suspended
-// the key (false: it was suspended already).
-type Suspender func(ctx context.Context, keyID, reason string) (first bool, err error)
+// ErrChanged is what a Suspender returns for a retry whose key changed
+// since its trip (an admin reinstated it): the change wins, the retry ends.
+var ErrChanged = errors.New("breaker: the key changed since it tripped")
+
+// Suspension is a key's suspension as the breaker asks a Suspender to store
+// it.
+type Suspension struct {
+	Reason string
+	// At and Version are zero on a trip; the Suspender returns them as it
+	// decided them (the instant written, the key's version it saw, 0 when
+	// unknown) and a retry passes them back: the write then takes effect
+	// only while the key is still at Version (else ErrChanged), and a key
+	// found suspended at At for Reason is this suspension's own earlier
+	// write, which committed though its answer was lost (a timeout): first.
+	At      time.Time
+	Version int64
+}
+
+// Suspender stores a suspension; first reports whether this suspension
+// suspended the key (false: it was suspended already, by another replica).
+type Suspender func(ctx context.Context, keyID string, s Suspension) (first bool, made Suspension, err error)
 
 // Shared keeps windows that every replica adds to. Buckets are numbered
 // from the Unix epoch in units of the bucket width.
@@ -108,6 +134,11 @@ type BatchShared interface {
 	AddBreakerSpends(ctx context.Context, spends []Spend, bucket int64, n int) (map[string][]int64, error)
 }
 
+// MaxPendingKeys bounds how many keys' unsent spend a breaker holds while
+// the shared windows are unreachable (each key: at most one entry per
+// bucket of the window, older ones are dropped).
+const MaxPendingKeys = 50_000
+
 // Alerter receives alerts.
 type Alerter interface{ Send(alert.Alert) }
 
@@ -131,12 +162,18 @@ type Breaker struct {
 	mu   sync.Mutex
 	keys map[string]*window
 	// unsaved: trips whose suspension the store did not take, by key id,
-	// with the reason. The suspension holds in memory on this replica at
-	// once (the server marks it before writing), so no later call of the key
-	// reaches Observe here to try again: Run retries them instead.
-	unsaved map[string]string
-	// pending: spend not yet sent to Shared, by key and bucket.
-	pending map[string]map[int64]int64
+	// as the Suspender decided them (reason, instant, version). The
+	// suspension holds in memory on this replica at once (the server marks
+	// it before writing), so no later call of the key reaches Observe here
+	// to try again: Run retries them instead.
+	unsaved map[string]Suspension
+	// pending: spend not yet sent to Shared, by key and bucket; at most
+	// maxPending keys (queue).
+	pending    map[string]map[int64]int64
+	maxPending int
+	// unshared: spends not queued because pending was full, since the last
+	// flush that succeeded (logged once, when it first grows).
+	unshared int
 	// sharedDown: the last flush failed (logged once until one succeeds).
 	sharedDown bool
 	// rearmed: keys rearmed while a flush is in flight (nil between
@@ -170,7 +207,33 @@ func New(cfg Config, suspend Suspender, alerts Alerter, log *slog.Logger) *Break
 		cfg.FlushInterval = Default.FlushInterval
 	}
 	return &Breaker{cfg: cfg, suspend: suspend, alerts: alerts, log: log, now: time.Now,
-		keys: map[string]*window{}, unsaved: map[string]string{}, pending: map[string]map[int64]int64{}}
+		keys: map[string]*window{}, unsaved: map[string]Suspension{}, pending: map[string]map[int64]int64{}, maxPending: MaxPendingKeys}
+}
+
+// queue adds spend to be sent to Shared by the next flush and reports false
+// when it could not: pending holds maxPending keys already and not this one
+// (b.mu held). Such spend stays in the key's window on this replica, which
+// judges the key on it as on every key while the shared window is down; the
+// shared window never gets it.
+func (b *Breaker) queue(keyID string, bucket, cost int64) bool {
+	p := b.pending[keyID]
+	if p == nil {
+		if len(b.pending) >= b.maxPending {
+			b.unshared++
+			return false
+		}
+		p = map[int64]int64{}
+		b.pending[keyID] = p
+	}
+	p[bucket] += cost
+	return true
+}
+
+// logUnshared logs, once until a flush succeeds, that pending is full.
+func (b *Breaker) logUnshared(first bool) {
+	if first {
+		b.log.Warn("breaker: too many keys' spend waiting for the shared windows; further keys are judged on this replica's view alone and their spend here is not shared; budgets still apply", "max_keys", b.maxPending)
+	}
 }
 
 // bucketOf numbers the bucket holding t, from the Unix epoch.
@@ -220,16 +283,13 @@ func (b *Breaker) Observe(ctx context.Context, keyID string, cost int64) bool {
 	// A key this replica suspended sends no more spend (calls that were in
 	// flight when it tripped): an admin's reinstatement empties the shared
 	// window (Reset), and spend from before it must not trip the key again.
+	full := false
 	if b.Shared != nil && (!w.tripped || w.noKey) {
-		p := b.pending[keyID]
-		if p == nil {
-			p = map[int64]int64{}
-			b.pending[keyID] = p
-		}
-		p[bucketOf(now, width)] += cost
+		full = !b.queue(keyID, bucketOf(now, width), cost) && b.unshared == 1
 	}
 	reason, sum := b.judge(w)
 	b.mu.Unlock()
+	b.logUnshared(full)
 	if reason == "" {
 		return false
 	}
@@ -280,7 +340,20 @@ func (b *Breaker) judge(w *window) (string, int64) {
 // trip stores the suspension of a key whose window judge just tripped, and
 // alerts when this replica's write suspended it. It reports whether it did.
 func (b *Breaker) trip(ctx context.Context, keyID string, w *window, reason string, sum int64) bool {
-	first, err := b.suspend(context.WithoutCancel(ctx), keyID, reason)
+	// A trip of a key whose earlier trip still waits to be written (a call
+	// came: this replica's mark was lifted) is that trip's retry: the call
+	// may come because an admin reinstated the key.
+	b.mu.Lock()
+	s, retried := b.unsaved[keyID]
+	b.mu.Unlock()
+	if !retried {
+		s = Suspension{Reason: reason}
+	}
+	first, made, err := b.suspend(context.WithoutCancel(ctx), keyID, s)
+	if errors.Is(err, ErrChanged) {
+		b.changed(keyID)
+		return false
+	}
 	if errors.Is(err, ErrNoKey) || errors.Is(err, store.ErrNotFound) {
 		// No key to suspend (a workload identity or certificate caller, or a
 		// key deleted meanwhile): the window stays tripped, so this alerts
@@ -298,9 +371,9 @@ func (b *Breaker) trip(ctx context.Context, keyID string, w *window, reason stri
 	if err != nil {
 		b.log.Error("breaker: suspending the key failed; retrying", "key_id", keyID, "err", err)
 		b.mu.Lock()
-		w.tripped = false             // try again on the next call, if one comes
-		if len(b.unsaved) < 100_000 { // and in Run, since none may
-			b.unsaved[keyID] = reason
+		w.tripped = false                         // try again on the next call, if one comes
+		if !retried && len(b.unsaved) < 100_000 { // and in Run, since none may
+			b.unsaved[keyID] = made
 		}
 		b.mu.Unlock()
 		return false
@@ -400,20 +473,19 @@ func (b *Breaker) Flush(ctx context.Context) {
 		// Keep the spend not sent for the next flush (what left the window
 		// no longer counts); the keys' windows already hold it, so each is
 		// judged on this replica's view meanwhile.
+		full := false
 		for _, sp := range spends[sent:] {
 			if sp.Bucket <= cur-buckets {
 				continue
 			}
-			p := b.pending[sp.KeyID]
-			if p == nil {
-				p = map[int64]int64{}
-				b.pending[sp.KeyID] = p
+			if !b.queue(sp.KeyID, sp.Bucket, sp.Cost) && b.unshared == 1 {
+				full = true
 			}
-			p[sp.Bucket] += sp.Cost
 		}
 		logIt := !b.sharedDown
 		b.sharedDown = true
 		b.mu.Unlock()
+		b.logUnshared(full)
 		if logIt {
 			b.log.Warn("breaker: the shared windows are unavailable; judging each key on this replica's view until they return", "err", err)
 		}
@@ -421,6 +493,7 @@ func (b *Breaker) Flush(ctx context.Context) {
 	}
 	back := b.sharedDown
 	b.sharedDown = false
+	b.unshared = 0
 	type tripped struct {
 		id, reason string
 		w          *window
@@ -499,16 +572,21 @@ func (b *Breaker) retry(ctx context.Context) {
 	b.mu.Lock()
 	todo := maps.Clone(b.unsaved)
 	b.mu.Unlock()
-	for id, reason := range todo {
+	for id, u := range todo {
 		b.mu.Lock()
-		still := b.unsaved[id] == reason // not reinstated or rearmed meanwhile
+		still := b.unsaved[id] == u // not reinstated or rearmed meanwhile
 		b.mu.Unlock()
 		if !still {
 			continue
 		}
+		reason := u.Reason
 		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		first, err := b.suspend(sctx, id, reason)
+		first, _, err := b.suspend(sctx, id, u)
 		cancel()
+		if errors.Is(err, ErrChanged) { // reinstated (or changed) since the trip: that wins
+			b.changed(id)
+			continue
+		}
 		if errors.Is(err, store.ErrNotFound) || errors.Is(err, ErrNoKey) { // gone meanwhile
 			b.mu.Lock()
 			delete(b.unsaved, id)
@@ -533,6 +611,20 @@ func (b *Breaker) retry(ctx context.Context) {
 			b.alert(id, reason, sum)
 		}
 	}
+}
+
+// changed ends a trip whose key changed in the store since (an admin
+// reinstated it): the retry is dropped and the key rearmed on a window
+// without the spend that tripped it, which predates the change.
+func (b *Breaker) changed(keyID string) {
+	b.log.Info("breaker: a suspension waiting to be written was dropped: the key changed since it tripped (reinstated)", "key_id", keyID)
+	b.mu.Lock()
+	delete(b.unsaved, keyID)
+	if w := b.keys[keyID]; w != nil {
+		w.tripped, w.noKey = false, false
+		w.sums = [buckets]int64{}
+	}
+	b.mu.Unlock()
 }
 
 // Reset forgets a key's window, shared ones included (after an admin

@@ -22,12 +22,12 @@ func (r *recorder) Send(a alert.Alert) { r.alerts = append(r.alerts, a) }
 
 func setup(cfg Config) (*Breaker, *recorder, *time.Time) {
 	r := &recorder{suspended: map[string]string{}}
-	b := New(cfg, func(_ context.Context, id, reason string) (bool, error) {
+	b := New(cfg, func(_ context.Context, id string, sp Suspension) (bool, Suspension, error) {
 		first := r.suspended[id] == ""
 		if first {
-			r.suspended[id] = reason
+			r.suspended[id] = sp.Reason
 		}
-		return first, nil
+		return first, sp, nil
 	}, r, slog.New(slog.DiscardHandler))
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	b.SetClock(func() time.Time { return now })
@@ -104,16 +104,16 @@ func TestTripWhoseWriteFailedIsRetriedWithoutCalls(t *testing.T) {
 	failing := true
 	stored := map[string]string{}
 	r := &recorder{suspended: stored}
-	b := New(Config{Enabled: true, Window: 5 * time.Minute, CeilingMicros: 1000}, func(_ context.Context, id, reason string) (bool, error) {
+	b := New(Config{Enabled: true, Window: 5 * time.Minute, CeilingMicros: 1000}, func(_ context.Context, id string, sp Suspension) (bool, Suspension, error) {
 		if strings.HasPrefix(id, "wif:") {
-			return false, fmt.Errorf("suspend: %w", store.ErrNotFound)
+			return false, sp, fmt.Errorf("suspend: %w", store.ErrNotFound)
 		}
 		if failing {
-			return false, errors.New("store unreachable")
+			return false, sp, errors.New("store unreachable")
 		}
 		first := stored[id] == ""
-		stored[id] = reason
-		return first, nil
+		stored[id] = sp.Reason
+		return first, sp, nil
 	}, r, slog.New(slog.DiscardHandler))
 
 	if b.Observe(ctx, "k", 2000) {
@@ -159,5 +159,134 @@ func TestTripWhoseWriteFailedIsRetriedWithoutCalls(t *testing.T) {
 		if stored["j"] != "" {
 			t.Fatal("a retry suspended a key reinstated after its trip")
 		}
+	}
+}
+
+// versioned is a key store as the breaker's retries meet it
+// (sqlstore.SuspendKeyFirst behind server.suspendKey): each key has a
+// version that a suspension and a reinstatement bump; a suspension decided
+// at a version takes effect only while the key is still at it; a key found
+// suspended at the suspension's own instant is its own earlier write.
+type versioned struct {
+	down      bool
+	lost      bool // the write commits, its answer is lost (a timeout)
+	clock     int
+	version   map[string]int64
+	suspended map[string]int // the instant of the suspension, 0: active
+	writes    []int64        // the version each write carried
+}
+
+func (v *versioned) suspend(_ context.Context, id string, sp Suspension) (bool, Suspension, error) {
+	v.writes = append(v.writes, sp.Version)
+	if sp.At.IsZero() { // a trip: the instant and the version it is decided at
+		v.clock++
+		sp.At = time.Unix(int64(v.clock), 0)
+		sp.Version = v.version[id]
+	}
+	if v.down {
+		return false, sp, errors.New("store unreachable")
+	}
+	if at := v.suspended[id]; at != 0 {
+		return int64(at) == sp.At.Unix(), sp, nil // its own earlier write: first
+	}
+	if sp.Version != 0 && v.version[id] > sp.Version {
+		return false, sp, ErrChanged
+	}
+	v.suspended[id] = int(sp.At.Unix())
+	v.version[id]++
+	if v.lost {
+		return false, sp, context.DeadlineExceeded
+	}
+	return true, sp, nil
+}
+
+func (v *versioned) reinstate(id string) {
+	v.suspended[id] = 0
+	v.version[id]++
+}
+
+// TestRetryDoesNotOverruleAReinstatementItDidNotHearOf: a trip whose write
+// failed is retried at the key's version of the trip, so an admin's
+// reinstatement in between wins even when this replica never heard of it
+// (a change notification lost in the same outage): the retry ends without
+// suspending or alerting, and so does a trip on a later call of the key
+// (its mark lifted by the reinstatement) judged on the old spend.
+func TestRetryDoesNotOverruleAReinstatementItDidNotHearOf(t *testing.T) {
+	ctx := context.Background()
+	st := &versioned{down: true, version: map[string]int64{"k": 4, "j": 7, "i": 2}, suspended: map[string]int{}}
+	r := &recorder{suspended: map[string]string{}}
+	b := New(Config{Enabled: true, Window: 5 * time.Minute, CeilingMicros: 1000}, st.suspend, r, slog.New(slog.DiscardHandler))
+
+	b.Observe(ctx, "k", 2000) // trips at version 4; the write fails
+	st.down = false
+	st.reinstate("k") // on another replica; no Rearm reaches this one
+	b.retry(ctx)
+	if st.suspended["k"] != 0 || len(r.alerts) != 0 {
+		t.Fatalf("the retry suspended a key reinstated after its trip (writes at versions %v), alerts %v", st.writes, r.alerts)
+	}
+	if got := st.writes[len(st.writes)-1]; got != 4 {
+		t.Fatalf("the retry was written at version %d; want the trip's 4", got)
+	}
+	b.mu.Lock()
+	_, kept := b.unsaved["k"]
+	b.mu.Unlock()
+	if kept {
+		t.Fatal("a retry overruled by a reinstatement is still waiting")
+	}
+	// The reinstated key calls again: judged on spend after the change.
+	if b.Observe(ctx, "k", 10) || st.suspended["k"] != 0 {
+		t.Fatal("the old spend suspended the reinstated key again")
+	}
+
+	// The same without a retry: the outage ends, the admin reinstates, and
+	// the key's next call trips on the old spend before any retry ran.
+	st.down = true
+	b.Observe(ctx, "j", 2000)
+	st.down = false
+	st.reinstate("j")
+	if b.Observe(ctx, "j", 1) || st.suspended["j"] != 0 {
+		t.Fatalf("a call after the reinstatement suspended the key on the spend from before it (writes %v)", st.writes)
+	}
+	// A key still at its trip's version is suspended by the retry, once.
+	st.down = true
+	b.Observe(ctx, "i", 2000)
+	st.down = false
+	b.retry(ctx)
+	if st.suspended["i"] == 0 || len(r.alerts) != 1 {
+		t.Fatalf("suspended %v, %d alerts; want the retry to suspend and alert once", st.suspended["i"], len(r.alerts))
+	}
+}
+
+// TestSuspensionWhoseAnswerWasLostAlertsOnce: the trip's write commits but
+// its answer is lost (a timeout); the retry finds the key suspended by that
+// very write (its instant) and alerts for it, once, instead of taking it for
+// another replica's suspension and alerting for none. Another replica's
+// suspension still alerts on that replica only.
+func TestSuspensionWhoseAnswerWasLostAlertsOnce(t *testing.T) {
+	ctx := context.Background()
+	st := &versioned{lost: true, version: map[string]int64{"k": 3}, suspended: map[string]int{}}
+	r := &recorder{suspended: map[string]string{}}
+	b := New(Config{Enabled: true, Window: 5 * time.Minute, CeilingMicros: 1000}, st.suspend, r, slog.New(slog.DiscardHandler))
+	if b.Observe(ctx, "k", 2000) {
+		t.Fatal("reported a trip whose write returned an error")
+	}
+	st.lost = false
+	b.retry(ctx)
+	if len(r.alerts) != 1 {
+		t.Fatalf("%d alerts for a suspension this replica's timed-out write made; want one", len(r.alerts))
+	}
+	b.retry(ctx)
+	if len(r.alerts) != 1 {
+		t.Fatalf("%d alerts after another retry round; want one", len(r.alerts))
+	}
+	// Suspended by another replica (another instant) meanwhile: no alert here.
+	st.lost = true
+	b.Observe(ctx, "j", 2000)
+	st.lost = false
+	st.reinstate("j")
+	st.suspended["j"] = 999
+	b.retry(ctx)
+	if len(r.alerts) != 1 {
+		t.Fatalf("%d alerts; another replica's suspension alerted here too", len(r.alerts))
 	}
 }

@@ -3,6 +3,7 @@ package breaker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
@@ -256,7 +257,10 @@ func TestKeylessCaller(t *testing.T) {
 	logs := &logCount{msg: map[string]int{}}
 	b.log = slog.New(logs)
 	tries := 0
-	b.suspend = func(context.Context, string, string) (bool, error) { tries++; return false, ErrNoKey }
+	b.suspend = func(_ context.Context, _ string, sp Suspension) (bool, Suspension, error) {
+		tries++
+		return false, sp, ErrNoKey
+	}
 	ctx := context.Background()
 	for range 50 {
 		if b.Observe(ctx, "wif:ci", 100) {
@@ -404,5 +408,64 @@ func TestRearmDuringFlushKeepsStaleSumsOut(t *testing.T) {
 	b.Flush(ctx)
 	if r.suspended["k"] != "" {
 		t.Fatal("suspended after the reinstatement on 1 micro")
+	}
+}
+
+// TestPendingBoundedDuringOutage: while the shared window is down, the
+// spend waiting for it is held for at most MaxPendingKeys keys, however many
+// keys spend and however many flushes fail; the overflow is logged once; a
+// key past the bound is still judged (and tripped) on this replica's own
+// spend; when the window is back, the held keys' spend reaches it exactly.
+func TestPendingBoundedDuringOutage(t *testing.T) {
+	b, r, now := setup(Config{Enabled: true, Window: 5 * time.Minute, CeilingMicros: 1000})
+	logs := &logCount{msg: map[string]int{}}
+	b.log = slog.New(logs)
+	m := &memShared{fail: true}
+	b.Shared = m
+	ctx := context.Background()
+	keys := MaxPendingKeys + 2_000
+	for round := range 3 {
+		for i := range keys {
+			b.Observe(ctx, fmt.Sprintf("key_%06d", i), 10)
+		}
+		b.Flush(ctx) // fails: the spend is held again
+		*now = now.Add(40 * time.Second)
+		b.mu.Lock()
+		n := len(b.pending)
+		b.mu.Unlock()
+		if n > MaxPendingKeys {
+			t.Fatalf("round %d: spend of %d keys held for the shared window; want at most %d", round, n, MaxPendingKeys)
+		}
+	}
+	if n := logs.count("too many keys"); n != 1 {
+		t.Fatalf("the bound was logged %d times; want once", n)
+	}
+	// A key past the bound is judged on this replica's view.
+	last := fmt.Sprintf("key_%06d", keys-1)
+	if !b.Observe(ctx, last, 1000) || r.suspended[last] == "" {
+		t.Fatal("a key past the bound did not trip on this replica's own spend")
+	}
+	m.mu.Lock()
+	m.fail = false
+	m.mu.Unlock()
+	b.Flush(ctx)
+	if got := m.total("key_000000"); got != 30 {
+		t.Fatalf("a held key's shared window got %d; want the 30 spent during the outage", got)
+	}
+	m.mu.Lock()
+	shared := len(m.spent)
+	m.mu.Unlock()
+	if shared > MaxPendingKeys {
+		t.Fatalf("%d keys reached the shared window; at most %d were held", shared, MaxPendingKeys)
+	}
+	// The next outage logs the bound again.
+	m.mu.Lock()
+	m.fail = true
+	m.mu.Unlock()
+	for i := range keys {
+		b.Observe(ctx, fmt.Sprintf("key_%06d", i), 1)
+	}
+	if n := logs.count("too many keys"); n != 2 {
+		t.Fatalf("the bound was logged %d times over two outages; want 2", n)
 	}
 }

@@ -23,14 +23,14 @@ type suspensions struct {
 	alerts []alert.Alert
 }
 
-func (s *suspensions) suspend(_ context.Context, id, reason string) (bool, error) {
+func (s *suspensions) suspend(_ context.Context, id string, sp breaker.Suspension) (bool, breaker.Suspension, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.by[id] != "" {
-		return false, nil
+		return false, sp, nil
 	}
-	s.by[id] = reason
-	return true, nil
+	s.by[id] = sp.Reason
+	return true, sp, nil
 }
 
 func (s *suspensions) Send(a alert.Alert) {

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	"github.com/gatehouse-gw/gatehouse/internal/breaker"
 	"github.com/gatehouse-gw/gatehouse/internal/ledger"
 	"github.com/gatehouse-gw/gatehouse/internal/proxy"
+	"github.com/gatehouse-gw/gatehouse/internal/store"
 	"github.com/gatehouse-gw/gatehouse/internal/vkey"
 )
 
@@ -41,35 +43,52 @@ func (s *Server) keyHasher(ctx context.Context) (*vkey.Hasher, error) {
 // The suspension holds in this process from the moment it is decided: the
 // calls admitted while its write waits for the store would otherwise spend
 // past the trip (and if the write fails, the key stays suspended here).
-func (s *Server) suspendKey(ctx context.Context, keyID, reason string) (bool, error) {
+// A trip (sp.At zero) returns the instant it wrote and the key's version it
+// marked; a retry passes them back, marks nothing anew (a mark lifted
+// meanwhile was lifted by a change of the key, which wins), writes only
+// while the key is still at that version (breaker.ErrChanged otherwise) and
+// finds out whether the trip's own write committed after all (then it
+// records and alerts, as the trip would have).
+func (s *Server) suspendKey(ctx context.Context, keyID string, sp breaker.Suspension) (bool, breaker.Suspension, error) {
 	if proxy.Keyless(keyID) { // nothing stored to suspend: the breaker alerts once instead
-		return false, breaker.ErrNoKey
+		return false, sp, breaker.ErrNoKey
 	}
-	at := time.Now().UTC()
-	// At once, at the version cached for the key's secrets; then at the
-	// version its tokens run with, which may take a store read (a key used
-	// only by its secret is not cached by id).
-	s.verifier.Suspend(keyID, 0, reason, at)
-	if k, err := s.auth.KeyByID(ctx, keyID); err == nil {
-		s.verifier.Suspend(keyID, k.Version, reason, at)
+	reason, trip := sp.Reason, sp.At.IsZero()
+	if trip {
+		sp.At = time.Now().UTC().Truncate(time.Microsecond) // as stored
 	}
-	s.auth.ForgetKey(keyID)
-	first, err := s.db.SuspendKeyFirst(ctx, keyID, reason, at)
-	s.verifier.Written(keyID)
+	at := sp.At
+	if trip {
+		// At once, at the version cached for the key's secrets; then at the
+		// version its tokens run with, which may take a store read (a key used
+		// only by its secret is not cached by id).
+		sp.Version = s.verifier.Suspend(keyID, 0, reason, at)
+		if k, err := s.auth.KeyByID(ctx, keyID); err == nil {
+			sp.Version = max(sp.Version, s.verifier.Suspend(keyID, k.Version, reason, at))
+		}
+		s.auth.ForgetKey(keyID)
+	}
+	first, err := s.db.SuspendKeyFirst(ctx, keyID, reason, at, sp.Version)
+	if trip {
+		s.verifier.Written(keyID)
+	}
+	if errors.Is(err, store.ErrConflict) {
+		return false, sp, fmt.Errorf("%w: %v", breaker.ErrChanged, err)
+	}
 	if err != nil {
-		return false, err
+		return false, sp, err
 	}
 	s.verifier.Forget(keyID)
 	s.auth.ForgetKey(keyID)
 	if !first { // another replica tripped it first and recorded it
-		return false, nil
+		return false, sp, nil
 	}
 	rec := ledger.Record{Kind: ledger.KindBreaker, Time: time.Now(), RequestID: "breaker-" + keyID, KeyID: keyID, Action: "suspend", Target: keyID, Detail: reason}
 	if _, err := s.ledger.Append(ctx, ledger.Entry{Data: rec.Marshal(), RequestID: rec.RequestID}); err != nil {
 		s.log.Error("ledger: a key suspension was not recorded", "key_id", keyID, "err", err)
 	}
 	s.log.Warn("key suspended by the spend-velocity breaker", "key_id", keyID, "reason", reason)
-	return true, nil
+	return true, sp, nil
 }
 
 // warnExpiringKeys alerts (webhook and log) once per key and expiry time when

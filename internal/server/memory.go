@@ -42,13 +42,18 @@ type MemoryLimit struct {
 
 // NewMemoryLimit returns the limit cfg asks for, or nil when memory_limit is
 // off or the environment sets GOMEMLIMIT or GOGC (the operator tuned the
-// collector: theirs wins).
+// collector: theirs wins, and a memory_limit set all the same is logged as
+// not applied, once). memory_limit is read once, here, when serve starts: a
+// change takes a restart (the running gateway reloads only the stored
+// configuration, never the file or the environment).
 func NewMemoryLimit(cfg config.Config, getenv func(string) string, log *slog.Logger) *MemoryLimit {
-	if getenv(EnvGoMemLimit) != "" || getenv(EnvGOGC) != "" {
-		return nil
-	}
 	n, err := config.ParseMemoryLimit(cfg.MemoryLimit)
 	if err != nil || n == 0 { // Validate has rejected a bad value already
+		return nil
+	}
+	if gml, gogc := getenv(EnvGoMemLimit), getenv(EnvGOGC); gml != "" || gogc != "" {
+		log.Info("memory_limit is not applied: the environment sets the Go runtime's own GOMEMLIMIT or GOGC, which win (docs/operations.md, Memory)",
+			"memory_limit", cfg.MemoryLimit, EnvGoMemLimit, gml, EnvGOGC, gogc)
 		return nil
 	}
 	return &MemoryLimit{limit: n, set: debug.SetMemoryLimit, live: liveHeap, limiter: gcLimiterCycle, log: log, Interval: 5 * time.Second}

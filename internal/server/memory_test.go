@@ -74,6 +74,44 @@ func TestMemoryLimitOnlyWhenUnset(t *testing.T) {
 	}
 }
 
+// TestMemoryLimitDroppedForTheEnvironmentIsLogged: a memory_limit that
+// GOMEMLIMIT or GOGC overrules is not dropped silently: one line says so,
+// naming both; with memory_limit off there is nothing to say.
+func TestMemoryLimitDroppedForTheEnvironmentIsLogged(t *testing.T) {
+	cfg := config.Default()
+	cfg.MemoryLimit = "48MiB"
+	for _, tc := range []struct {
+		name string
+		cfg  config.Config
+		env  func(string) string
+		want string // "": no line
+	}{
+		{"GOMEMLIMIT", cfg, env(EnvGoMemLimit, "1GiB"), "GOMEMLIMIT=1GiB"},
+		{"GOGC", cfg, env(EnvGOGC, "200"), "GOGC=200"},
+		{"memory_limit off", config.Default(), env(EnvGoMemLimit, "1GiB"), ""},
+		{"nothing in the environment", cfg, env(), ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var logs bytes.Buffer
+			m := NewMemoryLimit(tc.cfg, tc.env, slog.New(slog.NewTextHandler(&logs, nil)))
+			if tc.want != "" && m != nil {
+				t.Fatal("memory_limit applied over the environment's setting")
+			}
+			lines := strings.Count(logs.String(), "\n")
+			if tc.want == "" {
+				if lines != 0 {
+					t.Fatalf("logged %q; want nothing", logs.String())
+				}
+				return
+			}
+			if lines != 1 || !strings.Contains(logs.String(), "memory_limit is not applied") ||
+				!strings.Contains(logs.String(), "memory_limit=48MiB") || !strings.Contains(logs.String(), tc.want) {
+				t.Fatalf("logged %q; want one line naming memory_limit=48MiB and %s", logs.String(), tc.want)
+			}
+		})
+	}
+}
+
 // TestMemoryLimitLifted: a live heap past half the limit lifts it (the
 // collector would otherwise run without pause); one below leaves it.
 func TestMemoryLimitLifted(t *testing.T) {

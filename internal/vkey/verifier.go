@@ -154,8 +154,9 @@ func (v *Verifier) lookup(ctx context.Context, hash string) (Key, error) {
 // of the key at or below the version it was used with (version, or a newer
 // one cached here) reads as suspended. Once the caller tells that the write
 // returned (Written), the mark ends when the store shows a newer version (an
-// admin's change such as reinstatement).
-func (v *Verifier) Suspend(id string, version int64, reason string, at time.Time) {
+// admin's change such as reinstatement). It returns the version marked (0:
+// none, the key is not in use here).
+func (v *Verifier) Suspend(id string, version int64, reason string, at time.Time) int64 {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	for h, e := range v.cache {
@@ -168,12 +169,13 @@ func (v *Verifier) Suspend(id string, version int64, reason string, at time.Time
 		version = max(version, h.version)
 	}
 	if version <= 0 {
-		return // not in use here: lookups go to the store
+		return 0 // not in use here: lookups go to the store
 	}
 	if len(v.held) > 100_000 {
 		clear(v.held)
 	}
 	v.held[id] = held{version: version, reason: reason, at: at, writing: true}
+	return version
 }
 
 // Written tells that the store write of the key's suspension returned

@@ -130,7 +130,29 @@ var Dialect = sqlstore.Dialect{
 	// A batch that guesses the log's size (and that its holds fit, its
 	// claims are new) is one round trip; the server refuses a wrong guess
 	// with an error (sqlstore/guess.go).
-	Refused: func(err error) bool { return pgCode(err) != "" },
+	Refused: refusedGuess,
+}
+
+// refusedGuess reports whether err is one of the two errors by which the
+// server refuses a guessed ledger batch (sqlstore/guess.go): the division
+// by zero of the size's and the holds' checks (22012), or a claim's
+// primary-key violation on ledger_closed (23505). Every other error (a
+// connection lost, a serialization failure or deadlock, a statement or lock
+// timeout, a cancelled query, a unique violation elsewhere) is a fault of
+// the batch, not a wrong guess: it takes the fault path, not a second try
+// the two-round-trip way.
+func refusedGuess(err error) bool {
+	var e *pgconn.PgError
+	if !errors.As(err, &e) {
+		return false
+	}
+	switch e.Code {
+	case "22012": // division_by_zero
+		return true
+	case "23505": // unique_violation
+		return e.ConstraintName == "ledger_closed_pkey"
+	}
+	return false
 }
 
 func pgCode(err error) string {

@@ -3,11 +3,13 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"math/rand/v2"
 	"strings"
 	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/breaker"
+	"github.com/gatehouse-gw/gatehouse/internal/store"
 )
 
 // AddBreakerSpend implements breaker.Shared: it adds cost to a key's bucket
@@ -190,10 +192,17 @@ func (s *DB) ResetBreakerSpend(ctx context.Context, keyID string, _ int64, _ int
 
 // SuspendKeyFirst suspends a key and reports whether this call did (false:
 // it was suspended already, by another replica perhaps), so that a trip
-// seen by several replicas alerts once.
-func (s *DB) SuspendKeyFirst(ctx context.Context, id, reason string, at time.Time) (bool, error) {
+// seen by several replicas alerts once. version, when not 0, is the key's
+// version the suspension was decided at (a breaker's retry of a write that
+// failed): the write then takes effect only while the key is still at it or
+// below, and a key changed since (an admin reinstated it) and not suspended
+// gives store.ErrConflict: the change wins. A key found suspended at at for
+// reason is this suspension's own earlier write, which committed though its
+// answer was lost (a timeout): first is true then, so that the suspension
+// is recorded and alerted once all the same.
+func (s *DB) SuspendKeyFirst(ctx context.Context, id, reason string, at time.Time, version int64) (bool, error) {
 	res, err := s.exec(ctx, s.db, `UPDATE keys SET suspended_at = ?, suspend_reason = ?, version = version + 1
-		WHERE id = ? AND suspended_at IS NULL`, micros(at), reason, id)
+		WHERE id = ? AND suspended_at IS NULL AND (? = 0 OR version <= ?)`, micros(at), reason, id, version, version)
 	if err != nil {
 		return false, err
 	}
@@ -202,9 +211,14 @@ func (s *DB) SuspendKeyFirst(ctx context.Context, id, reason string, at time.Tim
 		return false, err
 	}
 	if n == 0 {
-		if _, err := s.Key(ctx, id); err != nil {
+		k, err := s.Key(ctx, id)
+		if err != nil {
 			return false, err
 		}
+		if k.SuspendedAt == nil {
+			return false, fmt.Errorf("suspend key %s decided at version %d, now %d: %w", id, version, k.Version, store.ErrConflict)
+		}
+		return micros(*k.SuspendedAt) == micros(at) && k.SuspendReason == reason, nil
 	}
 	return n == 1, nil
 }

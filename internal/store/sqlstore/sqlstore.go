@@ -40,10 +40,12 @@ type Dialect struct {
 	// (pipe.go). Nil: each statement is its own round trip, which costs
 	// nothing on an embedded database.
 	Pipeline func(ctx context.Context, conn *sql.Conn, qs []Queued) error
-	// Refused reports an error the server answered a statement with (the
-	// connection is fine, the transaction is aborted), as opposed to a lost
-	// connection or a cancelled call. Where set, a ledger batch is sent in
-	// one round trip on guesses that the server checks (guess.go); nil: not.
+	// Refused reports whether an error is the server refusing a guess of a
+	// guessed ledger batch (guess.go: the error its checks raise, nothing
+	// else; the connection is fine, the transaction is aborted), as opposed
+	// to any other fault: a lost connection, a timeout, a serialization
+	// failure. Where set, a ledger batch is sent in one round trip on
+	// guesses that the server checks; nil: not.
 	Refused func(error) bool
 	// WriteTurn, where the database has one writer at a time (SQLite, whose
 	// transactions all begin IMMEDIATE), makes this process's transactions

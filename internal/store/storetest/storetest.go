@@ -45,6 +45,7 @@ type Backend interface {
 	ConfigVersion(ctx context.Context) (int64, error)
 	Secret(ctx context.Context, name string) ([]byte, error)
 	PutSecretIfAbsent(ctx context.Context, name string, sealed []byte) ([]byte, error)
+	SuspendKeyFirst(ctx context.Context, id, reason string, at time.Time, version int64) (bool, error)
 }
 
 // Run runs the suite; open returns a fresh, empty, migrated backend.
@@ -56,6 +57,7 @@ func Run(t *testing.T, open func(t *testing.T) Backend) {
 		{"Teams", testTeams},
 		{"Principals", testPrincipals},
 		{"Keys", testKeys},
+		{"BreakerSuspensionAtAVersion", testBreakerSuspensionAtAVersion},
 		{"Providers", testProviders},
 		{"Prices", testPrices},
 		{"Usage", testUsage},
@@ -273,6 +275,56 @@ func testKeys(t *testing.T, b Backend) {
 	if len(list) != 0 || len(all) != 2 {
 		t.Fatalf("ListKeys: %d active virtual, %d all; want 0, 2", len(list), len(all))
 	}
+}
+
+// testBreakerSuspensionAtAVersion: a breaker's suspension retried at the
+// key's version of its trip does not overrule a reinstatement made since
+// (ErrConflict, the key stays active); at the key's current version it
+// suspends it, once; a trip (version 0) suspends whatever the version; a
+// retry of a write that committed unanswered is told it was first.
+func testBreakerSuspensionAtAVersion(t *testing.T, b Backend) {
+	ctx := context.Background()
+	team, p := seed(t, b)
+	must(t, b.CreateKey(ctx, vkey.Key{ID: "key_s", Kind: vkey.KindVirtual, Hash: "hash-s", PrincipalID: p.ID, TeamID: team.ID, CreatedAt: now}))
+	// The trip's write failed at version 1; an admin reinstated the key
+	// meanwhile (version 2).
+	_, err := b.ReinstateKey(ctx, "key_s", 1)
+	must(t, err)
+	first, err := b.SuspendKeyFirst(ctx, "key_s", "too fast", now, 1)
+	wantErr(t, err, store.ErrConflict)
+	if k, _ := b.Key(ctx, "key_s"); first || k.SuspendedAt != nil || k.Version != 2 {
+		t.Fatalf("a retry decided before the reinstatement: first %v, key %+v; want it active at version 2", first, k)
+	}
+	// Decided at the current version: suspends, once.
+	if first, err := b.SuspendKeyFirst(ctx, "key_s", "too fast", now, 2); err != nil || !first {
+		t.Fatalf("suspend at the current version: first %v, %v", first, err)
+	}
+	if first, err := b.SuspendKeyFirst(ctx, "key_s", "too fast", now.Add(time.Second), 2); err != nil || first {
+		t.Fatalf("suspend again (another replica's trip): first %v, %v; want suspended already", first, err)
+	}
+	if k, _ := b.Key(ctx, "key_s"); k.SuspendedAt == nil || k.Version != 3 {
+		t.Fatalf("key %+v; want suspended at version 3", k)
+	}
+	_, err = b.ReinstateKey(ctx, "key_s", 3)
+	must(t, err)
+	if first, err := b.SuspendKeyFirst(ctx, "key_s", "a new trip", now, 0); err != nil || !first {
+		t.Fatalf("a trip: first %v, %v", first, err)
+	}
+	// A retry whose trip's write committed though its answer was lost (a
+	// timeout) finds the key suspended at its own instant: first, once more,
+	// so that it records and alerts; another instant or reason is another
+	// suspension.
+	if first, err := b.SuspendKeyFirst(ctx, "key_s", "a new trip", now, 4); err != nil || !first {
+		t.Fatalf("a retry of a write that committed: first %v, %v; want first", first, err)
+	}
+	if first, err := b.SuspendKeyFirst(ctx, "key_s", "a new trip", now.Add(time.Microsecond), 4); err != nil || first {
+		t.Fatalf("a retry of another instant: first %v, %v; want suspended by another", first, err)
+	}
+	if first, err := b.SuspendKeyFirst(ctx, "key_s", "another reason", now, 4); err != nil || first {
+		t.Fatalf("a retry of another reason: first %v, %v; want suspended by another", first, err)
+	}
+	_, err = b.SuspendKeyFirst(ctx, "key_none", "x", now, 1)
+	wantErr(t, err, store.ErrNotFound)
 }
 
 func testProviders(t *testing.T, b Backend) {
