@@ -108,3 +108,24 @@ func bitCount(n int64) int {
 	}
 	return c
 }
+
+// BenchmarkAppendOneByOne appends one record per commit to a store in
+// memory: what the hash cache costs where it is asked most often.
+func BenchmarkAppendOneByOne(b *testing.B) {
+	skey, _, err := note.GenerateKey(rand.Reader, "test")
+	if err != nil {
+		b.Fatal(err)
+	}
+	l, err := New(&readCountingStore{}, "i", skey, slog.New(slog.DiscardHandler))
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	data := Record{Kind: KindAdmin, Time: time.Unix(1, 0), RequestID: "r"}.Marshal()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := l.Append(ctx, Entry{Data: data}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

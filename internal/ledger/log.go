@@ -917,8 +917,9 @@ func (l *Log) Recover(ctx context.Context, exclusive bool, staleBefore time.Time
 // read from the store. Keeping every computed hash instead (up to 65,536,
 // ~4 MB under load) held memory that no append reads again.
 type hashCache struct {
-	mu sync.Mutex
-	m  map[int64]tlog.Hash
+	mu    sync.Mutex
+	m     map[int64]tlog.Hash
+	spare map[int64]tlog.Hash // keep's next m, reused: no allocation per commit
 }
 
 func (c *hashCache) get(i int64) (tlog.Hash, bool) {
@@ -933,7 +934,10 @@ func (c *hashCache) get(i int64) (tlog.Hash, bool) {
 func (c *hashCache) keep(n int64, computed map[int64]tlog.Hash) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	next := make(map[int64]tlog.Hash, bits.OnesCount64(uint64(n)))
+	next := c.spare
+	if next == nil {
+		next = make(map[int64]tlog.Hash, bits.OnesCount64(uint64(n)))
+	}
 	for level := 0; n>>level != 0; level++ {
 		if n>>level&1 == 0 {
 			continue
@@ -945,5 +949,6 @@ func (c *hashCache) keep(n int64, computed map[int64]tlog.Hash) {
 			next[x] = h
 		}
 	}
-	c.m = next
+	clear(c.m)
+	c.m, c.spare = next, c.m
 }
