@@ -17,6 +17,7 @@ import (
 type readCountingStore struct {
 	Store
 	hashes []tlog.Hash
+	data   [][]byte
 	size   int64
 	reads  int
 }
@@ -37,6 +38,7 @@ func (s *readCountingStore) LedgerAppend(_ context.Context, _ string, entries []
 	for i := range entries {
 		idx[i] = s.size
 		s.size++
+		s.data = append(s.data, entries[i].Data)
 		s.hashes = append(s.hashes, hs[i]...)
 	}
 	return idx, nil
@@ -107,6 +109,60 @@ func bitCount(n int64) int {
 		c++
 	}
 	return c
+}
+
+// TestHashCacheWithTwoWriters: two logs append by turns to one store, as two
+// replicas do, in runs of different lengths; each reads from the store what
+// the other wrote, and every stored hash is the one the records give.
+func TestHashCacheWithTwoWriters(t *testing.T) {
+	st := &readCountingStore{}
+	var logs [2]*Log
+	for i := range logs {
+		skey, _, err := note.GenerateKey(rand.Reader, "test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if logs[i], err = New(st, "i", skey, slog.New(slog.DiscardHandler)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx := context.Background()
+	n := 0
+	for turn := range 200 {
+		l := logs[turn%2]
+		for range turn%7 + 1 {
+			id := fmt.Sprint("r", n)
+			n++
+			if _, err := l.Append(ctx, Entry{Data: Record{Kind: KindAdmin, Time: time.Unix(1, 0), RequestID: id}.Marshal(), RequestID: id}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if st.reads == 0 {
+		t.Fatal("no hash read from the store: the logs did not see each other's records")
+	}
+	var want []tlog.Hash
+	for i, d := range st.data {
+		hs, err := tlog.StoredHashes(int64(i), d, tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) {
+			out := make([]tlog.Hash, len(idx))
+			for j, x := range idx {
+				out[j] = want[x]
+			}
+			return out, nil
+		}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, hs...)
+	}
+	if len(want) != len(st.hashes) {
+		t.Fatalf("%d stored hashes, want %d", len(st.hashes), len(want))
+	}
+	for i := range want {
+		if st.hashes[i] != want[i] {
+			t.Fatalf("stored hash %d differs from the one its records give", i)
+		}
+	}
 }
 
 // BenchmarkAppendOneByOne appends one record per commit to a store in
