@@ -106,6 +106,8 @@ gateway() {
   pid=$!
   pids+=($pid)
   waitfor http://127.0.0.1:$adminport/healthz
+  sleep 1
+  echo "bench-http: $name: idle after start: VmHWM $(peakrss "$pid") MB" >&2
   adminkey=$(sed -nE 's/.*GATEHOUSE_ADMIN_KEY=([^ ]+).*/\1/p' "$out" | head -1)
   key=$("$work/httpbench" setup -admin http://127.0.0.1:$adminport -admin-key "$adminkey" -upstream http://127.0.0.1:$mockport/v1 -mode "$mode")
   sleep 2.5 # let every cache and snapshot see the new configuration

@@ -7,7 +7,12 @@ import (
 	"os"
 
 	"github.com/gatehouse-gw/gatehouse/internal/cli"
+	"github.com/gatehouse-gw/gatehouse/internal/server"
 )
+
+// Package variables are initialised before main runs: the earliest point
+// this package has to stop the heap profiler's sampling.
+var _ = func() bool { server.SetMemProfileRate(os.Getenv); return true }()
 
 func main() {
 	os.Exit(cli.Run(context.Background(), os.Args[1:], &cli.Env{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv}))

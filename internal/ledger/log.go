@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/bits"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -541,8 +542,8 @@ func (l *Log) commit(ctx context.Context, batch []*pending) (failed []*pending) 
 	if written != len(appended) || written > 0 && first != appendedAt {
 		computed, appended = nil, nil
 	}
-	for x, h := range computed {
-		l.cache.put(x, h)
+	if computed != nil {
+		l.cache.keep(appendedAt+int64(len(appended)), computed)
 	}
 	for i, p := range batch {
 		switch {
@@ -904,11 +905,18 @@ func (l *Log) Recover(ctx context.Context, exclusive bool, staleBefore time.Time
 	return len(open), nil
 }
 
-// hashCache keeps recent stored hashes: they never change once written, and
-// appends read the right edge of the tree again and again.
+// hashCache keeps the stored hashes the next append reads: the roots of
+// the tree's complete subtrees, one per set bit of its size (at most 63).
+// tlog.StoredHashes for record n reads only the left siblings it completes,
+// which are such roots of the tree of size n, so a single writer's appends
+// read nothing from the store. A hash never changes once written, so the
+// cache stays right when another replica appends: what it then lacks is
+// read from the store. Keeping every computed hash instead (up to 65,536,
+// ~4 MB under load) held memory that no append reads again.
 type hashCache struct {
-	mu sync.Mutex
-	m  map[int64]tlog.Hash
+	mu    sync.Mutex
+	m     map[int64]tlog.Hash
+	spare map[int64]tlog.Hash // keep's next m, reused: no allocation per commit
 }
 
 func (c *hashCache) get(i int64) (tlog.Hash, bool) {
@@ -918,11 +926,26 @@ func (c *hashCache) get(i int64) (tlog.Hash, bool) {
 	return h, ok
 }
 
-func (c *hashCache) put(i int64, h tlog.Hash) {
+// keep replaces the cache with the subtree roots of the tree of size n,
+// taken from computed (this commit's hashes) or from what it held.
+func (c *hashCache) keep(n int64, computed map[int64]tlog.Hash) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(c.m) > 1<<16 {
-		clear(c.m)
+	next := c.spare
+	if next == nil {
+		next = make(map[int64]tlog.Hash, bits.OnesCount64(uint64(n)))
 	}
-	c.m[i] = h
+	for level := 0; n>>level != 0; level++ {
+		if n>>level&1 == 0 {
+			continue
+		}
+		x := tlog.StoredHashIndex(level, n>>level-1)
+		if h, ok := computed[x]; ok {
+			next[x] = h
+		} else if h, ok := c.m[x]; ok {
+			next[x] = h
+		}
+	}
+	clear(c.m)
+	c.m, c.spare = next, c.m
 }

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"runtime"
 )
 
 // EnvPprof turns on Go's profiler endpoints (/debug/pprof/) on the admin
@@ -40,4 +41,16 @@ func withPprof(next http.Handler) http.Handler {
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	mux.Handle("/", next)
 	return mux
+}
+
+// SetMemProfileRate turns off Go's heap-profile sampling unless EnvPprof is
+// "1". Sampling is on in every Go program and keeps a record per allocation
+// stack (~1.5 MB under load, docs/benchmarks.md) that nothing reads while
+// the profiler's endpoints are off. Call it before anything else allocates
+// (cmd/gatehouse does, in a package variable's initialiser): what was
+// sampled before stays.
+func SetMemProfileRate(getenv func(string) string) {
+	if getenv(EnvPprof) != "1" {
+		runtime.MemProfileRate = 0
+	}
 }
