@@ -19,9 +19,13 @@ import (
 	"github.com/gatehouse-gw/gatehouse/internal/store/sqlite"
 )
 
+// ledgerStores opens the embedded store (synchronous as
+// GATEHOUSE_BENCH_SQLITE_SYNCHRONOUS says: FULL, the default, or NORMAL) and,
+// when GATEHOUSE_TEST_POSTGRES_URL is set, a PostgreSQL schema.
 func ledgerStores(b *testing.B) map[string]ledger.Store {
 	out := map[string]ledger.Store{}
-	db, err := sqlite.Open(context.Background(), filepath.Join(b.TempDir(), "gh.db"))
+	db, err := sqlite.OpenWith(context.Background(), filepath.Join(b.TempDir(), "gh.db"),
+		sqlite.Options{Synchronous: os.Getenv("GATEHOUSE_BENCH_SQLITE_SYNCHRONOUS")})
 	if err != nil {
 		b.Fatal(err)
 	}
