@@ -227,3 +227,71 @@ func committing(h *storetest.Hasher) func(int64, []ledger.Entry, tlog.HashReader
 		return h.Hashes(start, kept, r)
 	}
 }
+
+// TestLedgerBatchAnySizeSameStatements: a batch's entries and stored
+// hashes are one statement each whatever the batch's size (arrays, not
+// multi-row INSERTs in chunks of powers of two), so batches of every size
+// from 1 to 70 and then 300 prepare nothing new on the connection once the
+// first guessed batch has: each is one round trip, none waits for a prepare
+// round trip of its own, and the log still recomputes from its entries.
+func TestLedgerBatchAnySizeSameStatements(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var trips postgres.PoolHealth
+	db, err := postgres.OpenWith(ctx, pgtest.DSN(t), postgres.Options{MaxOpenConns: 1, MinOpenConns: 1, Health: &trips})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	hashes := committing(storetest.NewHasher())
+	total := int64(0)
+	appendN := func(n int) int64 {
+		t.Helper()
+		var es []ledger.Entry
+		for i := range n {
+			id := fmt.Sprintf("req_%d_%d", total, i)
+			es = append(es, ledger.Entry{Data: []byte("plain " + id), RequestID: id})
+		}
+		before := trips.RoundTrips()
+		idx, err := db.LedgerAppend(ctx, "gw.1", es, hashes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, x := range idx {
+			if x != total+int64(i) {
+				t.Fatalf("entry %d at index %d, want %d", i, x, total+int64(i))
+			}
+		}
+		total += int64(n)
+		return trips.RoundTrips() - before
+	}
+	prepared := func() int {
+		t.Helper()
+		var n int
+		if err := db.SQL().QueryRowContext(ctx, `SELECT count(*) FROM pg_prepared_statements`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	appendN(1) // learns the size (two round trips)
+	appendN(1) // the guessed batch's statements, prepared
+	prepared()
+	before := prepared()
+	var trip int64
+	sizes := []int{300}
+	for n := 2; n <= 70; n++ {
+		sizes = append(sizes, n)
+	}
+	for _, n := range sizes {
+		trip += appendN(n)
+	}
+	if after := prepared(); after != before {
+		t.Errorf("%d statements prepared by batches of new sizes, want none", after-before)
+	}
+	// One round trip a batch; two more allowed for database/sql's ping of a
+	// connection idle for a second on a loaded machine.
+	if trip > int64(len(sizes))+2 {
+		t.Errorf("%d batches took %d round trips, want %d", len(sizes), trip, len(sizes))
+	}
+	checkLog(t, ctx, db, total)
+}

@@ -167,16 +167,7 @@ func (s *DB) appendPiped(ctx context.Context, p *pipe, instance string, entries 
 		if err != nil {
 			return nil, err
 		}
-		eRows, hRows, oRows, closed := ledgerRows(start, instance, kept, hs)
-		pipeInsertRows(p, `INSERT INTO ledger_open (request_id, instance, idx) VALUES `, 3, oRows)
-		for len(closed) > 0 {
-			n := min(len(closed), maxChunk)
-			args := padIn(slices.Clone(closed[:n]))
-			closed = closed[n:]
-			p.exec(`DELETE FROM ledger_open WHERE request_id IN (`+inList(len(args))+`)`, args...)
-		}
-		pipeInsertRows(p, `INSERT INTO ledger_entries (idx, request_id, data) VALUES `, 3, eRows)
-		pipeInsertRows(p, `INSERT INTO ledger_hashes (idx, hash) VALUES `, 2, hRows)
+		queueLedgerRows(p, start, instance, kept, hs)
 		p.exec(`UPDATE ledger_state SET size = ? WHERE id = 1`, start+int64(len(kept)))
 	}
 	// Round trip 2.
