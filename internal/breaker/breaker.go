@@ -650,7 +650,8 @@ func (b *Breaker) Reset(keyID string) {
 
 // Rearm lets a key trip again on this replica (its suspension or
 // reinstatement changed elsewhere) and drops a suspension waiting to be
-// retried; the baseline stays, and so does the window unless it is a view
+// retried whose trip's version is unknown (one at a known version is left to
+// the store to judge); the baseline stays, and so does the window unless it is a view
 // of the shared one (refreshed by the next flush).
 func (b *Breaker) Rearm(keyID string) {
 	b.mu.Lock()
@@ -663,8 +664,15 @@ func (b *Breaker) Rearm(keyID string) {
 		}
 	}
 	// The key changed in the store: the server's in-memory suspension ends
-	// there too (vkey.Verifier.Overlay), so a retry would overrule it.
-	delete(b.unsaved, keyID)
+	// there too (vkey.Verifier.Overlay). A retry decided at a known version
+	// stays: the store takes it only while the key is still at that version
+	// (ErrChanged otherwise: a reinstatement wins) and tells it when the
+	// change is its own write, committed though its answer was lost, whose
+	// notification this may be (then it is recorded and alerted once). One
+	// decided at no known version would overrule a reinstatement: dropped.
+	if u, ok := b.unsaved[keyID]; ok && u.Version == 0 {
+		delete(b.unsaved, keyID)
+	}
 	if b.rearmed != nil { // a flush in flight read the sums before the change
 		b.rearmed[keyID] = true
 	}
