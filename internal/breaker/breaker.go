@@ -24,7 +24,7 @@
 // judged on this replica's view (the last shared sums plus its own spend),
 // and the failure is logged once until a flush succeeds again. The unsent
 // spend is held for at most MaxPendingKeys keys (a key's entries are one per
-// bucket of the window): past that, a key not already held is judged on this
+// bucket of the window) once a flush failed: past that, a key not already held is judged on this
 // replica's view alone and its spend here is not sent to the shared window
 // (logged once an outage); budgets stay the hard limit.
 // The cost observed is what the call was charged (a cut stream's whole hold
@@ -211,14 +211,17 @@ func New(cfg Config, suspend Suspender, alerts Alerter, log *slog.Logger) *Break
 }
 
 // queue adds spend to be sent to Shared by the next flush and reports false
-// when it could not: pending holds maxPending keys already and not this one
+// when it could not: bounded (the shared window is down: pending is held
+// flush after flush), pending holds maxPending keys already and not this one
 // (b.mu held). Such spend stays in the key's window on this replica, which
 // judges the key on it as on every key while the shared window is down; the
-// shared window never gets it.
-func (b *Breaker) queue(keyID string, bucket, cost int64) bool {
+// shared window never gets it. While the window is up nothing is refused:
+// pending holds one interval's keys (each has a window here already), and
+// many keys spending must not keep another key's spend from the sum.
+func (b *Breaker) queue(keyID string, bucket, cost int64, bounded bool) bool {
 	p := b.pending[keyID]
 	if p == nil {
-		if len(b.pending) >= b.maxPending {
+		if bounded && len(b.pending) >= b.maxPending {
 			b.unshared++
 			return false
 		}
@@ -285,7 +288,7 @@ func (b *Breaker) Observe(ctx context.Context, keyID string, cost int64) bool {
 	// window (Reset), and spend from before it must not trip the key again.
 	full := false
 	if b.Shared != nil && (!w.tripped || w.noKey) {
-		full = !b.queue(keyID, bucketOf(now, width), cost) && b.unshared == 1
+		full = !b.queue(keyID, bucketOf(now, width), cost, b.sharedDown) && b.unshared == 1
 	}
 	reason, sum := b.judge(w)
 	b.mu.Unlock()
@@ -478,7 +481,7 @@ func (b *Breaker) Flush(ctx context.Context) {
 			if sp.Bucket <= cur-buckets {
 				continue
 			}
-			if !b.queue(sp.KeyID, sp.Bucket, sp.Cost) && b.unshared == 1 {
+			if !b.queue(sp.KeyID, sp.Bucket, sp.Cost, true) && b.unshared == 1 {
 				full = true
 			}
 		}
@@ -650,7 +653,8 @@ func (b *Breaker) Reset(keyID string) {
 
 // Rearm lets a key trip again on this replica (its suspension or
 // reinstatement changed elsewhere) and drops a suspension waiting to be
-// retried; the baseline stays, and so does the window unless it is a view
+// retried whose trip's version is unknown (one at a known version is left to
+// the store to judge); the baseline stays, and so does the window unless it is a view
 // of the shared one (refreshed by the next flush).
 func (b *Breaker) Rearm(keyID string) {
 	b.mu.Lock()
@@ -663,8 +667,15 @@ func (b *Breaker) Rearm(keyID string) {
 		}
 	}
 	// The key changed in the store: the server's in-memory suspension ends
-	// there too (vkey.Verifier.Overlay), so a retry would overrule it.
-	delete(b.unsaved, keyID)
+	// there too (vkey.Verifier.Overlay). A retry decided at a known version
+	// stays: the store takes it only while the key is still at that version
+	// (ErrChanged otherwise: a reinstatement wins) and tells it when the
+	// change is its own write, committed though its answer was lost, whose
+	// notification this may be (then it is recorded and alerted once). One
+	// decided at no known version would overrule a reinstatement: dropped.
+	if u, ok := b.unsaved[keyID]; ok && u.Version == 0 {
+		delete(b.unsaved, keyID)
+	}
 	if b.rearmed != nil { // a flush in flight read the sums before the change
 		b.rearmed[keyID] = true
 	}

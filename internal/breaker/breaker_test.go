@@ -290,3 +290,62 @@ func TestSuspensionWhoseAnswerWasLostAlertsOnce(t *testing.T) {
 		t.Fatalf("%d alerts; another replica's suspension alerted here too", len(r.alerts))
 	}
 }
+
+// TestLostAnswerStillAlertsAfterItsOwnNotification: on PostgreSQL a write to
+// a key sends a change notification, which Rearms the key on every replica,
+// this one included. A suspension whose write committed after its caller
+// gave up (the answer lost) notifies that very change: the retry must still
+// run, find the key suspended at its own instant and record and alert it
+// once, not be dropped by its own notification (the suspension then in the
+// store, never recorded nor alerted). A reinstatement's notification still
+// ends the retry (ErrChanged), and so does any change of a key whose trip's
+// version is unknown.
+func TestLostAnswerStillAlertsAfterItsOwnNotification(t *testing.T) {
+	ctx := context.Background()
+	st := &versioned{lost: true, version: map[string]int64{"k": 3, "j": 5}, suspended: map[string]int{}}
+	r := &recorder{suspended: map[string]string{}}
+	b := New(Config{Enabled: true, Window: 5 * time.Minute, CeilingMicros: 1000}, st.suspend, r, slog.New(slog.DiscardHandler))
+	if b.Observe(ctx, "k", 2000) {
+		t.Fatal("reported a trip whose write returned an error")
+	}
+	st.lost = false
+	b.Rearm("k") // the notification of the write that committed unanswered
+	b.retry(ctx)
+	if len(r.alerts) != 1 {
+		t.Fatalf("%d alerts for a suspension this replica's timed-out write made, after its own change notification; want one", len(r.alerts))
+	}
+	b.retry(ctx)
+	if len(r.alerts) != 1 {
+		t.Fatalf("%d alerts after another retry round; want one", len(r.alerts))
+	}
+
+	// A reinstatement heard of: the retry ends, the key stays active.
+	st.down = true
+	b.Observe(ctx, "j", 2000)
+	st.down = false
+	st.reinstate("j")
+	b.Rearm("j")
+	b.retry(ctx)
+	if st.suspended["j"] != 0 || len(r.alerts) != 1 {
+		t.Fatalf("a retry overruled a reinstatement it heard of: suspended at %d, %d alerts", st.suspended["j"], len(r.alerts))
+	}
+	b.mu.Lock()
+	_, waiting := b.unsaved["j"]
+	b.mu.Unlock()
+	if waiting {
+		t.Fatal("a retry ended by a reinstatement is still waiting")
+	}
+
+	// A trip decided at no known version cannot tell a reinstatement from
+	// its own write: any change of the key ends it, as before.
+	st.down = true
+	b.Observe(ctx, "u", 2000) // version 0: unknown
+	st.down = false
+	b.Rearm("u")
+	b.mu.Lock()
+	_, waiting = b.unsaved["u"]
+	b.mu.Unlock()
+	if waiting {
+		t.Fatal("a retry without a version survived a change of its key")
+	}
+}

@@ -458,14 +458,51 @@ func TestPendingBoundedDuringOutage(t *testing.T) {
 	if shared > MaxPendingKeys {
 		t.Fatalf("%d keys reached the shared window; at most %d were held", shared, MaxPendingKeys)
 	}
-	// The next outage logs the bound again.
+	// The next outage (known once a flush fails) logs the bound again.
 	m.mu.Lock()
 	m.fail = true
 	m.mu.Unlock()
 	for i := range keys {
 		b.Observe(ctx, fmt.Sprintf("key_%06d", i), 1)
 	}
+	b.Flush(ctx)
 	if n := logs.count("too many keys"); n != 2 {
 		t.Fatalf("the bound was logged %d times over two outages; want 2", n)
+	}
+}
+
+// TestPendingNotBoundedWhileSharedIsUp: the bound on held spend is for an
+// outage (spend held flush after flush). While the shared window answers,
+// every key's spend of the interval reaches it, however many keys spent
+// before it: many keys (an attacker's own, say) spending once each must not
+// push another key's spend out of the shared window, so that a key spending
+// on several replicas is still judged on the sum. Nothing is logged.
+func TestPendingNotBoundedWhileSharedIsUp(t *testing.T) {
+	b, r, now := setup(Config{Enabled: true, Window: 5 * time.Minute, CeilingMicros: 1000})
+	logs := &logCount{msg: map[string]int{}}
+	b.log = slog.New(logs)
+	b.maxPending = 3
+	m := &memShared{}
+	b.Shared = m
+	ctx := context.Background()
+	// Another replica's 600 for the victim, already in the shared window.
+	if _, err := m.AddBreakerSpend(ctx, "victim", bucketOf(*now, b.cfg.Window/buckets), 600, buckets); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		b.Observe(ctx, fmt.Sprintf("flood_%d", i), 1)
+	}
+	if b.Observe(ctx, "victim", 600) {
+		t.Fatal("tripped on this replica's 600 alone")
+	}
+	b.Flush(ctx)
+	if got := m.total("victim"); got != 1200 {
+		t.Fatalf("the victim's shared window holds %d after a flood of keys while the window was up; want 1200", got)
+	}
+	if r.suspended["victim"] == "" {
+		t.Fatal("the victim's 1200 over two replicas did not trip it")
+	}
+	if n := logs.count("too many keys"); n != 0 {
+		t.Fatalf("the bound was logged %d times with the shared window up", n)
 	}
 }

@@ -44,9 +44,10 @@ func (s *Server) keyHasher(ctx context.Context) (*vkey.Hasher, error) {
 // calls admitted while its write waits for the store would otherwise spend
 // past the trip (and if the write fails, the key stays suspended here).
 // A trip (sp.At zero) returns the instant it wrote and the key's version it
-// marked; a retry passes them back, marks nothing anew (a mark lifted
-// meanwhile was lifted by a change of the key, which wins), writes only
-// while the key is still at that version (breaker.ErrChanged otherwise) and
+// marked (the trip's write itself takes no version: it is decided now); a
+// retry passes them back, marks nothing anew (a mark lifted meanwhile was
+// lifted by a change of the key, which wins), writes only while the key is
+// still at that version (breaker.ErrChanged otherwise) and
 // finds out whether the trip's own write committed after all (then it
 // records and alerts, as the trip would have).
 func (s *Server) suspendKey(ctx context.Context, keyID string, sp breaker.Suspension) (bool, breaker.Suspension, error) {
@@ -68,7 +69,15 @@ func (s *Server) suspendKey(ctx context.Context, keyID string, sp breaker.Suspen
 		}
 		s.auth.ForgetKey(keyID)
 	}
-	first, err := s.db.SuspendKeyFirst(ctx, keyID, reason, at, sp.Version)
+	// The trip itself is decided now, on spend made now: it is written
+	// whatever the key's version (an edit this replica has not heard of yet,
+	// such as a rotation, is no reinstatement since the trip). Only a retry
+	// is bound to the version of its trip.
+	cond := sp.Version
+	if trip {
+		cond = 0
+	}
+	first, err := s.db.SuspendKeyFirst(ctx, keyID, reason, at, cond)
 	if trip {
 		s.verifier.Written(keyID)
 	}

@@ -197,9 +197,11 @@ func (s *DB) ResetBreakerSpend(ctx context.Context, keyID string, _ int64, _ int
 // failed): the write then takes effect only while the key is still at it or
 // below, and a key changed since (an admin reinstated it) and not suspended
 // gives store.ErrConflict: the change wins. A key found suspended at at for
-// reason is this suspension's own earlier write, which committed though its
-// answer was lost (a timeout): first is true then, so that the suspension
-// is recorded and alerted once all the same.
+// reason, by a retry (version not 0), is this suspension's own earlier
+// write, which committed though its answer was lost (a timeout): first is
+// true then, so that the suspension is recorded and alerted once all the
+// same. A trip (version 0) never is: another replica's trip can fall on the
+// same microsecond with the same reason.
 func (s *DB) SuspendKeyFirst(ctx context.Context, id, reason string, at time.Time, version int64) (bool, error) {
 	res, err := s.exec(ctx, s.db, `UPDATE keys SET suspended_at = ?, suspend_reason = ?, version = version + 1
 		WHERE id = ? AND suspended_at IS NULL AND (? = 0 OR version <= ?)`, micros(at), reason, id, version, version)
@@ -218,7 +220,9 @@ func (s *DB) SuspendKeyFirst(ctx context.Context, id, reason string, at time.Tim
 		if k.SuspendedAt == nil {
 			return false, fmt.Errorf("suspend key %s decided at version %d, now %d: %w", id, version, k.Version, store.ErrConflict)
 		}
-		return micros(*k.SuspendedAt) == micros(at) && k.SuspendReason == reason, nil
+		// Only a retry (version not 0) looks for its own earlier write: two
+		// trips on two replicas can fall on one microsecond with one reason.
+		return version != 0 && micros(*k.SuspendedAt) == micros(at) && k.SuspendReason == reason, nil
 	}
 	return n == 1, nil
 }

@@ -58,6 +58,7 @@ func Run(t *testing.T, open func(t *testing.T) Backend) {
 		{"Principals", testPrincipals},
 		{"Keys", testKeys},
 		{"BreakerSuspensionAtAVersion", testBreakerSuspensionAtAVersion},
+		{"BreakerTripsAtOneInstant", testBreakerTripsAtOneInstant},
 		{"Providers", testProviders},
 		{"Prices", testPrices},
 		{"Usage", testUsage},
@@ -325,6 +326,28 @@ func testBreakerSuspensionAtAVersion(t *testing.T, b Backend) {
 	}
 	_, err = b.SuspendKeyFirst(ctx, "key_none", "x", now, 1)
 	wantErr(t, err, store.ErrNotFound)
+}
+
+// testBreakerTripsAtOneInstant: two replicas' trips of one key (version 0:
+// a trip takes no version) that fall on the same microsecond with the same
+// reason (both judged on the same shared sums) are two suspensions: only the
+// one that changed the key is first, so the suspension is recorded and
+// alerted once. Only a retry (at its trip's version) takes a key suspended
+// at its own instant and reason for its own write.
+func testBreakerTripsAtOneInstant(t *testing.T, b Backend) {
+	ctx := context.Background()
+	team, p := seed(t, b)
+	must(t, b.CreateKey(ctx, vkey.Key{ID: "key_t", Kind: vkey.KindVirtual, Hash: "hash-t", PrincipalID: p.ID, TeamID: team.ID, CreatedAt: now}))
+	at := now.Add(1234 * time.Microsecond)
+	if first, err := b.SuspendKeyFirst(ctx, "key_t", "spent $0.01 in 5m0s", at, 0); err != nil || !first {
+		t.Fatalf("replica a's trip: first %v, %v", first, err)
+	}
+	if first, err := b.SuspendKeyFirst(ctx, "key_t", "spent $0.01 in 5m0s", at, 0); err != nil || first {
+		t.Fatalf("replica b's trip at the same instant: first %v, %v; want suspended already (recorded once)", first, err)
+	}
+	if first, err := b.SuspendKeyFirst(ctx, "key_t", "spent $0.01 in 5m0s", at, 1); err != nil || !first {
+		t.Fatalf("a retry of a's write that committed unanswered: first %v, %v; want first", first, err)
+	}
 }
 
 func testProviders(t *testing.T, b Backend) {
