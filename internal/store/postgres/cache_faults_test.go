@@ -7,8 +7,11 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/gatehouse-gw/gatehouse/internal/budget"
 	"github.com/gatehouse-gw/gatehouse/internal/ledger"
@@ -17,15 +20,54 @@ import (
 	"github.com/gatehouse-gw/gatehouse/internal/store/sqlstore"
 )
 
+// faultyAppends fails a replica's commits in the two ways a commit can end
+// after its hashes were computed: every third rolls back (the callback
+// fails after computing them, on the guessed try and on the retry), every
+// fifth commits and reports an error (the outcome is unknown to the log).
+// After a fault, meddle has the other replica append at once, so that the
+// index the failed batch computed hashes for holds another record.
+type faultyAppends struct {
+	*sqlstore.DB
+	meddle func()
+	mu     sync.Mutex
+	n      int
+}
+
+var errInjected = errors.New("injected fault")
+
+func (f *faultyAppends) LedgerAppend(ctx context.Context, instance string, entries []ledger.Entry, hashes func(int64, []ledger.Entry, tlog.HashReader) ([][]tlog.Hash, error)) ([]int64, error) {
+	f.mu.Lock()
+	f.n++
+	n := f.n
+	f.mu.Unlock()
+	if n%3 == 0 {
+		idx, err := f.DB.LedgerAppend(ctx, instance, entries, func(size int64, kept []ledger.Entry, r tlog.HashReader) ([][]tlog.Hash, error) {
+			if _, err := hashes(size, kept, r); err != nil {
+				return nil, err
+			}
+			return nil, errInjected
+		})
+		if err != nil { // else it kept nothing and called no hashes
+			f.meddle()
+		}
+		return idx, err
+	}
+	idx, err := f.DB.LedgerAppend(ctx, instance, entries, hashes)
+	if err == nil && n%5 == 0 {
+		f.meddle()
+		return nil, errInjected
+	}
+	return idx, err
+}
+
 // TestHashCacheAcrossReplicasAndFaults: the ledger's right-edge hash cache
 // under every way a batch can end, on two replicas appending at once to one
 // schema, each with its sequencer (Run, group commit, the batch wait): starts
 // with holds at a hard budget's edge (some refused, which refuses a guess),
 // ends sent by both replicas (the second one dropped: a guess refused and a
 // retry that may keep nothing), plain records, and callers whose commit
-// runs out of time mid-flight on one replica (a CommitTimeout of a few
-// milliseconds: failed commits, and commits whose outcome the log never
-// learns). Every stored hash must be the one the records give, and what
+// fails: on one replica by running out of time mid-flight (a CommitTimeout
+// of a few milliseconds), on the other as injected (faultyAppends). Every stored hash must be the one the records give, and what
 // each replica exported must be records of the log, once each.
 func TestHashCacheAcrossReplicasAndFaults(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
@@ -37,6 +79,16 @@ func TestHashCacheAcrossReplicasAndFaults(t *testing.T) {
 	logs := make([]*ledger.Log, replicas)
 	var mu sync.Mutex
 	exported := map[string]int{}
+	rec := func(id, action string) []byte {
+		return ledger.Record{Kind: ledger.KindAdmin, Time: time.Now(), RequestID: id, Action: action}.Marshal()
+	}
+	var meddles atomic.Int64
+	meddle := func() { // replica 0 appends a record of its own at once
+		id := fmt.Sprint("req_meddle_", meddles.Add(1))
+		if _, err := logs[0].Append(ctx, ledger.Entry{Data: rec(id, "meddle"), RequestID: id}); err != nil && !errors.Is(err, ledger.ErrUnavailable) {
+			t.Error(err)
+		}
+	}
 	for i := range dbs {
 		db, err := postgres.OpenWith(ctx, dsn, postgres.Options{MaxOpenConns: 2, MinOpenConns: 1})
 		if err != nil {
@@ -44,7 +96,11 @@ func TestHashCacheAcrossReplicasAndFaults(t *testing.T) {
 		}
 		defer db.Close()
 		dbs[i] = db
-		if logs[i], err = ledger.New(db, fmt.Sprintf("gw%d", i), skey, slog.New(slog.DiscardHandler)); err != nil {
+		var st ledger.Store = db
+		if i == 1 {
+			st = &faultyAppends{DB: db, meddle: meddle}
+		}
+		if logs[i], err = ledger.New(st, fmt.Sprintf("gw%d", i), skey, slog.New(slog.DiscardHandler)); err != nil {
 			t.Fatal(err)
 		}
 		logs[i].Sink = func(data []byte) {
@@ -55,8 +111,9 @@ func TestHashCacheAcrossReplicasAndFaults(t *testing.T) {
 		logs[i].Linger = 2 * time.Millisecond
 		logs[i].Calls = func() int { return workers }
 	}
-	// Replica 1's commits run out of time now and then, mid-transaction.
-	logs[1].CommitTimeout = 4 * time.Millisecond
+	// Replica 0's commits run out of time now and then, mid-transaction;
+	// replica 1's fail as faultyAppends makes them.
+	logs[0].CommitTimeout = 4 * time.Millisecond
 	runCtx, stop := context.WithCancel(ctx)
 	var runs sync.WaitGroup
 	for _, l := range logs {
@@ -64,9 +121,6 @@ func TestHashCacheAcrossReplicasAndFaults(t *testing.T) {
 		go func() { defer runs.Done(); l.Run(runCtx) }()
 	}
 	hard := []budget.Charge{{BudgetID: "bud_cache", PeriodStart: 1, Limit: 2000, Hard: true}}
-	rec := func(id, action string) []byte {
-		return ledger.Record{Kind: ledger.KindAdmin, Time: time.Now(), RequestID: id, Action: action}.Marshal()
-	}
 	var wg sync.WaitGroup
 	for r := range replicas {
 		for w := range workers {
@@ -139,6 +193,6 @@ func TestHashCacheAcrossReplicasAndFaults(t *testing.T) {
 	}
 	t.Logf("log of %d records, %d exported, %d batches guessed", size, len(exported), guessed)
 	if int64(len(exported)) == size {
-		t.Log("no commit of unknown outcome happened (every record was exported)")
+		t.Fatal("every record was exported: no commit of unknown outcome happened")
 	}
 }
