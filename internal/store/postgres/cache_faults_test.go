@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net/http/httptest"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -172,6 +173,19 @@ func TestHashCacheAcrossReplicasAndFaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkLog(t, ctx, dbs[0], size)
+	// Run signed a checkpoint of it on stopping; it verifies offline and
+	// over the tiles a transparency-log client reads, from either replica.
+	if err := logs[1].SignCheckpoint(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if rep, _, err := ledger.Verify(ctx, ledger.StoreSource{Store: dbs[1]}, logs[0].Key(), nil, nil); err != nil || rep.Size != size {
+		t.Fatalf("offline verify: %d records, %v; want %d", rep.Size, err, size)
+	}
+	srv := httptest.NewServer(logs[1].Handler())
+	defer srv.Close()
+	if rep, _, err := ledger.Verify(ctx, ledger.HTTPSource{Base: srv.URL + "/log"}, logs[0].Key(), nil, nil); err != nil || rep.Size != size {
+		t.Fatalf("verify over HTTP: %d records, %v; want %d", rep.Size, err, size)
+	}
 	data, err := dbs[0].LedgerEntries(ctx, 0, size)
 	if err != nil {
 		t.Fatal(err)
