@@ -5,6 +5,8 @@ import (
 	"crypto/rand"
 	"fmt"
 	"log/slog"
+	"maps"
+	mrand "math/rand/v2"
 	"testing"
 	"time"
 
@@ -182,6 +184,73 @@ func BenchmarkAppendOneByOne(b *testing.B) {
 	for b.Loop() {
 		if _, err := l.Append(ctx, Entry{Data: data}); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// TestHashCacheKeepProperty: keep over random tree sizes (growing by any
+// step, and shrinking, which no store does but which must not make the
+// cache lie) and random partial knowledge of this commit's hashes: the
+// cache holds only roots of the tree's complete subtrees, each with the
+// value at its index, and every root that computed or the cache before
+// held.
+func TestHashCacheKeepProperty(t *testing.T) {
+	truth := func(x int64) tlog.Hash { // any fixed value per index
+		var h tlog.Hash
+		for i := range 8 {
+			h[i] = byte(x >> (8 * i))
+		}
+		h[31] = 0x5a
+		return h
+	}
+	roots := func(n int64) map[int64]bool {
+		out := map[int64]bool{}
+		for level := 0; n>>level != 0; level++ {
+			if n>>level&1 == 1 {
+				out[tlog.StoredHashIndex(level, n>>level-1)] = true
+			}
+		}
+		return out
+	}
+	rng := mrand.New(mrand.NewPCG(1, 2))
+	c := hashCache{m: map[int64]tlog.Hash{}}
+	n := int64(0)
+	for step := range 5000 {
+		prev := maps.Clone(c.m)
+		switch rng.IntN(10) {
+		case 0:
+			n = max(1, n-rng.Int64N(100)) // shrinking
+		case 1:
+			n += rng.Int64N(1 << 20)
+		default:
+			n += 1 + rng.Int64N(5)
+		}
+		computed := map[int64]tlog.Hash{}
+		want := roots(n)
+		for x := range want {
+			if rng.IntN(3) > 0 {
+				computed[x] = truth(x)
+			}
+		}
+		for range 5 { // hashes of this commit that are not roots
+			x := rng.Int64N(tlog.StoredHashCount(n))
+			computed[x] = truth(x)
+		}
+		c.keep(n, computed)
+		for x, h := range c.m {
+			if !want[x] {
+				t.Fatalf("step %d, size %d: the cache holds %d, not a root of the tree", step, n, x)
+			}
+			if h != truth(x) {
+				t.Fatalf("step %d, size %d: the cache holds a wrong hash at %d", step, n, x)
+			}
+		}
+		for x := range want {
+			_, inC := computed[x]
+			_, inPrev := prev[x]
+			if h, ok := c.get(x); (inC || inPrev) && (!ok || h != truth(x)) {
+				t.Fatalf("step %d, size %d: root %d known but not kept", step, n, x)
+			}
 		}
 	}
 }
