@@ -521,6 +521,9 @@ func (l *Log) commit(ctx context.Context, batch []*pending) (failed []*pending) 
 		}
 		return all, nil
 	})
+	if err == nil && len(idx) != len(batch) { // a faulty Store: fail closed, do not index past idx
+		err = fmt.Errorf("ledger: the store answered %d indexes for %d entries", len(idx), len(batch))
+	}
 	if err != nil {
 		return l.failBatch(batch, err)
 	}

@@ -182,3 +182,34 @@ func TestStuckCommitHoldsNoOtherPastTheTimeout(t *testing.T) {
 		t.Fatalf("the turn was not given back: %v", err)
 	}
 }
+
+// shortStore answers one index fewer than it was given entries, and no error.
+type shortStore struct{ *sqlstore.DB }
+
+func (s shortStore) LedgerAppend(ctx context.Context, inst string, es []ledger.Entry, f func(int64, []ledger.Entry, tlog.HashReader) ([][]tlog.Hash, error)) ([]int64, error) {
+	idx, err := s.DB.LedgerAppend(ctx, inst, es, f)
+	if err != nil {
+		return idx, err
+	}
+	return idx[:len(idx)-1], nil
+}
+
+// TestStoreAnsweringTooFewIndexesFailsClosed: a Store that answers fewer
+// indexes than entries, with no error, fails the batch (the caller gets
+// ErrUnavailable) instead of crashing the sequencer on an index out of range.
+func TestStoreAnsweringTooFewIndexesFailsClosed(t *testing.T) {
+	_, db, skey := newLog(t)
+	l, err := ledger.New(shortStore{db}, "gw.1", skey, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan struct{})
+	go func() { l.Run(ctx); close(stopped) }()
+	defer func() { cancel(); <-stopped }()
+	waitRunning(t, l)
+	_, err = l.Append(context.Background(), rec(ledger.KindCallStart, "short_1"))
+	if !errors.Is(err, ledger.ErrUnavailable) {
+		t.Fatalf("Append on a store answering too few indexes: %v, want ErrUnavailable", err)
+	}
+}
