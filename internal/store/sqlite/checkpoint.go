@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/store/sqlstore"
@@ -18,26 +19,23 @@ import (
 //
 //   - every CheckpointEvery, a PASSIVE checkpoint: it copies what it can
 //     without waiting for readers or writers, so no call waits on it;
-//   - when the WAL holds more than WALLimit bytes of frames (a long reader,
-//     or writes that never pause long enough for it to restart), a RESTART
-//     checkpoint inside this process's write turn, so that it does not race
-//     the store's own transactions and the next commit writes the WAL from
-//     its start; its busy timeout is short, and when a reader keeps it from
-//     finishing it backs off (doubling, up to 5 s), logs, and tries again,
-//     never fatal. journal_size_limit (= WALLimit) cuts a WAL file that grew
-//     past the limit back to it when it restarts; below it the file is
-//     reused, not truncated, so commits do not pay for growing it again.
+//   - when the WAL file has grown past WALLimit (a long reader, or writes
+//     that never pause long enough for the WAL to restart), a TRUNCATE
+//     checkpoint inside this process's write turn, so it does not race the
+//     store's own transactions; its busy timeout is short, and when a reader
+//     keeps it from finishing it backs off (doubling, up to a few seconds) and
+//     tries again, logged, never fatal.
 //
 // Durability is SQLite's: a commit is durable in the WAL when it returns;
 // a checkpoint only copies committed pages, so a crash at any point of one
 // loses nothing (the next open replays the WAL).
 type checkpointer struct {
-	db       *sql.DB // its own connection, not one of the pool's
-	store    *sqlstore.DB
-	pageSize int64
-	every    time.Duration
-	limit    int64
-	log      *slog.Logger
+	db    *sql.DB // its own connection, not one of the pool's
+	store *sqlstore.DB
+	wal   string
+	every time.Duration
+	limit int64
+	log   *slog.Logger
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -45,7 +43,7 @@ type checkpointer struct {
 
 // startCheckpointer opens the checkpointer's connection with dsn and starts
 // its goroutine; the store's Close stops it.
-func startCheckpointer(store *sqlstore.DB, dsn string, every time.Duration, limit int64, log *slog.Logger) error {
+func startCheckpointer(store *sqlstore.DB, dsn, path string, every time.Duration, limit int64, log *slog.Logger) error {
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return err
@@ -56,13 +54,8 @@ func startCheckpointer(store *sqlstore.DB, dsn string, every time.Duration, limi
 		db.Close()
 		return err
 	}
-	var pageSize int64
-	if err := db.QueryRow("PRAGMA page_size").Scan(&pageSize); err != nil {
-		db.Close()
-		return err
-	}
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &checkpointer{db: db, store: store, pageSize: pageSize, every: every, limit: limit, log: log, cancel: cancel, done: make(chan struct{})}
+	c := &checkpointer{db: db, store: store, wal: path + "-wal", every: every, limit: limit, log: log, cancel: cancel, done: make(chan struct{})}
 	go c.run(ctx)
 	store.OnClose(c.stop)
 	return nil
@@ -86,18 +79,16 @@ func (c *checkpointer) run(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		_, frames, copied, err := c.checkpoint(ctx, "PASSIVE")
-		if err != nil {
+		if _, err := c.checkpoint(ctx, "PASSIVE"); err != nil {
 			if ctx.Err() == nil {
 				c.log.Warn("sqlite: checkpoint failed; retrying", "mode", "PASSIVE", "err", err)
 			}
 			continue
 		}
-		// All copied: the next commit restarts the WAL by itself.
-		if copied == frames || int64(frames)*c.pageSize <= c.limit || time.Now().Before(next) {
+		if fi, err := os.Stat(c.wal); err != nil || fi.Size() <= c.limit || time.Now().Before(next) {
 			continue
 		}
-		busy, err := c.restart(ctx)
+		busy, err := c.truncate(ctx)
 		switch {
 		case err == nil && !busy:
 			backoff, next = 0, time.Time{}
@@ -107,31 +98,28 @@ func (c *checkpointer) run(ctx context.Context) {
 		}
 		backoff = min(max(2*backoff, 100*time.Millisecond), 5*time.Second)
 		next = time.Now().Add(backoff)
-		c.log.Info("sqlite: WAL past its limit and a checkpoint could not restart it (a reader holds it); retrying",
+		c.log.Info("sqlite: WAL past its limit and a checkpoint could not truncate it (a reader holds it); retrying",
 			"retry_in", backoff, "busy", busy, "err", err)
 	}
 }
 
 // checkpoint runs PRAGMA wal_checkpoint(mode); busy reports that it could
 // not finish (a reader or writer was in the way).
-// frames is the WAL's length in frames (pages) when it ran, copied how many
-// of them are in the database file.
-func (c *checkpointer) checkpoint(ctx context.Context, mode string) (busy bool, frames, copied int, err error) {
-	var b int
+func (c *checkpointer) checkpoint(ctx context.Context, mode string) (busy bool, err error) {
+	var b, frames, copied int
 	if err := c.db.QueryRowContext(ctx, "PRAGMA wal_checkpoint("+mode+")").Scan(&b, &frames, &copied); err != nil {
-		return false, 0, 0, err
+		return false, err
 	}
-	return b != 0, frames, copied, nil
+	return b != 0, nil
 }
 
-// restart checkpoints the whole WAL, in this process's write turn, so that
-// the next commit writes the WAL from its start again.
-func (c *checkpointer) restart(ctx context.Context) (bool, error) {
+// truncate checkpoints the whole WAL and truncates its file, in this
+// process's write turn.
+func (c *checkpointer) truncate(ctx context.Context) (bool, error) {
 	release, err := c.store.Turn(ctx)
 	if err != nil {
 		return false, err
 	}
 	defer release()
-	busy, _, _, err := c.checkpoint(ctx, "RESTART")
-	return busy, err
+	return c.checkpoint(ctx, "TRUNCATE")
 }

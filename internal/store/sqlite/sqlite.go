@@ -91,7 +91,7 @@ func fileURI(path string) string {
 
 // dataSource is the driver's name for the database at path: its pragmas,
 // applied to every connection, and IMMEDIATE transactions.
-func dataSource(path, sync string, busy time.Duration, walLimit int64) string {
+func dataSource(path, sync string, busy time.Duration) string {
 	q := url.Values{}
 	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busy.Milliseconds()))
 	q.Add("_pragma", "journal_mode(WAL)")
@@ -99,10 +99,6 @@ func dataSource(path, sync string, busy time.Duration, walLimit int64) string {
 	q.Add("_pragma", "synchronous("+sync+")")
 	// No checkpoint inside a commit: the store's checkpointer runs them.
 	q.Add("_pragma", "wal_autocheckpoint(0)")
-	// A WAL that grew past the limit (behind a long reader) is cut back to
-	// it when it restarts; below it the file is reused, not re-grown, so a
-	// commit's fsync does not also sync the file's new size.
-	q.Add("_pragma", fmt.Sprintf("journal_size_limit(%d)", walLimit))
 	q.Set("_txlock", "immediate")
 	return fileURI(path) + "?" + q.Encode()
 }
@@ -136,7 +132,7 @@ func OpenWith(ctx context.Context, path string, o Options) (*sqlstore.DB, error)
 	if err != nil {
 		return nil, err
 	}
-	dsn := dataSource(path, sync, o.BusyTimeout, o.WALLimit)
+	dsn := dataSource(path, sync, o.BusyTimeout)
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: %w", err)
@@ -172,7 +168,7 @@ func OpenWith(ctx context.Context, path string, o Options) (*sqlstore.DB, error)
 	// The checkpointer's busy timeout is short: a TRUNCATE checkpoint holds
 	// the write lock while it waits for readers, and gives up (to retry
 	// later) rather than hold writers back.
-	if err := startCheckpointer(store, dataSource(path, sync, 10*time.Millisecond, o.WALLimit), o.CheckpointEvery, o.WALLimit, o.Log); err != nil {
+	if err := startCheckpointer(store, dataSource(path, sync, 10*time.Millisecond), path, o.CheckpointEvery, o.WALLimit, o.Log); err != nil {
 		store.Close()
 		return nil, fmt.Errorf("sqlite: checkpointer: %w", err)
 	}
