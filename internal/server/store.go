@@ -46,7 +46,7 @@ func (s *Server) openStore(ctx context.Context, cfg config.Config) (*sqlstore.DB
 			StatementTimeout: st.StatementTimeout.D(), StatementCache: st.StatementCache, Log: s.log, Health: &s.pool})
 	}
 	return sqlite.OpenWith(ctx, filepath.Join(cfg.DataDir, sqlite.FileName), sqlite.Options{BusyTimeout: st.StatementTimeout.D(),
-		MaxOpenConns: st.MaxOpenConns, Wrap: cfg.WrapSQLite, Synchronous: st.SQLiteSynchronous, Log: s.log})
+		MaxOpenConns: st.MaxOpenConns, Wrap: cfg.WrapSQLite, Synchronous: st.SQLiteSynchronous})
 }
 
 // lockDataDir takes the exclusive lock on the data directory dir, held until

@@ -23,7 +23,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -61,14 +60,6 @@ type Options struct {
 	// they reach SQLite (sqlstore.Dialect.WriteTurn), so only writes from
 	// outside a transaction, or from another process, meet the busy handler.
 	WriteTurn time.Duration
-	// CheckpointEvery is how often the store's checkpointer runs a PASSIVE
-	// WAL checkpoint off the request path (default 100 ms; checkpoint.go).
-	CheckpointEvery time.Duration
-	// WALLimit is the WAL file's size past which the checkpointer truncates
-	// it (default 4 MiB, about SQLite's own 1000-page threshold).
-	WALLimit int64
-	// Log receives the checkpointer's retries (default: discarded).
-	Log *slog.Logger
 }
 
 // synchronous returns the PRAGMA value for s, or an error.
@@ -89,20 +80,6 @@ func fileURI(path string) string {
 	return "file:" + strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(path)
 }
 
-// dataSource is the driver's name for the database at path: its pragmas,
-// applied to every connection, and IMMEDIATE transactions.
-func dataSource(path, sync string, busy time.Duration) string {
-	q := url.Values{}
-	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busy.Milliseconds()))
-	q.Add("_pragma", "journal_mode(WAL)")
-	q.Add("_pragma", "foreign_keys(1)")
-	q.Add("_pragma", "synchronous("+sync+")")
-	// No checkpoint inside a commit: the store's checkpointer runs them.
-	q.Add("_pragma", "wal_autocheckpoint(0)")
-	q.Set("_txlock", "immediate")
-	return fileURI(path) + "?" + q.Encode()
-}
-
 // Open opens (creating if needed) the database at path and migrates it.
 func Open(ctx context.Context, path string) (*sqlstore.DB, error) {
 	return OpenWith(ctx, path, Options{})
@@ -119,20 +96,17 @@ func OpenWith(ctx context.Context, path string, o Options) (*sqlstore.DB, error)
 	if o.MaxOpenConns <= 0 {
 		o.MaxOpenConns = 8
 	}
-	if o.CheckpointEvery <= 0 {
-		o.CheckpointEvery = 100 * time.Millisecond
-	}
-	if o.WALLimit <= 0 {
-		o.WALLimit = 4 << 20
-	}
-	if o.Log == nil {
-		o.Log = slog.New(slog.DiscardHandler)
-	}
 	sync, err := synchronous(o.Synchronous)
 	if err != nil {
 		return nil, err
 	}
-	dsn := dataSource(path, sync, o.BusyTimeout)
+	q := url.Values{}
+	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", o.BusyTimeout.Milliseconds()))
+	q.Add("_pragma", "journal_mode(WAL)")
+	q.Add("_pragma", "foreign_keys(1)")
+	q.Add("_pragma", "synchronous("+sync+")")
+	q.Set("_txlock", "immediate")
+	dsn := fileURI(path) + "?" + q.Encode()
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: %w", err)
@@ -164,15 +138,7 @@ func OpenWith(ctx context.Context, path string, o Options) (*sqlstore.DB, error)
 	if d.WriteTurn <= 0 {
 		d.WriteTurn = o.BusyTimeout
 	}
-	store := sqlstore.New(db, d)
-	// The checkpointer's busy timeout is short: a TRUNCATE checkpoint holds
-	// the write lock while it waits for readers, and gives up (to retry
-	// later) rather than hold writers back.
-	if err := startCheckpointer(store, dataSource(path, sync, 10*time.Millisecond), path, o.CheckpointEvery, o.WALLimit, o.Log); err != nil {
-		store.Close()
-		return nil, fmt.Errorf("sqlite: checkpointer: %w", err)
-	}
-	return store, nil
+	return sqlstore.New(db, d), nil
 }
 
 // OpenReadOnly opens the existing database at path for reading only, for

@@ -71,8 +71,6 @@ type DB struct {
 	guessed    atomic.Int64 // batches committed on guesses (GuessedBatches)
 
 	turn chan struct{} // one transaction at a time, when the dialect says so
-
-	beforeClose []func() // run by Close before the pool closes (OnClose)
 }
 
 // New wraps db. The caller has migrated it.
@@ -137,22 +135,8 @@ func (s *DB) prepared(ctx context.Context, query string) (*sql.Stmt, error) {
 // SQL returns the underlying database handle.
 func (s *DB) SQL() *sql.DB { return s.db }
 
-// OnClose registers f to run when Close is called, before the pool closes:
-// a backend's background work (SQLite's checkpointer) stops there.
-func (s *DB) OnClose(f func()) { s.beforeClose = append(s.beforeClose, f) }
-
-// Turn waits for this process's one writer's turn, as a transaction does
-// (Dialect.WriteTurn), and returns the func that gives it back: work that
-// must not overlap a transaction of this store (a WAL checkpoint that
-// truncates) takes it. Without a turn in the dialect it returns at once.
-func (s *DB) Turn(ctx context.Context) (func(), error) { return s.takeTurn(ctx) }
-
 // Close closes the database.
 func (s *DB) Close() error {
-	for _, f := range s.beforeClose {
-		f()
-	}
-	s.beforeClose = nil
 	s.mu.Lock()
 	for _, st := range s.stmts {
 		st.Close()
