@@ -90,6 +90,7 @@ measure() {
   rows+=("$(printf '| %s | %.0f | %s | %.2f / %.2f | %.2f | %s |' "$name" "$(field rps "$many")" "$cpu" \
     "$(field p50_ms "$many")" "$(field p99_ms "$many")" "$(field p50_ms "$one")" "$(peakrss "$pid")")")
   echo "bench-http: ${rows[-1]}" >&2
+  echo "bench-http: $name: at 1 conn: $(field requests "$one") requests, p50 $(field p50_ms "$one") ms, p99 $(field p99_ms "$one") ms" >&2
 }
 
 want "mock upstream, direct" && measure "mock upstream, direct" "$mockpid" http://127.0.0.1:$mockport/v1/chat/completions ""
