@@ -42,6 +42,7 @@ type Authenticator struct {
 	mu    sync.Mutex
 	cache map[string]entry[org.Principal]
 	byID  map[string]entry[vkey.Key]
+	gen   uint64 // counts Forget and ForgetKey calls, guarded by mu
 }
 
 // entry is a value read from the store, and when.
@@ -95,11 +96,14 @@ func (a *Authenticator) principal(ctx context.Context, id string) (org.Principal
 
 // cached returns m's entry for id while it is younger than the TTL, and
 // otherwise reads it with fetch and caches it (m, guarded by a.mu, is
-// emptied first when it holds over 100,000 entries).
+// emptied first when it holds over 100,000 entries). A read in flight when
+// Forget or ForgetKey is called is returned but not cached: it may be older
+// than the change the Forget announces.
 func cached[T any](ctx context.Context, a *Authenticator, m map[string]entry[T], id string, fetch func(context.Context, string) (T, error)) (T, error) {
 	now := a.now()
 	a.mu.Lock()
 	e, ok := m[id]
+	gen := a.gen
 	a.mu.Unlock()
 	if ok && now.Sub(e.fetched) < a.ttl {
 		return e.v, nil
@@ -110,10 +114,12 @@ func cached[T any](ctx context.Context, a *Authenticator, m map[string]entry[T],
 		return zero, err
 	}
 	a.mu.Lock()
-	if len(m) > 100_000 {
-		clear(m)
+	if a.gen == gen {
+		if len(m) > 100_000 {
+			clear(m)
+		}
+		m[id] = entry[T]{v: v, fetched: now}
 	}
-	m[id] = entry[T]{v: v, fetched: now}
 	a.mu.Unlock()
 	return v, nil
 }
@@ -122,6 +128,7 @@ func cached[T any](ctx context.Context, a *Authenticator, m map[string]entry[T],
 func (a *Authenticator) ForgetKey(id string) {
 	a.mu.Lock()
 	delete(a.byID, id)
+	a.gen++
 	a.mu.Unlock()
 }
 
@@ -130,5 +137,6 @@ func (a *Authenticator) ForgetKey(id string) {
 func (a *Authenticator) Forget(principalID string) {
 	a.mu.Lock()
 	delete(a.cache, principalID)
+	a.gen++
 	a.mu.Unlock()
 }

@@ -59,3 +59,55 @@ func TestSigningKeysSealedByName(t *testing.T) {
 		t.Fatalf("a list sealed for another name: %v, want it not to open", err)
 	}
 }
+
+// TestSigningKeysTruncatedNullAndOldAAD: a sealed list cut short does not
+// open, a sealed JSON null is refused as corrupt, and a list sealed as main
+// did before signingKeys (AAD "server-secret/" + name) still opens.
+func TestSigningKeysTruncatedNullAndOldAAD(t *testing.T) {
+	ctx := context.Background()
+	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "gh.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	kr, err := keyring.New(keyring.NewKEK())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{db: db, keyring: kr}
+	read := func() ([]string, error) {
+		return signingKeys[string](ctx, s, tokenKeysSecret, "tokens", "token signing keys")
+	}
+	set := func(b []byte) {
+		t.Helper()
+		if err := db.SetSecret(ctx, tokenKeysSecret, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sealed, err := s.sealKeys(tokenKeysSecret, []string{"a", "b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []int{0, 1, len(sealed) / 2, len(sealed) - 1} {
+		set(sealed[:n])
+		if got, err := read(); err == nil {
+			t.Fatalf("a sealed list cut to %d of %d bytes read as %q", n, len(sealed), got)
+		}
+	}
+	null, err := kr.Seal([]byte("null"), []byte("server-secret/"+tokenKeysSecret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	set(null)
+	if _, err := read(); err == nil || err.Error() != "token signing keys: corrupt" {
+		t.Fatalf("a sealed null: %v, want token signing keys: corrupt", err)
+	}
+	old, err := kr.Seal([]byte(`["x","y"]`), []byte("server-secret/"+tokenKeysSecret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	set(old)
+	if got, err := read(); err != nil || !slices.Equal(got, []string{"x", "y"}) {
+		t.Fatalf("a list sealed with the pre-refactor AAD read %q, %v", got, err)
+	}
+}

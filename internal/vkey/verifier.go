@@ -28,6 +28,7 @@ type Verifier struct {
 
 	mu    sync.Mutex
 	cache map[string]cacheEntry // by hash
+	gen   uint64                // counts Forget calls: a lookup in flight across one does not cache
 	used  map[string]time.Time  // key id → last use
 	// held: keys this process suspended, by id, with the version the
 	// suspension was decided on. Until the store shows a newer version,
@@ -107,6 +108,7 @@ func (v *Verifier) lookup(ctx context.Context, hash string) (Key, error) {
 	now := v.now()
 	v.mu.Lock()
 	e, ok := v.cache[hash]
+	gen := v.gen
 	v.mu.Unlock()
 	if !ok || now.Sub(e.fetched) >= v.ttl {
 		k, err := v.store.KeyByHash(ctx, hash)
@@ -118,10 +120,12 @@ func (v *Verifier) lookup(ctx context.Context, hash string) (Key, error) {
 		}
 		e = cacheEntry{key: k, err: err, fetched: now}
 		v.mu.Lock()
-		if len(v.cache) > 100_000 { // bound memory under a flood of distinct keys
-			clear(v.cache)
+		if v.gen == gen { // else a Forget came during the read, which may predate it
+			if len(v.cache) > 100_000 { // bound memory under a flood of distinct keys
+				clear(v.cache)
+			}
+			v.cache[hash] = e
 		}
-		v.cache[hash] = e
 		v.mu.Unlock()
 	}
 	if e.err != nil {
@@ -212,6 +216,7 @@ func (v *Verifier) Overlay(k Key) Key {
 func (v *Verifier) Forget(id string) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	v.gen++
 	for h, e := range v.cache {
 		if e.key.ID == id {
 			delete(v.cache, h)
