@@ -12,6 +12,8 @@ import (
 
 	"github.com/gatehouse-gw/gatehouse/internal/budget"
 	"github.com/gatehouse-gw/gatehouse/internal/ledger"
+	"github.com/gatehouse-gw/gatehouse/internal/store/postgres"
+	"github.com/gatehouse-gw/gatehouse/internal/store/postgres/pgtest"
 	"github.com/gatehouse-gw/gatehouse/internal/store/sqlstore"
 	"github.com/gatehouse-gw/gatehouse/internal/store/storetest"
 )
@@ -252,4 +254,56 @@ func TestLedgerBatchArraysRowByRow(t *testing.T) {
 	}
 	m.check(t, ctx, a)
 	m.check(t, ctx, b)
+}
+
+// TestLedgerBatchArrayRefusedFailsClosed: an element PostgreSQL refuses in
+// one of the batch's arrays (a request id with a NUL byte or invalid UTF-8,
+// a record with no data) fails the whole batch, on the guessed and on the
+// plain path: nothing of it is written, the error is returned, and the
+// store's next batch (guessed again) appends at the right index.
+func TestLedgerBatchArrayRefusedFailsClosed(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	dsn := pgtest.DSN(t)
+	open := func() *sqlstore.DB { // pgx's exec mode without the statement cache
+		db, err := postgres.OpenWith(ctx, dsn, postgres.Options{MaxOpenConns: 1, MinOpenConns: 1, StatementCache: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		return db
+	}
+	db, h := open(), storetest.NewHasher()
+	m := &logModel{rows: map[int64]ledger.Entry{}, inst: map[int64]string{}, open: map[string]int64{}}
+	ok := func(id string) ledger.Entry {
+		return ledger.Entry{Data: []byte("record " + id), RequestID: id, Opens: true}
+	}
+	bad := []ledger.Entry{
+		{Data: []byte("nul"), RequestID: "req_a\x00b"},
+		{Data: []byte("utf8"), RequestID: "req_\xff\xfe"},
+		{Data: nil, RequestID: "req_nil"},
+	}
+	for round, b := range bad {
+		for _, guess := range []bool{false, true} {
+			m.appendRows(t, ctx, db, h, "gw", []ledger.Entry{ok(fmt.Sprint("req_before_", round, guess))})
+			es := []ledger.Entry{ok(fmt.Sprint("req_ok1_", round, guess)), b, ok(fmt.Sprint("req_ok2_", round, guess))}
+			guessed := db.GuessedBatches()
+			to := db
+			if !guess {
+				to = open() // a store that does not know the size: the plain path
+			}
+			if _, err := to.LedgerAppend(ctx, "gw", es, storetest.NewHasher().Hashes); err == nil {
+				t.Fatalf("a batch with %q (data nil %v) appended (guessed path %v)", b.RequestID, b.Data == nil, guess)
+			}
+			if guess && db.GuessedBatches() != guessed || !guess && to.GuessedBatches() != 0 {
+				t.Fatalf("guessed batches %d (was %d), other store %d", db.GuessedBatches(), guessed, to.GuessedBatches())
+			}
+			m.check(t, ctx, db)
+			m.appendRows(t, ctx, db, h, "gw", []ledger.Entry{ok(fmt.Sprint("req_after_", round, guess))})
+			if db.GuessedBatches() != guessed+1 {
+				t.Fatalf("the batch after a failed one did not guess (%d, was %d)", db.GuessedBatches(), guessed)
+			}
+			m.check(t, ctx, db)
+		}
+	}
 }
