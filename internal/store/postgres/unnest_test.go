@@ -307,3 +307,86 @@ func TestLedgerBatchArrayRefusedFailsClosed(t *testing.T) {
 		}
 	}
 }
+
+// TestLedgerBatchHashesOfWrongShapeFailClosed: the stored hashes a batch
+// is given are written from tlog.StoredHashCount(start) on, one after the
+// other, so a callback answering one hash too few or too many for a record,
+// or fewer lists than records, would shift every hash after it (a log that
+// does not verify) or take the next batch's first index (every later batch
+// refused). The store fails such a batch, on the plain and the guessed
+// path, writes nothing, and appends the next batch.
+func TestLedgerBatchHashesOfWrongShapeFailClosed(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	dsn := pgtest.DSN(t)
+	open := func() *sqlstore.DB {
+		db, err := postgres.OpenWith(ctx, dsn, postgres.Options{MaxOpenConns: 1, MinOpenConns: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		return db
+	}
+	db, h := open(), storetest.NewHasher()
+	m := &logModel{rows: map[int64]ledger.Entry{}, inst: map[int64]string{}, open: map[string]int64{}}
+	plain := func(id string) ledger.Entry { return ledger.Entry{Data: []byte("record " + id), RequestID: id} }
+	faults := map[string]func([][]tlog.Hash) [][]tlog.Hash{
+		"a hash too few": func(hs [][]tlog.Hash) [][]tlog.Hash {
+			for i := range hs {
+				if len(hs[i]) > 1 {
+					hs[i] = hs[i][:len(hs[i])-1]
+					break
+				}
+			}
+			return hs
+		},
+		"a hash too many":           func(hs [][]tlog.Hash) [][]tlog.Hash { hs[0] = append(hs[0], hs[0][0]); return hs },
+		"a record's hashes missing": func(hs [][]tlog.Hash) [][]tlog.Hash { return hs[:len(hs)-1] },
+		"one hash moved to the next record": func(hs [][]tlog.Hash) [][]tlog.Hash {
+			for i := range hs[:len(hs)-1] {
+				if len(hs[i]) > 1 {
+					hs[i+1] = append([]tlog.Hash{hs[i][len(hs[i])-1]}, hs[i+1]...)
+					hs[i] = hs[i][:len(hs[i])-1]
+					break
+				}
+			}
+			return hs
+		},
+	}
+	for name, fault := range faults {
+		for _, guess := range []bool{false, true} {
+			m.appendRows(t, ctx, db, h, "gw", []ledger.Entry{plain(fmt.Sprint("before ", name, guess))})
+			to := db
+			if !guess {
+				to = open() // a store that does not know the size: the plain path
+			}
+			guessed := to.GuessedBatches()
+			es := []ledger.Entry{plain("x1"), plain("x2"), plain("x3"), plain("x4")}
+			faulty := func(start int64, kept []ledger.Entry, r tlog.HashReader) ([][]tlog.Hash, error) {
+				hs, err := storetest.NewHasher().Hashes(start, kept, r)
+				if err != nil {
+					return nil, err
+				}
+				return fault(hs), nil
+			}
+			func() {
+				defer func() {
+					if r := recover(); r != nil {
+						t.Fatalf("%s (guessed path %v): panic %v", name, guess, r)
+					}
+				}()
+				if _, err := to.LedgerAppend(ctx, "gw", es, faulty); err == nil {
+					t.Fatalf("%s (guessed path %v): appended", name, guess)
+				}
+			}()
+			if to.GuessedBatches() != guessed {
+				t.Fatalf("%s: committed on a guess", name)
+			}
+			m.check(t, ctx, db)
+			for range 2 {
+				m.appendRows(t, ctx, db, h, "gw", []ledger.Entry{plain(fmt.Sprint("after ", name, guess)), plain("y")})
+			}
+			m.check(t, ctx, db)
+		}
+	}
+}
