@@ -130,17 +130,17 @@ func (m *logModel) check(t *testing.T, ctx context.Context, db *sqlstore.DB) {
 }
 
 // TestLedgerBatchArraysRowByRow attacks the array (unnest) statements of a
-// PostgreSQL ledger batch: batches of 1 and of ledger.MaxBatch entries
-// with records of hundreds of KB, empty records, request ids an array's
-// text form must quote, starts with and without holds, ends, plain records
-// and entries the store drops (a refused hold, a second end) in the middle
-// of a batch, on the plain, the guessed, and the refused-then-retried
-// paths. Every stored row must be the one given at its index, every stored
-// hash the one its entries give, the open requests exactly the starts not
-// yet ended.
+// PostgreSQL ledger batch: batches of 1 and of ledger.MaxBatch entries with
+// records of hundreds of KB (past the ledger's own bound), a full batch of
+// records of ledger.MaxEntrySize, empty records, request ids an array's text
+// form must quote, starts with and without holds, ends, plain records and
+// entries the store drops (a refused hold, a second end) in the middle of a
+// batch, on the plain, the guessed, and the refused-then-retried paths.
+// Every stored row must be the one given at its index, every stored hash the
+// one its entries give, the open requests exactly the starts not yet ended.
 func TestLedgerBatchArraysRowByRow(t *testing.T) {
 	if testing.Short() {
-		t.Skip("appends some hundred MB")
+		t.Skip("appends some 60 MB")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -168,9 +168,10 @@ func TestLedgerBatchArraysRowByRow(t *testing.T) {
 	}
 	plain := func(id string, data []byte) ledger.Entry { return ledger.Entry{Data: data, RequestID: id} }
 
-	// mixed is a batch of ledger.MaxBatch entries of every kind; round
-	// makes its ids unique; it ends the starts of round-1.
-	mixed := func(round int, big int) []ledger.Entry {
+	// mixed is a batch of ledger.MaxBatch entries of every kind, every
+	// big-th record of bigSize bytes; round makes its ids unique; it ends
+	// the starts of round-1.
+	mixed := func(round, big, bigSize int) []ledger.Entry {
 		var es []ledger.Entry
 		for i := range ledger.MaxBatch {
 			id := fmt.Sprintf("%s#%d.%d", oddIDs[i%len(oddIDs)], round, i)
@@ -179,7 +180,7 @@ func TestLedgerBatchArraysRowByRow(t *testing.T) {
 			case i%9 == 0:
 				size = 0
 			case i%big == 0:
-				size = 200<<10 + i
+				size = bigSize - i%2
 			}
 			data := record(round*1000+i, size)
 			switch i % 5 {
@@ -208,7 +209,7 @@ func TestLedgerBatchArraysRowByRow(t *testing.T) {
 	}
 
 	// A full batch on the guessed path, every 8th record 200 KB.
-	m.appendRows(t, ctx, a, ha, "gw.a", mixed(1, 8))
+	m.appendRows(t, ctx, a, ha, "gw.a", mixed(1, 8, 200<<10))
 	if a.GuessedBatches() != guessed+1 {
 		t.Fatalf("the full batch was not committed on guesses")
 	}
@@ -219,7 +220,7 @@ func TestLedgerBatchArraysRowByRow(t *testing.T) {
 	// two-round-trip way, with a hold refused at a hard budget's edge and
 	// an end of a request ended already in its middle.
 	m.appendRows(t, ctx, b, hb, "gw.b", []ledger.Entry{plain("b", record(3, 10))})
-	es := mixed(2, 8)
+	es := mixed(2, 8, 200<<10)
 	es[100] = start("tight1", record(4, 100<<10), tight, 60)
 	es[101] = start("tight2", record(5, 100<<10), tight, 60)                   // refused
 	es[102] = end(fmt.Sprintf("%s#%d.%d", oddIDs[7], 1, 7), record(6, 50<<10)) // round 1's start without a hold
@@ -235,7 +236,7 @@ func TestLedgerBatchArraysRowByRow(t *testing.T) {
 
 	// The guesses pause after a miss; then a guessed batch whose claim is
 	// refused (a request ended by the other replica) is retried and drops
-	// that end; every record of it 200 KB.
+	// that end.
 	for i := range guessMissPause {
 		m.appendRows(t, ctx, a, ha, "gw.a", []ledger.Entry{plain(fmt.Sprint("pause", i), record(i, i))})
 	}
@@ -244,7 +245,9 @@ func TestLedgerBatchArraysRowByRow(t *testing.T) {
 		m.appendRows(t, ctx, a, ha, "gw.a", []ledger.Entry{plain("x", record(9, 1))})
 	}
 	guessed = a.GuessedBatches()
-	es = mixed(3, 1) // its entry 8 ends round 2's entry 6
+	// A batch the ledger's largest: ledger.MaxBatch records of up to
+	// ledger.MaxEntrySize (one in nine empty).
+	es = mixed(3, 1, ledger.MaxEntrySize) // its entry 8 ends round 2's entry 6
 	idx = m.appendRows(t, ctx, a, ha, "gw.a", es)
 	if idx[8] >= 0 {
 		t.Fatalf("an end of a request the other replica ended kept at %d", idx[8])
