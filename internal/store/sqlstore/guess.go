@@ -98,10 +98,14 @@ func (s *DB) appendGuessed(ctx context.Context, p *pipe, instance string, entrie
 	// Hashes the cache lacks are read on the batch's connection (a pool of
 	// one has no other), before BEGIN: nothing else is queued yet.
 	hs, err := hashes(start, kept, p.hashReader(ctx))
+	if err == nil {
+		err = checkHashes(start, kept, hs)
+	}
 	if err != nil {
 		// A hash missing below the guessed size: the guess is wrong (the
 		// database is not the one the guess was taken from); the
-		// two-round-trip path reads the size and decides.
+		// two-round-trip path reads the size and decides (and fails a
+		// batch whose hashes are not of its records' shape).
 		s.guessPause.Store(guessMissPause)
 		return nil, false, nil
 	}

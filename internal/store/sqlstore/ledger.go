@@ -50,6 +50,9 @@ func (s *DB) LedgerAppend(ctx context.Context, instance string, entries []ledger
 		}
 		reader := tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) { return s.ledgerHashes(ctx, tx, idx) })
 		hs, err := hashes(start, kept, reader)
+		if err == nil {
+			err = checkHashes(start, kept, hs)
+		}
 		if err != nil {
 			return err
 		}
@@ -238,6 +241,25 @@ func (s *DB) LedgerAbandoned(ctx context.Context, self string, staleBefore time.
 		out = append(out, oc)
 	}
 	return out, rows.Err()
+}
+
+// checkHashes fails a batch whose stored hashes are not, record by record,
+// as many as tlog gives each: they are written one after the other from
+// tlog.StoredHashCount(start), so one too few or too many would shift every
+// hash after it (a log that does not verify) or take the next batch's first
+// index (every later batch refused), and fewer lists than records would
+// index past them.
+func checkHashes(start int64, kept []ledger.Entry, hs [][]tlog.Hash) error {
+	if len(hs) != len(kept) {
+		return fmt.Errorf("sqlstore: %d lists of stored hashes for %d records", len(hs), len(kept))
+	}
+	for i := range hs {
+		n := start + int64(i)
+		if want := tlog.StoredHashCount(n+1) - tlog.StoredHashCount(n); int64(len(hs[i])) != want {
+			return fmt.Errorf("sqlstore: %d stored hashes for record %d, want %d", len(hs[i]), n, want)
+		}
+	}
+	return nil
 }
 
 // keptEntries gives each entry of a batch its index from start, or -1 when it

@@ -164,6 +164,9 @@ func (s *DB) appendPiped(ctx context.Context, p *pipe, instance string, entries 
 		// A hash the ledger's cache lacks is read in the transaction (this
 		// sends what is queued along with it).
 		hs, err := hashes(start, kept, p.hashReader(ctx))
+		if err == nil {
+			err = checkHashes(start, kept, hs)
+		}
 		if err != nil {
 			return nil, err
 		}

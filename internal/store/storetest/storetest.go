@@ -78,6 +78,7 @@ func Run(t *testing.T, open func(t *testing.T) Backend) {
 		{"BatchSplitEachCallRefusedByADifferentRow", testBatchSplitEachCallRefusedByADifferentRow},
 		{"BatchOfAThousandCalls", testBatchOfAThousandCalls},
 		{"BatchHoldWithoutCharges", testBatchHoldWithoutCharges},
+		{"LedgerHashesOfWrongShape", testLedgerHashesOfWrongShape},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open(t)) })
