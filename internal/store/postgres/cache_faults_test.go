@@ -15,9 +15,9 @@ import (
 // TestHashCacheAcrossReplicasAndFaults: storetest.HashCacheUnderFaults on
 // two replicas appending at once to one schema. Replica 0's commits run out
 // of time now and then, mid-transaction (a CommitTimeout of a few
-// milliseconds); replica 1's fail as injected, and after each fault
-// replica 0 appends at once, so that the index the failed batch computed
-// hashes for holds another record. The signed log verifies offline and
+// milliseconds); replica 1's fail as injected, and after each fault a
+// record is appended at once through replica 0's store, so that the index
+// the failed batch computed hashes for holds another record. The signed log verifies offline and
 // over HTTP, from either replica.
 func TestHashCacheAcrossReplicasAndFaults(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
