@@ -205,6 +205,13 @@ func (v *versioned) reinstate(id string) {
 	v.version[id]++
 }
 
+// onVersioned returns a breaker (ceiling 1000 in 5 minutes) that suspends
+// keys in st, and the recorder of what it records and alerts.
+func onVersioned(st *versioned) (*Breaker, *recorder) {
+	r := &recorder{suspended: map[string]string{}}
+	return New(Config{Enabled: true, Window: 5 * time.Minute, CeilingMicros: 1000}, st.suspend, r, slog.New(slog.DiscardHandler)), r
+}
+
 // TestRetryDoesNotOverruleAReinstatementItDidNotHearOf: a trip whose write
 // failed is retried at the key's version of the trip, so an admin's
 // reinstatement in between wins even when this replica never heard of it
@@ -214,8 +221,7 @@ func (v *versioned) reinstate(id string) {
 func TestRetryDoesNotOverruleAReinstatementItDidNotHearOf(t *testing.T) {
 	ctx := context.Background()
 	st := &versioned{down: true, version: map[string]int64{"k": 4, "j": 7, "i": 2}, suspended: map[string]int{}}
-	r := &recorder{suspended: map[string]string{}}
-	b := New(Config{Enabled: true, Window: 5 * time.Minute, CeilingMicros: 1000}, st.suspend, r, slog.New(slog.DiscardHandler))
+	b, r := onVersioned(st)
 
 	b.Observe(ctx, "k", 2000) // trips at version 4; the write fails
 	st.down = false
@@ -265,8 +271,7 @@ func TestRetryDoesNotOverruleAReinstatementItDidNotHearOf(t *testing.T) {
 func TestSuspensionWhoseAnswerWasLostAlertsOnce(t *testing.T) {
 	ctx := context.Background()
 	st := &versioned{lost: true, version: map[string]int64{"k": 3}, suspended: map[string]int{}}
-	r := &recorder{suspended: map[string]string{}}
-	b := New(Config{Enabled: true, Window: 5 * time.Minute, CeilingMicros: 1000}, st.suspend, r, slog.New(slog.DiscardHandler))
+	b, r := onVersioned(st)
 	if b.Observe(ctx, "k", 2000) {
 		t.Fatal("reported a trip whose write returned an error")
 	}
@@ -303,8 +308,7 @@ func TestSuspensionWhoseAnswerWasLostAlertsOnce(t *testing.T) {
 func TestLostAnswerStillAlertsAfterItsOwnNotification(t *testing.T) {
 	ctx := context.Background()
 	st := &versioned{lost: true, version: map[string]int64{"k": 3, "j": 5}, suspended: map[string]int{}}
-	r := &recorder{suspended: map[string]string{}}
-	b := New(Config{Enabled: true, Window: 5 * time.Minute, CeilingMicros: 1000}, st.suspend, r, slog.New(slog.DiscardHandler))
+	b, r := onVersioned(st)
 	if b.Observe(ctx, "k", 2000) {
 		t.Fatal("reported a trip whose write returned an error")
 	}

@@ -78,6 +78,13 @@ func (l *logCount) Handle(_ context.Context, r slog.Record) error {
 func (l *logCount) WithAttrs([]slog.Attr) slog.Handler { return l }
 func (l *logCount) WithGroup(string) slog.Handler      { return l }
 
+// countLogs has b log to a logCount, which it returns.
+func countLogs(b *Breaker) *logCount {
+	l := &logCount{msg: map[string]int{}}
+	b.log = slog.New(l)
+	return l
+}
+
 func (l *logCount) count(sub string) int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -177,8 +184,7 @@ func TestTripLagsByOneFlush(t *testing.T) {
 // flush), and the spend is sent when it is back.
 func TestFlushFailure(t *testing.T) {
 	b, r, now := setup(Config{Enabled: true, Window: 5 * time.Minute, CeilingMicros: 1000})
-	logs := &logCount{msg: map[string]int{}}
-	b.log = slog.New(logs)
+	logs := countLogs(b)
 	m := &memShared{fail: true}
 	b.Shared = m
 	ctx := context.Background()
@@ -254,8 +260,7 @@ func TestRunFlushesOnStop(t *testing.T) {
 // every later call, and alerts again only after its window calmed down.
 func TestKeylessCaller(t *testing.T) {
 	b, r, now := setup(Config{Enabled: true, Window: 5 * time.Minute, CeilingMicros: 1000})
-	logs := &logCount{msg: map[string]int{}}
-	b.log = slog.New(logs)
+	logs := countLogs(b)
 	tries := 0
 	b.suspend = func(_ context.Context, _ string, sp Suspension) (bool, Suspension, error) {
 		tries++
@@ -418,8 +423,7 @@ func TestRearmDuringFlushKeepsStaleSumsOut(t *testing.T) {
 // spend; when the window is back, the held keys' spend reaches it exactly.
 func TestPendingBoundedDuringOutage(t *testing.T) {
 	b, r, now := setup(Config{Enabled: true, Window: 5 * time.Minute, CeilingMicros: 1000})
-	logs := &logCount{msg: map[string]int{}}
-	b.log = slog.New(logs)
+	logs := countLogs(b)
 	m := &memShared{fail: true}
 	b.Shared = m
 	ctx := context.Background()
@@ -479,8 +483,7 @@ func TestPendingBoundedDuringOutage(t *testing.T) {
 // on several replicas is still judged on the sum. Nothing is logged.
 func TestPendingNotBoundedWhileSharedIsUp(t *testing.T) {
 	b, r, now := setup(Config{Enabled: true, Window: 5 * time.Minute, CeilingMicros: 1000})
-	logs := &logCount{msg: map[string]int{}}
-	b.log = slog.New(logs)
+	logs := countLogs(b)
 	b.maxPending = 3
 	m := &memShared{}
 	b.Shared = m

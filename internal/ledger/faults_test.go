@@ -123,6 +123,18 @@ func waitRunning(t *testing.T, l *ledger.Log) {
 	}
 }
 
+// running runs l until the test ends (cancelling the context it returns,
+// then waiting for Run to return) and waits until Run took over appends.
+func running(t *testing.T, l *ledger.Log) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan struct{})
+	go func() { l.Run(ctx); close(stopped) }()
+	t.Cleanup(func() { cancel(); <-stopped })
+	waitRunning(t, l)
+	return ctx
+}
+
 // TestStartFailsWithinTheCommitTimeout: a store that never answers fails a
 // start after CommitTimeout, whatever the caller's context.
 func TestStartFailsWithinTheCommitTimeout(t *testing.T) {
@@ -133,11 +145,7 @@ func TestStartFailsWithinTheCommitTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	l.CommitTimeout = 200 * time.Millisecond
-	runCtx, stop := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { l.Run(runCtx); close(done) }()
-	defer func() { stop(); <-done }()
-	waitRunning(t, l)
+	running(t, l)
 	_, err = l.Append(context.Background(), rec(ledger.KindCallStart, "r"))
 	if !errors.Is(err, ledger.ErrUnavailable) {
 		t.Fatalf("want ErrUnavailable, got %v", err)

@@ -149,11 +149,7 @@ func TestEndEntriesLostAtKillAndRetriedAfterALostAnswer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	stopped := make(chan struct{})
-	go func() { l.Run(ctx); close(stopped) }()
-	defer func() { cancel(); <-stopped }()
-	waitRunning(t, l)
+	ctx := running(t, l)
 	for i := range 6 {
 		if _, err := l.Append(ctx, startHold(fmt.Sprint("req_", i), "gw.1")); err != nil {
 			t.Fatal(err)

@@ -203,11 +203,7 @@ func TestStoreAnsweringTooFewIndexesFailsClosed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	stopped := make(chan struct{})
-	go func() { l.Run(ctx); close(stopped) }()
-	defer func() { cancel(); <-stopped }()
-	waitRunning(t, l)
+	running(t, l)
 	_, err = l.Append(context.Background(), rec(ledger.KindCallStart, "short_1"))
 	if !errors.Is(err, ledger.ErrUnavailable) {
 		t.Fatalf("Append on a store answering too few indexes: %v, want ErrUnavailable", err)

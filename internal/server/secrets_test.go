@@ -13,13 +13,11 @@ import (
 	"github.com/gatehouse-gw/gatehouse/internal/store/sqlite"
 )
 
-// TestSigningKeysSealedByName: a list of signing keys reads back as sealed,
-// current first; a missing list is the store's ErrNotFound (recordOffline
-// relies on it); an empty list, or one sealed for another secret's name,
-// is refused with the list's name.
-func TestSigningKeysSealedByName(t *testing.T) {
-	ctx := context.Background()
-	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "gh.db"))
+// sealingServer is a Server with what signingKeys and sealKeys use: a
+// fresh SQLite store and a keyring.
+func sealingServer(t *testing.T) *Server {
+	t.Helper()
+	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "gh.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,7 +26,16 @@ func TestSigningKeysSealedByName(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Server{db: db, keyring: kr}
+	return &Server{db: db, keyring: kr}
+}
+
+// TestSigningKeysSealedByName: a list of signing keys reads back as sealed,
+// current first; a missing list is the store's ErrNotFound (recordOffline
+// relies on it); an empty list, or one sealed for another secret's name,
+// is refused with the list's name.
+func TestSigningKeysSealedByName(t *testing.T) {
+	ctx := context.Background()
+	s := sealingServer(t)
 	read := func() ([]string, error) {
 		return signingKeys[string](ctx, s, ledgerKeysSecret, "ledger", "ledger signing keys")
 	}
@@ -38,7 +45,7 @@ func TestSigningKeysSealedByName(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := db.SetSecret(ctx, ledgerKeysSecret, sealed); err != nil {
+		if err := s.db.SetSecret(ctx, ledgerKeysSecret, sealed); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -65,22 +72,13 @@ func TestSigningKeysSealedByName(t *testing.T) {
 // did before signingKeys (AAD "server-secret/" + name) still opens.
 func TestSigningKeysTruncatedNullAndOldAAD(t *testing.T) {
 	ctx := context.Background()
-	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "gh.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	kr, err := keyring.New(keyring.NewKEK())
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &Server{db: db, keyring: kr}
+	s := sealingServer(t)
 	read := func() ([]string, error) {
 		return signingKeys[string](ctx, s, tokenKeysSecret, "tokens", "token signing keys")
 	}
 	set := func(b []byte) {
 		t.Helper()
-		if err := db.SetSecret(ctx, tokenKeysSecret, b); err != nil {
+		if err := s.db.SetSecret(ctx, tokenKeysSecret, b); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -94,7 +92,7 @@ func TestSigningKeysTruncatedNullAndOldAAD(t *testing.T) {
 			t.Fatalf("a sealed list cut to %d of %d bytes read as %q", n, len(sealed), got)
 		}
 	}
-	null, err := kr.Seal([]byte("null"), []byte("server-secret/"+tokenKeysSecret))
+	null, err := s.keyring.Seal([]byte("null"), []byte("server-secret/"+tokenKeysSecret))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +100,7 @@ func TestSigningKeysTruncatedNullAndOldAAD(t *testing.T) {
 	if _, err := read(); err == nil || err.Error() != "token signing keys: corrupt" {
 		t.Fatalf("a sealed null: %v, want token signing keys: corrupt", err)
 	}
-	old, err := kr.Seal([]byte(`["x","y"]`), []byte("server-secret/"+tokenKeysSecret))
+	old, err := s.keyring.Seal([]byte(`["x","y"]`), []byte("server-secret/"+tokenKeysSecret))
 	if err != nil {
 		t.Fatal(err)
 	}

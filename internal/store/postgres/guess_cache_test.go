@@ -10,6 +10,7 @@ import (
 
 	"github.com/gatehouse-gw/gatehouse/internal/budget"
 	"github.com/gatehouse-gw/gatehouse/internal/ledger"
+	"github.com/gatehouse-gw/gatehouse/internal/store/storetest"
 )
 
 // TestRefusedGuessLeavesNoHashesBehind: a batch whose guess the server
@@ -94,7 +95,7 @@ func refusedGuess(t *testing.T, refused func(context.Context, *ledger.Log)) {
 	if _, err := la.Append(ctx, ledger.Entry{Data: rec("req_a", "a"), RequestID: "req_a"}); err != nil {
 		t.Fatal(err)
 	}
-	checkLog(t, ctx, a, n+2)
+	storetest.CheckLog(t, ctx, a, n+2)
 	mu.Lock()
 	defer mu.Unlock()
 	if int64(len(exported)) != n+1 {

@@ -113,7 +113,7 @@ func TestGuessedBatchFaultIsNotAMiss(t *testing.T) {
 	if db.GuessedBatches() != guessed+1 {
 		t.Error("the batch after a fault was not guessed: the fault paused guessing like a miss")
 	}
-	checkLog(t, ctx, db, 2)
+	storetest.CheckLog(t, ctx, db, 2)
 	var rows int
 	if err := holder.QueryRowContext(ctx, `SELECT count(*) FROM ledger_entries WHERE request_id = 'req_locked'`).Scan(&rows); err != nil || rows != 0 {
 		t.Fatalf("the faulted batch left %d rows (%v)", rows, err)

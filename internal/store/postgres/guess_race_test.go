@@ -15,6 +15,7 @@ import (
 	"github.com/gatehouse-gw/gatehouse/internal/store/postgres"
 	"github.com/gatehouse-gw/gatehouse/internal/store/postgres/pgtest"
 	"github.com/gatehouse-gw/gatehouse/internal/store/sqlstore"
+	"github.com/gatehouse-gw/gatehouse/internal/store/storetest"
 )
 
 // TestGuessedBatchesThreeReplicasHardBudget: the budget proof on the guessed
@@ -104,7 +105,7 @@ func TestGuessedBatchesThreeReplicasHardBudget(t *testing.T) {
 	if limit-sp[0].Reserved > 17 {
 		t.Fatalf("reserved %d of %d: the budget was not driven to its edge", sp[0].Reserved, limit)
 	}
-	checkLog(t, ctx, dbs[0], 2*admitted.Load())
+	storetest.CheckLog(t, ctx, dbs[0], 2*admitted.Load())
 	var guessed int64
 	for _, db := range dbs {
 		guessed += db.GuessedBatches()

@@ -17,49 +17,6 @@ import (
 	"github.com/gatehouse-gw/gatehouse/internal/store/storetest"
 )
 
-// checkLog recomputes every stored hash of the log from its entries and
-// compares: a batch written at a wrong index, with hashes of a wrong size,
-// or with a gap, fails it.
-func checkLog(t *testing.T, ctx context.Context, db *sqlstore.DB, want int64) {
-	t.Helper()
-	size, err := db.LedgerSize(ctx)
-	if err != nil || size != want {
-		t.Fatalf("log size %d (%v), want %d", size, err, want)
-	}
-	data, err := db.LedgerEntries(ctx, 0, size)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mine []tlog.Hash
-	reader := tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) {
-		out := make([]tlog.Hash, len(idx))
-		for i, x := range idx {
-			out[i] = mine[x]
-		}
-		return out, nil
-	})
-	for n, d := range data {
-		hs, err := tlog.StoredHashes(int64(n), d, reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		mine = append(mine, hs...)
-	}
-	idx := make([]int64, len(mine))
-	for i := range idx {
-		idx[i] = int64(i)
-	}
-	stored, err := db.LedgerHashes(ctx, idx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range mine {
-		if stored[i] != mine[i] {
-			t.Fatalf("stored hash %d differs from the one its entries give", i)
-		}
-	}
-}
-
 // TestLedgerBatchOneRoundTrip: a batch of plain records or of start
 // entries with holds is one round trip, BEGIN to COMMIT, once the store
 // knows the log's size from its own last batch (sqlstore/guess.go). One
@@ -110,7 +67,7 @@ func TestLedgerBatchOneRoundTrip(t *testing.T) {
 			total += int64(len(es))
 		}
 	}
-	checkLog(t, ctx, db, total)
+	storetest.CheckLog(t, ctx, db, total)
 	sp, err := db.Spend(ctx, charges)
 	if err != nil {
 		t.Fatal(err)
@@ -159,7 +116,7 @@ func TestLedgerBatchGuessMissed(t *testing.T) {
 			appendTo(b, hb, plain(fmt.Sprintf("b%d", i)))
 		}
 	}
-	checkLog(t, ctx, a, total)
+	storetest.CheckLog(t, ctx, a, total)
 
 	// A hard budget that another replica filled: a's memory admitted the
 	// holds, the store refuses the second.
@@ -198,7 +155,7 @@ func TestLedgerBatchGuessMissed(t *testing.T) {
 	if idx[0] >= 0 || idx[1] < 0 {
 		t.Fatalf("indexes %v: want the second end dropped, the record kept", idx)
 	}
-	checkLog(t, ctx, a, total)
+	storetest.CheckLog(t, ctx, a, total)
 }
 
 // guessMissPause mirrors sqlstore's: batches that do not guess after a miss.
@@ -293,5 +250,5 @@ func TestLedgerBatchAnySizeSameStatements(t *testing.T) {
 	if trip > int64(len(sizes))+2 {
 		t.Errorf("%d batches took %d round trips, want %d", len(sizes), trip, len(sizes))
 	}
-	checkLog(t, ctx, db, total)
+	storetest.CheckLog(t, ctx, db, total)
 }
