@@ -104,7 +104,7 @@ func (m *logModel) check(t *testing.T, ctx context.Context, db *sqlstore.DB) {
 	if want := tlog.StoredHashCount(m.size); hashes != want || maxIdx != want-1 {
 		t.Fatalf("%d stored hashes of 32 bytes up to index %d, want %d", hashes, maxIdx, want)
 	}
-	checkLog(t, ctx, db, m.size)
+	storetest.CheckLog(t, ctx, db, m.size)
 	orows, err := db.SQL().QueryContext(ctx, `SELECT request_id, instance, idx FROM ledger_open`)
 	if err != nil {
 		t.Fatal(err)
