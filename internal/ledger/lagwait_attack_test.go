@@ -3,39 +3,18 @@ package ledger_test
 import (
 	"context"
 	"fmt"
-	"log/slog"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/ledger"
-	"github.com/gatehouse-gw/gatehouse/internal/store/sqlite"
+	"github.com/gatehouse-gw/gatehouse/internal/ledger/ledgertest"
 	"github.com/gatehouse-gw/gatehouse/internal/store/sqlstore"
 )
 
 // lagOutageLog is a running Log with LagWait over a SQLite store that can be
 // taken down.
-func lagOutageLog(t *testing.T, wait time.Duration) (*ledger.Log, *downStore, *sqlstore.DB) {
-	t.Helper()
-	ctx := context.Background()
-	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "gh.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	st := &downStore{Store: db}
-	skey, _ := ledger.GenerateKey("test/log")
-	l, err := ledger.New(st, "gw.1", skey, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	l.CommitTimeout, l.LagWait = 2*time.Second, wait
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { l.Run(runCtx); close(done) }()
-	t.Cleanup(func() { stop(); <-done })
-	waitRunning(t, l)
-	return l, st, db
+func lagOutageLog(t *testing.T, wait time.Duration) (*ledger.Log, *ledgertest.DownStore, *sqlstore.DB) {
+	return ledgertest.DownLog(t, func(l *ledger.Log) { l.LagWait = wait })
 }
 
 // TestLagWaitOutageDuringTheWait: the store goes down while a lagging end
@@ -52,7 +31,7 @@ func TestLagWaitOutageDuringTheWait(t *testing.T) {
 	}
 	final := enqueueEnd(t, l, "req_a")
 	time.Sleep(10 * time.Millisecond) // the sequencer holds the end, waiting
-	st.down.Store(true)
+	st.Down.Store(true)
 	if _, err := l.Append(ctx, rec(ledger.KindCallStart, "req_b")); err == nil {
 		t.Fatal("a start appended while the store is down succeeded")
 	}
@@ -65,7 +44,7 @@ func TestLagWaitOutageDuringTheWait(t *testing.T) {
 	if l.Ready() == nil {
 		t.Fatal("Ready while an end record waits for the store")
 	}
-	st.down.Store(false)
+	st.Down.Store(false)
 	waitFinal(t, final, "end record after the outage")
 	waitDeferred(t, l, 0)
 	if err := l.Ready(); err != nil {
@@ -151,7 +130,7 @@ func TestLagWaitMaxBatchEdges(t *testing.T) {
 func TestSummariesBoundedOverDistinctCodes(t *testing.T) {
 	ctx := context.Background()
 	l, st, db := outageLog(t, 0)
-	st.down.Store(true)
+	st.Down.Store(true)
 	const n = 2*ledger.MaxSummaries + 300
 	for i := range n {
 		at := t0.Add(time.Duration(i) * time.Minute)
@@ -163,7 +142,7 @@ func TestSummariesBoundedOverDistinctCodes(t *testing.T) {
 	if d := l.Deferred(); d > 2*ledger.MaxSummaries+1 {
 		t.Fatalf("%d records wait for the store, bound %d", d, 2*ledger.MaxSummaries+1)
 	}
-	st.down.Store(false)
+	st.Down.Store(false)
 	waitDeferred(t, l, 0)
 	verified(t, l, db)
 	var calls int64

@@ -2,7 +2,6 @@ package ledger_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,51 +11,17 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/mod/sumdb/tlog"
-
 	"github.com/gatehouse-gw/gatehouse/internal/ledger"
+	"github.com/gatehouse-gw/gatehouse/internal/ledger/ledgertest"
 	"github.com/gatehouse-gw/gatehouse/internal/store/sqlite"
 	"github.com/gatehouse-gw/gatehouse/internal/store/sqlstore"
 	"github.com/gatehouse-gw/gatehouse/internal/usage"
 )
 
-// downStore is a real log store that refuses every commit while down.
-type downStore struct {
-	ledger.Store
-	down atomic.Bool
-}
-
-func (s *downStore) LedgerAppend(ctx context.Context, instance string, entries []ledger.Entry, hashes func(int64, []ledger.Entry, tlog.HashReader) ([][]tlog.Hash, error)) ([]int64, error) {
-	if s.down.Load() {
-		return nil, errors.New("store unreachable")
-	}
-	return s.Store.LedgerAppend(ctx, instance, entries, hashes)
-}
-
 // outageLog returns a running Log over a SQLite store that can be taken
 // down, with maxRefusals end records of refused calls kept one by one.
-func outageLog(t *testing.T, maxRefusals int) (*ledger.Log, *downStore, *sqlstore.DB) {
-	t.Helper()
-	ctx := context.Background()
-	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "gh.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	st := &downStore{Store: db}
-	skey, _ := ledger.GenerateKey("test/log")
-	l, err := ledger.New(st, "gw.1", skey, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	l.CommitTimeout = 2 * time.Second
-	l.MaxDeferredRefusals = maxRefusals
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { l.Run(runCtx); close(done) }()
-	t.Cleanup(func() { stop(); <-done })
-	waitRunning(t, l)
-	return l, st, db
+func outageLog(t *testing.T, maxRefusals int) (*ledger.Log, *ledgertest.DownStore, *sqlstore.DB) {
+	return ledgertest.DownLog(t, func(l *ledger.Log) { l.MaxDeferredRefusals = maxRefusals })
 }
 
 var t0 = time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
@@ -133,7 +98,7 @@ func TestRefusalsPastTheBoundAreSummarizedInOrder(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	st.down.Store(true)
+	st.Down.Store(true)
 	var r4 atomic.Value
 	in := []ledger.Entry{
 		refusal("r1", "key_a", "policy_denied", t0),
@@ -168,7 +133,7 @@ func TestRefusalsPastTheBoundAreSummarizedInOrder(t *testing.T) {
 		t.Fatal("Ready while records wait for the store")
 	}
 
-	st.down.Store(false)
+	st.Down.Store(false)
 	waitDeferred(t, l, 0)
 	rep := verified(t, l, db)
 	if rep.OpenCalls != 0 {
@@ -206,14 +171,14 @@ func TestRefusalsPastTheBoundAreSummarizedInOrder(t *testing.T) {
 
 	// The summaries were written: a refusal of the same bucket in a later
 	// outage opens a new one.
-	st.down.Store(true)
+	st.Down.Store(true)
 	for _, id := range []string{"r10", "r11", "r12", "r13"} {
 		if err := l.Enqueue(ctx, refusal(id, "key_a", "policy_denied", t0.Add(8*time.Second))); err != nil {
 			t.Fatal(err)
 		}
 	}
 	waitDeferred(t, l, 3+1)
-	st.down.Store(false)
+	st.Down.Store(false)
 	waitDeferred(t, l, 0)
 	recs := logged(t, db)
 	if last := recs[len(recs)-1]; last.Kind != ledger.KindCallSummary || last.RequestID != "r13" || last.Count != 1 {
@@ -229,7 +194,7 @@ func TestRefusalsPastTheBoundAreSummarizedInOrder(t *testing.T) {
 func TestSummariesAreBounded(t *testing.T) {
 	ctx := context.Background()
 	l, st, db := outageLog(t, 0)
-	st.down.Store(true)
+	st.Down.Store(true)
 	const n = 2*ledger.MaxSummaries + 100
 	for i := range n {
 		if err := l.Enqueue(ctx, refusal(fmt.Sprintf("r%d", i), fmt.Sprintf("key_%d", i), "policy_denied", t0)); err != nil {
@@ -238,7 +203,7 @@ func TestSummariesAreBounded(t *testing.T) {
 	}
 	waitAggregated(t, l, n)
 	waitDeferred(t, l, 2*ledger.MaxSummaries+1)
-	st.down.Store(false)
+	st.Down.Store(false)
 	waitDeferred(t, l, 0)
 	verified(t, l, db)
 	var calls int64
@@ -286,7 +251,7 @@ func waitAggregated(t *testing.T, l *ledger.Log, n int64) {
 func TestFloodPastTheSummaryBoundKeepsItsKey(t *testing.T) {
 	ctx := context.Background()
 	l, st, db := outageLog(t, 0)
-	st.down.Store(true)
+	st.Down.Store(true)
 	for i := range ledger.MaxSummaries {
 		if err := l.Enqueue(ctx, refusal(fmt.Sprintf("n%d", i), fmt.Sprintf("key_%d", i), "rate_limited", t0)); err != nil {
 			t.Fatal(err)
@@ -301,7 +266,7 @@ func TestFloodPastTheSummaryBoundKeepsItsKey(t *testing.T) {
 		}
 	}
 	waitAggregated(t, l, ledger.MaxSummaries+flood)
-	st.down.Store(false)
+	st.Down.Store(false)
 	waitDeferred(t, l, 0)
 	verified(t, l, db)
 	var attacker, keyless int64
@@ -327,7 +292,7 @@ func TestSummariesGivenUpAtShutdownAreFinal(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	st := &downStore{Store: db}
+	st := &ledgertest.DownStore{Store: db}
 	skey, _ := ledger.GenerateKey("test/log")
 	l, err := ledger.New(st, "gw.1", skey, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
@@ -338,7 +303,7 @@ func TestSummariesGivenUpAtShutdownAreFinal(t *testing.T) {
 	done := make(chan struct{})
 	go func() { l.Run(runCtx); close(done) }()
 	waitRunning(t, l)
-	st.down.Store(true)
+	st.Down.Store(true)
 	for _, id := range []string{"r1", "r2", "r3"} {
 		if err := l.Enqueue(ctx, refusal(id, "key_a", "policy_denied", t0)); err != nil {
 			t.Fatal(err)

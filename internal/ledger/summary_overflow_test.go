@@ -19,7 +19,7 @@ import (
 func TestOverflowSummariesKeepTheErrorCode(t *testing.T) {
 	ctx := context.Background()
 	l, st, db := outageLog(t, 0)
-	st.down.Store(true)
+	st.Down.Store(true)
 	for i := range ledger.MaxSummaries {
 		if err := l.Enqueue(ctx, refusal(fmt.Sprintf("n%d", i), fmt.Sprintf("key_%d", i), "policy_denied", t0)); err != nil {
 			t.Fatal(err)
@@ -40,7 +40,7 @@ func TestOverflowSummariesKeepTheErrorCode(t *testing.T) {
 		}
 	}
 	waitAggregated(t, l, ledger.MaxSummaries+flood)
-	st.down.Store(false)
+	st.Down.Store(false)
 	waitDeferred(t, l, 0)
 	verified(t, l, db)
 	byCode := map[string]int64{}

@@ -2,15 +2,13 @@ package proxy
 
 import (
 	"context"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/ledger"
-	"github.com/gatehouse-gw/gatehouse/internal/store/sqlite"
+	"github.com/gatehouse-gw/gatehouse/internal/ledger/ledgertest"
 	"github.com/gatehouse-gw/gatehouse/internal/store/sqlstore"
 )
 
@@ -39,7 +37,7 @@ func TestModelsRecordDuringOutageSaysWhatTheCallerGot(t *testing.T) {
 	if s := call("/v1/models"); s != 200 {
 		t.Fatalf("before the outage: %d", s)
 	}
-	st.down.Store(true)
+	st.Down.Store(true)
 	var unavailable int
 	for i := range 6 {
 		path := []string{"/v1/models", "/v1/models/gpt-4o", "/v1/models/nope"}[i%3]
@@ -50,7 +48,7 @@ func TestModelsRecordDuringOutageSaysWhatTheCallerGot(t *testing.T) {
 	if unavailable == 0 {
 		t.Fatal("no models call failed closed while the store was unreachable")
 	}
-	st.down.Store(false)
+	st.Down.Store(false)
 	deadline := time.Now().Add(20 * time.Second)
 	for l.Deferred() > 0 {
 		if time.Now().After(deadline) {
@@ -83,29 +81,9 @@ func TestModelsRecordDuringOutageSaysWhatTheCallerGot(t *testing.T) {
 }
 
 // runningLog is a running sequencer over a real SQLite log store that can be
-// made unreachable (st.down), stopped at cleanup.
-func runningLog(t *testing.T) (*ledger.Log, *downStore, *sqlstore.DB) {
-	t.Helper()
-	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "gh.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	st := &downStore{Store: db}
-	skey, _ := ledger.GenerateKey("test/log")
-	l, err := ledger.New(st, "gw.1", skey, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	l.CommitTimeout = 2 * time.Second
-	runCtx, stop := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { l.Run(runCtx); close(done) }()
-	t.Cleanup(func() { stop(); <-done })
-	for !l.Running() {
-		time.Sleep(time.Millisecond)
-	}
-	return l, st, db
+// made unreachable (st.Down), stopped at cleanup.
+func runningLog(t *testing.T) (*ledger.Log, *ledgertest.DownStore, *sqlstore.DB) {
+	return ledgertest.DownLog(t, nil)
 }
 
 // logEntries returns every entry of db's log.

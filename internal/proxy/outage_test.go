@@ -2,18 +2,14 @@ package proxy
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
-
-	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/gatehouse-gw/gatehouse/internal/config"
 	"github.com/gatehouse-gw/gatehouse/internal/ledger"
@@ -22,22 +18,6 @@ import (
 	"github.com/gatehouse-gw/gatehouse/internal/provider"
 	"github.com/gatehouse-gw/gatehouse/internal/provider/providertest"
 )
-
-// downStore is a real log store that refuses every commit while down (an
-// unreachable database), and counts the commits tried.
-type downStore struct {
-	ledger.Store
-	down  atomic.Bool
-	tries atomic.Int64
-}
-
-func (s *downStore) LedgerAppend(ctx context.Context, instance string, entries []ledger.Entry, hashes func(int64, []ledger.Entry, tlog.HashReader) ([][]tlog.Hash, error)) ([]int64, error) {
-	if s.down.Load() {
-		s.tries.Add(1)
-		return nil, errors.New("store unreachable")
-	}
-	return s.Store.LedgerAppend(ctx, instance, entries, hashes)
-}
 
 // TestRefusedFloodDuringOutageStaysBounded is the attack: during a long store
 // outage an authenticated caller floods calls that are refused (here by
@@ -62,7 +42,7 @@ func TestRefusedFloodDuringOutageStaysBounded(t *testing.T) {
 		}
 	}
 
-	st.down.Store(true)
+	st.Down.Store(true)
 	const flood = 20_000
 	var before runtime.MemStats
 	runtime.GC()
@@ -85,7 +65,7 @@ func TestRefusedFloodDuringOutageStaysBounded(t *testing.T) {
 	runtime.GC()
 	runtime.ReadMemStats(&after)
 	t.Logf("%d refused calls during the outage: %d end records kept in memory (%d at half the flood); heap %d → %d KiB; %d commits tried",
-		flood, l.Deferred(), bound, before.HeapAlloc>>10, after.HeapAlloc>>10, st.tries.Load())
+		flood, l.Deferred(), bound, before.HeapAlloc>>10, after.HeapAlloc>>10, st.Tries.Load())
 	// Kept: at most the bound of individual refusals plus one summary per
 	// key × error code × minute (here one key, one code; the flood may span
 	// a minute's turn).
@@ -97,7 +77,7 @@ func TestRefusedFloodDuringOutageStaysBounded(t *testing.T) {
 	}
 
 	// The store returns: everything is written, once, and the log verifies.
-	st.down.Store(false)
+	st.Down.Store(false)
 	deadline = time.Now().Add(20 * time.Second)
 	for l.Deferred() > 0 {
 		if time.Now().After(deadline) {

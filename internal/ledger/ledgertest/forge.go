@@ -1,6 +1,7 @@
-// Package ledgertest holds what tests of the log's tamper evidence need: the
-// moves of an operator who edits the stored log and covers their tracks. It
-// writes the store's ledger tables directly (SQL with ? placeholders: SQLite).
+// Package ledgertest holds what tests of the log need: the moves of an
+// operator who edits the stored log and covers their tracks (writing the
+// store's ledger tables directly, SQL with ? placeholders: SQLite), and a
+// running log over a store that can be taken down (DownLog).
 package ledgertest
 
 import (
