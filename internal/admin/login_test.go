@@ -13,6 +13,7 @@ import (
 	"github.com/gatehouse-gw/gatehouse/internal/mfa"
 	"github.com/gatehouse-gw/gatehouse/internal/org"
 	"github.com/gatehouse-gw/gatehouse/internal/store/sqlite"
+	"github.com/gatehouse-gw/gatehouse/internal/store/sqlstore"
 )
 
 // TestEveryLoginHashes: a login for an unknown name, a service account, a
@@ -23,11 +24,7 @@ import (
 // BenchmarkLoginTiming, not asserted here.)
 func TestEveryLoginHashes(t *testing.T) {
 	ctx := context.Background()
-	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "g.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := openStore(t)
 	now := time.Now().UTC()
 	for _, p := range []org.Principal{
 		{ID: "prn_nopw", Name: "nopassword", Kind: org.KindUser, CreatedAt: now, Version: 1},
@@ -70,4 +67,16 @@ func TestEveryLoginHashes(t *testing.T) {
 			t.Errorf("%s: %d, want 401", u, s)
 		}
 	}
+}
+
+// openStore opens a SQLite store in the test's directory, closed when the
+// test ends.
+func openStore(t *testing.T) *sqlstore.DB {
+	t.Helper()
+	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "g.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
 }

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -15,7 +14,6 @@ import (
 
 	"github.com/gatehouse-gw/gatehouse/internal/mfa"
 	"github.com/gatehouse-gw/gatehouse/internal/org"
-	"github.com/gatehouse-gw/gatehouse/internal/store/sqlite"
 	"github.com/gatehouse-gw/gatehouse/internal/vkey"
 )
 
@@ -25,11 +23,7 @@ import (
 // logs in too; a wrong password changes nothing.
 func TestLoginUpgradesOldHash(t *testing.T) {
 	ctx := context.Background()
-	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "g.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := openStore(t)
 	if err := db.CreatePrincipal(ctx, org.Principal{ID: "prn_old", Name: "old", Kind: org.KindUser, CreatedAt: time.Now().UTC(), Version: 1}); err != nil {
 		t.Fatal(err)
 	}
