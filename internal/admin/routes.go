@@ -554,6 +554,7 @@ func (h *Handler) rotateKey(w http.ResponseWriter, r *http.Request, who vkey.Key
 		return err
 	}
 	h.d.Verifier.Forget(k.ID)
+	h.d.ForgetKey(k.ID) // its tokens read it by id: they see the new version at once
 	h.d.Log.Warn("key rotated", "key_id", k.ID, "grace", grace.String(), "by", who.ID)
 	w.Header().Set("Cache-Control", "no-store")
 	writeVersioned(w, http.StatusOK, k.Version, CreatedKey{KeyView: h.view(k), Secret: secret.Reveal()})
