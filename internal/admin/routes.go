@@ -3,6 +3,7 @@ package admin
 import (
 	"context"
 	_ "embed"
+	"errors"
 	"net/http"
 	"slices"
 	"strconv"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/httpx"
+	"github.com/gatehouse-gw/gatehouse/internal/ledger"
 	"github.com/gatehouse-gw/gatehouse/internal/org"
 	"github.com/gatehouse-gw/gatehouse/internal/pricing"
 	"github.com/gatehouse-gw/gatehouse/internal/provider"
@@ -614,6 +616,19 @@ func (h *Handler) reinstateKey(w http.ResponseWriter, r *http.Request, who vkey.
 	// spend that suspended it, and suspend it again.
 	if h.d.ResetBreaker != nil {
 		h.d.ResetBreaker(id)
+	}
+	// The suspension lifted is recorded before its reinstatement: the
+	// breaker's own record is missing when its write committed but its
+	// answer was lost (or the process stopped between the two), and its
+	// retry then only finds the key reinstated. One record per suspension
+	// (ledger.BreakerTrip): a duplicate is dropped by the store.
+	if h.d.Ledger != nil {
+		if cur, err := h.d.Store.Key(r.Context(), id); err == nil && cur.SuspendedAt != nil {
+			if _, err := h.d.Ledger.Append(context.WithoutCancel(r.Context()), ledger.BreakerTrip(id, cur.SuspendReason, *cur.SuspendedAt)); err != nil &&
+				!errors.Is(err, ledger.ErrAlreadyClosed) && !errors.Is(err, ledger.ErrDeferred) {
+				h.d.Log.Error("ledger: the suspension a reinstatement lifts was not recorded", "key_id", id, "err", err)
+			}
+		}
 	}
 	k, err := h.d.Store.ReinstateKey(r.Context(), id, v)
 	if err != nil {

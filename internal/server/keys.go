@@ -82,6 +82,12 @@ func (s *Server) suspendKey(ctx context.Context, keyID string, sp breaker.Suspen
 		s.verifier.Written(keyID)
 	}
 	if errors.Is(err, store.ErrConflict) {
+		// A retry whose key changed since its trip (an admin reinstated
+		// it): the trip happened all the same (the key was refused here from
+		// at, and the trip's own write may have committed unanswered), and
+		// no record of it was appended yet. Recorded once: a reinstatement
+		// that lifted it appended the same record before its own.
+		s.recordTrip(ctx, keyID, reason, at)
 		return false, sp, fmt.Errorf("%w: %v", breaker.ErrChanged, err)
 	}
 	if err != nil {
@@ -92,12 +98,18 @@ func (s *Server) suspendKey(ctx context.Context, keyID string, sp breaker.Suspen
 	if !first { // another replica tripped it first and recorded it
 		return false, sp, nil
 	}
-	rec := ledger.Record{Kind: ledger.KindBreaker, Time: time.Now(), RequestID: "breaker-" + keyID, KeyID: keyID, Action: "suspend", Target: keyID, Detail: reason}
-	if _, err := s.ledger.Append(ctx, ledger.Entry{Data: rec.Marshal(), RequestID: rec.RequestID}); err != nil {
-		s.log.Error("ledger: a key suspension was not recorded", "key_id", keyID, "err", err)
-	}
+	s.recordTrip(ctx, keyID, reason, at)
 	s.log.Warn("key suspended by the spend-velocity breaker", "key_id", keyID, "reason", reason)
 	return true, sp, nil
+}
+
+// recordTrip appends the record of a breaker's suspension of keyID at at,
+// once per suspension (ledger.BreakerTrip).
+func (s *Server) recordTrip(ctx context.Context, keyID, reason string, at time.Time) {
+	_, err := s.ledger.Append(ctx, ledger.BreakerTrip(keyID, reason, at))
+	if err != nil && !errors.Is(err, ledger.ErrAlreadyClosed) && !errors.Is(err, ledger.ErrDeferred) {
+		s.log.Error("ledger: a key suspension was not recorded", "key_id", keyID, "err", err)
+	}
 }
 
 // warnExpiringKeys alerts (webhook and log) once per key and expiry time when
