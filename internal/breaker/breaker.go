@@ -161,6 +161,9 @@ type Breaker struct {
 
 	mu   sync.Mutex
 	keys map[string]*window
+	// maxKeys: past this many windows, the idle ones are evicted (sweep);
+	// sweepAt: the size that triggers the next sweep (b.mu held).
+	maxKeys, sweepAt int
 	// unsaved: trips whose suspension the store did not take, by key id,
 	// as the Suspender decided them (reason, instant, version). The
 	// suspension holds in memory on this replica at once (the server marks
@@ -207,7 +210,8 @@ func New(cfg Config, suspend Suspender, alerts Alerter, log *slog.Logger) *Break
 		cfg.FlushInterval = Default.FlushInterval
 	}
 	return &Breaker{cfg: cfg, suspend: suspend, alerts: alerts, log: log, now: time.Now,
-		keys: map[string]*window{}, unsaved: map[string]Suspension{}, pending: map[string]map[int64]int64{}, maxPending: MaxPendingKeys}
+		keys: map[string]*window{}, unsaved: map[string]Suspension{}, pending: map[string]map[int64]int64{}, maxPending: MaxPendingKeys,
+		maxKeys: MaxKeys, sweepAt: MaxKeys}
 }
 
 // queue adds spend to be sent to Shared by the next flush and reports false
@@ -303,14 +307,46 @@ func (b *Breaker) Observe(ctx context.Context, keyID string, cost int64) bool {
 func (b *Breaker) window(keyID string, now time.Time, width time.Duration) *window {
 	w := b.keys[keyID]
 	if w == nil {
-		if len(b.keys) > 1_000_000 {
-			clear(b.keys)
+		if len(b.keys) >= b.sweepAt {
+			b.sweep(now, width)
 		}
 		w = &window{start: windowStart(now, width)}
 		b.keys[keyID] = w
 	}
 	w.advance(now, width)
 	return w
+}
+
+// MaxKeys is how many keys' windows a breaker keeps before it evicts the
+// idle ones. Window ids are stored keys' ids (tokens carry the id of the
+// key they were exchanged for), configured workload issuers ("wif:") and
+// configured certificate ids ("mtls:"): no caller makes up new ones, but a
+// long-running replica keeps the window of every key it ever saw spend.
+const MaxKeys = 1_000_000
+
+// sweep evicts the windows that hold nothing: no spend in the window, not
+// tripped, no spend waiting for the shared windows and no suspension
+// waiting to be written. Such a key, when it spends again, starts as a new
+// key (its baseline is relearned; the ceiling applies from its first call).
+// A window with spend in it is never evicted, so that many keys cannot
+// reset a key's spend (emptying every window at the cap once did). The
+// next sweep comes when the windows kept have doubled, so its cost is
+// amortised over the windows created since (b.mu held).
+func (b *Breaker) sweep(now time.Time, width time.Duration) {
+	for id, w := range b.keys {
+		if w.tripped || b.pending[id] != nil {
+			continue
+		}
+		if _, ok := b.unsaved[id]; ok {
+			continue
+		}
+		// Not advanced (a long-idle window would fold bucket by bucket):
+		// one whose buckets are all a window old or more is empty now.
+		if w.sums == ([buckets]int64{}) || now.Sub(w.start) >= 2*buckets*width {
+			delete(b.keys, id)
+		}
+	}
+	b.sweepAt = max(b.maxKeys, 2*len(b.keys))
 }
 
 // judge returns why the window trips the breaker ("" when it does not), and
