@@ -36,7 +36,8 @@ import (
 // adds a statement on the plain path: a split (a hard row refuses a
 // batch's sum, then holds go one by one), a stored hash that the ledger's
 // cache lacks (another replica appended since), a closing entry that also
-// carries a hold. All are rare on the hot path. A batch that settles no
+// carries a hold, a hold settled in its own batch (its reservations row is
+// written after round trip 1 looked for it). All are rare on the hot path. A batch that settles no
 // hold is first tried in one round trip, on guesses the server checks
 // (guess.go).
 
@@ -150,6 +151,11 @@ func (s *DB) appendPiped(ctx context.Context, p *pipe, instance string, entries 
 	// Go decides; what needs no answer is queued for round trip 2.
 	if err := holds.finish(ctx, p, entries); err != nil {
 		return nil, err
+	}
+	if settles.heldHere(p, entries) {
+		if err := p.flush(ctx); err != nil { // a hold settled in its own batch: settled once it is written
+			return nil, err
+		}
 	}
 	if err := settles.finish(p, entries); err != nil {
 		return nil, err
@@ -471,6 +477,38 @@ func pipeSettles(p *pipe, entries []ledger.Entry) *pipedSettles {
 			ids = append(ids, e.Settle.ID)
 		}
 	}
+	st.queueDelete(p, ids)
+	return st
+}
+
+// heldHere queues the DELETE of the holds that entries both make and
+// settle (a start and its end in one batch: the caller gave up on the start
+// while it waited in a batch being gathered, and its end joined it), once
+// holds.finish has queued their reservations rows; round trip 1 looked for
+// them before they were written. It reports whether it queued any.
+func (st *pipedSettles) heldHere(p *pipe, entries []ledger.Entry) bool {
+	held := map[string]bool{}
+	for _, e := range entries {
+		if e.Hold != nil && e.Hold.Refused == nil {
+			held[e.Hold.Reservation.ID] = true
+		}
+	}
+	var ids []any
+	for _, e := range entries {
+		if e.Settle == nil || !held[e.Settle.ID] {
+			continue
+		}
+		if _, ok := st.found[e.Settle.ID]; !ok {
+			ids = append(ids, e.Settle.ID)
+		}
+	}
+	st.queueDelete(p, ids)
+	return len(ids) > 0
+}
+
+// queueDelete queues the DELETE … RETURNING of the holds ids, the rows it
+// returns going to st.found.
+func (st *pipedSettles) queueDelete(p *pipe, ids []any) {
 	for len(ids) > 0 {
 		n := min(len(ids), maxChunk)
 		args := padIn(slices.Clone(ids[:n]))
@@ -490,7 +528,6 @@ func pipeSettles(p *pipe, entries []ledger.Entry) *pipedSettles {
 			return r.Err()
 		}, `DELETE FROM reservations WHERE id IN (`+inList(len(args))+`) RETURNING id, amount, charges`, args...)
 	}
-	return st
 }
 
 // finish settles the holds that were still there and queues one UPDATE per

@@ -78,6 +78,7 @@ func Run(t *testing.T, open func(t *testing.T) Backend) {
 		{"BatchSplitEachCallRefusedByADifferentRow", testBatchSplitEachCallRefusedByADifferentRow},
 		{"BatchOfAThousandCalls", testBatchOfAThousandCalls},
 		{"BatchHoldWithoutCharges", testBatchHoldWithoutCharges},
+		{"BatchHoldSettledInItsOwnBatch", testBatchHoldSettledInItsOwnBatch},
 		{"LedgerHashesOfWrongShape", testLedgerHashesOfWrongShape},
 	}
 	for _, tt := range tests {
