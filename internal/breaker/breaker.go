@@ -32,7 +32,8 @@
 // suspension, which every replica sees at once (change notifications), and
 // alerts once: only the replica whose suspension changed the key alerts.
 // The baseline (a key's usual spend) is an EWMA kept per replica from the
-// shared buckets it saw.
+// shared buckets it saw. Past MaxKeys windows the idle ones are evicted (a
+// key evicted so starts afresh); a window with spend in it never is.
 //
 // A suspension the store does not take when the key trips is retried by Run
 // (the server holds it in memory at once, so the key's later calls on this
