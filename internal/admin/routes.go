@@ -611,17 +611,13 @@ func (h *Handler) reinstateKey(w http.ResponseWriter, r *http.Request, who vkey.
 		return err
 	}
 	id := r.PathValue("id")
-	// The breaker's windows first, while the key is still suspended: after
-	// the reinstatement a flush on any replica would judge the key on the
-	// spend that suspended it, and suspend it again.
-	if h.d.ResetBreaker != nil {
-		h.d.ResetBreaker(id)
-	}
 	// The suspension lifted is recorded before its reinstatement: the
 	// breaker's own record is missing when its write committed but its
 	// answer was lost (or the process stopped between the two), and its
 	// retry then only finds the key reinstated. One record per suspension
-	// (ledger.BreakerTrip): a duplicate is dropped by the store.
+	// (ledger.BreakerTrip): a duplicate is dropped by the store. Before
+	// the breaker's reset, so as not to widen the gap between it and the
+	// reinstatement.
 	if h.d.Ledger != nil {
 		if cur, err := h.d.Store.Key(r.Context(), id); err == nil && cur.SuspendedAt != nil {
 			if _, err := h.d.Ledger.Append(context.WithoutCancel(r.Context()), ledger.BreakerTrip(id, cur.SuspendReason, *cur.SuspendedAt)); err != nil &&
@@ -629,6 +625,12 @@ func (h *Handler) reinstateKey(w http.ResponseWriter, r *http.Request, who vkey.
 				h.d.Log.Error("ledger: the suspension a reinstatement lifts was not recorded", "key_id", id, "err", err)
 			}
 		}
+	}
+	// The breaker's windows first, while the key is still suspended: after
+	// the reinstatement a flush on any replica would judge the key on the
+	// spend that suspended it, and suspend it again.
+	if h.d.ResetBreaker != nil {
+		h.d.ResetBreaker(id)
 	}
 	k, err := h.d.Store.ReinstateKey(r.Context(), id, v)
 	if err != nil {
