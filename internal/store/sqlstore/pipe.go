@@ -37,9 +37,9 @@ import (
 // batch's sum, then holds go one by one), a stored hash that the ledger's
 // cache lacks (another replica appended since), a closing entry that also
 // carries a hold, a hold settled in its own batch (its reservations row is
-// written after round trip 1 looked for it). All are rare on the hot path. A batch that settles no
-// hold is first tried in one round trip, on guesses the server checks
-// (guess.go).
+// written after round trip 1 looked for it). All are rare on the hot path.
+// A batch that settles no hold is first tried in one round trip, on
+// guesses the server checks (guess.go).
 
 // Rows is what a pipelined statement's reader sees: its rows, once.
 type Rows interface {
