@@ -346,6 +346,7 @@ func (e *Exporter) pass(ctx context.Context, t *exportTarget) (more bool, err er
 		}
 	}
 	from := t.next
+	e.setStatus(t, func(s *ExportStatus) { s.Behind = size - from })
 	recs, err := e.st.LedgerEntries(ctx, from, min(size, from+int64(e.opt.Batch)))
 	if err != nil {
 		return false, fmt.Errorf("reading records %d and on: %w", from, err)
