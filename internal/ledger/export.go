@@ -81,6 +81,10 @@ type ExportOptions struct {
 	// Instance names this process in the cursor's lease (a random suffix is
 	// added).
 	Instance string
+	// Sole says that no other process uses the store (the embedded store,
+	// whose data directory is locked): a lease left by an earlier process,
+	// killed, is taken at once instead of when it expires.
+	Sole bool
 	// Batch bounds the records of one delivery (default 1000), and
 	// MaxBytes its size (default 4 MiB; a delivery holds at least one record).
 	Batch    int
@@ -328,7 +332,11 @@ func (e *Exporter) pass(ctx context.Context, t *exportTarget) (more bool, err er
 	}
 	now := time.Now()
 	if t.leaseUntil.IsZero() || now.After(t.leaseUntil.Add(-e.opt.Lease/2)) {
-		next, held, err := e.st.ExportLease(ctx, t.name, e.holder, now, now.Add(e.opt.Lease))
+		expired := now
+		if e.opt.Sole {
+			expired = now.Add(100 * 365 * 24 * time.Hour) // every other holder is gone
+		}
+		next, held, err := e.st.ExportLease(ctx, t.name, e.holder, expired, now.Add(e.opt.Lease))
 		if err != nil {
 			return false, fmt.Errorf("taking the export lease: %w", err)
 		}

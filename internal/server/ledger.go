@@ -46,7 +46,8 @@ func (s *Server) openLedger(ctx context.Context) (*ledger.Log, error) {
 	// The exporter tails the log in the store from a durable cursor; the
 	// log only tells it, without waiting, that something was committed.
 	if s.export, err = ledger.NewExporter(s.db, ledger.ExportOptions{File: s.cfg.Ledger.ExportFile, Webhook: s.cfg.Ledger.ExportWebhook,
-		Secret: []byte(os.Getenv(EnvAlertSecret)), FromStart: s.cfg.Ledger.ExportFromStart, Instance: s.inst.ID()}, s.log); err != nil {
+		Secret: []byte(os.Getenv(EnvAlertSecret)), FromStart: s.cfg.Ledger.ExportFromStart, Instance: s.inst.ID(),
+		Sole: s.cfg.Database == ""}, s.log); err != nil { // Sole: the embedded store's data directory is locked to this process
 		return nil, err
 	}
 	if s.export.Enabled() {
