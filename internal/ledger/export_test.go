@@ -23,6 +23,7 @@ import (
 
 	"github.com/gatehouse-gw/gatehouse/internal/alert"
 	"github.com/gatehouse-gw/gatehouse/internal/ledger"
+	"github.com/gatehouse-gw/gatehouse/internal/store"
 	"github.com/gatehouse-gw/gatehouse/internal/store/postgres"
 	"github.com/gatehouse-gw/gatehouse/internal/store/postgres/pgtest"
 	"github.com/gatehouse-gw/gatehouse/internal/store/sqlite"
@@ -587,5 +588,66 @@ func TestExportTwoReplicasExportOnce(t *testing.T) {
 	checkExported(t, a, rc.got(), 0, size)
 	if sb, sc := eb.Status()[0], ec.Status()[0]; sb.Delivered+sc.Delivered != size-21 || sb.Holding == sc.Holding {
 		t.Fatalf("b: %+v, c: %+v; want one of them holding the export, and all but a's three batches of 7 delivered by them", sb, sc)
+	}
+}
+
+// TestExportCursorLease: the store's side of the export, on every backend:
+// the cursor is created once, one holder at a time moves it, only from
+// where it is, and an expired or released lease passes to another.
+func TestExportCursorLease(t *testing.T) {
+	for name, open := range stores(t) {
+		t.Run(name, func(t *testing.T) {
+			db := open(t)
+			ctx := context.Background()
+			const target = "webhook"
+			if next, err := db.ExportStart(ctx, target, 5); err != nil || next != 5 {
+				t.Fatalf("first start: %d, %v; want 5", next, err)
+			}
+			if next, err := db.ExportStart(ctx, target, 9); err != nil || next != 5 {
+				t.Fatalf("second start: %d, %v; want the first's 5", next, err)
+			}
+			now := time.Now()
+			lease := func(holder string, at time.Time) (int64, bool) {
+				t.Helper()
+				next, held, err := db.ExportLease(ctx, target, holder, at, at.Add(time.Minute))
+				if err != nil {
+					t.Fatal(err)
+				}
+				return next, held
+			}
+			if next, held := lease("a", now); !held || next != 5 {
+				t.Fatalf("a's lease: %d, %v", next, held)
+			}
+			if _, held := lease("b", now.Add(30*time.Second)); held {
+				t.Fatal("b took a lease that has not expired")
+			}
+			if err := db.ExportAdvance(ctx, target, "b", 5, 8, now.Add(time.Minute)); !errors.Is(err, store.ErrConflict) {
+				t.Fatalf("b advanced a's cursor: %v", err)
+			}
+			if err := db.ExportAdvance(ctx, target, "a", 4, 8, now.Add(time.Minute)); !errors.Is(err, store.ErrConflict) {
+				t.Fatalf("a advanced from the wrong place: %v", err)
+			}
+			if err := db.ExportAdvance(ctx, target, "a", 5, 8, now.Add(time.Minute)); err != nil {
+				t.Fatal(err)
+			}
+			if next, held := lease("b", now.Add(2*time.Minute)); !held || next != 8 {
+				t.Fatalf("b after a's lease expired: %d, %v; want it, at 8", next, held)
+			}
+			if err := db.ExportAdvance(ctx, target, "a", 8, 9, now.Add(3*time.Minute)); !errors.Is(err, store.ErrConflict) {
+				t.Fatalf("a advanced after losing its lease: %v", err)
+			}
+			if err := db.ExportRelease(ctx, target, "a"); err != nil { // not a's: nothing happens
+				t.Fatal(err)
+			}
+			if _, held := lease("c", now.Add(2*time.Minute)); held {
+				t.Fatal("a released b's lease")
+			}
+			if err := db.ExportRelease(ctx, target, "b"); err != nil {
+				t.Fatal(err)
+			}
+			if next, held := lease("c", now); !held || next != 8 {
+				t.Fatalf("c after b released: %d, %v", next, held)
+			}
+		})
 	}
 }
