@@ -136,6 +136,7 @@ type exportTarget struct {
 	leaseUntil time.Time // this process's lease, by its clock; zero: not held
 	failSince  time.Time // first failure of the current streak; zero: none
 	failStreak int
+	pastEnd    bool // the cursor was seen past the log's end (logged once)
 
 	mu     sync.Mutex
 	status ExportStatus
@@ -327,6 +328,13 @@ func (e *Exporter) pass(ctx context.Context, t *exportTarget) (more bool, err er
 	// The cursor only grows: when the one last seen is at the end, there is
 	// nothing to do, and no write is needed to know it.
 	if t.next >= size {
+		if t.next > size && !t.pastEnd {
+			// Only a store restored from an older backup has a cursor past
+			// the log's end: records appended up to the cursor are not
+			// exported.
+			t.pastEnd = true
+			e.log.Error("ledger export: the export cursor is past the log's end (was the store restored from a backup?); records up to it will not be exported", "target", t.name, "cursor", t.next, "size", size)
+		}
 		e.setStatus(t, func(s *ExportStatus) { s.Behind = 0 })
 		return false, nil
 	}

@@ -173,7 +173,7 @@ func New(opt Options, src Sources, log *slog.Logger) *Metrics {
 					return 0
 				}))
 	}
-	if src.Budgets != nil || src.Ledger != nil || src.Verification != nil {
+	if src.Budgets != nil || src.Ledger != nil || src.Verification != nil || src.Export != nil {
 		m.reg.MustRegister(&scrapeCollector{src: src, log: log, errors: map[string]int64{}})
 	}
 	return m
