@@ -135,6 +135,10 @@ type Ledger struct {
 	CheckpointInterval Duration `yaml:"checkpoint_interval"` // how often a growing log is signed
 	ExportFile         string   `yaml:"export_file"`         // append every record as a JSON line here (SIEM)
 	ExportWebhook      string   `yaml:"export_webhook"`      // POST records (JSON lines, signed like alerts) here
+	// ExportFromStart makes an export target that has no cursor yet (first
+	// start, or the upgrade to the exporter with cursors) deliver the whole
+	// log; by default it starts at the log's end at that moment.
+	ExportFromStart bool `yaml:"export_from_start"`
 	// VerifyInterval is the old name of audit.log_verify_interval, still
 	// accepted: Validate moves a positive value there, and refuses 0 (its old
 	// "off") and a value the new key disagrees with. nil: not set.

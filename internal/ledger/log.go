@@ -190,8 +190,14 @@ type Log struct {
 	running bool
 	cache   hashCache
 
-	// Sink, when set, receives every committed record (exports).
+	// Sink, when set, receives every record this log appended, as far as
+	// the store's answer tells (tests probe the commit path with it; a
+	// commit whose answer was lost is not seen here).
 	Sink func(data []byte)
+	// Committed, when set, is called after a batch that appended records
+	// (Exporter.Notify, which reads the records from the store): a hint
+	// only, it must not block.
+	Committed func()
 
 	stats stats
 
@@ -562,6 +568,9 @@ func (l *Log) commit(ctx context.Context, batch []*pending) (failed []*pending) 
 		for _, e := range appended {
 			l.Sink(e.Data)
 		}
+	}
+	if l.Committed != nil && written > 0 {
+		l.Committed()
 	}
 	return nil
 }

@@ -37,6 +37,14 @@
 // one per key × error code × status, and past them one with no key), which wait in the
 // place of their first call and are written when the store returns. Records
 // that settle money are never counted or dropped (docs/design/faults.md).
+//
+// # Exports
+//
+// The Exporter copies the log to SIEMs (a JSON-lines file, a signed webhook)
+// by reading it from the store from a durable cursor per target: at least
+// once, in log order, each line carrying its log_index; nothing committed is
+// left out, whoever wrote it and whatever happened since
+// (docs/design/ledger-export.md).
 package ledger
 
 import (

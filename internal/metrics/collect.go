@@ -36,11 +36,18 @@ var (
 	ledgerVerifyFail = prometheus.NewDesc("gatehouse_ledger_verification_failures_total", "Verifications of the log by this process that failed: the stored log does not match its checkpoint, or could not be read.", nil, nil)
 	ledgerDeferred   = prometheus.NewDesc("gatehouse_ledger_deferred_records", "Records waiting in memory for the store to take them (end records, and summaries of refused calls) while it is unreachable.", nil, nil)
 	ledgerAggregated = prometheus.NewDesc("gatehouse_ledger_aggregated_refusals_total", "Refused calls whose end records this process counted into summary records (call.summary) instead of keeping them, past ledger.max_deferred_refusals during a store outage.", nil, nil)
+	exportLabels     = []string{"target"}
+	exportBehind     = prometheus.NewDesc("gatehouse_ledger_export_behind_records", "Records in the log not yet delivered to an export target (file, webhook), as this process last saw.", exportLabels, nil)
+	exportDelivered  = prometheus.NewDesc("gatehouse_ledger_export_delivered_records_total", "Records this process delivered to an export target.", exportLabels, nil)
+	exportFailures   = prometheus.NewDesc("gatehouse_ledger_export_failures_total", "Failed deliveries (or store reads) of this process for an export target; each is retried with backoff.", exportLabels, nil)
+	exportFailing    = prometheus.NewDesc("gatehouse_ledger_export_failing", "1 while an export target's last delivery by this process failed.", exportLabels, nil)
+	exportHolding    = prometheus.NewDesc("gatehouse_ledger_export_holding", "1 while this process holds an export target's lease (delivers its records); replicas share the log and one holds it.", exportLabels, nil)
+	exportLastOK     = prometheus.NewDesc("gatehouse_ledger_export_last_delivery_timestamp_seconds", "When this process last delivered to an export target (Unix time; absent until it has).", exportLabels, nil)
 	sourceErrors     = prometheus.NewDesc("gatehouse_scrape_source_errors_total", "Scrapes that could not read a source (budgets, ledger, log_verification) from the store; its metrics were left out.", []string{"source"}, nil)
 )
 
 func (c *scrapeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{budgetSpent, budgetReserved, budgetLimit, budgetPeriod, ledgerEntries, ledgerCPEntries, ledgerCPAge, ledgerVerified, ledgerVerifyFail, ledgerDeferred, ledgerAggregated, sourceErrors} {
+	for _, d := range []*prometheus.Desc{budgetSpent, budgetReserved, budgetLimit, budgetPeriod, ledgerEntries, ledgerCPEntries, ledgerCPAge, ledgerVerified, ledgerVerifyFail, ledgerDeferred, ledgerAggregated, exportBehind, exportDelivered, exportFailures, exportFailing, exportHolding, exportLastOK, sourceErrors} {
 		ch <- d
 	}
 }
@@ -61,6 +68,18 @@ func (c *scrapeCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(budgetLimit, prometheus.GaugeValue, float64(s.LimitMicros)/usd, lv...)
 			if !s.PeriodEnd.IsZero() {
 				ch <- prometheus.MustNewConstMetric(budgetPeriod, prometheus.GaugeValue, float64(s.PeriodEnd.Unix()), lv...)
+			}
+		}
+	}
+	if c.src.Export != nil {
+		for _, st := range c.src.Export.Status() {
+			ch <- prometheus.MustNewConstMetric(exportBehind, prometheus.GaugeValue, float64(st.Behind), st.Target)
+			ch <- prometheus.MustNewConstMetric(exportDelivered, prometheus.CounterValue, float64(st.Delivered), st.Target)
+			ch <- prometheus.MustNewConstMetric(exportFailures, prometheus.CounterValue, float64(st.Failures), st.Target)
+			ch <- prometheus.MustNewConstMetric(exportFailing, prometheus.GaugeValue, b2f(st.Failing), st.Target)
+			ch <- prometheus.MustNewConstMetric(exportHolding, prometheus.GaugeValue, b2f(st.Holding), st.Target)
+			if !st.LastOK.IsZero() {
+				ch <- prometheus.MustNewConstMetric(exportLastOK, prometheus.GaugeValue, float64(st.LastOK.UnixMilli())/1e3, st.Target)
 			}
 		}
 	}
@@ -114,4 +133,11 @@ func (c *scrapeCollector) failed(what string, err error) {
 	if c.log != nil {
 		c.log.Warn("metrics: reading "+what+" failed; left out of this scrape", "err", err)
 	}
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }

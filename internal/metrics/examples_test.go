@@ -25,6 +25,7 @@ func TestExamplesUseExportedMetrics(t *testing.T) {
 		Ledger:       outageLedger{fakeLedger{st: ledger.Stats{CheckpointSigned: time.Now()}}},
 		Verification: fakeVerification{last: time.Now()},
 		Pool:         fakePool{},
+		Export:       fakeExport{},
 	}
 	m := New(Options{PerKeyLabels: true}, src, nil)
 	call(m, usage.Record{Endpoint: "chat", Model: "m", Provider: "p", KeyID: "k", Status: 200, Stream: true, CostMicros: 1, Tokens: usage.Tokens{Input: 1, Output: 1}},
@@ -64,6 +65,12 @@ func TestExamplesUseExportedMetrics(t *testing.T) {
 			t.Errorf("%s names no metric", file)
 		}
 	}
+}
+
+type fakeExport struct{}
+
+func (fakeExport) Status() []ledger.ExportStatus {
+	return []ledger.ExportStatus{{Target: "webhook", Behind: 3, Failing: true, LastOK: time.Now()}}
 }
 
 type fakePool struct{}

@@ -63,6 +63,10 @@ type Sources struct {
 	Verification interface {
 		Verified(ctx context.Context) (lastGood time.Time, failures int64, err error)
 	}
+	// Export is the ledger's exporter (ledger.Exporter), from memory.
+	Export interface {
+		Status() []ledger.ExportStatus
+	}
 	DB   *sql.DB // connection pool statistics (go_sql_* metrics)
 	Pool Pool    // PostgreSQL only: the pool against the server's connection limit
 	Now  func() time.Time
@@ -169,7 +173,7 @@ func New(opt Options, src Sources, log *slog.Logger) *Metrics {
 					return 0
 				}))
 	}
-	if src.Budgets != nil || src.Ledger != nil || src.Verification != nil {
+	if src.Budgets != nil || src.Ledger != nil || src.Verification != nil || src.Export != nil {
 		m.reg.MustRegister(&scrapeCollector{src: src, log: log, errors: map[string]int64{}})
 	}
 	return m

@@ -43,11 +43,15 @@ func (s *Server) openLedger(ctx context.Context) (*ledger.Log, error) {
 		s.log.Warn("ledger: the log keeps the origin it was created with; ledger.origin is ignored", "origin", l.Origin(), "configured", s.cfg.Ledger.Origin)
 	}
 	l.Interval = s.cfg.Ledger.CheckpointInterval.D()
-	if s.export, err = ledger.NewExporter(s.cfg.Ledger.ExportFile, s.cfg.Ledger.ExportWebhook, []byte(os.Getenv(EnvAlertSecret)), s.log); err != nil {
+	// The exporter tails the log in the store from a durable cursor; the
+	// log only tells it, without waiting, that something was committed.
+	if s.export, err = ledger.NewExporter(s.db, ledger.ExportOptions{File: s.cfg.Ledger.ExportFile, Webhook: s.cfg.Ledger.ExportWebhook,
+		Secret: []byte(os.Getenv(EnvAlertSecret)), FromStart: s.cfg.Ledger.ExportFromStart, Instance: s.inst.ID(),
+		Sole: s.cfg.Database == ""}, s.log); err != nil { // Sole: the embedded store's data directory is locked to this process
 		return nil, err
 	}
 	if s.export.Enabled() {
-		l.Sink = s.export.Add
+		l.Committed = s.export.Notify
 	}
 	return l, nil
 }

@@ -30,6 +30,7 @@ func (s *Server) openObservability(ctx context.Context) error {
 		Budgets:      func(ctx context.Context) ([]budget.Status, error) { return s.budgets.Statuses(ctx, s.budgetList()) },
 		Ledger:       s.ledger,
 		Verification: s.logCheck, // the audit's verification of the log, stored
+		Export:       s.export,
 		DB:           s.db.SQL(),
 		Pool:         pool,
 	}, s.log)
