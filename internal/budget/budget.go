@@ -24,6 +24,11 @@
 // the batch's holds to each counter row with one conditional UPDATE; the
 // store still refuses what does not fit. Its settlement rides the end record.
 //
+// A period starts at the same instant on every replica: the binary carries
+// the time zone database (time/tzdata, used where the host's lacks a zone),
+// and a call whose budget's zone cannot be loaded is not admitted rather
+// than charged to a period read in UTC (another counter row).
+//
 // Money is integer micro-dollars everywhere.
 package budget
 
@@ -33,6 +38,7 @@ import (
 	"fmt"
 	"slices"
 	"time"
+	_ "time/tzdata" // every replica of a build knows every zone a budget may name
 
 	"github.com/gatehouse-gw/gatehouse/internal/glob"
 )
@@ -141,12 +147,32 @@ func (b Budget) Applies(c Call) bool {
 }
 
 // Window returns the period that contains now: [start, end). Lifetime budgets
-// have one window starting at the Unix epoch.
+// have one window starting at the Unix epoch. A time zone this process
+// cannot load is read as UTC here (for display); the call path uses period,
+// which refuses instead.
 func (b Budget) Window(now time.Time) (start, end time.Time) {
 	loc, err := time.LoadLocation(b.TimeZone)
 	if err != nil {
 		loc = time.UTC
 	}
+	return b.window(now, loc)
+}
+
+// period is the start of the period that contains now, for a call's hold.
+// A time zone that cannot be loaded now fails: read in UTC, the period
+// would start at another instant than on the replicas that have the zone,
+// i.e. at another counter row, and the call would escape the row they
+// charge (a second limit per period).
+func (b Budget) period(now time.Time) (time.Time, error) {
+	loc, err := time.LoadLocation(b.TimeZone)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("budget %s: time zone: %w", b.ID, err)
+	}
+	start, _ := b.window(now, loc)
+	return start, nil
+}
+
+func (b Budget) window(now time.Time, loc *time.Location) (start, end time.Time) {
 	t := now.In(loc)
 	switch b.Period {
 	case Day:
