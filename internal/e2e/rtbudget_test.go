@@ -177,3 +177,123 @@ func checkUsageAddsUp(t *testing.T, f *fixture, keyIDs []string, spent int64) {
 		t.Fatalf("usage rows charge %d, the team's budget spent %d", sum, spent)
 	}
 }
+
+// TestCrashMidFloodNeverOvershoots: kill -9 in the middle of a flood that
+// exhausts the budget (calls held upstream, ends lagging in the sequencer's
+// queue, streams and JSON, an upstream that bills every generation to its
+// cap), restart on the same store, flood again until every call is refused.
+// Spend never passes the limit, nothing stays reserved, and the upstream's
+// bill stays within what was charged: calls cut by the crash are charged in
+// full on recovery.
+func TestCrashMidFloodNeverOvershoots(t *testing.T) {
+	for name, dsn := range backends(t) {
+		t.Run(name, func(t *testing.T) {
+			db := dsn(t)
+			args := []string{"--data-dir", t.TempDir() + "/data"}
+			env := []string{"GATEHOUSE_INSTANCE_TIMEOUT=1s"}
+			if db != "" {
+				args = append(args, "--database", db)
+				env = append(env, "GATEHOUSE_KEK=AwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwM=")
+			}
+			up := newUpstream(t)
+			first := startChild(t, env, args...)
+			adm := client.New(first.adminURL, first.adminKey)
+			ctx := context.Background()
+			if _, err := adm.CreateProvider(ctx, client.ProviderInput{Name: "fake", Type: "openai", BaseURL: up.OpenAIBaseURL(), Models: []string{"gpt-*"}, Keys: []string{upstreamKey}}); err != nil {
+				t.Fatal(err)
+			}
+			name, teams := "agent", []string{"default"}
+			adm.CreatePrincipal(ctx, client.PrincipalInput{Name: &name, Teams: &teams})
+			k, err := adm.CreateKey(ctx, client.KeyInput{Principal: "agent"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			limit := 30 * worstCase(streamBody)
+			b := setBudget(t, adm, k.ID, limit, false)
+			up.SetFault(sim.Fault{Hostile: true, ChunkDelay: 2 * time.Millisecond})
+
+			// flood fires from 8 workers, each up to n calls or until stop.
+			flood := func(url string, n int, stop func() bool) (ok, refused int) {
+				var mu sync.Mutex
+				var wg sync.WaitGroup
+				for w := range 8 {
+					wg.Go(func() {
+						for i := 0; i < n && !stop(); i++ {
+							body := attackBody
+							if (w+i)%2 == 0 {
+								body = streamBody
+							}
+							req, _ := http.NewRequest("POST", url+"/v1/chat/completions", strings.NewReader(body))
+							req.Header.Set("Authorization", "Bearer "+k.Secret)
+							resp, err := http.DefaultClient.Do(req)
+							if err != nil {
+								continue // the gateway died under us
+							}
+							io.Copy(io.Discard, resp.Body)
+							resp.Body.Close()
+							mu.Lock()
+							switch resp.StatusCode {
+							case 200:
+								ok++
+							case 429:
+								refused++
+							}
+							mu.Unlock()
+						}
+					})
+				}
+				wg.Wait()
+				return ok, refused
+			}
+			// Kill once a dozen calls reached the upstream, with more in flight.
+			calls0 := up.Calls.Load()
+			killed := make(chan struct{})
+			go func() {
+				deadline := time.Now().Add(20 * time.Second)
+				for up.Calls.Load()-calls0 < 12 && time.Now().Before(deadline) {
+					time.Sleep(time.Millisecond)
+				}
+				first.cmd.Process.Kill()
+				first.cmd.Wait()
+				close(killed)
+			}()
+			ok1, _ := flood(first.dataURL, 1<<30, func() bool {
+				select {
+				case <-killed:
+					return true
+				default:
+					return false
+				}
+			})
+			second := startChild(t, env, args...)
+			adm = client.New(second.adminURL, first.adminKey)
+			// Flood again until two rounds in a row are refused whole.
+			var ok2, dry int
+			for round := 0; round < 40 && dry < 2; round++ {
+				o, r := flood(second.dataURL, 8, func() bool { return false })
+				ok2 += o
+				if o == 0 && r > 0 {
+					dry++
+				} else {
+					dry = 0
+				}
+			}
+			cur := waitSettled(t, adm, b.ID)
+			billed := billedCost(up.Bills())
+			t.Logf("%d calls answered before the kill, %d after; spent %d of %d (reserved %d), upstream billed %d",
+				ok1, ok2, cur.Spent, limit, cur.Reserved, billed)
+			if dry < 2 {
+				t.Fatalf("the budget never ran out: the attack did not reach the limit")
+			}
+			if cur.Reserved != 0 {
+				t.Fatalf("%d micros still reserved after recovery", cur.Reserved)
+			}
+			if cur.Spent > limit {
+				t.Fatalf("OVERSHOOT after kill -9: spent %d of %d", cur.Spent, limit)
+			}
+			if billed > cur.Spent {
+				t.Fatalf("UNDERCHARGED after kill -9: the upstream billed %d, the budget was charged %d", billed, cur.Spent)
+			}
+		})
+	}
+}
