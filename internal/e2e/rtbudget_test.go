@@ -297,3 +297,55 @@ func TestCrashMidFloodNeverOvershoots(t *testing.T) {
 		})
 	}
 }
+
+// TestPriorityTierChargedAtItsPremium (red team rtbudget): OpenAI bills a
+// call with service_tier "priority" at a premium (up to about twice the
+// standard price). The worst case was doubled for it, but the settlement
+// priced the reported tokens at the standard price, so a key sending every
+// call at priority was charged about half of what the upstream billed and
+// could spend about twice its hard budget. The charge now carries the same
+// premium the reservation assumed.
+func TestPriorityTierChargedAtItsPremium(t *testing.T) {
+	f := hostileFixture(t, "", nil)
+	ctx := context.Background()
+	k, err := f.admin.CreateKey(ctx, client.KeyInput{Principal: "agent", Name: "priority"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := setBudget(t, f.admin, k.ID, hostileLimit, false)
+	for _, body := range []string{
+		`{"model":"gpt-4o","max_tokens":50,"service_tier":"priority",` + hostileUser + `}`,
+		`{"model":"gpt-4o","max_tokens":50,"service_tier":"priority","stream":true,` + hostileUser + `}`,
+	} {
+		req, _ := http.NewRequest("POST", f.dataURL+"/v1/chat/completions", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+k.Secret)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+	}
+	recs := f.usageOf(t, k.ID, 2)
+	if len(recs) != 2 {
+		t.Fatalf("%d usage records", len(recs))
+	}
+	var sum int64
+	for _, r := range recs {
+		standard := (r.InputTokens*hostileIn + r.OutputTokens*hostileOut + 999_999) / 1_000_000
+		if r.Estimated || r.OutputTokens == 0 {
+			t.Fatalf("call %s not metered: %+v", r.RequestID, r)
+		}
+		if r.CostMicros < 2*standard-1 {
+			t.Errorf("call %s at priority charged %d micros, the standard price of its tokens is %d: the premium was not charged",
+				r.RequestID, r.CostMicros, standard)
+		}
+		sum += r.CostMicros
+	}
+	if got := waitSettled(t, f.admin, b.ID); got.Spent != sum {
+		t.Errorf("the budget spent %d, the usage records charge %d", got.Spent, sum)
+	}
+}
