@@ -26,6 +26,7 @@ func TestParseCallRefusesAmbiguousBodies(t *testing.T) {
 		{"long s stream", `{"model":"m","ſtream":true}`, provider.Chat, "ambiguous_field", "ſtream"},
 		{"Kelvin sign", `{"model":"m","max_to\u212aens":1}`, provider.Chat, "ambiguous_field", "max_to\u212aens"},
 		{"case variant Speed", `{"model":"m","max_tokens":5,"messages":[],"Speed":"fast"}`, provider.Messages, "ambiguous_field", "Speed"},
+		{"dash variant inference-geo", `{"model":"m","max_tokens":5,"messages":[],"inference-geo":"us"}`, provider.Messages, "ambiguous_field", "inference-geo"},
 		{"escaped duplicate", `{"model":"m","stre\u0061m":true,"stream":false}`, provider.Chat, "duplicate_field", "stream"},
 		{"dash variant", `{"model":"m","max-tokens":1}`, provider.Chat, "ambiguous_field", "max-tokens"},
 		{"N for n", `{"model":"m","N":128}`, provider.Chat, "ambiguous_field", "N"},
@@ -110,6 +111,10 @@ func TestParseCallMultipliers(t *testing.T) {
 		{`{"model":"m","max_tokens":5,"messages":[],"speed":"standard"}`, provider.Messages, 1, 1, 0, ""},
 		{`{"model":"m","max_tokens":5,"messages":[],"speed":null}`, provider.Messages, 1, 1, 0, ""},
 		{`{"model":"m","messages":[],"speed":"fast"}`, provider.Chat, 1, 1, 0, "speed"},
+		// Anthropic's US-only inference costs more than the price table says.
+		{`{"model":"m","max_tokens":5,"messages":[],"inference_geo":"us"}`, provider.Messages, 1, 1, 0, "inference_geo"},
+		{`{"model":"m","max_tokens":5,"messages":[],"inference_geo":"global"}`, provider.Messages, 1, 1, 0, ""},
+		{`{"model":"m","max_tokens":5,"messages":[],"inference_geo":7}`, provider.Messages, 1, 1, 0, "inference_geo"},
 		{`{"model":"m","input":[{"type":"item_reference","id":"msg_1"}]}`, provider.Responses, 1, 1, 0, "input[0] (type item_reference)"},
 		{`{"model":"m","input":[{"type":"function_call_output","call_id":"c","output":"ok"},{"type":"function_call","call_id":"c","name":"f","arguments":"{\"type\":\"weird\"}"}]}`, provider.Responses, 1, 1, 0, ""},
 	}

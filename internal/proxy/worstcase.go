@@ -164,6 +164,13 @@ func analyze(ep provider.Endpoint, o object) (Shape, error) {
 			if t, err := jsontext.AppendUnquote(nil, m.value); m.value.Kind() != '"' || err != nil || string(t) != "standard" {
 				s.unbounded("speed")
 			}
+		case "inference_geo":
+			// Anthropic's US-only inference ("us") costs more than the
+			// model's price, by a premium the price table does not carry;
+			// only the default ("global") is bounded.
+			if t, err := jsontext.AppendUnquote(nil, m.value); m.value.Kind() != '"' || err != nil || string(t) != "global" {
+				s.unbounded("inference_geo")
+			}
 		case "prediction":
 			s.ExtraOutput = satAdd(s.ExtraOutput, int64(len(m.value)))
 		case "thinking":
