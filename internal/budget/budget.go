@@ -24,6 +24,11 @@
 // the batch's holds to each counter row with one conditional UPDATE; the
 // store still refuses what does not fit. Its settlement rides the end record.
 //
+// A period starts at the same instant on every replica: the binary carries
+// the time zone database (time/tzdata, used where the host's lacks a zone),
+// and a call whose budget's zone cannot be loaded is not admitted rather
+// than charged to a period read in UTC (another counter row).
+//
 // Money is integer micro-dollars everywhere.
 package budget
 
@@ -32,7 +37,9 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
+	_ "time/tzdata" // every replica of a build knows every zone a budget may name
 
 	"github.com/gatehouse-gw/gatehouse/internal/glob"
 )
@@ -96,7 +103,7 @@ func (b *Budget) Validate() error {
 	if b.TimeZone == "" {
 		b.TimeZone = "UTC"
 	}
-	if _, err := time.LoadLocation(b.TimeZone); err != nil {
+	if _, err := loadZone(b.TimeZone); err != nil {
 		return fmt.Errorf("time zone %q: %v", b.TimeZone, err)
 	}
 	if b.LimitMicros < 0 {
@@ -141,12 +148,51 @@ func (b Budget) Applies(c Call) bool {
 }
 
 // Window returns the period that contains now: [start, end). Lifetime budgets
-// have one window starting at the Unix epoch.
+// have one window starting at the Unix epoch. A time zone this process
+// cannot load is read as UTC here (for display); the call path uses period,
+// which refuses instead.
 func (b Budget) Window(now time.Time) (start, end time.Time) {
-	loc, err := time.LoadLocation(b.TimeZone)
+	loc, err := loadZone(b.TimeZone)
 	if err != nil {
 		loc = time.UTC
 	}
+	return b.window(now, loc)
+}
+
+// period is the start of the period that contains now, for a call's hold.
+// A time zone that cannot be loaded now fails: read in UTC, the period
+// would start at another instant than on the replicas that have the zone,
+// i.e. at another counter row, and the call would escape the row they
+// charge (a second limit per period).
+func (b Budget) period(now time.Time) (time.Time, error) {
+	loc, err := loadZone(b.TimeZone)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("budget %s: time zone: %w", b.ID, err)
+	}
+	start, _ := b.window(now, loc)
+	return start, nil
+}
+
+// zones holds the time zones loaded so far, by name: time.LoadLocation reads
+// and parses a file on every call (on the call path, once per budget with a
+// zone), and a read can fail when the process is short of file descriptors.
+// Only zones that loaded are kept, so there are at most as many as the
+// database has.
+var zones sync.Map
+
+func loadZone(name string) (*time.Location, error) {
+	if l, ok := zones.Load(name); ok {
+		return l.(*time.Location), nil
+	}
+	l, err := time.LoadLocation(name)
+	if err != nil {
+		return nil, err
+	}
+	zones.Store(name, l)
+	return l, nil
+}
+
+func (b Budget) window(now time.Time, loc *time.Location) (start, end time.Time) {
 	t := now.In(loc)
 	switch b.Period {
 	case Day:

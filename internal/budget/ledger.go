@@ -67,7 +67,7 @@ type applied struct {
 	charge Charge
 }
 
-func (l *Ledger) plan(c Call, now time.Time) []applied {
+func (l *Ledger) plan(c Call, now time.Time) ([]applied, error) {
 	// Counted first: an applied holds a whole Budget, and growing the slice
 	// from nothing copied them into three allocations for the usual three
 	// budgets (key, team, organisation).
@@ -78,17 +78,20 @@ func (l *Ledger) plan(c Call, now time.Time) []applied {
 		}
 	}
 	if n == 0 {
-		return nil
+		return nil, nil
 	}
 	out := make([]applied, 0, n)
 	for _, b := range all {
 		if !b.Applies(c) {
 			continue
 		}
-		start, _ := b.Window(now)
+		start, err := b.period(now)
+		if err != nil {
+			return nil, err
+		}
 		out = append(out, applied{b, Charge{BudgetID: b.ID, PeriodStart: start.UnixMicro(), Limit: b.LimitMicros, Hard: b.Hard}})
 	}
-	return out
+	return out, nil
 }
 
 // Applies reports whether any budget caps c, and whether a hard one does.
@@ -141,7 +144,11 @@ func (r *Refusal) Error() string {
 // applies to c now (none: no budget applies), or the gate's refusal.
 func (l *Ledger) reservation(id string, c Call, amount int64) (Reservation, []applied, error) {
 	now := l.now()
-	ap := l.plan(c, now)
+	ap, err := l.plan(c, now)
+	if err != nil {
+		// A budget applies, so the call must not go without its hold.
+		return Reservation{}, nil, fmt.Errorf("budget: reserve: %w", err)
+	}
 	if len(ap) == 0 {
 		return Reservation{}, nil, nil
 	}

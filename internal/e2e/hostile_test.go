@@ -83,6 +83,7 @@ func hostileShapes() []hostileShape {
 		{name: "ResponsesNoCapGivenClamped", path: "/v1/responses", body: `{"model":"gpt-4o","input":"hi"}`, clamp: true},
 		{name: "NOnResponses", path: "/v1/responses", body: `{"model":"gpt-4o","input":"hi","n":64,"max_output_tokens":100}`, refused: "unsupported_parameter"},
 		{name: "ToolTypeCaseVariant", path: "/v1/chat/completions", body: `{"model":"gpt-4o","max_tokens":10,` + hostileUser + `,"tools":[{"type":"function","Type":"web_search","function":{"name":"f"}}]}`, refused: "ambiguous_field"},
+		{name: "FastMode", path: "/v1/messages", body: `{"model":"claude-sonnet-4-5","max_tokens":10,"speed":"fast",` + hostileUser + `}`, refused: "unbounded_cost"},
 		{name: "EscapedAudioModality", path: "/v1/chat/completions", body: `{"model":"gpt-4o","max_tokens":10,"modalities":["text","\u0061udio"],` + hostileUser + `}`, refused: "unbounded_cost"},
 		{name: "UpstreamErrorMidStream", path: "/v1/chat/completions", body: `{"model":"gpt-4o","max_tokens":300,"stream":true,` + hostileUser + `}`, fault: sim.Fault{CutAfter: 3}},
 		{name: "NoCapGivenClamped", path: "/v1/chat/completions", body: `{"model":"gpt-4o",` + hostileUser + `}`, clamp: true},

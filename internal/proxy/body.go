@@ -190,7 +190,8 @@ var governed = []string{
 	"service_tier", "previous_response_id", "conversation", "store",
 	"reasoning", "reasoning_effort", "thinking", "prediction", "modalities", "audio",
 	"web_search_options", "mcp_servers", "container", "max_tool_calls", "include",
-	"truncation", "echo", "logprobs", "top_logprobs", "context_management", "betas",
+	"truncation", "echo", "logprobs", "top_logprobs", "context_management", "betas", "speed",
+	"inference_geo",
 }
 
 // foldKey is name as a case-folding, separator-ignoring parser might see it:

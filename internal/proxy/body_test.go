@@ -25,6 +25,8 @@ func TestParseCallRefusesAmbiguousBodies(t *testing.T) {
 		{"STREAM alone", `{"model":"m","STREAM":true,"messages":[]}`, provider.Chat, "ambiguous_field", "STREAM"},
 		{"long s stream", `{"model":"m","ſtream":true}`, provider.Chat, "ambiguous_field", "ſtream"},
 		{"Kelvin sign", `{"model":"m","max_to\u212aens":1}`, provider.Chat, "ambiguous_field", "max_to\u212aens"},
+		{"case variant Speed", `{"model":"m","max_tokens":5,"messages":[],"Speed":"fast"}`, provider.Messages, "ambiguous_field", "Speed"},
+		{"dash variant inference-geo", `{"model":"m","max_tokens":5,"messages":[],"inference-geo":"us"}`, provider.Messages, "ambiguous_field", "inference-geo"},
 		{"escaped duplicate", `{"model":"m","stre\u0061m":true,"stream":false}`, provider.Chat, "duplicate_field", "stream"},
 		{"dash variant", `{"model":"m","max-tokens":1}`, provider.Chat, "ambiguous_field", "max-tokens"},
 		{"N for n", `{"model":"m","N":128}`, provider.Chat, "ambiguous_field", "N"},
@@ -102,6 +104,17 @@ func TestParseCallMultipliers(t *testing.T) {
 		{`{"model":"m","messages":[{"role":"user","content":[{"type":"input_audio","input_audio":{"data":"AA","format":"wav"}}]}]}`, provider.Chat, 1, 1, 0, "messages[0].content[0] (audio)"},
 		{`{"model":"m","messages":[],"modalities":["text","audio"]}`, provider.Chat, 1, 1, 0, "modalities"},
 		{`{"model":"m","messages":[],"web_search_options":{}}`, provider.Chat, 1, 1, 0, "web_search_options"},
+		// Anthropic fast mode bills 2-6x the model's price (rtbudget).
+		{`{"model":"m","max_tokens":5,"messages":[],"speed":"fast"}`, provider.Messages, 1, 1, 0, "speed"},
+		{`{"model":"m","max_tokens":5,"messages":[],"speed":"f\u0061st"}`, provider.Messages, 1, 1, 0, "speed"},
+		{`{"model":"m","max_tokens":5,"messages":[],"speed":{"mode":"fast"}}`, provider.Messages, 1, 1, 0, "speed"},
+		{`{"model":"m","max_tokens":5,"messages":[],"speed":"standard"}`, provider.Messages, 1, 1, 0, ""},
+		{`{"model":"m","max_tokens":5,"messages":[],"speed":null}`, provider.Messages, 1, 1, 0, ""},
+		{`{"model":"m","messages":[],"speed":"fast"}`, provider.Chat, 1, 1, 0, "speed"},
+		// Anthropic's US-only inference costs more than the price table says.
+		{`{"model":"m","max_tokens":5,"messages":[],"inference_geo":"us"}`, provider.Messages, 1, 1, 0, "inference_geo"},
+		{`{"model":"m","max_tokens":5,"messages":[],"inference_geo":"global"}`, provider.Messages, 1, 1, 0, ""},
+		{`{"model":"m","max_tokens":5,"messages":[],"inference_geo":7}`, provider.Messages, 1, 1, 0, "inference_geo"},
 		{`{"model":"m","input":[{"type":"item_reference","id":"msg_1"}]}`, provider.Responses, 1, 1, 0, "input[0] (type item_reference)"},
 		{`{"model":"m","input":[{"type":"function_call_output","call_id":"c","output":"ok"},{"type":"function_call","call_id":"c","name":"f","arguments":"{\"type\":\"weird\"}"}]}`, provider.Responses, 1, 1, 0, ""},
 	}

@@ -179,6 +179,11 @@ func (h *Handler) serveCall(w http.ResponseWriter, r *http.Request, ep provider.
 	rec.Tokens, rec.Estimated = tokens, estimated
 	if priced {
 		rec.CostMicros = price.Cost(tokens)
+		if call.Shape.Priority {
+			// Billed at a premium the price table does not carry: the
+			// one the worst case assumed (charged ≥ billed).
+			rec.CostMicros = satMul(rec.CostMicros, 2)
+		}
 	}
 	return err
 }

@@ -156,6 +156,21 @@ func analyze(ep provider.Endpoint, o object) (Shape, error) {
 			}
 			t, _ := jsontext.AppendUnquote(nil, m.value)
 			s.Priority = string(t) == "priority"
+		case "speed":
+			// Anthropic's fast mode ("fast", with its beta header) bills the
+			// model at a multiple of its price (6x on Opus 4.6 and 4.7, 2x
+			// later) that the price table does not carry: any value but the
+			// default is unbounded.
+			if t, err := jsontext.AppendUnquote(nil, m.value); m.value.Kind() != '"' || err != nil || string(t) != "standard" {
+				s.unbounded("speed")
+			}
+		case "inference_geo":
+			// Anthropic's US-only inference ("us") costs more than the
+			// model's price, by a premium the price table does not carry;
+			// only the default ("global") is bounded.
+			if t, err := jsontext.AppendUnquote(nil, m.value); m.value.Kind() != '"' || err != nil || string(t) != "global" {
+				s.unbounded("inference_geo")
+			}
 		case "prediction":
 			s.ExtraOutput = satAdd(s.ExtraOutput, int64(len(m.value)))
 		case "thinking":
