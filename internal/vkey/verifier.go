@@ -28,7 +28,7 @@ type Verifier struct {
 
 	mu    sync.Mutex
 	cache map[string]cacheEntry // by hash
-	gen   uint64                // counts Forget calls: a lookup in flight across one does not cache
+	gen   uint64                // counts Forget and ForgetAll calls: a lookup in flight across one does not cache
 	used  map[string]time.Time  // key id → last use
 	// held: keys this process suspended, by id, with the version the
 	// suspension was decided on. Until the store shows a newer version,
@@ -222,6 +222,16 @@ func (v *Verifier) Forget(id string) {
 			delete(v.cache, h)
 		}
 	}
+}
+
+// ForgetAll drops every cached entry: after changes this process may not
+// have been told of (a change listener that reconnected, whose notifications
+// sent meanwhile are lost). A lookup in flight does not cache what it read.
+func (v *Verifier) ForgetAll() {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.gen++
+	clear(v.cache)
 }
 
 // Run writes last-used times every interval until ctx ends, then once more.
