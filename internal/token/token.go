@@ -106,6 +106,7 @@ type Issuer struct {
 	signer        jose.Signer        // the current key
 	keys          jose.JSONWebKeySet // public keys: current first, then older ones still verifying
 	cache         map[string]Claims  // raw token → claims, until exp
+	gen           uint64             // counts SetKeys calls: a verification in flight across one does not cache
 	revokedJTI    map[string]time.Time
 	revokedBefore map[string]time.Time // principal → tokens issued before are revoked
 }
@@ -155,6 +156,7 @@ func (i *Issuer) SetKeys(seeds [][]byte) error {
 	i.mu.Lock()
 	i.signer, i.keys = signer, set
 	clear(i.cache)
+	i.gen++
 	i.mu.Unlock()
 	return nil
 }
@@ -189,10 +191,11 @@ func (i *Issuer) Issue(c Claims) (string, time.Duration, error) {
 
 // Verify checks raw and returns its claims.
 func (i *Issuer) Verify(raw string) (Claims, error) {
-	now := i.now()
 	i.mu.RLock()
 	c, ok := i.cache[raw]
+	keys, gen := i.keys, i.gen
 	i.mu.RUnlock()
+	now := i.now()
 	if !ok {
 		tok, err := jwt.ParseSigned(raw, []jose.SignatureAlgorithm{jose.EdDSA})
 		if err != nil {
@@ -202,9 +205,6 @@ func (i *Issuer) Verify(raw string) (Claims, error) {
 		if typ, _ := tok.Headers[0].ExtraHeaders[jose.HeaderType].(string); typ != "at+jwt" && typ != "application/at+jwt" {
 			return Claims{}, fmt.Errorf("%w: typ %q is not at+jwt", ErrInvalid, typ)
 		}
-		i.mu.RLock()
-		keys := i.keys
-		i.mu.RUnlock()
 		var key any
 		if len(tok.Headers) > 0 {
 			if ks := keys.Key(tok.Headers[0].KeyID); len(ks) > 0 {
@@ -224,10 +224,12 @@ func (i *Issuer) Verify(raw string) (Claims, error) {
 			return Claims{}, fmt.Errorf("%w: %v", ErrInvalid, err)
 		}
 		i.mu.Lock()
-		if len(i.cache) > 100_000 {
-			clear(i.cache)
+		if i.gen == gen { // else the keys changed during the check: it may have used a retired one
+			if len(i.cache) > 100_000 {
+				clear(i.cache)
+			}
+			i.cache[raw] = c
 		}
-		i.cache[raw] = c
 		i.mu.Unlock()
 	}
 	if c.Expiry == nil || !now.Before(c.Expiry.Time()) {
