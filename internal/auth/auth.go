@@ -82,13 +82,16 @@ func (a *Authenticator) Principal(ctx context.Context, id string) (org.Principal
 }
 
 // KeyByID returns a key by id, cached for the TTL: tokens exchanged for a key
-// die with it (revoked, expired, suspended) within the TTL.
+// die with it (revoked, expired, suspended) within the TTL. The key is as
+// this process sees it: suspended when the breaker marked it (Overlay), and
+// its ExpiresAt no later than its maximum age allows (WithMaxAge), so that
+// its State says what Verify would.
 func (a *Authenticator) KeyByID(ctx context.Context, id string) (vkey.Key, error) {
 	k, err := cached(ctx, a, a.byID, id, a.principals.Key)
 	if err != nil {
 		return vkey.Key{}, err
 	}
-	return a.keys.Overlay(k), nil
+	return a.keys.WithMaxAge(a.keys.Overlay(k)), nil
 }
 
 func (a *Authenticator) principal(ctx context.Context, id string) (org.Principal, error) {

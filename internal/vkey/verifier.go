@@ -135,11 +135,7 @@ func (v *Verifier) lookup(ctx context.Context, hash string) (Key, error) {
 	if err := e.key.State(now); err != nil {
 		return Key{}, &Denied{KeyID: e.key.ID, PrincipalID: e.key.PrincipalID, Err: err}
 	}
-	maxAge := v.maxAge
-	if v.teamAge != nil {
-		maxAge = MinAge(maxAge, v.teamAge(e.key.TeamID))
-	}
-	if exp := e.key.Expiry(maxAge); exp != nil && !now.Before(*exp) {
+	if exp := e.key.Expiry(v.maxAgeOf(e.key)); exp != nil && !now.Before(*exp) {
 		return Key{}, &Denied{KeyID: e.key.ID, PrincipalID: e.key.PrincipalID, Err: ErrExpired}
 	}
 	if e.key.Hash != hash { // the previous secret of a rotated key
@@ -151,6 +147,24 @@ func (v *Verifier) lookup(ctx context.Context, hash string) (Key, error) {
 	v.used[e.key.ID] = now
 	v.mu.Unlock()
 	return e.key, nil
+}
+
+// maxAgeOf is k's maximum age: the organisation's, or its team's when
+// stricter (0: none).
+func (v *Verifier) maxAgeOf(k Key) time.Duration {
+	if v.teamAge != nil {
+		return MinAge(v.maxAge, v.teamAge(k.TeamID))
+	}
+	return v.maxAge
+}
+
+// WithMaxAge returns k with its ExpiresAt at the earliest of its own expiry
+// and the end of its maximum age, so that State reports a key past its
+// maximum age as expired, as Verify does. For keys read by id (the key a
+// token was exchanged for): a token dies with its key.
+func (v *Verifier) WithMaxAge(k Key) Key {
+	k.ExpiresAt = k.Expiry(v.maxAgeOf(k))
+	return k
 }
 
 // Suspend suspends the key with that id in this process at once, before
