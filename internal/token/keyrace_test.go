@@ -4,6 +4,8 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/go-jose/go-jose/v4/jwt"
 )
 
 // TestRetiredKeyDuringVerifyInFlight is the attack "hammer the gateway with a
@@ -44,5 +46,25 @@ func TestRetiredKeyDuringVerifyInFlight(t *testing.T) {
 	}
 	if _, err := i.Verify(forged); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("after the rotation: %v, want ErrInvalid (a verification in flight cached a token of the retired key)", err)
+	}
+}
+
+// TestIssueNoLaterThanItsCredential: a token is not issued for longer than
+// the credential it is exchanged for works (Claims.Expiry set by the
+// endpoint); a later Expiry does not lengthen it past TTL.
+func TestIssueNoLaterThanItsCredential(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	i := issuer(t, &clock{t: now})
+	for _, tc := range []struct {
+		cred, want time.Duration
+	}{{3 * time.Second, 3 * time.Second}, {time.Hour, 15 * time.Minute}} {
+		raw, ttl, err := i.Issue(Claims{Claims: jwt.Claims{Expiry: jwt.NewNumericDate(now.Add(tc.cred))}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := i.Verify(raw)
+		if err != nil || ttl != tc.want || !c.Expiry.Time().Equal(now.Add(tc.want)) {
+			t.Errorf("credential for %v: ttl %v, exp %v (%v); want %v", tc.cred, ttl, c.Expiry.Time(), err, tc.want)
+		}
 	}
 }

@@ -175,18 +175,23 @@ func (i *Issuer) JWKS() jose.JSONWebKeySet {
 }
 
 // Issue signs c, filling issuer, audience, times and a random id. It returns
-// the token and its lifetime.
+// the token and its lifetime: TTL, or less when c.Expiry is set earlier (the
+// credential it is exchanged for stops working then).
 func (i *Issuer) Issue(c Claims) (string, time.Duration, error) {
 	now := i.now()
+	exp, ttl := now.Add(i.TTL), i.TTL
+	if c.Expiry != nil && c.Expiry.Time().Before(exp) {
+		exp, ttl = c.Expiry.Time(), max(c.Expiry.Time().Sub(now), 0)
+	}
 	c.Issuer, c.Audience = i.issuer, jwt.Audience{i.audience}
-	c.IssuedAt, c.NotBefore, c.Expiry = jwt.NewNumericDate(now), jwt.NewNumericDate(now.Add(-5*time.Second)), jwt.NewNumericDate(now.Add(i.TTL))
+	c.IssuedAt, c.NotBefore, c.Expiry = jwt.NewNumericDate(now), jwt.NewNumericDate(now.Add(-5*time.Second)), jwt.NewNumericDate(exp)
 	c.ID = vkey.NewID("tok")
 	c.OAuthScope = ScopeString(c.Scope)
 	i.mu.RLock()
 	signer := i.signer
 	i.mu.RUnlock()
 	raw, err := jwt.Signed(signer).Claims(c).Serialize()
-	return raw, i.TTL, err
+	return raw, ttl, err
 }
 
 // Verify checks raw and returns its claims.

@@ -87,6 +87,9 @@ func (v *Verifier) Hasher() *Hasher { return v.hasher }
 
 // Verify returns the key for presented, which must be of kind want. Errors are
 // ErrMalformed, ErrChecksum, ErrUnknown, ErrRevoked, ErrExpired or a store error.
+// For the previous secret of a rotated key, in its grace, the key's ExpiresAt
+// is no later than the end of the grace: what the secret is exchanged for
+// ends with it.
 func (v *Verifier) Verify(ctx context.Context, presented string, want Kind) (Key, error) {
 	kind, secret, err := Parse(presented)
 	if err != nil {
@@ -141,6 +144,12 @@ func (v *Verifier) lookup(ctx context.Context, hash string) (Key, error) {
 	if e.key.Hash != hash { // the previous secret of a rotated key
 		if e.key.PrevValidUntil == nil || !now.Before(*e.key.PrevValidUntil) {
 			return Key{}, &Denied{KeyID: e.key.ID, PrincipalID: e.key.PrincipalID, Err: ErrRotated}
+		}
+		// The key as this secret sees it: it stops working when its grace
+		// ends, and so does what it is exchanged for (a token's exp).
+		if e.key.ExpiresAt == nil || e.key.PrevValidUntil.Before(*e.key.ExpiresAt) {
+			until := *e.key.PrevValidUntil
+			e.key.ExpiresAt = &until
 		}
 	}
 	v.mu.Lock()
