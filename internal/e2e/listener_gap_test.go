@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"net/http"
+	"net/url"
 	"testing"
 	"time"
 
@@ -13,8 +14,8 @@ import (
 // TestRevokedWhileTheListenerWasAway is the attack "keep using a leaked key
 // on a replica that missed its revocation": a replica's change listener is
 // cut off from PostgreSQL (its proxy killed) while another replica revokes a
-// key the first one has cached and disables another key's principal. Their
-// notifications are lost. When the listener is back, the replica must not
+// key the first one has cached, disables another key's principal and
+// revokes a principal's tokens. Their notifications are lost. When the listener is back, the replica must not
 // serve the cached copies until the key cache TTL (30 s here) ends: after a
 // reconnect it forgets every cached key and principal, as it reloads its
 // snapshot (docs/operations.md: "after a reconnect the replica reloads
@@ -46,12 +47,24 @@ func TestRevokedWhileTheListenerWasAway(t *testing.T) {
 		}
 	}
 
+	// A token of the fixture's key, verified (and cached) on the far replica.
+	s, tok := postToken(t, far, url.Values{"grant_type": {"client_credentials"}, "client_secret": {c.fx.key}}, nil)
+	if s != http.StatusOK {
+		t.Fatalf("token: %d %+v", s, tok)
+	}
+	if s, code := chatWith(t, far, "Bearer "+tok.AccessToken, ""); s != http.StatusOK {
+		t.Fatalf("the token before: %d %q", s, code)
+	}
+
 	c.proxies[1].Kill() // the far replica's listener (and pool) lose the store
 	if _, err := c.fx.admin.RevokeKey(ctx, leaked.ID, ""); err != nil {
 		t.Fatal(err)
 	}
 	disabled := true
 	if _, err := c.fx.admin.UpdatePrincipal(ctx, "intern", client.PrincipalInput{Disabled: &disabled}, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.fx.admin.RevokeTokens(ctx, "", "agent"); err != nil {
 		t.Fatal(err)
 	}
 	c.proxies[1].Restore()
@@ -61,5 +74,11 @@ func TestRevokedWhileTheListenerWasAway(t *testing.T) {
 		if !waitFor(10*time.Second, func() bool { return call(k) == http.StatusUnauthorized }) {
 			t.Errorf("%s: still served by the replica whose listener missed the change, 10 s after it reconnected (cached until the key cache TTL)", name)
 		}
+	}
+	if !waitFor(10*time.Second, func() bool {
+		s, code := chatWith(t, far, "Bearer "+tok.AccessToken, "")
+		return s == http.StatusUnauthorized && code == "token_revoked"
+	}) {
+		t.Error("a token revoked while the listener was away still works on its replica 10 s after the reconnect (config poll: 30 s)")
 	}
 }
