@@ -74,7 +74,7 @@ func (s *Server) buildHTTP() {
 			if r.TLS != nil || (s.cfg.TrustProxyHeaders && r.Header.Get("X-Forwarded-Proto") == "https") {
 				scheme = "https"
 			}
-			return scheme + "://" + r.Host + r.URL.Path
+			return scheme + "://" + r.Host + r.URL.EscapedPath() // as sent (proxy.requestURL)
 		}}
 	px := proxy.New(proxy.Deps{Snapshot: s.Snapshot, Auth: boundedAuth{s.auth, s.cfg.Store.Timeout.D()}, Usage: s.usage, Ledger: s.ledger, Limiter: s.limiter,
 		Tokens: &proxy.Tokens{Issuer: s.tokens, DPoP: s.dpop, Endpoint: s.guardToken(endpoint, al), Metadata: http.HandlerFunc(endpoint.ServeMetadata)}, Budgets: s.budgets, Breaker: s.breaker, Alerts: s.alerts, Log: s.log, Denied: s.denied, Observer: s.observer(), Clock: s.now}, proxy.Options{
