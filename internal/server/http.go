@@ -107,8 +107,7 @@ func (s *Server) buildHTTP() {
 		Store: s.db, Keyring: s.keyring, Verifier: s.verifier, ForgetPrincipal: s.auth.Forget, ForgetKey: s.auth.ForgetKey, Reload: s.Reload,
 		Snapshot: func() admin.Snapshot { return adminSnapshot{s.Snapshot()} }, DevAdminKeyHash: devHash, Log: s.log,
 		Spend: s.budgets.Statuses, ResetBreaker: s.breaker.Reset, Ledger: s.ledger, LogHandler: s.ledger.Handler(),
-		PolicyZone: zoneOf(s.cfg.PolicyTimeZone), TokenTTL: s.cfg.Tokens.TTL.D(),
-		Guard: al.guard, Passwords: al.passwords, Throttle: al.throttle, Alerts: s.alerts,
+		PolicyZone: zoneOf(s.cfg.PolicyTimeZone), Guard: al.guard, Passwords: al.passwords, Throttle: al.throttle, Alerts: s.alerts,
 		SessionTTL: s.cfg.SessionTTL.D(), RequireMFA: s.cfg.RequireMFA, RotateTokenKey: s.RotateTokenKey, RotateLedgerKey: s.RotateLedgerKey, KeyMaxAge: s.keyMaxAge, SSO: s.ssoVerifier(), WebAuthn: s.webAuthn, StepUpMaxAge: s.cfg.StepUpMaxAge.D(),
 		Audit: s.audit,
 	})

@@ -88,6 +88,11 @@ type Cnf struct {
 	JKT string `json:"jkt"` // base64url SHA-256 JWK thumbprint of the DPoP key
 }
 
+// MaxTTL is the longest tokens.ttl may be, so the longest any token lives
+// (even one issued before tokens.ttl was lowered): revocations by jti are kept
+// that long.
+const MaxTTL = 24 * time.Hour
+
 // Errors from Verify.
 var (
 	ErrInvalid = errors.New("token: invalid")
