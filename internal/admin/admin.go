@@ -91,8 +91,6 @@ type Deps struct {
 	LogHandler http.Handler
 	// PolicyZone is the time zone policies see (default UTC).
 	PolicyZone *time.Location
-	// TokenTTL is the longest an access token lives (revocations are kept that long).
-	TokenTTL time.Duration
 	// SessionTTL is how long a login session lasts (default 12h).
 	SessionTTL time.Duration
 	// RequireMFA refuses logins of users without TOTP.

@@ -379,8 +379,9 @@ func (h *Handler) setPassword(w http.ResponseWriter, r *http.Request, who vkey.K
 
 // resetFactors is an administrator removing a user's TOTP, recovery codes and
 // passkeys (a lost phone): its own Cedar action (principals.reset_factors,
-// sensitive under step_up_max_age), ending every session of the user and
-// clearing the user's lockouts. The password stays.
+// sensitive under step_up_max_age), ending every session of the user,
+// revoking its access tokens and clearing the user's lockouts. The password
+// stays.
 func (h *Handler) resetFactors(w http.ResponseWriter, r *http.Request, who vkey.Key) error {
 	p, err := h.d.Store.Principal(r.Context(), r.PathValue("id"))
 	if err != nil {
@@ -399,7 +400,16 @@ func (h *Handler) resetFactors(w http.ResponseWriter, r *http.Request, who vkey.
 	if err := fs.ResetFactors(r.Context(), p.ID); err != nil {
 		return err
 	}
-	if err := h.d.Store.RevokeSessions(r.Context(), p.ID, h.d.Now().UTC()); err != nil {
+	now := h.d.Now().UTC()
+	if err := h.d.Store.RevokeSessions(r.Context(), p.ID, now); err != nil {
+		return err
+	}
+	// The user's access tokens too: those of mfa_required keys vouch for a
+	// factor now declared lost (gh_mfa), and whoever phished it holds them.
+	if err := h.d.Store.RevokeTokensBefore(r.Context(), p.ID, now); err != nil {
+		return err
+	}
+	if err := h.d.Reload(r.Context()); err != nil {
 		return err
 	}
 	if l := h.d.Guard; l != nil && l.Limiter != nil {
@@ -409,7 +419,7 @@ func (h *Handler) resetFactors(w http.ResponseWriter, r *http.Request, who vkey.
 	}
 	h.d.Log.Warn("factors reset", "principal", p.ID, "by", who.ID)
 	h.alertFactor(r, p.ID, "second factors reset by an administrator ("+who.ID+")")
-	writeJSON(w, 200, map[string]any{"principal_id": p.ID, "factors_reset": true, "sessions_ended": true})
+	writeJSON(w, 200, map[string]any{"principal_id": p.ID, "factors_reset": true, "sessions_ended": true, "tokens_revoked": true})
 	return nil
 }
 

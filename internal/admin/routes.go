@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gatehouse-gw/gatehouse/internal/token"
+
 	"github.com/gatehouse-gw/gatehouse/internal/httpx"
 	"github.com/gatehouse-gw/gatehouse/internal/ledger"
 	"github.com/gatehouse-gw/gatehouse/internal/org"
@@ -579,11 +581,9 @@ func (h *Handler) revokeTokens(w http.ResponseWriter, r *http.Request, who vkey.
 	case (in.JTI == "") == (in.Principal == ""):
 		return badRequest("", "give exactly one of jti and principal")
 	case in.JTI != "":
-		ttl := h.d.TokenTTL
-		if ttl <= 0 {
-			ttl = 24 * time.Hour
-		}
-		if err := h.d.Store.RevokeToken(r.Context(), in.JTI, now.Add(ttl+time.Minute)); err != nil {
+		// Kept as long as any token can live: a token issued before
+		// tokens.ttl was lowered still carries its longer exp.
+		if err := h.d.Store.RevokeToken(r.Context(), in.JTI, now.Add(token.MaxTTL+time.Minute)); err != nil {
 			return err
 		}
 	default:

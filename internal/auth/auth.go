@@ -32,7 +32,8 @@ type PrincipalStore interface {
 }
 
 // Authenticator checks virtual keys. Principals are cached for the same TTL as
-// keys, so disabling one takes effect within it.
+// keys, so disabling one takes effect within it (at once when Forget is
+// called: by the admin API of this process, or a change notification).
 type Authenticator struct {
 	keys       *vkey.Verifier
 	principals PrincipalStore
@@ -42,7 +43,7 @@ type Authenticator struct {
 	mu    sync.Mutex
 	cache map[string]entry[org.Principal]
 	byID  map[string]entry[vkey.Key]
-	gen   uint64 // counts Forget and ForgetKey calls, guarded by mu
+	gen   uint64 // counts Forget, ForgetKey and ForgetAll calls, guarded by mu
 }
 
 // entry is a value read from the store, and when.
@@ -81,13 +82,16 @@ func (a *Authenticator) Principal(ctx context.Context, id string) (org.Principal
 }
 
 // KeyByID returns a key by id, cached for the TTL: tokens exchanged for a key
-// die with it (revoked, expired, suspended) within the TTL.
+// die with it (revoked, expired, suspended) within the TTL. The key is as
+// this process sees it: suspended when the breaker marked it (Overlay), and
+// its ExpiresAt no later than its maximum age allows (WithMaxAge), so that
+// its State says what Verify would.
 func (a *Authenticator) KeyByID(ctx context.Context, id string) (vkey.Key, error) {
 	k, err := cached(ctx, a, a.byID, id, a.principals.Key)
 	if err != nil {
 		return vkey.Key{}, err
 	}
-	return a.keys.Overlay(k), nil
+	return a.keys.WithMaxAge(a.keys.Overlay(k)), nil
 }
 
 func (a *Authenticator) principal(ctx context.Context, id string) (org.Principal, error) {
@@ -97,7 +101,7 @@ func (a *Authenticator) principal(ctx context.Context, id string) (org.Principal
 // cached returns m's entry for id while it is younger than the TTL, and
 // otherwise reads it with fetch and caches it (m, guarded by a.mu, is
 // emptied first when it holds over 100,000 entries). A read in flight when
-// Forget or ForgetKey is called is returned but not cached: it may be older
+// Forget, ForgetKey or ForgetAll is called is returned but not cached: it may be older
 // than the change the Forget announces.
 func cached[T any](ctx context.Context, a *Authenticator, m map[string]entry[T], id string, fetch func(context.Context, string) (T, error)) (T, error) {
 	now := a.now()
@@ -133,10 +137,28 @@ func (a *Authenticator) ForgetKey(id string) {
 }
 
 // Forget drops a cached principal, so a change made through this process takes
-// effect on the next request.
+// effect on the next request. Principals are cached under the id or name they
+// were asked for (mTLS maps a certificate to a name), so every entry holding
+// the principal goes, not only the one under its id.
 func (a *Authenticator) Forget(principalID string) {
 	a.mu.Lock()
 	delete(a.cache, principalID)
+	for k, e := range a.cache {
+		if e.v.ID == principalID {
+			delete(a.cache, k)
+		}
+	}
+	a.gen++
+	a.mu.Unlock()
+}
+
+// ForgetAll drops every cached key and principal: after changes this process
+// may not have been told of (a change listener that reconnected, whose
+// notifications sent meanwhile are lost).
+func (a *Authenticator) ForgetAll() {
+	a.mu.Lock()
+	clear(a.cache)
+	clear(a.byID)
 	a.gen++
 	a.mu.Unlock()
 }

@@ -151,3 +151,43 @@ func TestCachedForTheTTL(t *testing.T) {
 		})
 	}
 }
+
+// TestKeyByIDPastItsMaxAge: the key a token was exchanged for reads as
+// expired by id exactly when Verify refuses its secret as expired: past the
+// organisation's maximum age, or its team's when stricter.
+func TestKeyByIDPastItsMaxAge(t *testing.T) {
+	ctx := context.Background()
+	h, _ := vkey.NewHasher([]byte(strings.Repeat("s", 32)))
+	born := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name          string
+		org, team     time.Duration
+		stillWorksFor time.Duration
+	}{
+		{"organisation", time.Hour, 0, time.Hour},
+		{"team", 24 * time.Hour, time.Minute, time.Minute},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := &keyStore{k: vkey.Key{ID: "key_1", PrincipalID: "prn_1", TeamID: "team_1", Kind: vkey.KindVirtual, Hash: "h1", CreatedAt: born}}
+			now := born
+			v := vkey.NewVerifier(st, h, vkey.VerifierOptions{TTL: time.Nanosecond, Now: func() time.Time { return now }, MaxAge: tc.org,
+				TeamMaxAge: func(string) time.Duration { return tc.team }})
+			a := New(v, st, time.Nanosecond)
+			a.now = func() time.Time { return now }
+			for _, at := range []struct {
+				d       time.Duration
+				expired bool
+			}{{tc.stillWorksFor - time.Second, false}, {tc.stillWorksFor, true}} {
+				now = born.Add(at.d)
+				k, err := a.KeyByID(ctx, "key_1")
+				if err != nil {
+					t.Fatal(err)
+				}
+				_, verr := v.VerifyHash(ctx, "h1")
+				if got := errors.Is(k.State(now), vkey.ErrExpired); got != at.expired || errors.Is(verr, vkey.ErrExpired) != at.expired {
+					t.Errorf("at +%v: by id expired %v (%v), by secret %v; want %v", at.d, got, k.State(now), verr, at.expired)
+				}
+			}
+		})
+	}
+}

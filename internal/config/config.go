@@ -425,7 +425,7 @@ func (c *Config) Validate() error {
 	if c.Keys.MaxAge < 0 || c.Keys.ExpiryWarning < 0 || c.Keys.CheckInterval <= 0 {
 		errs = append(errs, errors.New("keys: max_age and expiry_warning must not be negative, check_interval positive"))
 	}
-	if c.Tokens.Issuer == "" || c.Tokens.TTL <= 0 || c.Tokens.TTL.D() > 24*time.Hour {
+	if c.Tokens.Issuer == "" || c.Tokens.TTL <= 0 || c.Tokens.TTL.D() > token.MaxTTL {
 		errs = append(errs, errors.New("tokens: issuer must be set and ttl between 1s and 24h"))
 	}
 	if strings.Contains(c.Tokens.Issuer, "://") && !token.IssuerURL(c.Tokens.Issuer) {

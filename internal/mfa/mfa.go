@@ -176,8 +176,10 @@ type Store interface {
 	SetPendingTOTP(ctx context.Context, principalID string, sealed []byte) error
 	// ConfirmTOTP makes the pending secret active with fresh recovery codes.
 	ConfirmTOTP(ctx context.Context, principalID string, recovery []string, step int64) error
-	// UseTOTPStep records step as used; false if it (or a later one) was used.
-	UseTOTPStep(ctx context.Context, principalID string, step int64) (bool, error)
+	// UseTOTPStep records step as used; false if it (or a later one) was
+	// used, or if the active secret is no longer sealed (the one the code was
+	// checked against: a reset or a new authenticator came meanwhile).
+	UseTOTPStep(ctx context.Context, principalID string, sealed []byte, step int64) (bool, error)
 	// UseRecoveryCode removes a recovery code; false if it was not there.
 	UseRecoveryCode(ctx context.Context, principalID, hash string) (bool, error)
 	CreateSession(ctx context.Context, s Session) error
@@ -231,7 +233,7 @@ func (c Checker) Check(ctx context.Context, principalID, code, recovery string) 
 	if err != nil {
 		return err
 	}
-	ok, err := c.Store.UseTOTPStep(ctx, principalID, step)
+	ok, err := c.Store.UseTOTPStep(ctx, principalID, cred.TOTPSealed, step)
 	if err != nil {
 		return err
 	}

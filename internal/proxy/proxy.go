@@ -300,7 +300,9 @@ func (h *Handler) requestURL(r *http.Request) string {
 			scheme = p
 		}
 	}
-	return scheme + "://" + r.Host + r.URL.Path
+	// The path as sent, escapes included: decoded, an escaped "?" would end
+	// the path early and an escaped "/" would match an htu naming a "/".
+	return scheme + "://" + r.Host + r.URL.EscapedPath()
 }
 
 // Keyless reports whether a caller's key id names no stored key: a client

@@ -74,7 +74,7 @@ func (s *Server) buildHTTP() {
 			if r.TLS != nil || (s.cfg.TrustProxyHeaders && r.Header.Get("X-Forwarded-Proto") == "https") {
 				scheme = "https"
 			}
-			return scheme + "://" + r.Host + r.URL.Path
+			return scheme + "://" + r.Host + r.URL.EscapedPath() // as sent (proxy.requestURL)
 		}}
 	px := proxy.New(proxy.Deps{Snapshot: s.Snapshot, Auth: boundedAuth{s.auth, s.cfg.Store.Timeout.D()}, Usage: s.usage, Ledger: s.ledger, Limiter: s.limiter,
 		Tokens: &proxy.Tokens{Issuer: s.tokens, DPoP: s.dpop, Endpoint: s.guardToken(endpoint, al), Metadata: http.HandlerFunc(endpoint.ServeMetadata)}, Budgets: s.budgets, Breaker: s.breaker, Alerts: s.alerts, Log: s.log, Denied: s.denied, Observer: s.observer(), Clock: s.now}, proxy.Options{
@@ -107,8 +107,7 @@ func (s *Server) buildHTTP() {
 		Store: s.db, Keyring: s.keyring, Verifier: s.verifier, ForgetPrincipal: s.auth.Forget, ForgetKey: s.auth.ForgetKey, Reload: s.Reload,
 		Snapshot: func() admin.Snapshot { return adminSnapshot{s.Snapshot()} }, DevAdminKeyHash: devHash, Log: s.log,
 		Spend: s.budgets.Statuses, ResetBreaker: s.breaker.Reset, Ledger: s.ledger, LogHandler: s.ledger.Handler(),
-		PolicyZone: zoneOf(s.cfg.PolicyTimeZone), TokenTTL: s.cfg.Tokens.TTL.D(),
-		Guard: al.guard, Passwords: al.passwords, Throttle: al.throttle, Alerts: s.alerts,
+		PolicyZone: zoneOf(s.cfg.PolicyTimeZone), Guard: al.guard, Passwords: al.passwords, Throttle: al.throttle, Alerts: s.alerts,
 		SessionTTL: s.cfg.SessionTTL.D(), RequireMFA: s.cfg.RequireMFA, RotateTokenKey: s.RotateTokenKey, RotateLedgerKey: s.RotateLedgerKey, KeyMaxAge: s.keyMaxAge, SSO: s.ssoVerifier(), WebAuthn: s.webAuthn, StepUpMaxAge: s.cfg.StepUpMaxAge.D(),
 		Audit: s.audit,
 	})

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/go-jose/go-jose/v4/jwt"
+
 	"github.com/gatehouse-gw/gatehouse/internal/auth"
 	"github.com/gatehouse-gw/gatehouse/internal/httpx"
 	"github.com/gatehouse-gw/gatehouse/internal/org"
@@ -274,6 +276,11 @@ func (e *Endpoint) fromKey(ctx context.Context, secret, totp string, c *Claims) 
 		team = caller.Principal.Teams[0]
 	}
 	c.Subject, c.ClientID, c.Team, c.KeyID, c.Scope, c.AMR = caller.Principal.ID, caller.Key.ID, team, caller.Key.ID, caller.Key.Scope, amr
+	if exp := caller.Key.ExpiresAt; exp != nil {
+		// No token outlives the credential it was exchanged for (the key's
+		// expiry, or the grace of a rotated key's previous secret).
+		c.Expiry = jwt.NewNumericDate(*exp)
+	}
 	return nil
 }
 

@@ -88,6 +88,11 @@ type Cnf struct {
 	JKT string `json:"jkt"` // base64url SHA-256 JWK thumbprint of the DPoP key
 }
 
+// MaxTTL is the longest tokens.ttl may be, so the longest any token lives
+// (even one issued before tokens.ttl was lowered): revocations by jti are kept
+// that long.
+const MaxTTL = 24 * time.Hour
+
 // Errors from Verify.
 var (
 	ErrInvalid = errors.New("token: invalid")
@@ -106,6 +111,7 @@ type Issuer struct {
 	signer        jose.Signer        // the current key
 	keys          jose.JSONWebKeySet // public keys: current first, then older ones still verifying
 	cache         map[string]Claims  // raw token → claims, until exp
+	gen           uint64             // counts SetKeys calls: a verification in flight across one does not cache
 	revokedJTI    map[string]time.Time
 	revokedBefore map[string]time.Time // principal → tokens issued before are revoked
 }
@@ -155,6 +161,7 @@ func (i *Issuer) SetKeys(seeds [][]byte) error {
 	i.mu.Lock()
 	i.signer, i.keys = signer, set
 	clear(i.cache)
+	i.gen++
 	i.mu.Unlock()
 	return nil
 }
@@ -173,26 +180,32 @@ func (i *Issuer) JWKS() jose.JSONWebKeySet {
 }
 
 // Issue signs c, filling issuer, audience, times and a random id. It returns
-// the token and its lifetime.
+// the token and its lifetime: TTL, or less when c.Expiry is set earlier (the
+// credential it is exchanged for stops working then).
 func (i *Issuer) Issue(c Claims) (string, time.Duration, error) {
 	now := i.now()
+	exp, ttl := now.Add(i.TTL), i.TTL
+	if c.Expiry != nil && c.Expiry.Time().Before(exp) {
+		exp, ttl = c.Expiry.Time(), max(c.Expiry.Time().Sub(now), 0)
+	}
 	c.Issuer, c.Audience = i.issuer, jwt.Audience{i.audience}
-	c.IssuedAt, c.NotBefore, c.Expiry = jwt.NewNumericDate(now), jwt.NewNumericDate(now.Add(-5*time.Second)), jwt.NewNumericDate(now.Add(i.TTL))
+	c.IssuedAt, c.NotBefore, c.Expiry = jwt.NewNumericDate(now), jwt.NewNumericDate(now.Add(-5*time.Second)), jwt.NewNumericDate(exp)
 	c.ID = vkey.NewID("tok")
 	c.OAuthScope = ScopeString(c.Scope)
 	i.mu.RLock()
 	signer := i.signer
 	i.mu.RUnlock()
 	raw, err := jwt.Signed(signer).Claims(c).Serialize()
-	return raw, i.TTL, err
+	return raw, ttl, err
 }
 
 // Verify checks raw and returns its claims.
 func (i *Issuer) Verify(raw string) (Claims, error) {
-	now := i.now()
 	i.mu.RLock()
 	c, ok := i.cache[raw]
+	keys, gen := i.keys, i.gen
 	i.mu.RUnlock()
+	now := i.now()
 	if !ok {
 		tok, err := jwt.ParseSigned(raw, []jose.SignatureAlgorithm{jose.EdDSA})
 		if err != nil {
@@ -202,9 +215,6 @@ func (i *Issuer) Verify(raw string) (Claims, error) {
 		if typ, _ := tok.Headers[0].ExtraHeaders[jose.HeaderType].(string); typ != "at+jwt" && typ != "application/at+jwt" {
 			return Claims{}, fmt.Errorf("%w: typ %q is not at+jwt", ErrInvalid, typ)
 		}
-		i.mu.RLock()
-		keys := i.keys
-		i.mu.RUnlock()
 		var key any
 		if len(tok.Headers) > 0 {
 			if ks := keys.Key(tok.Headers[0].KeyID); len(ks) > 0 {
@@ -224,10 +234,12 @@ func (i *Issuer) Verify(raw string) (Claims, error) {
 			return Claims{}, fmt.Errorf("%w: %v", ErrInvalid, err)
 		}
 		i.mu.Lock()
-		if len(i.cache) > 100_000 {
-			clear(i.cache)
+		if i.gen == gen { // else the keys changed during the check: it may have used a retired one
+			if len(i.cache) > 100_000 {
+				clear(i.cache)
+			}
+			i.cache[raw] = c
 		}
-		i.cache[raw] = c
 		i.mu.Unlock()
 	}
 	if c.Expiry == nil || !now.Before(c.Expiry.Time()) {

@@ -34,6 +34,12 @@ func (s *slowHashStore) KeyByHash(_ context.Context, h string) (Key, error) {
 // TestForgetDuringLookupInFlight: a lookup that read the key before its
 // revocation (and Forget) and finishes after must not cache it as active.
 func TestForgetDuringLookupInFlight(t *testing.T) {
+	t.Run("Forget", func(t *testing.T) { forgetDuringLookup(t, func(v *Verifier) { v.Forget("key_1") }) })
+	// ForgetAll: a change listener that reconnected (notifications lost).
+	t.Run("ForgetAll", func(t *testing.T) { forgetDuringLookup(t, (*Verifier).ForgetAll) })
+}
+
+func forgetDuringLookup(t *testing.T, forget func(*Verifier)) {
 	h, _ := NewHasher([]byte(strings.Repeat("s", 32)))
 	s := &slowHashStore{started: make(chan struct{}), release: make(chan struct{})}
 	v := NewVerifier(s, h, VerifierOptions{TTL: time.Hour})
@@ -47,12 +53,12 @@ func TestForgetDuringLookupInFlight(t *testing.T) {
 	s.mu.Lock()
 	s.revoked = &now
 	s.mu.Unlock()
-	v.Forget("key_1")
+	forget(v)
 	close(s.release)
 	if err := <-done; err != nil {
 		t.Fatalf("the lookup in flight: %v; the test does not race", err)
 	}
 	if _, err := v.VerifyHash(context.Background(), "hash_1"); !errors.Is(err, ErrRevoked) {
-		t.Fatalf("after revocation and Forget: %v, want ErrRevoked (the lookup in flight re-cached the key as active)", err)
+		t.Fatalf("after revocation and forgetting: %v, want ErrRevoked (the lookup in flight re-cached the key as active)", err)
 	}
 }

@@ -28,7 +28,7 @@ type Verifier struct {
 
 	mu    sync.Mutex
 	cache map[string]cacheEntry // by hash
-	gen   uint64                // counts Forget calls: a lookup in flight across one does not cache
+	gen   uint64                // counts Forget and ForgetAll calls: a lookup in flight across one does not cache
 	used  map[string]time.Time  // key id → last use
 	// held: keys this process suspended, by id, with the version the
 	// suspension was decided on. Until the store shows a newer version,
@@ -87,6 +87,9 @@ func (v *Verifier) Hasher() *Hasher { return v.hasher }
 
 // Verify returns the key for presented, which must be of kind want. Errors are
 // ErrMalformed, ErrChecksum, ErrUnknown, ErrRevoked, ErrExpired or a store error.
+// For the previous secret of a rotated key, in its grace, the key's ExpiresAt
+// is no later than the end of the grace: what the secret is exchanged for
+// ends with it.
 func (v *Verifier) Verify(ctx context.Context, presented string, want Kind) (Key, error) {
 	kind, secret, err := Parse(presented)
 	if err != nil {
@@ -135,22 +138,42 @@ func (v *Verifier) lookup(ctx context.Context, hash string) (Key, error) {
 	if err := e.key.State(now); err != nil {
 		return Key{}, &Denied{KeyID: e.key.ID, PrincipalID: e.key.PrincipalID, Err: err}
 	}
-	maxAge := v.maxAge
-	if v.teamAge != nil {
-		maxAge = MinAge(maxAge, v.teamAge(e.key.TeamID))
-	}
-	if exp := e.key.Expiry(maxAge); exp != nil && !now.Before(*exp) {
+	if exp := e.key.Expiry(v.maxAgeOf(e.key)); exp != nil && !now.Before(*exp) {
 		return Key{}, &Denied{KeyID: e.key.ID, PrincipalID: e.key.PrincipalID, Err: ErrExpired}
 	}
 	if e.key.Hash != hash { // the previous secret of a rotated key
 		if e.key.PrevValidUntil == nil || !now.Before(*e.key.PrevValidUntil) {
 			return Key{}, &Denied{KeyID: e.key.ID, PrincipalID: e.key.PrincipalID, Err: ErrRotated}
 		}
+		// The key as this secret sees it: it stops working when its grace
+		// ends, and so does what it is exchanged for (a token's exp).
+		if e.key.ExpiresAt == nil || e.key.PrevValidUntil.Before(*e.key.ExpiresAt) {
+			until := *e.key.PrevValidUntil
+			e.key.ExpiresAt = &until
+		}
 	}
 	v.mu.Lock()
 	v.used[e.key.ID] = now
 	v.mu.Unlock()
 	return e.key, nil
+}
+
+// maxAgeOf is k's maximum age: the organisation's, or its team's when
+// stricter (0: none).
+func (v *Verifier) maxAgeOf(k Key) time.Duration {
+	if v.teamAge != nil {
+		return MinAge(v.maxAge, v.teamAge(k.TeamID))
+	}
+	return v.maxAge
+}
+
+// WithMaxAge returns k with its ExpiresAt at the earliest of its own expiry
+// and the end of its maximum age, so that State reports a key past its
+// maximum age as expired, as Verify does. For keys read by id (the key a
+// token was exchanged for): a token dies with its key.
+func (v *Verifier) WithMaxAge(k Key) Key {
+	k.ExpiresAt = k.Expiry(v.maxAgeOf(k))
+	return k
 }
 
 // Suspend suspends the key with that id in this process at once, before
@@ -222,6 +245,16 @@ func (v *Verifier) Forget(id string) {
 			delete(v.cache, h)
 		}
 	}
+}
+
+// ForgetAll drops every cached entry: after changes this process may not
+// have been told of (a change listener that reconnected, whose notifications
+// sent meanwhile are lost). A lookup in flight does not cache what it read.
+func (v *Verifier) ForgetAll() {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.gen++
+	clear(v.cache)
 }
 
 // Run writes last-used times every interval until ctx ends, then once more.

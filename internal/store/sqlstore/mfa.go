@@ -68,9 +68,10 @@ func (s *DB) ConfirmTOTP(ctx context.Context, principalID string, recovery []str
 }
 
 // UseTOTPStep implements mfa.Store: a conditional update, so a code is good
-// once even across replicas.
-func (s *DB) UseTOTPStep(ctx context.Context, principalID string, step int64) (bool, error) {
-	res, err := s.exec(ctx, s.db, `UPDATE user_credentials SET totp_last_step = ? WHERE principal_id = ? AND totp_last_step < ?`, step, principalID, step)
+// once even across replicas, and only while the secret it was checked
+// against is still the active one.
+func (s *DB) UseTOTPStep(ctx context.Context, principalID string, sealed []byte, step int64) (bool, error) {
+	res, err := s.exec(ctx, s.db, `UPDATE user_credentials SET totp_last_step = ? WHERE principal_id = ? AND totp_last_step < ? AND totp_sealed = ?`, step, principalID, step, sealed)
 	if err != nil {
 		return false, err
 	}
