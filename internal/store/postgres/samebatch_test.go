@@ -41,6 +41,14 @@ func TestGivenUpStartAndItsEndShareABatch(t *testing.T) {
 	done := make(chan struct{})
 	go func() { lg.Run(runCtx); close(done) }()
 	defer func() { stop(); <-done }()
+	// Until Run is running, Append commits on its own, without a batch to
+	// linger in: wait for it (a loaded machine may start Run late).
+	for !lg.Running() {
+		if ctx.Err() != nil {
+			t.Fatal("the sequencer did not start")
+		}
+		time.Sleep(time.Millisecond)
+	}
 
 	hard := budget.Charge{BudgetID: "bud_hard", PeriodStart: 1, Limit: 10_000, Hard: true}
 	rec := func(kind string) ledger.Entry {
