@@ -27,7 +27,11 @@
 // A period starts at the same instant on every replica: the binary carries
 // the time zone database (time/tzdata, used where the host's lacks a zone),
 // and a call whose budget's zone cannot be loaded is not admitted rather
-// than charged to a period read in UTC (another counter row).
+// than charged to a period read in UTC (another counter row). On a shared
+// store, which period a call falls in is read from the store's clock, not
+// the replica's; a call within the clock's uncertainty of a boundary holds
+// and is charged in both periods, and without a usable store clock a call
+// under a hard period budget is refused (period.go).
 //
 // Money is integer micro-dollars everywhere.
 package budget
@@ -264,7 +268,8 @@ type Store interface {
 	// Spend returns the counters of the given budget-periods (zero if unused).
 	Spend(ctx context.Context, keys []Charge) ([]Spend, error)
 	// Abandoned claims (fences) every instance but self without a heartbeat
-	// since staleBefore, then returns the ids of the reservations of claimed
+	// since staleBefore (in the clock heartbeats record: the store's own
+	// where it has one), then returns the ids of the reservations of claimed
 	// or unknown instances other than self.
 	Abandoned(ctx context.Context, self string, staleBefore time.Time) ([]string, error)
 	// Owned returns the ids of instance's reservations made before before.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/alert"
@@ -31,6 +32,13 @@ type Ledger struct {
 	// Gate, when set, must return nil for a reservation to be made: a fenced
 	// instance (package instance) admits nothing.
 	Gate func() error
+	// StoreClock, when set (replicas on one shared store:
+	// instance.StoreNow), is the clock budget periods and sweeps follow:
+	// the store's time, within ±uncertainty, or why it is not known. Nil:
+	// this process's clock is the store's (the embedded store).
+	StoreClock func() (at time.Time, uncertainty time.Duration, err error)
+
+	clockDown atomic.Bool // the store's clock failed a call's hold (logged once)
 
 	mu    sync.Mutex
 	retry map[string]retrySettle // settlements that failed, retried by Run
@@ -67,6 +75,10 @@ type applied struct {
 	charge Charge
 }
 
+// plan returns the charges of a call of c made now (this process's clock):
+// one per budget that applies, in the period that contains the store's time
+// (period.go), or two where the store's time is within its uncertainty of
+// the boundary between two periods.
 func (l *Ledger) plan(c Call, now time.Time) ([]applied, error) {
 	// Counted first: an applied holds a whole Budget, and growing the slice
 	// from nothing copied them into three allocations for the usual three
@@ -81,15 +93,29 @@ func (l *Ledger) plan(c Call, now time.Time) ([]applied, error) {
 		return nil, nil
 	}
 	out := make([]applied, 0, n)
+	var clock *storeTime
 	for _, b := range all {
 		if !b.Applies(c) {
 			continue
 		}
-		start, err := b.period(now)
+		if b.Period == Lifetime || l.StoreClock == nil {
+			start, err := b.period(now)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, applied{b, Charge{BudgetID: b.ID, PeriodStart: start.UnixMicro(), Limit: b.LimitMicros, Hard: b.Hard}})
+			continue
+		}
+		if clock == nil {
+			clock = l.storeTime()
+		}
+		starts, err := clock.periods(b, now)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, applied{b, Charge{BudgetID: b.ID, PeriodStart: start.UnixMicro(), Limit: b.LimitMicros, Hard: b.Hard}})
+		for _, start := range starts {
+			out = append(out, applied{b, Charge{BudgetID: b.ID, PeriodStart: start, Limit: b.LimitMicros, Hard: b.Hard}})
+		}
 	}
 	return out, nil
 }
@@ -285,7 +311,7 @@ func (l *Ledger) retrySettles(ctx context.Context) bool {
 func (l *Ledger) checkThresholds(ctx context.Context, ap []applied, spends []Spend) {
 	for _, sp := range spends {
 		for _, a := range ap {
-			if a.budget.ID != sp.BudgetID || a.budget.LimitMicros <= 0 {
+			if a.budget.ID != sp.BudgetID || a.charge.PeriodStart != sp.PeriodStart || a.budget.LimitMicros <= 0 {
 				continue
 			}
 			for _, t := range a.budget.Thresholds {
@@ -317,9 +343,18 @@ func (l *Ledger) checkThresholds(ctx context.Context, ap []applied, spends []Spe
 // that are gone: every other instance's when exclusive (the embedded store has
 // one gateway), else those whose heartbeat is older than Stale.
 func (l *Ledger) Recover(ctx context.Context, exclusive bool) (int, error) {
-	stale := l.now().Add(-l.Stale)
+	// Heartbeats are recorded in the store's clock: so is the cutoff.
+	now := l.now()
+	if l.StoreClock != nil && !exclusive {
+		at, _, err := l.StoreClock()
+		if err != nil {
+			return 0, fmt.Errorf("budget: recover: %w", err)
+		}
+		now = at
+	}
+	stale := now.Add(-l.Stale)
 	if exclusive {
-		stale = l.now().Add(time.Hour * 24 * 365 * 100)
+		stale = now.Add(time.Hour * 24 * 365 * 100)
 	}
 	ids, err := l.store.Abandoned(ctx, l.instance(), stale)
 	if err != nil {
@@ -434,6 +469,11 @@ type Status struct {
 // Statuses returns every budget in bs with its current counters.
 func (l *Ledger) Statuses(ctx context.Context, bs []Budget) ([]Status, error) {
 	now := l.now()
+	if l.StoreClock != nil {
+		if at, _, err := l.StoreClock(); err == nil {
+			now = at // the period calls are charged to
+		}
+	}
 	keys := make([]Charge, len(bs))
 	out := make([]Status, len(bs))
 	for i, b := range bs {

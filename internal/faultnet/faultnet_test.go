@@ -150,18 +150,18 @@ func TestDiskFullFailsWritesNotReads(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	if err := db.Heartbeat(ctx, "gw_1", time.Now()); err != nil {
+	if _, err := db.Heartbeat(ctx, "gw_1", time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	disk.Fill()
-	if err := db.Heartbeat(ctx, "gw_1", time.Now()); !errors.Is(err, faultnet.ErrDiskFull) {
+	if _, err := db.Heartbeat(ctx, "gw_1", time.Now()); !errors.Is(err, faultnet.ErrDiskFull) {
 		t.Fatalf("write on a full disk: want ErrDiskFull, got %v", err)
 	}
 	if _, err := db.ConfigVersion(ctx); err != nil {
 		t.Fatalf("read on a full disk: %v", err)
 	}
 	disk.Free()
-	if err := db.Heartbeat(ctx, "gw_1", time.Now()); err != nil {
+	if _, err := db.Heartbeat(ctx, "gw_1", time.Now()); err != nil {
 		t.Fatalf("write after the disk was freed: %v", err)
 	}
 }

@@ -18,7 +18,20 @@
 //     the new one's. A call of the old epoch that was still running settles
 //     as a no-op and its end record is dropped (one end per request).
 //
-// Clocks of replicas may differ by less than Stale/2.
+// The store's clock (StoreNow). Replicas' clocks may differ by any amount:
+// nothing that one replica compares with another's reads a replica's clock.
+// Each heartbeat records the store's own time (PostgreSQL's clock_timestamp(),
+// read by the heartbeat's statement; SQLite, one gateway: this process's
+// clock), the sweeps compare heartbeats with a cutoff in that clock, and
+// budget periods follow it: StoreNow estimates the store's time from the last
+// heartbeat's reading plus the monotonic time since, with an uncertainty
+// (half the round trip, a drift bound on the time since, and any
+// disagreement of the wall clock with the monotonic one). It refuses (an
+// error, never a guess) before the first reading, when the reading is older
+// than Stale/2, and when the wall clock moved more than MaxStep away from the
+// monotonic clock since the reading (the clock was stepped, or the process
+// was suspended and its monotonic clock stood still); the next heartbeat
+// reads the store's clock again.
 package instance
 
 import (
@@ -35,9 +48,10 @@ import (
 )
 
 // Store is what an instance needs: a heartbeat that fails with
-// store.ErrFenced once the instance was claimed.
+// store.ErrFenced once the instance was claimed, and returns the time it
+// recorded: the store's clock where it has one of its own, else at.
 type Store interface {
-	Heartbeat(ctx context.Context, instance string, at time.Time) error
+	Heartbeat(ctx context.Context, instance string, at time.Time) (time.Time, error)
 }
 
 // ErrNotLive is returned by Live while the instance must not admit calls.
@@ -63,13 +77,24 @@ type Instance struct {
 	id     atomic.Pointer[string]
 	last   atomic.Int64 // monotonic nanoseconds since start of the last good heartbeat; 0: none
 	start  time.Time
+	mono   func() time.Duration // the monotonic clock: time since start
 	fenced atomic.Bool
+	clock  atomic.Pointer[reading] // the store's clock at the last good heartbeat
+}
+
+// reading is the store's clock as one heartbeat read it.
+type reading struct {
+	store time.Time     // the store's time, estimated at mono
+	half  time.Duration // half the heartbeat's round trip: store is within ±half
+	mono  time.Duration // this process's monotonic clock when the answer came
+	wall  time.Time     // this process's wall clock then (no monotonic reading)
 }
 
 // New returns an instance named base (unique per process) at epoch 1.
 func New(st Store, base string, log *slog.Logger) *Instance {
 	i := &Instance{store: st, base: base, log: log, now: time.Now, Heartbeat: 5 * time.Second, Stale: 20 * time.Second,
 		Timeout: 5 * time.Second, epoch: 1, start: time.Now()}
+	i.mono = func() time.Duration { return time.Since(i.start) }
 	id := base + ".1"
 	i.id.Store(&id)
 	return i
@@ -94,7 +119,7 @@ func (i *Instance) Live() error {
 	if last == 0 {
 		return fmt.Errorf("%w: no heartbeat yet", ErrNotLive)
 	}
-	if age := time.Since(i.start) - time.Duration(last); age > i.Stale/2 {
+	if age := i.mono() - time.Duration(last); age > i.Stale/2 {
 		return fmt.Errorf("%w: last heartbeat %v ago", ErrNotLive, age.Round(time.Millisecond))
 	}
 	return nil
@@ -102,11 +127,12 @@ func (i *Instance) Live() error {
 
 // Beat writes one heartbeat; when the instance was claimed it moves to a new
 // epoch and beats as that. It returns whether the instance is live after it.
+// A heartbeat that succeeds is also a reading of the store's clock.
 func (i *Instance) Beat(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, i.Timeout)
 	defer cancel()
-	sent := time.Since(i.start)
-	err := i.store.Heartbeat(ctx, i.ID(), i.now())
+	sent := i.mono()
+	at, err := i.store.Heartbeat(ctx, i.ID(), i.now())
 	if errors.Is(err, store.ErrFenced) {
 		i.fenced.Store(true)
 		i.mu.Lock()
@@ -115,15 +141,71 @@ func (i *Instance) Beat(ctx context.Context) error {
 		i.id.Store(&id)
 		i.mu.Unlock()
 		i.log.Warn("instance: another replica declared this one gone and closed its calls; starting a new epoch", "instance", id)
-		err = i.store.Heartbeat(ctx, id, i.now())
+		// The reading is this heartbeat's alone: its round trip starts now.
+		sent = i.mono()
+		at, err = i.store.Heartbeat(ctx, id, i.now())
 	}
 	if err != nil {
 		return fmt.Errorf("instance: heartbeat: %w", err)
 	}
+	got, wall := i.mono(), i.now().Round(0)
+	// The store read its clock somewhere within the round trip: at its
+	// middle, give or take half of it.
+	half := (got - sent + 1) / 2
+	i.clock.Store(&reading{store: at.Add(half), half: half, mono: got, wall: wall})
 	// Liveness counts from when the heartbeat was sent, not when it returned.
 	i.last.Store(int64(max(sent, 1)))
 	i.fenced.Store(false)
 	return nil
+}
+
+// Errors of StoreNow: the store's time is not known well enough to read a
+// budget period from it.
+var (
+	ErrClockUnknown = errors.New("instance: the store's clock has not been read yet")
+	ErrClockStale   = errors.New("instance: the store's clock was read too long ago")
+	ErrClockStepped = errors.New("instance: this host's wall clock moved away from its monotonic clock since the store's clock was read")
+)
+
+// MaxStep is the most the wall clock may move away from the monotonic clock
+// between a reading and StoreNow; within it the difference widens the
+// uncertainty, beyond it StoreNow refuses until the next heartbeat.
+const MaxStep = time.Second
+
+// driftPPM bounds how fast this host's monotonic clock and the store's clock
+// run apart, in parts per million: NTP slews each by at most 500 ppm.
+const driftPPM = 1000
+
+// StoreNow returns the store's time now, as the last heartbeat read it plus
+// the monotonic time since, and its uncertainty: the store's clock reads
+// within ±uncertainty of at. It fails (ErrClockUnknown, ErrClockStale,
+// ErrClockStepped) rather than guess. Cheap: no store call.
+func (i *Instance) StoreNow() (at time.Time, uncertainty time.Duration, err error) {
+	r := i.clock.Load()
+	if r == nil {
+		return time.Time{}, 0, ErrClockUnknown
+	}
+	age := i.mono() - r.mono
+	if age > i.Stale/2 {
+		return time.Time{}, 0, fmt.Errorf("%w: %v ago (bound %v)", ErrClockStale, age.Round(time.Millisecond), i.Stale/2)
+	}
+	step := i.now().Round(0).Sub(r.wall) - age
+	if step < 0 {
+		step = -step
+	}
+	if step > MaxStep {
+		return time.Time{}, 0, fmt.Errorf("%w: by %v (bound %v)", ErrClockStepped, step.Round(time.Millisecond), MaxStep)
+	}
+	// Either clock may be the one that is wrong (a stepped wall clock, or a
+	// monotonic clock that stood still while the host was suspended), so
+	// the store's time is within step of what the monotonic clock says.
+	return r.store.Add(age), r.half + age/1e6*driftPPM + step + time.Microsecond, nil
+}
+
+// SetClock replaces the instance's wall and monotonic clocks (tests, and
+// simulations of a host whose clock is skewed or stepped).
+func (i *Instance) SetClock(wall func() time.Time, mono func() time.Duration) {
+	i.now, i.mono = wall, mono
 }
 
 // Run beats every Heartbeat until ctx ends; after a failure it retries with

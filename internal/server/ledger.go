@@ -97,12 +97,18 @@ func (s *Server) RotateLedgerKey(ctx context.Context) (string, error) {
 func (s *Server) Ledger() *ledger.Log { return s.ledger }
 
 // recoverLedger closes, on a shared database, the calls left open by replicas
-// that stopped (no heartbeat for instance_timeout).
+// that stopped (no heartbeat for instance_timeout). Heartbeats carry the
+// store's clock, and so does the cutoff: a replica whose own clock runs
+// ahead does not take the others for dead.
 func (s *Server) recoverLedger(ctx context.Context) {
 	t := time.NewTicker(s.cfg.InstanceTimeout.D() / 4)
 	defer t.Stop()
 	for {
-		if _, err := s.ledger.Recover(ctx, false, time.Now().Add(-s.cfg.InstanceTimeout.D())); err != nil && ctx.Err() == nil {
+		if now, _, err := s.inst.StoreNow(); err != nil {
+			if ctx.Err() == nil {
+				s.log.Warn("ledger: recovery sweep skipped: the store's clock is not known", "err", err)
+			}
+		} else if _, err := s.ledger.Recover(ctx, false, now.Add(-s.cfg.InstanceTimeout.D())); err != nil && ctx.Err() == nil {
 			s.log.Warn("ledger: recovery sweep failed", "err", err)
 		}
 		select {

@@ -144,6 +144,8 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server, 
 		// Fencing matters where another replica may sweep this one; the
 		// embedded store has one gateway, which nobody sweeps while it runs.
 		s.budgets.Gate = s.inst.Live
+		// Replicas' clocks differ; periods and sweeps follow the store's.
+		s.budgets.StoreClock = s.inst.StoreNow
 	}
 	if s.ledger, err = s.openLedger(ctx); err != nil {
 		return nil, err

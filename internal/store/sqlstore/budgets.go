@@ -220,23 +220,34 @@ func (s *DB) Spend(ctx context.Context, keys []budget.Charge) ([]budget.Spend, e
 
 // Heartbeat records that instance is alive, or fails with store.ErrFenced
 // once a sweep claimed it: a claimed instance never beats again, and the row
-// lock makes a sweep's claim and a late heartbeat exclude each other.
-func (s *DB) Heartbeat(ctx context.Context, instance string, at time.Time) error {
-	res, err := s.hotExec(ctx, nil, `INSERT INTO instances (id, heartbeat_at, claimed) VALUES (?, ?, 0)
-		ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at WHERE instances.claimed = 0`, instance, micros(at))
+// lock makes a sweep's claim and a late heartbeat exclude each other. It
+// returns the time recorded: the server's clock, read by the statement
+// itself, where the dialect has one (PostgreSQL), else at. Sweeps compare
+// heartbeats with a staleBefore in that same clock, so a replica whose own
+// clock runs ahead neither looks alive longer nor fences the others early.
+func (s *DB) Heartbeat(ctx context.Context, instance string, at time.Time) (time.Time, error) {
+	q, args := `INSERT INTO instances (id, heartbeat_at, claimed) VALUES (?, ?, 0)
+		ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at WHERE instances.claimed = 0
+		RETURNING heartbeat_at`, []any{instance, micros(at)}
+	if s.d.Clock != "" {
+		q, args = `INSERT INTO instances (id, heartbeat_at, claimed) VALUES (?, `+s.d.Clock+`, 0)
+		ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at WHERE instances.claimed = 0
+		RETURNING heartbeat_at`, []any{instance}
+	}
+	var got int64
+	err := s.hotQueryRow(ctx, nil, q, args...).Scan(&got)
+	if errors.Is(err, sql.ErrNoRows) {
+		return time.Time{}, store.ErrFenced
+	}
 	if err != nil {
-		return err
+		return time.Time{}, s.classify(err)
 	}
-	if n, err := res.RowsAffected(); err != nil {
-		return err
-	} else if n == 0 {
-		return store.ErrFenced
-	}
-	return nil
+	return time.UnixMicro(got).UTC(), nil
 }
 
 // claimStale fences every instance but self whose heartbeat is older than
-// staleBefore: from now on it cannot beat, so its leftovers are safe to close.
+// staleBefore (in the clock Heartbeat records): from now on it cannot beat,
+// so its leftovers are safe to close.
 func (s *DB) claimStale(ctx context.Context, self string, staleBefore time.Time) error {
 	_, err := s.exec(ctx, s.db, `UPDATE instances SET claimed = 1 WHERE claimed = 0 AND heartbeat_at < ? AND id <> ?`, micros(staleBefore), self)
 	return err

@@ -54,6 +54,12 @@ type Dialect struct {
 	// some writers wait past its timeout while others went again and again.
 	// Zero: the database arbitrates (PostgreSQL).
 	WriteTurn time.Duration
+	// Clock, where the store is shared by replicas (PostgreSQL), is an SQL
+	// expression for the server's clock in unix microseconds. Heartbeats
+	// record it, so that every comparison of one replica's liveness with
+	// another's, and every budget period (package instance: StoreNow), reads
+	// one clock. "": the process's clock is the store's (SQLite: one gateway).
+	Clock string
 }
 
 // DB is a store over one *sql.DB.

@@ -19,43 +19,44 @@ import (
 func testFencing(t *testing.T, b Backend) {
 	ctx := context.Background()
 	c := budget.Charge{BudgetID: "bud_f", PeriodStart: 1, Limit: 1000, Hard: true}
-	must(t, b.Heartbeat(ctx, "gw_a.1", now))
-	must(t, b.Heartbeat(ctx, "gw_b.1", now))
+	ta := beat(t, b, "gw_a.1", now, time.Time{})
+	beat(t, b, "gw_b.1", now, time.Time{})
+	cutoff := ta.Add(time.Microsecond) // gw_a.1 is silent since then
 	must(t, b.Reserve(ctx, budget.Reservation{ID: "req_a1", Instance: "gw_a.1", Amount: 100, Charges: []budget.Charge{c}, CreatedAt: now}))
 	appendOne(t, b, "gw_a.1", ledger.Entry{Data: []byte("start a1"), RequestID: "req_a1", Opens: true})
 
-	// gw_b sweeps 30 s later: gw_a.1 is silent, so it is claimed.
-	ids, err := b.Abandoned(ctx, "gw_b.1", now.Add(10*time.Second))
+	// gw_b sweeps later: gw_a.1 is silent, so it is claimed.
+	ids, err := b.Abandoned(ctx, "gw_b.1", cutoff)
 	must(t, err)
 	if len(ids) != 1 || ids[0] != "req_a1" {
 		t.Fatalf("Abandoned = %v, want [req_a1]", ids)
 	}
-	if err := b.Heartbeat(ctx, "gw_a.1", now.Add(20*time.Second)); !errors.Is(err, store.ErrFenced) {
+	if _, err := b.Heartbeat(ctx, "gw_a.1", now.Add(20*time.Second)); !errors.Is(err, store.ErrFenced) {
 		t.Fatalf("heartbeat of a claimed instance: want ErrFenced, got %v", err)
 	}
 	// gw_a comes back in a new epoch and admits a call.
-	must(t, b.Heartbeat(ctx, "gw_a.2", now.Add(20*time.Second)))
+	beat(t, b, "gw_a.2", now.Add(20*time.Second), cutoff)
 	must(t, b.Reserve(ctx, budget.Reservation{ID: "req_a2", Instance: "gw_a.2", Amount: 100, Charges: []budget.Charge{c}, CreatedAt: now}))
 	appendOne(t, b, "gw_a.2", ledger.Entry{Data: []byte("start a2"), RequestID: "req_a2", Opens: true})
-	ids, err = b.Abandoned(ctx, "gw_b.1", now.Add(10*time.Second))
+	ids, err = b.Abandoned(ctx, "gw_b.1", cutoff)
 	must(t, err)
 	if len(ids) != 1 || ids[0] != "req_a1" {
 		t.Fatalf("Abandoned after the new epoch = %v, want only [req_a1]", ids)
 	}
-	open, err := b.LedgerAbandoned(ctx, "gw_b.1", now.Add(10*time.Second))
+	open, err := b.LedgerAbandoned(ctx, "gw_b.1", cutoff)
 	must(t, err)
 	if len(open) != 1 || open[0].RequestID != "req_a1" {
 		t.Fatalf("LedgerAbandoned = %+v, want only req_a1", open)
 	}
 	// An instance never heard of (it crashed before its first heartbeat) is gone.
 	must(t, b.Reserve(ctx, budget.Reservation{ID: "req_x", Instance: "gw_never.1", Amount: 1, Charges: []budget.Charge{c}, CreatedAt: now}))
-	ids, err = b.Abandoned(ctx, "gw_b.1", now.Add(-time.Hour))
+	ids, err = b.Abandoned(ctx, "gw_b.1", ta.Add(-time.Hour))
 	must(t, err)
 	if len(ids) != 2 {
 		t.Fatalf("Abandoned = %v, want req_a1 and req_x", ids)
 	}
 	// Its own reservations are never returned to an instance.
-	ids, err = b.Abandoned(ctx, "gw_a.1", now.Add(time.Hour))
+	ids, err = b.Abandoned(ctx, "gw_a.1", ta.Add(time.Hour))
 	must(t, err)
 	for _, id := range ids {
 		if id == "req_a1" {
@@ -73,14 +74,16 @@ func testFencingRace(t *testing.T, b Backend) {
 	c := budget.Charge{BudgetID: "bud_r", PeriodStart: 1, Limit: 1 << 40}
 	for i := range 20 {
 		inst := fmt.Sprintf("gw_r%d.1", i)
-		must(t, b.Heartbeat(ctx, inst, now))
+		t0 := beat(t, b, inst, now, time.Time{})
 		req := fmt.Sprintf("req_r%d", i)
 		must(t, b.Reserve(ctx, budget.Reservation{ID: req, Instance: inst, Amount: 1, Charges: []budget.Charge{c}, CreatedAt: now}))
 		var wg sync.WaitGroup
 		var beatErr, sweepErr error
 		var swept []string
-		wg.Go(func() { beatErr = b.Heartbeat(ctx, inst, now.Add(time.Minute)) })
-		wg.Go(func() { swept, sweepErr = b.Abandoned(ctx, "gw_sweeper.1", now.Add(30*time.Second)) })
+		// The sweep's cutoff is just after the first heartbeat: the race's
+		// heartbeat (a round trip later, or a minute on SQLite) is after it.
+		wg.Go(func() { _, beatErr = b.Heartbeat(ctx, inst, now.Add(time.Minute)) })
+		wg.Go(func() { swept, sweepErr = b.Abandoned(ctx, "gw_sweeper.1", t0.Add(time.Microsecond)) })
 		wg.Wait()
 		must(t, sweepErr)
 		gotSwept := false
@@ -92,7 +95,7 @@ func testFencingRace(t *testing.T, b Backend) {
 			t.Fatalf("round %d: the heartbeat succeeded and the sweep still returned the instance's call", i)
 		case errors.Is(beatErr, store.ErrFenced) && !gotSwept:
 			// Claimed after the sweep's read? Then the next sweep must return it.
-			again, err := b.Abandoned(ctx, "gw_sweeper.1", now.Add(30*time.Second))
+			again, err := b.Abandoned(ctx, "gw_sweeper.1", t0.Add(time.Microsecond))
 			must(t, err)
 			found := false
 			for _, id := range again {
