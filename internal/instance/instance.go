@@ -203,9 +203,15 @@ func (i *Instance) StoreNow() (at time.Time, uncertainty time.Duration, err erro
 }
 
 // SetClock replaces the instance's wall and monotonic clocks (tests, and
-// simulations of a host whose clock is skewed or stepped).
+// simulations of a host whose clock is skewed or stepped); nil keeps one.
+// Call it before the instance runs.
 func (i *Instance) SetClock(wall func() time.Time, mono func() time.Duration) {
-	i.now, i.mono = wall, mono
+	if wall != nil {
+		i.now = wall
+	}
+	if mono != nil {
+		i.mono = mono
+	}
 }
 
 // Run beats every Heartbeat until ctx ends; after a failure it retries with
