@@ -118,13 +118,13 @@ func redactDSNError(err error, dsn string) error {
 
 // Dialect is PostgreSQL's flavour of SQL for sqlstore.
 var Dialect = sqlstore.Dialect{
-	Name:         "postgres",
-	Numbered:     true,
-	ForUpdate:    " FOR UPDATE",
+	Name:      "postgres",
+	Numbered:  true,
+	ForUpdate: " FOR UPDATE",
 	// The server's clock: replicas' clocks may differ, the server's is one.
 	// clock_timestamp, not now(): the statement's own moment, not its
 	// transaction's.
-	Clock: `(extract(epoch FROM clock_timestamp()) * 1000000)::bigint`,
+	Clock:        `(extract(epoch FROM clock_timestamp()) * 1000000)::bigint`,
 	IsUnique:     func(err error) bool { return pgCode(err) == "23505" },
 	IsForeignKey: func(err error) bool { return pgCode(err) == "23503" },
 	// pgx caches prepared statements per connection (Options.StatementCache).
