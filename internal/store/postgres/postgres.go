@@ -118,15 +118,15 @@ func redactDSNError(err error, dsn string) error {
 
 // Dialect is PostgreSQL's flavour of SQL for sqlstore.
 var Dialect = sqlstore.Dialect{
-	Name:      "postgres",
-	Numbered:  true,
-	ForUpdate: " FOR UPDATE",
+	Name:         "postgres",
+	Numbered:     true,
+	ForUpdate:    " FOR UPDATE",
+	IsUnique:     func(err error) bool { return pgCode(err) == "23505" },
+	IsForeignKey: func(err error) bool { return pgCode(err) == "23503" },
 	// The server's clock: replicas' clocks may differ, the server's is one.
 	// clock_timestamp, not now(): the statement's own moment, not its
 	// transaction's.
-	Clock:        `(extract(epoch FROM clock_timestamp()) * 1000000)::bigint`,
-	IsUnique:     func(err error) bool { return pgCode(err) == "23505" },
-	IsForeignKey: func(err error) bool { return pgCode(err) == "23503" },
+	Clock: `(extract(epoch FROM clock_timestamp()) * 1000000)::bigint`,
 	// pgx caches prepared statements per connection (Options.StatementCache).
 	DriverCachesStatements: true,
 	// A ledger batch's statements go in two pipelined round trips.
