@@ -351,3 +351,41 @@ func TestStaleStoreClockFailsClosed(t *testing.T) {
 		}
 	}
 }
+
+// TestSkewedClocksDoNotFenceLiveReplicas: three live replicas on one
+// PostgreSQL, one clock an hour ahead, one an hour behind, each sweep for
+// dead replicas (instance_timeout 20 s, far less than the skew). Nobody is
+// claimed: every heartbeat still succeeds in its first epoch and no live
+// call's hold is charged in full. Heartbeats record the server's clock and
+// the sweep's cutoff is read from it too; before, the replica ahead took
+// the others' heartbeats for an hour old and fenced them, charging their
+// calls in flight in full.
+func TestSkewedClocksDoNotFenceLiveReplicas(t *testing.T) {
+	b := budget.Budget{ID: "bud_fence", Scope: budget.ScopeKey, ScopeID: "key_1", Period: budget.Lifetime, LimitMicros: 1 << 30, Hard: true}
+	now := time.Now().UTC()
+	var shift atomic.Int64
+	reps := openClockReplicas(t, &shift, []time.Time{now.Add(time.Hour), now, now.Add(-time.Hour)}, b)
+	setStoreClock(t, &shift, now, reps)
+	ctx := context.Background()
+	// A call in flight on each replica, its hold durable.
+	for i, r := range reps {
+		if err := r.db.Reserve(ctx, budget.Reservation{ID: fmt.Sprint("req_live", i), Instance: r.inst.ID(), Amount: 100,
+			Charges: []budget.Charge{{BudgetID: b.ID, Limit: b.LimitMicros, Hard: true}}, CreatedAt: now}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, r := range reps {
+		if n, err := r.bl.Recover(ctx, false); err != nil || n != 0 {
+			t.Fatalf("replica %d's sweep: %d holds of live replicas charged in full (%v)", i, n, err)
+		}
+	}
+	for i, r := range reps {
+		if err := r.inst.Beat(ctx); err != nil || r.inst.Epoch() != 1 {
+			t.Fatalf("replica %d after the sweeps: heartbeat %v, epoch %d; want still epoch 1", i, err, r.inst.Epoch())
+		}
+	}
+	sp := daySpend(t, reps[0].db, b.ID, time.Unix(0, 0))
+	if sp.Spent != 0 || sp.Reserved != 300 {
+		t.Fatalf("counters %+v; want the three holds still reserved, nothing charged", sp)
+	}
+}
