@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/instance"
+	"github.com/gatehouse-gw/gatehouse/internal/store/postgres/pgtest"
 	"github.com/gatehouse-gw/gatehouse/internal/store/sqlite"
 )
 
@@ -70,5 +71,90 @@ func TestLivenessLapsesWithoutHeartbeats(t *testing.T) {
 	}
 	if err := in.Beat(ctx); err != nil || in.Live() != nil {
 		t.Fatalf("a fresh heartbeat did not restore liveness: %v, %v", err, in.Live())
+	}
+}
+
+// TestHeartbeatReadsTheStoresClock: on PostgreSQL a heartbeat records the
+// server's clock, not the replica's (an hour ahead here), and StoreNow's
+// estimate of the server's time brackets the server's own readings taken
+// around it, within its uncertainty.
+func TestHeartbeatReadsTheStoresClock(t *testing.T) {
+	db := pgtest.Open(t)
+	ctx := context.Background()
+	in := instance.New(db, "gw_pg", slog.New(slog.DiscardHandler))
+	in.SetClock(func() time.Time { return time.Now().Add(time.Hour) }, nil)
+	serverNow := func() time.Time {
+		var us int64
+		if err := db.SQL().QueryRow(`SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint`).Scan(&us); err != nil {
+			t.Fatal(err)
+		}
+		return time.UnixMicro(us)
+	}
+	if _, _, err := in.StoreNow(); !errors.Is(err, instance.ErrClockUnknown) {
+		t.Fatalf("before the first heartbeat: StoreNow = %v, want ErrClockUnknown", err)
+	}
+	before := serverNow()
+	if err := in.Beat(ctx); err != nil {
+		t.Fatal(err)
+	}
+	at, unc, err := in.StoreNow()
+	after := serverNow()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if at.Add(unc).Before(before) || at.Add(-unc).After(after) {
+		t.Fatalf("StoreNow = %v ±%v; the server read %v before and %v after", at, unc, before, after)
+	}
+	var us int64
+	if err := db.SQL().QueryRow(`SELECT heartbeat_at FROM instances WHERE id = $1`, in.ID()).Scan(&us); err != nil {
+		t.Fatal(err)
+	}
+	if hb := time.UnixMicro(us); hb.Before(before) || hb.After(after) {
+		t.Fatalf("heartbeat recorded at %v, outside the server's %v … %v (the replica's clock said %v)", hb, before, after, time.Now().Add(time.Hour))
+	}
+}
+
+// TestStoreNowRefusesWhatItCannotKnow: on the embedded store the store's
+// clock is the process's own, as the heartbeat read it. A wall clock that
+// moves away from the monotonic one widens the uncertainty by as much, and
+// beyond MaxStep StoreNow refuses until the next heartbeat; a reading older
+// than Stale/2 is refused too.
+func TestStoreNowRefusesWhatItCannotKnow(t *testing.T) {
+	ctx := context.Background()
+	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "g.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	wall, mono := time.Date(2026, 12, 1, 23, 59, 0, 0, time.UTC), time.Hour
+	in := instance.New(db, "gw_a", slog.New(slog.DiscardHandler))
+	in.SetClock(func() time.Time { return wall }, func() time.Duration { return mono })
+	if err := in.Beat(ctx); err != nil {
+		t.Fatal(err)
+	}
+	at, unc, err := in.StoreNow()
+	if err != nil || !at.Equal(wall) || unc > time.Millisecond {
+		t.Fatalf("StoreNow = %v ±%v, %v; want %v (the heartbeat's own clock)", at, unc, err, wall)
+	}
+	mono += 2 * time.Second
+	wall = wall.Add(2*time.Second + 300*time.Millisecond) // 300 ms more on the wall clock
+	at, unc, err = in.StoreNow()
+	if err != nil || !at.Equal(time.Date(2026, 12, 1, 23, 59, 2, 0, time.UTC)) || unc < 300*time.Millisecond {
+		t.Fatalf("after a 300 ms step: StoreNow = %v ±%v, %v; want 23:59:02 (monotonic) ±≥300ms", at, unc, err)
+	}
+	wall = wall.Add(24 * time.Hour)
+	if _, _, err := in.StoreNow(); !errors.Is(err, instance.ErrClockStepped) {
+		t.Fatalf("after the wall clock stepped a day: %v, want ErrClockStepped", err)
+	}
+	if err := in.Beat(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := in.StoreNow(); err != nil {
+		t.Fatalf("after the next heartbeat: %v", err)
+	}
+	mono += in.Stale/2 + time.Millisecond
+	wall = wall.Add(in.Stale/2 + time.Millisecond)
+	if _, _, err := in.StoreNow(); !errors.Is(err, instance.ErrClockStale) {
+		t.Fatalf("a reading older than Stale/2: %v, want ErrClockStale", err)
 	}
 }
