@@ -389,3 +389,23 @@ func TestSkewedClocksDoNotFenceLiveReplicas(t *testing.T) {
 		t.Fatalf("counters %+v; want the three holds still reserved, nothing charged", sp)
 	}
 }
+
+// TestSQLitePeriodsFollowTheLocalClock: the embedded store has one gateway,
+// whose clock is the store's: with no store clock set, a call a microsecond
+// before midnight is charged to that day alone, with no heartbeat needed.
+func TestSQLitePeriodsFollowTheLocalClock(t *testing.T) {
+	b := budget.Budget{ID: "bud_local", Scope: budget.ScopeKey, ScopeID: "key_1", Period: budget.Day, LimitMicros: 1_000, Hard: true}
+	if err := b.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	r := openSeqRig(t, "test/local", nil, nil, b)
+	day := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	r.bl.SetNow(func() time.Time { return day.Add(24*time.Hour - time.Microsecond) })
+	h, ok := callHold(context.Background(), r.bl, r.l, "req_local", 1_000, 1_000)
+	if !ok {
+		t.Fatal("the call was not admitted")
+	}
+	if cs := h.Reservation().Charges; len(cs) != 1 || cs[0].PeriodStart != day.UnixMicro() {
+		t.Fatalf("charges %+v; want the local day %v alone", cs, day)
+	}
+}
