@@ -132,7 +132,7 @@ func openClockReplicas(t *testing.T, shift *atomic.Int64, walls []time.Time, bs 
 // every replica) and has every replica read it.
 func setStoreClock(t *testing.T, shift *atomic.Int64, at time.Time, reps []*clockReplica) {
 	t.Helper()
-	shift.Store(int64(at.Sub(time.Now())))
+	shift.Store(int64(time.Until(at)))
 	for _, r := range reps {
 		if err := r.inst.Beat(context.Background()); err != nil {
 			t.Fatal(err)
