@@ -93,7 +93,8 @@ func (l *Ledger) plan(c Call, now time.Time) ([]applied, error) {
 		return nil, nil
 	}
 	out := make([]applied, 0, n)
-	var clock *storeTime
+	var clock storeTime
+	read := false
 	for _, b := range all {
 		if !b.Applies(c) {
 			continue
@@ -106,8 +107,8 @@ func (l *Ledger) plan(c Call, now time.Time) ([]applied, error) {
 			out = append(out, applied{b, Charge{BudgetID: b.ID, PeriodStart: start.UnixMicro(), Limit: b.LimitMicros, Hard: b.Hard}})
 			continue
 		}
-		if clock == nil {
-			clock = l.storeTime()
+		if !read {
+			clock, read = l.storeTime(), true
 		}
 		starts, err := clock.periods(b, now)
 		if err != nil {

@@ -34,29 +34,28 @@ var ErrClock = errors.New("budget: the store's clock is not known well enough to
 
 // storeTime is one reading of the store's clock for one call.
 type storeTime struct {
-	l   *Ledger
 	at  time.Time
 	unc time.Duration
 	err error
 }
 
-func (l *Ledger) storeTime() *storeTime {
+func (l *Ledger) storeTime() storeTime {
 	at, unc, err := l.StoreClock()
 	if err != nil {
 		if !l.clockDown.Swap(true) {
 			l.log.Error("budget: the store's clock is not usable; calls under a hard day, week or month budget are refused (503 budget_unavailable) until the next heartbeat reads it", "err", err)
 		}
-		return &storeTime{l: l, err: err}
+		return storeTime{err: err}
 	}
 	if l.clockDown.Swap(false) {
 		l.log.Info("budget: the store's clock is read again; period budgets admit calls")
 	}
-	return &storeTime{l: l, at: at, unc: unc}
+	return storeTime{at: at, unc: unc}
 }
 
 // periods returns the starts (unix microseconds) of the periods of b that
 // the store's time may be in: one, or two across a boundary.
-func (st *storeTime) periods(b Budget, local time.Time) ([]int64, error) {
+func (st storeTime) periods(b Budget, local time.Time) ([]int64, error) {
 	if st.err != nil {
 		if b.Hard {
 			return nil, fmt.Errorf("budget %s: %w: %w", b.ID, ErrClock, st.err)
