@@ -31,7 +31,8 @@
 // than Stale/2, and when the wall clock moved more than MaxStep away from the
 // monotonic clock since the reading (the clock was stepped, or the process
 // was suspended and its monotonic clock stood still); the next heartbeat
-// reads the store's clock again.
+// reads the store's clock again. A reading that disagrees with the last one
+// by more than both uncertainties (the store's clock was stepped) is logged.
 package instance
 
 import (
@@ -152,7 +153,22 @@ func (i *Instance) Beat(ctx context.Context) error {
 	// The store read its clock somewhere within the round trip: at its
 	// middle, give or take half of it.
 	half := (got - sent + 1) / 2
-	i.clock.Store(&reading{store: at.Add(half), half: half, mono: got, wall: wall})
+	r := &reading{store: at.Add(half), half: half, mono: got, wall: wall}
+	if prev := i.clock.Swap(r); prev != nil {
+		// The store's clock should have moved as this host's monotonic one
+		// did, within both readings' uncertainty. More: the store's clock
+		// was stepped (or this host was suspended), and replicas that read
+		// it on either side of the step disagree until they read it again.
+		since := got - prev.mono
+		moved := r.store.Sub(prev.store.Add(since))
+		if moved < 0 {
+			moved = -moved
+		}
+		if moved > prev.half+half+since/1e6*driftPPM+time.Millisecond {
+			i.log.Warn("instance: the store's clock moved against this host's monotonic clock between two heartbeats; budget periods follow the new reading",
+				"instance", i.ID(), "by", moved.Round(time.Millisecond))
+		}
+	}
 	// Liveness counts from when the heartbeat was sent, not when it returned.
 	i.last.Store(int64(max(sent, 1)))
 	i.fenced.Store(false)

@@ -1,10 +1,12 @@
 package instance_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -127,7 +129,8 @@ func TestStoreNowRefusesWhatItCannotKnow(t *testing.T) {
 	}
 	defer db.Close()
 	wall, mono := time.Date(2026, 12, 1, 23, 59, 0, 0, time.UTC), time.Hour
-	in := instance.New(db, "gw_a", slog.New(slog.DiscardHandler))
+	var logs bytes.Buffer
+	in := instance.New(db, "gw_a", slog.New(slog.NewTextHandler(&logs, nil)))
 	in.SetClock(func() time.Time { return wall }, func() time.Duration { return mono })
 	if err := in.Beat(ctx); err != nil {
 		t.Fatal(err)
@@ -146,8 +149,16 @@ func TestStoreNowRefusesWhatItCannotKnow(t *testing.T) {
 	if _, _, err := in.StoreNow(); !errors.Is(err, instance.ErrClockStepped) {
 		t.Fatalf("after the wall clock stepped a day: %v, want ErrClockStepped", err)
 	}
+	if strings.Contains(logs.String(), "store's clock moved") {
+		t.Fatalf("a jump logged before the store's clock was read again: %s", logs.String())
+	}
 	if err := in.Beat(ctx); err != nil {
 		t.Fatal(err)
+	}
+	// Here the store's clock is this host's wall clock: the step is a jump of
+	// the store's clock against the monotonic one, which the heartbeat says.
+	if !strings.Contains(logs.String(), "store's clock moved") {
+		t.Fatalf("the store's clock jumped a day and nothing was logged: %q", logs.String())
 	}
 	if _, _, err := in.StoreNow(); err != nil {
 		t.Fatalf("after the next heartbeat: %v", err)
