@@ -255,9 +255,10 @@ func TestReplicasAtTheBoundaryChargeBothPeriods(t *testing.T) {
 		r.bl.StoreClock = func() (time.Time, time.Duration, error) { return rd.at, rd.unc, nil }
 	}
 	var spent [3]int64
+	spent[1] = flood(t, reps[1:2], "edge_first", 1, 1, amount, actual) // at least one call at the boundary
 	var wg sync.WaitGroup
 	for i, r := range reps {
-		wg.Go(func() { spent[i] = flood(t, []*clockReplica{r}, fmt.Sprint("edge", i), 8, 5, amount, actual) })
+		wg.Go(func() { spent[i] += flood(t, []*clockReplica{r}, fmt.Sprint("edge", i), 8, 5, amount, actual) })
 	}
 	wg.Wait()
 	drained(t, reps)
