@@ -150,6 +150,10 @@ type Options struct {
 	// whose cost the gateway cannot bound (background, previous_response_id,
 	// server-side tools, files, audio…); see docs/budgets.md. Default off.
 	AllowUnboundedCost bool
+	// Fields extends the top-level request fields and Anthropic betas a key
+	// under a hard budget may send (fields.go; budgets.allow_fields and
+	// budgets.allow_betas in the configuration).
+	Fields FieldPolicy
 	// ClientPrincipals maps verified client-certificate identities (URI SAN,
 	// DNS SAN or CN) to principal names or ids (mTLS).
 	ClientPrincipals map[string]string
