@@ -291,7 +291,7 @@ func (m *Meter) openAI(ev Event) bool {
 		Model       string       `json:"model"`
 		ServiceTier string       `json:"service_tier"`
 		Usage       *openAIUsage `json:"usage"`
-		Choices []struct {
+		Choices     []struct {
 			Text  string `json:"text"`
 			Delta struct {
 				Content   string `json:"content"`
