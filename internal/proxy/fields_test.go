@@ -161,7 +161,7 @@ func TestUnknownFieldRefusedOnlyUnderAHardBudget(t *testing.T) {
 					Type  string `json:"type"`
 					Error struct {
 						Type, Message, Code string
-						Param              *string
+						Param               *string
 					} `json:"error"`
 				}
 				if err := json.Unmarshal(w.Body.Bytes(), &e); err != nil {
