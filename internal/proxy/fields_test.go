@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/gatehouse-gw/gatehouse/internal/budget"
 	"github.com/gatehouse-gw/gatehouse/internal/config"
+	"github.com/gatehouse-gw/gatehouse/internal/httpx"
 	"github.com/gatehouse-gw/gatehouse/internal/policy"
 	"github.com/gatehouse-gw/gatehouse/internal/pricing"
 	"github.com/gatehouse-gw/gatehouse/internal/provider"
@@ -245,5 +247,56 @@ func TestAnthropicBetaHeaderGoverned(t *testing.T) {
 				t.Fatalf("the refusal does not name the beta: %s", w.Body)
 			}
 		})
+	}
+}
+
+// TestBillingShapesUnbounded: request shapes that switch on a fee or a
+// multiplier the price table does not carry are unbounded (refused under a
+// hard budget), read structurally (escapes decoded), and the harmless forms
+// of the same fields are not.
+func TestBillingShapesUnbounded(t *testing.T) {
+	const user = `"messages":[{"role":"user","content":"hi"}]`
+	tests := []struct {
+		ep        provider.Endpoint
+		body      string
+		unbounded bool
+	}{
+		{provider.Chat, `{"model":"m","max_tokens":5,"service_tier":"fast",` + user + `}`, true},
+		{provider.Responses, `{"model":"m","input":"x","service_tier":"turbo"}`, true},
+		{provider.Chat, `{"model":"m","max_tokens":5,"service_tier":"flex",` + user + `}`, false},
+		{provider.Chat, `{"model":"m","max_tokens":5,"web_search_options":{},` + user + `}`, true},
+		{provider.Chat, `{"model":"m","max_tokens":5,"audio":{"voice":"alloy","format":"mp3"},` + user + `}`, true},
+		{provider.Responses, `{"model":"m","input":"x","tools":[{"type":"code_interpreter","container":{"type":"auto"}}]}`, true},
+		{provider.Responses, `{"model":"m","input":"x","tools":[{"type":"file_search","vector_store_ids":["vs_1"]}]}`, true},
+		{provider.Responses, `{"model":"m","input":"x","tools":[{"type":"computer_use_preview"}]}`, true},
+		{provider.Responses, `{"model":"m","input":"x","tools":[{"type":"\u0077eb_search"}]}`, true},
+		{provider.Messages, `{"model":"m","max_tokens":5,"tools":[{"type":"web_search_20250305","name":"web_search"}],` + user + `}`, true},
+		{provider.Messages, `{"model":"m","max_tokens":5,"tools":[{"type":"web_fetch_20250910","name":"web_fetch"}],` + user + `}`, true},
+		{provider.Messages, `{"model":"m","max_tokens":5,"tools":[{"type":"code_execution_20250825","name":"code_execution"}],` + user + `}`, true},
+		{provider.Messages, `{"model":"m","max_tokens":5,"tools":[{"type":"bash_20250124","name":"bash"}],` + user + `}`, false},
+		{provider.Messages, `{"model":"m","max_tokens":5,"fallbacks":"default",` + user + `}`, true},
+		{provider.Messages, `{"model":"m","max_tokens":5,"fallbacks":[{"model":"claude-opus-4-1"}],` + user + `}`, true},
+		{provider.Messages, `{"model":"m","max_tokens":5,"fallbacks":[],` + user + `}`, false},
+		{provider.Messages, `{"model":"m","max_tokens":5,"thread":{"type":"continue","previous_message_id":"msg_1"},` + user + `}`, true},
+		{provider.Messages, `{"model":"m","max_tokens":5,"thread":{"type":"create"},` + user + `}`, false},
+		{provider.Messages, `{"model":"m","max_tokens":5,"\u0073peed":"fast",` + user + `}`, true},
+		{provider.Messages, `{"model":"m","max_tokens":5,"inference_geo":"us",` + user + `}`, true},
+	}
+	for _, tt := range tests {
+		c, err := ParseCall(tt.ep, []byte(tt.body))
+		if err != nil {
+			t.Errorf("%s: %v", tt.body, err)
+			continue
+		}
+		if got := len(c.Shape.Unbounded) > 0; got != tt.unbounded {
+			t.Errorf("%s: unbounded %v (%v), want %v", tt.body, got, c.Shape.Unbounded, tt.unbounded)
+		}
+	}
+	// Case variants of the new billing fields are refused for every caller.
+	for _, body := range []string{`{"model":"m","max_tokens":5,"Fallbacks":"default",` + user + `}`, `{"model":"m","max_tokens":5,"THREAD":{},` + user + `}`, `{"model":"m","max_tokens":5,"Cache_Control":{"type":"ephemeral","ttl":"1h"},` + user + `}`} {
+		var he *httpx.Error
+		if _, err := ParseCall(provider.Messages, []byte(body)); !errors.As(err, &he) || he.Code != "ambiguous_field" {
+			t.Errorf("%s: %v, want ambiguous_field", body, err)
+		}
 	}
 }
