@@ -111,6 +111,9 @@ func (h *Handler) reserve(ctx context.Context, ep provider.Endpoint, c *Call, bo
 			return nil, wc, body, err
 		}
 		if ep.Protocol == provider.TypeAnthropic {
+			if err := checkVersion(c.Version); err != nil {
+				return nil, wc, body, err
+			}
 			u, err := h.opt.Fields.checkBetas(c.Betas, price)
 			if err != nil {
 				return nil, wc, body, err

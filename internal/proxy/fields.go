@@ -138,6 +138,22 @@ func (fp FieldPolicy) checkBetas(betas []string, price pricing.Price) (unbounded
 	return unbounded, nil
 }
 
+// knownVersions are the anthropic-version values the gateway has read the
+// API of: a later version may change a default that bills (a region, a
+// speed), so under a hard budget another version is refused like an
+// unknown field. No header is the default, AnthropicVersion.
+var knownVersions = []string{"", provider.AnthropicVersion, "2023-01-01"}
+
+// checkVersion refuses an anthropic-version the gateway does not know (the
+// value NewRequest forwards: the first header line).
+func checkVersion(v string) error {
+	if slices.Contains(knownVersions, v) {
+		return nil
+	}
+	return httpx.Errorf(http.StatusBadRequest, "unsupported_version_under_hard_budget",
+		"The anthropic-version %s is not one the gateway knows, so a key under a hard budget may not use it; use %s.", quoteName(v), provider.AnthropicVersion).WithParam("anthropic-version")
+}
+
 // maxBetas bounds the betas a call may name.
 const maxBetas = 64
 

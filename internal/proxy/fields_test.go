@@ -227,6 +227,9 @@ func TestAnthropicBetaHeaderGoverned(t *testing.T) {
 		{"long context, no tier", hardBudget, Options{}, haiku, []string{"anthropic-beta", "context-1m-2025-08-07"}, "unbounded_cost"},
 		{"long context, no tier, unbounded allowed", hardBudget, Options{AllowUnboundedCost: true}, haiku, []string{"anthropic-beta", "context-1m-2025-08-07"}, ""},
 		{"operator allows", hardBudget, Options{Fields: FieldPolicy{Betas: []string{"managed-agents-2026-04-01"}}}, sonnet, []string{"anthropic-beta", "managed-agents-2026-04-01"}, ""},
+		{"known version", hardBudget, Options{}, sonnet, []string{"anthropic-version", "2023-06-01"}, ""},
+		{"unknown version", hardBudget, Options{}, sonnet, []string{"anthropic-version", "2099-01-01"}, "unsupported_version_under_hard_budget"},
+		{"unknown version, soft budget", softBudget, Options{}, sonnet, []string{"anthropic-version", "2099-01-01"}, ""},
 		{"soft budget", softBudget, Options{}, sonnet, []string{"anthropic-beta", "priority-boost-2099-01-01"}, ""},
 		{"no budget", noBudget, Options{}, sonnet, []string{"anthropic-beta", "priority-boost-2099-01-01"}, ""},
 	}
@@ -243,8 +246,13 @@ func TestAnthropicBetaHeaderGoverned(t *testing.T) {
 			case tt.refused != "" && !strings.Contains(w.Body.String(), `"type":"error"`):
 				t.Fatalf("not Anthropic's error shape: %s", w.Body)
 			}
-			if tt.refused != "" && tt.refused != "invalid_type" && !strings.Contains(w.Body.String(), "beta") && tt.refused != "unbounded_cost" {
-				t.Fatalf("the refusal does not name the beta: %s", w.Body)
+			if len(tt.header) == 0 || !strings.HasPrefix(tt.refused, "unsupported_") {
+				return
+			}
+			named := tt.header[len(tt.header)-1]
+			named = strings.TrimSpace(named[strings.LastIndex(named, ",")+1:])
+			if !strings.Contains(w.Body.String(), "'"+named+"'") {
+				t.Fatalf("the refusal does not name the beta or version: %s", w.Body)
 			}
 		})
 	}

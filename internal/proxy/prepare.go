@@ -67,6 +67,7 @@ func (h *Handler) prepare(w http.ResponseWriter, r *http.Request, ep provider.En
 	}
 	if ep.Protocol == provider.TypeAnthropic {
 		p.call.Betas = append(headerBetas(r.Header), p.call.Betas...)
+		p.call.Version = r.Header.Get("Anthropic-Version")
 	}
 	rec.Model, rec.Stream = p.call.Model, p.call.Stream
 	if !p.caller.Key.Scope.AllowsModel(p.call.Model) {

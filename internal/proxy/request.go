@@ -29,6 +29,9 @@ type Call struct {
 	// Betas are the Anthropic betas the call asks for: the betas body
 	// field, and (set by prepare) every anthropic-beta header value.
 	Betas []string
+	// Version is the anthropic-version header an Anthropic call forwards
+	// (set by prepare).
+	Version string
 
 	body object // the body as read
 }
