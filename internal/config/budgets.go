@@ -20,6 +20,8 @@ type Budgets struct {
 	AllowFields map[string][]string `yaml:"allow_fields"`
 	// AllowBetas lists extra anthropic-beta values (header or betas field).
 	AllowBetas []string `yaml:"allow_betas"`
+	// AllowVersions lists extra anthropic-version values.
+	AllowVersions []string `yaml:"allow_versions"`
 }
 
 // FieldEndpoints are the keys budgets.allow_fields takes.
@@ -44,6 +46,11 @@ func (b Budgets) validate() error {
 	for _, v := range b.AllowBetas {
 		if strings.TrimSpace(v) != v || v == "" || strings.Contains(v, ",") {
 			return fmt.Errorf("budgets.allow_betas: %q is not a beta name", v)
+		}
+	}
+	for _, v := range b.AllowVersions {
+		if strings.TrimSpace(v) != v || v == "" {
+			return fmt.Errorf("budgets.allow_versions: %q is not a version", v)
 		}
 	}
 	return nil

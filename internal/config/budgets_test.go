@@ -25,6 +25,7 @@ func TestBudgetsAllowLists(t *testing.T) {
 		"budgets:\n  allow_fields:\n    openai.chat: ['']\n",
 		"budgets:\n  allow_betas: ['a,b']\n",
 		"budgets:\n  allow_betas: [' a']\n",
+		"budgets:\n  allow_versions: ['']\n",
 	} {
 		c := Default()
 		if err := c.Parse([]byte(bad)); err != nil {

@@ -339,7 +339,7 @@ func TestHostileDifferential(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	setBudget(t, f.admin, k.ID, 10_000_000, false)
+	setBudget(t, f.admin, k.ID, 50_000_000, false)
 	f.up.SetFault(sim.Fault{Hostile: true})
 	type field struct {
 		key  string
@@ -371,6 +371,13 @@ func TestHostileDifferential(t *testing.T) {
 				variant{fmt.Sprintf(`"%s":%s`, fl.key, last), ""},
 				variant{fmt.Sprintf(`"%s":%s,"%s":%s`, fl.key, first, fl.key, last), "duplicate_field"},
 				variant{fmt.Sprintf(`"%s":%s,"%s":%s`, fl.key, first, up, last), "ambiguous_field"},
+				// Escaped names are the names every reader decodes: the
+				// same field, judged and billed as such (a duplicate if
+				// given twice); a spelling variant of it, escaped, is an
+				// unknown field, refused under the hard budget.
+				variant{fmt.Sprintf(`"\u%04x%s":%s`, fl.key[0], fl.key[1:], last), ""},
+				variant{fmt.Sprintf(`"%s":%s,"\u%04x%s":%s`, fl.key, first, fl.key[0], fl.key[1:], last), "duplicate_field"},
+				variant{fmt.Sprintf(`"\u%04x%s_x":%s`, fl.key[0], fl.key[1:], last), "unsupported_field_under_hard_budget"},
 			)
 		}
 		for _, c := range ep.refused {
@@ -383,10 +390,10 @@ func TestHostileDifferential(t *testing.T) {
 				model = `"model":"claude-sonnet-4-5",`
 			}
 			base := ep.base
-			if strings.Contains(v.extra, `"model"`) {
+			if strings.Contains(v.extra, `odel"`) { // escaped or not
 				model = ""
 			}
-			if strings.Contains(v.extra, `"prompt"`) {
+			if strings.Contains(v.extra, `rompt"`) {
 				base = ""
 			}
 			body := `{` + model + v.extra

@@ -111,7 +111,7 @@ func (h *Handler) reserve(ctx context.Context, ep provider.Endpoint, c *Call, bo
 			return nil, wc, body, err
 		}
 		if ep.Protocol == provider.TypeAnthropic {
-			if err := checkVersion(c.Version); err != nil {
+			if err := h.opt.Fields.checkVersion(c.Version); err != nil {
 				return nil, wc, body, err
 			}
 			u, err := h.opt.Fields.checkBetas(c.Betas, price)

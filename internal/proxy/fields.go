@@ -93,11 +93,12 @@ var knownBetas = []string{
 var longContextBetas = []string{"context-1m-2025-08-07"}
 
 // FieldPolicy is what a key under a hard budget may send beyond the built-in
-// lists: extra top-level fields per endpoint (keyed as FieldsKey) and extra
-// Anthropic betas, from the configuration.
+// lists: extra top-level fields per endpoint (keyed as FieldsKey), extra
+// Anthropic betas and API versions, from the configuration.
 type FieldPolicy struct {
-	Fields map[string][]string
-	Betas  []string
+	Fields   map[string][]string
+	Betas    []string
+	Versions []string // anthropic-version values
 }
 
 // checkFields refuses the first top-level member of c's body that is neither
@@ -142,16 +143,19 @@ func (fp FieldPolicy) checkBetas(betas []string, price pricing.Price) (unbounded
 // API of: a later version may change a default that bills (a region, a
 // speed), so under a hard budget another version is refused like an
 // unknown field. No header is the default, AnthropicVersion.
-var knownVersions = []string{"", provider.AnthropicVersion, "2023-01-01"}
+// "2026-10-21" is the version anthropic-sdk-go v2.15.0 sends, whose request
+// fields knownFields lists.
+var knownVersions = []string{"", provider.AnthropicVersion, "2023-01-01", "2026-10-21"}
 
 // checkVersion refuses an anthropic-version the gateway does not know (the
-// value NewRequest forwards: the first header line).
-func checkVersion(v string) error {
-	if slices.Contains(knownVersions, v) {
+// value NewRequest forwards: the first header line) unless the operator
+// allows it.
+func (fp FieldPolicy) checkVersion(v string) error {
+	if slices.Contains(knownVersions, v) || slices.Contains(fp.Versions, v) {
 		return nil
 	}
 	return httpx.Errorf(http.StatusBadRequest, "unsupported_version_under_hard_budget",
-		"The anthropic-version %s is not one the gateway knows, so a key under a hard budget may not use it; use %s.", quoteName(v), provider.AnthropicVersion).WithParam("anthropic-version")
+		"The anthropic-version %s is not one the gateway knows, so a key under a hard budget may not use it (it could change a default that bills); an operator can allow it: budgets.allow_versions.", quoteName(v)).WithParam("anthropic-version")
 }
 
 // maxBetas bounds the betas a call may name.

@@ -229,6 +229,7 @@ func TestAnthropicBetaHeaderGoverned(t *testing.T) {
 		{"operator allows", hardBudget, Options{Fields: FieldPolicy{Betas: []string{"managed-agents-2026-04-01"}}}, sonnet, []string{"anthropic-beta", "managed-agents-2026-04-01"}, ""},
 		{"known version", hardBudget, Options{}, sonnet, []string{"anthropic-version", "2023-06-01"}, ""},
 		{"unknown version", hardBudget, Options{}, sonnet, []string{"anthropic-version", "2099-01-01"}, "unsupported_version_under_hard_budget"},
+		{"version the operator allows", hardBudget, Options{Fields: FieldPolicy{Versions: []string{"2099-01-01"}}}, sonnet, []string{"anthropic-version", "2099-01-01"}, ""},
 		{"unknown version, soft budget", softBudget, Options{}, sonnet, []string{"anthropic-version", "2099-01-01"}, ""},
 		{"soft budget", softBudget, Options{}, sonnet, []string{"anthropic-beta", "priority-boost-2099-01-01"}, ""},
 		{"no budget", noBudget, Options{}, sonnet, []string{"anthropic-beta", "priority-boost-2099-01-01"}, ""},
