@@ -193,11 +193,13 @@ func ParseUsageModel(ep Endpoint, body []byte) (t usage.Tokens, id, model string
 var standardTiers = []string{"default", "flex", "scale", "standard"}
 
 // TierRank orders the service tiers a response may report by what they may
-// bill: 0 none reported, 1 a standard tier, 2 "priority", 3 any other
-// ("fast", a tier the gateway does not know).
+// bill: 0 none reported (or "auto": the request's value echoed, as a
+// Responses stream's first events do, which says nothing of the tier that
+// ran), 1 a standard tier, 2 "priority", 3 any other ("fast", a tier the
+// gateway does not know).
 func TierRank(tier string) int {
 	switch {
-	case tier == "":
+	case tier == "" || tier == "auto":
 		return 0
 	case slices.Contains(standardTiers, tier):
 		return 1

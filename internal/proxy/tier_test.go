@@ -33,7 +33,8 @@ func tierUpstream(t *testing.T, tier string) string {
 			fmt.Fprintf(w, `{"id":"resp_1","object":"response","model":"gpt-4o","status":"completed","output":[]%s,"usage":{"input_tokens":20,"output_tokens":50}}`, st)
 		case responses:
 			w.Header().Set("Content-Type", "text/event-stream")
-			fmt.Fprintf(w, "event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"id\":\"resp_1\",\"model\":\"gpt-4o\",\"usage\":null}}\n\n")
+			// The created event echoes the tier asked for ("auto"), as OpenAI's does.
+			fmt.Fprintf(w, "event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"id\":\"resp_1\",\"model\":\"gpt-4o\",\"service_tier\":\"auto\",\"usage\":null}}\n\n")
 			fmt.Fprintf(w, "event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"id\":\"resp_1\",\"model\":\"gpt-4o\"%s,\"usage\":{\"input_tokens\":20,\"output_tokens\":50}}}\n\n", st)
 		case !req.Stream:
 			w.Header().Set("Content-Type", "application/json")
