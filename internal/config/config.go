@@ -62,6 +62,8 @@ type Config struct {
 	// cost has no bound (background, previous_response_id, server-side tools,
 	// files, audio…): such calls can overshoot the budget. Default off.
 	AllowUnboundedCost bool `yaml:"allow_unbounded_cost"`
+	// Budgets extends what a key under a hard budget may send (budgets.go).
+	Budgets Budgets `yaml:"budgets"`
 
 	// MemoryLimit is the Go runtime's soft memory limit for `gatehouse
 	// serve` ("off" by default, or a size such as "48MiB"); GOMEMLIMIT or GOGC, when set,
@@ -373,6 +375,9 @@ func (c *Config) Validate() error {
 	}
 	if len(c.TrustedProxies) > 0 && !c.TrustProxyHeaders {
 		errs = append(errs, errors.New("trusted_proxies is set but trust_proxy_headers is off: X-Forwarded-For would be ignored"))
+	}
+	if err := c.Budgets.validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.DefaultMaxOutputTokens <= 0 {
 		errs = append(errs, errors.New("default_max_output_tokens must be positive"))

@@ -32,10 +32,16 @@ const (
 	callsAffected = 10
 )
 
-// worstCase is what the gateway reserves for attackBody.
+// worstCase is what the gateway reserves for attackBody: a chat call that
+// names no standard service tier is held at the priority rate (twice the
+// price), since the project's default tier may be priority.
 func worstCase(body string) int64 {
 	in := proxy.InputUpperBound([]byte(body))
-	return (in*gpt4oIn + 400*gpt4oOut + 999_999) / 1_000_000
+	w := (in*gpt4oIn + 400*gpt4oOut + 999_999) / 1_000_000
+	if !strings.Contains(body, `"service_tier":"default"`) {
+		w *= 2
+	}
+	return w
 }
 
 type attackResult struct {

@@ -65,7 +65,7 @@ func hostileShapes() []hostileShape {
 		{name: "StreamFoldVariant", path: "/v1/chat/completions", body: `{"model":"gpt-4o","ſtream":true,"max_tokens":10,` + hostileUser + `}`, refused: "ambiguous_field"},
 		{name: "CapFieldConfusion", path: "/v1/responses", body: `{"model":"gpt-4o","input":"hi","max_completion_tokens":1,"max_output_tokens":50000}`, refused: "unsupported_parameter"},
 		{name: "ChatCapsDisagree", path: "/v1/chat/completions", body: `{"model":"gpt-4o","max_tokens":1,"max_completion_tokens":50000,` + hostileUser + `}`, refused: "conflicting_parameters"},
-		{name: "EscapedImageURL", path: "/v1/chat/completions", body: `{"model":"gpt-4o","max_tokens":10,"messages":[{"role":"user","content":[` + img + `,` + img + `]}]}`},
+		{name: "EscapedImageURL", path: "/v1/chat/completions", body: `{"model":"gpt-4o","max_tokens":10,"service_tier":"default","messages":[{"role":"user","content":[` + img + `,` + img + `]}]}`},
 		{name: "FileByID", path: "/v1/chat/completions", body: `{"model":"gpt-4o","max_tokens":10,"messages":[{"role":"user","content":[{"type":"file","file":{"file_id":"file-1"}}]}]}`, refused: "unbounded_cost"},
 		{name: "PDFByURL", path: "/v1/responses", body: `{"model":"gpt-4o","max_output_tokens":10,"input":[{"role":"user","content":[{"type":"input_file","file_url":"https://example.com/a.pdf"}]}]}`, refused: "unbounded_cost"},
 		{name: "DocumentByURL", path: "/v1/messages", body: `{"model":"claude-sonnet-4-5","max_tokens":10,"messages":[{"role":"user","content":[{"type":"document","source":{"type":"url","url":"https://example.com/a.pdf"}}]}]}`, refused: "unbounded_cost"},
@@ -84,6 +84,13 @@ func hostileShapes() []hostileShape {
 		{name: "NOnResponses", path: "/v1/responses", body: `{"model":"gpt-4o","input":"hi","n":64,"max_output_tokens":100}`, refused: "unsupported_parameter"},
 		{name: "ToolTypeCaseVariant", path: "/v1/chat/completions", body: `{"model":"gpt-4o","max_tokens":10,` + hostileUser + `,"tools":[{"type":"function","Type":"web_search","function":{"name":"f"}}]}`, refused: "ambiguous_field"},
 		{name: "FastMode", path: "/v1/messages", body: `{"model":"claude-sonnet-4-5","max_tokens":10,"speed":"fast",` + hostileUser + `}`, refused: "unbounded_cost"},
+		{name: "UnknownTopLevelField", path: "/v1/chat/completions", body: `{"model":"gpt-4o","max_tokens":10,"priority_boost":true,` + hostileUser + `}`, refused: "unsupported_field_under_hard_budget"},
+		{name: "EscapedUnknownField", path: "/v1/responses", body: `{"model":"gpt-4o","input":"hi","max_output_tokens":10,"\u0078_multiplier":3}`, refused: "unsupported_field_under_hard_budget"},
+		{name: "EscapedFastMode", path: "/v1/messages", body: `{"model":"claude-sonnet-4-5","max_tokens":10,"\u0073peed":"fast",` + hostileUser + `}`, refused: "unbounded_cost"},
+		{name: "FastTier", path: "/v1/chat/completions", body: `{"model":"gpt-4o","max_tokens":10,"service_tier":"fast",` + hostileUser + `}`, refused: "unbounded_cost"},
+		{name: "ServerSideFallback", path: "/v1/messages", body: `{"model":"claude-sonnet-4-5","max_tokens":10,"fallbacks":"default",` + hostileUser + `}`, refused: "unbounded_cost"},
+		{name: "FallbacksCaseVariant", path: "/v1/chat/completions", body: `{"model":"gpt-4o","max_tokens":10,"Fallbacks":"default",` + hostileUser + `}`, refused: "ambiguous_field"},
+		{name: "ContinuedThread", path: "/v1/messages", body: `{"model":"claude-sonnet-4-5","max_tokens":10,"thread":{"type":"continue","previous_message_id":"msg_1"},` + hostileUser + `}`, refused: "unbounded_cost"},
 		{name: "EscapedAudioModality", path: "/v1/chat/completions", body: `{"model":"gpt-4o","max_tokens":10,"modalities":["text","\u0061udio"],` + hostileUser + `}`, refused: "unbounded_cost"},
 		{name: "UpstreamErrorMidStream", path: "/v1/chat/completions", body: `{"model":"gpt-4o","max_tokens":300,"stream":true,` + hostileUser + `}`, fault: sim.Fault{CutAfter: 3}},
 		{name: "NoCapGivenClamped", path: "/v1/chat/completions", body: `{"model":"gpt-4o",` + hostileUser + `}`, clamp: true},
@@ -332,7 +339,7 @@ func TestHostileDifferential(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	setBudget(t, f.admin, k.ID, 10_000_000, false)
+	setBudget(t, f.admin, k.ID, 50_000_000, false)
 	f.up.SetFault(sim.Fault{Hostile: true})
 	type field struct {
 		key  string
@@ -364,6 +371,13 @@ func TestHostileDifferential(t *testing.T) {
 				variant{fmt.Sprintf(`"%s":%s`, fl.key, last), ""},
 				variant{fmt.Sprintf(`"%s":%s,"%s":%s`, fl.key, first, fl.key, last), "duplicate_field"},
 				variant{fmt.Sprintf(`"%s":%s,"%s":%s`, fl.key, first, up, last), "ambiguous_field"},
+				// Escaped names are the names every reader decodes: the
+				// same field, judged and billed as such (a duplicate if
+				// given twice); a spelling variant of it, escaped, is an
+				// unknown field, refused under the hard budget.
+				variant{fmt.Sprintf(`"\u%04x%s":%s`, fl.key[0], fl.key[1:], last), ""},
+				variant{fmt.Sprintf(`"%s":%s,"\u%04x%s":%s`, fl.key, first, fl.key[0], fl.key[1:], last), "duplicate_field"},
+				variant{fmt.Sprintf(`"\u%04x%s_x":%s`, fl.key[0], fl.key[1:], last), "unsupported_field_under_hard_budget"},
 			)
 		}
 		for _, c := range ep.refused {
@@ -376,10 +390,10 @@ func TestHostileDifferential(t *testing.T) {
 				model = `"model":"claude-sonnet-4-5",`
 			}
 			base := ep.base
-			if strings.Contains(v.extra, `"model"`) {
+			if strings.Contains(v.extra, `odel"`) { // escaped or not
 				model = ""
 			}
-			if strings.Contains(v.extra, `"prompt"`) {
+			if strings.Contains(v.extra, `rompt"`) {
 				base = ""
 			}
 			body := `{` + model + v.extra

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"reflect"
+	"slices"
 	"strings"
 
 	"github.com/go-json-experiment/json"
@@ -183,6 +184,34 @@ func ParseUsage(ep Endpoint, body []byte) (t usage.Tokens, id string, ok bool) {
 // ParseUsageModel is ParseUsage that also returns the model the response
 // names (the model that answered; "" when it names none).
 func ParseUsageModel(ep Endpoint, body []byte) (t usage.Tokens, id, model string, ok bool) {
+	t, id, model, _, ok = ParseUsageTier(ep, body)
+	return t, id, model, ok
+}
+
+// standardTiers are the service tiers an OpenAI response reports for a call
+// billed at most at the model's price.
+var standardTiers = []string{"default", "flex", "scale", "standard"}
+
+// TierRank orders the service tiers a response may report by what they may
+// bill: 0 none reported (or "auto": the request's value echoed, as a
+// Responses stream's first events do, which says nothing of the tier that
+// ran), 1 a standard tier, 2 "priority", 3 any other ("fast", a tier the
+// gateway does not know).
+func TierRank(tier string) int {
+	switch {
+	case tier == "" || tier == "auto":
+		return 0
+	case slices.Contains(standardTiers, tier):
+		return 1
+	case tier == "priority":
+		return 2
+	}
+	return 3
+}
+
+// ParseUsageTier is ParseUsageModel that also returns the service tier an
+// OpenAI response reports ("" when none; always "" for Anthropic).
+func ParseUsageTier(ep Endpoint, body []byte) (t usage.Tokens, id, model, tier string, ok bool) {
 	if ep.Protocol == TypeAnthropic {
 		var r struct {
 			ID    string          `json:"id"`
@@ -190,27 +219,28 @@ func ParseUsageModel(ep Endpoint, body []byte) (t usage.Tokens, id, model string
 			Usage *anthropicUsage `json:"usage"`
 		}
 		if readStrict(body, &r) != readOK || r.Usage == nil {
-			return usage.Tokens{}, r.ID, r.Model, false
+			return usage.Tokens{}, r.ID, r.Model, "", false
 		}
 		t, ok = r.Usage.tokens()
 		if !ok || t.Input == 0 {
-			return usage.Tokens{}, r.ID, r.Model, false
+			return usage.Tokens{}, r.ID, r.Model, "", false
 		}
-		return t.Clamp(), r.ID, r.Model, true
+		return t.Clamp(), r.ID, r.Model, "", true
 	}
 	var r struct {
-		ID    string       `json:"id"`
-		Model string       `json:"model"`
-		Usage *openAIUsage `json:"usage"`
+		ID          string       `json:"id"`
+		Model       string       `json:"model"`
+		ServiceTier string       `json:"service_tier"`
+		Usage       *openAIUsage `json:"usage"`
 	}
 	if readStrict(body, &r) != readOK || r.Usage == nil {
-		return usage.Tokens{}, r.ID, r.Model, false
+		return usage.Tokens{}, r.ID, r.Model, "", false
 	}
 	t, ok = r.Usage.tokens()
 	if !ok {
-		return usage.Tokens{}, r.ID, r.Model, false
+		return usage.Tokens{}, r.ID, r.Model, "", false
 	}
-	return t.Clamp(), r.ID, r.Model, true
+	return t.Clamp(), r.ID, r.Model, r.ServiceTier, true
 }
 
 // Meter follows a stream of ep, event by event: it picks up the usage the
@@ -228,6 +258,7 @@ type Meter struct {
 	outChars int64
 	id       string
 	model    string // the first model an event names
+	tier     string // the dearest service tier an event reports (TierRank)
 	done     bool   // a terminal event was seen
 	bogus    bool   // a usage report no real call has: the usage is missing
 }
@@ -258,10 +289,11 @@ func (m *Meter) Observe(ev Event) bool {
 
 func (m *Meter) openAI(ev Event) bool {
 	var c struct {
-		ID      string       `json:"id"`
-		Model   string       `json:"model"`
-		Usage   *openAIUsage `json:"usage"`
-		Choices []struct {
+		ID          string       `json:"id"`
+		Model       string       `json:"model"`
+		ServiceTier string       `json:"service_tier"`
+		Usage       *openAIUsage `json:"usage"`
+		Choices     []struct {
 			Text  string `json:"text"`
 			Delta struct {
 				Content   string `json:"content"`
@@ -283,6 +315,7 @@ func (m *Meter) openAI(ev Event) bool {
 	if m.model == "" {
 		m.model = c.Model
 	}
+	m.seeTier(c.ServiceTier)
 	for _, ch := range c.Choices {
 		m.outChars += int64(len(ch.Text) + len(ch.Delta.Content) + len(ch.Delta.Reasoning))
 		for _, tc := range ch.Delta.ToolCalls {
@@ -306,9 +339,10 @@ func (m *Meter) responses(ev Event) bool {
 		Type     string `json:"type"`
 		Delta    string `json:"delta"`
 		Response *struct {
-			ID    string       `json:"id"`
-			Model string       `json:"model"`
-			Usage *openAIUsage `json:"usage"`
+			ID          string       `json:"id"`
+			Model       string       `json:"model"`
+			ServiceTier string       `json:"service_tier"`
+			Usage       *openAIUsage `json:"usage"`
 		} `json:"response"`
 		Usage *openAIUsage `json:"usage"` // not where the API puts it: see below
 	}
@@ -330,6 +364,7 @@ func (m *Meter) responses(ev Event) bool {
 		if m.model == "" {
 			m.model = e.Response.Model
 		}
+		m.seeTier(e.Response.ServiceTier)
 		if e.Response.Usage != nil {
 			t, ok := e.Response.Usage.tokens()
 			m.bogus = m.bogus || !ok
@@ -423,6 +458,17 @@ func (m *Meter) anthropic(ev Event) bool {
 	}
 	return true
 }
+
+// seeTier keeps the dearest service tier the stream reported.
+func (m *Meter) seeTier(t string) {
+	if TierRank(t) > TierRank(m.tier) {
+		m.tier = t
+	}
+}
+
+// ServiceTier returns the dearest service tier the stream reported (an
+// OpenAI stream: chat chunks, a Responses event's response), "" when none.
+func (m *Meter) ServiceTier() string { return m.tier }
 
 // ResponseID returns the upstream's id of the response, once seen.
 func (m *Meter) ResponseID() string { return m.id }

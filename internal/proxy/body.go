@@ -191,7 +191,7 @@ var governed = []string{
 	"reasoning", "reasoning_effort", "thinking", "prediction", "modalities", "audio",
 	"web_search_options", "mcp_servers", "container", "max_tool_calls", "include",
 	"truncation", "echo", "logprobs", "top_logprobs", "context_management", "betas", "speed",
-	"inference_geo",
+	"inference_geo", "fallbacks", "thread", "cache_control",
 }
 
 // foldKey is name as a case-folding, separator-ignoring parser might see it:

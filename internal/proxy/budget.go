@@ -104,6 +104,25 @@ func (h *Handler) reserve(ctx context.Context, ep provider.Endpoint, c *Call, bo
 		return nil, wc, body, httpx.Errorf(http.StatusForbidden, "model_unpriced",
 			"The model '%s' has no price, so a hard budget cannot bound it; an operator must set one (gatehouse prices set).", c.Model).WithParam("model")
 	}
+	if hard {
+		// Only the shapes the gateway knows: an unread field or beta is an
+		// unpriced one (fields.go).
+		if err := h.opt.Fields.checkFields(ep, *c); err != nil {
+			return nil, wc, body, err
+		}
+		if ep.Protocol == provider.TypeAnthropic {
+			if err := h.opt.Fields.checkVersion(c.Version); err != nil {
+				return nil, wc, body, err
+			}
+			u, err := h.opt.Fields.checkBetas(c.Betas, price)
+			if err != nil {
+				return nil, wc, body, err
+			}
+			if u != "" {
+				c.Shape.unbounded(u)
+			}
+		}
+	}
 	if hard && len(c.Shape.Unbounded) > 0 && !h.opt.AllowUnboundedCost {
 		f := c.Shape.Unbounded[0]
 		return nil, wc, body, httpx.Errorf(http.StatusBadRequest, "unbounded_cost",

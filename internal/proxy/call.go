@@ -170,22 +170,44 @@ func (h *Handler) serveCall(w http.ResponseWriter, r *http.Request, ep provider.
 
 	var tokens usage.Tokens
 	var estimated bool
+	var tier string
 	if call.Stream && isEventStream(resp.Header.Get("Content-Type")) {
-		tokens, estimated, err = h.relayStream(w, r, ctx, cancel, ep, resp, strip, estimateInput(body), rec)
+		tokens, estimated, tier, err = h.relayStream(w, r, ctx, cancel, ep, resp, strip, estimateInput(body), rec)
 	} else {
-		tokens, estimated, err = h.relayJSON(w, r, ep, resp, estimateInput(body), rec)
+		tokens, estimated, tier, err = h.relayJSON(w, r, ep, resp, estimateInput(body), rec)
 	}
 	out.metered = !estimated
 	rec.Tokens, rec.Estimated = tokens, estimated
 	if priced {
 		rec.CostMicros = price.Cost(tokens)
-		if call.Shape.Priority {
-			// Billed at a premium the price table does not carry: the
-			// one the worst case assumed (charged ≥ billed).
-			rec.CostMicros = satMul(rec.CostMicros, 2)
-		}
+		mult, known := tierMultiple(call.Shape.Priority, tier)
+		// A tier billed at a premium the price table does not carry is
+		// charged at the premium (charged ≥ billed); one the gateway cannot
+		// price leaves the usage unpriced: the whole hold is charged.
+		rec.CostMicros = satMul(rec.CostMicros, mult)
+		out.metered = out.metered && known
 	}
 	return err
+}
+
+// tierMultiple is what a call is charged per its price, given the service
+// tier its response reports: a standard tier 1×, "priority" 2× (the premium
+// the worst case assumes), none reported the tier the hold assumed (priority
+// when the call named no cheaper tier: the project's default may be
+// priority); known is false for a tier the gateway cannot price ("fast").
+func tierMultiple(heldPriority bool, reported string) (mult int64, known bool) {
+	switch provider.TierRank(reported) {
+	case 0:
+		if heldPriority {
+			return 2, true
+		}
+		return 1, true
+	case 1:
+		return 1, true
+	case 2:
+		return 2, true
+	}
+	return 1, false
 }
 
 // writeStart appends the call's start record. Strings from the caller go in
@@ -520,7 +542,7 @@ func readAnswer(buf *bytes.Buffer, body io.Reader, declared, limit int64) error 
 	return err
 }
 
-func (h *Handler) relayJSON(w http.ResponseWriter, r *http.Request, ep provider.Endpoint, resp *http.Response, inputEstimate int64, rec *usage.Record) (usage.Tokens, bool, error) {
+func (h *Handler) relayJSON(w http.ResponseWriter, r *http.Request, ep provider.Endpoint, resp *http.Response, inputEstimate int64, rec *usage.Record) (usage.Tokens, bool, string, error) {
 	buf := answers.Get().(*bytes.Buffer)
 	defer func() {
 		if buf.Cap() <= maxPooledAnswer {
@@ -531,12 +553,12 @@ func (h *Handler) relayJSON(w http.ResponseWriter, r *http.Request, ep provider.
 	err := readAnswer(buf, resp.Body, resp.ContentLength, h.opt.MaxResponseBytes)
 	b := buf.Bytes()
 	if err != nil {
-		return usage.Tokens{Input: inputEstimate}, true, httpx.Errorf(http.StatusBadGateway, "upstream_error", "The upstream response could not be read.").WithCause(err)
+		return usage.Tokens{Input: inputEstimate}, true, "", httpx.Errorf(http.StatusBadGateway, "upstream_error", "The upstream response could not be read.").WithCause(err)
 	}
 	if int64(len(b)) > h.opt.MaxResponseBytes {
-		return usage.Tokens{Input: inputEstimate}, true, httpx.Errorf(http.StatusBadGateway, "upstream_response_too_large", "The upstream response exceeded the gateway's limit.")
+		return usage.Tokens{Input: inputEstimate}, true, "", httpx.Errorf(http.StatusBadGateway, "upstream_response_too_large", "The upstream response exceeded the gateway's limit.")
 	}
-	tokens, _, model, ok := provider.ParseUsageModel(ep, b)
+	tokens, _, model, tier, ok := provider.ParseUsageTier(ep, b)
 	observationOf(r.Context()).responseModel(model)
 	estimated := !ok
 	if !ok {
@@ -552,7 +574,7 @@ func (h *Handler) relayJSON(w http.ResponseWriter, r *http.Request, ep provider.
 		rec.Status, rec.ErrorCode = statusClientClosed, "client_closed"
 	}
 	http.NewResponseController(w).Flush()
-	return tokens, estimated, nil
+	return tokens, estimated, tier, nil
 }
 
 // relayStream forwards SSE events one by one, flushing each, while the meter
@@ -560,7 +582,7 @@ func (h *Handler) relayJSON(w http.ResponseWriter, r *http.Request, ep provider.
 // broken upstream stream ends with an error event in the API's own shape; a
 // caller that goes away cancels the upstream call at once.
 func (h *Handler) relayStream(w http.ResponseWriter, r *http.Request, ctx context.Context, cancel context.CancelFunc,
-	ep provider.Endpoint, resp *http.Response, strip bool, inputEstimate int64, rec *usage.Record) (usage.Tokens, bool, error) {
+	ep provider.Endpoint, resp *http.Response, strip bool, inputEstimate int64, rec *usage.Record) (usage.Tokens, bool, string, error) {
 	meter := provider.NewMeter(ep)
 	meter.StripUsage = strip
 	var idled atomic.Bool
@@ -618,7 +640,7 @@ func (h *Handler) relayStream(w http.ResponseWriter, r *http.Request, ctx contex
 	}
 	observationOf(r.Context()).responseModel(meter.ResponseModel())
 	t, est := meter.Usage(inputEstimate)
-	return t, est, nil
+	return t, est, meter.ServiceTier(), nil
 }
 
 // writeStreamError ends a stream with an error the SDKs surface: OpenAI's

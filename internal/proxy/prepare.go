@@ -65,6 +65,10 @@ func (h *Handler) prepare(w http.ResponseWriter, r *http.Request, ep provider.En
 	if p.call, err = ParseCall(ep, p.body); err != nil {
 		return p, err
 	}
+	if ep.Protocol == provider.TypeAnthropic {
+		p.call.Betas = append(headerBetas(r.Header), p.call.Betas...)
+		p.call.Version = r.Header.Get("Anthropic-Version")
+	}
 	rec.Model, rec.Stream = p.call.Model, p.call.Stream
 	if !p.caller.Key.Scope.AllowsModel(p.call.Model) {
 		return p, httpx.Errorf(http.StatusForbidden, "model_not_allowed", "This API key may not use the model '%s'.", p.call.Model).WithParam("model")

@@ -15,13 +15,16 @@
 //  6. policy, rate limits, then the budget reservation of the worst case
 //     (worstcase.go: a structured walk of the body, every multiplier, every
 //     input kind; fields with no computable bound refused under a hard
-//     budget), then the write-ahead ledger record;
+//     budget, and so are top-level fields, Anthropic betas and API versions
+//     the gateway does not know: fields.go), then the write-ahead ledger
+//     record;
 //  7. call the upstream, retrying on another key only before any byte reached
 //     the caller and never once a request was written in full; stream SSE
 //     through, flushing per event, metering as it goes (package provider
 //     reads usage only when the upstream's JSON has one reading);
-//  8. settle: charged ≥ billed. Usage reported: its cost (above the hold:
-//     charged anyway and flagged over_reservation). Usage missing, or the
+//  8. settle: charged ≥ billed. Usage reported: its cost at the service
+//     tier the response reports (above the hold: charged anyway and flagged
+//     over_reservation; a tier the gateway cannot price: the whole hold). Usage missing, or the
 //     call ended early after the request left: the whole hold. The breaker
 //     sees what was charged. Record usage, also when the caller disconnects.
 //
@@ -150,6 +153,10 @@ type Options struct {
 	// whose cost the gateway cannot bound (background, previous_response_id,
 	// server-side tools, files, audio…); see docs/budgets.md. Default off.
 	AllowUnboundedCost bool
+	// Fields extends the top-level request fields and Anthropic betas a key
+	// under a hard budget may send (fields.go; budgets.allow_fields and
+	// budgets.allow_betas in the configuration).
+	Fields FieldPolicy
 	// ClientPrincipals maps verified client-certificate identities (URI SAN,
 	// DNS SAN or CN) to principal names or ids (mTLS).
 	ClientPrincipals map[string]string

@@ -26,6 +26,12 @@ type Call struct {
 	Choices      int64  // generations billed per prompt: n, or best_of on completions; 1 elsewhere
 	Prompts      int64  // completions: prompts in the batch; 1 elsewhere
 	Shape        Shape  // what the input holds (worstcase.go)
+	// Betas are the Anthropic betas the call asks for: the betas body
+	// field, and (set by prepare) every anthropic-beta header value.
+	Betas []string
+	// Version is the anthropic-version header an Anthropic call forwards
+	// (set by prepare).
+	Version string
 
 	body object // the body as read
 }
@@ -107,6 +113,11 @@ func ParseCall(ep provider.Endpoint, body []byte) (Call, error) {
 			if c.IncludeUsage, err = boolField(sub, "include_usage"); err != nil {
 				return Call{}, badRequest("invalid_type", "stream_options.include_usage", "Invalid type for 'stream_options.include_usage': expected a boolean.")
 			}
+		}
+	}
+	if ep.Protocol == provider.TypeAnthropic {
+		if c.Betas, err = bodyBetas(o); err != nil {
+			return Call{}, err
 		}
 	}
 	if err := c.readCaps(ep); err != nil {

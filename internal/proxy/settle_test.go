@@ -48,7 +48,7 @@ func TestWorstOf(t *testing.T) {
 		}
 		return worstOf(ep, c, []byte(body), p, out)
 	}
-	base := `{"model":"m","max_tokens":100,"messages":[]}`
+	base := `{"model":"m","max_tokens":100,"service_tier":"default","messages":[]}`
 	in := InputUpperBound([]byte(base))
 	tests := []struct {
 		name          string
@@ -58,7 +58,7 @@ func TestWorstOf(t *testing.T) {
 		cost          int64
 	}{
 		{"plain: input at the cache-write rate (dearer than uncached)", provider.Chat, base, in, 100, (in*1_250_000 + 100*2_000_000 + 999_999) / 1_000_000},
-		{"n multiplies output", provider.Chat, `{"model":"m","max_tokens":100,"n":7,"messages":[]}`, in + 6, 700, -1},
+		{"n multiplies output", provider.Chat, `{"model":"m","max_tokens":100,"service_tier":"default","n":7,"messages":[]}`, in + 6, 700, -1},
 		{"best_of × prompts", provider.Completions, `{"model":"m","max_tokens":10,"best_of":4,"prompt":["a","b","c"]}`, -1, 120, -1},
 		{"thinking above the cap", provider.Messages, `{"model":"m","max_tokens":100,"thinking":{"type":"enabled","budget_tokens":900},"messages":[]}`, -1, 900, -1},
 		{"prediction adds output", provider.Chat, `{"model":"m","max_tokens":100,"prediction":{"type":"content","content":"0123456789"},"messages":[]}`, -1, 100 + int64(len(`{"type":"content","content":"0123456789"}`)), -1},
@@ -93,5 +93,43 @@ func TestWorstOf(t *testing.T) {
 	prio := worst(provider.Chat, `{"model":"m","max_tokens":100,"service_tier":"priority","messages":[]}`, 100)
 	if prio.cost < 2*normal.cost {
 		t.Errorf("priority: %d, default %d", prio.cost, normal.cost)
+	}
+	// A call that names no tier (or "auto") may run at the project's default
+	// tier, which can be priority: held at the priority rate.
+	standard := func(ep provider.Endpoint, body string) int64 { // the same call at the standard rate
+		c, _ := ParseCall(ep, []byte(body))
+		c.Shape.Priority = false
+		return worstOf(ep, c, []byte(body), p, 100).cost
+	}
+	for _, tc := range []struct {
+		ep   provider.Endpoint
+		body string
+	}{
+		{provider.Chat, `{"model":"m","max_tokens":100,"messages":[]}`},
+		{provider.Chat, `{"model":"m","max_tokens":100,"service_tier":"auto","messages":[]}`},
+		{provider.Chat, `{"model":"m","max_tokens":100,"service_tier":null,"messages":[]}`},
+		{provider.Responses, `{"model":"m","input":"x"}`},
+	} {
+		if w := worst(tc.ep, tc.body, 100); w.cost < 2*standard(tc.ep, tc.body) {
+			t.Errorf("%s: %d, want at least the priority rate (2 × %d)", tc.body, w.cost, standard(tc.ep, tc.body))
+		}
+	}
+	for _, tc := range []struct {
+		ep   provider.Endpoint
+		body string
+	}{
+		{provider.Chat, `{"model":"m","max_tokens":100,"service_tier":"flex","messages":[]}`},
+		{provider.Responses, `{"model":"m","input":"x","service_tier":"default"}`},
+		{provider.Completions, `{"model":"m","prompt":"x"}`},
+		{provider.Messages, `{"model":"m","max_tokens":100,"messages":[]}`},
+	} {
+		if w := worst(tc.ep, tc.body, 100); w.cost != standard(tc.ep, tc.body) {
+			t.Errorf("%s: %d, want the standard rate %d", tc.body, w.cost, standard(tc.ep, tc.body))
+		}
+	}
+	// A top-level one-hour cache_control (Anthropic) costs what one on a block does.
+	top := worst(provider.Messages, `{"model":"m","max_tokens":100,"cache_control":{"type":"ephemeral","ttl":"1h"},"messages":[{"role":"user","content":[{"type":"text","text":"x"}]}]}`, 100)
+	if top.cost < plain.cost+p.Cost(usage.Tokens{Input: plain.input})-1 {
+		t.Errorf("top-level one-hour cache write: %d, 5-minute %d", top.cost, plain.cost)
 	}
 }

@@ -28,7 +28,7 @@ type Shape struct {
 	ToolTokens     int64    // prompt tokens of provider-defined client tools (Anthropic bash, text editor, computer, memory)
 	ThinkingBudget int64    // Anthropic thinking.budget_tokens: may exceed max_tokens with interleaved thinking
 	ExtraOutput    int64    // output tokens beyond the cap per generation: a predicted output's rejected tokens
-	Priority       bool     // service_tier "priority": billed at a premium (assumed at most 2×)
+	Priority       bool     // may run at OpenAI's priority tier: billed at a premium (assumed at most 2×); see tier
 	CacheTTL1h     bool     // Anthropic one-hour cache writes: 2× the input price
 	Unbounded      []string // fields whose cost the gateway cannot bound
 
@@ -105,7 +105,17 @@ func worstOf(ep provider.Endpoint, c Call, body []byte, p pricing.Price, out int
 
 // analyze walks the members of a request body of ep that carry cost.
 func analyze(ep provider.Endpoint, o object) (Shape, error) {
-	var s Shape
+	s, tier, err := analyzeMembers(ep, o)
+	if err != nil {
+		return s, err
+	}
+	s.tier(ep, tier)
+	return s, nil
+}
+
+// analyzeMembers is analyze's walk; tier is the service_tier named, or ""
+// (absent or null).
+func analyzeMembers(ep provider.Endpoint, o object) (s Shape, tier string, err error) {
 	for _, m := range o {
 		if isNull(m.value) {
 			continue
@@ -119,7 +129,7 @@ func analyze(ep provider.Endpoint, o object) (Shape, error) {
 			}
 			v, err := decodeAny(m.value)
 			if err != nil {
-				return s, err
+				return s, "", err
 			}
 			s.walk(v, m.name)
 		case "prompt":
@@ -129,7 +139,7 @@ func analyze(ep provider.Endpoint, o object) (Shape, error) {
 		case "tools":
 			v, err := decodeAny(m.value)
 			if err != nil {
-				return s, err
+				return s, "", err
 			}
 			s.tools(ep, v)
 		case "background":
@@ -152,10 +162,34 @@ func analyze(ep provider.Endpoint, o object) (Shape, error) {
 			}
 		case "service_tier":
 			if m.value.Kind() != '"' {
-				return s, badRequest("invalid_type", "service_tier", "Invalid type for 'service_tier': expected a string.")
+				return s, "", badRequest("invalid_type", "service_tier", "Invalid type for 'service_tier': expected a string.")
 			}
 			t, _ := jsontext.AppendUnquote(nil, m.value)
-			s.Priority = string(t) == "priority"
+			tier = string(t)
+		case "cache_control":
+			// Anthropic's top-level cache_control marks the last cacheable
+			// block: a one-hour TTL there writes the cache at 2x input too.
+			if v, err := decodeAny(m.value); err == nil {
+				if cc, ok := v.(map[string]any); ok && cc["ttl"] == "1h" {
+					s.CacheTTL1h = true
+				}
+			}
+		case "fallbacks":
+			// Anthropic's server-side fallback runs the call again on other
+			// models (or a server-defined list), at their prices.
+			if v, _ := decodeAny(m.value); v != nil {
+				if a, ok := v.([]any); !ok || len(a) > 0 {
+					s.unbounded(m.name)
+				}
+			}
+		case "thread":
+			// A continued thread bills the server-held conversation as
+			// input, which is not in the request; creating one does not.
+			if v, _ := decodeAny(m.value); v != nil {
+				if t, ok := v.(map[string]any); !ok || t["type"] != "create" || len(t) != 1 {
+					s.unbounded(m.name)
+				}
+			}
 		case "speed":
 			// Anthropic's fast mode ("fast", with its beta header) bills the
 			// model at a multiple of its price (6x on Opus 4.6 and 4.7, 2x
@@ -176,19 +210,49 @@ func analyze(ep provider.Endpoint, o object) (Shape, error) {
 		case "thinking":
 			if sub, err := readObject(m.value); err == nil {
 				if err := checkVariants(sub, []string{"type", "budget_tokens"}, " in 'thinking'"); err != nil {
-					return s, err
+					return s, "", err
 				}
 			}
 			var t struct {
 				BudgetTokens int64 `json:"budget_tokens"`
 			}
 			if json.Unmarshal(m.value, &t) != nil || t.BudgetTokens < 0 {
-				return s, badRequest("invalid_type", "thinking", "Invalid value for 'thinking'.")
+				return s, "", badRequest("invalid_type", "thinking", "Invalid value for 'thinking'.")
 			}
 			s.ThinkingBudget = t.BudgetTokens
 		}
 	}
-	return s, nil
+	return s, tier, nil
+}
+
+// tiered are the endpoints that take OpenAI's service_tier: a call that
+// names no tier runs at the project's default tier, which can be priority.
+func tiered(ep provider.Endpoint) bool {
+	return ep.Name == provider.Chat.Name || ep.Name == provider.Responses.Name
+}
+
+// standardTiers are the tiers billed at most at the model's price ("flex"
+// is cheaper, "scale" is paid for in advance); Anthropic's "standard_only"
+// is its request value for the same.
+var standardTiers = []string{"default", "flex", "scale", "standard", "standard_only"}
+
+// tier sets what the service_tier a call names (or not) costs. On chat and
+// responses a call that names no tier, or "auto", runs at the project's
+// default tier, which can be priority: held at the priority rate; only an
+// explicit standard tier is held at the price. "fast" (OpenAI's fast mode)
+// bills a multiple the price table does not carry, and so does a tier the
+// gateway does not know: unbounded. Elsewhere only "priority" is priced
+// above the standard rate.
+func (s *Shape) tier(ep provider.Endpoint, tier string) {
+	switch {
+	case !tiered(ep):
+		s.Priority = tier == "priority"
+	case tier == "" || tier == "auto" || tier == "priority":
+		s.Priority = true
+	case slices.Contains(standardTiers, tier):
+	default:
+		s.unbounded("service_tier")
+	}
 }
 
 func decodeAny(v jsontext.Value) (any, error) {

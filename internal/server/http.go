@@ -81,6 +81,7 @@ func (s *Server) buildHTTP() {
 		MaxBodyBytes: s.cfg.MaxBodyBytes, UpstreamTimeout: s.cfg.UpstreamTimeout.D(),
 		StreamIdleTimeout: s.cfg.StreamIdleTimeout.D(), TrustProxyHeaders: s.cfg.TrustProxyHeaders, TrustedProxies: trustedProxies(s.cfg.TrustedProxies), DefaultMaxOutput: s.cfg.DefaultMaxOutputTokens,
 		PolicyZone: s.cfg.PolicyTimeZone, ClientPrincipals: s.cfg.TLS.ClientPrincipals, AllowUnboundedCost: s.cfg.AllowUnboundedCost,
+		Fields: proxy.FieldPolicy{Fields: s.cfg.Budgets.AllowFields, Betas: s.cfg.Budgets.AllowBetas, Versions: s.cfg.Budgets.AllowVersions},
 		LagEnd: s.cfg.Ledger.LagEndRecords,
 	})
 	if s.ledger != nil {

@@ -54,6 +54,17 @@ func (s *stream) send(event string, data any) bool {
 	return s.r.Context().Err() == nil
 }
 
+// tier is the service tier the call ran at, as OpenAI reports it: the one
+// asked for, or "default" for "auto" and none (a project whose default tier
+// is the standard one).
+func (req *request) tier() string {
+	switch req.ServiceTier {
+	case "priority", "flex", "scale":
+		return req.ServiceTier
+	}
+	return "default"
+}
+
 func (h *Handler) chat(w http.ResponseWriter, req *request, s *stream) {
 	if len(req.Messages) == 0 {
 		writeOpenAIError(w, http.StatusBadRequest, "invalid_request_error", "", "messages", "[] is too short - 'messages'")
@@ -76,13 +87,13 @@ func (h *Handler) chat(w http.ResponseWriter, req *request, s *stream) {
 			"id": id, "object": "chat.completion", "created": created, "model": req.Model, "system_fingerprint": "fp_sim",
 			"choices": []any{map[string]any{"index": 0, "message": map[string]any{"role": "assistant", "content": strings.Join(words, ""), "refusal": nil},
 				"logprobs": nil, "finish_reason": finish}},
-			"usage": req.usageOr(usage), "service_tier": "default",
+			"usage": req.usageOr(usage), "service_tier": req.tier(),
 		})
 		return
 	}
 	includeUsage := req.StreamOptions != nil && req.StreamOptions.IncludeUsage && !s.fault.NoUsage
 	chunk := func(delta map[string]any, finish any) map[string]any {
-		c := map[string]any{"id": id, "object": "chat.completion.chunk", "created": created, "model": req.Model, "system_fingerprint": "fp_sim",
+		c := map[string]any{"id": id, "object": "chat.completion.chunk", "created": created, "model": req.Model, "system_fingerprint": "fp_sim", "service_tier": req.tier(),
 			"choices": []any{map[string]any{"index": 0, "delta": delta, "logprobs": nil, "finish_reason": finish}}}
 		if includeUsage {
 			c["usage"] = nil
@@ -103,7 +114,7 @@ func (h *Handler) chat(w http.ResponseWriter, req *request, s *stream) {
 	}
 	if includeUsage {
 		if !s.send("", map[string]any{"id": id, "object": "chat.completion.chunk", "created": created, "model": req.Model,
-			"system_fingerprint": "fp_sim", "choices": []any{}, "usage": usage}) {
+			"system_fingerprint": "fp_sim", "service_tier": req.tier(), "choices": []any{}, "usage": usage}) {
 			return
 		}
 		if req.underReport && !s.send("", map[string]any{"id": id, "object": "chat.completion.chunk", "created": created, "model": req.Model,
@@ -184,7 +195,8 @@ func (h *Handler) responses(w http.ResponseWriter, req *request, s *stream) {
 		return map[string]any{"id": id, "object": "response", "created_at": h.now(), "status": status, "model": req.Model,
 			"output": output, "usage": usage, "error": nil, "incomplete_details": incomplete, "instructions": nil,
 			"max_output_tokens": nil, "parallel_tool_calls": true, "temperature": 1.0, "top_p": 1.0, "tool_choice": "auto",
-			"tools": []any{}, "text": map[string]any{"format": map[string]any{"type": "text"}}, "truncation": "disabled", "metadata": map[string]any{}}
+			"tools": []any{}, "text": map[string]any{"format": map[string]any{"type": "text"}}, "truncation": "disabled", "metadata": map[string]any{},
+			"service_tier": req.tier()}
 	}
 	if !req.Stream {
 		writeJSON(w, http.StatusOK, resp(status, []any{item}, req.usageOr(usage)))

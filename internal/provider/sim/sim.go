@@ -291,6 +291,7 @@ type request struct {
 	N              int    `json:"n"`
 	BestOf         *int64 `json:"best_of"`
 	Background     bool   `json:"background"`
+	ServiceTier    string `json:"service_tier"`
 	Dimensions     int    `json:"dimensions"`
 	EncodingFormat string `json:"encoding_format"`
 
