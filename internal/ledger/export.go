@@ -163,6 +163,9 @@ type exportTarget struct {
 	// end; the target waits until the stored cursor changes (a reset).
 	pastEnd   bool
 	stalledAt int64
+	// maxBytes bounds a delivery: MaxBytes, halved each time the target
+	// answers 413 (its own limit is lower), down to one record.
+	maxBytes int
 
 	mu     sync.Mutex
 	status ExportStatus
@@ -226,6 +229,10 @@ func NewExporter(st ExportStore, opt ExportOptions, log *slog.Logger) (*Exporter
 	for _, t := range e.targets {
 		t.wake = make(chan struct{}, 1)
 		t.status.Target = t.name
+		t.maxBytes = opt.MaxBytes
+	}
+	if opt.Webhook != "" && len(opt.Secret) == 0 {
+		log.Warn("ledger export: the webhook's deliveries are signed with an empty secret, which anyone can forge; set GATEHOUSE_ALERT_WEBHOOK_SECRET")
 	}
 	return e, nil
 }
@@ -420,7 +427,7 @@ func (e *Exporter) pass(ctx, hard context.Context, t *exportTarget) (more bool, 
 	}
 	from := t.next
 	e.setStatus(t, func(s *ExportStatus) { s.Behind = size - from })
-	recs, err := e.st.LedgerEntriesMax(ctx, from, min(size, from+int64(e.opt.Batch)), e.opt.MaxBytes)
+	recs, err := e.st.LedgerEntriesMax(ctx, from, min(size, from+int64(e.opt.Batch)), t.maxBytes)
 	if err != nil {
 		return false, fmt.Errorf("reading records %d and on: %w", from, err)
 	}
@@ -430,7 +437,7 @@ func (e *Exporter) pass(ctx, hard context.Context, t *exportTarget) (more bool, 
 		// store answers.
 		return false, fmt.Errorf("the store gave no records from %d though the log's size is %d", from, size)
 	}
-	body, n, bad := e.lines(from, recs)
+	body, n, bad := e.lines(from, recs, t.maxBytes)
 	if bad >= 0 {
 		e.log.Error("ledger export: a stored record is not one JSON object on one line (has the store been altered? run gatehouse audit verify); exported base64-encoded in \"unparsed_record\"", "target", t.name, "log_index", bad)
 	}
@@ -438,6 +445,13 @@ func (e *Exporter) pass(ctx, hard context.Context, t *exportTarget) (more bool, 
 	err = t.deliver(dctx, from, n, body)
 	cancel()
 	if err != nil {
+		var se *statusError
+		if errors.As(err, &se) && se.code == http.StatusRequestEntityTooLarge && n > 1 {
+			// The receiver's limit is below ours: smaller deliveries, from
+			// now on (a record the receiver refuses alone stays refused).
+			t.maxBytes = max(len(body)/2, 1)
+			e.log.Warn("ledger export: the webhook refused a delivery as too large; delivering less at a time", "target", t.name, "bytes", len(body), "max_bytes", t.maxBytes)
+		}
 		if !t.failSince.IsZero() && time.Since(t.failSince) > e.opt.Lease {
 			// Failing for a lease's time: maybe only here (this replica's
 			// network or disk). Let another replica try.

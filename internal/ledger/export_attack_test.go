@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -510,5 +511,47 @@ func TestExportWebhookURLChecked(t *testing.T) {
 		} else if strings.Contains(err.Error(), "s3cret") {
 			t.Errorf("the error shows the URL: %v", err)
 		}
+	}
+}
+
+// TestExportWebhookBodyLimit: a receiver whose body limit is below the
+// export's 4 MiB answers 413. The same delivery was retried for ever, the
+// export stuck; now deliveries shrink until the receiver takes them, and
+// every record arrives once, in order.
+func TestExportWebhookBodyLimit(t *testing.T) {
+	_, db, _ := newLog(t)
+	l := logOn(t, db)
+	running(t, l)
+	appendN(t, l, "req_limit", 40)
+	rc, _ := newReceiver(t)
+	var tooLarge atomic.Int64
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > 2000 {
+			tooLarge.Add(1)
+			io.Copy(io.Discard, r.Body)
+			w.WriteHeader(http.StatusRequestEntityTooLarge)
+			return
+		}
+		rc.ServeHTTP(w, r)
+	}))
+	t.Cleanup(hook.Close)
+	runExporter(t, db, fastExport(ledger.ExportOptions{Webhook: hook.URL, FromStart: true}))
+	waitFor(t, "every record delivered", func() bool { return len(rc.got()) >= 40 })
+	checkExported(t, db, rc.got(), 0, 40)
+	if tooLarge.Load() == 0 {
+		t.Fatal("no delivery was too large: the test tested nothing")
+	}
+}
+
+// TestExportWarnsWithoutSecret: webhook deliveries signed with an empty
+// secret can be forged by anyone; the exporter says so at start.
+func TestExportWarnsWithoutSecret(t *testing.T) {
+	_, db, _ := newLog(t)
+	var logs bytes.Buffer
+	if _, err := ledger.NewExporter(db, ledger.ExportOptions{Webhook: "https://siem.example/in"}, slog.New(slog.NewTextHandler(&logs, nil))); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs.String(), "empty secret") {
+		t.Fatalf("no warning of the empty secret: %q", logs.String())
 	}
 }

@@ -22,7 +22,7 @@ import (
 // lines renders records from index first as JSON lines, each record with its
 // index added as the first field: {"log_index":N, followed by the record's
 // bytes after its opening brace (the record is recovered exactly by removing
-// that prefix). It stops at MaxBytes, after at least one record.
+// that prefix). It stops at maxBytes, after at least one record.
 //
 // A record that is not one JSON object with fields on one line (the log only
 // takes canonical records, so only a store altered behind the log's back
@@ -30,11 +30,11 @@ import (
 // the rest pass as a line of its own, with whatever log_index it claims. It
 // is exported as {"log_index":N,"unparsed_record":"<base64 of its bytes>"};
 // bad is the index of the first such record, -1 when none.
-func (e *Exporter) lines(first int64, recs [][]byte) (body []byte, n int, bad int64) {
+func (e *Exporter) lines(first int64, recs [][]byte, maxBytes int) (body []byte, n int, bad int64) {
 	var b bytes.Buffer
 	bad = -1
 	for i, r := range recs {
-		if n > 0 && b.Len()+len(r)+32 > e.opt.MaxBytes {
+		if n > 0 && b.Len()+len(r)+32 > maxBytes {
 			break
 		}
 		idx := first + int64(i)
