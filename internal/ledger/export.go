@@ -40,9 +40,9 @@ import (
 // a delivery is bounded by DeliveryTimeout whatever the answer's pace, and
 // the answer's body is not read. A stop is bounded: the delivery in flight and
 // a last pass get FinalTimeout, the lease's release 2 s more. A cursor past
-// the log's end (a store restored from an older backup) stalls the target,
-// loudly (Status.PastEnd, an error log), until an operator resets the cursor
-// (ExportReset). A file target that is moved away (log rotation) is reopened
+// the log's end (the log's tables restored from an older backup) stalls the
+// target, loudly (Status.PastEnd, an error log) and durably (the stored
+// cursor c becomes −(c+1)), until an operator resets the cursor. A file target that is moved away (log rotation) is reopened
 // at its path before the next write.
 type Exporter struct {
 	st      ExportStore
@@ -64,7 +64,8 @@ type ExportStore interface {
 	// read whole only to be cut.
 	LedgerEntriesMax(ctx context.Context, from, to int64, maxBytes int) ([][]byte, error)
 	// ExportStart returns the target's cursor, created at start when the
-	// target has none.
+	// target has none. A negative cursor −(c+1) is c, stalled (past the
+	// log's end) until reset.
 	ExportStart(ctx context.Context, target string, start int64) (int64, error)
 	// ExportLease gives holder the target's lease until until when the lease
 	// is holder's or expired at now, and returns the cursor and whether
@@ -163,6 +164,7 @@ type exportTarget struct {
 	// end; the target waits until the stored cursor changes (a reset).
 	pastEnd   bool
 	stalledAt int64
+	marked    bool // the stall is stored (the cursor as −(stalledAt+1))
 	// maxBytes bounds a delivery: MaxBytes, halved each time the target
 	// answers 413 (its own limit is lower), down to one record.
 	maxBytes int
@@ -390,7 +392,7 @@ func (e *Exporter) pass(ctx, hard context.Context, t *exportTarget) (more bool, 
 	if err != nil {
 		return false, fmt.Errorf("reading the log's size: %w", err)
 	}
-	if t.pastEnd || t.next > size {
+	if t.pastEnd || t.next > size || t.next < 0 {
 		return e.stalled(ctx, t, size)
 	}
 	// The cursor only grows: when the one last seen is at the end, there is
@@ -417,7 +419,7 @@ func (e *Exporter) pass(ctx, hard context.Context, t *exportTarget) (more bool, 
 		}
 		t.leaseUntil = now.Add(e.opt.Lease)
 		e.setStatus(t, func(s *ExportStatus) { s.Holding = true })
-		if t.next > size {
+		if t.next > size || t.next < 0 {
 			return e.stalled(ctx, t, size)
 		}
 		if t.next == size {
@@ -487,35 +489,71 @@ func (e *Exporter) pass(ctx, hard context.Context, t *exportTarget) (more bool, 
 }
 
 // stalled handles a cursor past the log's end. Only a log that lost records
-// puts it there: a store restored from an older backup, or a log replaced.
-// The indexes from the log's end up to the cursor were delivered as other
-// records, which the target holds (and may deduplicate the new ones
-// against), so neither going on at the cursor (skipping the new records
-// below it, silently) nor going back (delivering other records under
-// indexes already delivered) is right without a person: the target stalls,
-// said once at error level and shown by Status.PastEnd
-// (gatehouse_ledger_export_cursor_past_end), also after the log grew past
-// the cursor again, until the stored cursor changes (ExportReset). While
-// stalled it reads the cursor once a Poll.
+// puts it there: the log's tables restored from an older backup without the
+// cursor, or a log cut by hand. The indexes from the log's end up to the
+// cursor were delivered as other records, which the target holds (and may
+// deduplicate the new ones against), so neither going on at the cursor
+// (skipping the new records below it, silently) nor going back (delivering
+// other records under indexes already delivered) is right without a person.
+// The target stalls, said once at error level and shown by Status.PastEnd
+// (gatehouse_ledger_export_cursor_past_end), until the stored cursor
+// changes (ExportReset). The stall is stored: the cursor c is saved as
+// −(c+1), so that every replica, and a process started after the log grew
+// past c, stalls too instead of going on. While stalled the target reads
+// its cursor once a Poll.
 func (e *Exporter) stalled(ctx context.Context, t *exportTarget, size int64) (bool, error) {
 	if !t.pastEnd {
-		t.pastEnd, t.stalledAt = true, t.next
+		cur := t.next
+		if cur < 0 {
+			cur = -cur - 1 // stalled before, by this process or another
+		}
+		t.pastEnd, t.stalledAt, t.marked = true, cur, t.next < 0
 		e.setStatus(t, func(s *ExportStatus) { s.PastEnd, s.Behind = true, 0 })
-		e.log.Error("ledger export: the export cursor is past the log's end (was the store restored from an older backup?); this target exports nothing until an operator resets its cursor (gatehouse ledger export-reset)",
-			"target", t.name, "cursor", t.next, "size", size)
+		e.log.Error("ledger export: the export cursor is past the log's end (were the log's tables restored from an older backup?); this target exports nothing until an operator resets its cursor (gatehouse ledger export-reset)",
+			"target", t.name, "cursor", cur, "size", size)
+		if t.next >= 0 {
+			e.markStalled(ctx, t, cur)
+		}
 		return false, errPastEnd
 	}
 	next, err := e.st.ExportStart(ctx, t.name, size) // the stored cursor (it exists)
 	if err != nil {
 		return false, fmt.Errorf("reading the export cursor: %w", err)
 	}
-	if next == t.stalledAt {
+	switch {
+	case next == -t.stalledAt-1:
+		t.marked = true
+		return false, errPastEnd
+	case next == t.stalledAt && !t.marked: // not stored yet (another replica held the lease)
+		e.markStalled(ctx, t, t.stalledAt)
 		return false, errPastEnd
 	}
 	e.log.Warn("ledger export: the export cursor was reset; exporting again", "target", t.name, "cursor", next, "was", t.stalledAt, "size", size)
 	t.pastEnd, t.next, t.leaseUntil = false, next, time.Time{}
 	e.setStatus(t, func(s *ExportStatus) { s.PastEnd = false })
 	return true, nil
+}
+
+// markStalled stores t's cursor cur as stalled, −(cur+1), when this process
+// can take the lease; else a later poll (of this or another replica) does.
+func (e *Exporter) markStalled(ctx context.Context, t *exportTarget, cur int64) {
+	now := time.Now()
+	expired := now
+	if e.opt.Sole {
+		expired = now.Add(100 * 365 * 24 * time.Hour)
+	}
+	next, held, err := e.st.ExportLease(ctx, t.name, e.holder, expired, now.Add(e.opt.Lease))
+	if err != nil || !held {
+		return
+	}
+	t.leaseUntil = now.Add(e.opt.Lease)
+	if next == cur {
+		if err := e.st.ExportAdvance(ctx, t.name, e.holder, cur, -cur-1, t.leaseUntil); err != nil {
+			e.log.Warn("ledger export: storing the stall failed; retrying at the next poll", "target", t.name, "err", err)
+			return
+		}
+		t.marked = true
+	}
 }
 
 // advance saves the cursor, retrying a store that fails (not a conflict) a

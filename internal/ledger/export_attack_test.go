@@ -344,7 +344,7 @@ func TestExportCursorPastEnd(t *testing.T) {
 			}
 			rc, url := newReceiver(t)
 			st := &counting{ExportStore: db}
-			e, _ := runExporter(t, st, fastExport(ledger.ExportOptions{Webhook: url}))
+			e, stop := runExporter(t, st, fastExport(ledger.ExportOptions{Webhook: url}))
 			n.add(e)
 			waitFor(t, "the stall to show", func() bool { return e.Status()[0].PastEnd })
 			// Not a spin: a few reads a Poll (20 ms) while the log grows
@@ -358,9 +358,20 @@ func TestExportCursorPastEnd(t *testing.T) {
 			if got := rc.attempts.Load(); got != 0 {
 				t.Fatalf("%d deliveries from a cursor past the log's end", got)
 			}
+			// The stall is stored: a process started now, with the log
+			// past the cursor, stalls too (it went on at the cursor).
+			waitFor(t, "the stall stored", func() bool { next, _ := cursor(t, db, ledger.ExportTargetWebhook); return next == -13 })
+			stop()
+			e2, _ := runExporter(t, db, fastExport(ledger.ExportOptions{Webhook: url}))
+			n.add(e2)
+			waitFor(t, "the restarted exporter to stall", func() bool { return e2.Status()[0].PastEnd })
+			if got := rc.attempts.Load(); got != 0 {
+				t.Fatalf("%d deliveries by the restarted exporter", got)
+			}
+			e = e2
 			// The operator resets the cursor to the restored log's end.
-			if was, err := db.ExportReset(ctx, ledger.ExportTargetWebhook, 5); err != nil || was != 12 {
-				t.Fatalf("reset: was %d, %v", was, err)
+			if was, err := db.ExportReset(ctx, ledger.ExportTargetWebhook, 5); err != nil || was != -13 {
+				t.Fatalf("reset: was %d, %v; want the stored stall -13", was, err)
 			}
 			waitFor(t, "the records from the reset cursor", func() bool { return len(rc.got()) >= 10 })
 			checkExported(t, db, rc.got(), 5, 15)

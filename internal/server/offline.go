@@ -231,6 +231,9 @@ func ResetExport(ctx context.Context, cfg config.Config, target string, to int64
 	if was, err = db.ExportReset(ctx, target, to); err != nil {
 		return 0, 0, err
 	}
+	if was < 0 {
+		was = -was - 1 // stored as stalled (ledger.Exporter)
+	}
 	s := &Server{cfg: cfg, log: log, db: db, keyring: kr}
 	rec := ledger.Record{Kind: ledger.KindAdmin, Time: time.Now(), RequestID: vkey.NewID("export-reset"), Action: "ledger export-reset",
 		Target: target, Detail: fmt.Sprintf("export cursor %d → %d (the log holds %d records)", was, to, size), Status: http.StatusOK}
