@@ -419,6 +419,14 @@ func (e *Exporter) pass(ctx, hard context.Context, t *exportTarget) (more bool, 
 		}
 		t.leaseUntil = now.Add(e.opt.Lease)
 		e.setStatus(t, func(s *ExportStatus) { s.Holding = true })
+		if t.next > size {
+			// size was read before the cursor, which another replica may
+			// have moved past it since: only a size read after the cursor
+			// tells a cursor past the log's end.
+			if size, err = e.st.LedgerSize(ctx); err != nil {
+				return false, fmt.Errorf("reading the log's size: %w", err)
+			}
+		}
 		if t.next > size || t.next < 0 {
 			return e.stalled(ctx, t, size)
 		}

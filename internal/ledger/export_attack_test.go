@@ -566,3 +566,54 @@ func TestExportWarnsWithoutSecret(t *testing.T) {
 		t.Fatalf("no warning of the empty secret: %q", logs.String())
 	}
 }
+
+// racingReplica is a store on which another replica delivers the last two
+// records between this exporter's size read and its lease: the size it
+// read is behind the cursor it then gets.
+type racingReplica struct {
+	ledger.ExportStore
+	db    *sqlstore.DB
+	sizes atomic.Int64
+	once  sync.Once
+}
+
+func (r *racingReplica) LedgerSize(ctx context.Context) (int64, error) {
+	n := r.sizes.Add(1)
+	s, err := r.ExportStore.LedgerSize(ctx)
+	if n == 2 { // the first pass's read, before the other replica's delivery
+		return s - 2, err
+	}
+	return s, err
+}
+
+func (r *racingReplica) ExportLease(ctx context.Context, target, holder string, now, until time.Time) (int64, bool, error) {
+	r.once.Do(func() { r.db.ExportReset(ctx, target, 10) }) // the other replica delivered up to 10 and let go
+	return r.ExportStore.ExportLease(ctx, target, holder, now, until)
+}
+
+// TestExportCursorAheadOfAStaleSizeIsNoStall: a cursor that another replica
+// moved past the size this exporter read before taking the lease is not
+// past the log's end; only a size read after the cursor tells. (Stalling
+// there would stop the export, durably, on a race.)
+func TestExportCursorAheadOfAStaleSizeIsNoStall(t *testing.T) {
+	_, db, _ := newLog(t)
+	l := logOn(t, db)
+	running(t, l)
+	appendN(t, l, "req_race", 10)
+	if _, err := db.ExportStart(context.Background(), ledger.ExportTargetWebhook, 5); err != nil {
+		t.Fatal(err)
+	}
+	rc, url := newReceiver(t)
+	st := &racingReplica{ExportStore: db, db: db}
+	e, _ := runExporter(t, st, fastExport(ledger.ExportOptions{Webhook: url}))
+	waitFor(t, "passes after the race", func() bool { return st.sizes.Load() >= 10 })
+	if s := e.Status()[0]; s.PastEnd {
+		t.Fatalf("status: %+v; stalled on a race", s)
+	}
+	if next, _ := cursor(t, db, ledger.ExportTargetWebhook); next != 10 {
+		t.Fatalf("cursor %d, want 10", next)
+	}
+	if n := len(rc.got()); n != 0 {
+		t.Fatalf("%d lines delivered again", n)
+	}
+}
