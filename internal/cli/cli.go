@@ -250,7 +250,7 @@ revocable keys; provider keys stay inside; every call is metered.
 Start it with 'gatehouse serve' (or 'gatehouse serve --dev' to try it in memory).
 The other commands administer a running gateway through its admin API; set
 GATEHOUSE_ADDR (default http://127.0.0.1:8081) and GATEHOUSE_ADMIN_KEY.`,
-		sub: []*command{serveCmd(), loginCmd(), usersCmd(), keysCmd(), tokensCmd(), providersCmd(), teamsCmd(), principalsCmd(), usageCmd(), budgetsCmd(), spendCmd(), limitsCmd(), pricesCmd(), modelsCmd(), policyCmd(), auditCmd(), findingsCmd(), reviewsCmd(), scanCmd(), kekCmd(), recoverCmd(), versionCmd()},
+		sub: []*command{serveCmd(), loginCmd(), usersCmd(), keysCmd(), tokensCmd(), providersCmd(), teamsCmd(), principalsCmd(), usageCmd(), budgetsCmd(), spendCmd(), limitsCmd(), pricesCmd(), modelsCmd(), policyCmd(), auditCmd(), findingsCmd(), reviewsCmd(), scanCmd(), ledgerCmd(), kekCmd(), recoverCmd(), versionCmd()},
 	}
 }
 

@@ -1,7 +1,6 @@
 package ledger
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -10,12 +9,9 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"os"
-	"strconv"
 	"sync"
 	"time"
 
-	"github.com/gatehouse-gw/gatehouse/internal/alert"
 	"github.com/gatehouse-gw/gatehouse/internal/store"
 )
 
@@ -38,12 +34,22 @@ import (
 // delivers a range holds the cursor's lease (ExportStore.ExportLease), so
 // each range is delivered by one of them; when it dies, another takes over
 // once the lease expires.
+//
+// Against a hostile or broken target: a webhook's redirect (3xx) is a failed
+// delivery, never followed (the signed body goes to the configured URL only);
+// a delivery is bounded by DeliveryTimeout whatever the answer's pace, and
+// the answer's body is not read. A stop is bounded: the delivery in flight and
+// a last pass get FinalTimeout, the lease's release 2 s more. A cursor past
+// the log's end (the log's tables restored from an older backup) stalls the
+// target, loudly (Status.PastEnd, an error log) and durably (the stored
+// cursor c becomes −(c+1)), until an operator resets the cursor. A file target that is moved away (log rotation) is reopened
+// at its path before the next write.
 type Exporter struct {
 	st      ExportStore
 	opt     ExportOptions
 	log     *slog.Logger
 	holder  string
-	file    *os.File
+	file    *exportFile
 	targets []*exportTarget
 }
 
@@ -52,9 +58,14 @@ type Exporter struct {
 // to deliver) leased to one process at a time.
 type ExportStore interface {
 	LedgerSize(ctx context.Context) (int64, error)
-	LedgerEntries(ctx context.Context, from, to int64) ([][]byte, error)
+	// LedgerEntriesMax returns the records [from, to) in order, stopping
+	// before the record that would bring their total size past maxBytes
+	// (it returns at least one), so that a batch of large records is not
+	// read whole only to be cut.
+	LedgerEntriesMax(ctx context.Context, from, to int64, maxBytes int) ([][]byte, error)
 	// ExportStart returns the target's cursor, created at start when the
-	// target has none.
+	// target has none. A negative cursor −(c+1) is c, stalled (past the
+	// log's end) until reset.
 	ExportStart(ctx context.Context, target string, start int64) (int64, error)
 	// ExportLease gives holder the target's lease until until when the lease
 	// is holder's or expired at now, and returns the cursor and whether
@@ -101,12 +112,21 @@ type ExportOptions struct {
 	Lease time.Duration
 	// MaxBackoff caps the wait between failed deliveries (default 30 s).
 	MaxBackoff time.Duration
-	// Client posts webhook deliveries (default: a client with a 10 s timeout).
+	// Client posts webhook deliveries (default: a client with a 10 s
+	// timeout). The exporter uses a copy that never follows redirects.
 	Client *http.Client
-	// FinalTimeout bounds the last pass at shutdown (default 5 s); what it
-	// does not deliver is delivered at the next start.
+	// DeliveryTimeout bounds one delivery, whatever the Client's timeout
+	// (default 10 s).
+	DeliveryTimeout time.Duration
+	// FinalTimeout bounds the stop (default 5 s): the delivery in flight
+	// and one last pass; what they do not deliver is delivered at the next
+	// start. Releasing the lease after it has 2 s of its own.
 	FinalTimeout time.Duration
 }
+
+// exportReleaseTimeout bounds the lease's release at a stop: a store that
+// does not answer must not hold the shutdown (the lease then expires).
+const exportReleaseTimeout = 2 * time.Second
 
 // Export target names: the keys of the cursors in the store.
 const (
@@ -123,6 +143,10 @@ type ExportStatus struct {
 	Failing   bool      // the last delivery failed
 	LastOK    time.Time // this process's last successful delivery; zero: none yet
 	Holding   bool      // this process holds the target's lease
+	// PastEnd: the target's cursor was found past the log's end (a store
+	// restored from an older backup, a log replaced). The target exports
+	// nothing until an operator resets its cursor (ExportReset).
+	PastEnd bool
 }
 
 type exportTarget struct {
@@ -136,7 +160,14 @@ type exportTarget struct {
 	leaseUntil time.Time // this process's lease, by its clock; zero: not held
 	failSince  time.Time // first failure of the current streak; zero: none
 	failStreak int
-	pastEnd    bool // the cursor was seen past the log's end (logged once)
+	// pastEnd: the cursor, stalled, was seen at stalledAt past the log's
+	// end; the target waits until the stored cursor changes (a reset).
+	pastEnd   bool
+	stalledAt int64
+	marked    bool // the stall is stored (the cursor as −(stalledAt+1))
+	// maxBytes bounds a delivery: MaxBytes, halved each time the target
+	// answers 413 (its own limit is lower), down to one record.
+	maxBytes int
 
 	mu     sync.Mutex
 	status ExportStatus
@@ -165,6 +196,16 @@ func NewExporter(st ExportStore, opt ExportOptions, log *slog.Logger) (*Exporter
 	if opt.Client == nil {
 		opt.Client = &http.Client{Timeout: 10 * time.Second}
 	}
+	// A copy: the exporter's refusal to follow redirects is not imposed on
+	// the caller's client. A followed 302 turns the POST into a GET that
+	// carries no records, whose 200 would count them delivered; a followed
+	// 307 or 308 sends the signed records to whatever host the answer names.
+	c := *opt.Client
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	opt.Client = &c
+	if opt.DeliveryTimeout <= 0 {
+		opt.DeliveryTimeout = 10 * time.Second
+	}
 	if opt.FinalTimeout <= 0 {
 		opt.FinalTimeout = 5 * time.Second
 	}
@@ -172,7 +213,7 @@ func NewExporter(st ExportStore, opt ExportOptions, log *slog.Logger) (*Exporter
 	rand.Read(rnd[:])
 	e := &Exporter{st: st, opt: opt, log: log, holder: opt.Instance + "/" + hex.EncodeToString(rnd[:])}
 	if opt.File != "" {
-		f, err := os.OpenFile(opt.File, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+		f, err := openExportFile(opt.File)
 		if err != nil {
 			return nil, fmt.Errorf("ledger export: %w", err)
 		}
@@ -180,14 +221,20 @@ func NewExporter(st ExportStore, opt ExportOptions, log *slog.Logger) (*Exporter
 		e.targets = append(e.targets, &exportTarget{name: ExportTargetFile, deliver: e.writeFile})
 	}
 	if opt.Webhook != "" {
-		if _, err := url.Parse(opt.Webhook); err != nil {
-			return nil, errors.New("ledger export: the webhook URL does not parse")
+		u, err := url.Parse(opt.Webhook)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			// Not the URL itself: it may carry a credential.
+			return nil, errors.New("ledger export: the webhook URL is not an absolute http(s) URL")
 		}
 		e.targets = append(e.targets, &exportTarget{name: ExportTargetWebhook, deliver: e.post})
 	}
 	for _, t := range e.targets {
 		t.wake = make(chan struct{}, 1)
 		t.status.Target = t.name
+		t.maxBytes = opt.MaxBytes
+	}
+	if opt.Webhook != "" && len(opt.Secret) == 0 {
+		log.Warn("ledger export: the webhook's deliveries are signed with an empty secret, which anyone can forge; set GATEHOUSE_ALERT_WEBHOOK_SECRET")
 	}
 	return e, nil
 }
@@ -221,23 +268,34 @@ func (e *Exporter) Status() []ExportStatus {
 }
 
 // Run exports until ctx ends, then makes one last bounded pass, gives up
-// its leases and closes the file.
+// its leases and closes the file. It returns at most FinalTimeout plus 2 s
+// after ctx ends, whatever the targets and the store do.
 func (e *Exporter) Run(ctx context.Context) error {
+	// hard ends FinalTimeout after ctx: it bounds what a stop waits for (the
+	// delivery in flight, the last pass), so a webhook that never answers,
+	// or a client without a timeout, cannot hold the shutdown.
+	hard, cancelHard := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelHard()
+	defer context.AfterFunc(ctx, func() { time.AfterFunc(e.opt.FinalTimeout, cancelHard) })()
 	var wg sync.WaitGroup
 	for _, t := range e.targets {
-		wg.Go(func() { e.run(ctx, t) })
+		wg.Go(func() { e.run(ctx, hard, t) })
 	}
 	wg.Wait()
 	if e.file != nil {
-		e.file.Close()
+		e.file.close()
 	}
 	return nil
 }
 
-// errNotHolder: another process holds the target's lease.
-var errNotHolder = errors.New("ledger export: another replica holds the export")
+var (
+	// errNotHolder: another process holds the target's lease.
+	errNotHolder = errors.New("ledger export: another replica holds the export")
+	// errPastEnd: the target is stalled, its cursor past the log's end.
+	errPastEnd = errors.New("ledger export: the cursor is past the log's end")
+)
 
-func (e *Exporter) run(ctx context.Context, t *exportTarget) {
+func (e *Exporter) run(ctx, hard context.Context, t *exportTarget) {
 	backoff := e.opt.Spacing
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
@@ -265,12 +323,15 @@ func (e *Exporter) run(ctx context.Context, t *exportTarget) {
 		return true
 	}
 	for ctx.Err() == nil {
-		more, err := e.pass(ctx, t)
+		more, err := e.pass(ctx, hard, t)
 		var ok bool
 		switch {
-		case errors.Is(err, errNotHolder):
+		case errors.Is(err, errNotHolder), errors.Is(err, errPastEnd):
 			ok = sleep(e.opt.Poll, false)
 		case err != nil:
+			if ctx.Err() != nil {
+				break // the stop cut a store read short: the last pass retries
+			}
 			e.failed(t, err)
 			ok = sleep(backoff, false)
 			backoff = min(2*backoff, e.opt.MaxBackoff)
@@ -285,28 +346,34 @@ func (e *Exporter) run(ctx context.Context, t *exportTarget) {
 			break
 		}
 	}
-	// The last pass: what is committed by now, within FinalTimeout.
-	final, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.opt.FinalTimeout)
-	defer cancel()
-	for final.Err() == nil {
-		more, err := e.pass(final, t)
-		if err != nil && !errors.Is(err, errNotHolder) {
+	// The last pass: what is committed by now, within FinalTimeout (hard).
+	for hard.Err() == nil {
+		more, err := e.pass(hard, hard, t)
+		if err != nil && hard.Err() == nil && !errors.Is(err, errNotHolder) && !errors.Is(err, errPastEnd) {
 			e.failed(t, err)
 		}
 		if err != nil || !more {
 			break
 		}
 	}
+	if hard.Err() != nil {
+		e.log.Warn("ledger export: stopped before the target took every record; the next start (or another replica) delivers them", "target", t.name, "cursor", t.next, "timeout", e.opt.FinalTimeout)
+	}
 	if !t.leaseUntil.IsZero() {
-		if err := e.st.ExportRelease(final, t.name, e.holder); err != nil {
+		// Its own deadline: the store may be what hangs.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), exportReleaseTimeout)
+		defer cancel()
+		if err := e.st.ExportRelease(rctx, t.name, e.holder); err != nil {
 			e.log.Warn("ledger export: releasing the export lease failed; another replica takes over when it expires", "target", t.name, "err", err)
 		}
 	}
 }
 
 // pass delivers at most one batch of t's records; more reports that records
-// are left to deliver at once.
-func (e *Exporter) pass(ctx context.Context, t *exportTarget) (more bool, err error) {
+// are left to deliver at once. Store reads use ctx; the delivery and the
+// cursor's save use hard (a stop does not cut them short before
+// FinalTimeout: a delivery cut short is delivered again).
+func (e *Exporter) pass(ctx, hard context.Context, t *exportTarget) (more bool, err error) {
 	if !t.started {
 		size, err := e.st.LedgerSize(ctx)
 		if err != nil {
@@ -325,16 +392,12 @@ func (e *Exporter) pass(ctx context.Context, t *exportTarget) (more bool, err er
 	if err != nil {
 		return false, fmt.Errorf("reading the log's size: %w", err)
 	}
+	if t.pastEnd || t.next > size || t.next < 0 {
+		return e.stalled(ctx, t, size)
+	}
 	// The cursor only grows: when the one last seen is at the end, there is
 	// nothing to do, and no write is needed to know it.
-	if t.next >= size {
-		if t.next > size && !t.pastEnd {
-			// Only a store restored from an older backup has a cursor past
-			// the log's end: records appended up to the cursor are not
-			// exported.
-			t.pastEnd = true
-			e.log.Error("ledger export: the export cursor is past the log's end (was the store restored from a backup?); records up to it will not be exported", "target", t.name, "cursor", t.next, "size", size)
-		}
+	if t.next == size {
 		e.setStatus(t, func(s *ExportStatus) { s.Behind = 0 })
 		return false, nil
 	}
@@ -356,22 +419,49 @@ func (e *Exporter) pass(ctx context.Context, t *exportTarget) (more bool, err er
 		}
 		t.leaseUntil = now.Add(e.opt.Lease)
 		e.setStatus(t, func(s *ExportStatus) { s.Holding = true })
-		if t.next >= size {
+		if t.next > size {
+			// size was read before the cursor, which another replica may
+			// have moved past it since: only a size read after the cursor
+			// tells a cursor past the log's end.
+			if size, err = e.st.LedgerSize(ctx); err != nil {
+				return false, fmt.Errorf("reading the log's size: %w", err)
+			}
+		}
+		if t.next > size || t.next < 0 {
+			return e.stalled(ctx, t, size)
+		}
+		if t.next == size {
 			e.setStatus(t, func(s *ExportStatus) { s.Behind = 0 })
 			return false, nil
 		}
 	}
 	from := t.next
 	e.setStatus(t, func(s *ExportStatus) { s.Behind = size - from })
-	recs, err := e.st.LedgerEntries(ctx, from, min(size, from+int64(e.opt.Batch)))
+	recs, err := e.st.LedgerEntriesMax(ctx, from, min(size, from+int64(e.opt.Batch)), t.maxBytes)
 	if err != nil {
 		return false, fmt.Errorf("reading records %d and on: %w", from, err)
 	}
-	body, n := e.lines(from, recs)
-	// Neither the delivery nor the cursor's save is cut short by a stop:
-	// each is bounded (the client's timeout, the store's), and a delivery
-	// cut short would be delivered again.
-	if err := t.deliver(context.WithoutCancel(ctx), from, n, body); err != nil {
+	if len(recs) == 0 {
+		// A store that says the log holds more than it gives: an error, so
+		// that it is retried with backoff, not in a loop as fast as the
+		// store answers.
+		return false, fmt.Errorf("the store gave no records from %d though the log's size is %d", from, size)
+	}
+	body, n, bad := e.lines(from, recs, t.maxBytes)
+	if bad >= 0 {
+		e.log.Error("ledger export: a stored record is not one JSON object on one line (has the store been altered? run gatehouse audit verify); exported base64-encoded in \"unparsed_record\"", "target", t.name, "log_index", bad)
+	}
+	dctx, cancel := context.WithTimeout(hard, e.opt.DeliveryTimeout)
+	err = t.deliver(dctx, from, n, body)
+	cancel()
+	if err != nil {
+		var se *statusError
+		if errors.As(err, &se) && se.code == http.StatusRequestEntityTooLarge && n > 1 {
+			// The receiver's limit is below ours: smaller deliveries, from
+			// now on (a record the receiver refuses alone stays refused).
+			t.maxBytes = max(len(body)/2, 1)
+			e.log.Warn("ledger export: the webhook refused a delivery as too large; delivering less at a time", "target", t.name, "bytes", len(body), "max_bytes", t.maxBytes)
+		}
 		if !t.failSince.IsZero() && time.Since(t.failSince) > e.opt.Lease {
 			// Failing for a lease's time: maybe only here (this replica's
 			// network or disk). Let another replica try.
@@ -383,7 +473,7 @@ func (e *Exporter) pass(ctx context.Context, t *exportTarget) (more bool, err er
 	}
 	to := from + int64(n)
 	until := time.Now().Add(e.opt.Lease)
-	if err := e.advance(ctx, t, from, to, until); err != nil {
+	if err := e.advance(hard, t, from, to, until); err != nil {
 		t.leaseUntil = time.Time{}
 		if errors.Is(err, store.ErrConflict) {
 			e.log.Warn("ledger export: another replica took the export over during a delivery; these records may reach the target twice (log_index tells)", "target", t.name, "from", from, "to", to)
@@ -406,17 +496,88 @@ func (e *Exporter) pass(ctx context.Context, t *exportTarget) (more bool, err er
 	return to < size, nil
 }
 
+// stalled handles a cursor past the log's end. Only a log that lost records
+// puts it there: the log's tables restored from an older backup without the
+// cursor, or a log cut by hand. The indexes from the log's end up to the
+// cursor were delivered as other records, which the target holds (and may
+// deduplicate the new ones against), so neither going on at the cursor
+// (skipping the new records below it, silently) nor going back (delivering
+// other records under indexes already delivered) is right without a person.
+// The target stalls, said once at error level and shown by Status.PastEnd
+// (gatehouse_ledger_export_cursor_past_end), until the stored cursor
+// changes (ExportReset). The stall is stored: the cursor c is saved as
+// −(c+1), so that every replica, and a process started after the log grew
+// past c, stalls too instead of going on. While stalled the target reads
+// its cursor once a Poll.
+func (e *Exporter) stalled(ctx context.Context, t *exportTarget, size int64) (bool, error) {
+	if !t.pastEnd {
+		cur := t.next
+		if cur < 0 {
+			cur = -cur - 1 // stalled before, by this process or another
+		}
+		t.pastEnd, t.stalledAt, t.marked = true, cur, t.next < 0
+		e.setStatus(t, func(s *ExportStatus) { s.PastEnd, s.Behind = true, 0 })
+		e.log.Error("ledger export: the export cursor is past the log's end (were the log's tables restored from an older backup?); this target exports nothing until an operator resets its cursor (gatehouse ledger export-reset)",
+			"target", t.name, "cursor", cur, "size", size)
+		if t.next >= 0 {
+			e.markStalled(ctx, t, cur)
+		}
+		return false, errPastEnd
+	}
+	next, err := e.st.ExportStart(ctx, t.name, size) // the stored cursor (it exists)
+	if err != nil {
+		return false, fmt.Errorf("reading the export cursor: %w", err)
+	}
+	switch {
+	case next == -t.stalledAt-1:
+		t.marked = true
+		return false, errPastEnd
+	case next == t.stalledAt && !t.marked: // not stored yet (another replica held the lease)
+		e.markStalled(ctx, t, t.stalledAt)
+		return false, errPastEnd
+	}
+	e.log.Warn("ledger export: the export cursor was reset; exporting again", "target", t.name, "cursor", next, "was", t.stalledAt, "size", size)
+	t.pastEnd, t.next, t.leaseUntil = false, next, time.Time{}
+	e.setStatus(t, func(s *ExportStatus) { s.PastEnd = false })
+	return true, nil
+}
+
+// markStalled stores t's cursor cur as stalled, −(cur+1), when this process
+// can take the lease; else a later poll (of this or another replica) does.
+func (e *Exporter) markStalled(ctx context.Context, t *exportTarget, cur int64) {
+	now := time.Now()
+	expired := now
+	if e.opt.Sole {
+		expired = now.Add(100 * 365 * 24 * time.Hour)
+	}
+	next, held, err := e.st.ExportLease(ctx, t.name, e.holder, expired, now.Add(e.opt.Lease))
+	if err != nil || !held {
+		return
+	}
+	t.leaseUntil = now.Add(e.opt.Lease)
+	if next == cur {
+		if err := e.st.ExportAdvance(ctx, t.name, e.holder, cur, -cur-1, t.leaseUntil); err != nil {
+			e.log.Warn("ledger export: storing the stall failed; retrying at the next poll", "target", t.name, "err", err)
+			return
+		}
+		t.marked = true
+	}
+}
+
 // advance saves the cursor, retrying a store that fails (not a conflict) a
 // few times: a cursor not saved means the range is delivered again.
 func (e *Exporter) advance(ctx context.Context, t *exportTarget, from, to int64, until time.Time) error {
-	ctx = context.WithoutCancel(ctx)
 	wait := 50 * time.Millisecond
 	for i := 0; ; i++ {
 		err := e.st.ExportAdvance(ctx, t.name, e.holder, from, to, until)
 		if err == nil || errors.Is(err, store.ErrConflict) || i == 4 || time.Now().After(until.Add(-e.opt.Lease/2)) {
 			return err
 		}
-		time.Sleep(wait)
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
 		wait *= 2
 	}
 }
@@ -445,83 +606,4 @@ func (e *Exporter) setStatus(t *exportTarget, f func(*ExportStatus)) {
 	t.mu.Lock()
 	f(&t.status)
 	t.mu.Unlock()
-}
-
-// lines renders records from index first as JSON lines, each record with its
-// index added as the first field: {"log_index":N, followed by the record's
-// bytes after its opening brace (the record is recovered exactly by removing
-// that prefix). It stops at MaxBytes, after at least one record.
-func (e *Exporter) lines(first int64, recs [][]byte) ([]byte, int) {
-	var b bytes.Buffer
-	n := 0
-	for i, r := range recs {
-		if n > 0 && b.Len()+len(r)+32 > e.opt.MaxBytes {
-			break
-		}
-		b.WriteString(`{"log_index":`)
-		b.WriteString(strconv.FormatInt(first+int64(i), 10))
-		if len(r) > 2 && r[0] == '{' {
-			b.WriteByte(',')
-			b.Write(r[1:])
-		} else { // not an object with fields: never appended (Append checks records), kept whole
-			b.WriteString(`,"record":`)
-			b.Write(r)
-			b.WriteByte('}')
-		}
-		b.WriteByte('\n')
-		n++
-	}
-	return b.Bytes(), n
-}
-
-// writeFile appends body and fsyncs; on failure it cuts the file back to its
-// size before, so a retry does not leave a torn line behind.
-func (e *Exporter) writeFile(_ context.Context, _ int64, _ int, body []byte) error {
-	fi, err := e.file.Stat()
-	if err != nil {
-		return fmt.Errorf("export file: %w", err)
-	}
-	if _, err := e.file.Write(body); err != nil {
-		e.file.Truncate(fi.Size())
-		return fmt.Errorf("export file: %w", err)
-	}
-	if err := e.file.Sync(); err != nil {
-		e.file.Truncate(fi.Size())
-		return fmt.Errorf("export file: %w", err)
-	}
-	return nil
-}
-
-// statusError is a webhook's answer other than 2xx.
-type statusError struct{ code int }
-
-func (s *statusError) Error() string { return fmt.Sprintf("the webhook answered %d", s.code) }
-
-// post delivers body to the webhook, signed as alerts are; X-Gatehouse-Log-Index
-// and X-Gatehouse-Log-Count name the range. Only a 2xx answer delivers.
-func (e *Exporter) post(ctx context.Context, first int64, n int, body []byte) error {
-	ts := time.Now().Unix()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, e.opt.Webhook, bytes.NewReader(body))
-	if err != nil {
-		return errors.New("webhook: the URL is not usable")
-	}
-	req.Header.Set("Content-Type", "application/x-ndjson")
-	req.Header.Set("X-Gatehouse-Timestamp", strconv.FormatInt(ts, 10))
-	req.Header.Set("X-Gatehouse-Signature", alert.Sign(e.opt.Secret, ts, body))
-	req.Header.Set("X-Gatehouse-Log-Index", strconv.FormatInt(first, 10))
-	req.Header.Set("X-Gatehouse-Log-Count", strconv.Itoa(n))
-	resp, err := e.opt.Client.Do(req)
-	if err != nil {
-		// The URL may carry a credential: log the cause, not the URL.
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
-		return fmt.Errorf("webhook: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		return &statusError{code: resp.StatusCode}
-	}
-	return nil
 }

@@ -43,8 +43,9 @@
 // The Exporter copies the log to SIEMs (a JSON-lines file, a signed webhook)
 // by reading it from the store from a durable cursor per target: at least
 // once, in log order, each line carrying its log_index; nothing committed is
-// left out, whoever wrote it and whatever happened since
-// (docs/design/ledger-export.md).
+// left out, whoever wrote it and whatever happened since; a target whose
+// cursor is past the log's end (a partial restore) stalls, loudly, until an
+// operator resets it (docs/design/ledger-export.md).
 package ledger
 
 import (

@@ -43,11 +43,12 @@ var (
 	exportFailing    = prometheus.NewDesc("gatehouse_ledger_export_failing", "1 while an export target's last delivery by this process failed.", exportLabels, nil)
 	exportHolding    = prometheus.NewDesc("gatehouse_ledger_export_holding", "1 while this process holds an export target's lease (delivers its records); replicas share the log and one holds it.", exportLabels, nil)
 	exportLastOK     = prometheus.NewDesc("gatehouse_ledger_export_last_delivery_timestamp_seconds", "When this process last delivered to an export target (Unix time; absent until it has).", exportLabels, nil)
+	exportPastEnd    = prometheus.NewDesc("gatehouse_ledger_export_cursor_past_end", "1 while an export target is stalled because its cursor is past the log's end (the store was restored from an older backup): nothing is exported to it until an operator resets the cursor (gatehouse ledger export-reset).", exportLabels, nil)
 	sourceErrors     = prometheus.NewDesc("gatehouse_scrape_source_errors_total", "Scrapes that could not read a source (budgets, ledger, log_verification) from the store; its metrics were left out.", []string{"source"}, nil)
 )
 
 func (c *scrapeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{budgetSpent, budgetReserved, budgetLimit, budgetPeriod, ledgerEntries, ledgerCPEntries, ledgerCPAge, ledgerVerified, ledgerVerifyFail, ledgerDeferred, ledgerAggregated, exportBehind, exportDelivered, exportFailures, exportFailing, exportHolding, exportLastOK, sourceErrors} {
+	for _, d := range []*prometheus.Desc{budgetSpent, budgetReserved, budgetLimit, budgetPeriod, ledgerEntries, ledgerCPEntries, ledgerCPAge, ledgerVerified, ledgerVerifyFail, ledgerDeferred, ledgerAggregated, exportBehind, exportDelivered, exportFailures, exportFailing, exportHolding, exportLastOK, exportPastEnd, sourceErrors} {
 		ch <- d
 	}
 }
@@ -78,6 +79,7 @@ func (c *scrapeCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(exportFailures, prometheus.CounterValue, float64(st.Failures), st.Target)
 			ch <- prometheus.MustNewConstMetric(exportFailing, prometheus.GaugeValue, b2f(st.Failing), st.Target)
 			ch <- prometheus.MustNewConstMetric(exportHolding, prometheus.GaugeValue, b2f(st.Holding), st.Target)
+			ch <- prometheus.MustNewConstMetric(exportPastEnd, prometheus.GaugeValue, b2f(st.PastEnd), st.Target)
 			if !st.LastOK.IsZero() {
 				ch <- prometheus.MustNewConstMetric(exportLastOK, prometheus.GaugeValue, float64(st.LastOK.UnixMilli())/1e3, st.Target)
 			}

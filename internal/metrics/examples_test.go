@@ -70,7 +70,7 @@ func TestExamplesUseExportedMetrics(t *testing.T) {
 type fakeExport struct{}
 
 func (fakeExport) Status() []ledger.ExportStatus {
-	return []ledger.ExportStatus{{Target: "webhook", Behind: 3, Failing: true, LastOK: time.Now()}}
+	return []ledger.ExportStatus{{Target: "webhook", Behind: 3, Failing: true, LastOK: time.Now(), PastEnd: true}}
 }
 
 type fakePool struct{}

@@ -188,3 +188,58 @@ func (s *Server) recordOffline(ctx context.Context, rec ledger.Record) error {
 	}
 	return l.SignCheckpoint(ctx)
 }
+
+// ResetExport sets a ledger export target's cursor to to (negative: the
+// log's end) and records it in the ledger: the way out of a cursor past the
+// log's end, after a store was restored from an older backup (the exporter
+// stalls such a target until its cursor changes; docs/ledger.md "Exports").
+// On the embedded store the gateway must be stopped (it holds the data
+// directory); on PostgreSQL the replicas' exporters take the new cursor
+// within a poll. It returns the cursor it replaced and the new one.
+func ResetExport(ctx context.Context, cfg config.Config, target string, to int64, log *slog.Logger) (was, now int64, err error) {
+	if target != ledger.ExportTargetFile && target != ledger.ExportTargetWebhook {
+		return 0, 0, fmt.Errorf("no export target %q (file or webhook)", target)
+	}
+	if os.Getenv(keyring.EnvKEK) == "" {
+		if _, err := os.Stat(cfg.KEKFile); err != nil {
+			return 0, 0, fmt.Errorf("no key-encryption key at %s and %s is unset: it signs the ledger record of the reset", cfg.KEKFile, keyring.EnvKEK)
+		}
+	}
+	db, closeFn, err := openExclusive(ctx, cfg, "stop the gateway first: it exports from the cursor it holds")
+	if err != nil {
+		return 0, 0, err
+	}
+	defer closeFn()
+	keks, _, err := keyring.LoadKEKs(cfg.KEKFile, os.Getenv)
+	if err != nil {
+		return 0, 0, err
+	}
+	kr, err := keyring.New(keks...)
+	if err != nil {
+		return 0, 0, err
+	}
+	size, err := db.LedgerSize(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	if to < 0 {
+		to = size
+	}
+	if to > size {
+		return 0, 0, fmt.Errorf("--to %d is past the log's end (%d records)", to, size)
+	}
+	if was, err = db.ExportReset(ctx, target, to); err != nil {
+		return 0, 0, err
+	}
+	if was < 0 {
+		was = -was - 1 // stored as stalled (ledger.Exporter)
+	}
+	s := &Server{cfg: cfg, log: log, db: db, keyring: kr}
+	rec := ledger.Record{Kind: ledger.KindAdmin, Time: time.Now(), RequestID: vkey.NewID("export-reset"), Action: "ledger export-reset",
+		Target: target, Detail: fmt.Sprintf("export cursor %d → %d (the log holds %d records)", was, to, size), Status: http.StatusOK}
+	if err := s.recordOffline(ctx, rec); err != nil {
+		return was, to, fmt.Errorf("the cursor was reset, but recording it in the ledger failed: %w", err)
+	}
+	log.Warn("ledger export cursor reset", "target", target, "was", was, "now", to, "size", size)
+	return was, to, nil
+}

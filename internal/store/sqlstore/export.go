@@ -76,3 +76,22 @@ func (s *DB) ExportRelease(ctx context.Context, target, holder string) error {
 		return err
 	})
 }
+
+// ExportReset sets the target's cursor to next and drops its lease: the
+// operator's way out of a cursor past the log's end (a store restored from
+// an older backup). It returns the cursor it replaced; store.ErrNotFound
+// when the target has none.
+func (s *DB) ExportReset(ctx context.Context, target string, next int64) (was int64, err error) {
+	err = s.tx(ctx, func(tx *sql.Tx) error {
+		err := tx.QueryRowContext(ctx, s.q(`SELECT next FROM ledger_export WHERE target = ?`), target).Scan(&was)
+		if err == sql.ErrNoRows {
+			return fmt.Errorf("ledger export %q: %w", target, store.ErrNotFound)
+		}
+		if err != nil {
+			return err
+		}
+		_, err = s.exec(ctx, tx, `UPDATE ledger_export SET next = ?, holder = '', lease_until = 0 WHERE target = ?`, next, target)
+		return err
+	})
+	return was, err
+}

@@ -153,12 +153,21 @@ func (s *DB) LedgerSize(ctx context.Context) (int64, error) {
 
 // LedgerEntries implements ledger.Store: entries [from, to), in order.
 func (s *DB) LedgerEntries(ctx context.Context, from, to int64) ([][]byte, error) {
+	return s.LedgerEntriesMax(ctx, from, to, 0)
+}
+
+// LedgerEntriesMax implements ledger.ExportStore: entries [from, to), in
+// order, stopping before the entry that would bring their total size past
+// maxBytes (at least one; maxBytes ≤ 0: no bound). The rows are read one by
+// one, so a range of large entries is not held whole to be cut.
+func (s *DB) LedgerEntriesMax(ctx context.Context, from, to int64, maxBytes int) ([][]byte, error) {
 	rows, err := s.db.QueryContext(ctx, s.q(`SELECT idx, data FROM ledger_entries WHERE idx >= ? AND idx < ? ORDER BY idx`), from, to)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	out := make([][]byte, 0, to-from)
+	out := make([][]byte, 0, min(to-from, 1024))
+	total := 0
 	for rows.Next() {
 		var idx int64
 		var d []byte
@@ -167,6 +176,9 @@ func (s *DB) LedgerEntries(ctx context.Context, from, to int64) ([][]byte, error
 		}
 		if idx != from+int64(len(out)) {
 			return nil, fmt.Errorf("ledger: entry %d missing", from+int64(len(out)))
+		}
+		if total += len(d); maxBytes > 0 && len(out) > 0 && total > maxBytes {
+			return out, nil
 		}
 		out = append(out, d)
 	}
