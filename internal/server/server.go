@@ -341,6 +341,7 @@ func (s *Server) Run(ctx context.Context) error {
 	exportCtx, stopExport := context.WithCancel(context.WithoutCancel(ctx))
 	exportDone := make(chan struct{})
 	go func() { s.export.Run(exportCtx); close(exportDone) }()
+	wg.Go(func() { s.recordSuspensions(bg) }) // after the log runs: it appends
 	if s.cfg.Database != "" {
 		wg.Go(func() { s.recoverLedger(bg) })
 		wg.Go(func() { s.listenChanges(bg) })
