@@ -21,12 +21,18 @@ import (
 // start records it, and a running gateway's sweep records one written while
 // it runs (by a replica that died at once); each suspension gets one record,
 // at its own instant (breaker-<key>-<micros>), however many sweeps and
-// restarts pass. Before the fix only a reinstatement recorded it.
+// restarts pass, and its alert is sent once. Before the fix only a reinstatement
+// recorded it, and no alert was sent.
 func TestSuspensionWithoutRecordIsRecorded(t *testing.T) {
 	for name, dsn := range backends(t) {
 		t.Run(name, func(t *testing.T) {
 			dbURL := dsn(t)
-			fast := func(c *config.Config) { c.InstanceTimeout = config.Duration(2 * time.Second) } // a sweep every 500 ms
+			hook := newWebhook(t)
+			t.Setenv("GATEHOUSE_ALERT_WEBHOOK_SECRET", "whsec-test")
+			fast := func(c *config.Config) {
+				c.InstanceTimeout = config.Duration(2 * time.Second) // a sweep every 500 ms
+				c.AlertWebhookURL = hook.url
+			}
 			f := newFixture(t, gwOptions{database: dbURL, mutate: fast})
 			ctx := context.Background()
 			var db *sqlstore.DB
@@ -80,6 +86,9 @@ func TestSuspensionWithoutRecordIsRecorded(t *testing.T) {
 			if r := records(); len(r) != 1 || r[0].RequestID != want || !r[0].Time.Equal(first) || r[0].Action != "suspend" {
 				t.Fatalf("breaker records %+v; want one suspension %s at %v", r, want, first)
 			}
+			if a := hook.wait(t, 1); len(a) != 1 || a[0]["kind"] != "breaker_tripped" {
+				t.Fatalf("alerts %v; want the trip's alert, which the stopped replica never sent", a)
+			}
 
 			// While the gateway runs: reinstated by an admin (recorded by the
 			// admin API in life; here the store only), suspended again by a
@@ -94,6 +103,9 @@ func TestSuspensionWithoutRecordIsRecorded(t *testing.T) {
 			if !waitFor(20*time.Second, func() bool { return len(records()) >= 2 }) {
 				t.Fatal("the second suspension is not recorded 20 s after its write, with the gateway running")
 			}
+			if a := hook.wait(t, 2); len(a) != 2 {
+				t.Fatalf("%d alerts after two suspensions; want 2: %v", len(a), a)
+			}
 			// More sweeps and a restart add nothing.
 			g.stop()
 			g = startGateway(t, gwOptions{dataDir: dir, database: dbURL, mutate: fast})
@@ -101,6 +113,9 @@ func TestSuspensionWithoutRecordIsRecorded(t *testing.T) {
 				t.Fatal("the restarted gateway's sweep did not run twice in 20 s")
 			}
 			g.stop()
+			if a := hook.all(); len(a) != 2 {
+				t.Errorf("%d alerts after two suspensions, sweeps and a restart; want 2: %v", len(a), a)
+			}
 			r := records()
 			if len(r) != 2 || !r[1].Time.Equal(second) || r[1].Detail != "spent $12.00 in 5m0s" {
 				t.Fatalf("breaker records after more sweeps and a restart: %+v; want the two suspensions once each", r)

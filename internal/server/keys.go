@@ -118,7 +118,8 @@ func (s *Server) recordTrip(ctx context.Context, keyID, reason string, at time.T
 // start and then every instance_timeout/4, every suspended key's suspension
 // is appended (ledger.BreakerTrip: one record per suspension, whoever
 // appends it first, so a live trip racing this sweep is recorded once).
-// Suspensions known recorded are not appended again.
+// Suspensions known recorded are not appended again. The append that writes
+// the record also sends the trip's alert, which the stopped replica had not.
 func (s *Server) recordSuspensions(ctx context.Context) {
 	t := time.NewTicker(s.cfg.InstanceTimeout.D() / 4)
 	defer t.Stop()
@@ -152,7 +153,11 @@ func (s *Server) recordSuspensionsOnce(ctx context.Context, recorded map[string]
 		_, err := s.ledger.Append(ctx, ledger.BreakerTrip(k.ID, k.SuspendReason, *k.SuspendedAt))
 		switch {
 		case err == nil:
+			// This append wrote the record, so the replica that suspended
+			// the key stopped before its record, and before its alert too.
 			s.log.Warn("ledger: recorded a key suspension its replica had not", "key_id", k.ID, "suspended_at", k.SuspendedAt.UTC())
+			s.alerts.Send(alert.Alert{Kind: "breaker_tripped", Message: "key " + k.ID + " suspended: " + k.SuspendReason + " (recorded late: the replica that suspended it stopped first)",
+				Details: map[string]any{"key_id": k.ID, "reason": k.SuspendReason, "suspended_at": k.SuspendedAt.UTC(), "recorded_late": true}})
 		case errors.Is(err, ledger.ErrAlreadyClosed), errors.Is(err, ledger.ErrDeferred): // recorded, or will be by the log's retry
 		default:
 			if ctx.Err() == nil {
