@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -73,6 +75,22 @@ func TestDPoPReplayAfterRestartRefused(t *testing.T) {
 			}
 			if s, c := get(f.dataURL, callProof); s != 401 || c != "invalid_dpop_proof" {
 				t.Fatalf("a replay before the restart: %d %q, want 401 invalid_dpop_proof", s, c)
+			}
+
+			// Eight callers race one captured proof: one is served.
+			race := k.proof(t, "GET", f.dataURL+"/v1/models", tr.AccessToken, "restart-race", now)
+			var served atomic.Int64
+			var wg sync.WaitGroup
+			for range 8 {
+				wg.Go(func() {
+					if s, _ := get(f.dataURL, race); s == 200 {
+						served.Add(1)
+					}
+				})
+			}
+			wg.Wait()
+			if n := served.Load(); n != 1 {
+				t.Fatalf("one proof raced by eight callers served %d times; want 1", n)
 			}
 
 			dir := f.srv.DataDir()
