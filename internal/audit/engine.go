@@ -84,9 +84,12 @@ type Deps struct {
 	// Checkpoint signs a checkpoint now (evidence bundles prove their own export).
 	Checkpoint func(ctx context.Context) error
 	Settings   Settings
-	Config     Config
-	Log        *slog.Logger
-	Now        func() time.Time
+	// UsageDropped counts the usage rows this gateway dropped because the
+	// store was away too long (usage.Writer.Dropped); nil: none.
+	UsageDropped func() int64
+	Config       Config
+	Log          *slog.Logger
+	Now          func() time.Time
 }
 
 // Engine evaluates the rules and keeps the findings.

@@ -17,6 +17,9 @@ import (
 func (e *Engine) Gather(ctx context.Context, now time.Time) (*Facts, error) {
 	st := e.d.Store
 	f := &Facts{Now: now, Principals: map[string]org.Principal{}, MFA: map[string]bool{}, KeyMaxAge: e.d.KeyMaxAge, Settings: e.d.Settings}
+	if e.d.UsageDropped != nil {
+		f.UsageDropped = e.d.UsageDropped()
+	}
 	var err error
 	if f.Keys, err = st.ListKeys(ctx, vkey.Filter{}); err != nil {
 		return nil, fmt.Errorf("audit: keys: %w", err)

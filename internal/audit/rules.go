@@ -25,8 +25,10 @@ type Facts struct {
 	KeyMaxAge func(teamID string) time.Duration
 	Policies  []policy.Version // newest first
 	Settings  Settings
-	Calls     []Call // the log's calls in the baseline and anomaly windows, oldest first
-	Breaker   []Trip
+	// UsageDropped: usage rows this gateway dropped (usage.Writer.Dropped).
+	UsageDropped int64
+	Calls        []Call // the log's calls in the baseline and anomaly windows, oldest first
+	Breaker      []Trip
 	// Truncated: the log's tail was longer than max_ledger_records; usage
 	// rules saw only the newest part.
 	Truncated bool
@@ -369,6 +371,15 @@ func configRules() []Rule {
 						Evidence: Evidence{Summary: v.Note, Values: map[string]int64{"version": v.Version}, Items: []string{"by " + v.CreatedBy}}})
 				}
 				return out
+			}},
+		{Name: "config.usage_records_dropped", Severity: Medium, Why: "usage reports and chargeback miss calls whose rows were dropped; their charges stand in the ledger",
+			Check: func(f *Facts, c Config) []Candidate {
+				if f.UsageDropped <= 0 {
+					return nil
+				}
+				return []Candidate{{Subject: Subject{Kind: "config", ID: "usage"}, Title: fmt.Sprintf("%d usage records were dropped while the store was away", f.UsageDropped),
+					Evidence: Evidence{Summary: "more usage records waited for the store than usage.MaxKept; the oldest were dropped (the log has the request ids); each call's records and charge stand in the ledger",
+						Values: map[string]int64{"dropped": f.UsageDropped}}}}
 			}},
 		{Name: "config.log_unverified", Severity: High, Why: "a log nobody verifies protects nobody; tampering shows only when someone checks",
 			Check: func(f *Facts, c Config) []Candidate {

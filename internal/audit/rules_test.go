@@ -136,6 +136,7 @@ func TestRules(t *testing.T) {
 		{"config.policy_changed", func(f *Facts) {
 			f.Policies = []policy.Version{{Version: 3, CreatedAt: now.Add(-day), CreatedBy: "key_x"}, {Version: 2, CreatedAt: now.Add(-30 * day)}}
 		}, []string{"v3"}},
+		{"config.usage_records_dropped", func(f *Facts) { f.UsageDropped = 3 }, []string{"usage"}},
 		{"config.log_unverified", func(f *Facts) { f.LogCheck = nil }, []string{"ledger"}},
 		{"config.log_unverified", func(f *Facts) { f.LogCheck.LastGood, f.LogCheck.At = now.Add(-25*time.Hour), now.Add(-25*time.Hour) }, []string{"ledger"}},
 		{"config.log_unverified", func(f *Facts) { f.LogCheck.At, f.LogCheck.OK, f.LogCheck.Error = now, false, "TAMPERED" }, []string{"ledger"}},

@@ -26,6 +26,7 @@ func TestExamplesUseExportedMetrics(t *testing.T) {
 		Verification: fakeVerification{last: time.Now()},
 		Pool:         fakePool{},
 		Export:       fakeExport{},
+		Usage:        usage.NewWriter(nil, nil),
 	}
 	m := New(Options{PerKeyLabels: true}, src, nil)
 	call(m, usage.Record{Endpoint: "chat", Model: "m", Provider: "p", KeyID: "k", Status: 200, Stream: true, CostMicros: 1, Tokens: usage.Tokens{Input: 1, Output: 1}},

@@ -67,6 +67,12 @@ type Sources struct {
 	Export interface {
 		Status() []ledger.ExportStatus
 	}
+	// Usage is the usage-row writer (usage.Writer): rows waiting for the
+	// store and rows dropped because too many waited.
+	Usage interface {
+		Pending() int
+		Dropped() int64
+	}
 	DB   *sql.DB // connection pool statistics (go_sql_* metrics)
 	Pool Pool    // PostgreSQL only: the pool against the server's connection limit
 	Now  func() time.Time
@@ -155,6 +161,15 @@ func New(opt Options, src Sources, log *slog.Logger) *Metrics {
 	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if src.DB != nil {
 		m.reg.MustRegister(collectors.NewDBStatsCollector(src.DB, "gatehouse"))
+	}
+	if src.Usage != nil {
+		m.reg.MustRegister(
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "gatehouse_usage_records_pending",
+				Help: "Usage rows kept in memory because the store did not take them (retried until stored)."},
+				func() float64 { return float64(src.Usage.Pending()) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "gatehouse_usage_records_dropped_total",
+				Help: "Usage rows dropped because more than usage.MaxKept waited for the store (their calls are charged through the ledger; usage reports miss them)."},
+				func() float64 { return float64(src.Usage.Dropped()) }))
 	}
 	if src.Pool != nil {
 		m.reg.MustRegister(

@@ -17,7 +17,7 @@ func (s *Server) openAudit() {
 	s.audit = audit.New(audit.Deps{Store: s.db, Ledger: s.ledger, Alerts: s.alerts, Spend: s.budgets.Statuses, KeyMaxAge: s.keyMaxAge,
 		Hasher: s.verifier.Hasher(), ForgetKey: func(id string) { s.verifier.Forget(id); s.auth.ForgetKey(id) },
 		Settings: audit.Settings{StepUpMaxAge: s.cfg.StepUpMaxAge.D(), TrustProxyHeaders: s.cfg.TrustProxyHeaders, TrustedProxies: s.cfg.TrustedProxies},
-		Config:   s.cfg.Audit, Log: s.log, Now: s.now, Checkpoint: s.ledger.SignCheckpoint})
+		Config:   s.cfg.Audit, Log: s.log, Now: s.now, Checkpoint: s.ledger.SignCheckpoint, UsageDropped: s.usage.Dropped})
 	s.logCheck = &audit.LogVerifier{Source: ledger.StoreSource{Store: s.db}, Key: s.ledger.Key, Store: s.db, Now: s.now}
 	if s.cfg.Ledger.VerifyInterval != nil { // config.Validate moved it to audit.log_verify_interval
 		s.log.Warn("config: ledger.verify_interval is the old name of audit.log_verify_interval; rename it", "interval", s.cfg.Ledger.VerifyInterval.D())

@@ -112,6 +112,69 @@ func (s *Server) recordTrip(ctx context.Context, keyID, reason string, at time.T
 	}
 }
 
+// recordSuspensions records the breaker suspensions the log lacks: a
+// replica that stopped between a suspension's write (SuspendKeyFirst) and
+// its record (recordTrip) left the key suspended with no record of why. At
+// start and then every instance_timeout/4, every suspended key's suspension
+// is appended (ledger.BreakerTrip: one record per suspension, whoever
+// appends it first, so a live trip racing this sweep is recorded once).
+// Suspensions known recorded are not appended again. The append that writes
+// the record also sends the trip's alert, which the stopped replica had not.
+func (s *Server) recordSuspensions(ctx context.Context) {
+	t := time.NewTicker(s.cfg.InstanceTimeout.D() / 4)
+	defer t.Stop()
+	recorded := map[string]time.Time{} // key id → the suspension recorded
+	for {
+		s.recordSuspensionsOnce(ctx, recorded)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (s *Server) recordSuspensionsOnce(ctx context.Context, recorded map[string]time.Time) {
+	sctx, cancel := context.WithTimeout(ctx, s.cfg.Store.Timeout.D())
+	keys, err := s.db.SuspendedKeys(sctx)
+	cancel()
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.Warn("breaker: listing suspended keys failed", "err", err)
+		}
+		return
+	}
+	live := make(map[string]bool, len(keys))
+	for _, k := range keys {
+		live[k.ID] = true
+		if at, ok := recorded[k.ID]; ok && at.Equal(*k.SuspendedAt) {
+			continue
+		}
+		_, err := s.ledger.Append(ctx, ledger.BreakerTrip(k.ID, k.SuspendReason, *k.SuspendedAt))
+		switch {
+		case err == nil:
+			// This append wrote the record, so the replica that suspended
+			// the key stopped before its record, and before its alert too.
+			s.log.Warn("ledger: recorded a key suspension its replica had not", "key_id", k.ID, "suspended_at", k.SuspendedAt.UTC())
+			s.alerts.Send(alert.Alert{Kind: "breaker_tripped", Message: "key " + k.ID + " suspended: " + k.SuspendReason + " (recorded late: the replica that suspended it stopped first)",
+				Details: map[string]any{"key_id": k.ID, "reason": k.SuspendReason, "suspended_at": k.SuspendedAt.UTC(), "recorded_late": true}})
+		case errors.Is(err, ledger.ErrAlreadyClosed), errors.Is(err, ledger.ErrDeferred): // recorded, or will be by the log's retry
+		default:
+			if ctx.Err() == nil {
+				s.log.Warn("ledger: recording a key suspension failed; retrying on the next sweep", "key_id", k.ID, "err", err)
+			}
+			continue
+		}
+		recorded[k.ID] = *k.SuspendedAt
+	}
+	for id := range recorded {
+		if !live[id] {
+			delete(recorded, id)
+		}
+	}
+	s.log.Debug("breaker: suspended keys checked", "suspended", len(keys))
+}
+
 // warnExpiringKeys alerts (webhook and log) once per key and expiry time when
 // a key will expire within keys.expiry_warning, so its owner can rotate it.
 func (s *Server) warnExpiringKeys(ctx context.Context) {

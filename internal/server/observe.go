@@ -31,6 +31,7 @@ func (s *Server) openObservability(ctx context.Context) error {
 		Ledger:       s.ledger,
 		Verification: s.logCheck, // the audit's verification of the log, stored
 		Export:       s.export,
+		Usage:        s.usage,
 		DB:           s.db.SQL(),
 		Pool:         pool,
 	}, s.log)

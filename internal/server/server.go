@@ -170,8 +170,11 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server, 
 		}
 		rl = s.redis
 		s.dpop.Shared = s.redis // DPoP proofs are good once across replicas
-	} else if cfg.Database != "" {
-		s.dpop.Shared = s.db // no Redis: the shared store keeps the replay set
+	} else {
+		// No Redis: the store keeps the replay set, shared by replicas on
+		// PostgreSQL and, on either store, kept across a restart (a proof
+		// seen before it stays refused while its iat is in the window).
+		s.dpop.Shared = s.db
 	}
 	s.limiter = ratelimit.New(rl, func() []ratelimit.Limit { return s.snap.Load().Limits })
 	switch { // the breaker's windows are shared by replicas: Redis when configured, else PostgreSQL
@@ -340,6 +343,7 @@ func (s *Server) Run(ctx context.Context) error {
 	exportCtx, stopExport := context.WithCancel(context.WithoutCancel(ctx))
 	exportDone := make(chan struct{})
 	go func() { s.export.Run(exportCtx); close(exportDone) }()
+	wg.Go(func() { s.recordSuspensions(bg) }) // after the log runs: it appends
 	if s.cfg.Database != "" {
 		wg.Go(func() { s.recoverLedger(bg) })
 		wg.Go(func() { s.listenChanges(bg) })

@@ -26,11 +26,34 @@ type DPoP struct {
 	// a proof replayed to another replica is refused too. Its errors fail
 	// closed (the proof is refused).
 	Shared OnceStore
-	now    func() time.Time
+	// MaxPerKey bounds the proofs of one key (thumbprint) this replica
+	// records per replay period (twice Window): past it a proof is refused
+	// before its jti is stored, so a holder of a bound token and its key
+	// cannot grow the replay set without bound by sending distinct proofs.
+	// 0: DefaultMaxPerKey; negative: no bound.
+	MaxPerKey int
+	now       func() time.Time
 
-	mu   sync.Mutex
-	seen map[string]time.Time // jti → expiry of the replay record
+	mu       sync.Mutex
+	seen     map[string]time.Time // jti → expiry of the replay record
+	sweepAt  int                  // len(seen) that triggers the next sweep of dead entries
+	perKey   map[string]keyCount  // thumbprint → proofs recorded in its current period
+	perKeyAt int                  // len(perKey) that triggers the next sweep of it
 }
+
+// keyCount counts one key's proofs in a period that ends at until.
+type keyCount struct {
+	n     int
+	until time.Time
+}
+
+// DefaultMaxPerKey is MaxPerKey's default: with the default window, proofs
+// of one key at 100 a second on one replica, sustained.
+const DefaultMaxPerKey = 12_000
+
+// minSweep is the size of the in-memory sets below which dead entries are
+// not swept.
+const minSweep = 200_000
 
 // OnceStore records keys for a time: Once reports true the first time a key
 // is seen within ttl, false after.
@@ -43,7 +66,7 @@ const sharedTimeout = 2 * time.Second
 
 // NewDPoP returns a checker.
 func NewDPoP() *DPoP {
-	return &DPoP{Window: 60 * time.Second, now: time.Now, seen: map[string]time.Time{}}
+	return &DPoP{Window: 60 * time.Second, now: time.Now, seen: map[string]time.Time{}, perKey: map[string]keyCount{}}
 }
 
 // SetClock replaces the clock (tests).
@@ -134,10 +157,14 @@ func (d *DPoP) CheckFor(proof, method, rawURL, accessToken, want string) (string
 		return "", ErrOtherKey
 	}
 	// Replay: a jti is accepted once while its iat is within the window:
-	// by this replica, and with Shared by every replica.
+	// by this replica, and with Shared by every replica. The key's quota is
+	// taken before anything is stored.
 	key := jkt + ":" + c.JTI
-	if !d.once(key, now, iat.Add(2*d.Window)) {
+	switch d.once(key, jkt, now, iat.Add(2*d.Window)) {
+	case onceReplay:
 		return fail("jti already used (replay)")
+	case onceTooMany:
+		return fail("too many proofs of this key; slow down")
 	}
 	if d.Shared != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), sharedTimeout)
@@ -153,23 +180,58 @@ func (d *DPoP) CheckFor(proof, method, rawURL, accessToken, want string) (string
 	return jkt, nil
 }
 
-// once records key in this replica's replay set until exp; false when it is
-// there already.
-func (d *DPoP) once(key string, now, exp time.Time) bool {
+type onceResult int
+
+const (
+	onceFresh onceResult = iota
+	onceReplay
+	onceTooMany
+)
+
+// once records key in this replica's replay set until exp, counting it
+// against the quota of the proof's key jkt: onceReplay when it is there
+// already, onceTooMany (nothing recorded) when jkt's quota is spent.
+// Dead entries are swept when a set has doubled since its last sweep, so a
+// full set costs one pass per doubling, not one per proof.
+func (d *DPoP) once(key, jkt string, now, exp time.Time) onceResult {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if len(d.seen) > 200_000 {
+	if len(d.seen) > max(d.sweepAt, minSweep) {
 		for k, exp := range d.seen {
-			if exp.Before(now) {
+			if !exp.After(now) {
 				delete(d.seen, k)
 			}
 		}
+		d.sweepAt = 2 * len(d.seen)
 	}
 	if e, ok := d.seen[key]; ok && e.After(now) {
-		return false
+		return onceReplay
+	}
+	if d.MaxPerKey >= 0 {
+		if len(d.perKey) > max(d.perKeyAt, minSweep) {
+			for k, c := range d.perKey {
+				if !c.until.After(now) {
+					delete(d.perKey, k)
+				}
+			}
+			d.perKeyAt = 2 * len(d.perKey)
+		}
+		limit := d.MaxPerKey
+		if limit == 0 {
+			limit = DefaultMaxPerKey
+		}
+		c := d.perKey[jkt]
+		if !c.until.After(now) {
+			c = keyCount{until: now.Add(2 * d.Window)}
+		}
+		if c.n >= limit {
+			return onceTooMany
+		}
+		c.n++
+		d.perKey[jkt] = c
 	}
 	d.seen[key] = exp
-	return true
+	return onceFresh
 }
 
 // verifyProof checks the proof's signature against the public key in its own

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/store"
@@ -21,9 +22,14 @@ type BatchStore interface {
 // calls it after the response has reached the client.
 //
 // A record the store cannot take (it is unreachable, its disk is full) is
-// never dropped: it is kept in memory and retried with backoff until it is
-// stored, or, at shutdown, reported in the log with the count lost. A
-// duplicate (a retry of a commit whose answer was lost) counts as stored.
+// kept in memory and retried until it is stored, up to Max records: past
+// them the oldest is dropped, loudly (Dropped for the metric and the audit,
+// an error in the log at the first drop, every 1,000th and when the store is
+// back, with the counts), since memory is the bound that protects every
+// other call. At shutdown what is still kept is reported in the log with the
+// count lost. A duplicate (a retry of a commit whose answer was lost) counts
+// as stored. The rows are a report: the call's charge rides its end record
+// in the ledger and its hold, not this row (docs/design/usage-records.md).
 type Writer struct {
 	store BatchStore
 	log   *slog.Logger
@@ -31,9 +37,16 @@ type Writer struct {
 
 	// Timeout bounds one batch's transaction (default 5 s).
 	Timeout time.Duration
+	// Max is the most records kept while the store is away (default MaxKept).
+	Max int
 
 	retryMu sync.Mutex
 	retry   []Record
+	// Drops of the current outage: how many, the first and last dropped.
+	outageDrops               int64
+	firstDropped, lastDropped string
+
+	dropped atomic.Int64 // records dropped since the writer was made
 
 	mu      sync.RWMutex
 	running bool
@@ -44,8 +57,7 @@ type pending struct {
 	done chan error
 }
 
-// MaxKept is the most records kept in memory while the store is away; past
-// it the oldest is dropped, with an error in the log naming it.
+// MaxKept is Writer.Max's default: about 50 MB of records.
 const MaxKept = 100_000
 
 // MaxBatch is the most records one transaction holds.
@@ -53,7 +65,7 @@ const MaxBatch = 256
 
 // NewWriter returns a Writer; call Run to start it.
 func NewWriter(st BatchStore, log *slog.Logger) *Writer {
-	return &Writer{store: st, log: log, queue: make(chan pending, 4*MaxBatch), Timeout: 5 * time.Second}
+	return &Writer{store: st, log: log, queue: make(chan pending, 4*MaxBatch), Timeout: 5 * time.Second, Max: MaxKept}
 }
 
 // ErrStopped is returned by Record when the writer is not running.
@@ -159,8 +171,8 @@ func (w *Writer) keep(r Record, err error) error {
 		if len(w.retry) == 0 {
 			w.log.Warn("usage: the store did not take a record; keeping records in memory and retrying", "err", err)
 		}
-		if len(w.retry) >= MaxKept {
-			w.log.Error("usage: too many records wait for the store; dropping the oldest", "dropped_request_id", w.retry[0].ID)
+		if len(w.retry) >= max(w.Max, 1) {
+			w.drop(w.retry[0].ID)
 			w.retry = w.retry[1:]
 		}
 		w.retry = append(w.retry, r)
@@ -168,6 +180,25 @@ func (w *Writer) keep(r Record, err error) error {
 	}
 	return err
 }
+
+// drop counts the oldest kept record, id, as lost; retryMu is held.
+func (w *Writer) drop(id string) {
+	w.dropped.Add(1)
+	w.outageDrops++
+	if w.outageDrops == 1 {
+		w.firstDropped = id
+	}
+	w.lastDropped = id
+	if w.outageDrops == 1 || w.outageDrops%1000 == 0 {
+		w.log.Error("usage: too many records wait for the store; dropping the oldest (their calls are charged through the ledger; the usage report will miss them)",
+			"kept", len(w.retry), "dropped", w.outageDrops, "dropped_total", w.dropped.Load(),
+			"first_dropped_request_id", w.firstDropped, "last_dropped_request_id", id)
+	}
+}
+
+// Dropped returns how many records the writer has dropped since it was made
+// (the store was away for longer than Max records).
+func (w *Writer) Dropped() int64 { return w.dropped.Load() }
 
 // Pending returns how many records wait for the store.
 func (w *Writer) Pending() int {
@@ -195,5 +226,12 @@ func (w *Writer) retryFailed(ctx context.Context) int {
 	if len(recs) > 0 {
 		w.log.Info("usage: kept records stored", "records", len(recs))
 	}
+	w.retryMu.Lock()
+	if w.outageDrops > 0 && len(w.retry) == 0 {
+		w.log.Error("usage: the store is back; records were dropped while it was away",
+			"dropped", w.outageDrops, "dropped_total", w.dropped.Load(), "first_dropped_request_id", w.firstDropped, "last_dropped_request_id", w.lastDropped)
+		w.outageDrops, w.firstDropped, w.lastDropped = 0, "", ""
+	}
+	w.retryMu.Unlock()
 	return w.Pending()
 }

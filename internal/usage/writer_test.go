@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -120,4 +121,70 @@ func TestWriterKeepsRecordsWhileTheStoreIsAway(t *testing.T) {
 	if len(st.stored) != 20 {
 		t.Fatalf("%d records stored, want 20", len(st.stored))
 	}
+}
+
+// lines counts the log lines of h that contain s.
+func lines(h *strings.Builder, s string) int { return strings.Count(h.String(), s) }
+
+// TestWriterDropsPastMaxLoudly: a store away for longer than Max records
+// costs the oldest records, and each drop is counted (Dropped: the metric
+// and the audit finding read it) and logged with the counts, not silently:
+// at the first drop, and once more when the store is back, naming how many
+// were lost and the first and last request id. The kept ones are stored.
+// Before the fix only a log line per drop named the record, with no count
+// for a metric or an audit to read.
+func TestWriterDropsPastMaxLoudly(t *testing.T) {
+	st := &flakyStore{batchStore: batchStore{stored: map[string]bool{}}, down: true}
+	var logs strings.Builder
+	var mu sync.Mutex
+	w := NewWriter(st, slog.New(slog.NewTextHandler(lockedWriter{&mu, &logs}, nil)))
+	w.Max = 10
+	ctx := context.Background()
+	for i := range 15 { // not running: each is written alone, fails, is kept
+		if err := w.Record(ctx, Record{ID: fmt.Sprint("req_", i)}); err == nil {
+			t.Fatal("a record was reported stored while the store was down")
+		}
+	}
+	if w.Pending() != 10 || w.Dropped() != 5 {
+		t.Fatalf("%d kept, %d dropped; want 10 and 5", w.Pending(), w.Dropped())
+	}
+	mu.Lock()
+	if n := lines(&logs, "dropping the oldest"); n != 1 {
+		t.Errorf("%d drop lines for one outage's first 5 drops; want 1 (then every 1000th)\n%s", n, logs.String())
+	}
+	mu.Unlock()
+	st.mu.Lock()
+	st.down = false
+	st.mu.Unlock()
+	if n := w.retryFailed(ctx); n != 0 {
+		t.Fatalf("%d still kept after the store came back", n)
+	}
+	mu.Lock()
+	out := logs.String()
+	mu.Unlock()
+	if !strings.Contains(out, "records were dropped while it was away") || !strings.Contains(out, "dropped=5") ||
+		!strings.Contains(out, "first_dropped_request_id=req_0") || !strings.Contains(out, "last_dropped_request_id=req_4") {
+		t.Errorf("no summary of the outage's drops when the store came back:\n%s", out)
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	for i := 5; i < 15; i++ {
+		if !st.stored[fmt.Sprint("req_", i)] {
+			t.Errorf("kept record req_%d not stored", i)
+		}
+	}
+	if w.Dropped() != 5 {
+		t.Errorf("Dropped %d after the outage; want 5 (a running total)", w.Dropped())
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	b  *strings.Builder
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
 }

@@ -73,6 +73,7 @@ type DB struct {
 	wanted  map[string]bool // hot queries a transaction ran unprepared (stmts.go)
 
 	onceCalls atomic.Int64 // Once calls, for sweeping dead rows (dpop.go)
+	onceSwept atomic.Int64 // micros of the last sweep of dead rows (dpop.go)
 
 	ledgerNext atomic.Int64 // the log's size after this store's last batch, plus one; 0: unknown (guess.go)
 	guessPause atomic.Int32 // batches left that do not guess, after a miss
