@@ -59,6 +59,13 @@ func TestGuessedBatchFaultIsNotAMiss(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	dsn := pgtest.DSN(t)
+	// Migrate first, without the short lock_timeout: on a loaded server a
+	// migration's own locks can wait longer than 200 ms.
+	pre, err := postgres.OpenWith(ctx, dsn, postgres.Options{MaxOpenConns: 1, MinOpenConns: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pre.Close()
 	var trips postgres.PoolHealth
 	db, err := postgres.OpenWith(ctx, dsn+"&lock_timeout=200", postgres.Options{MaxOpenConns: 1, MinOpenConns: 1, StatementCache: -1, Health: &trips})
 	if err != nil {
