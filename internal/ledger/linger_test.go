@@ -11,6 +11,7 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/gatehouse-gw/gatehouse/internal/ledger"
+	"github.com/gatehouse-gw/gatehouse/internal/ledger/ledgertest"
 	"github.com/gatehouse-gw/gatehouse/internal/store/sqlstore"
 )
 
@@ -45,11 +46,7 @@ func lingerLog(t *testing.T, calls func() int) (*ledger.Log, *batchCounter) {
 	// A linger far longer than any test: a batch that waits for it hangs
 	// the test instead of passing by luck.
 	l.Linger, l.Calls = time.Hour, calls
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { l.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
-	waitRunning(t, l)
+	ledgertest.Run(t, l)
 	return l, bc
 }
 
@@ -176,7 +173,7 @@ func TestLingerEndsWhenRunStops(t *testing.T) {
 	defer cancel()
 	stopped := make(chan struct{})
 	go func() { l.Run(ctx); close(stopped) }()
-	waitRunning(t, l)
+	ledgertest.WaitRunning(t, l)
 	done := make(chan error, 1)
 	go func() {
 		_, err := l.Append(context.Background(), rec(ledger.KindCallStart, "req_linger_stop"))

@@ -302,7 +302,7 @@ func TestSummariesGivenUpAtShutdownAreFinal(t *testing.T) {
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { l.Run(runCtx); close(done) }()
-	waitRunning(t, l)
+	ledgertest.WaitRunning(t, l)
 	st.Down.Store(true)
 	for _, id := range []string{"r1", "r2", "r3"} {
 		if err := l.Enqueue(ctx, refusal(id, "key_a", "policy_denied", t0)); err != nil {
