@@ -17,7 +17,6 @@ import (
 
 	"golang.org/x/mod/sumdb/tlog"
 
-	"github.com/gatehouse-gw/gatehouse/client"
 	"github.com/gatehouse-gw/gatehouse/internal/provider/sim"
 	"github.com/gatehouse-gw/gatehouse/internal/store/sqlite"
 )
@@ -37,17 +36,8 @@ func TestExportSurvivesKill(t *testing.T) {
 	}
 	up := newUpstream(t)
 	first := startChild(t, nil, "--data-dir", dir, "--config", conf)
-	adm := client.New(first.adminURL, first.adminKey)
+	_, k := first.agentKey(t, up)
 	ctx := context.Background()
-	if _, err := adm.CreateProvider(ctx, client.ProviderInput{Name: "fake", Type: "openai", BaseURL: up.OpenAIBaseURL(), Models: []string{"gpt-*"}, Keys: []string{upstreamKey}}); err != nil {
-		t.Fatal(err)
-	}
-	name, teams := "agent", []string{"default"}
-	adm.CreatePrincipal(ctx, client.PrincipalInput{Name: &name, Teams: &teams})
-	k, err := adm.CreateKey(ctx, client.KeyInput{Principal: "agent"})
-	if err != nil {
-		t.Fatal(err)
-	}
 	up.SetFault(sim.Fault{Latency: 5 * time.Millisecond})
 	var stop atomic.Bool
 	var wg sync.WaitGroup

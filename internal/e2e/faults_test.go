@@ -380,18 +380,9 @@ func TestFaultKillReplicaUnderLoad(t *testing.T) {
 	t.Setenv("GATEHOUSE_KEK", kek)
 	env := []string{"GATEHOUSE_INSTANCE_TIMEOUT=" + faultInstanceTimeout.String(), "GATEHOUSE_KEK=" + kek}
 	victim := startChild(t, env, "--data-dir", t.TempDir()+"/data", "--database", dsn)
-	adm := client.New(victim.adminURL, victim.adminKey)
-	ctx := context.Background()
 	up := newUpstream(t)
-	if _, err := adm.CreateProvider(ctx, client.ProviderInput{Name: "fake", Type: "openai", BaseURL: up.OpenAIBaseURL(), Models: []string{"gpt-*"}, Keys: []string{upstreamKey}}); err != nil {
-		t.Fatal(err)
-	}
-	name, teams := "agent", []string{"default"}
-	adm.CreatePrincipal(ctx, client.PrincipalInput{Name: &name, Teams: &teams})
-	k, err := adm.CreateKey(ctx, client.KeyInput{Principal: "agent"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	adm, k := victim.agentKey(t, up)
+	ctx := context.Background()
 	worst := worstCase(attackBody)
 	limit := 12 * worst
 	b := setBudget(t, adm, k.ID, limit, false)
