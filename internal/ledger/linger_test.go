@@ -129,13 +129,22 @@ func TestLingerWithoutCallsHintCommitsAtOnce(t *testing.T) {
 func TestLingerCallsDroppingEndsTheWait(t *testing.T) {
 	var mu sync.Mutex
 	n := 5
-	l, bc := lingerLog(t, func() int { mu.Lock(); defer mu.Unlock(); return n })
+	lingering := make(chan struct{}, 1)
+	l, bc := lingerLog(t, func() int { // asked once the batch holds an entry
+		select {
+		case lingering <- struct{}{}:
+		default:
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		return n
+	})
 	done := make(chan error, 2)
 	go func() {
 		_, err := l.Append(context.Background(), rec(ledger.KindCallStart, "req_drop"))
 		done <- err
 	}()
-	time.Sleep(20 * time.Millisecond)
+	<-lingering // the first entry waits in the batch
 	mu.Lock()
 	n = 2
 	mu.Unlock()
@@ -168,7 +177,14 @@ func TestLingerEndsWhenRunStops(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l.Linger, l.Calls = time.Hour, func() int { return 5 }
+	lingering := make(chan struct{}, 1)
+	l.Linger, l.Calls = time.Hour, func() int { // asked once the batch holds the entry
+		select {
+		case lingering <- struct{}{}:
+		default:
+		}
+		return 5
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	stopped := make(chan struct{})
@@ -179,7 +195,7 @@ func TestLingerEndsWhenRunStops(t *testing.T) {
 		_, err := l.Append(context.Background(), rec(ledger.KindCallStart, "req_linger_stop"))
 		done <- err
 	}()
-	time.Sleep(20 * time.Millisecond) // the batch is (very likely) lingering
+	<-lingering
 	cancel()
 	select {
 	case err := <-done:
