@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/mod/sumdb/tlog"
 
+	"github.com/gatehouse-gw/gatehouse/internal/ledger/ledgertest"
 	"github.com/gatehouse-gw/gatehouse/internal/provider/sim"
 	"github.com/gatehouse-gw/gatehouse/internal/store/sqlite"
 )
@@ -70,14 +71,8 @@ func TestExportSurvivesKill(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	size, err := db.LedgerSize(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	recs, err := db.LedgerEntries(ctx, 0, size)
-	if err != nil {
-		t.Fatal(err)
-	}
+	recs := ledgertest.Entries(t, db)
+	size := int64(len(recs))
 	f, err := os.Open(export)
 	if err != nil {
 		t.Fatal(err)

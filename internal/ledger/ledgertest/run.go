@@ -39,35 +39,3 @@ func WaitRunning(t testing.TB, l *ledger.Log) {
 		time.Sleep(time.Millisecond)
 	}
 }
-
-// LogReader is what RecordsOfKind reads: a log's store.
-type LogReader interface {
-	LedgerSize(ctx context.Context) (int64, error)
-	LedgerEntries(ctx context.Context, from, to int64) ([][]byte, error)
-}
-
-// RecordsOfKind returns the log's records of kind, in log order; it fails t
-// when the log cannot be read or holds a record that does not parse.
-func RecordsOfKind(t testing.TB, st LogReader, kind string) []ledger.Record {
-	t.Helper()
-	ctx := context.Background()
-	n, err := st.LedgerSize(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, err := st.LedgerEntries(ctx, 0, n)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []ledger.Record
-	for _, d := range data {
-		r, err := ledger.ParseRecord(d)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if r.Kind == kind {
-			out = append(out, r)
-		}
-	}
-	return out
-}
