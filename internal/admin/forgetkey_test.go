@@ -2,15 +2,11 @@ package admin
 
 import (
 	"context"
-	"log/slog"
 	"net/http/httptest"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/auth"
-	"github.com/gatehouse-gw/gatehouse/internal/mfa"
-	"github.com/gatehouse-gw/gatehouse/internal/org"
 	"github.com/gatehouse-gw/gatehouse/internal/vkey"
 )
 
@@ -21,22 +17,12 @@ import (
 // state, a revocation or a suspension lifted) for the cache's TTL.
 func TestKeyChangesForgetTheKeyByID(t *testing.T) {
 	ctx := context.Background()
-	db := openStore(t)
-	at := time.Now().UTC()
-	if err := db.CreateTeam(ctx, org.Team{ID: "team_a", Name: "a", CreatedAt: at, Version: 1}); err != nil {
-		t.Fatal(err)
-	}
-	if err := db.CreatePrincipal(ctx, org.Principal{ID: "prn_a", Name: "agent", Kind: org.KindServiceAccount, Teams: []string{"team_a"}, Roles: []string{"member"}, CreatedAt: at, Version: 1}); err != nil {
-		t.Fatal(err)
-	}
-	hasher, err := vkey.NewHasher([]byte(strings.Repeat("k", 32)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	verifier := vkey.NewVerifier(db, hasher, vkey.VerifierOptions{})
-	authn := auth.New(verifier, db, time.Hour) // a TTL longer than the test: only a Forget refreshes it
-	h := New(Deps{Store: db, Passwords: mfa.NewGate(mfa.HashMemory, 5*time.Second, 100), Verifier: verifier,
-		Log: slog.New(slog.DiscardHandler), ForgetKey: authn.ForgetKey, Now: time.Now})
+	f := newKeyFixture(t)
+	db := f.db
+	authn := auth.New(f.verifier, db, time.Hour) // a TTL longer than the test: only a Forget refreshes it
+	deps := f.deps()
+	deps.ForgetKey, deps.Now = authn.ForgetKey, time.Now
+	h := New(deps)
 
 	cases := []struct {
 		name    string
@@ -46,18 +32,12 @@ func TestKeyChangesForgetTheKeyByID(t *testing.T) {
 	}{
 		{"revoke", "/revoke", nil, func(h *Handler) handlerFunc { return h.revokeKey }},
 		{"rotate", "/rotate", nil, func(h *Handler) handlerFunc { return h.rotateKey }},
-		{"reinstate", "/reinstate", func(id string) {
-			if first, err := db.SuspendKeyFirst(ctx, id, "spent too much", at, 0); err != nil || !first {
-				t.Fatalf("suspend: %v %v", first, err)
-			}
-		}, func(h *Handler) handlerFunc { return h.reinstateKey }},
+		{"reinstate", "/reinstate", func(id string) { f.suspend(t, id) }, func(h *Handler) handlerFunc { return h.reinstateKey }},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			id := "key_" + c.name
-			if err := db.CreateKey(ctx, vkey.Key{ID: id, Kind: vkey.KindVirtual, Name: "k", Hash: "h-" + c.name, Hint: "gk_abcd…", PrincipalID: "prn_a", TeamID: "team_a", CreatedAt: at, Version: 1}); err != nil {
-				t.Fatal(err)
-			}
+			f.key(t, id, "h-"+c.name)
 			if c.prepare != nil {
 				c.prepare(id)
 			}

@@ -2,14 +2,9 @@ package admin
 
 import (
 	"context"
-	"log/slog"
 	"net/http/httptest"
-	"strings"
 	"testing"
-	"time"
 
-	"github.com/gatehouse-gw/gatehouse/internal/mfa"
-	"github.com/gatehouse-gw/gatehouse/internal/org"
 	"github.com/gatehouse-gw/gatehouse/internal/vkey"
 )
 
@@ -20,34 +15,21 @@ import (
 // suspended it again at once.
 func TestReinstateResetsTheBreakerFirst(t *testing.T) {
 	ctx := context.Background()
-	db := openStore(t)
-	at := time.Now().UTC()
-	if err := db.CreateTeam(ctx, org.Team{ID: "team_a", Name: "a", CreatedAt: at, Version: 1}); err != nil {
-		t.Fatal(err)
-	}
-	if err := db.CreatePrincipal(ctx, org.Principal{ID: "prn_a", Name: "agent", Kind: org.KindServiceAccount, Teams: []string{"team_a"}, Roles: []string{"member"}, CreatedAt: at, Version: 1}); err != nil {
-		t.Fatal(err)
-	}
-	if err := db.CreateKey(ctx, vkey.Key{ID: "key_a", Kind: vkey.KindVirtual, Name: "k", Hash: "h1", Hint: "gk_abcd…", PrincipalID: "prn_a", TeamID: "team_a", CreatedAt: at, Version: 1}); err != nil {
-		t.Fatal(err)
-	}
-	if first, err := db.SuspendKeyFirst(ctx, "key_a", "spent too much", at, 0); err != nil || !first {
-		t.Fatalf("suspend: %v %v", first, err)
-	}
-	hasher, err := vkey.NewHasher([]byte(strings.Repeat("k", 32)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := newKeyFixture(t)
+	db := f.db
+	f.key(t, "key_a", "h1")
+	f.suspend(t, "key_a")
 	resets := 0
-	h := New(Deps{Store: db, Passwords: mfa.NewGate(mfa.HashMemory, 5*time.Second, 100), Verifier: vkey.NewVerifier(db, hasher, vkey.VerifierOptions{}),
-		Log: slog.New(slog.DiscardHandler), ForgetKey: func(string) {},
-		ResetBreaker: func(id string) {
-			resets++
-			k, err := db.Key(ctx, id)
-			if err != nil || k.SuspendedAt == nil {
-				t.Errorf("the breaker was reset after the key was reinstated (%v): a flush meanwhile suspends it again", err)
-			}
-		}})
+	deps := f.deps()
+	deps.ForgetKey = func(string) {}
+	deps.ResetBreaker = func(id string) {
+		resets++
+		k, err := db.Key(ctx, id)
+		if err != nil || k.SuspendedAt == nil {
+			t.Errorf("the breaker was reset after the key was reinstated (%v): a flush meanwhile suspends it again", err)
+		}
+	}
+	h := New(deps)
 	rec := httptest.NewRecorder()
 	req := httptest.NewRequest("POST", "/v1/keys/key_a/reinstate", nil)
 	req.SetPathValue("id", "key_a")

@@ -10,6 +10,7 @@ import (
 
 	"github.com/gatehouse-gw/gatehouse/internal/audit"
 	"github.com/gatehouse-gw/gatehouse/internal/ledger"
+	"github.com/gatehouse-gw/gatehouse/internal/ledger/ledgertest"
 )
 
 // BenchmarkRun evaluates every rule over 1,000 keys and a log of 20,000 calls
@@ -30,9 +31,7 @@ func BenchmarkRun(b *testing.B) {
 	}
 	skey, _ := ledger.GenerateKey("bench.example/log")
 	lg, _ := ledger.New(db, "b", skey, slog.New(slog.DiscardHandler))
-	rctx, stop := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { lg.Run(rctx); close(done) }()
+	stop := ledgertest.Run(b, lg)
 	var wg sync.WaitGroup
 	for w := range 8 {
 		wg.Go(func() {
@@ -48,7 +47,6 @@ func BenchmarkRun(b *testing.B) {
 	}
 	wg.Wait()
 	stop()
-	<-done
 	e := audit.New(audit.Deps{Store: db, Now: func() time.Time { return now }})
 	first := time.Now()
 	if _, err := e.Run(ctx, audit.SystemActor); err != nil { // the first run opens every finding

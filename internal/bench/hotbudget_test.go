@@ -12,6 +12,7 @@ import (
 
 	"github.com/gatehouse-gw/gatehouse/internal/budget"
 	"github.com/gatehouse-gw/gatehouse/internal/ledger"
+	"github.com/gatehouse-gw/gatehouse/internal/ledger/ledgertest"
 	"github.com/gatehouse-gw/gatehouse/internal/store/postgres"
 	"github.com/gatehouse-gw/gatehouse/internal/store/postgres/pgtest"
 	"github.com/gatehouse-gw/gatehouse/internal/vkey"
@@ -68,9 +69,7 @@ func hotBudgetReplicas(b *testing.B, n int, limit int64) (reps []hotReplica, spe
 		reps = append(reps, hotReplica{bl, l})
 	}
 	for _, r := range reps {
-		for !r.log.Running() {
-			time.Sleep(time.Millisecond)
-		}
+		ledgertest.WaitRunning(b, r.log)
 	}
 	return reps, spend, func() {
 		cancel()

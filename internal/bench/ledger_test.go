@@ -15,6 +15,7 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/gatehouse-gw/gatehouse/internal/ledger"
+	"github.com/gatehouse-gw/gatehouse/internal/ledger/ledgertest"
 	"github.com/gatehouse-gw/gatehouse/internal/store/postgres/pgtest"
 	"github.com/gatehouse-gw/gatehouse/internal/store/sqlite"
 )
@@ -64,10 +65,7 @@ func BenchmarkLedgerAppend(b *testing.B) {
 				b.Fatal(err)
 			}
 			l.Interval = time.Hour
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan struct{})
-			go func() { l.Run(ctx); close(done) }()
-			defer func() { cancel(); <-done }()
+			defer ledgertest.Run(b, l)()
 			// Made by Record.Entry, as the gateway makes its records:
 			// Append does not parse the record again (an entry of raw
 			// bytes is parsed for its request id, ~9 µs of CPU inside

@@ -11,6 +11,7 @@ import (
 
 	"github.com/gatehouse-gw/gatehouse/internal/budget"
 	"github.com/gatehouse-gw/gatehouse/internal/ledger"
+	"github.com/gatehouse-gw/gatehouse/internal/ledger/ledgertest"
 	"github.com/gatehouse-gw/gatehouse/internal/store/postgres"
 	"github.com/gatehouse-gw/gatehouse/internal/store/postgres/pgtest"
 	"github.com/gatehouse-gw/gatehouse/internal/store/sqlstore"
@@ -65,9 +66,7 @@ func TestTwoReplicasOnPostgresAdmitAgainstStaleMemory(t *testing.T) {
 		reps = append(reps, replica{bl, l})
 	}
 	for _, r := range reps {
-		for !r.l.Running() {
-			time.Sleep(time.Millisecond)
-		}
+		ledgertest.WaitRunning(t, r.l)
 	}
 	charge := []budget.Charge{{BudgetID: b.ID, PeriodStart: 0}}
 	sampling, sampled := make(chan struct{}), make(chan error, 1)

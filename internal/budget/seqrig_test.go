@@ -6,10 +6,10 @@ import (
 	"path/filepath"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/budget"
 	"github.com/gatehouse-gw/gatehouse/internal/ledger"
+	"github.com/gatehouse-gw/gatehouse/internal/ledger/ledgertest"
 	"github.com/gatehouse-gw/gatehouse/internal/store/sqlite"
 	"github.com/gatehouse-gw/gatehouse/internal/store/sqlstore"
 )
@@ -59,8 +59,6 @@ func openSeqRig(t *testing.T, origin string, through func(*sqlstore.DB) ledger.S
 	r.stop, r.stopped = stop, make(chan struct{})
 	go func() { r.l.Run(runCtx); close(r.stopped) }()
 	t.Cleanup(func() { r.stop(); <-r.stopped })
-	for !r.l.Running() {
-		time.Sleep(time.Millisecond)
-	}
+	ledgertest.WaitRunning(t, r.l)
 	return r
 }

@@ -102,6 +102,11 @@ func testAuditEndToEnd(t *testing.T, dsn string) {
 	f := newFixture(t, gwOptions{database: dsn, mutate: func(c *config.Config) {
 		c.AlertWebhookURL = hook.url
 		c.Audit.Interval = -1 // on demand only: the test decides when rules run
+		// And when the log is verified: the schedule checks at start and
+		// retries 5 s later while the log has no checkpoint; a check made
+		// while the test's clock is 200 days ahead dates the log's last
+		// verification then, and config.log_unverified never opens.
+		c.Audit.LogVerifyInterval = -1
 		c.Audit.MinBaseline, c.Audit.DenialSpike, c.Audit.RateLimitStorm = 5, 5, 5
 		c.Audit.MinSpikeRequests, c.Audit.MinSpikeMicros = 5, 1
 		c.TrustProxyHeaders = true // config.proxy_headers_untrusted; and it lets the test choose source addresses
@@ -295,6 +300,15 @@ func testAuditEndToEnd(t *testing.T, dsn string) {
 		t.Errorf("denials evidence %+v", den.Evidence)
 	}
 
+	// The log verified now, on the clock of the calls above: 200 days later
+	// it is overdue (config.log_unverified below).
+	if err := f.srv.Ledger().SignCheckpoint(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := f.srv.CheckLog(ctx); err != nil || !c.OK {
+		t.Fatalf("verifying the log: %+v, %v", c, err)
+	}
+
 	// Time-based rules, with the gateway's audit clock 100 days ahead.
 	idle, err := admin.CreateKey(ctx, client.KeyInput{Principal: "agent", Name: "idle"})
 	if err != nil {
@@ -311,8 +325,8 @@ func testAuditEndToEnd(t *testing.T, dsn string) {
 	f.srv.SetClock(func() time.Time { return time.Now().Add(200 * 24 * time.Hour) })
 	findingOf(t, admin, "keys.too_old", f.keyID)
 	lu := findingOf(t, admin, "config.log_unverified", "ledger")
-	if lu.Severity != "high" {
-		t.Errorf("log unverified: %+v", lu)
+	if lu.Severity != "high" || !strings.Contains(lu.Title, "last verified") {
+		t.Errorf("log unverified: %+v, want overdue since the check above", lu)
 	}
 	f.srv.SetClock(time.Now)
 	if _, err := f.srv.CheckLog(ctx); err != nil {

@@ -90,33 +90,50 @@ func startChild(t *testing.T, env []string, args ...string) *child {
 	return c
 }
 
+// killableArgs are the arguments and environment of a child the test will
+// kill and restart with the same ones: its data directory, an instance
+// timeout of a second (a dead replica's holds are swept soon after), and on
+// PostgreSQL (dsn not empty) the database and a KEK both lives share.
+func killableArgs(t *testing.T, dsn string) (args, env []string) {
+	args = []string{"--data-dir", t.TempDir() + "/data"}
+	env = []string{"GATEHOUSE_INSTANCE_TIMEOUT=1s"}
+	if dsn != "" {
+		args = append(args, "--database", dsn)
+		env = append(env, "GATEHOUSE_KEK=AwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwM=")
+	}
+	return args, env
+}
+
+// agentKey connects c to the fake upstream up (provider "fake", OpenAI,
+// gpt-*) and makes principal "agent" (team "default") and a key of it; it
+// returns c's admin client and the key.
+func (c *child) agentKey(t *testing.T, up *providertest.Server) (*client.Client, client.CreatedKey) {
+	t.Helper()
+	adm := client.New(c.adminURL, c.adminKey)
+	ctx := context.Background()
+	if _, err := adm.CreateProvider(ctx, client.ProviderInput{Name: "fake", Type: "openai", BaseURL: up.OpenAIBaseURL(), Models: []string{"gpt-*"}, Keys: []string{upstreamKey}}); err != nil {
+		t.Fatal(err)
+	}
+	name, teams := "agent", []string{"default"}
+	adm.CreatePrincipal(ctx, client.PrincipalInput{Name: &name, Teams: &teams})
+	k, err := adm.CreateKey(ctx, client.KeyInput{Principal: "agent"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return adm, k
+}
+
 // TestCrashChargesOpenReservations is proof 4 of issue #3: kill -9 the gateway
 // with calls in flight; after a restart, spend includes every reservation that
 // was not settled, in full.
 func TestCrashChargesOpenReservations(t *testing.T) {
 	for name, dsn := range backends(t) {
 		t.Run(name, func(t *testing.T) {
-			db := dsn(t)
-			dir := t.TempDir() + "/data"
-			args := []string{"--data-dir", dir}
-			env := []string{"GATEHOUSE_INSTANCE_TIMEOUT=1s"}
-			if db != "" {
-				args = append(args, "--database", db)
-				env = append(env, "GATEHOUSE_KEK=AwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwM=")
-			}
+			args, env := killableArgs(t, dsn(t))
 			up := providertest.New(t, upstreamKey)
 			first := startChild(t, env, args...)
-			adm := client.New(first.adminURL, first.adminKey)
+			adm, k := first.agentKey(t, up)
 			ctx := context.Background()
-			if _, err := adm.CreateProvider(ctx, client.ProviderInput{Name: "fake", Type: "openai", BaseURL: up.OpenAIBaseURL(), Models: []string{"gpt-*"}, Keys: []string{upstreamKey}}); err != nil {
-				t.Fatal(err)
-			}
-			name, teams := "agent", []string{"default"}
-			adm.CreatePrincipal(ctx, client.PrincipalInput{Name: &name, Teams: &teams})
-			k, err := adm.CreateKey(ctx, client.KeyInput{Principal: "agent"})
-			if err != nil {
-				t.Fatal(err)
-			}
 			b := setBudget(t, adm, k.ID, 1_000_000, false)
 			up.SetFault(sim.Fault{Latency: time.Minute}) // calls hang upstream
 

@@ -17,7 +17,7 @@ import (
 
 	"golang.org/x/mod/sumdb/tlog"
 
-	"github.com/gatehouse-gw/gatehouse/client"
+	"github.com/gatehouse-gw/gatehouse/internal/ledger/ledgertest"
 	"github.com/gatehouse-gw/gatehouse/internal/provider/sim"
 	"github.com/gatehouse-gw/gatehouse/internal/store/sqlite"
 )
@@ -37,17 +37,8 @@ func TestExportSurvivesKill(t *testing.T) {
 	}
 	up := newUpstream(t)
 	first := startChild(t, nil, "--data-dir", dir, "--config", conf)
-	adm := client.New(first.adminURL, first.adminKey)
+	_, k := first.agentKey(t, up)
 	ctx := context.Background()
-	if _, err := adm.CreateProvider(ctx, client.ProviderInput{Name: "fake", Type: "openai", BaseURL: up.OpenAIBaseURL(), Models: []string{"gpt-*"}, Keys: []string{upstreamKey}}); err != nil {
-		t.Fatal(err)
-	}
-	name, teams := "agent", []string{"default"}
-	adm.CreatePrincipal(ctx, client.PrincipalInput{Name: &name, Teams: &teams})
-	k, err := adm.CreateKey(ctx, client.KeyInput{Principal: "agent"})
-	if err != nil {
-		t.Fatal(err)
-	}
 	up.SetFault(sim.Fault{Latency: 5 * time.Millisecond})
 	var stop atomic.Bool
 	var wg sync.WaitGroup
@@ -80,14 +71,8 @@ func TestExportSurvivesKill(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	size, err := db.LedgerSize(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	recs, err := db.LedgerEntries(ctx, 0, size)
-	if err != nil {
-		t.Fatal(err)
-	}
+	recs := ledgertest.Entries(t, db)
+	size := int64(len(recs))
 	f, err := os.Open(export)
 	if err != nil {
 		t.Fatal(err)

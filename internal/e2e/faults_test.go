@@ -193,7 +193,14 @@ func statuses(rs []callResult) map[int]int {
 // spend equals the sum of the settlements (the usage records).
 func TestFaultShortOutage(t *testing.T) {
 	t.Parallel() // mostly waits on outages and timeouts
-	c := startCluster(t, 3)
+	// Short means well inside instance_timeout: the outage lasts until the
+	// in-flight calls end (their upstream answers in 1.5 s) and one more
+	// call is refused. With a 3 s timeout, a fixed 1.5 s outage, the refused
+	// call's own wait and a heartbeat every 750 ms outlasted it on a loaded
+	// machine: the others swept replica 0 (charged its calls in full) and the
+	// test failed on spend, not on the promise it tests.
+	const instanceTimeout = 20 * time.Second
+	c := startClusterWith(t, 3, func(c *config.Config) { c.InstanceTimeout = config.Duration(instanceTimeout) })
 	ctx := context.Background()
 	bud := setBudget(t, c.fx.admin, c.fx.keyID, 1_000_000_000, false)
 	for _, g := range c.gws { // every replica has the budget before the attack
@@ -214,11 +221,10 @@ func TestFaultShortOutage(t *testing.T) {
 		t.Errorf("3 replicas hold %d connections under load; want at most 15", n)
 	}
 	c.proxies[0].Kill()
-	time.Sleep(faultInstanceTimeout / 2)
+	<-done // replica 0's calls end while its store is away
 	// A call to the cut-off replica fails closed meanwhile.
 	cut := fire(urls[:1], c.fx.key, 1)[0]
 	c.proxies[0].Restore()
-	<-done
 	if cut.status != http.StatusServiceUnavailable {
 		t.Errorf("a call during the outage got %d, want 503", cut.status)
 	}
@@ -229,6 +235,11 @@ func TestFaultShortOutage(t *testing.T) {
 		}
 	}
 	c.checkClosedOnce(t, 10*time.Second)
+	for i, g := range c.gws {
+		if strings.Contains(g.logs.String(), "settled abandoned reservations") {
+			t.Fatalf("replica %d swept abandoned reservations: the outage outlasted instance_timeout (%v), not a short one", i, instanceTimeout)
+		}
+	}
 	// Spend = the sum of the settlements, once every usage record is stored.
 	var recs []client.UsageRecord
 	waitFor(10*time.Second, func() bool {
@@ -380,18 +391,9 @@ func TestFaultKillReplicaUnderLoad(t *testing.T) {
 	t.Setenv("GATEHOUSE_KEK", kek)
 	env := []string{"GATEHOUSE_INSTANCE_TIMEOUT=" + faultInstanceTimeout.String(), "GATEHOUSE_KEK=" + kek}
 	victim := startChild(t, env, "--data-dir", t.TempDir()+"/data", "--database", dsn)
-	adm := client.New(victim.adminURL, victim.adminKey)
-	ctx := context.Background()
 	up := newUpstream(t)
-	if _, err := adm.CreateProvider(ctx, client.ProviderInput{Name: "fake", Type: "openai", BaseURL: up.OpenAIBaseURL(), Models: []string{"gpt-*"}, Keys: []string{upstreamKey}}); err != nil {
-		t.Fatal(err)
-	}
-	name, teams := "agent", []string{"default"}
-	adm.CreatePrincipal(ctx, client.PrincipalInput{Name: &name, Teams: &teams})
-	k, err := adm.CreateKey(ctx, client.KeyInput{Principal: "agent"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	adm, k := victim.agentKey(t, up)
+	ctx := context.Background()
 	worst := worstCase(attackBody)
 	limit := 12 * worst
 	b := setBudget(t, adm, k.ID, limit, false)

@@ -136,14 +136,7 @@ func TestLedgerCrash(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data")
 	up := newUpstream(t)
 	first := startChild(t, nil, "--data-dir", dir)
-	adm := client.New(first.adminURL, first.adminKey)
-	ctx := context.Background()
-	if _, err := adm.CreateProvider(ctx, client.ProviderInput{Name: "fake", Type: "openai", BaseURL: up.OpenAIBaseURL(), Models: []string{"gpt-*"}, Keys: []string{upstreamKey}}); err != nil {
-		t.Fatal(err)
-	}
-	name, teams := "agent", []string{"default"}
-	adm.CreatePrincipal(ctx, client.PrincipalInput{Name: &name, Teams: &teams})
-	k, _ := adm.CreateKey(ctx, client.KeyInput{Principal: "agent"})
+	_, k := first.agentKey(t, up)
 	up.SetFault(sim.Fault{Latency: 20 * time.Millisecond})
 
 	var succeeded sync.Map

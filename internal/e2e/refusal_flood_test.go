@@ -11,6 +11,7 @@ import (
 	"github.com/gatehouse-gw/gatehouse/internal/config"
 	"github.com/gatehouse-gw/gatehouse/internal/faultnet"
 	"github.com/gatehouse-gw/gatehouse/internal/ledger"
+	"github.com/gatehouse-gw/gatehouse/internal/ledger/ledgertest"
 	"github.com/gatehouse-gw/gatehouse/internal/store/sqlite"
 )
 
@@ -66,14 +67,7 @@ func TestFaultDiskFullRefusalFlood(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	size, err := db.LedgerSize(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	entries, err := db.LedgerEntries(ctx, 0, size)
-	if err != nil {
-		t.Fatal(err)
-	}
+	entries := ledgertest.Entries(t, db)
 	var calls, summaries int64
 	for _, b := range entries {
 		if strings.Contains(string(b), scoped.Secret) {

@@ -188,26 +188,10 @@ func checkUsageAddsUp(t *testing.T, f *fixture, keyIDs []string, spent int64) {
 func TestCrashMidFloodNeverOvershoots(t *testing.T) {
 	for name, dsn := range backends(t) {
 		t.Run(name, func(t *testing.T) {
-			db := dsn(t)
-			args := []string{"--data-dir", t.TempDir() + "/data"}
-			env := []string{"GATEHOUSE_INSTANCE_TIMEOUT=1s"}
-			if db != "" {
-				args = append(args, "--database", db)
-				env = append(env, "GATEHOUSE_KEK=AwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwM=")
-			}
+			args, env := killableArgs(t, dsn(t))
 			up := newUpstream(t)
 			first := startChild(t, env, args...)
-			adm := client.New(first.adminURL, first.adminKey)
-			ctx := context.Background()
-			if _, err := adm.CreateProvider(ctx, client.ProviderInput{Name: "fake", Type: "openai", BaseURL: up.OpenAIBaseURL(), Models: []string{"gpt-*"}, Keys: []string{upstreamKey}}); err != nil {
-				t.Fatal(err)
-			}
-			name, teams := "agent", []string{"default"}
-			adm.CreatePrincipal(ctx, client.PrincipalInput{Name: &name, Teams: &teams})
-			k, err := adm.CreateKey(ctx, client.KeyInput{Principal: "agent"})
-			if err != nil {
-				t.Fatal(err)
-			}
+			adm, k := first.agentKey(t, up)
 			limit := 30 * worstCase(streamBody)
 			b := setBudget(t, adm, k.ID, limit, false)
 			up.SetFault(sim.Fault{Hostile: true, ChunkDelay: 2 * time.Millisecond})

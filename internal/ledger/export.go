@@ -267,6 +267,41 @@ func (e *Exporter) Status() []ExportStatus {
 	return out
 }
 
+// Start reads each target's cursor, creating the cursor of a target that has
+// none where the export starts (the log's end, or its start with FromStart).
+// The server calls it before it commits or serves anything: a target's
+// first start is then the process's start, not whenever Run's goroutine
+// first gets to run, so no record this process commits is left before the
+// cursor. Run starts a target Start did not. Call it before Run.
+func (e *Exporter) Start(ctx context.Context) error {
+	for _, t := range e.targets {
+		if err := e.start(ctx, t); err != nil {
+			return fmt.Errorf("ledger export: %s: %w", t.name, err)
+		}
+	}
+	return nil
+}
+
+// start reads t's cursor once (creating it if it has none).
+func (e *Exporter) start(ctx context.Context, t *exportTarget) error {
+	if t.started {
+		return nil
+	}
+	size, err := e.st.LedgerSize(ctx)
+	if err != nil {
+		return fmt.Errorf("reading the log's size: %w", err)
+	}
+	start := size
+	if e.opt.FromStart {
+		start = 0
+	}
+	if t.next, err = e.st.ExportStart(ctx, t.name, start); err != nil {
+		return fmt.Errorf("reading the export cursor: %w", err)
+	}
+	t.started = true
+	return nil
+}
+
 // Run exports until ctx ends, then makes one last bounded pass, gives up
 // its leases and closes the file. It returns at most FinalTimeout plus 2 s
 // after ctx ends, whatever the targets and the store do.
@@ -374,19 +409,8 @@ func (e *Exporter) run(ctx, hard context.Context, t *exportTarget) {
 // cursor's save use hard (a stop does not cut them short before
 // FinalTimeout: a delivery cut short is delivered again).
 func (e *Exporter) pass(ctx, hard context.Context, t *exportTarget) (more bool, err error) {
-	if !t.started {
-		size, err := e.st.LedgerSize(ctx)
-		if err != nil {
-			return false, fmt.Errorf("reading the log's size: %w", err)
-		}
-		start := size
-		if e.opt.FromStart {
-			start = 0
-		}
-		if t.next, err = e.st.ExportStart(ctx, t.name, start); err != nil {
-			return false, fmt.Errorf("reading the export cursor: %w", err)
-		}
-		t.started = true
+	if err := e.start(ctx, t); err != nil {
+		return false, err
 	}
 	size, err := e.st.LedgerSize(ctx)
 	if err != nil {

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/ledger"
+	"github.com/gatehouse-gw/gatehouse/internal/ledger/ledgertest"
 	"github.com/gatehouse-gw/gatehouse/internal/store/sqlstore"
 )
 
@@ -73,7 +74,7 @@ func TestExportWebhookRedirectNotFollowed(t *testing.T) {
 			t.Cleanup(hook.Close)
 			e, _ := runExporter(t, db, fastExport(ledger.ExportOptions{Webhook: hook.URL + "/siem"}))
 			l.Committed = e.Notify
-			running(t, l)
+			ledgertest.Run(t, l)
 			start := waitCursor(t, db, ledger.ExportTargetWebhook)
 			appendN(t, l, "req_redirect", 5)
 			waitFor(t, "redirects answered (or one followed)", func() bool { return redirected.Load() >= 3 || elsewhere.Load() > 0 })
@@ -109,7 +110,7 @@ func TestExportStopBoundedWithHangingWebhook(t *testing.T) {
 			l := logOn(t, db)
 			var n notifier
 			l.Committed = n.notify
-			running(t, l)
+			ledgertest.Run(t, l)
 			var entered atomic.Int64
 			hang := make(chan struct{})
 			hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -173,7 +174,7 @@ func (h *hangingRelease) ExportRelease(ctx context.Context, _, _ string) error {
 func TestExportStopBoundedWithHangingStore(t *testing.T) {
 	_, db, _ := newLog(t)
 	l := logOn(t, db)
-	running(t, l)
+	ledgertest.Run(t, l)
 	appendN(t, l, "req_release", 2)
 	rc, url := newReceiver(t)
 	st := &hangingRelease{ExportStore: db, end: make(chan struct{})}
@@ -237,7 +238,7 @@ func (c *counting) LedgerEntriesMax(ctx context.Context, from, to int64, maxByte
 func TestExportEmptyReadBacksOff(t *testing.T) {
 	_, db, _ := newLog(t)
 	l := logOn(t, db)
-	running(t, l)
+	ledgertest.Run(t, l)
 	appendN(t, l, "req_empty", 4)
 	st := &counting{ExportStore: db}
 	st.empty.Store(true)
@@ -267,7 +268,7 @@ func TestExportEmptyReadBacksOff(t *testing.T) {
 func TestExportReadsBySize(t *testing.T) {
 	_, db, _ := newLog(t)
 	l := logOn(t, db)
-	running(t, l)
+	ledgertest.Run(t, l)
 	pad := strings.Repeat("x", 2000)
 	for i := range 60 {
 		id := fmt.Sprint("req_big_", i)
@@ -296,7 +297,7 @@ func TestExportFileRotated(t *testing.T) {
 	l := logOn(t, db)
 	var n notifier
 	l.Committed = n.notify
-	running(t, l)
+	ledgertest.Run(t, l)
 	path := filepath.Join(t.TempDir(), "export.jsonl")
 	e, stop := runExporter(t, db, fastExport(ledger.ExportOptions{File: path, FromStart: true, Batch: 3}))
 	n.add(e)
@@ -335,7 +336,7 @@ func TestExportCursorPastEnd(t *testing.T) {
 			l := logOn(t, db)
 			var n notifier
 			l.Committed = n.notify
-			running(t, l)
+			ledgertest.Run(t, l)
 			appendN(t, l, "req_kept", 5)
 			// The export had reached 12 when the backup of 5 records was
 			// restored.
@@ -391,7 +392,7 @@ func TestExportHostileWebhookAnswers(t *testing.T) {
 	l := logOn(t, db)
 	var n notifier
 	l.Committed = n.notify
-	running(t, l)
+	ledgertest.Run(t, l)
 	rc, _ := newReceiver(t)
 	var mode atomic.Int64 // 0 endless body, 1 trickle, 2 garbage, 3 cut, 4 honest
 	var seen [5]atomic.Int64
@@ -477,7 +478,7 @@ func TestExportAlteredRecordCannotForgeLines(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			db := open(t)
 			l := logOn(t, db)
-			running(t, l)
+			ledgertest.Run(t, l)
 			appendN(t, l, "req_altered", 3)
 			forged := []byte("{\"v\":1,\"kind\":\"admin\"}\n{\"log_index\":99,\"kind\":\"admin\",\"action\":\"forged\"}")
 			q := `UPDATE ledger_entries SET data = ? WHERE idx = 1`
@@ -532,7 +533,7 @@ func TestExportWebhookURLChecked(t *testing.T) {
 func TestExportWebhookBodyLimit(t *testing.T) {
 	_, db, _ := newLog(t)
 	l := logOn(t, db)
-	running(t, l)
+	ledgertest.Run(t, l)
 	appendN(t, l, "req_limit", 40)
 	rc, _ := newReceiver(t)
 	var tooLarge atomic.Int64
@@ -598,7 +599,7 @@ func (r *racingReplica) ExportLease(ctx context.Context, target, holder string, 
 func TestExportCursorAheadOfAStaleSizeIsNoStall(t *testing.T) {
 	_, db, _ := newLog(t)
 	l := logOn(t, db)
-	running(t, l)
+	ledgertest.Run(t, l)
 	appendN(t, l, "req_race", 10)
 	if _, err := db.ExportStart(context.Background(), ledger.ExportTargetWebhook, 5); err != nil {
 		t.Fatal(err)

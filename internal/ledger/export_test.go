@@ -23,6 +23,7 @@ import (
 
 	"github.com/gatehouse-gw/gatehouse/internal/alert"
 	"github.com/gatehouse-gw/gatehouse/internal/ledger"
+	"github.com/gatehouse-gw/gatehouse/internal/ledger/ledgertest"
 	"github.com/gatehouse-gw/gatehouse/internal/store"
 	"github.com/gatehouse-gw/gatehouse/internal/store/postgres"
 	"github.com/gatehouse-gw/gatehouse/internal/store/postgres/pgtest"
@@ -177,11 +178,15 @@ func fastExport(o ledger.ExportOptions) ledger.ExportOptions {
 	return o
 }
 
-// runExporter runs an exporter over st; stop ends it (once) and waits.
+// runExporter starts an exporter over st (its cursors fixed, as the server
+// does before it serves) and runs it; stop ends it (once) and waits.
 func runExporter(t *testing.T, st ledger.ExportStore, o ledger.ExportOptions) (*ledger.Exporter, func()) {
 	t.Helper()
 	e, err := ledger.NewExporter(st, o, discard)
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -275,7 +280,7 @@ func TestExportCommitWithLostAnswer(t *testing.T) {
 					pushed.Add(1)
 				}
 			}
-			running(t, l)
+			ledgertest.Run(t, l)
 			r := ledger.Record{Kind: ledger.KindAdmin, Time: time.Now(), RequestID: "req_lost", Action: "POST /v1/keys"}
 			if _, err := l.Append(context.Background(), ledger.Entry{Data: r.Marshal(), RequestID: "req_lost"}); !errors.Is(err, ledger.ErrUnavailable) {
 				t.Fatalf("append with a lost answer: %v, want ErrUnavailable", err)
@@ -308,10 +313,7 @@ func TestExportWebhookDownThenUp(t *testing.T) {
 			rc.code.Store(http.StatusBadRequest)
 			e, _ := runExporter(t, db, fastExport(ledger.ExportOptions{Webhook: url}))
 			l.Committed = e.Notify
-			running(t, l)
-			// The cursor starts at the log's end (the default): wait until
-			// the exporter took its place before appending.
-			waitFor(t, "the exporter's cursor", func() bool { _, ok := cursor(t, db, ledger.ExportTargetWebhook); return ok })
+			ledgertest.Run(t, l)
 			appendN(t, l, "req_down", 40)
 			waitFor(t, "refused deliveries", func() bool { return rc.refused.Load() >= 3 })
 			rc.code.Store(http.StatusBadGateway)
@@ -365,7 +367,7 @@ func TestExportResumesAfterRestart(t *testing.T) {
 		logDone := make(chan struct{})
 		go func() { l.Run(lctx); close(logDone) }()
 		defer func() { stopLog(); <-logDone }()
-		waitRunning(t, l)
+		ledgertest.WaitRunning(t, l)
 		appendN(t, l, prefix, n)
 		if !export {
 			return // a process whose exporter never got to them
@@ -397,7 +399,7 @@ func TestExportFloodLosesNothing(t *testing.T) {
 	rc.down.Store(true)
 	e, _ := runExporter(t, db, fastExport(ledger.ExportOptions{Webhook: url, FromStart: true, Batch: 700}))
 	l.Committed = e.Notify
-	running(t, l)
+	ledgertest.Run(t, l)
 	const n = 10_000
 	var wg sync.WaitGroup
 	var next atomic.Int64
@@ -432,14 +434,16 @@ func TestExportStartsAtTheEnd(t *testing.T) {
 	l := logOn(t, db)
 	var n notifier
 	l.Committed = n.notify
-	running(t, l)
+	ledgertest.Run(t, l)
 	appendN(t, l, "req_past", 7)
 	tail := filepath.Join(t.TempDir(), "tail.jsonl")
 	// Two targets of the same store in one test: the whole log goes to a
 	// webhook, the tail to the file.
 	rc, url := newReceiver(t)
 	eTail, stopTail := runExporter(t, db, fastExport(ledger.ExportOptions{File: tail}))
-	waitFor(t, "the file's cursor", func() bool { next, ok := cursor(t, db, ledger.ExportTargetFile); return ok && next == 7 })
+	if next, ok := cursor(t, db, ledger.ExportTargetFile); !ok || next != 7 {
+		t.Fatalf("the file's cursor after Start: %d (%v), want 7", next, ok)
+	}
 	eWhole, _ := runExporter(t, db, fastExport(ledger.ExportOptions{Webhook: url, FromStart: true}))
 	n.add(eTail)
 	n.add(eWhole)
@@ -544,7 +548,7 @@ func TestExportTwoReplicasExportOnce(t *testing.T) {
 		if n != nil {
 			l.Committed = n.notify
 		}
-		running(t, l)
+		ledgertest.Run(t, l)
 		return l
 	}
 	la, lb, lc := newLog(a, "gw.a", &na), newLog(b, "gw.b", &nb), newLog(c, "gw.c", nil)

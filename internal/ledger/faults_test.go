@@ -13,6 +13,7 @@ import (
 
 	"github.com/gatehouse-gw/gatehouse/internal/faultnet"
 	"github.com/gatehouse-gw/gatehouse/internal/ledger"
+	"github.com/gatehouse-gw/gatehouse/internal/ledger/ledgertest"
 	"github.com/gatehouse-gw/gatehouse/internal/store/sqlite"
 )
 
@@ -34,11 +35,7 @@ func TestEndRecordsSurviveAFullDisk(t *testing.T) {
 		t.Fatal(err)
 	}
 	l.CommitTimeout = 2 * time.Second
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { l.Run(runCtx); close(done) }()
-	defer func() { stop(); <-done }()
-	waitRunning(t, l)
+	defer ledgertest.Run(t, l)() // stopped before the store closes
 
 	for _, id := range []string{"req_1", "req_2"} {
 		if _, err := l.Append(ctx, rec(ledger.KindCallStart, id)); err != nil {
@@ -114,27 +111,6 @@ func rec(kind, id string) ledger.Entry {
 	return ledger.Entry{Data: r.Marshal(), RequestID: id, Opens: kind == ledger.KindCallStart, Closes: kind == ledger.KindCallEnd}
 }
 
-// waitRunning waits until Run took over appends (an Append before that
-// commits alone).
-func waitRunning(t *testing.T, l *ledger.Log) {
-	t.Helper()
-	for !l.Running() {
-		time.Sleep(time.Millisecond)
-	}
-}
-
-// running runs l until the test ends (cancelling the context it returns,
-// then waiting for Run to return) and waits until Run took over appends.
-func running(t *testing.T, l *ledger.Log) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	stopped := make(chan struct{})
-	go func() { l.Run(ctx); close(stopped) }()
-	t.Cleanup(func() { cancel(); <-stopped })
-	waitRunning(t, l)
-	return ctx
-}
-
 // TestStartFailsWithinTheCommitTimeout: a store that never answers fails a
 // start after CommitTimeout, whatever the caller's context.
 func TestStartFailsWithinTheCommitTimeout(t *testing.T) {
@@ -145,7 +121,7 @@ func TestStartFailsWithinTheCommitTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	l.CommitTimeout = 200 * time.Millisecond
-	running(t, l)
+	ledgertest.Run(t, l)
 	_, err = l.Append(context.Background(), rec(ledger.KindCallStart, "r"))
 	if !errors.Is(err, ledger.ErrUnavailable) {
 		t.Fatalf("want ErrUnavailable, got %v", err)

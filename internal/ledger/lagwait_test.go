@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/ledger"
+	"github.com/gatehouse-gw/gatehouse/internal/ledger/ledgertest"
 )
 
 // lagWaitLog is a running Log over a batch-counting SQLite store with
@@ -21,13 +22,7 @@ func lagWaitLog(t *testing.T, wait time.Duration) (l *ledger.Log, bc *batchCount
 		t.Fatal(err)
 	}
 	l.LagWait = wait
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { l.Run(ctx); close(done) }()
-	stop = func() { cancel(); <-done }
-	t.Cleanup(stop)
-	waitRunning(t, l)
-	return l, bc, stop
+	return l, bc, ledgertest.Run(t, l)
 }
 
 // enqueueEnd hands a lagging end record to l and returns a channel that

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/gatehouse-gw/gatehouse/internal/ledger"
+	"github.com/gatehouse-gw/gatehouse/internal/ledger/ledgertest"
 	"github.com/gatehouse-gw/gatehouse/internal/store/sqlstore"
 )
 
@@ -45,11 +46,7 @@ func lingerLog(t *testing.T, calls func() int) (*ledger.Log, *batchCounter) {
 	// A linger far longer than any test: a batch that waits for it hangs
 	// the test instead of passing by luck.
 	l.Linger, l.Calls = time.Hour, calls
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { l.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
-	waitRunning(t, l)
+	ledgertest.Run(t, l)
 	return l, bc
 }
 
@@ -132,13 +129,22 @@ func TestLingerWithoutCallsHintCommitsAtOnce(t *testing.T) {
 func TestLingerCallsDroppingEndsTheWait(t *testing.T) {
 	var mu sync.Mutex
 	n := 5
-	l, bc := lingerLog(t, func() int { mu.Lock(); defer mu.Unlock(); return n })
+	lingering := make(chan struct{}, 1)
+	l, bc := lingerLog(t, func() int { // asked once the batch holds an entry
+		select {
+		case lingering <- struct{}{}:
+		default:
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		return n
+	})
 	done := make(chan error, 2)
 	go func() {
 		_, err := l.Append(context.Background(), rec(ledger.KindCallStart, "req_drop"))
 		done <- err
 	}()
-	time.Sleep(20 * time.Millisecond)
+	<-lingering // the first entry waits in the batch
 	mu.Lock()
 	n = 2
 	mu.Unlock()
@@ -171,18 +177,25 @@ func TestLingerEndsWhenRunStops(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l.Linger, l.Calls = time.Hour, func() int { return 5 }
+	lingering := make(chan struct{}, 1)
+	l.Linger, l.Calls = time.Hour, func() int { // asked once the batch holds the entry
+		select {
+		case lingering <- struct{}{}:
+		default:
+		}
+		return 5
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	stopped := make(chan struct{})
 	go func() { l.Run(ctx); close(stopped) }()
-	waitRunning(t, l)
+	ledgertest.WaitRunning(t, l)
 	done := make(chan error, 1)
 	go func() {
 		_, err := l.Append(context.Background(), rec(ledger.KindCallStart, "req_linger_stop"))
 		done <- err
 	}()
-	time.Sleep(20 * time.Millisecond) // the batch is (very likely) lingering
+	<-lingering
 	cancel()
 	select {
 	case err := <-done:

@@ -51,24 +51,7 @@ func waitDeferred(t *testing.T, l *ledger.Log, n int) {
 // logged returns the log's records.
 func logged(t *testing.T, db *sqlstore.DB) []ledger.Record {
 	t.Helper()
-	ctx := context.Background()
-	size, err := db.LedgerSize(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, err := db.LedgerEntries(ctx, 0, size)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []ledger.Record
-	for _, b := range data {
-		r, err := ledger.ParseRecord(b)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, r)
-	}
-	return out
+	return ledgertest.Records(t, db)
 }
 
 // verified signs a checkpoint and verifies the whole log against it.
@@ -302,7 +285,7 @@ func TestSummariesGivenUpAtShutdownAreFinal(t *testing.T) {
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { l.Run(runCtx); close(done) }()
-	waitRunning(t, l)
+	ledgertest.WaitRunning(t, l)
 	st.Down.Store(true)
 	for _, id := range []string{"r1", "r2", "r3"} {
 		if err := l.Enqueue(ctx, refusal(id, "key_a", "policy_denied", t0)); err != nil {

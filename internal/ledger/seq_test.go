@@ -14,6 +14,7 @@ import (
 
 	"github.com/gatehouse-gw/gatehouse/internal/budget"
 	"github.com/gatehouse-gw/gatehouse/internal/ledger"
+	"github.com/gatehouse-gw/gatehouse/internal/ledger/ledgertest"
 	"github.com/gatehouse-gw/gatehouse/internal/store/sqlstore"
 	"github.com/gatehouse-gw/gatehouse/internal/usage"
 )
@@ -93,7 +94,7 @@ func TestKillBetweenStartBatchCommitAndReplies(t *testing.T) {
 	stopped := make(chan struct{})
 	go func() { l.Run(ctx); close(stopped) }()
 	t.Cleanup(func() { cancel(); close(k.dead); <-stopped })
-	waitRunning(t, l)
+	ledgertest.WaitRunning(t, l)
 	var wg sync.WaitGroup
 	var answered atomic.Int64
 	for i := range 20 {
@@ -149,7 +150,8 @@ func TestEndEntriesLostAtKillAndRetriedAfterALostAnswer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx := running(t, l)
+	ledgertest.Run(t, l)
+	ctx := context.Background()
 	for i := range 6 {
 		if _, err := l.Append(ctx, startHold(fmt.Sprint("req_", i), "gw.1")); err != nil {
 			t.Fatal(err)

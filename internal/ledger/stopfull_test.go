@@ -13,6 +13,7 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/gatehouse-gw/gatehouse/internal/ledger"
+	"github.com/gatehouse-gw/gatehouse/internal/ledger/ledgertest"
 	"github.com/gatehouse-gw/gatehouse/internal/store/sqlstore"
 )
 
@@ -43,7 +44,7 @@ func TestStopWhileAppendsWaitForAFullQueue(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	stopped := make(chan struct{})
 	go func() { l.Run(ctx); close(stopped) }()
-	waitRunning(t, l)
+	ledgertest.WaitRunning(t, l)
 	const n = 4*ledger.MaxBatch + 1 + 64 // one committing, a full queue, 64 waiting
 	var failed atomic.Int64
 	var wg sync.WaitGroup
@@ -170,7 +171,7 @@ func TestStuckCommitHoldsNoOtherPastTheTimeout(t *testing.T) {
 	runCtx, stop := context.WithCancel(ctx)
 	stopped := make(chan struct{})
 	go func() { l.Run(runCtx); close(stopped) }()
-	waitRunning(t, l)
+	ledgertest.WaitRunning(t, l)
 	if _, err := l.Append(ctx, rec(ledger.KindCallStart, "start_2")); !errors.Is(err, ledger.ErrUnavailable) {
 		t.Fatalf("a start through the sequencer behind the stuck commit: %v, want ErrUnavailable", err)
 	}
@@ -203,7 +204,7 @@ func TestStoreAnsweringTooFewIndexesFailsClosed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	running(t, l)
+	ledgertest.Run(t, l)
 	_, err = l.Append(context.Background(), rec(ledger.KindCallStart, "short_1"))
 	if !errors.Is(err, ledger.ErrUnavailable) {
 		t.Fatalf("Append on a store answering too few indexes: %v, want ErrUnavailable", err)

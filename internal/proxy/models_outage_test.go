@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"context"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -89,14 +88,5 @@ func runningLog(t *testing.T) (*ledger.Log, *ledgertest.DownStore, *sqlstore.DB)
 // logEntries returns every entry of db's log.
 func logEntries(t *testing.T, db *sqlstore.DB) [][]byte {
 	t.Helper()
-	ctx := context.Background()
-	size, err := db.LedgerSize(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	recs, err := db.LedgerEntries(ctx, 0, size)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return recs
+	return ledgertest.Entries(t, db)
 }

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/gatehouse-gw/gatehouse/internal/ledger"
+	"github.com/gatehouse-gw/gatehouse/internal/ledger/ledgertest"
 	"github.com/gatehouse-gw/gatehouse/internal/store/sqlite"
 )
 
@@ -49,13 +50,7 @@ func TestModelsRecordSaysWhatTheCallerGotOnASlowStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	l.CommitTimeout, l.LagWait, l.Linger = 400*time.Millisecond, 0, 0
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { l.Run(runCtx); close(done) }()
-	t.Cleanup(func() { stop(); <-done })
-	for !l.Running() {
-		time.Sleep(time.Millisecond)
-	}
+	stop := ledgertest.Run(t, l)
 	h := modelsHandler(t, l, oneCaller{}, &memUsage{})
 	var mu sync.Mutex
 	got := map[string]int{}
@@ -78,7 +73,6 @@ func TestModelsRecordSaysWhatTheCallerGotOnASlowStore(t *testing.T) {
 	wg.Go(call)
 	wg.Wait()
 	stop()
-	<-done
 	recs := logEntries(t, db)
 	for _, b := range recs {
 		r, err := ledger.ParseRecord(b)

@@ -51,6 +51,11 @@ func (s *Server) openLedger(ctx context.Context) (*ledger.Log, error) {
 		return nil, err
 	}
 	if s.export.Enabled() {
+		// Where a new target starts is fixed now, before this process
+		// commits anything (its bootstrap and recovery records included).
+		if err := s.export.Start(ctx); err != nil {
+			return nil, err
+		}
 		l.Committed = s.export.Notify
 	}
 	return l, nil

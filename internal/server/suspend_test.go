@@ -2,17 +2,10 @@ package server
 
 import (
 	"context"
-	"log/slog"
-	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/gatehouse-gw/gatehouse/internal/auth"
 	"github.com/gatehouse-gw/gatehouse/internal/breaker"
-	"github.com/gatehouse-gw/gatehouse/internal/ledger"
-	"github.com/gatehouse-gw/gatehouse/internal/org"
-	"github.com/gatehouse-gw/gatehouse/internal/store/sqlite"
-	"github.com/gatehouse-gw/gatehouse/internal/vkey"
 )
 
 // TestTripAfterAnUnheardEditSuspends: a key edited elsewhere (rotated by an
@@ -25,36 +18,7 @@ import (
 // writes only at the version of its trip.
 func TestTripAfterAnUnheardEditSuspends(t *testing.T) {
 	ctx := context.Background()
-	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "g.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	now := time.Now().UTC().Truncate(time.Second)
-	team := org.Team{ID: "team_a", Name: "a", CreatedAt: now}
-	p := org.Principal{ID: "prn_a", Name: "agent", Kind: org.KindServiceAccount, Teams: []string{team.ID}, Roles: []string{"member"}, CreatedAt: now}
-	if err := db.CreateTeam(ctx, team); err != nil {
-		t.Fatal(err)
-	}
-	if err := db.CreatePrincipal(ctx, p); err != nil {
-		t.Fatal(err)
-	}
-	for _, id := range []string{"key_a", "key_b"} {
-		if err := db.CreateKey(ctx, vkey.Key{ID: id, Kind: vkey.KindVirtual, Hash: "hash-" + id, PrincipalID: p.ID, TeamID: team.ID, CreatedAt: now}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	h, err := vkey.NewHasher(make([]byte, 32))
-	if err != nil {
-		t.Fatal(err)
-	}
-	skey, _ := ledger.GenerateKey("test.example/log")
-	lg, err := ledger.New(db, "t", skey, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	v := vkey.NewVerifier(db, h, vkey.VerifierOptions{})
-	s := &Server{log: slog.New(slog.DiscardHandler), db: db, verifier: v, auth: auth.New(v, db, time.Minute), ledger: lg}
+	s, db, _, now := suspendServer(t, "key_a", "key_b")
 
 	// Its tokens hold the key at version 1; an admin rotates it (version 2).
 	if _, err := s.auth.KeyByID(ctx, "key_a"); err != nil {

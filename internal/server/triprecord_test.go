@@ -11,6 +11,7 @@ import (
 	"github.com/gatehouse-gw/gatehouse/internal/auth"
 	"github.com/gatehouse-gw/gatehouse/internal/breaker"
 	"github.com/gatehouse-gw/gatehouse/internal/ledger"
+	"github.com/gatehouse-gw/gatehouse/internal/ledger/ledgertest"
 	"github.com/gatehouse-gw/gatehouse/internal/org"
 	"github.com/gatehouse-gw/gatehouse/internal/store/sqlite"
 	"github.com/gatehouse-gw/gatehouse/internal/store/sqlstore"
@@ -20,26 +21,52 @@ import (
 // breakerRecords returns the log's breaker records of keyID.
 func breakerRecords(t *testing.T, db *sqlstore.DB, keyID string) []ledger.Record {
 	t.Helper()
-	ctx := context.Background()
-	n, err := db.LedgerSize(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, err := db.LedgerEntries(ctx, 0, n)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var out []ledger.Record
-	for _, d := range data {
-		r, err := ledger.ParseRecord(d)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if r.Kind == ledger.KindBreaker && r.KeyID == keyID {
+	for _, r := range ledgertest.RecordsOfKind(t, db, ledger.KindBreaker) {
+		if r.KeyID == keyID {
 			out = append(out, r)
 		}
 	}
 	return out
+}
+
+// suspendServer is the part of a Server the breaker's suspensions go
+// through (suspendKey): a SQLite store with team team_a, service account
+// prn_a and its virtual keys of ids keys (stored with hash "hash-"+id, made
+// at now), a verifier, the authenticator and a log that is not running.
+func suspendServer(t *testing.T, keys ...string) (s *Server, db *sqlstore.DB, lg *ledger.Log, now time.Time) {
+	t.Helper()
+	ctx := context.Background()
+	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "g.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	now = time.Now().UTC().Truncate(time.Second)
+	team := org.Team{ID: "team_a", Name: "a", CreatedAt: now}
+	p := org.Principal{ID: "prn_a", Name: "agent", Kind: org.KindServiceAccount, Teams: []string{team.ID}, Roles: []string{"member"}, CreatedAt: now}
+	if err := db.CreateTeam(ctx, team); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.CreatePrincipal(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range keys {
+		if err := db.CreateKey(ctx, vkey.Key{ID: id, Kind: vkey.KindVirtual, Hash: "hash-" + id, PrincipalID: p.ID, TeamID: team.ID, CreatedAt: now, Version: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h, err := vkey.NewHasher(make([]byte, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	skey, _ := ledger.GenerateKey("test.example/log")
+	if lg, err = ledger.New(db, "t", skey, slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatal(err)
+	}
+	v := vkey.NewVerifier(db, h, vkey.VerifierOptions{})
+	s = &Server{log: slog.New(slog.DiscardHandler), db: db, verifier: v, auth: auth.New(v, db, time.Minute), ledger: lg}
+	return s, db, lg, now
 }
 
 // TestTripLostThenReinstatedIsRecorded: a trip whose suspension committed
@@ -51,34 +78,7 @@ func breakerRecords(t *testing.T, db *sqlstore.DB, keyID string) []ledger.Record
 // times the retry runs.
 func TestTripLostThenReinstatedIsRecorded(t *testing.T) {
 	ctx := context.Background()
-	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "g.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	now := time.Now().UTC().Truncate(time.Second)
-	team := org.Team{ID: "team_a", Name: "a", CreatedAt: now}
-	p := org.Principal{ID: "prn_a", Name: "agent", Kind: org.KindServiceAccount, Teams: []string{team.ID}, Roles: []string{"member"}, CreatedAt: now}
-	if err := db.CreateTeam(ctx, team); err != nil {
-		t.Fatal(err)
-	}
-	if err := db.CreatePrincipal(ctx, p); err != nil {
-		t.Fatal(err)
-	}
-	if err := db.CreateKey(ctx, vkey.Key{ID: "key_a", Kind: vkey.KindVirtual, Hash: "hash-a", PrincipalID: p.ID, TeamID: team.ID, CreatedAt: now, Version: 1}); err != nil {
-		t.Fatal(err)
-	}
-	h, err := vkey.NewHasher(make([]byte, 32))
-	if err != nil {
-		t.Fatal(err)
-	}
-	skey, _ := ledger.GenerateKey("test.example/log")
-	lg, err := ledger.New(db, "t", skey, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	v := vkey.NewVerifier(db, h, vkey.VerifierOptions{})
-	s := &Server{log: slog.New(slog.DiscardHandler), db: db, verifier: v, auth: auth.New(v, db, time.Minute), ledger: lg}
+	s, db, lg, now := suspendServer(t, "key_a")
 
 	// The trip's write commits; its answer is lost (so nothing recorded it).
 	at := now.Add(1500 * time.Microsecond)

@@ -54,12 +54,6 @@ func DownLog(t testing.TB, configure func(*ledger.Log)) (*ledger.Log, *DownStore
 	if configure != nil {
 		configure(l)
 	}
-	ctx, stop := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { l.Run(ctx); close(done) }()
-	t.Cleanup(func() { stop(); <-done })
-	for !l.Running() {
-		time.Sleep(time.Millisecond)
-	}
+	Run(t, l)
 	return l, st, db
 }

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/budget"
 	"github.com/gatehouse-gw/gatehouse/internal/ledger"
+	"github.com/gatehouse-gw/gatehouse/internal/ledger/ledgertest"
 	"github.com/gatehouse-gw/gatehouse/internal/store/postgres"
 	"github.com/gatehouse-gw/gatehouse/internal/store/postgres/pgtest"
 )
@@ -35,20 +37,17 @@ func TestGivenUpStartAndItsEndShareABatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lg.Linger = 2 * time.Second
-	lg.Calls = func() int { return 100 } // many calls in progress: the sequencer waits for their entries
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { lg.Run(runCtx); close(done) }()
-	defer func() { stop(); <-done }()
-	// Until Run is running, Append commits on its own, without a batch to
-	// linger in: wait for it (a loaded machine may start Run late).
-	for !lg.Running() {
-		if ctx.Err() != nil {
-			t.Fatal("the sequencer did not start")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	// A batch waits, as long as it takes, until it holds two entries (two
+	// calls in progress). The sequencer asks Calls only once the start is in
+	// its batch: that is when the caller gives up, not after a sleep.
+	lingering := make(chan struct{})
+	var once sync.Once
+	lg.Linger = time.Hour
+	lg.Calls = func() int { once.Do(func() { close(lingering) }); return 2 }
+	// Until Run runs, Append commits on its own, without a batch to linger
+	// in (a loaded machine may start Run late): ledgertest.Run waits for it.
+	stop := ledgertest.Run(t, lg)
+	defer stop() // before the store closes
 
 	hard := budget.Charge{BudgetID: "bud_hard", PeriodStart: 1, Limit: 10_000, Hard: true}
 	rec := func(kind string) ledger.Entry {
@@ -63,10 +62,14 @@ func TestGivenUpStartAndItsEndShareABatch(t *testing.T) {
 		_, err := lg.Append(startCtx, start)
 		startErr <- err
 	}()
-	time.Sleep(300 * time.Millisecond) // the start is in the batch, which lingers
+	select {
+	case <-lingering: // the start is in the batch, which lingers
+	case err := <-startErr:
+		t.Fatalf("the start was answered (%v) before its batch lingered", err)
+	}
 	giveUp()
 	if err := <-startErr; err == nil {
-		t.Fatal("the start committed before its caller gave up: no shared batch to test (linger too short?)")
+		t.Fatal("the start committed before its caller gave up: no shared batch to test")
 	}
 	end := rec(ledger.KindCallEnd)
 	end.Closes = true
