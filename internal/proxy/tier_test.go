@@ -83,6 +83,7 @@ func TestTierHoldAndSettlement(t *testing.T) {
 		for _, path := range []string{"/v1/chat/completions", "/v1/responses"} {
 			for _, tt := range tests {
 				t.Run(fmt.Sprintf("%s/stream=%v/%s", path, stream, tt.name), func(t *testing.T) {
+					t.Parallel() // each case has its own store and upstream
 					rig := newShapeRig(t, hardBudget, Options{}, tierUpstream(t, tt.reported))
 					body := `{"model":"gpt-4o",` + tt.asked + fmt.Sprintf(`"stream":%v,`, stream)
 					if path == "/v1/responses" {
