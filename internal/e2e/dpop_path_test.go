@@ -27,19 +27,7 @@ func TestDPoPProofNamesTheEscapedPath(t *testing.T) {
 	get := func(path, htu, jti string) (int, string) {
 		t.Helper()
 		req, _ := http.NewRequest("GET", f.dataURL+path, nil)
-		req.Header.Set("Authorization", "DPoP "+tr.AccessToken)
-		req.Header.Set("DPoP", k.proof(t, "GET", htu, tr.AccessToken, jti, now))
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		var e struct {
-			Error struct{ Code string } `json:"error"`
-		}
-		json.Unmarshal(b, &e)
-		return resp.StatusCode, e.Error.Code
+		return dpopCall(t, req, tr.AccessToken, k.proof(t, "GET", htu, tr.AccessToken, jti, now))
 	}
 	if s, c := get("/v1/models/gpt-4o", f.dataURL+"/v1/models/gpt-4o", "j1"); s != 200 {
 		t.Fatalf("the proof's own URL: %d %q", s, c)
@@ -53,4 +41,23 @@ func TestDPoPProofNamesTheEscapedPath(t *testing.T) {
 			t.Errorf("a proof naming %s exactly: %d %q", p, s, c)
 		}
 	}
+}
+
+// dpopCall sends req with a DPoP-bound access token and its proof; it
+// returns the status and the error code of the answer, if any.
+func dpopCall(t *testing.T, req *http.Request, token, proof string) (int, string) {
+	t.Helper()
+	req.Header.Set("Authorization", "DPoP "+token)
+	req.Header.Set("DPoP", proof)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var e struct {
+		Error struct{ Code string } `json:"error"`
+	}
+	json.Unmarshal(b, &e)
+	return resp.StatusCode, e.Error.Code
 }

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"encoding/json"
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -38,19 +37,7 @@ func TestDPoPReplayAfterRestartRefused(t *testing.T) {
 				t.Helper()
 				req, _ := http.NewRequest("GET", base+"/v1/models", nil)
 				req.Host = host
-				req.Header.Set("Authorization", "DPoP "+tr.AccessToken)
-				req.Header.Set("DPoP", proof)
-				resp, err := http.DefaultClient.Do(req)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer resp.Body.Close()
-				b, _ := io.ReadAll(resp.Body)
-				var e struct {
-					Error struct{ Code string } `json:"error"`
-				}
-				json.Unmarshal(b, &e)
-				return resp.StatusCode, e.Error.Code
+				return dpopCall(t, req, tr.AccessToken, proof)
 			}
 			token := func(base, proof string) (int, string) {
 				t.Helper()

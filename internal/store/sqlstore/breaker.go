@@ -231,18 +231,5 @@ func (s *DB) SuspendKeyFirst(ctx context.Context, id, reason string, at time.Tim
 // SuspendedKeys returns every suspended key, revoked ones too (a suspension
 // happened whatever became of the key since), oldest suspension first.
 func (s *DB) SuspendedKeys(ctx context.Context) ([]vkey.Key, error) {
-	rows, err := s.db.QueryContext(ctx, s.q(`SELECT `+keyCols+` FROM keys WHERE suspended_at IS NOT NULL ORDER BY suspended_at, id`))
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []vkey.Key
-	for rows.Next() {
-		k, err := scanKey(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, k)
-	}
-	return out, rows.Err()
+	return s.queryKeys(ctx, `SELECT `+keyCols+` FROM keys WHERE suspended_at IS NOT NULL ORDER BY suspended_at, id`)
 }

@@ -65,10 +65,15 @@ func (s *DB) Key(ctx context.Context, id string) (vkey.Key, error) {
 
 // ListKeys implements vkey.Store.
 func (s *DB) ListKeys(ctx context.Context, f vkey.Filter) ([]vkey.Key, error) {
-	rows, err := s.db.QueryContext(ctx, s.q(`SELECT `+keyCols+` FROM keys
+	return s.queryKeys(ctx, `SELECT `+keyCols+` FROM keys
 		WHERE (? = '' OR kind = ?) AND (? = '' OR principal_id = ?) AND (? = '' OR team_id = ?)
-		AND (? = 1 OR revoked_at IS NULL) ORDER BY created_at, id`),
+		AND (? = 1 OR revoked_at IS NULL) ORDER BY created_at, id`,
 		string(f.Kind), string(f.Kind), f.PrincipalID, f.PrincipalID, f.TeamID, f.TeamID, boolInt(f.IncludeRevoked))
+}
+
+// queryKeys runs a query of keyCols and scans every row.
+func (s *DB) queryKeys(ctx context.Context, query string, args ...any) ([]vkey.Key, error) {
+	rows, err := s.db.QueryContext(ctx, s.q(query), args...)
 	if err != nil {
 		return nil, err
 	}
